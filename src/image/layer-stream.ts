@@ -20,7 +20,7 @@ export function decompressLayer(input: Readable, name: string): Readable {
     if (chunk.length >= 2 && chunk[0] === 0x1f && chunk[1] === 0x8b) decoder = createGunzip();
     else if (chunk.length >= 4 && chunk.readUInt32LE(0) === 0xfd2fb528) decoder = zstdDecoder(name);
     const fail = (err: Error | null) => {
-      if (err) out.destroy(new UserError(`layer ${name}: ${describe(err)}`));
+      if (err) out.destroy(err instanceof UserError ? err : new UserError(`layer ${name}: ${describe(err)}`));
     };
     if (decoder) pipeline(input, decoder, out, fail);
     else pipeline(input, out, fail);
@@ -30,7 +30,8 @@ export function decompressLayer(input: Readable, name: string): Readable {
     if (!sniffed) out.end();
   });
   input.once("error", (err) => {
-    if (!sniffed) out.destroy(new UserError(`layer ${name}: ${describe(err)}`));
+    if (!sniffed)
+      out.destroy(err instanceof UserError ? err : new UserError(`layer ${name}: ${describe(err)}`));
   });
   return out;
 }

@@ -1,0 +1,125 @@
+import { readFile } from "node:fs/promises";
+import { resolve as resolvePath } from "node:path";
+import { text } from "node:stream/consumers";
+import {
+  APP_CONFIG_PATH,
+  type AppConfig,
+  type ConfigOverrides,
+  encodeAppConfig,
+  resolveAppConfig,
+} from "../appconfig/appconfig.js";
+import { type Compression, compressor } from "../compress/compress.js";
+import { writeCpio } from "../cpio/writer.js";
+import { hostPlatform } from "../image/platform.js";
+import { type OpenOptions, openLayeredSource, parseSourceRef } from "../image/source.js";
+import type { ImageConfig, Platform } from "../image/types.js";
+import { applyLayer } from "../tree/flatten.js";
+import { addHostPath } from "../tree/host.js";
+import { normalizeImagePath, parentOf } from "../tree/path.js";
+import { bufferContent, Spool } from "../tree/spool.js";
+import { Tree } from "../tree/tree.js";
+import { writeFileAtomically } from "../util/atomic-file.js";
+import { UserError } from "../util/errors.js";
+import { type Arch, archOf, initBinaryPath } from "./init-binary.js";
+
+export type MinimizeLevel = "none" | "safe" | "static" | "trace";
+export const MINIMIZE_LEVELS: readonly MinimizeLevel[] = ["none", "safe", "static", "trace"];
+
+export interface HostAddition {
+  source: string;
+  dest: string;
+}
+
+export interface BuildOptions {
+  source: string;
+  output: string;
+  compression: Compression;
+  minimize: MinimizeLevel;
+  platform?: Platform;
+  insecure?: boolean;
+  overrides: ConfigOverrides;
+  additions: HostAddition[];
+  /** Owner for --add'ed files; root when absent. */
+  addOwner?: { uid: number; gid: number };
+  /** Mtimes later than this are clamped to it. */
+  epoch: number;
+  onProgress?: OpenOptions["progress"];
+  onLayer?: (index: number, count: number, name: string) => void;
+}
+
+export interface BuildResult {
+  output: string;
+  bytes: number;
+  files: number;
+  arch: Arch;
+  app: AppConfig;
+  digest?: string;
+}
+
+/** The image path of our init: the kernel runs /init from an initramfs. */
+export const INIT_PATH = "init";
+
+/**
+ * source -> flattened tree -> slimroot's files -> cpio -> compressor -> output file.
+ * The spool that holds layer bodies lives only for the duration of the build.
+ */
+export async function build(o: BuildOptions): Promise<BuildResult> {
+  if (o.minimize !== "none") {
+    throw new UserError(`--minimize ${o.minimize}: not available yet; use --minimize none`);
+  }
+  const ref = parseSourceRef(o.source);
+  const platform = o.platform ?? hostPlatform();
+  const spool = await Spool.create();
+  try {
+    const tree = new Tree();
+    let imageConfig: ImageConfig = {};
+    let arch = archOf(platform.architecture);
+    let digest: string | undefined;
+    if (ref.transport === "dir") {
+      await addHostPath(tree, ref.value, "/", { layer: 0 });
+    } else {
+      const image = await openLayeredSource(ref, { platform, insecure: o.insecure, progress: o.onProgress });
+      imageConfig = image.config;
+      digest = image.digest;
+      if (image.platform) arch = archOf(image.platform.architecture);
+      for (const [i, layer] of image.layers.entries()) {
+        o.onLayer?.(i, image.layers.length, layer.name);
+        await applyLayer(tree, await layer.open(), i, layer.name, spool);
+      }
+    }
+    for (const add of o.additions) {
+      await addHostPath(tree, resolvePath(add.source), add.dest, { owner: o.addOwner ?? { uid: 0, gid: 0 } });
+    }
+
+    const app = resolveAppConfig(imageConfig, o.overrides, {
+      passwd: await readImageText(tree, "etc/passwd"),
+      group: await readImageText(tree, "etc/group"),
+    });
+    addOwnFile(tree, APP_CONFIG_PATH, Buffer.from(encodeAppConfig(app)), 0o644, o.epoch);
+    addOwnFile(tree, INIT_PATH, await readFile(initBinaryPath(arch)), 0o755, o.epoch);
+
+    const files = [...tree.walk()].length;
+    const archive = writeCpio(tree, { clampMtime: o.epoch });
+    const bytes = await writeFileAtomically(o.output, archive, [compressor(o.compression)]);
+    return { output: o.output, bytes, files, arch, app, ...(digest ? { digest } : {}) };
+  } finally {
+    await spool.dispose();
+  }
+}
+
+/** A regular file of the tree as text (following no links), or undefined. */
+export async function readImageText(tree: Tree, path: string): Promise<string | undefined> {
+  const node = tree.get(normalizeImagePath(path));
+  if (!node || node.inode.kind !== "file" || !node.inode.content) return undefined;
+  return text(node.inode.content.open());
+}
+
+/** Adds one of slimroot's own files (root-owned, stamped with the build epoch). */
+function addOwnFile(tree: Tree, path: string, data: Buffer, mode: number, epoch: number): void {
+  const { node: parent, blocked } = tree.ensureDir(parentOf(path), 1_000_001);
+  if (!parent) throw new UserError(`cannot add /${path}: /${blocked} in the image is not a directory`);
+  tree.set(path, {
+    inode: { kind: "file", mode, uid: 0, gid: 0, mtime: epoch, content: bufferContent(data) },
+    layer: 1_000_001,
+  });
+}

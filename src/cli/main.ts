@@ -1,0 +1,44 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from "commander";
+import { removeLiveTempFilesSync } from "../util/atomic-file.js";
+import { exitCodeOf, oneLine } from "../util/errors.js";
+import { registerBuild } from "./build.js";
+import { registerInspect } from "./inspect.js";
+
+const program = new Command("slimroot")
+  .description(
+    "Turn an application image into the minimum bootable root filesystem for a microVM, and boot it.",
+  )
+  .version("0.1.0")
+  .enablePositionalOptions()
+  .showHelpAfterError(false)
+  .exitOverride()
+  .configureOutput({
+    outputError: (str, write) => write(`slimroot: ${str.replace(/^error: /, "").trim()}\n`),
+  });
+
+registerBuild(program);
+registerInspect(program);
+
+for (const [signal, code] of [
+  ["SIGINT", 130],
+  ["SIGTERM", 143],
+] as const) {
+  process.on(signal, () => {
+    removeLiveTempFilesSync();
+    process.exit(code);
+  });
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // Help and version are not errors; usage errors were already printed as one line.
+    process.exitCode = err.exitCode === 0 ? 0 : 1;
+  } else {
+    process.stderr.write(`slimroot: ${oneLine(err)}\n`);
+    if (process.env.SLIMROOT_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+    process.exitCode = exitCodeOf(err);
+  }
+}

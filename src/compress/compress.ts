@@ -1,0 +1,65 @@
+import { type Duplex, PassThrough } from "node:stream";
+import { createGunzip } from "node:zlib";
+import { toolFilter } from "../util/tool-filter.js";
+import { parallelGzip } from "./gzip.js";
+
+export type Compression = "gzip" | "zstd" | "xz" | "lz4" | "none";
+export const COMPRESSIONS: readonly Compression[] = ["gzip", "zstd", "xz", "lz4", "none"];
+
+/**
+ * A stream that compresses into exactly the form the kernel's initramfs unpacker takes
+ * (lib/decompress_*.c): xz with CRC32 checks only, lz4 in the legacy frame, zstd with a
+ * window of at most 8 MiB (the kernel allocates all of it); xz keeps Kbuild's 1 MiB dictionary
+ * for the same reason. Single-threaded xz and zstd's
+ * fixed job layout keep the bytes the same from run to run.
+ */
+export function compressor(kind: Compression): Duplex {
+  switch (kind) {
+    case "gzip":
+      return parallelGzip({ level: 9 });
+    case "zstd":
+      return toolFilter("zstd", ["-19", "--zstd=wlog=23", "-T0", "-q", "-c"], "zstd compression");
+    case "xz":
+      return toolFilter("xz", ["-T1", "--check=crc32", "--lzma2=preset=9,dict=1MiB", "-c"], "xz compression");
+    case "lz4":
+      return toolFilter("lz4", ["-l", "-9", "-q", "-c"], "lz4 compression");
+    case "none":
+      return new PassThrough();
+  }
+}
+
+/** The compression a file uses, from its first bytes; "none" for anything unknown. */
+export function detectCompression(head: Buffer): Compression {
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return "gzip";
+  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return "zstd";
+  if (head.length >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])))
+    return "xz";
+  if (head.length >= 4 && head.readUInt32LE(0) === 0x184c2102) return "lz4";
+  return "none";
+}
+
+/** A stream that undoes `kind`. */
+export function decompressor(kind: Compression, what: string): Duplex {
+  switch (kind) {
+    case "gzip":
+      return createGunzip();
+    case "zstd":
+      return toolFilter("zstd", ["-d", "-q", "-c"], what);
+    case "xz":
+      return toolFilter("xz", ["-d", "-c"], what);
+    case "lz4":
+      return toolFilter("lz4", ["-d", "-q", "-c"], what);
+    case "none":
+      return new PassThrough();
+  }
+}
+
+/** The conventional file name suffix, used to pick a default from `-o`. */
+export function compressionForFileName(name: string): Compression | undefined {
+  if (/\.(gz|tgz)$/.test(name)) return "gzip";
+  if (/\.zst$/.test(name)) return "zstd";
+  if (/\.xz$/.test(name)) return "xz";
+  if (/\.lz4$/.test(name)) return "lz4";
+  if (/\.cpio$/.test(name)) return "none";
+  return undefined;
+}

@@ -1,0 +1,112 @@
+import { Readable } from "node:stream";
+import type { Inode, Tree } from "../tree/tree.js";
+import {
+  encodeHeader,
+  pad4,
+  S_IFBLK,
+  S_IFCHR,
+  S_IFDIR,
+  S_IFIFO,
+  S_IFLNK,
+  S_IFREG,
+  S_IFSOCK,
+  TRAILER_NAME,
+} from "./newc.js";
+
+export interface CpioOptions {
+  /** Every mtime later than this is lowered to it (SOURCE_DATE_EPOCH clamping). */
+  clampMtime: number;
+}
+
+const TYPE_BITS: Record<Inode["kind"], number> = {
+  file: S_IFREG,
+  dir: S_IFDIR,
+  symlink: S_IFLNK,
+  char: S_IFCHR,
+  block: S_IFBLK,
+  fifo: S_IFIFO,
+  socket: S_IFSOCK,
+};
+
+/**
+ * Streams `tree` as a newc archive: parents before children, names sorted byte-wise, inode
+ * numbers given in that order (so the same tree always gives the same bytes), and hard links
+ * written the way GNU cpio and the kernel agree on: every name of the inode shares its number
+ * and link count, and only the last one carries the body.
+ */
+export function writeCpio(tree: Tree, options: CpioOptions): Readable {
+  return Readable.from(cpioChunks(tree, options), { objectMode: false });
+}
+
+async function* cpioChunks(tree: Tree, { clampMtime }: CpioOptions): AsyncGenerator<Buffer> {
+  const entries = [...tree.walk()];
+  const ino = new Map<Inode, number>();
+  const names = new Map<Inode, number>();
+  const subdirs = new Map<Inode, number>();
+  for (const { path, inode } of entries) {
+    if (!ino.has(inode)) ino.set(inode, ino.size + 1);
+    names.set(inode, (names.get(inode) ?? 0) + 1);
+    if (inode.kind === "dir" && path !== "") {
+      const parent = tree.get(path.slice(0, Math.max(0, path.lastIndexOf("/"))))!.inode;
+      subdirs.set(parent, (subdirs.get(parent) ?? 0) + 1);
+    }
+  }
+  const seen = new Map<Inode, number>();
+  for (const { path, inode } of entries) {
+    const count = names.get(inode)!;
+    const nth = (seen.get(inode) ?? 0) + 1;
+    seen.set(inode, nth);
+    const isLastName = nth === count;
+    let body: Buffer | null = null;
+    let size = 0;
+    if (inode.kind === "symlink") {
+      body = Buffer.from(inode.target ?? "");
+      size = body.length;
+    } else if (inode.kind === "file" && isLastName) {
+      size = inode.content?.size ?? 0;
+    }
+    const nlink = inode.kind === "dir" ? 2 + (subdirs.get(inode) ?? 0) : count;
+    yield encodeHeader({
+      name: path === "" ? "." : path,
+      ino: ino.get(inode)!,
+      mode: TYPE_BITS[inode.kind] | (inode.mode & 0o7777),
+      uid: inode.uid,
+      gid: inode.gid,
+      nlink,
+      mtime: Math.max(0, Math.min(inode.mtime, clampMtime)),
+      fileSize: size,
+      devMajor: 0,
+      devMinor: 0,
+      rdevMajor: inode.rdevMajor ?? 0,
+      rdevMinor: inode.rdevMinor ?? 0,
+    });
+    if (body) {
+      yield body;
+    } else if (size > 0 && inode.content) {
+      let got = 0;
+      for await (const chunk of inode.content.open()) {
+        got += (chunk as Buffer).length;
+        if (got > size) break;
+        yield chunk as Buffer;
+      }
+      if (got !== size)
+        throw new Error(`${path}: expected ${size} bytes, read ${got} (did the file change?)`);
+    }
+    const padding = pad4(size);
+    if (padding) yield Buffer.alloc(padding);
+  }
+  yield encodeHeader({
+    name: TRAILER_NAME,
+    ino: 0,
+    mode: 0,
+    uid: 0,
+    gid: 0,
+    nlink: 1,
+    mtime: 0,
+    fileSize: 0,
+    devMajor: 0,
+    devMinor: 0,
+    rdevMajor: 0,
+    rdevMinor: 0,
+  });
+}

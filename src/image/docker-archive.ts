@@ -1,0 +1,84 @@
+import { createReadStream, existsSync } from "node:fs";
+import { open } from "node:fs/promises";
+import { normalizeImagePath } from "../tree/path.js";
+import { UserError } from "../util/errors.js";
+import { decompressLayer } from "./layer-stream.js";
+import { imageConfigFromJson, parseJson } from "./manifest.js";
+import { indexTar, type TarMember } from "./tar-index.js";
+import type { Image } from "./types.js";
+
+interface ArchiveManifest {
+  Config: string;
+  RepoTags?: string[] | null;
+  Layers: string[];
+}
+
+/** Splits "PATH[:NAME:TAG]" (skopeo's syntax), preferring the longest PATH that exists. */
+function splitArchiveRef(spec: string): { path: string; name?: string } {
+  if (existsSync(spec)) return { path: spec };
+  for (let i = spec.indexOf(":"); i > 0; i = spec.indexOf(":", i + 1)) {
+    if (existsSync(spec.slice(0, i))) return { path: spec.slice(0, i), name: spec.slice(i + 1) };
+  }
+  return { path: spec };
+}
+
+async function readRange(path: string, member: TarMember): Promise<Buffer> {
+  const fh = await open(path, "r");
+  try {
+    const buf = Buffer.alloc(member.size);
+    await fh.read(buf, 0, member.size, member.offset);
+    return buf;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Opens `docker save` / `skopeo copy ... docker-archive:` tarballs without unpacking them. */
+export async function openDockerArchive(spec: string): Promise<Image> {
+  const ref = `docker-archive:${spec}`;
+  const { path, name } = splitArchiveRef(spec);
+  const members = await indexTar(path);
+  const readMember = async (memberName: string, what: string) => {
+    const m = members.get(normalizeImagePath(memberName));
+    if (!m) throw new UserError(`${ref}: ${what} ${memberName} is missing from the archive`);
+    return readRange(path, m);
+  };
+
+  const manifests = parseJson<ArchiveManifest[]>(
+    await readMember("manifest.json", "file"),
+    `${ref}: manifest.json`,
+  );
+  if (!Array.isArray(manifests) || manifests.length === 0)
+    throw new UserError(`${ref}: manifest.json lists no image`);
+  let chosen = manifests[0]!;
+  if (name) {
+    const found = manifests.find((m) => (m.RepoTags ?? []).includes(name!));
+    if (!found) {
+      const all = manifests.flatMap((m) => m.RepoTags ?? []);
+      throw new UserError(`${ref}: no image tagged ${name}; tags: ${all.join(", ") || "none"}`);
+    }
+    chosen = found;
+  } else if (manifests.length > 1) {
+    const all = manifests.flatMap((m) => m.RepoTags ?? []);
+    throw new UserError(
+      `${ref}: the archive holds ${manifests.length} images; pick one with :NAME:TAG (${all.join(", ")})`,
+    );
+  }
+
+  const configDoc = parseJson(await readMember(chosen.Config, "config"), `${ref}: config ${chosen.Config}`);
+  const { config, platform } = imageConfigFromJson(configDoc, `${ref}: config`);
+  const layers = chosen.Layers.map((layerName) => {
+    const member = members.get(normalizeImagePath(layerName));
+    if (!member) throw new UserError(`${ref}: layer ${layerName} is missing from the archive`);
+    const label = `${layerName} of ${ref}`;
+    return {
+      name: label,
+      open: async () =>
+        decompressLayer(
+          createReadStream(path, { start: member.offset, end: member.offset + Math.max(member.size, 1) - 1 }),
+          label,
+        ),
+    };
+  });
+  return { ref, config, layers, ...(platform ? { platform } : {}) };
+}

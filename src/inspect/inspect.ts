@@ -1,0 +1,143 @@
+import { createReadStream } from "node:fs";
+import { open, stat } from "node:fs/promises";
+import { pipeline } from "node:stream";
+import { APP_CONFIG_PATH, type AppConfig, decodeAppConfig } from "../appconfig/appconfig.js";
+import { type Compression, decompressor, detectCompression } from "../compress/compress.js";
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from "../cpio/newc.js";
+import { type CpioEntry, readCpio } from "../cpio/reader.js";
+import { UserError } from "../util/errors.js";
+
+export interface InspectedFile {
+  path: string;
+  mode: number;
+  uid: number;
+  gid: number;
+  size: number;
+  ino: number;
+  nlink: number;
+  target?: string;
+  rdev?: [number, number];
+}
+
+export interface Inspection {
+  file: string;
+  compression: Compression;
+  archiveBytes: number;
+  /** Sum of regular file bodies, counting each hard-linked inode once. */
+  contentBytes: number;
+  counts: { files: number; dirs: number; symlinks: number; other: number };
+  entries: InspectedFile[];
+  app?: AppConfig;
+}
+
+/** Opens a (possibly compressed) cpio file as a stream of entries. */
+export async function* readArchiveFile(file: string): AsyncGenerator<CpioEntry> {
+  const head = Buffer.alloc(8);
+  const fh = await open(file, "r").catch((err: NodeJS.ErrnoException) => {
+    throw new UserError(`${file}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
+  });
+  await fh.read(head, 0, 8, 0);
+  await fh.close();
+  const kind = detectCompression(head);
+  const raw = createReadStream(file);
+  const plain = decompressor(kind, file);
+  pipeline(raw, plain, () => undefined);
+  try {
+    yield* readCpio(plain);
+  } catch (err) {
+    throw new UserError(`${file}: ${(err as Error).message}`);
+  }
+}
+
+export async function inspectArchive(file: string): Promise<Inspection> {
+  const head = Buffer.alloc(8);
+  const fh = await open(file, "r").catch((err: NodeJS.ErrnoException) => {
+    throw new UserError(`${file}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
+  });
+  await fh.read(head, 0, 8, 0);
+  await fh.close();
+  const result: Inspection = {
+    file,
+    compression: detectCompression(head),
+    archiveBytes: (await stat(file)).size,
+    contentBytes: 0,
+    counts: { files: 0, dirs: 0, symlinks: 0, other: 0 },
+    entries: [],
+  };
+  const counted = new Set<number>();
+  for await (const e of readArchiveFile(file)) {
+    const type = e.mode & S_IFMT;
+    const f: InspectedFile = {
+      path: e.name,
+      mode: e.mode,
+      uid: e.uid,
+      gid: e.gid,
+      size: e.fileSize,
+      ino: e.ino,
+      nlink: e.nlink,
+    };
+    if (type === S_IFREG) {
+      result.counts.files++;
+      if (e.nlink < 2 || !counted.has(e.ino)) {
+        result.contentBytes += e.fileSize;
+        if (e.fileSize > 0) counted.add(e.ino);
+      }
+    } else if (type === S_IFDIR) result.counts.dirs++;
+    else if (type === S_IFLNK) {
+      result.counts.symlinks++;
+      f.target = e.body.toString();
+    } else {
+      result.counts.other++;
+      if (e.rdevMajor || e.rdevMinor) f.rdev = [e.rdevMajor, e.rdevMinor];
+    }
+    if (e.name === APP_CONFIG_PATH) result.app = decodeAppConfig(e.body.toString());
+    result.entries.push(f);
+  }
+  return result;
+}
+
+const TYPE_CHAR: Record<number, string> = {
+  26411: "s",
+  21609: "l",
+  16807: "-",
+  14406: "b",
+  9604: "d",
+  4802: "c",
+  2401: "p",
+};
+
+/** "drwxr-xr-x" style, with s/S and t/T. */
+export function modeString(mode: number): string {
+  const bits = "rwxrwxrwx";
+  let s = TYPE_CHAR[mode & S_IFMT] ?? "?";
+  for (let i = 0; i < 9; i++) s += mode & (1 << (8 - i)) ? bits[i] : "-";
+  const chars = s.split("");
+  if (mode & 0o4000) chars[3] = mode & 0o100 ? "s" : "S";
+  if (mode & 0o2000) chars[6] = mode & 0o010 ? "s" : "S";
+  if (mode & 0o1000) chars[9] = mode & 0o001 ? "t" : "T";
+  return chars.join("");
+}
+
+export function formatInspection(r: Inspection): string {
+  const lines: string[] = [];
+  for (const e of r.entries) {
+    const size = e.rdev ? `${e.rdev[0]},${e.rdev[1]}` : String(e.size);
+    lines.push(
+      `${modeString(e.mode)} ${`${e.uid}:${e.gid}`.padEnd(11)} ${size.padStart(10)}  /${e.path === "." ? "" : e.path}${e.target !== undefined ? ` -> ${e.target}` : ""}`,
+    );
+  }
+  const c = r.counts;
+  lines.push(
+    "",
+    `${r.file}: ${r.compression}, ${r.archiveBytes} bytes; ${c.files} files, ${c.dirs} directories, ${c.symlinks} symlinks, ${c.other} other; ${r.contentBytes} bytes of file content`,
+  );
+  if (r.app) {
+    lines.push(
+      `app: ${JSON.stringify(r.app.args)}`,
+      `  env: ${r.app.env.join(" ")}`,
+      `  workdir: ${r.app.workdir}  uid: ${r.app.uid}  gid: ${r.app.gid}${r.app.groups.length ? `  groups: ${r.app.groups.join(",")}` : ""}${r.app.user ? `  (user ${r.app.user})` : ""}`,
+    );
+    if (r.app.ports.length) lines.push(`  ports: ${r.app.ports.join(" ")}`);
+  }
+  return lines.join("\n");
+}

@@ -1,0 +1,110 @@
+import { lstat, readdir, readlink } from "node:fs/promises";
+import { join } from "node:path";
+import { UserError } from "../util/errors.js";
+import { baseOf, joinImagePath, normalizeImagePath, parentOf } from "./path.js";
+import { hostFileContent } from "./spool.js";
+import type { EntryKind, Inode, Tree } from "./tree.js";
+
+export interface HostCopyOptions {
+  /** Owner for everything copied; the host's owners when absent. */
+  owner?: { uid: number; gid: number };
+  layer?: number;
+}
+
+/**
+ * Copies a host file or directory into `tree` at `dest` (an image path) without following
+ * symlinks: links are kept as links, hard links inside the copy stay hard links, device nodes
+ * keep their numbers. Bodies are read from the host when the image is written.
+ */
+export async function addHostPath(tree: Tree, source: string, dest: string, opts: HostCopyOptions = {}) {
+  const layer = opts.layer ?? 1_000_000;
+  const byHostInode = new Map<string, Inode>();
+  const target = normalizeImagePath(dest);
+
+  const visit = async (hostPath: string, imagePath: string) => {
+    let st: Awaited<ReturnType<typeof lstat>>;
+    try {
+      st = await lstat(hostPath, { bigint: false });
+    } catch (err) {
+      throw new UserError(
+        `${hostPath}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file or directory" : (err as Error).message}`,
+      );
+    }
+    const kind = kindOfMode(st.mode);
+    if (!kind) return;
+    const key = `${st.dev}:${st.ino}`;
+    const shared = kind !== "dir" && st.nlink > 1 ? byHostInode.get(key) : undefined;
+    const inode: Inode = shared ?? {
+      kind,
+      mode: st.mode & 0o7777,
+      uid: opts.owner?.uid ?? st.uid,
+      gid: opts.owner?.gid ?? st.gid,
+      mtime: Math.floor(st.mtimeMs / 1000),
+    };
+    if (!shared) {
+      if (kind === "file") inode.content = hostFileContent(hostPath, st.size);
+      if (kind === "symlink") inode.target = await readlink(hostPath);
+      if (kind === "char" || kind === "block") {
+        inode.rdevMajor = Math.floor(st.rdev / 256) & 0xfff;
+        inode.rdevMinor = (st.rdev & 0xff) | (Math.floor(st.rdev / 4096) & 0xfff00);
+      }
+      if (kind !== "dir" && st.nlink > 1) byHostInode.set(key, inode);
+    }
+    if (imagePath === "") {
+      if (kind !== "dir") throw new UserError(`${hostPath}: cannot replace the image root with a ${kind}`);
+      Object.assign(tree.root.inode, {
+        mode: inode.mode,
+        uid: inode.uid,
+        gid: inode.gid,
+        mtime: inode.mtime,
+      });
+    } else {
+      const { node: parent, blocked } = tree.ensureDir(parentOf(imagePath), layer);
+      if (!parent)
+        throw new UserError(
+          `${hostPath}: cannot copy to /${imagePath}: /${blocked} in the image is not a directory`,
+        );
+      const existing = parent.children!.get(baseOf(imagePath));
+      if (kind === "dir" && existing?.inode.kind === "dir") {
+        Object.assign(existing.inode, {
+          mode: inode.mode,
+          uid: inode.uid,
+          gid: inode.gid,
+          mtime: inode.mtime,
+        });
+      } else {
+        parent.children!.set(baseOf(imagePath), {
+          inode,
+          layer,
+          children: kind === "dir" ? new Map() : undefined,
+        });
+      }
+    }
+    if (kind === "dir") {
+      const names = await readdir(hostPath);
+      for (const name of names) await visit(join(hostPath, name), joinImagePath(imagePath, name));
+    }
+  };
+  await visit(source, target);
+}
+
+function kindOfMode(mode: number): EntryKind | null {
+  switch (mode & 0o170000) {
+    case 0o100000:
+      return "file";
+    case 0o040000:
+      return "dir";
+    case 0o120000:
+      return "symlink";
+    case 0o020000:
+      return "char";
+    case 0o060000:
+      return "block";
+    case 0o010000:
+      return "fifo";
+    case 0o140000:
+      return "socket";
+    default:
+      return null;
+  }
+}

@@ -1,0 +1,114 @@
+import { baseOf, joinImagePath, parentOf } from "./path.js";
+import type { Content } from "./spool.js";
+
+export type EntryKind = "file" | "dir" | "symlink" | "char" | "block" | "fifo" | "socket";
+
+/**
+ * What a path points at. Hard links are several paths sharing one Inode object, as on disk;
+ * replacing one path never changes the others.
+ */
+export interface Inode {
+  kind: EntryKind;
+  /** Permission bits including setuid, setgid and sticky (mask 0o7777). */
+  mode: number;
+  uid: number;
+  gid: number;
+  /** Seconds since the epoch. */
+  mtime: number;
+  /** Regular files only. */
+  content?: Content;
+  /** Symlinks only: the target exactly as given, never resolved on the host. */
+  target?: string;
+  /** Device nodes only. */
+  rdevMajor?: number;
+  rdevMinor?: number;
+}
+
+/** A name in a directory. */
+export interface Node {
+  inode: Inode;
+  /** Directories only. Kept unsorted; walk() sorts. */
+  children?: Map<string, Node>;
+  /** Index of the layer that last wrote this name (opaque dirs hide lower layers only). */
+  layer: number;
+}
+
+/** One path of the tree as a writer sees it, parents before children. */
+export interface TreeEntry {
+  /** "" for the root, else "usr/bin/env". */
+  path: string;
+  inode: Inode;
+}
+
+export function dirInode(mode = 0o755, uid = 0, gid = 0, mtime = 0): Inode {
+  return { kind: "dir", mode, uid, gid, mtime };
+}
+
+/** A filesystem tree held as metadata; file bodies live in a Spool or on the host. */
+export class Tree {
+  readonly root: Node = { inode: dirInode(), children: new Map(), layer: -1 };
+
+  get(path: string): Node | undefined {
+    if (path === "") return this.root;
+    let node: Node | undefined = this.root;
+    for (const seg of path.split("/")) {
+      node = node?.children?.get(seg);
+      if (!node) return undefined;
+    }
+    return node;
+  }
+
+  /**
+   * The directory node for `dir`, creating missing directories (0755 root:root, as runtimes
+   * do for parents a layer does not list). Returns the first path component that exists and
+   * is not a directory (or a symlink) via `blocked` instead of walking through it.
+   */
+  ensureDir(dir: string, layer: number): { node?: Node; blocked?: string } {
+    let node = this.root;
+    let path = "";
+    if (dir === "") return { node };
+    for (const seg of dir.split("/")) {
+      path = joinImagePath(path, seg);
+      let child = node.children!.get(seg);
+      if (!child) {
+        child = { inode: dirInode(), children: new Map(), layer };
+        node.children!.set(seg, child);
+      } else if (child.inode.kind !== "dir") {
+        return { blocked: path };
+      }
+      node = child;
+    }
+    return { node };
+  }
+
+  /** Sets `path` to `node`, replacing whatever was there (a directory with its subtree). */
+  set(path: string, node: Node): void {
+    if (path === "") {
+      this.root.inode = node.inode;
+      this.root.layer = node.layer;
+      return;
+    }
+    const parent = this.get(parentOf(path));
+    if (!parent?.children) throw new Error(`internal: parent of ${path} is not a directory`);
+    parent.children.set(baseOf(path), node);
+  }
+
+  remove(path: string): boolean {
+    const parent = this.get(parentOf(path));
+    return parent?.children?.delete(baseOf(path)) ?? false;
+  }
+
+  /** Every path, depth first, children in byte order of their names: parents come first. */
+  *walk(from = "", node: Node | undefined = this.get(from)): Generator<TreeEntry> {
+    if (!node) return;
+    yield { path: from, inode: node.inode };
+    if (!node.children) return;
+    const names = [...node.children.keys()].sort(compareNames);
+    for (const name of names) yield* this.walk(joinImagePath(from, name), node.children.get(name));
+  }
+}
+
+/** Byte-wise comparison of UTF-8 names, so the order does not depend on the locale. */
+export function compareNames(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+}

@@ -1,0 +1,63 @@
+import { randomBytes } from "node:crypto";
+import { createWriteStream, rmSync } from "node:fs";
+import { open, rename, rm } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { type Duplex, type Readable, Transform } from "node:stream";
+import { pipeline } from "node:stream/promises";
+import { UserError } from "./errors.js";
+
+/** Temp files being written now, removed if the process is interrupted. */
+const live = new Set<string>();
+
+export function removeLiveTempFilesSync(): void {
+  for (const f of live) rmSync(f, { force: true });
+  live.clear();
+}
+
+/**
+ * Writes `source`, passed through `transforms`, to `target` through a temp file in the same directory, fsyncs it and
+ * renames it into place, so `target` is either the old file or the complete new one. On
+ * any error the temp file is removed and the error rethrown.
+ */
+export async function writeFileAtomically(
+  target: string,
+  source: Readable,
+  transforms: Duplex[] = [],
+  mode = 0o644,
+): Promise<number> {
+  const tmp = join(
+    dirname(target),
+    `.${basename(target)}.${process.pid}-${randomBytes(4).toString("hex")}.tmp`,
+  );
+  live.add(tmp);
+  let bytes = 0;
+  try {
+    const out = createWriteStream(tmp, { mode, flags: "wx" });
+    out.on("error", () => undefined);
+    const counter = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        bytes += chunk.length;
+        cb(null, chunk);
+      },
+    });
+    await pipeline([source, ...transforms, counter, out]).catch((err: NodeJS.ErrnoException) => {
+      if (
+        err.syscall === "open" &&
+        (err.code === "ENOENT" || err.code === "EACCES" || err.code === "EROFS")
+      ) {
+        throw new UserError(`${target}: cannot write here (${err.code})`);
+      }
+      throw err;
+    });
+    const fh = await open(tmp, "r");
+    await fh.sync();
+    await fh.close();
+    await rename(tmp, target);
+    return bytes;
+  } catch (err) {
+    await rm(tmp, { force: true });
+    throw err;
+  } finally {
+    live.delete(tmp);
+  }
+}

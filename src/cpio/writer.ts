@@ -69,7 +69,8 @@ async function* cpioChunks(tree: Tree, { clampMtime }: CpioOptions): AsyncGenera
     yield encodeHeader({
       name: path === "" ? "." : path,
       ino: ino.get(inode)!,
-      mode: TYPE_BITS[inode.kind] | (inode.mode & 0o7777),
+      // Linux symlinks are always 0777; what a tar header says for them means nothing.
+      mode: TYPE_BITS[inode.kind] | (inode.kind === "symlink" ? 0o777 : inode.mode & 0o7777),
       uid: inode.uid,
       gid: inode.gid,
       nlink,

@@ -69,7 +69,8 @@ interface ConfigJson {
 /**
  * Pulls `ref` (`[docker://]host/repo[:tag][@digest]`) for `opts.platform` into the blob
  * cache and returns it as an Image whose layers open the cached, verified blobs.
- * `digest` is the digest of the platform's image manifest (not of an index above it).
+ * The Image's `ref` carries the docker:// prefix; its `digest` is that of the platform's
+ * image manifest (not of an index above it): it names exactly the layers returned.
  */
 export async function pullImage(ref: string, opts: PullOptions): Promise<Image> {
   const where = displayRef(ref);
@@ -134,7 +135,7 @@ export async function pullImage(ref: string, opts: PullOptions): Promise<Image> 
     const file = paths.get(l.digest)!;
     return { name, open: () => openBlob(file, name) };
   });
-  const image: Image = { ref, digest, config: mapConfig(configJson), layers };
+  const image: Image = { ref: where, digest, config: mapConfig(configJson), layers };
   if (have) image.platform = have;
   return image;
 

@@ -18,7 +18,11 @@ function networkError(err: unknown, url: string, where: string): EnvironmentErro
   // undici reports "fetch failed" and keeps the real reason in `cause`.
   const cause = (err as { cause?: unknown }).cause ?? err;
   const code = (cause as NodeJS.ErrnoException).code ?? "";
-  const msg = cause instanceof Error ? cause.message : String(cause);
+  // OpenSSL errors carry a short `reason`; their message is a multi-line dump.
+  const reason = (cause as { reason?: unknown }).reason;
+  const msg = (typeof reason === "string" ? reason : cause instanceof Error ? cause.message : String(cause))
+    .replace(/\s+/g, " ")
+    .trim();
   const host = new URL(url).host;
   if (code === "ECONNREFUSED")
     return new EnvironmentError(`${where}: cannot connect to ${host} (connection refused)`);

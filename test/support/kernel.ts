@@ -1,0 +1,143 @@
+/**
+ * Debian's cloud kernels (and a static busybox) for the boot tests, fetched with apt and
+ * unpacked into <repo>/.cache/kernels/. Idempotent: a finished unpack is marked by a JSON file,
+ * and a half-done one (interrupted run) is thrown away and redone.
+ */
+import { execFile } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+
+export type DebianArch = "amd64" | "arm64";
+
+export interface DebianKernel {
+  /** The kernel image: a bzImage on amd64, an arm64 `Image` on arm64. */
+  kernel: string;
+  /** `lib/modules/<version>` of the unpacked package (plain `.ko` files, no modules.dep). */
+  modulesDir: string;
+  /** The kernel release, e.g. `6.1.0-27-cloud-amd64`. */
+  version: string;
+}
+
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
+const cacheRoot = join(repoRoot, ".cache", "kernels");
+
+function hostArch(): DebianArch {
+  return process.arch === "arm64" ? "arm64" : "amd64";
+}
+
+/** `name` or `name:arch` for a package of a foreign architecture. */
+function pkg(name: string, arch: DebianArch): string {
+  return arch === hostArch() ? name : `${name}:${arch}`;
+}
+
+/** apt holds a lock while another engineer's apt-get runs: retry for a while. */
+async function aptRetry(cmd: string, args: string[], cwd?: string): Promise<string> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const { stdout } = await run(cmd, args, { cwd, maxBuffer: 64 << 20 });
+      return stdout;
+    } catch (err) {
+      const msg = String((err as { stderr?: string }).stderr ?? err);
+      if (attempt < 30 && /lock|Could not get lock|temporarily unavailable/i.test(msg)) {
+        await new Promise((r) => setTimeout(r, 2000));
+        continue;
+      }
+      throw new Error(`${cmd} ${args.join(" ")}: ${msg.trim()}`);
+    }
+  }
+}
+
+/** Foreign packages need the architecture known to dpkg and its package lists fetched. */
+async function ensureArch(arch: DebianArch): Promise<void> {
+  if (arch === hostArch()) return;
+  const { stdout } = await run("dpkg", ["--print-foreign-architectures"]);
+  if (stdout.split(/\s+/).includes(arch)) {
+    // Added earlier; lists may still be missing if that update failed.
+    const lists = await readdir("/var/lib/apt/lists");
+    if (lists.some((f) => f.includes(`binary-${arch}_Packages`))) return;
+  } else {
+    await run("dpkg", ["--add-architecture", arch]);
+  }
+  await aptRetry("apt-get", ["update", "-qq"]);
+}
+
+/** The versioned package a metapackage depends on (`linux-image-6.1.0-NN-cloud-amd64`). */
+async function resolveDepends(meta: string, prefix: string): Promise<string> {
+  const out = await aptRetry("apt-cache", ["depends", meta]);
+  const m = out.match(new RegExp(`Depends: (${prefix}[^\\s:]*)`));
+  if (!m?.[1]) throw new Error(`apt-cache depends ${meta}: no ${prefix}* dependency in:\n${out}`);
+  return m[1];
+}
+
+/** apt-get download + dpkg -x of `packages` into `dest`, atomically (temp dir + rename). */
+async function unpack(packages: string[], dest: string, marker: object): Promise<void> {
+  await mkdir(cacheRoot, { recursive: true });
+  const work = await mkdtemp(join(cacheRoot, ".tmp-"));
+  try {
+    const debs = join(work, "debs");
+    const tree = join(work, "tree");
+    await mkdir(debs);
+    await mkdir(tree);
+    // As root, apt warns that its _apt sandbox user cannot write here; the download works anyway.
+    await aptRetry("apt-get", ["download", "-qq", ...packages], debs);
+    for (const deb of await readdir(debs)) {
+      if (deb.endsWith(".deb")) await run("dpkg", ["-x", join(debs, deb), tree]);
+    }
+    await writeFile(join(tree, "slimroot-cache.json"), `${JSON.stringify(marker, null, 2)}\n`);
+    await rm(dest, { recursive: true, force: true });
+    await rename(tree, dest);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+const kernels = new Map<DebianArch, Promise<DebianKernel>>();
+
+async function fetchKernel(arch: DebianArch): Promise<DebianKernel> {
+  const dest = join(cacheRoot, `debian-cloud-${arch}`);
+  const markerPath = join(dest, "slimroot-cache.json");
+  if (!existsSync(markerPath)) {
+    await ensureArch(arch);
+    const versioned = await resolveDepends(pkg(`linux-image-cloud-${arch}`, arch), "linux-image-");
+    const version = versioned.replace(/^linux-image-/, "");
+    await unpack([pkg(versioned, arch)], dest, { package: versioned, version });
+  }
+  const { version } = JSON.parse(await readFile(markerPath, "utf8")) as { version: string };
+  const kernel = join(dest, "boot", `vmlinuz-${version}`);
+  const modulesDir = join(dest, "lib", "modules", version);
+  if (!existsSync(kernel)) throw new Error(`${kernel}: missing from the unpacked package`);
+  return { kernel, modulesDir, version };
+}
+
+/**
+ * Debian's cloud kernel for `arch` (linux-image-cloud-<arch> and the versioned package it
+ * depends on), unpacked into `.cache/kernels/debian-cloud-<arch>`.
+ */
+export async function debianKernel(arch: DebianArch): Promise<DebianKernel> {
+  let p = kernels.get(arch);
+  if (!p) {
+    p = fetchKernel(arch);
+    kernels.set(arch, p);
+    p.catch(() => kernels.delete(arch));
+  }
+  return p;
+}
+
+/**
+ * A static busybox for `arch`: the host's /bin/busybox when it is the host architecture and
+ * present, else busybox-static:<arch> unpacked into `.cache/kernels/busybox-<arch>`.
+ */
+export async function debianBusybox(arch: DebianArch): Promise<string> {
+  if (arch === hostArch() && existsSync("/bin/busybox")) return "/bin/busybox";
+  const dest = join(cacheRoot, `busybox-${arch}`);
+  if (!existsSync(join(dest, "slimroot-cache.json"))) {
+    await ensureArch(arch);
+    await unpack([pkg("busybox-static", arch)], dest, { package: "busybox-static" });
+  }
+  return join(dest, "bin", "busybox");
+}

@@ -10,7 +10,7 @@ import {
 } from "../appconfig/appconfig.js";
 import { type Compression, compressor } from "../compress/compress.js";
 import { writeCpio } from "../cpio/writer.js";
-import { hostPlatform } from "../image/platform.js";
+import { formatPlatform, hostPlatform, platformMatches } from "../image/platform.js";
 import { type OpenOptions, openLayeredSource, parseSourceRef } from "../image/source.js";
 import type { ImageConfig, Platform } from "../image/types.js";
 import { applyLayer } from "../tree/flatten.js";
@@ -73,7 +73,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
   try {
     const tree = new Tree();
     let imageConfig: ImageConfig = {};
-    let arch = archOf(platform.architecture);
+    let architecture = platform.architecture;
     let digest: string | undefined;
     if (ref.transport === "dir") {
       await addHostPath(tree, ref.value, "/", { layer: 0 });
@@ -81,12 +81,20 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       const image = await openLayeredSource(ref, { platform, insecure: o.insecure, progress: o.onProgress });
       imageConfig = image.config;
       digest = image.digest;
-      if (image.platform) arch = archOf(image.platform.architecture);
+      if (image.platform) {
+        if (o.platform && !platformMatches(o.platform, image.platform)) {
+          throw new UserError(
+            `${ref.text}: no image for platform ${formatPlatform(o.platform)}; available: ${formatPlatform(image.platform)}`,
+          );
+        }
+        architecture = image.platform.architecture;
+      }
       for (const [i, layer] of image.layers.entries()) {
         o.onLayer?.(i, image.layers.length, layer.name);
         await applyLayer(tree, await layer.open(), i, layer.name, spool);
       }
     }
+    const arch = archOf(architecture);
     for (const add of o.additions) {
       await addHostPath(tree, resolvePath(add.source), add.dest, { owner: o.addOwner ?? { uid: 0, gid: 0 } });
     }

@@ -22,7 +22,7 @@ export function hostPlatform(): Platform {
   return { os: "linux", architecture: map[arch] ?? arch };
 }
 
-function matches(want: Platform, have: Platform): boolean {
+export function platformMatches(want: Platform, have: Platform): boolean {
   if (want.os !== have.os || want.architecture !== have.architecture) return false;
   // arm64 images often say variant v8 or nothing; treat a missing variant on either side as a match.
   return !want.variant || !have.variant || want.variant === have.variant;
@@ -44,7 +44,7 @@ export interface IndexEntry {
  */
 export function selectFromIndex(entries: IndexEntry[], want: Platform, where: string): IndexEntry {
   const withPlatform = entries.filter((e) => e.platform && e.platform.os !== "unknown");
-  const found = withPlatform.find((e) => matches(want, e.platform!));
+  const found = withPlatform.find((e) => platformMatches(want, e.platform!));
   if (found) return found;
   if (withPlatform.length === 0 && entries.length === 1) return entries[0]!;
   const have = withPlatform.map((e) => formatPlatform(e.platform!));

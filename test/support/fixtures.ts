@@ -1,0 +1,288 @@
+/**
+ * Real container-image fixtures built from Debian packages (see test/fixtures/build.sh),
+ * cached under $SLIMROOT_FIXTURES (default <repo>/.cache/fixtures).
+ *
+ * Each fixture lives in `<name>-<arch>-<hash>/`, where the hash covers the recipe
+ * (suite, mirror, packages, timestamp) and the text of build.sh, so editing either
+ * rebuilds and anything else reuses. Builds happen in a temp directory that is renamed
+ * into place, and a lock file keeps concurrent test processes from building twice.
+ *
+ * Prebuild everything (e.g. to warm CI): node --import tsx test/support/fixtures.ts --build-all
+ */
+import { spawn } from "node:child_process";
+import { createHash } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+
+export type FixtureArch = "amd64" | "arm64";
+
+export interface ImageFixture {
+  /** Directory holding everything below. */
+  dir: string;
+  arch: FixtureArch;
+  /** OCI image layout directory, image tagged "latest". */
+  ociLayout: string;
+  /** `oci:<ociLayout>:latest`, as skopeo and umoci spell it. */
+  ociRef: string;
+  /** `docker save`-style tarball (skopeo docker-archive), tagged `<name>:latest`. */
+  dockerArchive: string;
+  /** The whole root filesystem as one tarball (what the image flattens to). */
+  rootfsTar: string;
+  /** Reference flattening: `umoci raw unpack` of the OCI layout. */
+  unpacked: string;
+}
+
+interface Recipe {
+  name: "nginx" | "busybox";
+  arch: FixtureArch;
+  suite: string;
+  mirror: string;
+  packages: string[];
+  sourceDateEpoch: number;
+}
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const buildScript = path.join(repoRoot, "test/fixtures/build.sh");
+const MIRROR = "http://deb.debian.org/debian";
+const SUITE = "bookworm";
+// Fixed so tarball mtimes and OCI "created" fields do not depend on when we built.
+const SOURCE_DATE_EPOCH = 1700000000;
+// Bump to force a rebuild for reasons the hashed inputs do not capture.
+const FORMAT_VERSION = 1;
+
+export function fixturesRoot(): string {
+  return path.resolve(process.env.SLIMROOT_FIXTURES || path.join(repoRoot, ".cache/fixtures"));
+}
+
+export function nginxFixture(): Promise<ImageFixture> {
+  return ensure({
+    name: "nginx",
+    arch: "amd64",
+    suite: SUITE,
+    mirror: MIRROR,
+    packages: ["nginx"],
+    sourceDateEpoch: SOURCE_DATE_EPOCH,
+  });
+}
+
+export function busyboxFixture(arch: FixtureArch = "amd64"): Promise<ImageFixture> {
+  return ensure({
+    name: "busybox",
+    arch,
+    suite: SUITE,
+    mirror: MIRROR,
+    packages: ["busybox-static"],
+    sourceDateEpoch: SOURCE_DATE_EPOCH,
+  });
+}
+
+export async function buildAllFixtures(): Promise<ImageFixture[]> {
+  // Sequential: the builds are I/O and network bound and the machine has 2 cores.
+  const out: ImageFixture[] = [];
+  out.push(await busyboxFixture("amd64"));
+  out.push(await busyboxFixture("arm64"));
+  out.push(await nginxFixture());
+  return out;
+}
+
+// One promise per fixture per process, so parallel callers in one file share a build.
+const inFlight = new Map<string, Promise<ImageFixture>>();
+
+function ensure(recipe: Recipe): Promise<ImageFixture> {
+  const key = `${recipe.name}-${recipe.arch}`;
+  let p = inFlight.get(key);
+  if (!p) {
+    p = ensureUncached(recipe);
+    // A failed build should be retried by the next caller, not remembered.
+    p.catch(() => inFlight.delete(key));
+    inFlight.set(key, p);
+  }
+  return p;
+}
+
+async function recipeHash(recipe: Recipe): Promise<string> {
+  const script = await readFile(buildScript);
+  return createHash("sha256")
+    .update(JSON.stringify({ recipe, FORMAT_VERSION }))
+    .update(script)
+    .digest("hex")
+    .slice(0, 16);
+}
+
+function describe(dir: string, arch: FixtureArch): ImageFixture {
+  const ociLayout = path.join(dir, "oci");
+  return {
+    dir,
+    arch,
+    ociLayout,
+    ociRef: `oci:${ociLayout}:latest`,
+    dockerArchive: path.join(dir, "docker-archive.tar"),
+    rootfsTar: path.join(dir, "rootfs.tar"),
+    unpacked: path.join(dir, "unpacked"),
+  };
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function ensureUncached(recipe: Recipe): Promise<ImageFixture> {
+  const root = fixturesRoot();
+  const id = `${recipe.name}-${recipe.arch}`;
+  const final = path.join(root, `${id}-${await recipeHash(recipe)}`);
+  // The directory only appears by rename once complete, so its presence is enough.
+  if (await exists(final)) return describe(final, recipe.arch);
+
+  await mkdir(root, { recursive: true });
+  await withLock(`${final}.lock`, async () => {
+    if (await exists(final)) return; // another process finished while we waited
+    await build(recipe, root, id, final);
+    await pruneStale(root, id, final);
+  });
+  return describe(final, recipe.arch);
+}
+
+function progress(msg: string): void {
+  process.stderr.write(`[fixtures] ${msg}\n`);
+}
+
+async function build(recipe: Recipe, root: string, id: string, final: string): Promise<void> {
+  const tmp = path.join(root, `.tmp-${path.basename(final)}-${process.pid}`);
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(tmp);
+  const logPath = path.join(tmp, "build.log");
+  progress(`building ${id} in ${tmp} (about a minute on a clean cache; log: ${logPath})`);
+  const started = Date.now();
+  try {
+    await runBuildScript(recipe, tmp, logPath);
+  } catch (err) {
+    const log = await readFile(logPath, "utf8").catch(() => "");
+    const tail = log.split("\n").slice(-40).join("\n");
+    // Keep the temp dir for a post-mortem; pruneStale removes it once its pid is gone.
+    throw new Error(`fixture ${id} failed to build: ${(err as Error).message}\n--- ${logPath} (tail)\n${tail}`);
+  }
+  const seconds = (Date.now() - started) / 1000;
+  await writeFile(
+    path.join(tmp, "fixture.json"),
+    `${JSON.stringify({ ...recipe, buildSeconds: seconds }, null, 2)}\n`,
+  );
+  await rename(tmp, final);
+  progress(`built ${id} in ${seconds.toFixed(1)}s`);
+}
+
+function runBuildScript(recipe: Recipe, outDir: string, logPath: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const log = createWriteStream(logPath);
+    const child = spawn("bash", [buildScript, recipe.name, outDir], {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: {
+        ...process.env,
+        FIXTURE_ARCH: recipe.arch,
+        FIXTURE_SUITE: recipe.suite,
+        FIXTURE_MIRROR: recipe.mirror,
+        FIXTURE_PACKAGES: recipe.packages.join(" "),
+        SOURCE_DATE_EPOCH: String(recipe.sourceDateEpoch),
+      },
+    });
+    const verbose = process.env.SLIMROOT_FIXTURES_VERBOSE === "1";
+    // Everything goes to the log; only the script's "==> " step lines reach stderr.
+    let pending = "";
+    const onData = (chunk: Buffer) => {
+      log.write(chunk);
+      pending += chunk.toString("utf8");
+      const lines = pending.split("\n");
+      pending = lines.pop() ?? "";
+      for (const line of lines) {
+        if (verbose) process.stderr.write(`${line}\n`);
+        else if (line.startsWith("==> ")) progress(line.slice(4));
+      }
+    };
+    child.stdout.on("data", onData);
+    child.stderr.on("data", onData);
+    child.on("error", (err) => {
+      log.end();
+      reject(err);
+    });
+    child.on("close", (code, signal) => {
+      log.end(() => {
+        if (code === 0) resolve();
+        else reject(new Error(`build.sh exited with ${signal ?? code}`));
+      });
+    });
+  });
+}
+
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Cross-process mutex: an O_EXCL file holding the owner's pid; a dead owner's lock is taken over. */
+async function withLock(lockPath: string, fn: () => Promise<void>): Promise<void> {
+  let announced = false;
+  for (;;) {
+    try {
+      const fh = await open(lockPath, "wx");
+      await fh.writeFile(String(process.pid));
+      await fh.close();
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
+    }
+    const owner = Number.parseInt(await readFile(lockPath, "utf8").catch(() => ""), 10);
+    // An empty file is a lock being created right now; an old one is from a crash.
+    const age = await stat(lockPath).then(
+      (s) => Date.now() - s.mtimeMs,
+      () => 0,
+    );
+    const stale = Number.isNaN(owner) ? age > 10_000 : !pidAlive(owner);
+    if (stale) {
+      await unlink(lockPath).catch(() => {});
+      continue;
+    }
+    if (!announced) {
+      progress(`waiting for pid ${owner} to finish building ${path.basename(lockPath, ".lock")}`);
+      announced = true;
+    }
+    await sleep(500);
+  }
+  try {
+    await fn();
+  } finally {
+    await unlink(lockPath).catch(() => {});
+  }
+}
+
+/** Removes builds of the same fixture from older recipes, and temp dirs of dead builders. */
+async function pruneStale(root: string, id: string, keep: string): Promise<void> {
+  for (const entry of await readdir(root)) {
+    const full = path.join(root, entry);
+    if (full === keep || entry.endsWith(".lock")) continue;
+    const tmp = /^\.tmp-.*-(\d+)$/.exec(entry);
+    const stale = tmp ? !pidAlive(Number(tmp[1])) : entry.startsWith(`${id}-`);
+    if (stale) await rm(full, { recursive: true, force: true });
+  }
+}
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
+  if (!process.argv.includes("--build-all")) {
+    process.stderr.write("usage: node --import tsx test/support/fixtures.ts --build-all\n");
+    process.exit(2);
+  }
+  const started = Date.now();
+  for (const f of await buildAllFixtures()) process.stdout.write(`${f.dir}\n`);
+  progress(`all fixtures ready in ${((Date.now() - started) / 1000).toFixed(1)}s`);
+}

@@ -37,7 +37,9 @@ async function ociImage(f: ImageFixture): Promise<{ manifest: Manifest; config: 
   const index = JSON.parse(await readFile(path.join(f.ociLayout, "index.json"), "utf8")) as {
     manifests: (Descriptor & { annotations?: Record<string, string> })[];
   };
-  const latest = index.manifests.find((m) => m.annotations?.["org.opencontainers.image.ref.name"] === "latest");
+  const latest = index.manifests.find(
+    (m) => m.annotations?.["org.opencontainers.image.ref.name"] === "latest",
+  );
   assert.ok(latest, "index.json has a manifest tagged latest");
   const manifest = await readBlob<Manifest>(f.ociLayout, latest);
   return { manifest, config: await readBlob<ImageConfig>(f.ociLayout, manifest.config) };
@@ -91,7 +93,10 @@ describe("nginx fixture", () => {
     const f = await nginxFixture();
     assert.deepEqual(await tarList(f.rootfsTar, "./usr/sbin/nginx"), ["./usr/sbin/nginx"]);
     const [entry] = await dockerManifest(f);
-    assert.ok(entry?.RepoTags.some((t) => t.endsWith("nginx:latest")), JSON.stringify(entry?.RepoTags));
+    assert.ok(
+      entry?.RepoTags.some((t) => t.endsWith("nginx:latest")),
+      JSON.stringify(entry?.RepoTags),
+    );
     const { manifest } = await ociImage(f);
     assert.equal(entry?.Layers.length, manifest.layers.length);
   });

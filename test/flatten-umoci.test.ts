@@ -17,8 +17,16 @@ after(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-const dir = (name: string, extra: Partial<LayerEntry> = {}): LayerEntry => ({ name, type: "directory", ...extra });
-const file = (name: string, body: string, extra: Partial<LayerEntry> = {}): LayerEntry => ({ name, body, ...extra });
+const dir = (name: string, extra: Partial<LayerEntry> = {}): LayerEntry => ({
+  name,
+  type: "directory",
+  ...extra,
+});
+const file = (name: string, body: string, extra: Partial<LayerEntry> = {}): LayerEntry => ({
+  name,
+  body,
+  ...extra,
+});
 
 async function compareWithUmoci(name: string, layers: LayerEntry[][]) {
   const layout = join(work, name);
@@ -41,7 +49,15 @@ async function compareWithUmoci(name: string, layers: LayerEntry[][]) {
 
 test("whiteouts remove files and whole directories of lower layers", async () => {
   await compareWithUmoci("whiteout", [
-    [dir("a"), file("a/x", "x"), file("a/y", "y"), dir("gone"), file("gone/inner", "i"), file("b", "b"), dir("etc")],
+    [
+      dir("a"),
+      file("a/x", "x"),
+      file("a/y", "y"),
+      dir("gone"),
+      file("gone/inner", "i"),
+      file("b", "b"),
+      dir("etc"),
+    ],
     [file("a/.wh.x", ""), file(".wh.b", ""), file(".wh.gone", "")],
   ]);
 });
@@ -49,14 +65,26 @@ test("whiteouts remove files and whole directories of lower layers", async () =>
 test("an opaque directory hides lower layers but keeps its own layer's entries", async () => {
   await compareWithUmoci("opaque", [
     [dir("d"), file("d/old", "o"), dir("d/sub"), file("d/sub/f", "f"), dir("e"), file("e/old", "o")],
-    [dir("d"), file("d/.wh..wh..opq", ""), file("d/new", "n"), file("e/new", "n"), file("e/.wh..wh..opq", "")],
+    [
+      dir("d"),
+      file("d/.wh..wh..opq", ""),
+      file("d/new", "n"),
+      file("e/new", "n"),
+      file("e/.wh..wh..opq", ""),
+    ],
   ]);
 });
 
 test("directory replaced by a file and the reverse", async () => {
   await compareWithUmoci("replace", [
     [dir("p"), file("p/q", "q"), file("f", "f"), dir("keep"), file("keep/one", "1")],
-    [file("p", "now a file"), dir("f"), file("f/g", "g"), dir("keep", { mode: 0o700 }), file("keep/two", "2")],
+    [
+      file("p", "now a file"),
+      dir("f"),
+      file("f/g", "g"),
+      dir("keep", { mode: 0o700 }),
+      file("keep/two", "2"),
+    ],
   ]);
 });
 

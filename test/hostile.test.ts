@@ -65,7 +65,10 @@ test("a hard link to the host's /etc/passwd is refused", async () => {
 
 test("a truncated gzip layer names the layer", async () => {
   const dir = join(work, "trunc-gz");
-  await writeOciLayout(dir, { layers: [await tarOf([{ name: "a", body: "x".repeat(100_000) }])], gzip: true });
+  await writeOciLayout(dir, {
+    layers: [await tarOf([{ name: "a", body: "x".repeat(100_000) }])],
+    gzip: true,
+  });
   // Cut the layer blob in half in place (its digest no longer matches either, and either error is fine).
   const blobs = join(dir, "blobs", "sha256");
   const index = JSON.parse(await readFile(join(dir, "index.json"), "utf8"));
@@ -90,7 +93,10 @@ test("a tar header claiming more bytes than follow is refused", async () => {
 test("an unknown --platform lists what the image has", async () => {
   const src = await layout("platform", [[{ name: "a", body: "a" }]]);
   // A single-platform layout has nothing to choose from: the request is checked against it.
-  await expectRefused(src, /no image for platform linux\/s390x; available: linux\/amd64/, ["--platform", "linux/s390x"]);
+  await expectRefused(src, /no image for platform linux\/s390x; available: linux\/amd64/, [
+    "--platform",
+    "linux/s390x",
+  ]);
 });
 
 test("bad flags and sources exit 1 with one line", async () => {
@@ -98,8 +104,9 @@ test("bad flags and sources exit 1 with one line", async () => {
   await expectRefused(`oci:${join(work, "missing")}`, /not an OCI layout/);
   await expectRefused("dir:/nonexistent/dir", /\/nonexistent\/dir: no such file or directory/);
   await expectRefused("tar:/nonexistent.tar", /no such file/);
-  await expectRefused(await layout("flags", [[{ name: "a", body: "a" }]]), /option '--compress <kind>' argument 'rar' is invalid/, [
-    "--compress",
-    "rar",
-  ]);
+  await expectRefused(
+    await layout("flags", [[{ name: "a", body: "a" }]]),
+    /option '--compress <kind>' argument 'rar' is invalid/,
+    ["--compress", "rar"],
+  );
 });

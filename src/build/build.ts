@@ -118,7 +118,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
 /** A regular file of the tree as text (following no links), or undefined. */
 export async function readImageText(tree: Tree, path: string): Promise<string | undefined> {
   const node = tree.get(normalizeImagePath(path));
-  if (!node || node.inode.kind !== "file" || !node.inode.content) return undefined;
+  if (node?.inode.kind !== "file" || !node.inode.content) return undefined;
   return text(node.inode.content.open());
 }
 

@@ -12,8 +12,13 @@ class ByteReader {
   private readonly it: AsyncIterator<Buffer>;
   offset = 0;
 
-  constructor(stream: AsyncIterable<Buffer>) {
-    this.it = stream[Symbol.asyncIterator]();
+  constructor(stream: AsyncIterable<Buffer> | Iterable<Buffer>) {
+    this.it =
+      Symbol.asyncIterator in stream
+        ? stream[Symbol.asyncIterator]()
+        : (async function* () {
+            yield* stream;
+          })();
   }
 
   /** Exactly n bytes, or null at a clean end of stream before the first byte. */
@@ -48,8 +53,10 @@ class ByteReader {
  * Reads a newc archive (one, or several concatenated as the kernel accepts) entry by entry,
  * stopping at the last trailer. Bodies are returned whole; the writer keeps them in order.
  */
-export async function* readCpio(stream: Readable | AsyncIterable<Buffer>): AsyncGenerator<CpioEntry> {
-  const r = new ByteReader(stream as AsyncIterable<Buffer>);
+export async function* readCpio(
+  stream: Readable | AsyncIterable<Buffer> | Iterable<Buffer>,
+): AsyncGenerator<CpioEntry> {
+  const r = new ByteReader(stream as AsyncIterable<Buffer> | Iterable<Buffer>);
   let sawTrailer = false;
   for (;;) {
     let head = await r.read(sawTrailer ? 4 : HEADER_SIZE);

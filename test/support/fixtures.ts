@@ -166,7 +166,9 @@ async function build(recipe: Recipe, root: string, id: string, final: string): P
     const log = await readFile(logPath, "utf8").catch(() => "");
     const tail = log.split("\n").slice(-40).join("\n");
     // Keep the temp dir for a post-mortem; pruneStale removes it once its pid is gone.
-    throw new Error(`fixture ${id} failed to build: ${(err as Error).message}\n--- ${logPath} (tail)\n${tail}`);
+    throw new Error(
+      `fixture ${id} failed to build: ${(err as Error).message}\n--- ${logPath} (tail)\n${tail}`,
+    );
   }
   const seconds = (Date.now() - started) / 1000;
   await writeFile(

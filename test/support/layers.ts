@@ -3,7 +3,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { buffer } from "node:stream/consumers";
 import { gzipSync } from "node:zlib";
-import { pack, type Header } from "tar-stream";
+import { type Header, pack } from "tar-stream";
 
 /** One member of a crafted layer. */
 export type LayerEntry = Partial<Header> & { name: string; body?: string | Buffer };
@@ -66,9 +66,17 @@ export async function writeOciLayout(dir: string, image: CraftedImage): Promise<
     config: image.config ?? { Cmd: ["/bin/sh"] },
     rootfs: { type: "layers", diff_ids: diffIds },
   };
-  const configDesc = { mediaType: "application/vnd.oci.image.config.v1+json", ...(await put(Buffer.from(JSON.stringify(config)))) };
+  const configDesc = {
+    mediaType: "application/vnd.oci.image.config.v1+json",
+    ...(await put(Buffer.from(JSON.stringify(config)))),
+  };
   const manifest = Buffer.from(
-    JSON.stringify({ schemaVersion: 2, mediaType: "application/vnd.oci.image.manifest.v1+json", config: configDesc, layers: layerDescs }),
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: "application/vnd.oci.image.manifest.v1+json",
+      config: configDesc,
+      layers: layerDescs,
+    }),
   );
   const manifestDesc = await put(manifest);
   await writeFile(join(dir, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));

@@ -17,13 +17,13 @@ export interface Snap {
 }
 
 const TYPES: Record<number, string> = {
-  0o140000: "socket",
-  0o120000: "symlink",
-  0o100000: "file",
-  0o060000: "block",
-  0o040000: "dir",
-  0o020000: "char",
-  0o010000: "fifo",
+  26411: "socket",
+  21609: "symlink",
+  16807: "file",
+  14406: "block",
+  9604: "dir",
+  4802: "char",
+  2401: "fifo",
 };
 
 const hash = (b: Buffer) => createHash("sha256").update(b).digest("hex");
@@ -41,7 +41,8 @@ export async function snapshotDir(root: string): Promise<Map<string, Snap>> {
       const snap: Snap = { type, mode: (st.mode & 0o7777).toString(8), owner: `${st.uid}:${st.gid}` };
       if (type === "symlink") snap.target = await readlink(path);
       if (type === "file") snap.sha256 = hash(await readFile(path));
-      if (type === "char" || type === "block") snap.rdev = `${Math.floor(st.rdev / 256) & 0xfff},${st.rdev & 0xff}`;
+      if (type === "char" || type === "block")
+        snap.rdev = `${Math.floor(st.rdev / 256) & 0xfff},${st.rdev & 0xff}`;
       if (type !== "dir" && st.nlink > 1) {
         const key = `${st.dev}:${st.ino}`;
         if (inodes.has(key)) snap.linkOf = inodes.get(key);
@@ -85,13 +86,18 @@ export async function snapshotArchive(file: string): Promise<Map<string, Snap>> 
 }
 
 /** Differences between two snapshots, as readable lines (empty when equal). */
-export function diffSnapshots(want: Map<string, Snap>, got: Map<string, Snap>, ignore: (p: string) => boolean = () => false): string[] {
+export function diffSnapshots(
+  want: Map<string, Snap>,
+  got: Map<string, Snap>,
+  ignore: (p: string) => boolean = () => false,
+): string[] {
   const lines: string[] = [];
   for (const [p, w] of want) {
     if (ignore(p)) continue;
     const g = got.get(p);
     if (!g) lines.push(`missing ${p}`);
-    else if (JSON.stringify(w) !== JSON.stringify(g)) lines.push(`differs ${p}: want ${JSON.stringify(w)} got ${JSON.stringify(g)}`);
+    else if (JSON.stringify(w) !== JSON.stringify(g))
+      lines.push(`differs ${p}: want ${JSON.stringify(w)} got ${JSON.stringify(g)}`);
   }
   for (const p of got.keys()) {
     // slimroot creates /etc for its config when the image has none.
@@ -101,4 +107,5 @@ export function diffSnapshots(want: Map<string, Snap>, got: Map<string, Snap>, i
 }
 
 /** slimroot's own additions, which the source image does not have. */
-export const isSlimrootFile = (p: string) => p === "init" || p === "etc/slimroot" || p.startsWith("etc/slimroot/");
+export const isSlimrootFile = (p: string) =>
+  p === "init" || p === "etc/slimroot" || p.startsWith("etc/slimroot/");

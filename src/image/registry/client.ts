@@ -6,8 +6,9 @@ import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { EnvironmentError, UserError } from "../../util/errors.js";
 import { decompressLayer } from "../layer-stream.js";
+import { imageConfigFromJson } from "../manifest.js";
 import { type IndexEntry, selectFromIndex } from "../platform.js";
-import type { Image, ImageConfig, Layer, Platform } from "../types.js";
+import type { Image, Layer, Platform } from "../types.js";
 import { loadCredentials, RegistryAuth } from "./auth.js";
 import { BlobCache, defaultCacheDir, digestHex } from "./blob-cache.js";
 import { readCapped, statusError } from "./http.js";
@@ -113,7 +114,8 @@ export async function pullImage(ref: string, opts: PullOptions): Promise<Image> 
 
   // Config first (small), then layers in parallel; the same digest is fetched only once.
   const configJson = await readConfig(manifest.config);
-  const have = configPlatform(configJson) ?? platform;
+  const fromConfig = imageConfigFromJson(configJson, `${where}: config`);
+  const have = fromConfig.platform ?? platform;
   // A single-platform image must still be for the platform we build for.
   if (have && !platform) selectFromIndex([{ digest, platform: have }], opts.platform, where);
 
@@ -135,7 +137,7 @@ export async function pullImage(ref: string, opts: PullOptions): Promise<Image> 
     const file = paths.get(l.digest)!;
     return { name, open: () => openBlob(file, name) };
   });
-  const image: Image = { ref: where, digest, config: mapConfig(configJson), layers };
+  const image: Image = { ref: where, digest, config: fromConfig.config, layers };
   if (have) image.platform = have;
   return image;
 
@@ -190,34 +192,6 @@ export async function pullImage(ref: string, opts: PullOptions): Promise<Image> 
 function isIndex(m: Manifest): boolean {
   if (m.mediaType === OCI_INDEX || m.mediaType === DOCKER_LIST) return true;
   return m.mediaType === undefined && Array.isArray(m.manifests) && !m.layers;
-}
-
-function configPlatform(c: ConfigJson): Platform | undefined {
-  if (typeof c.os !== "string" || typeof c.architecture !== "string") return undefined;
-  return typeof c.variant === "string" && c.variant
-    ? { os: c.os, architecture: c.architecture, variant: c.variant }
-    : { os: c.os, architecture: c.architecture };
-}
-
-/** The run settings of an image config; absent or malformed fields are left out. */
-export function mapConfig(json: ConfigJson): ImageConfig {
-  const c = json.config ?? {};
-  const strings = (v: unknown) =>
-    Array.isArray(v) && v.every((s) => typeof s === "string") ? (v as string[]) : undefined;
-  const text = (v: unknown) => (typeof v === "string" && v !== "" ? v : undefined);
-  const out: ImageConfig = {};
-  const entrypoint = strings(c.Entrypoint);
-  const cmd = strings(c.Cmd);
-  const env = strings(c.Env);
-  const workingDir = text(c.WorkingDir);
-  const user = text(c.User);
-  if (entrypoint) out.entrypoint = entrypoint;
-  if (cmd) out.cmd = cmd;
-  if (env) out.env = env;
-  if (workingDir) out.workingDir = workingDir;
-  if (user) out.user = user;
-  if (c.ExposedPorts && typeof c.ExposedPorts === "object") out.exposedPorts = Object.keys(c.ExposedPorts);
-  return out;
 }
 
 async function openBlob(file: string, name: string) {

@@ -138,7 +138,7 @@ describe("pullImage from docker-registry (anonymous)", () => {
       env: ["PATH=/bin", "A=1"],
       workingDir: "/srv",
       user: "1000:1000",
-      exposedPorts: ["80/tcp", "53/udp"],
+      exposedPorts: ["53/udp", "80/tcp"],
     });
     assert.equal(image.layers.length, 2);
     assert.equal(image.layers[0]!.name, `${pushed.layers[0]!.digest} of ${ref}`);

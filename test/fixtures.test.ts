@@ -6,7 +6,12 @@ import { lstat, readFile, readlink, stat } from "node:fs/promises";
 import path from "node:path";
 import { describe, test } from "node:test";
 import { promisify } from "node:util";
-import { busyboxFixture, type ImageFixture, nginxFixture } from "./support/fixtures.js";
+import {
+  busyboxFixture,
+  busyboxMultiArchFixture,
+  type ImageFixture,
+  nginxFixture,
+} from "./support/fixtures.js";
 
 const run = promisify(execFile);
 
@@ -143,6 +148,24 @@ for (const arch of ["amd64", "arm64"] as const) {
     });
   });
 }
+
+test("multi-arch busybox: index with both platforms, resolvable by skopeo", async () => {
+  const f = await busyboxMultiArchFixture();
+  const index = JSON.parse(await readFile(path.join(f.ociLayout, "index.json"), "utf8")) as {
+    manifests: Descriptor[];
+  };
+  const top = await readBlob<{ manifests: (Descriptor & { platform: { architecture: string } })[] }>(
+    f.ociLayout,
+    index.manifests[0]!,
+  );
+  assert.deepEqual(
+    top.manifests.map((m) => m.platform.architecture),
+    ["amd64", "arm64"],
+  );
+  // skopeo picks the arm64 manifest out of the index, proving the layout is well formed.
+  const { stdout } = await run("skopeo", ["--override-arch", "arm64", "inspect", "--config", f.ociRef]);
+  assert.equal((JSON.parse(stdout) as ImageConfig).architecture, "arm64");
+});
 
 test("concurrent callers get the same cached fixture", async () => {
   const [a, b] = await Promise.all([busyboxFixture("amd64"), busyboxFixture("amd64")]);

@@ -6,13 +6,25 @@
  * (suite, mirror, packages, timestamp) and the text of build.sh, so editing either
  * rebuilds and anything else reuses. Builds happen in a temp directory that is renamed
  * into place, and a lock file keeps concurrent test processes from building twice.
+ * Fixtures are shared between tests: treat every returned path as read-only.
  *
  * Prebuild everything (e.g. to warm CI): node --import tsx test/support/fixtures.ts --build-all
  */
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { mkdir, open, readdir, readFile, rename, rm, stat, unlink, writeFile } from "node:fs/promises";
+import {
+  copyFile,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  unlink,
+  writeFile,
+} from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
@@ -78,40 +90,115 @@ export function busyboxFixture(arch: FixtureArch = "amd64"): Promise<ImageFixtur
   });
 }
 
-export async function buildAllFixtures(): Promise<ImageFixture[]> {
+export interface MultiArchFixture {
+  dir: string;
+  /** OCI layout whose "latest" is an image index: linux/amd64 and linux/arm64/v8. */
+  ociLayout: string;
+  ociRef: string;
+  /** The single-arch fixtures it is assembled from. */
+  images: Record<FixtureArch, ImageFixture>;
+}
+
+const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
+const REF_NAME = "org.opencontainers.image.ref.name";
+
+/** busybox for amd64 and arm64 behind one image index (umoci cannot make indexes). */
+export async function busyboxMultiArchFixture(): Promise<MultiArchFixture> {
+  const images = { amd64: await busyboxFixture("amd64"), arm64: await busyboxFixture("arm64") };
+  const id = "busybox-multiarch";
+  // Source dir names carry their own hashes; this file's text covers the assembly code.
+  const key = hash(
+    path.basename(images.amd64.dir),
+    path.basename(images.arm64.dir),
+    await readFile(fileURLToPath(import.meta.url)),
+  );
+  const dir = await once(id, () =>
+    cachedDir(id, key, (tmp) => assembleIndex(images, path.join(tmp, "oci")), {
+      name: id,
+      from: [images.amd64.dir, images.arm64.dir],
+    }),
+  );
+  const ociLayout = path.join(dir, "oci");
+  return { dir, ociLayout, ociRef: `oci:${ociLayout}:latest`, images };
+}
+
+async function assembleIndex(images: Record<FixtureArch, ImageFixture>, layout: string): Promise<void> {
+  const blobs = path.join(layout, "blobs/sha256");
+  await mkdir(blobs, { recursive: true });
+  const manifests: object[] = [];
+  for (const arch of ["amd64", "arm64"] as const) {
+    const src = images[arch].ociLayout;
+    // Blobs are content-addressed, so copying both sets into one directory is safe.
+    for (const blob of await readdir(path.join(src, "blobs/sha256"))) {
+      await copyFile(path.join(src, "blobs/sha256", blob), path.join(blobs, blob));
+    }
+    const index = JSON.parse(await readFile(path.join(src, "index.json"), "utf8")) as {
+      manifests: { mediaType: string; digest: string; size: number; annotations?: Record<string, string> }[];
+    };
+    const m = index.manifests.find((d) => d.annotations?.[REF_NAME] === "latest");
+    if (!m) throw new Error(`${src}: no manifest tagged latest`);
+    const platform =
+      arch === "arm64"
+        ? { architecture: arch, os: "linux", variant: "v8" }
+        : { architecture: arch, os: "linux" };
+    manifests.push({ mediaType: m.mediaType, digest: m.digest, size: m.size, platform });
+  }
+  const body = Buffer.from(JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests }));
+  const digest = createHash("sha256").update(body).digest("hex");
+  await writeFile(path.join(blobs, digest), body);
+  await writeFile(path.join(layout, "oci-layout"), JSON.stringify({ imageLayoutVersion: "1.0.0" }));
+  const top = {
+    mediaType: OCI_INDEX,
+    digest: `sha256:${digest}`,
+    size: body.length,
+    annotations: { [REF_NAME]: "latest" },
+  };
+  await writeFile(
+    path.join(layout, "index.json"),
+    JSON.stringify({ schemaVersion: 2, mediaType: OCI_INDEX, manifests: [top] }),
+  );
+}
+
+/** Builds (or finds) every fixture; returns their directories. */
+export async function buildAllFixtures(): Promise<string[]> {
   // Sequential: the builds are I/O and network bound and the machine has 2 cores.
-  const out: ImageFixture[] = [];
-  out.push(await busyboxFixture("amd64"));
-  out.push(await busyboxFixture("arm64"));
-  out.push(await nginxFixture());
-  return out;
+  const dirs: string[] = [];
+  dirs.push((await busyboxFixture("amd64")).dir);
+  dirs.push((await busyboxFixture("arm64")).dir);
+  dirs.push((await busyboxMultiArchFixture()).dir);
+  dirs.push((await nginxFixture()).dir);
+  return dirs;
 }
 
 // One promise per fixture per process, so parallel callers in one file share a build.
-const inFlight = new Map<string, Promise<ImageFixture>>();
+const inFlight = new Map<string, Promise<string>>();
 
 function ensure(recipe: Recipe): Promise<ImageFixture> {
-  const key = `${recipe.name}-${recipe.arch}`;
-  let p = inFlight.get(key);
+  const id = `${recipe.name}-${recipe.arch}`;
+  return once(id, async () => {
+    const key = hash(JSON.stringify({ recipe, FORMAT_VERSION }), await readFile(buildScript));
+    return cachedDir(id, key, (tmp) => runBuildScript(recipe, tmp), recipe);
+  }).then((dir) => fixtureAt(dir, recipe.arch));
+}
+
+function once(id: string, make: () => Promise<string>): Promise<string> {
+  let p = inFlight.get(id);
   if (!p) {
-    p = ensureUncached(recipe);
+    p = make();
     // A failed build should be retried by the next caller, not remembered.
-    p.catch(() => inFlight.delete(key));
-    inFlight.set(key, p);
+    p.catch(() => inFlight.delete(id));
+    inFlight.set(id, p);
   }
   return p;
 }
 
-async function recipeHash(recipe: Recipe): Promise<string> {
-  const script = await readFile(buildScript);
-  return createHash("sha256")
-    .update(JSON.stringify({ recipe, FORMAT_VERSION }))
-    .update(script)
-    .digest("hex")
-    .slice(0, 16);
+function hash(...parts: (string | Buffer)[]): string {
+  const h = createHash("sha256");
+  for (const part of parts) h.update(part).update("\0");
+  return h.digest("hex").slice(0, 16);
 }
 
-function describe(dir: string, arch: FixtureArch): ImageFixture {
+function fixtureAt(dir: string, arch: FixtureArch): ImageFixture {
   const ociLayout = path.join(dir, "oci");
   return {
     dir,
@@ -133,53 +220,64 @@ async function exists(p: string): Promise<boolean> {
   }
 }
 
-async function ensureUncached(recipe: Recipe): Promise<ImageFixture> {
-  const root = fixturesRoot();
-  const id = `${recipe.name}-${recipe.arch}`;
-  const final = path.join(root, `${id}-${await recipeHash(recipe)}`);
-  // The directory only appears by rename once complete, so its presence is enough.
-  if (await exists(final)) return describe(final, recipe.arch);
-
-  await mkdir(root, { recursive: true });
-  await withLock(`${final}.lock`, async () => {
-    if (await exists(final)) return; // another process finished while we waited
-    await build(recipe, root, id, final);
-    await pruneStale(root, id, final);
-  });
-  return describe(final, recipe.arch);
-}
-
 function progress(msg: string): void {
   process.stderr.write(`[fixtures] ${msg}\n`);
 }
 
-async function build(recipe: Recipe, root: string, id: string, final: string): Promise<void> {
-  const tmp = path.join(root, `.tmp-${path.basename(final)}-${process.pid}`);
-  await rm(tmp, { recursive: true, force: true });
-  await mkdir(tmp);
-  const logPath = path.join(tmp, "build.log");
-  progress(`building ${id} in ${tmp} (about a minute on a clean cache; log: ${logPath})`);
-  const started = Date.now();
+/**
+ * Returns `<root>/<id>-<key>`, first filling it with `fill` unless it already exists.
+ * `fill` writes into a temp dir that is renamed into place only on success, so a
+ * directory with the final name is always complete.
+ */
+async function cachedDir(
+  id: string,
+  key: string,
+  fill: (tmp: string) => Promise<void>,
+  info: object,
+): Promise<string> {
+  const root = fixturesRoot();
+  const final = path.join(root, `${id}-${key}`);
+  if (await exists(final)) return final;
+
+  await mkdir(root, { recursive: true });
+  await withLock(`${final}.lock`, async () => {
+    if (await exists(final)) return; // another process finished while we waited
+    const tmp = path.join(root, `.tmp-${id}-${key}-${process.pid}`);
+    await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp);
+    progress(`building ${id} in ${tmp}`);
+    const started = Date.now();
+    try {
+      await fill(tmp);
+    } catch (err) {
+      // The temp dir stays for a post-mortem; pruneStale removes it once our pid is gone.
+      throw new Error(`fixture ${id} failed to build (see ${tmp}): ${(err as Error).message}`);
+    }
+    const buildSeconds = (Date.now() - started) / 1000;
+    await writeFile(
+      path.join(tmp, "fixture.json"),
+      `${JSON.stringify({ ...info, buildSeconds }, null, 2)}\n`,
+    );
+    await rename(tmp, final);
+    progress(`built ${id} in ${buildSeconds.toFixed(1)}s`);
+    await pruneStale(root, id, final);
+  });
+  return final;
+}
+
+/** Runs build.sh into `outDir`, logging all output to `outDir/build.log`. */
+async function runBuildScript(recipe: Recipe, outDir: string): Promise<void> {
+  const logPath = path.join(outDir, "build.log");
   try {
-    await runBuildScript(recipe, tmp, logPath);
+    await spawnLogged(recipe, outDir, logPath);
   } catch (err) {
     const log = await readFile(logPath, "utf8").catch(() => "");
     const tail = log.split("\n").slice(-40).join("\n");
-    // Keep the temp dir for a post-mortem; pruneStale removes it once its pid is gone.
-    throw new Error(
-      `fixture ${id} failed to build: ${(err as Error).message}\n--- ${logPath} (tail)\n${tail}`,
-    );
+    throw new Error(`${(err as Error).message}\n--- ${logPath} (tail)\n${tail}`);
   }
-  const seconds = (Date.now() - started) / 1000;
-  await writeFile(
-    path.join(tmp, "fixture.json"),
-    `${JSON.stringify({ ...recipe, buildSeconds: seconds }, null, 2)}\n`,
-  );
-  await rename(tmp, final);
-  progress(`built ${id} in ${seconds.toFixed(1)}s`);
 }
 
-function runBuildScript(recipe: Recipe, outDir: string, logPath: string): Promise<void> {
+function spawnLogged(recipe: Recipe, outDir: string, logPath: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const log = createWriteStream(logPath);
     const child = spawn("bash", [buildScript, recipe.name, outDir], {
@@ -285,6 +383,6 @@ if (import.meta.url === pathToFileURL(process.argv[1] ?? "").href) {
     process.exit(2);
   }
   const started = Date.now();
-  for (const f of await buildAllFixtures()) process.stdout.write(`${f.dir}\n`);
+  for (const dir of await buildAllFixtures()) process.stdout.write(`${dir}\n`);
   progress(`all fixtures ready in ${((Date.now() - started) / 1000).toFixed(1)}s`);
 }

@@ -3,7 +3,7 @@ import { open, stat } from "node:fs/promises";
 import { pipeline } from "node:stream";
 import { APP_CONFIG_PATH, type AppConfig, decodeAppConfig } from "../appconfig/appconfig.js";
 import { type Compression, decompressor, detectCompression } from "../compress/compress.js";
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from "../cpio/newc.js";
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from "../cpio/newc.js";
 import { type CpioEntry, readCpio } from "../cpio/reader.js";
 import { UserError } from "../util/errors.js";
 
@@ -97,13 +97,13 @@ export async function inspectArchive(file: string): Promise<Inspection> {
 }
 
 const TYPE_CHAR: Record<number, string> = {
-  26411: "s",
-  21609: "l",
-  16807: "-",
-  14406: "b",
-  9604: "d",
-  4802: "c",
-  2401: "p",
+  [S_IFSOCK]: "s",
+  [S_IFLNK]: "l",
+  [S_IFREG]: "-",
+  [S_IFBLK]: "b",
+  [S_IFDIR]: "d",
+  [S_IFCHR]: "c",
+  [S_IFIFO]: "p",
 };
 
 /** "drwxr-xr-x" style, with s/S and t/T. */

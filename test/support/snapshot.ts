@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { lstat, readdir, readFile, readlink } from "node:fs/promises";
 import { join } from "node:path";
-import { S_IFLNK, S_IFMT, S_IFREG } from "../../src/cpio/newc.js";
+import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from "../../src/cpio/newc.js";
 import { readArchiveFile } from "../../src/inspect/inspect.js";
 
 /** What two trees must agree on, path by path. */
@@ -17,13 +17,13 @@ export interface Snap {
 }
 
 const TYPES: Record<number, string> = {
-  26411: "socket",
-  21609: "symlink",
-  16807: "file",
-  14406: "block",
-  9604: "dir",
-  4802: "char",
-  2401: "fifo",
+  [S_IFSOCK]: "socket",
+  [S_IFLNK]: "symlink",
+  [S_IFREG]: "file",
+  [S_IFBLK]: "block",
+  [S_IFDIR]: "dir",
+  [S_IFCHR]: "char",
+  [S_IFIFO]: "fifo",
 };
 
 const hash = (b: Buffer) => createHash("sha256").update(b).digest("hex");

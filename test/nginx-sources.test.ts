@@ -10,7 +10,13 @@ import { after, before, test } from "node:test";
 import { runCli } from "./support/cli.js";
 import { type ImageFixture, nginxFixture } from "./support/fixtures.js";
 import { type RegistryServer, startRegistry } from "./support/registry-server.js";
-import { diffSnapshots, isSlimrootFile, type Snap, snapshotArchive, snapshotDir } from "./support/snapshot.js";
+import {
+  diffSnapshots,
+  isSlimrootFile,
+  type Snap,
+  snapshotArchive,
+  snapshotDir,
+} from "./support/snapshot.js";
 
 let work: string;
 let nginx: ImageFixture;
@@ -47,7 +53,10 @@ test("oci layout: same files, modes, owners, links and contents as umoci", async
 });
 
 test("docker-archive: same tree as umoci", async () => {
-  await buildAndCompare(`docker-archive:${nginx.dockerArchive}`, join(work, "archive.cpio.zst"), ["--compress", "zstd"]);
+  await buildAndCompare(`docker-archive:${nginx.dockerArchive}`, join(work, "archive.cpio.zst"), [
+    "--compress",
+    "zstd",
+  ]);
 });
 
 test("registry (docker://, plain http on loopback): same tree as umoci", async () => {
@@ -73,7 +82,11 @@ test("SOURCE_DATE_EPOCH=1 twice gives the same sha256", async () => {
     const out = join(work, name);
     const r = await runCli(["build", nginx.ociRef, "-o", out], { SOURCE_DATE_EPOCH: "1" });
     assert.equal(r.code, 0, r.stderr);
-    sums.push(createHash("sha256").update(await readFile(out)).digest("hex"));
+    sums.push(
+      createHash("sha256")
+        .update(await readFile(out))
+        .digest("hex"),
+    );
   }
   assert.equal(sums[0], sums[1]);
 });

@@ -16,7 +16,11 @@ after(async () => {
   await spool.dispose();
 });
 
-type Op = { kind: "file"; path: string; body: string } | { kind: "dir"; path: string } | { kind: "wh"; path: string } | { kind: "opq"; path: string };
+type Op =
+  | { kind: "file"; path: string; body: string }
+  | { kind: "dir"; path: string }
+  | { kind: "wh"; path: string }
+  | { kind: "opq"; path: string };
 
 /**
  * The reference semantics, written as plainly as possible over a map of paths: what a
@@ -102,12 +106,15 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 
 test("flattening agrees with the reference semantics on random layer stacks", async () => {
   await fc.assert(
-    fc.asyncProperty(fc.array(fc.array(op, { maxLength: 6 }), { minLength: 1, maxLength: 4 }), async (layers) => {
-      const want = model(layers);
-      const got = await flatten(layers);
-      if (want === "error" || got === "error") assert.equal(got, want);
-      else assert.deepEqual(Object.fromEntries([...got].sort()), Object.fromEntries([...want].sort()));
-    }),
+    fc.asyncProperty(
+      fc.array(fc.array(op, { maxLength: 6 }), { minLength: 1, maxLength: 4 }),
+      async (layers) => {
+        const want = model(layers);
+        const got = await flatten(layers);
+        if (want === "error" || got === "error") assert.equal(got, want);
+        else assert.deepEqual(Object.fromEntries([...got].sort()), Object.fromEntries([...want].sort()));
+      },
+    ),
     { numRuns: 300 },
   );
 });

@@ -2,11 +2,11 @@
 # Both install what they lack (Debian packages, npm packages, the build) first.
 
 APT_PACKAGES := mmdebstrap umoci skopeo docker-registry qemu-system-x86 qemu-system-arm \
-	cpio pigz zstd xz-utils lz4 gcc libc6-dev gcc-aarch64-linux-gnu apache2-utils \
+	cpio pigz zstd xz-utils lz4 time gcc libc6-dev gcc-aarch64-linux-gnu apache2-utils \
 	erofs-utils squashfs-tools e2fsprogs busybox-static curl
 # One command per package above that tells whether it is installed.
 APT_PROBES := mmdebstrap umoci skopeo docker-registry qemu-system-x86_64 qemu-system-aarch64 \
-	cpio pigz zstd xz lz4 gcc aarch64-linux-gnu-gcc htpasswd mkfs.erofs mksquashfs mke2fs curl
+	cpio pigz zstd xz lz4 time gcc aarch64-linux-gnu-gcc htpasswd mkfs.erofs mksquashfs mke2fs curl
 
 .PHONY: all deps build init test demo lint typecheck clean bench
 

@@ -16,7 +16,7 @@ export const COMPRESSIONS: readonly Compression[] = ["gzip", "zstd", "xz", "lz4"
 export function compressor(kind: Compression): Duplex {
   switch (kind) {
     case "gzip":
-      return parallelGzip({ level: 9 });
+      return parallelGzip({ level: 6 });
     case "zstd":
       return toolFilter("zstd", ["-19", "--zstd=wlog=23", "-T0", "-q", "-c"], "zstd compression");
     case "xz":

@@ -27,8 +27,11 @@ function deflateBlock(data: Buffer, dictionary: Buffer | undefined, last: boolea
  * joined in order. The output is one standard gzip member, and it does not depend on the
  * number of threads, so builds stay byte-for-byte reproducible.
  */
-export function parallelGzip({ level = 9 }: { level?: number } = {}): Transform {
-  let pending: Buffer = Buffer.alloc(0);
+export function parallelGzip({ level = 6 }: { level?: number } = {}): Transform {
+  // Input waiting for a full block, kept as a list: concatenating on every small write
+  // (cpio headers are 110 bytes) would copy the pending block over and over.
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
   let previous: Buffer | undefined;
   let crc = 0;
   let length = 0;
@@ -51,10 +54,16 @@ export function parallelGzip({ level = 9 }: { level?: number } = {}): Transform 
           this.push(header);
           headerSent = true;
         }
-        pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
-        while (pending.length > BLOCK) {
-          submit(Buffer.from(pending.subarray(0, BLOCK)), false);
-          pending = pending.subarray(BLOCK);
+        pending.push(chunk);
+        pendingBytes += chunk.length;
+        if (pendingBytes > BLOCK) {
+          let all = Buffer.concat(pending, pendingBytes);
+          while (all.length > BLOCK) {
+            submit(all.subarray(0, BLOCK), false);
+            all = all.subarray(BLOCK);
+          }
+          pending = [all];
+          pendingBytes = all.length;
           while (queue.length >= MAX_IN_FLIGHT) this.push(await queue.shift()!);
         }
         callback();
@@ -65,8 +74,8 @@ export function parallelGzip({ level = 9 }: { level?: number } = {}): Transform 
     async flush(callback: TransformCallback) {
       try {
         if (!headerSent) this.push(header);
-        submit(Buffer.from(pending), true);
-        pending = Buffer.alloc(0);
+        submit(Buffer.concat(pending, pendingBytes), true);
+        pending = [];
         while (queue.length) this.push(await queue.shift()!);
         const trailer = Buffer.alloc(8);
         trailer.writeUInt32LE(crc >>> 0, 0);

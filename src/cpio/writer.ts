@@ -35,7 +35,25 @@ const TYPE_BITS: Record<Inode["kind"], number> = {
  * and link count, and only the last one carries the body.
  */
 export function writeCpio(tree: Tree, options: CpioOptions): Readable {
-  return Readable.from(cpioChunks(tree, options), { objectMode: false });
+  return Readable.from(coalesce(cpioChunks(tree, options)), { objectMode: false });
+}
+
+const BATCH = 256 * 1024;
+
+/** Joins small pieces (headers, padding, small bodies) so each downstream write is worth it. */
+async function* coalesce(pieces: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  let batch: Buffer[] = [];
+  let bytes = 0;
+  for await (const piece of pieces) {
+    batch.push(piece);
+    bytes += piece.length;
+    if (bytes >= BATCH) {
+      yield Buffer.concat(batch, bytes);
+      batch = [];
+      bytes = 0;
+    }
+  }
+  if (bytes) yield Buffer.concat(batch, bytes);
 }
 
 async function* cpioChunks(tree: Tree, { clampMtime }: CpioOptions): AsyncGenerator<Buffer> {

@@ -1,5 +1,5 @@
-import { createReadStream } from "node:fs";
-import { type FileHandle, mkdtemp, open, rm } from "node:fs/promises";
+import { closeSync, createReadStream, openSync, readSync, writeSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -10,62 +10,71 @@ export interface Content {
   open(): Readable;
 }
 
+const READ_CHUNK = 256 * 1024;
+
 /**
  * An append-only temp file holding the bodies of layer entries, so flattening streams each
- * layer once and memory stays flat however big a layer is. The file is unlinked on dispose.
+ * layer once and memory stays flat however big a layer is. The file is removed on dispose.
+ * It is written and read with synchronous calls on one descriptor: the data sits in the page
+ * cache, and a thread-pool round trip per chunk (and an open per file) cost more than the copy.
  */
 export class Spool {
+  private length = 0;
+
   private constructor(
     private readonly dir: string,
-    private readonly path: string,
-    private readonly handle: FileHandle,
+    private fd: number,
   ) {}
-
-  private length = 0;
 
   static async create(parent = tmpdir()): Promise<Spool> {
     const dir = await mkdtemp(join(parent, "slimroot-spool-"));
-    const path = join(dir, "bodies");
-    const handle = await open(path, "w+", 0o600);
-    return new Spool(dir, path, handle);
+    const fd = openSync(join(dir, "bodies"), "w+", 0o600);
+    return new Spool(dir, fd);
   }
 
   /** Appends everything `body` yields; returns a Content for it. */
   async append(body: AsyncIterable<Buffer>): Promise<Content> {
     const start = this.length;
     for await (const chunk of body) {
-      await this.handle.write(chunk, 0, chunk.length, this.length);
+      let done = 0;
+      while (done < chunk.length) done += writeSync(this.fd, chunk, done, chunk.length - done, this.length + done);
       this.length += chunk.length;
     }
     return this.contentAt(start, this.length - start);
   }
 
   private contentAt(start: number, size: number): Content {
-    const path = this.path;
+    const spool = this;
     return {
       size,
       open: () =>
-        size === 0
-          ? Readable.from([])
-          : createReadStream(path, { start, end: start + size - 1, highWaterMark: 256 * 1024 }),
+        Readable.from(
+          (function* () {
+            for (let offset = 0; offset < size; ) {
+              const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, size - offset));
+              const n = readSync(spool.fd, buf, 0, buf.length, start + offset);
+              if (n === 0) throw new Error("spool file shrank");
+              offset += n;
+              yield n === buf.length ? buf : buf.subarray(0, n);
+            }
+          })(),
+        ),
     };
   }
 
   async dispose(): Promise<void> {
-    await this.handle.close().catch(() => undefined);
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
     await rm(this.dir, { recursive: true, force: true });
   }
 }
 
 /** Content held in memory: slimroot's own small files (app config, init). */
 export function bufferContent(data: Buffer): Content {
-  return {
-    size: data.length,
-    open: () => Readable.from([data]),
-  };
+  return { size: data.length, open: () => Readable.from([data]) };
 }
 
 /** Content of a host file, read when the image is written. */
 export function hostFileContent(path: string, size: number): Content {
-  return { size, open: () => createReadStream(path, { highWaterMark: 256 * 1024 }) };
+  return { size, open: () => createReadStream(path, { highWaterMark: READ_CHUNK }) };
 }

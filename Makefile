@@ -6,7 +6,7 @@ APT_PACKAGES := mmdebstrap umoci skopeo docker-registry qemu-system-x86 qemu-sys
 	erofs-utils squashfs-tools e2fsprogs busybox-static curl
 # One command per package above that tells whether it is installed.
 APT_PROBES := mmdebstrap umoci skopeo docker-registry qemu-system-x86_64 qemu-system-aarch64 \
-	cpio pigz zstd xz lz4 time gcc aarch64-linux-gnu-gcc htpasswd mkfs.erofs mksquashfs mke2fs curl
+	cpio pigz zstd xz lz4 /usr/bin/time gcc aarch64-linux-gnu-gcc htpasswd mkfs.erofs mksquashfs mke2fs curl
 
 .PHONY: all deps build init test demo lint typecheck clean bench
 
@@ -36,7 +36,7 @@ typecheck: deps
 	npx tsc --noEmit -p tsconfig.json
 
 lint: deps
-	npx biome check src test
+	npx biome check src test scripts
 
 test: build typecheck lint
 	npm test

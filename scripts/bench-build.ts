@@ -5,8 +5,8 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, rmSync, statSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
-import { nginxFixture } from "../test/support/fixtures.js";
 import { REPO } from "../test/support/cli.js";
+import { nginxFixture } from "../test/support/fixtures.js";
 
 const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf("--runs") + 1]) || 3;
@@ -41,7 +41,9 @@ function compare(label: string, source: string, ociForUmoci: string | undefined,
   try {
     for (let i = 0; i < runs; i++) {
       const out = join(work, "ours.cpio.gz");
-      ours.push(timed(`node ${cli} build '${source}' --minimize none --compress gzip -o ${out} >/dev/null`, out));
+      ours.push(
+        timed(`node ${cli} build '${source}' --minimize none --compress gzip -o ${out} >/dev/null`, out),
+      );
       if (ociForUmoci) {
         const rootfs = join(work, "rootfs");
         const conv = join(work, "conventional.cpio.gz");
@@ -84,7 +86,14 @@ function bigRootfs(): string {
     mkdirSync(dir, { recursive: true });
     execFileSync(
       "mmdebstrap",
-      ["--quiet", "--variant=minbase", "--include=python3,build-essential", "bookworm", `${tar}.tmp`, "http://deb.debian.org/debian"],
+      [
+        "--quiet",
+        "--variant=minbase",
+        "--include=python3,build-essential",
+        "bookworm",
+        `${tar}.tmp`,
+        "http://deb.debian.org/debian",
+      ],
       { stdio: "inherit", env: { ...process.env, SOURCE_DATE_EPOCH: "1700000000" } },
     );
     execFileSync("mv", [`${tar}.tmp`, tar]);
@@ -99,10 +108,17 @@ const rows = [
   "",
   "| what | wall | peak RSS | output | input throughput |",
   "|---|---|---|---|---|",
-  ...compare("nginx (Debian, 2 layers)", nginx.ociRef, `${nginx.ociLayout}:latest`, treeBytes(nginx.unpacked)),
+  ...compare(
+    "nginx (Debian, 2 layers)",
+    nginx.ociRef,
+    `${nginx.ociLayout}:latest`,
+    treeBytes(nginx.unpacked),
+  ),
 ];
 if (big) {
   const tar = bigRootfs();
-  rows.push(...compare("python3 + build-essential rootfs (tar:)", `tar:${tar}`, undefined, statSync(tar).size));
+  rows.push(
+    ...compare("python3 + build-essential rootfs (tar:)", `tar:${tar}`, undefined, statSync(tar).size),
+  );
 }
 process.stdout.write(`${rows.join("\n")}\n`);

@@ -113,7 +113,9 @@ test("the init and the app config are in the image, and GNU cpio can list it", a
   const out = join(work, "plain.cpio");
   const r = await runCli(["build", busybox.ociRef, "-o", out]);
   assert.equal(r.code, 0, r.stderr);
-  const names = execFileSync("sh", ["-c", `cpio -it --quiet < ${out}`]).toString().split("\n");
+  const names = execFileSync("sh", ["-c", `cpio -it --quiet < ${out}`])
+    .toString()
+    .split("\n");
   assert.ok(names.includes("init"));
   assert.ok(names.includes("etc/slimroot/app.conf"));
   assert.ok(names.includes("bin/busybox"));

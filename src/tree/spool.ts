@@ -37,7 +37,8 @@ export class Spool {
     const start = this.length;
     for await (const chunk of body) {
       let done = 0;
-      while (done < chunk.length) done += writeSync(this.fd, chunk, done, chunk.length - done, this.length + done);
+      while (done < chunk.length)
+        done += writeSync(this.fd, chunk, done, chunk.length - done, this.length + done);
       this.length += chunk.length;
     }
     return this.contentAt(start, this.length - start);

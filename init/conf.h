@@ -1,0 +1,33 @@
+/* /etc/slimroot/app.conf and run.conf (docs/app-config.md). */
+#ifndef SLIMROOT_CONF_H
+#define SLIMROOT_CONF_H
+
+#define MAX_ARGS 4096
+#define MAX_ENV 4096
+#define MAX_GROUPS 64
+#define MAX_DNS 3
+
+struct conf {
+	char *argv[MAX_ARGS + 1]; /* NULL-terminated */
+	int argc;
+	char *env[MAX_ENV + 1]; /* NULL-terminated, one entry per NAME */
+	int envc;
+	const char *workdir, *hostname, *modules;
+	unsigned uid, gid;
+	unsigned groups[MAX_GROUPS];
+	int ngroups;
+	int has_ip, has_gateway;
+	unsigned char ip[4], gateway[4];
+	int prefix;
+	const char *dns[MAX_DNS];
+	int ndns;
+	const char *ip_text; /* as written, for /etc/hosts */
+};
+
+/* Fills in the defaults, then applies `path`'s records. required: a missing file is fatal. */
+void conf_defaults(struct conf *c);
+void conf_read(struct conf *c, const char *path, int required, int is_run_conf);
+/* The value of NAME in the app's environment, or NULL. */
+const char *conf_getenv(const struct conf *c, const char *name);
+
+#endif

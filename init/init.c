@@ -1,0 +1,306 @@
+/*
+ * slimroot-init: PID 1 of a slimroot microVM.
+ *
+ * Mounts the API filesystems, reads /etc/slimroot/{app,run}.conf, loads kernel modules, sets
+ * up the hostname and network, starts the app as its only direct child, forwards signals to it
+ * and reaps every zombie. When the app ends (or the init fails) it prints SLIMROOT_EXIT=<n> on
+ * the console and ends the VM with a reboot, which QEMU (-no-reboot) and Firecracker turn into
+ * an exit; a power-off would leave microvm QEMU hanging.
+ */
+#include "init.h"
+
+#define APP_CONF "/etc/slimroot/app.conf"
+#define RUN_CONF "/etc/slimroot/run.conf"
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+/* The kernel enters PID 1 here, with argc, argv and envp on the stack (unused). */
+#if defined(__x86_64__)
+__asm__(".text\n.global _start\n.type _start,@function\n_start:\n"
+	"\txor %ebp,%ebp\n\tmov %rsp,%rdi\n\tand $-16,%rsp\n\tcall start_c\n\thlt\n");
+#elif defined(__aarch64__)
+__asm__(".text\n.global _start\n.type _start,%function\n_start:\n"
+	"\tmov x29,#0\n\tmov x30,#0\n\tmov x0,sp\n\tbl start_c\n\tb .\n");
+#endif
+
+/*
+ * Signals PID 1 passes on to the app. They stay blocked in PID 1 and are taken with
+ * rt_sigtimedwait: the kernel drops a signal sent to init only when it is unblocked and has
+ * no handler, so blocking is what makes them arrive at all.
+ */
+static const unsigned long forwarded = SIGBIT(SIGHUP) | SIGBIT(SIGINT) | SIGBIT(SIGQUIT) |
+				       SIGBIT(SIGUSR1) | SIGBIT(SIGUSR2) | SIGBIT(SIGTERM);
+static const unsigned long waited = forwarded | SIGBIT(SIGCHLD);
+
+static const struct mnt {
+	const char *type, *dir, *data;
+	unsigned long flags;
+} mounts[] = {
+	{"devtmpfs", "/dev", "mode=0755", MS_NOSUID},
+	{"proc", "/proc", NULL, MS_NOSUID | MS_NODEV | MS_NOEXEC},
+	{"sysfs", "/sys", NULL, MS_NOSUID | MS_NODEV | MS_NOEXEC},
+	{"tmpfs", "/tmp", "mode=1777", MS_NOSUID | MS_NODEV},
+	{"tmpfs", "/run", "mode=0755", MS_NOSUID | MS_NODEV},
+	{"devpts", "/dev/pts", "mode=0620,ptmxmode=0666,gid=5", MS_NOSUID | MS_NOEXEC},
+	{"tmpfs", "/dev/shm", "mode=1777", MS_NOSUID | MS_NODEV},
+};
+
+/* Reaps whatever has exited, for at most `ms`; returns early once no child is left. */
+static void reap_for(int ms)
+{
+	for (int t = 0;; t += 10) {
+		int st;
+		long r;
+		while ((r = sys_wait4(-1, &st, WNOHANG)) > 0)
+			;
+		if (r == -ECHILD || t >= ms)
+			return;
+		sleep_ms(10);
+	}
+}
+
+void finish(int status)
+{
+	static int finishing;
+	if (!finishing++) {
+		/* The app's leftovers get a moment to exit cleanly; then they are killed. */
+		sys_kill(-1, SIGTERM);
+		reap_for(1000);
+		sys_kill(-1, SIGKILL);
+		reap_for(1000);
+		sys_sync();
+	}
+	char line[32];
+	size_t n = fmt(line, sizeof(line), "SLIMROOT_EXIT=%d\n", status);
+	if (write_all(1, line, n) < 0)
+		write_all(2, line, n);
+	/* tcdrain: the UART may still hold output, and a reboot does not wait for it. */
+	sys_ioctl(1, TCSBRK, (void *)1);
+	sys_reboot(REBOOT_CMD_RESTART);
+	sys_reboot(REBOOT_CMD_POWER_OFF);
+	/* Still here? PID 1 exiting panics the kernel, and panic=-1 reboots. */
+	sys_exit(status);
+}
+
+/* Makes fds 0-2 the console. The kernel opened it only if the initramfs had /dev/console. */
+static void open_console(void)
+{
+	long fd = sys_open("/dev/console", O_RDWR | O_NOCTTY, 0);
+	if (fd < 0)
+		return;
+	for (int i = 0; i < 3; i++)
+		if (fd != i)
+			sys_dup3((int)fd, i);
+	if (fd > 2)
+		sys_close((int)fd);
+}
+
+static void mount_all(void)
+{
+	for (size_t i = 0; i < sizeof(mounts) / sizeof(mounts[0]); i++) {
+		const struct mnt *m = &mounts[i];
+		long e = sys_mkdir(m->dir, 0755);
+		if (e < 0 && e != -EEXIST)
+			die(125, "mkdir %s: %e", m->dir, (int)-e);
+		e = sys_mount(m->type, m->dir, m->type, m->flags, m->data);
+		if (e < 0)
+			die(125, "mount %s on %s: %e", m->type, m->dir, (int)-e);
+		if (i == 0)
+			open_console();
+	}
+	/* What programs expect next to devtmpfs's nodes; existing ones are left alone. */
+	sys_symlink("/proc/self/fd", "/dev/fd");
+	sys_symlink("/proc/self/fd/0", "/dev/stdin");
+	sys_symlink("/proc/self/fd/1", "/dev/stdout");
+	sys_symlink("/proc/self/fd/2", "/dev/stderr");
+}
+
+/* True when the image has no `path`; a dangling symlink counts as none and is removed. */
+static int absent(const char *path)
+{
+	char t[1];
+	if (sys_faccess(path, F_OK) == 0)
+		return 0;
+	if (sys_readlink(path, t, sizeof(t)) >= 0)
+		sys_unlink(path);
+	return 1;
+}
+
+static void write_file(const char *path, const char *text)
+{
+	long fd = sys_open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	long e = fd < 0 ? fd : write_all((int)fd, text, slen(text));
+	if (fd >= 0)
+		sys_close((int)fd);
+	if (e < 0)
+		die(125, "%s: %e", path, (int)-e);
+}
+
+static void write_etc(const struct conf *c)
+{
+	char text[1024];
+	sys_mkdir("/etc", 0755);
+	if (absent("/etc/hosts")) {
+		fmt(text, sizeof(text),
+		    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n",
+		    c->has_ip ? c->ip_text : "127.0.1.1", c->hostname);
+		write_file("/etc/hosts", text);
+	}
+	if (c->ndns && absent("/etc/resolv.conf")) {
+		size_t n = 0;
+		for (int i = 0; i < c->ndns; i++)
+			n += fmt(text + n, sizeof(text) - n, "nameserver %s\n", c->dns[i]);
+		write_file("/etc/resolv.conf", text);
+	}
+}
+
+/* execve, noting a file that exists yet gives ENOENT: its ELF or #! interpreter is missing. */
+static long try_exec(const char *path, const struct conf *c, const char **no_interp)
+{
+	long e = sys_execve(path, c->argv, c->env);
+	if (e == -ENOENT && sys_faccess(path, F_OK) == 0)
+		*no_interp = path;
+	return e;
+}
+
+/* In the child: execve argv[0], searching PATH as execvp does. Returns only with -errno. */
+static long exec_app(const struct conf *c, const char **no_interp)
+{
+	const char *arg0 = c->argv[0];
+	for (const char *p = arg0; *p; p++)
+		if (*p == '/')
+			return try_exec(arg0, c, no_interp);
+
+	const char *path = conf_getenv(c, "PATH");
+	if (!path)
+		path = DEFAULT_PATH;
+	size_t alen = slen(arg0);
+	long e = -ENOENT;
+	int eacces = 0;
+	for (const char *dir = path;;) {
+		const char *end = dir;
+		while (*end && *end != ':')
+			end++;
+		size_t dlen = (size_t)(end - dir);
+		char buf[PATH_MAX_K];
+		if (dlen + alen + 2 <= sizeof(buf)) {
+			/* an empty PATH element means the working directory */
+			if (!dlen)
+				buf[dlen++] = '.';
+			else
+				memcpy(buf, dir, dlen);
+			buf[dlen] = '/';
+			memcpy(buf + dlen + 1, arg0, alen + 1);
+			long r = try_exec(buf, c, no_interp);
+			if (r == -EACCES)
+				eacces = 1; /* keep looking; report it if nothing better turns up */
+			else if (r != -ENOENT && r != -ENOTDIR)
+				return r;
+		}
+		if (!*end)
+			break;
+		dir = end + 1;
+	}
+	return eacces ? -EACCES : e;
+}
+
+/* mkdir -p, as root; errors surface at the chdir that follows. */
+static void mkdir_p(const char *path)
+{
+	char buf[PATH_MAX_K];
+	size_t n = slen(path);
+	if (n >= sizeof(buf))
+		return;
+	memcpy(buf, path, n + 1);
+	for (size_t i = 1; i <= n; i++) {
+		if (buf[i] == '/' || !buf[i]) {
+			char keep = buf[i];
+			buf[i] = 0;
+			sys_mkdir(buf, 0755);
+			buf[i] = keep;
+		}
+	}
+}
+
+static __attribute__((noreturn)) void child(const struct conf *c)
+{
+	static const unsigned long none = 0;
+	const char *no_interp = NULL;
+	long e;
+	is_child = 1;
+	sys_sigprocmask(SIG_SETMASK, &none, NULL);
+	sys_setsid();
+	/* A missing working directory is created, as Docker (runc) does. */
+	mkdir_p(c->workdir);
+	if ((e = sys_setgroups(c->ngroups, c->groups)) < 0)
+		die(125, "setgroups: %e", (int)-e);
+	if ((e = sys_setgid(c->gid)) < 0)
+		die(125, "setgid %u: %e", c->gid, (int)-e);
+	if ((e = sys_setuid(c->uid)) < 0)
+		die(125, "setuid %u: %e", c->uid, (int)-e);
+	if ((e = sys_chdir(c->workdir)) < 0)
+		die(125, "workdir %s: %e", c->workdir, (int)-e);
+
+	e = -exec_app(c, &no_interp);
+	const char *arg0 = c->argv[0];
+	if (e == ENOENT && no_interp)
+		die(127, "%s: %s exists but its ELF interpreter (or #! program) is missing", arg0,
+		    no_interp);
+	if (e == ENOENT || e == ENOTDIR)
+		die(127, "%s: not found", arg0);
+	die(e == EACCES || e == EPERM || e == ENOEXEC || e == EISDIR || e == ETXTBSY ? 126 : 125,
+	    "%s: %e", arg0, (int)e);
+}
+
+/* Reaps every zombie and forwards signals until the app itself exits; returns its status. */
+static int wait_app(long pid)
+{
+	for (;;) {
+		int st;
+		long r;
+		while ((r = sys_wait4(-1, &st, WNOHANG)) > 0)
+			if (r == pid) /* exit code, or 128 + the signal that killed it */
+				return st & 0x7f ? 128 + (st & 0x7f) : (st >> 8) & 0xff;
+		if (r < 0 && r != -EINTR)
+			die(125, "wait: %e", (int)-r);
+		unsigned char info[128]; /* siginfo_t: we only need the number, returned */
+		long sig = sys_sigtimedwait(&waited, info, NULL);
+		if (sig > 0 && sig != SIGCHLD)
+			sys_kill((int)pid, (int)sig);
+	}
+}
+
+__attribute__((noreturn, used)) void start_c(long *sp)
+{
+	static struct conf c; /* large (argv/env tables): .bss, not the stack */
+	long e;
+	(void)sp;
+	/* Blocked from the start: a SIGTERM during boot waits for the app instead of vanishing. */
+	sys_sigprocmask(SIG_BLOCK, &waited, NULL);
+	if (sys_getpid() != 1) {
+		warn("must run as PID 1 (the /init of an initramfs)");
+		sys_exit(125);
+	}
+	sys_umask(022);
+	/* Ctrl-Alt-Del then sends SIGINT to PID 1 (forwarded to the app) instead of resetting. */
+	sys_reboot(REBOOT_CMD_CAD_OFF);
+
+	mount_all();
+	conf_defaults(&c);
+	conf_read(&c, APP_CONF, 1, 0);
+	conf_read(&c, RUN_CONF, 0, 1);
+	if (!c.argc)
+		die(125, "%s: no arg record, nothing to run", APP_CONF);
+
+	load_modules(c.modules);
+	if ((e = sys_sethostname(c.hostname, slen(c.hostname))) < 0)
+		die(125, "hostname %s: %e", c.hostname, (int)-e);
+	net_setup(&c);
+	write_etc(&c);
+
+	long pid = sys_fork();
+	if (pid < 0)
+		die(125, "fork: %e", (int)-pid);
+	if (pid == 0)
+		child(&c);
+	finish(wait_app(pid));
+}

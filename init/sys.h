@@ -1,0 +1,268 @@
+/*
+ * The kernel ABI slimroot-init uses, without a libc: syscall numbers, raw syscall entry for
+ * x86_64 and aarch64, and the few constants and structs we pass to the kernel.
+ *
+ * Every wrapper returns the kernel's raw result: -errno (-4095..-1) on failure. There is no
+ * global errno.
+ */
+#ifndef SLIMROOT_SYS_H
+#define SLIMROOT_SYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__x86_64__)
+enum {
+	NR_read = 0, NR_write = 1, NR_close = 3, NR_lseek = 8, NR_mmap = 9, NR_munmap = 11,
+	NR_rt_sigprocmask = 14, NR_ioctl = 16, NR_nanosleep = 35, NR_getpid = 39, NR_socket = 41,
+	NR_clone = 56, NR_execve = 59, NR_wait4 = 61, NR_kill = 62, NR_chdir = 80, NR_umask = 95,
+	NR_setuid = 105, NR_setgid = 106, NR_setsid = 112, NR_setgroups = 116,
+	NR_rt_sigtimedwait = 128, NR_sync = 162, NR_mount = 165, NR_reboot = 169,
+	NR_sethostname = 170, NR_init_module = 175, NR_getdents64 = 217, NR_exit_group = 231,
+	NR_openat = 257, NR_mkdirat = 258, NR_unlinkat = 263, NR_symlinkat = 266,
+	NR_readlinkat = 267, NR_faccessat = 269, NR_dup3 = 292, NR_finit_module = 313,
+};
+#define O_DIRECTORY 0200000
+
+static inline long sys6(long n, long a, long b, long c, long d, long e, long f)
+{
+	register long r10 __asm__("r10") = d;
+	register long r8 __asm__("r8") = e;
+	register long r9 __asm__("r9") = f;
+	long ret;
+	__asm__ volatile("syscall"
+			 : "=a"(ret)
+			 : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+			 : "rcx", "r11", "memory");
+	return ret;
+}
+
+#elif defined(__aarch64__)
+/* The asm-generic table. */
+enum {
+	NR_dup3 = 24, NR_ioctl = 29, NR_mkdirat = 34, NR_unlinkat = 35, NR_symlinkat = 36,
+	NR_mount = 40, NR_faccessat = 48, NR_chdir = 49, NR_openat = 56, NR_close = 57,
+	NR_getdents64 = 61, NR_lseek = 62, NR_read = 63, NR_write = 64, NR_readlinkat = 78,
+	NR_sync = 81, NR_exit_group = 94, NR_nanosleep = 101, NR_init_module = 105,
+	NR_kill = 129, NR_rt_sigprocmask = 135, NR_rt_sigtimedwait = 137, NR_reboot = 142,
+	NR_setgid = 144, NR_setuid = 146, NR_setsid = 157, NR_setgroups = 159,
+	NR_sethostname = 161, NR_umask = 166, NR_getpid = 172, NR_socket = 198,
+	NR_munmap = 215, NR_clone = 220, NR_execve = 221, NR_mmap = 222, NR_wait4 = 260,
+	NR_finit_module = 273,
+};
+#define O_DIRECTORY 040000
+
+static inline long sys6(long n, long a, long b, long c, long d, long e, long f)
+{
+	register long x8 __asm__("x8") = n;
+	register long x0 __asm__("x0") = a;
+	register long x1 __asm__("x1") = b;
+	register long x2 __asm__("x2") = c;
+	register long x3 __asm__("x3") = d;
+	register long x4 __asm__("x4") = e;
+	register long x5 __asm__("x5") = f;
+	__asm__ volatile("svc 0"
+			 : "+r"(x0)
+			 : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
+			 : "memory");
+	return x0;
+}
+
+#else
+#error "slimroot-init supports x86_64 and aarch64"
+#endif
+
+/*
+ * `make check` compiles this header against the toolchain's <asm/unistd.h> to catch a wrong
+ * number; the build itself needs no kernel headers.
+ */
+#ifdef SLIMROOT_CHECK_NR
+#include <asm/unistd.h>
+#define CHK(x) _Static_assert(NR_##x == __NR_##x, #x)
+CHK(read); CHK(write); CHK(close); CHK(lseek); CHK(mmap); CHK(munmap); CHK(rt_sigprocmask);
+CHK(ioctl); CHK(nanosleep); CHK(getpid); CHK(socket); CHK(clone); CHK(execve); CHK(wait4);
+CHK(kill); CHK(chdir); CHK(umask); CHK(setuid); CHK(setgid); CHK(setsid); CHK(setgroups);
+CHK(rt_sigtimedwait); CHK(sync); CHK(mount); CHK(reboot); CHK(sethostname); CHK(init_module);
+CHK(getdents64); CHK(exit_group); CHK(openat); CHK(mkdirat); CHK(unlinkat); CHK(symlinkat);
+CHK(readlinkat); CHK(faccessat); CHK(dup3); CHK(finit_module);
+#endif
+
+/* A raw result that is an error (-4095..-1), as opposed to a value such as an address. */
+#define SYS_ERR(r) ((unsigned long)(r) >= (unsigned long)-4095)
+
+#define sys0(n) sys6(n, 0, 0, 0, 0, 0, 0)
+#define sys1(n, a) sys6(n, (long)(a), 0, 0, 0, 0, 0)
+#define sys2(n, a, b) sys6(n, (long)(a), (long)(b), 0, 0, 0, 0)
+#define sys3(n, a, b, c) sys6(n, (long)(a), (long)(b), (long)(c), 0, 0, 0)
+#define sys4(n, a, b, c, d) sys6(n, (long)(a), (long)(b), (long)(c), (long)(d), 0, 0)
+#define sys5(n, a, b, c, d, e) sys6(n, (long)(a), (long)(b), (long)(c), (long)(d), (long)(e), 0)
+
+/* errno values (identical on both architectures) */
+#define EPERM 1
+#define ENOENT 2
+#define ESRCH 3
+#define EINTR 4
+#define EIO 5
+#define ENOEXEC 8
+#define EBADF 9
+#define ECHILD 10
+#define ENOMEM 12
+#define EACCES 13
+#define EBUSY 16
+#define EEXIST 17
+#define ENODEV 19
+#define ENOTDIR 20
+#define EISDIR 21
+#define EINVAL 22
+#define ETXTBSY 26
+#define ENOSPC 28
+#define EROFS 30
+#define ENAMETOOLONG 36
+#define ENOSYS 38
+#define ELOOP 40
+#define ENETUNREACH 101
+
+#define AT_FDCWD -100
+#define O_RDONLY 0
+#define O_WRONLY 1
+#define O_RDWR 2
+#define O_CREAT 0100
+#define O_EXCL 0200
+#define O_NOCTTY 0400
+#define O_CLOEXEC 02000000
+#define F_OK 0
+#define SEEK_END 2
+
+#define PROT_READ 1
+#define MAP_PRIVATE 2
+
+#define MS_NOSUID 2
+#define MS_NODEV 4
+#define MS_NOEXEC 8
+
+#define SIGHUP 1
+#define SIGINT 2
+#define SIGQUIT 3
+#define SIGKILL 9
+#define SIGUSR1 10
+#define SIGUSR2 12
+#define SIGTERM 15
+#define SIGCHLD 17
+#define SIG_BLOCK 0
+#define SIG_SETMASK 2
+#define SIGBIT(s) (1UL << ((s) - 1))
+
+#define WNOHANG 1
+
+#define TCSBRK 0x5409 /* with arg 1: tcdrain() */
+
+#define REBOOT_MAGIC1 0xfee1dead
+#define REBOOT_MAGIC2 672274793
+#define REBOOT_CMD_RESTART 0x01234567
+#define REBOOT_CMD_POWER_OFF 0x4321fedc
+#define REBOOT_CMD_CAD_OFF 0
+
+#define DT_UNKNOWN 0
+#define DT_DIR 4
+#define DT_REG 8
+#define DT_LNK 10
+
+#define AF_INET 2
+#define SOCK_DGRAM 2
+#define SIOCADDRT 0x890b
+#define SIOCGIFFLAGS 0x8913
+#define SIOCSIFFLAGS 0x8914
+#define SIOCSIFADDR 0x8916
+#define SIOCSIFNETMASK 0x891c
+#define SIOCGIFINDEX 0x8933
+#define IFF_UP 0x1
+#define IFF_RUNNING 0x40
+#define RTF_UP 0x1
+#define RTF_GATEWAY 0x2
+
+struct timespec_k {
+	long sec, nsec;
+};
+
+struct dirent64_k {
+	uint64_t ino;
+	int64_t off;
+	unsigned short reclen;
+	unsigned char type;
+	char name[];
+};
+
+struct sockaddr_in_k {
+	unsigned short family, port;
+	unsigned char addr[4];
+	unsigned char zero[8];
+};
+
+/* struct ifreq: 16-byte name, then a 24-byte union (its largest member is struct ifmap). */
+struct ifreq_k {
+	char name[16];
+	union {
+		struct sockaddr_in_k addr;
+		short flags;
+		int ifindex;
+		char pad[24];
+	};
+};
+
+struct rtentry_k {
+	unsigned long pad1;
+	struct sockaddr_in_k dst, gateway, genmask;
+	unsigned short flags;
+	short pad2;
+	unsigned long pad3;
+	void *pad4;
+	short metric;
+	char *dev;
+	unsigned long mtu, window;
+	unsigned short irtt;
+};
+
+static inline long sys_read(int fd, void *b, size_t n) { return sys3(NR_read, fd, b, n); }
+static inline long sys_write(int fd, const void *b, size_t n) { return sys3(NR_write, fd, b, n); }
+static inline long sys_open(const char *p, int fl, int mode) { return sys4(NR_openat, AT_FDCWD, p, fl, mode); }
+static inline long sys_close(int fd) { return sys1(NR_close, fd); }
+static inline long sys_lseek(int fd, long off, int wh) { return sys3(NR_lseek, fd, off, wh); }
+static inline long sys_mmap(void *a, size_t n, int prot, int fl, int fd, long off) { return sys6(NR_mmap, (long)a, (long)n, prot, fl, fd, off); }
+static inline long sys_munmap(void *a, size_t n) { return sys2(NR_munmap, a, n); }
+static inline long sys_ioctl(int fd, unsigned long req, void *arg) { return sys3(NR_ioctl, fd, req, arg); }
+static inline long sys_faccess(const char *p, int mode) { return sys4(NR_faccessat, AT_FDCWD, p, mode, 0); }
+static inline long sys_mkdir(const char *p, int mode) { return sys3(NR_mkdirat, AT_FDCWD, p, mode); }
+static inline long sys_unlink(const char *p) { return sys3(NR_unlinkat, AT_FDCWD, p, 0); }
+static inline long sys_symlink(const char *t, const char *p) { return sys3(NR_symlinkat, t, AT_FDCWD, p); }
+static inline long sys_readlink(const char *p, char *b, size_t n) { return sys4(NR_readlinkat, AT_FDCWD, p, b, n); }
+static inline long sys_getdents64(int fd, void *b, size_t n) { return sys3(NR_getdents64, fd, b, n); }
+static inline long sys_dup3(int a, int b) { return sys3(NR_dup3, a, b, 0); }
+static inline long sys_chdir(const char *p) { return sys1(NR_chdir, p); }
+static inline long sys_mount(const char *src, const char *dst, const char *type, unsigned long fl, const void *data) { return sys5(NR_mount, src, dst, type, fl, data); }
+static inline long sys_getpid(void) { return sys0(NR_getpid); }
+static inline long sys_kill(int pid, int sig) { return sys2(NR_kill, pid, sig); }
+static inline long sys_wait4(int pid, int *st, int opt) { return sys4(NR_wait4, pid, st, opt, 0); }
+/* clone(SIGCHLD) with no new stack is fork(); aarch64 has no fork syscall. */
+static inline long sys_fork(void) { return sys2(NR_clone, SIGCHLD, 0); }
+static inline long sys_execve(const char *p, char *const *argv, char *const *envp) { return sys3(NR_execve, p, argv, envp); }
+static inline __attribute__((noreturn)) void sys_exit(int code)
+{
+	for (;;)
+		sys1(NR_exit_group, code);
+}
+static inline long sys_sigprocmask(int how, const unsigned long *set, unsigned long *old) { return sys4(NR_rt_sigprocmask, how, set, old, 8); }
+static inline long sys_sigtimedwait(const unsigned long *set, void *info, const struct timespec_k *t) { return sys4(NR_rt_sigtimedwait, set, info, t, 8); }
+static inline long sys_nanosleep(const struct timespec_k *t) { return sys2(NR_nanosleep, t, 0); }
+static inline long sys_setsid(void) { return sys0(NR_setsid); }
+static inline long sys_setuid(unsigned id) { return sys1(NR_setuid, id); }
+static inline long sys_setgid(unsigned id) { return sys1(NR_setgid, id); }
+static inline long sys_setgroups(int n, const unsigned *g) { return sys2(NR_setgroups, n, g); }
+static inline long sys_umask(int m) { return sys1(NR_umask, m); }
+static inline long sys_sethostname(const char *n, size_t len) { return sys2(NR_sethostname, n, len); }
+static inline long sys_socket(int dom, int type, int proto) { return sys3(NR_socket, dom, type, proto); }
+static inline long sys_sync(void) { return sys0(NR_sync); }
+static inline long sys_reboot(unsigned cmd) { return sys4(NR_reboot, REBOOT_MAGIC1, REBOOT_MAGIC2, cmd, 0); }
+static inline long sys_finit_module(int fd, const char *params, int fl) { return sys3(NR_finit_module, fd, params, fl); }
+static inline long sys_init_module(const void *img, size_t n, const char *params) { return sys3(NR_init_module, img, n, params); }
+
+#endif

@@ -1,6 +1,7 @@
 /**
  * Real container-image fixtures built from Debian packages (see test/fixtures/build.sh),
- * cached under $SLIMROOT_FIXTURES (default <repo>/.cache/fixtures).
+ * cached under $SLIMROOT_FIXTURES (default ~/.cache/slimroot/test-fixtures, outside the
+ * checkout, so CI runs on fresh clones reuse them).
  *
  * Each fixture lives in `<name>-<arch>-<hash>/`, where the hash covers the recipe
  * (suite, mirror, packages, timestamp) and the text of build.sh, so editing either
@@ -25,6 +26,7 @@ import {
   unlink,
   writeFile,
 } from "node:fs/promises";
+import { homedir } from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 
@@ -65,7 +67,10 @@ const SOURCE_DATE_EPOCH = 1700000000;
 const FORMAT_VERSION = 1;
 
 export function fixturesRoot(): string {
-  return path.resolve(process.env.SLIMROOT_FIXTURES || path.join(repoRoot, ".cache/fixtures"));
+  return path.resolve(
+    process.env.SLIMROOT_FIXTURES ||
+      path.join(process.env.XDG_CACHE_HOME || path.join(homedir(), ".cache"), "slimroot", "test-fixtures"),
+  );
 }
 
 export function nginxFixture(): Promise<ImageFixture> {

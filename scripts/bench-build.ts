@@ -88,6 +88,7 @@ function bigRootfs(): string {
       "mmdebstrap",
       [
         "--quiet",
+        "--format=tar",
         "--variant=minbase",
         "--include=python3,build-essential",
         "bookworm",

@@ -1,5 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { resolve as resolvePath } from "node:path";
+import { Readable } from "node:stream";
 import { text } from "node:stream/consumers";
 import {
   APP_CONFIG_PATH,
@@ -13,6 +14,9 @@ import { writeCpio } from "../cpio/writer.js";
 import { formatPlatform, hostPlatform, platformMatches } from "../image/platform.js";
 import { type OpenOptions, openLayeredSource, parseSourceRef } from "../image/source.js";
 import type { ImageConfig, Platform } from "../image/types.js";
+import { treeClosureResolver } from "../minimize/closure.js";
+import type { MinimizeLevel } from "../minimize/minimize.js";
+import { minimize } from "../minimize/minimize.js";
 import { applyLayer } from "../tree/flatten.js";
 import { addHostPath } from "../tree/host.js";
 import { normalizeImagePath, parentOf } from "../tree/path.js";
@@ -22,8 +26,7 @@ import { writeFileAtomically } from "../util/atomic-file.js";
 import { UserError } from "../util/errors.js";
 import { type Arch, archOf, initBinaryPath } from "./init-binary.js";
 
-export type MinimizeLevel = "none" | "safe" | "static" | "trace";
-export const MINIMIZE_LEVELS: readonly MinimizeLevel[] = ["none", "safe", "static", "trace"];
+export { MINIMIZE_LEVELS, type MinimizeLevel } from "../minimize/minimize.js";
 
 export interface HostAddition {
   source: string;
@@ -43,6 +46,13 @@ export interface BuildOptions {
   addOwner?: { uid: number; gid: number };
   /** Mtimes later than this are clamped to it. */
   epoch: number;
+  /** --keep / --drop globs (absolute image paths). */
+  keep?: string[];
+  drop?: string[];
+  /** Missing libraries fail the build. */
+  strict?: boolean;
+  /** Image paths recorded by `slimroot trace`, for --minimize trace. */
+  profile?: string[];
   onProgress?: OpenOptions["progress"];
   onLayer?: (index: number, count: number, name: string) => void;
 }
@@ -54,19 +64,32 @@ export interface BuildResult {
   arch: Arch;
   app: AppConfig;
   digest?: string;
+  /** Why each path is in the image (also written next to the output as OUTPUT.why). */
+  reasons: Map<string, string>;
+  warnings: string[];
 }
 
 /** The image path of our init: the kernel runs /init from an initramfs. */
 export const INIT_PATH = "init";
 
-/**
- * source -> flattened tree -> slimroot's files -> cpio -> compressor -> output file.
- * The spool that holds layer bodies lives only for the duration of the build.
- */
-export async function build(o: BuildOptions): Promise<BuildResult> {
-  if (o.minimize !== "none") {
-    throw new UserError(`--minimize ${o.minimize}: not available yet; use --minimize none`);
-  }
+/** An image flattened into a tree, with its resolved run settings. Dispose the spool after use. */
+export interface LoadedImage {
+  tree: Tree;
+  spool: Spool;
+  app: AppConfig;
+  arch: Arch;
+  digest?: string;
+  /** Image paths that came from --add. */
+  added: string[];
+}
+
+export type LoadOptions = Pick<
+  BuildOptions,
+  "source" | "platform" | "insecure" | "overrides" | "additions" | "addOwner" | "onProgress" | "onLayer"
+>;
+
+/** source -> flattened tree (+ --add files) -> resolved app config. */
+export async function loadImage(o: LoadOptions): Promise<LoadedImage> {
   const ref = parseSourceRef(o.source);
   const platform = o.platform ?? hostPlatform();
   const spool = await Spool.create();
@@ -95,24 +118,77 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       }
     }
     const arch = archOf(architecture);
+    const added: string[] = [];
     for (const add of o.additions) {
       await addHostPath(tree, resolvePath(add.source), add.dest, { owner: o.addOwner ?? { uid: 0, gid: 0 } });
+      for (const { path } of tree.walk(normalizeImagePath(add.dest))) added.push(path);
     }
-
     const app = resolveAppConfig(imageConfig, o.overrides, {
       passwd: await readImageText(tree, "etc/passwd"),
       group: await readImageText(tree, "etc/group"),
     });
+    return { tree, spool, app, arch, added, ...(digest ? { digest } : {}) };
+  } catch (err) {
+    await spool.dispose();
+    throw err;
+  }
+}
+
+/**
+ * source -> flattened tree -> selection (minimize) -> slimroot's files -> cpio -> compressor
+ * -> output file, plus OUTPUT.why saying why each path is in.
+ */
+export async function build(o: BuildOptions): Promise<BuildResult> {
+  const image = await loadImage(o);
+  const { tree, app, arch } = image;
+  try {
+    const { reasons, warnings } = await minimize(tree, {
+      level: o.minimize,
+      app,
+      closure: treeClosureResolver(tree, arch, app.env),
+      profile: o.profile,
+      added: image.added,
+      keep: o.keep ?? [],
+      drop: o.drop ?? [],
+      strict: o.strict ?? false,
+      epoch: o.epoch,
+    });
     addOwnFile(tree, APP_CONFIG_PATH, Buffer.from(encodeAppConfig(app)), 0o644, o.epoch);
     addOwnFile(tree, INIT_PATH, await readFile(initBinaryPath(arch)), 0o755, o.epoch);
+    for (const { path } of tree.walk()) {
+      if (!reasons.has(path))
+        reasons.set(path, path === "" ? "image root" : "slimroot: guest init and app config");
+    }
 
-    const files = [...tree.walk()].length;
+    const files = reasons.size;
     const archive = writeCpio(tree, { clampMtime: o.epoch });
     const bytes = await writeFileAtomically(o.output, archive, [compressor(o.compression)]);
-    return { output: o.output, bytes, files, arch, app, ...(digest ? { digest } : {}) };
+    await writeFileAtomically(whyPath(o.output), Readable.from([encodeWhy(tree, reasons)]));
+    return {
+      output: o.output,
+      bytes,
+      files,
+      arch,
+      app,
+      reasons,
+      warnings,
+      ...(image.digest ? { digest: image.digest } : {}),
+    };
   } finally {
-    await spool.dispose();
+    await image.spool.dispose();
   }
+}
+
+/** The sidecar that explains an image: OUTPUT.why. */
+export function whyPath(output: string): string {
+  return `${output}.why`;
+}
+
+/** "path<TAB>reason" lines in the image's own order. */
+function encodeWhy(tree: Tree, reasons: Map<string, string>): string {
+  const lines = ["# slimroot why v1: image path, tab, why it is in"];
+  for (const { path } of tree.walk()) lines.push(`/${path}\t${reasons.get(path) ?? "?"}`);
+  return `${lines.join("\n")}\n`;
 }
 
 /** A regular file of the tree as text (following no links), or undefined. */

@@ -3,6 +3,7 @@ import { Option } from "commander";
 import { build, type HostAddition, MINIMIZE_LEVELS, type MinimizeLevel } from "../build/build.js";
 import { COMPRESSIONS, type Compression, compressionForFileName } from "../compress/compress.js";
 import { parsePlatform } from "../image/platform.js";
+import { readProfile } from "../trace/profile.js";
 import { UserError } from "../util/errors.js";
 import { byteProgress, clearStatus, statusLine } from "./progress.js";
 
@@ -54,6 +55,14 @@ export function registerBuild(program: Command): void {
     .option("-u, --user <user[:group]>", "user to run the app as (names resolved in the image)")
     .option("--add <src:dst>", "copy a host file or directory into the image (repeatable)", collect)
     .option("--chown <uid:gid>", "owner of --add'ed files (default 0:0)")
+    .option(
+      "--keep <glob>",
+      "also keep image paths matching GLOB, e.g. '/usr/share/zoneinfo/**' (repeatable)",
+      collect,
+    )
+    .option("--drop <glob>", "drop image paths matching GLOB whatever kept them (repeatable)", collect)
+    .option("--profile <file>", "the profile `slimroot trace` wrote, for --minimize trace")
+    .option("--strict", "a library the closure cannot find is an error, not a warning")
     .action(async (source: string, command: string[], opts: Record<string, unknown>) => {
       const output = opts.output as string;
       const compression =
@@ -76,6 +85,10 @@ export function registerBuild(program: Command): void {
         additions: ((opts.add as string[] | undefined) ?? []).map(parseAddition),
         addOwner: opts.chown ? parseOwner(opts.chown as string) : undefined,
         epoch: sourceDateEpoch(),
+        keep: opts.keep as string[] | undefined,
+        drop: opts.drop as string[] | undefined,
+        strict: Boolean(opts.strict),
+        profile: opts.profile ? await readProfile(opts.profile as string) : undefined,
         onProgress: (p) => bar.update(p),
         onLayer: (i, n, name) => {
           bar.stop();
@@ -85,6 +98,7 @@ export function registerBuild(program: Command): void {
         bar.stop();
         clearStatus();
       });
+      for (const w of result.warnings) process.stderr.write(`slimroot: warning: ${w}\n`);
       process.stdout.write(
         `${result.output}: ${result.bytes} bytes (${compression}), ${result.files} entries, ${result.arch}, runs ${JSON.stringify(result.app.args)}\n`,
       );

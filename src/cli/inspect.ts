@@ -7,8 +7,9 @@ export function registerInspect(program: Command): void {
     .description("list an initramfs: files, sizes, totals and the app config it carries")
     .argument("<file>", "a cpio archive, compressed or not")
     .option("--json", "machine-readable output")
-    .action(async (file: string, opts: { json?: boolean }) => {
-      const r = await inspectArchive(file);
+    .option("--why", "every file, its size, and why it is in (from FILE.why, written by build)")
+    .action(async (file: string, opts: { json?: boolean; why?: boolean }) => {
+      const r = await inspectArchive(file, { why: opts.why });
       process.stdout.write(opts.json ? `${JSON.stringify(r, null, 2)}\n` : `${formatInspection(r)}\n`);
     });
 }

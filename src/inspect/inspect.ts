@@ -1,5 +1,5 @@
 import { createReadStream } from "node:fs";
-import { open, stat } from "node:fs/promises";
+import { open, readFile, stat } from "node:fs/promises";
 import { pipeline } from "node:stream";
 import { APP_CONFIG_PATH, type AppConfig, decodeAppConfig } from "../appconfig/appconfig.js";
 import { type Compression, decompressor, detectCompression } from "../compress/compress.js";
@@ -17,6 +17,8 @@ export interface InspectedFile {
   nlink: number;
   target?: string;
   rdev?: [number, number];
+  /** With --why: why the build kept it. */
+  why?: string;
 }
 
 export interface Inspection {
@@ -30,15 +32,23 @@ export interface Inspection {
   app?: AppConfig;
 }
 
-/** Opens a (possibly compressed) cpio file as a stream of entries. */
-export async function* readArchiveFile(file: string): AsyncGenerator<CpioEntry> {
+/** The compression of a file, from its first bytes. */
+export async function sniffCompression(file: string): Promise<Compression> {
   const head = Buffer.alloc(8);
   const fh = await open(file, "r").catch((err: NodeJS.ErrnoException) => {
     throw new UserError(`${file}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
   });
-  await fh.read(head, 0, 8, 0);
-  await fh.close();
-  const kind = detectCompression(head);
+  try {
+    await fh.read(head, 0, 8, 0);
+  } finally {
+    await fh.close();
+  }
+  return detectCompression(head);
+}
+
+/** Opens a (possibly compressed) cpio file as a stream of entries. */
+export async function* readArchiveFile(file: string): AsyncGenerator<CpioEntry> {
+  const kind = await sniffCompression(file);
   const raw = createReadStream(file);
   const plain = decompressor(kind, file);
   pipeline(raw, plain, () => undefined);
@@ -49,16 +59,29 @@ export async function* readArchiveFile(file: string): AsyncGenerator<CpioEntry> 
   }
 }
 
-export async function inspectArchive(file: string): Promise<Inspection> {
-  const head = Buffer.alloc(8);
-  const fh = await open(file, "r").catch((err: NodeJS.ErrnoException) => {
-    throw new UserError(`${file}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
+/** Reads OUTPUT.why (written by build): image path -> reason. */
+export async function readWhy(file: string): Promise<Map<string, string>> {
+  const text = await readFile(`${file}.why`, "utf8").catch((err: NodeJS.ErrnoException) => {
+    throw new UserError(
+      err.code === "ENOENT"
+        ? `${file}.why: no such file (it is written by slimroot build next to the image)`
+        : err.message,
+    );
   });
-  await fh.read(head, 0, 8, 0);
-  await fh.close();
+  const out = new Map<string, string>();
+  for (const line of text.split("\n")) {
+    if (!line || line.startsWith("#")) continue;
+    const tab = line.indexOf("\t");
+    if (tab > 0) out.set(line.slice(1, tab), line.slice(tab + 1));
+  }
+  return out;
+}
+
+export async function inspectArchive(file: string, opts: { why?: boolean } = {}): Promise<Inspection> {
+  const why = opts.why ? await readWhy(file) : undefined;
   const result: Inspection = {
     file,
-    compression: detectCompression(head),
+    compression: await sniffCompression(file),
     archiveBytes: (await stat(file)).size,
     contentBytes: 0,
     counts: { files: 0, dirs: 0, symlinks: 0, other: 0 },
@@ -90,6 +113,9 @@ export async function inspectArchive(file: string): Promise<Inspection> {
       result.counts.other++;
       if (e.rdevMajor || e.rdevMinor) f.rdev = [e.rdevMajor, e.rdevMinor];
     }
+    if (why)
+      f.why =
+        why.get(e.name === "." ? "" : e.name) ?? "(not in the .why file: the image changed after the build?)";
     if (e.name === APP_CONFIG_PATH) result.app = decodeAppConfig(e.body.toString());
     result.entries.push(f);
   }
@@ -122,8 +148,10 @@ export function formatInspection(r: Inspection): string {
   const lines: string[] = [];
   for (const e of r.entries) {
     const size = e.rdev ? `${e.rdev[0]},${e.rdev[1]}` : String(e.size);
+    const link = e.target !== undefined ? ` -> ${e.target}` : "";
+    const why = e.why !== undefined ? `  # ${e.why}` : "";
     lines.push(
-      `${modeString(e.mode)} ${`${e.uid}:${e.gid}`.padEnd(11)} ${size.padStart(10)}  /${e.path === "." ? "" : e.path}${e.target !== undefined ? ` -> ${e.target}` : ""}`,
+      `${modeString(e.mode)} ${`${e.uid}:${e.gid}`.padEnd(11)} ${size.padStart(10)}  /${e.path === "." ? "" : e.path}${link}${why}`,
     );
   }
   const c = r.counts;

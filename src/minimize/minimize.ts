@@ -1,0 +1,114 @@
+import type { AppConfig } from "../appconfig/appconfig.js";
+import type { Tree } from "../tree/tree.js";
+import { UserError } from "../util/errors.js";
+import { applyDrops, applyKeeps, applyRules } from "./rules.js";
+import { safeDrops } from "./safe.js";
+import { explainParents, pruneTree, Selection } from "./selection.js";
+
+export type MinimizeLevel = "none" | "safe" | "static" | "trace";
+export const MINIMIZE_LEVELS: readonly MinimizeLevel[] = ["none", "safe", "static", "trace"];
+
+/** Image paths (no leading "/") an ELF closure or symlink chain brings in, each with a reason. */
+export interface Closure {
+  files: Map<string, string>;
+  warnings: string[];
+}
+
+/** Resolves the closure of `roots` (image paths) inside the image. */
+export type ClosureResolver = (roots: string[], reason: string) => Promise<Closure>;
+
+export interface MinimizeOptions {
+  level: MinimizeLevel;
+  app: AppConfig;
+  closure: ClosureResolver;
+  /** Image paths a trace recorded (for level "trace"). */
+  profile?: string[];
+  /** Image paths added with --add: always kept. */
+  added: string[];
+  keep: string[];
+  drop: string[];
+  /** Missing libraries are errors rather than warnings. */
+  strict: boolean;
+  epoch: number;
+}
+
+export interface MinimizeResult {
+  /** Why each remaining path is in the image. */
+  reasons: Map<string, string>;
+  warnings: string[];
+}
+
+/**
+ * Cuts `tree` down to what the level keeps, in place, and says why each path stayed.
+ * none keeps everything; safe drops what nothing reads at run time; static keeps the ELF
+ * closure of the entrypoint, /etc and the directory skeleton; trace keeps what a traced run
+ * touched. The last three all get the rules (users, NSS, CA bundle, runtime dirs, ...).
+ */
+export async function minimize(tree: Tree, o: MinimizeOptions): Promise<MinimizeResult> {
+  const sel = new Selection();
+  const warnings: string[] = [];
+  const keepWithClosure = async (path: string, reason: string) => {
+    if (!sel.add(path, reason)) return;
+    const c = await o.closure([path], reason);
+    for (const [p, why] of c.files) sel.add(p, why);
+    warnings.push(...c.warnings);
+  };
+
+  if (o.level === "none") {
+    for (const { path } of tree.walk()) sel.add(path, "image (--minimize none)");
+  } else if (o.level === "safe") {
+    for (const { path, inode } of tree.walk()) {
+      if (!safeDrops(path, inode.kind === "dir"))
+        sel.add(path, "safe: not docs, locales, package databases or headers");
+    }
+  } else {
+    const ctx = { tree, app: o.app, keepWithClosure };
+    if (o.level === "static") {
+      const entry = resolveCommand(tree, o.app);
+      await keepWithClosure(entry, `entrypoint ${o.app.args[0]}`);
+      for (const arg of o.app.args.slice(1)) {
+        const p = arg.replace(/^\/+/, "");
+        if (arg.startsWith("/") && tree.get(p)?.inode.kind === "file")
+          await keepWithClosure(p, `named in the command line`);
+      }
+      for (const { path, inode } of tree.walk()) {
+        if (path === "etc" || path.startsWith("etc/")) sel.add(path, "static: all of /etc");
+        else if (inode.kind === "dir") sel.add(path, "static: directory skeleton (kept empty)");
+      }
+    } else {
+      if (!o.profile) throw new UserError("--minimize trace needs --profile FILE (made by slimroot trace)");
+      for (const p of o.profile) if (tree.get(p)) await keepWithClosure(p, "traced: the app used it");
+      const entry = resolveCommand(tree, o.app);
+      await keepWithClosure(entry, `entrypoint ${o.app.args[0]}`);
+    }
+    await applyRules(ctx, sel, o.epoch);
+  }
+  for (const p of o.added) sel.add(p, "--add");
+  if (o.keep.length) await applyKeeps({ tree, app: o.app, keepWithClosure }, o.keep);
+  applyDrops(sel, o.drop);
+
+  if (o.strict && warnings.length)
+    throw new UserError(
+      `--strict: ${warnings[0]}${warnings.length > 1 ? ` (and ${warnings.length - 1} more)` : ""}`,
+    );
+  pruneTree(tree, sel);
+  return { reasons: explainParents(tree, sel), warnings: [...new Set(warnings)] };
+}
+
+/** The entrypoint as an image path: argv[0], searched in the app's PATH when it has no "/". */
+export function resolveCommand(tree: Tree, app: AppConfig): string {
+  const argv0 = app.args[0]!;
+  if (argv0.includes("/")) {
+    const abs = argv0.startsWith("/") ? argv0 : `${app.workdir}/${argv0}`;
+    const p = abs.replace(/^\/+/, "");
+    if (!tree.get(p)) throw new UserError(`entrypoint ${argv0}: not in the image`);
+    return p;
+  }
+  const path = app.env.find((e) => e.startsWith("PATH="))?.slice(5) ?? "";
+  for (const dir of path.split(":")) {
+    if (!dir.startsWith("/")) continue;
+    const p = `${dir}/${argv0}`.replace(/^\/+/, "").replace(/\/+/g, "/");
+    if (tree.get(p)) return p;
+  }
+  throw new UserError(`entrypoint ${argv0}: not found in the image's PATH (${path})`);
+}

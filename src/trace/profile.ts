@@ -1,0 +1,45 @@
+import { readFile } from "node:fs/promises";
+import { UserError } from "../util/errors.js";
+
+/**
+ * A trace profile: a text file, one absolute image path per line, after a header of
+ * `# key: value` lines naming the image digest, the probes and the date.
+ */
+export interface Profile {
+  header: Record<string, string>;
+  /** Image paths without the leading "/". */
+  paths: string[];
+}
+
+export function encodeProfile(p: Profile): string {
+  const head = Object.entries(p.header).map(([k, v]) => `# ${k}: ${v.replace(/\n/g, " ")}`);
+  return `${["# slimroot profile v1", ...head, ...[...new Set(p.paths)].sort().map((x) => `/${x}`)].join("\n")}\n`;
+}
+
+export function decodeProfile(text: string, file: string): Profile {
+  const lines = text.split("\n");
+  if (lines[0] !== "# slimroot profile v1")
+    throw new UserError(`${file}: not a slimroot profile (first line must be "# slimroot profile v1")`);
+  const header: Record<string, string> = {};
+  const paths: string[] = [];
+  for (const [i, line] of lines.entries()) {
+    if (i === 0 || line === "") continue;
+    if (line.startsWith("#")) {
+      const m = /^# ([^:]+): (.*)$/.exec(line);
+      if (m) header[m[1]!] = m[2]!;
+    } else if (line.startsWith("/")) paths.push(line.replace(/^\/+/, ""));
+    else
+      throw new UserError(
+        `${file}:${i + 1}: expected an absolute path, got ${JSON.stringify(line.slice(0, 80))}`,
+      );
+  }
+  return { header, paths };
+}
+
+/** The paths of a profile file. */
+export async function readProfile(file: string): Promise<string[]> {
+  const text = await readFile(file, "utf8").catch((err: NodeJS.ErrnoException) => {
+    throw new UserError(`${file}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
+  });
+  return decodeProfile(text, file).paths;
+}

@@ -4,6 +4,8 @@ import { removeLiveTempFilesSync } from "../util/atomic-file.js";
 import { exitCodeOf, oneLine } from "../util/errors.js";
 import { registerBuild } from "./build.js";
 import { registerInspect } from "./inspect.js";
+import { registerKernel } from "./kernel.js";
+import { registerRun } from "./run.js";
 
 const program = new Command("slimroot")
   .description(
@@ -19,6 +21,8 @@ const program = new Command("slimroot")
 
 registerBuild(program);
 registerInspect(program);
+registerKernel(program);
+registerRun(program);
 
 for (const [signal, code] of [
   ["SIGINT", 130],

@@ -1,0 +1,64 @@
+import { open } from "node:fs/promises";
+import { gunzipSync, constants as zc } from "node:zlib";
+import type { Arch } from "../build/init-binary.js";
+
+export type KernelFormat = "bzImage" | "elf" | "arm64-image";
+
+export interface KernelKind {
+  arch: Arch;
+  format: KernelFormat;
+}
+
+const EM_X86_64 = 62;
+const EM_AARCH64 = 183;
+
+/** How many leading bytes `kernelKind` needs. */
+export const KERNEL_HEAD_BYTES = 4096;
+
+/** The architecture of an ELF file from its e_machine, or undefined for other machines. */
+export function elfArch(head: Buffer): Arch | undefined {
+  if (head.length < 20 || head.readUInt32BE(0) !== 0x7f454c46) return undefined;
+  const machine = head[5] === 2 ? head.readUInt16BE(18) : head.readUInt16LE(18);
+  if (machine === EM_X86_64) return "amd64";
+  if (machine === EM_AARCH64) return "arm64";
+  return undefined;
+}
+
+/**
+ * What kind of kernel image `head` (its first bytes) starts: an x86 bzImage (the boot
+ * protocol's "HdrS" at 0x202; a PE/EFI stub may precede it, hence checked first), an ELF
+ * vmlinux (e_machine), or an arm64 `Image` ("ARM\x64" at 56). A gzip-compressed arm64 Image
+ * (Image.gz, which QEMU also boots) is looked into. Undefined when it is none of these.
+ */
+export function kernelKind(head: Buffer): KernelKind | undefined {
+  if (head.length >= 0x206 && head.toString("latin1", 0x202, 0x206) === "HdrS") {
+    return { arch: "amd64", format: "bzImage" };
+  }
+  const elf = elfArch(head);
+  if (elf) return { arch: elf, format: "elf" };
+  if (head.length >= 60 && head.readUInt32LE(56) === 0x644d5241)
+    return { arch: "arm64", format: "arm64-image" };
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) {
+    try {
+      // A prefix of the stream: inflate what is there instead of failing on the missing end.
+      const inner = gunzipSync(head, { finishFlush: zc.Z_SYNC_FLUSH });
+      const kind = inner.length >= 60 && inner.readUInt32LE(56) === 0x644d5241;
+      if (kind) return { arch: "arm64", format: "arm64-image" };
+    } catch {
+      return undefined;
+    }
+  }
+  return undefined;
+}
+
+/** Reads the first bytes of `path` (fewer if the file is shorter). */
+export async function readHead(path: string, bytes = KERNEL_HEAD_BYTES): Promise<Buffer> {
+  const fh = await open(path, "r");
+  try {
+    const buf = Buffer.alloc(bytes);
+    const { bytesRead } = await fh.read(buf, 0, bytes, 0);
+    return buf.subarray(0, bytesRead);
+  } finally {
+    await fh.close();
+  }
+}

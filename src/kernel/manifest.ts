@@ -1,0 +1,72 @@
+import { readFile } from "node:fs/promises";
+import { homedir } from "node:os";
+import { join } from "node:path";
+import type { Arch } from "../build/init-binary.js";
+import { UserError } from "../util/errors.js";
+
+/** What `slimroot kernel fetch` leaves in a kernel directory, as manifest.json. */
+export interface KernelManifest {
+  format: 1;
+  arch: Arch;
+  /** The kernel release (`uname -r`), e.g. 6.1.0-56-cloud-amd64. */
+  version: string;
+  /** Where it came from, e.g. the Debian package and version. */
+  source: string;
+  /** File names relative to the directory. */
+  kernel: string;
+  config?: string;
+  /** Modules kept, in load order (dependencies first). */
+  modules: ManifestModule[];
+  /** The modules as a newc archive to append to an initrd. */
+  modulesCpio?: string;
+}
+
+export interface ManifestModule {
+  name: string;
+  /** Relative to the directory: modules/NAME.ko, uncompressed. */
+  file: string;
+  depends: string[];
+}
+
+export const MANIFEST = "manifest.json";
+
+/** slimroot's cache root: $SLIMROOT_CACHE, else $XDG_CACHE_HOME/slimroot, else ~/.cache/slimroot. */
+export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
+  if (env.SLIMROOT_CACHE) return env.SLIMROOT_CACHE;
+  return join(env.XDG_CACHE_HOME || join(homedir(), ".cache"), "slimroot");
+}
+
+/** The directory `slimroot kernel fetch --arch ARCH` fills. */
+export function fetchedKernelDir(arch: Arch, env: NodeJS.ProcessEnv = process.env): string {
+  return join(cacheRoot(env), "kernels", `debian-cloud-${arch}`);
+}
+
+/** Reads and checks DIR/manifest.json. */
+export async function readManifest(dir: string): Promise<KernelManifest> {
+  const path = join(dir, MANIFEST);
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new UserError(`${dir}: not a kernel directory (${MANIFEST}: ${code ?? String(err)})`);
+  }
+  let m: KernelManifest;
+  try {
+    m = JSON.parse(text) as KernelManifest;
+  } catch {
+    throw new UserError(`${path}: not valid JSON`);
+  }
+  const ok =
+    m &&
+    m.format === 1 &&
+    (m.arch === "amd64" || m.arch === "arm64") &&
+    typeof m.kernel === "string" &&
+    typeof m.version === "string" &&
+    Array.isArray(m.modules) &&
+    m.modules.every(
+      (x) => typeof x?.name === "string" && typeof x.file === "string" && Array.isArray(x.depends),
+    );
+  if (!ok) throw new UserError(`${path}: not a slimroot kernel manifest (format 1)`);
+  return m;
+}

@@ -1,0 +1,20 @@
+import { readFile } from "node:fs/promises";
+import { PassThrough, Readable } from "node:stream";
+import { buffer } from "node:stream/consumers";
+import { pipeline } from "node:stream/promises";
+import { decompressor, detectCompression } from "../compress/compress.js";
+
+/**
+ * A module file's plain ELF bytes. Distributions may ship `.ko.xz`, `.ko.zst` or `.ko.gz`
+ * (kmod decompresses them in user space); our init hands files straight to finit_module
+ * without flags, so they are decompressed here, judged by content rather than name.
+ */
+export async function readModuleBytes(path: string): Promise<Buffer> {
+  const raw = await readFile(path);
+  const kind = detectCompression(raw.subarray(0, 8));
+  if (kind === "none") return raw;
+  const out = new PassThrough();
+  const done = buffer(out);
+  await pipeline(Readable.from([raw]), decompressor(kind, `decompressing ${path}`), out);
+  return done;
+}

@@ -1,0 +1,47 @@
+import { stat } from "node:fs/promises";
+import { type Compression, compressor } from "../compress/compress.js";
+import { writeCpio } from "../cpio/writer.js";
+import { hostFileContent } from "../tree/spool.js";
+import { Tree } from "../tree/tree.js";
+import { writeFileAtomically } from "../util/atomic-file.js";
+
+/**
+ * Where the modules archive puts its `.ko` files in the guest; run.conf's `modules` record
+ * points the init there. Not /lib/modules/slimroot: the kernel's cpio unpacker replaces an
+ * existing path whose type differs from the archive's entry (init/initramfs.c clean_path),
+ * so a `lib` directory entry deletes the `/lib -> usr/lib` symlink of a merged-/usr image
+ * (Debian, Ubuntu, Fedora) and with it the dynamic loader. /etc/slimroot is always a real
+ * directory: `slimroot build` writes app.conf there.
+ */
+export const GUEST_MODULES_DIR = "etc/slimroot/modules";
+
+export interface ModuleFile {
+  /** The module's name; the file is stored as NAME.ko. */
+  name: string;
+  /** A plain (uncompressed) .ko on the host. */
+  path: string;
+}
+
+/**
+ * Writes a newc archive holding `modules` flat under /etc/slimroot/modules, to be appended
+ * to an image as a second initramfs. The init orders loads by .modinfo itself, so names need
+ * no numbering. Entries are root-owned, mode 0644, mtime 0: the same modules give the same
+ * bytes.
+ */
+export async function writeModulesCpio(
+  modules: readonly ModuleFile[],
+  output: string,
+  compression: Compression = "none",
+): Promise<number> {
+  const tree = new Tree();
+  const { node: dir } = tree.ensureDir(GUEST_MODULES_DIR, 0);
+  if (!dir) throw new Error(`internal: cannot create ${GUEST_MODULES_DIR}`);
+  for (const m of modules) {
+    const size = (await stat(m.path)).size;
+    tree.set(`${GUEST_MODULES_DIR}/${m.name}.ko`, {
+      inode: { kind: "file", mode: 0o644, uid: 0, gid: 0, mtime: 0, content: hostFileContent(m.path, size) },
+      layer: 0,
+    });
+  }
+  return writeFileAtomically(output, writeCpio(tree, { clampMtime: 0 }), [compressor(compression)]);
+}

@@ -146,8 +146,8 @@ class Reader {
 /** Parses the parts of an ELF object the loader looks at; throws ElfError on anything else. */
 export function parseElf(input: Uint8Array): ElfFile {
   const buf = Buffer.isBuffer(input) ? input : Buffer.from(input.buffer, input.byteOffset, input.byteLength);
+  if (!MAGIC.every((b, i) => i >= buf.length || buf[i] === b)) throw new ElfError("not an ELF file");
   if (buf.length < 16) throw new ElfError("file too short for an ELF header", true);
-  if (!isElf(buf)) throw new ElfError("not an ELF file");
   const elfClass = buf[4];
   const data = buf[5];
   if (elfClass !== ELFCLASS32 && elfClass !== ELFCLASS64) throw new ElfError(`bad ELF class ${elfClass}`);

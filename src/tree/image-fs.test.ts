@@ -34,11 +34,21 @@ function buildTree(spec: Spec): Tree {
     if (what === "dir") tree.ensureDir(path, 0);
     else if (typeof what === "string")
       tree.set(path, {
-        inode: { kind: "file", mode: 0o755, uid: 0, gid: 0, mtime: 0, content: bufferContent(Buffer.from(what)) },
+        inode: {
+          kind: "file",
+          mode: 0o755,
+          uid: 0,
+          gid: 0,
+          mtime: 0,
+          content: bufferContent(Buffer.from(what)),
+        },
         layer: 0,
       });
     else
-      tree.set(path, { inode: { kind: "symlink", mode: 0o777, uid: 0, gid: 0, mtime: 0, target: what.link }, layer: 0 });
+      tree.set(path, {
+        inode: { kind: "symlink", mode: 0o777, uid: 0, gid: 0, mtime: 0, target: what.link },
+        layer: 0,
+      });
   }
   tree.set("", { inode: dirInode(), layer: 0 });
   return tree;

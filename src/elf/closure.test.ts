@@ -197,6 +197,7 @@ test("$ORIGIN: the executable's real directory, a library's directory as opened"
     "/usr/bin/tool": { link: "/app/bin/tool" },
     "/app/bin/tool": exe({ needed: ["libo.so.1"], runpath: "$ORIGIN/../lib" }),
     "/app/lib/libo.so.1": { link: "../../opt/o/libo.so.1.0" },
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: ld.so's own ${NAME} syntax
     "/opt/o/libo.so.1.0": lib("libo.so.1", { needed: ["libdep.so.1"], rpath: "${ORIGIN}/deps" }),
     "/app/lib/deps/libdep.so.1": lib("libdep.so.1"),
     "/opt/o/deps/libdep.so.1": lib("libdep.so.1"),

@@ -243,7 +243,7 @@ before(() => {
     ]).status === 0;
 });
 
-after(() => (process.env.KEEP ? console.log(work) : rmSync(work, { recursive: true, force: true })));
+after(() => rmSync(work, { recursive: true, force: true }));
 
 /** What the real ld.so loads for `exe` in the root: real paths, and names it did not find. */
 function ldTrace(exe: string, env: string[] = []): { files: Set<string>; missing: Set<string> } {

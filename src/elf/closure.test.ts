@@ -281,6 +281,17 @@ test("a missing library names itself and its needer, with a hint when ldconfig w
   assert.equal(c.files.has("/opt/late/liblate.so.2"), false);
 });
 
+test("an object whose names lie past the part read first is read in full", async () => {
+  const files = {
+    "/app": exe({ needed: ["libbig.so.1"] }),
+    [`${MA}/libbig.so.1`]: lib("libbig.so.1", { needed: ["libsmall.so.1"], pad: 5 << 20 }),
+    [`${MA}/libsmall.so.1`]: lib("libsmall.so.1"),
+  };
+  const c = await closure(files, ["/app"]);
+  assert.deepEqual(c.warnings, []);
+  assert.equal(c.files.get(`${MA}/libsmall.so.1`), `needed by ${MA}/libbig.so.1 (libsmall.so.1)`);
+});
+
 test("one file under two names is loaded once, both paths kept", async () => {
   const files = {
     "/app": exe({ needed: ["libx.so.1", "libx.so"] }),
@@ -423,4 +434,18 @@ test("musl: its libc is the interpreter, its path file is searched and kept, rpa
     "/opt/m/libm1.so": "needed by /app (libm1.so)",
     "/rp/libm2.so": "needed by /opt/m/libm1.so (libm2.so)",
   });
+});
+
+test("musl rules hold even when its interpreter is missing", async () => {
+  const files = {
+    "/app": buildElf({
+      interpreter: "/lib/ld-musl-aarch64.so.1",
+      machine: EM_AARCH64,
+      needed: ["libc.musl-aarch64.so.1", "libz.so.1"],
+    }),
+    "/usr/lib/libz.so.1": lib("libz.so.1", { machine: EM_AARCH64 }),
+  };
+  const c = await resolveClosure(image(files), ["/app", "/app"], { machine: EM_AARCH64, elfClass: 2 });
+  assert.deepEqual(c.warnings, ["/lib/ld-musl-aarch64.so.1, interpreter of /app: not found"]);
+  assert.equal(c.files.get("/usr/lib/libz.so.1"), "needed by /app (libz.so.1)");
 });

@@ -197,6 +197,8 @@ class Resolver {
   private ldCache?: Promise<LdCacheEntry[] | undefined>;
   private ldConf?: Promise<string[]>;
   private readonly systemDirs: string[];
+  /** Executables already followed: the same program gives the same closure. */
+  private readonly executed = new Set<string>();
 
   constructor(
     private readonly fs: ImageFs,
@@ -319,6 +321,8 @@ class Resolver {
       this.warn(`${label}: ${this.describeTarget(elf)}`);
       return;
     }
+    if (this.executed.has(path)) return;
+    this.executed.add(path);
     // The kernel runs the real file, so the executable's $ORIGIN is past any symlink.
     const main: Obj = {
       path,
@@ -355,6 +359,13 @@ class Resolver {
 
   private async interpreter(proc: Process, interp: string, exe: string): Promise<void> {
     const label = `${interp}, interpreter of ${exe}`;
+    // musl by its name, so its rules apply even when the interpreter itself is missing.
+    if (muslArch(interp) !== undefined) {
+      const musl = await readMuslPath(this.fs, interp);
+      proc.musl = musl.dirs;
+      const file = musl.file === undefined ? undefined : resolvePath(this.fs, musl.file);
+      if (file) this.keep(file, `search path of ${interp}`);
+    }
     const res = resolvePath(this.fs, posix.resolve("/", interp));
     const st = res && this.fs.lstat(res.path);
     if (!res || st?.kind !== "file") {
@@ -382,14 +393,6 @@ class Resolver {
     proc.interpreter = obj;
     proc.loaded.push(obj);
     proc.vars.LIB = dstLibFor(res.path, this.opts.elfClass);
-    if (muslArch(interp) !== undefined) {
-      const musl = await readMuslPath(this.fs, interp);
-      proc.musl = musl.dirs;
-      if (musl.file) {
-        const file = resolvePath(this.fs, musl.file);
-        if (file) this.keep(file, `search path of ${res.path}`);
-      }
-    }
   }
 
   /** LD_PRELOAD (blank or colon separated) then glibc's /etc/ld.so.preload, in ld.so's order. */
@@ -401,9 +404,9 @@ class Resolver {
     const res = resolvePath(this.fs, GLIBC_PRELOAD);
     if (!res || this.fs.lstat(res.path)?.kind !== "file") return out;
     const text = (await this.fs.readFile(res.path))?.toString("utf8") ?? "";
-    for (const name of text.split(/[ \t\n:]/))
-      if (name !== "") out.push({ name, reason: `in ${GLIBC_PRELOAD} (${name})` });
-    if (out.length > 0) this.keep(res, "read by ld.so at every start");
+    const listed = text.split(/[ \t\n:]/).filter((n) => n !== "");
+    if (listed.length > 0) this.keep(res, "read by ld.so at every start");
+    for (const name of listed) out.push({ name, reason: `in ${GLIBC_PRELOAD} (${name})` });
     return out;
   }
 

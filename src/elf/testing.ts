@@ -32,6 +32,8 @@ export interface ElfSpec {
   flags1?: number;
   /** No PT_DYNAMIC at all, like a static executable. */
   static?: boolean;
+  /** Zero bytes before the string table, to put the names far into the file. */
+  pad?: number;
 }
 
 const BASE = 0x400000n;
@@ -63,7 +65,7 @@ export function buildElf(spec: ElfSpec = {}): Buffer {
   const phnum = (spec.interpreter !== undefined ? 1 : 0) + 1 + (spec.static ? 0 : 1);
   const interpOff = ehsize + phnum * phentsize;
   const interp = spec.interpreter !== undefined ? Buffer.from(`${spec.interpreter}\0`) : Buffer.alloc(0);
-  const strOff = interpOff + interp.length;
+  const strOff = interpOff + interp.length + (spec.pad ?? 0);
   const dynOff = Math.ceil((strOff + strtab.length) / 8) * 8;
   const entSize = is64 ? 16 : 8;
   dyn.push([DT_STRTAB, BASE + BigInt(strOff)], [DT_STRSZ, BigInt(strtab.length)], [0, 0n]);

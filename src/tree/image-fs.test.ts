@@ -85,6 +85,9 @@ for (const [name, fs] of impls) {
     assert.equal(await fs.readFile("/usr/lib"), undefined);
     assert.equal(await fs.readFile("/missing"), undefined);
     assert.deepEqual(fs.readdir("/usr/lib/x86_64-linux-gnu"), ["libx.so.1", "libx.so.1.2.3"]);
+    // ".." never climbs out of the root, even when a caller passes it unresolved.
+    assert.deepEqual(fs.readdir("/../../.."), fs.readdir("/"));
+    assert.equal(fs.lstat("/../../../usr/bin/tool")?.kind, "file");
     assert.equal(fs.readdir("/usr/bin/tool"), undefined);
   });
 

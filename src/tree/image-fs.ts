@@ -31,16 +31,19 @@ function segments(path: string): string[] {
   return path.split("/").filter((s) => s !== "" && s !== ".");
 }
 
-/** ImageFs over a flattened image. ".." in a path is taken lexically, clamped at the root. */
+/** The names of a path with ".." taken lexically and clamped at the root, so it cannot leave it. */
+function literal(path: string): string[] {
+  const out: string[] = [];
+  for (const seg of segments(path)) {
+    if (seg === "..") out.pop();
+    else out.push(seg);
+  }
+  return out;
+}
+
+/** ImageFs over a flattened image. */
 export function treeFs(tree: Tree): ImageFs {
-  const node = (path: string) => {
-    const out: string[] = [];
-    for (const seg of segments(path)) {
-      if (seg === "..") out.pop();
-      else out.push(seg);
-    }
-    return tree.get(out.join("/"));
-  };
+  const node = (path: string) => tree.get(literal(path).join("/"));
   return {
     lstat(path) {
       const n = node(path);
@@ -103,7 +106,7 @@ function kindOf(st: Stats): EntryKind | undefined {
  * from resolvePath(), which never leaves them there.
  */
 export function hostFs(root = "/"): ImageFs {
-  const host = (path: string) => join(root, ...segments(path));
+  const host = (path: string) => join(root, ...literal(path));
   const stat = (path: string) => {
     try {
       return lstatSync(host(path));

@@ -20,6 +20,7 @@ import {
   MANIFEST,
   type ManifestModule,
   readManifest,
+  type Transport,
 } from "./manifest.js";
 
 /**
@@ -48,7 +49,20 @@ export const WANTED_MODULES = [
   "overlay",
 ] as const;
 
-export const MODULES_CPIO = "modules.cpio";
+/** What `slimroot run` attaches: the transport, a NIC, an RNG, and (mmio) a keyboard. */
+export const BOOT_MODULES: Record<Transport, readonly string[]> = {
+  mmio: ["virtio_mmio", "virtio_net", "virtio_rng", "virtio_input"],
+  pci: ["virtio_pci", "virtio_net", "virtio_rng"],
+};
+
+export const modulesCpioName = (t: Transport) => `modules-${t}.cpio`;
+
+/** The modules of `m` a VM using `transport` loads at boot, dependencies first. */
+export async function bootModules(m: KernelManifest, transport: Transport): Promise<ManifestModule[]> {
+  const byName = new Map(m.modules.map((x) => [x.name, x]));
+  const { names } = await dependencyClosure(BOOT_MODULES[transport], (n) => byName.get(n)?.depends);
+  return loadOrder(names.map((n) => byName.get(n)!));
+}
 
 export interface FetchResult {
   dir: string;
@@ -69,7 +83,7 @@ export async function cachedKernel(dir: string): Promise<KernelManifest | undefi
   if (!existsSync(join(dir, MANIFEST))) return undefined;
   try {
     const m = await readManifest(dir);
-    const files = [m.kernel, ...(m.modulesCpio ? [m.modulesCpio] : []), ...m.modules.map((x) => x.file)];
+    const files = [m.kernel, ...Object.values(m.modulesCpio ?? {}), ...m.modules.map((x) => x.file)];
     return files.every((f) => existsSync(join(dir, f))) ? m : undefined;
   } catch {
     return undefined;
@@ -120,10 +134,6 @@ export async function fetchKernel(o: FetchOptions): Promise<FetchResult> {
       await writeFile(join(out, file), m.bytes);
       kept.push({ name: m.name, file, depends: m.depends });
     }
-    await writeModulesCpio(
-      kept.map((m) => ({ name: m.name, path: join(out, m.file) })),
-      join(out, MODULES_CPIO),
-    );
     const manifest: KernelManifest = {
       format: 1,
       arch: o.arch,
@@ -132,8 +142,16 @@ export async function fetchKernel(o: FetchOptions): Promise<FetchResult> {
       kernel: vmlinuz,
       ...(hasConfig ? { config } : {}),
       modules: kept,
-      modulesCpio: MODULES_CPIO,
+      modulesCpio: {},
     };
+    for (const t of ["mmio", "pci"] as const) {
+      const boot = await bootModules(manifest, t);
+      await writeModulesCpio(
+        boot.map((m) => ({ name: m.name, path: join(out, m.file) })),
+        join(out, modulesCpioName(t)),
+      );
+      manifest.modulesCpio![t] = modulesCpioName(t);
+    }
     // Written last: a directory with a manifest is complete.
     await writeFile(join(out, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
     await rm(dir, { recursive: true, force: true });

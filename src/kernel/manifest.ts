@@ -17,9 +17,15 @@ export interface KernelManifest {
   config?: string;
   /** Modules kept, in load order (dependencies first). */
   modules: ManifestModule[];
-  /** The modules as a newc archive to append to an initrd. */
-  modulesCpio?: string;
+  /**
+   * Newc archives of the modules a VM with each virtio transport needs at boot, to append
+   * to an initrd (not all modules: each load costs boot time under emulation).
+   */
+  modulesCpio?: Partial<Record<Transport, string>>;
 }
+
+/** How the VM's virtio devices are attached: microvm and virt use mmio, pc uses pci. */
+export type Transport = "mmio" | "pci";
 
 export interface ManifestModule {
   name: string;

@@ -1,0 +1,135 @@
+/**
+ * Turns what the user said about the kernel (`--kernel DIR|FILE`, `--modules DIR`, or
+ * nothing) into a kernel file, its architecture (read from its bytes) and a modules archive.
+ */
+import { existsSync } from "node:fs";
+import { mkdir, readdir, stat, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { Arch } from "../build/init-binary.js";
+import { ModinfoError, readModinfo } from "../kmod/modinfo.js";
+import { readModuleBytes } from "../kmod/module-file.js";
+import { type ModuleFile, writeModulesCpio } from "../kmod/modules-cpio.js";
+import { UserError } from "../util/errors.js";
+import { type KernelKind, kernelKind, readHead } from "./arch.js";
+import { bootModules, cachedKernel } from "./fetch.js";
+import { fetchedKernelDir, type KernelManifest, readManifest, type Transport } from "./manifest.js";
+
+export interface BootKernel {
+  kernel: string;
+  kind: KernelKind;
+  /** A newc archive of modules to append to the initrd, if any. */
+  modulesCpio?: string;
+  /** For messages: where it came from. */
+  label: string;
+}
+
+export interface KernelRequest {
+  /** `--kernel`: a fetched directory (with manifest.json) or a kernel image file. */
+  kernel?: string;
+  /** `--modules`: a directory whose .ko files (any depth) go into the VM. */
+  modules?: string;
+  /** The image's architecture: picks the default kernel. */
+  arch: Arch;
+  /** The VM's virtio transport: picks the boot modules of a fetched kernel. */
+  transport: Transport;
+  /** Where a modules archive built on the fly may be written. */
+  scratch: string;
+}
+
+async function kindOf(path: string): Promise<KernelKind> {
+  const kind = kernelKind(await readHead(path));
+  if (!kind) {
+    throw new UserError(
+      `${path}: not a kernel image (no bzImage header, x86-64/arm64 ELF or arm64 Image magic)`,
+    );
+  }
+  return kind;
+}
+
+export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
+  let kernel: string;
+  let modulesCpio: string | undefined;
+  let label: string;
+  if (r.kernel === undefined) {
+    const dir = fetchedKernelDir(r.arch);
+    const m = await cachedKernel(dir);
+    if (!m)
+      throw new UserError(
+        `no ${r.arch} kernel: run slimroot kernel fetch --arch ${r.arch} (or give --kernel)`,
+      );
+    kernel = join(dir, m.kernel);
+    modulesCpio = await manifestModules(dir, m, r);
+    label = `${m.version} (${dir})`;
+  } else {
+    const st = await stat(r.kernel).catch(() => undefined);
+    if (!st) throw new UserError(`--kernel ${r.kernel}: no such file or directory`);
+    if (st.isDirectory()) {
+      const m = await readManifest(r.kernel);
+      kernel = join(r.kernel, m.kernel);
+      modulesCpio = await manifestModules(r.kernel, m, r);
+      label = `${m.version} (${r.kernel})`;
+    } else {
+      kernel = r.kernel;
+      label = r.kernel;
+    }
+  }
+  if (r.modules !== undefined) {
+    modulesCpio = join(r.scratch, "modules.cpio");
+    await writeModulesCpio(await modulesIn(r.modules, r.scratch), modulesCpio);
+  }
+  const kind = await kindOf(kernel);
+  return { kernel, kind, ...(modulesCpio ? { modulesCpio } : {}), label };
+}
+
+/** The cached boot-modules archive of a kernel directory, else one made now. */
+async function manifestModules(
+  dir: string,
+  m: KernelManifest,
+  r: KernelRequest,
+): Promise<string | undefined> {
+  const cached = m.modulesCpio?.[r.transport];
+  if (cached && existsSync(join(dir, cached))) return join(dir, cached);
+  const boot = await bootModules(m, r.transport);
+  if (boot.length === 0) return undefined;
+  const out = join(r.scratch, "modules.cpio");
+  await writeModulesCpio(
+    boot.map((x) => ({ name: x.name, path: join(dir, x.file) })),
+    out,
+  );
+  return out;
+}
+
+/** Every .ko (.ko.xz, .ko.zst, .ko.gz) under `dir`, decompressed into `scratch` as needed. */
+async function modulesIn(dir: string, scratch: string): Promise<ModuleFile[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true }).catch(
+    (err: NodeJS.ErrnoException) => {
+      throw new UserError(`--modules ${dir}: ${err.code === "ENOENT" ? "no such directory" : err.message}`);
+    },
+  );
+  const found = new Map<string, ModuleFile>();
+  const plainDir = join(scratch, "ko");
+  await mkdir(plainDir, { recursive: true });
+  for (const e of entries.sort((a, b) =>
+    join(a.parentPath, a.name).localeCompare(join(b.parentPath, b.name)),
+  )) {
+    if (!e.isFile() || !/\.ko(\.(xz|zst|gz))?$/.test(e.name)) continue;
+    const path = join(e.parentPath, e.name);
+    const bytes = await readModuleBytes(path);
+    let name: string;
+    try {
+      name = readModinfo(bytes).name ?? e.name.replace(/\.ko.*$/, "").replace(/-/g, "_");
+    } catch (err) {
+      if (err instanceof ModinfoError) throw new UserError(`--modules: ${path}: ${err.message}`);
+      throw err;
+    }
+    if (found.has(name)) continue;
+    let plain = path;
+    if (!e.name.endsWith(".ko")) {
+      plain = join(plainDir, `${name}.ko`);
+      await writeFile(plain, bytes);
+    }
+    found.set(name, { name, path: plain });
+  }
+  if (found.size === 0) throw new UserError(`--modules ${dir}: no .ko files in it`);
+  return [...found.values()];
+}

@@ -1,0 +1,162 @@
+/**
+ * The QEMU command line for a slimroot VM. Choices, each from boots of Debian 12's cloud
+ * kernel on QEMU 7.2 under TCG (see docs/run.md):
+ *
+ * - amd64 runs on `microvm` with ACPI: QEMU describes its virtio-mmio slots in the DSDT and
+ *   the modular virtio_mmio driver finds them once the init loads it. microvm has no HPET or
+ *   PM timer, so on a busy host the kernel's PIT calibration of the TSC fails and the boot
+ *   hangs for good; `tsc_early_khz` (TCG's guest TSC ticks at the host's rate) avoids the
+ *   calibration and `tsc=reliable` the watchdog that would then distrust it. Without a
+ *   known host TSC rate we use `pc`, which has an HPET.
+ * - arm64 runs on `virt` (cortex-a57 under TCG) with virtio-mmio devices from the device tree.
+ * - virtio-mmio must be modern (`force-legacy=false`): virtio-input, our way to send
+ *   Ctrl-Alt-Del, refuses legacy devices.
+ */
+import { readFileSync } from "node:fs";
+import type { Arch } from "../build/init-binary.js";
+import { UserError } from "../util/errors.js";
+import { hostfwd, type PortForward } from "./ports.js";
+
+export type Machine = "microvm" | "pc" | "virt";
+export type Accel = "tcg" | "kvm";
+
+/** The QOM path of the keyboard we press Ctrl-Alt-Del on (virtio machines). */
+export const KEYBOARD_ID = "kbd";
+
+export interface VmConfig {
+  arch: Arch;
+  machine: Machine;
+  accel: Accel;
+  kernel: string;
+  initrd: string;
+  memMiB: number;
+  cpus: number;
+  forwards: readonly PortForward[];
+  qmpSocket: string;
+  /** amd64 on microvm under TCG: the host's TSC rate. */
+  tscKhz?: number;
+}
+
+export function qemuBinary(arch: Arch): string {
+  return arch === "amd64" ? "qemu-system-x86_64" : "qemu-system-aarch64";
+}
+
+/** Debian's package for each binary, for the "not found" message. */
+export function qemuPackage(arch: Arch): string {
+  return arch === "amd64" ? "qemu-system-x86" : "qemu-system-arm";
+}
+
+function hostArch(): Arch | undefined {
+  if (process.arch === "x64") return "amd64";
+  if (process.arch === "arm64") return "arm64";
+  return undefined;
+}
+
+/**
+ * TCG unless SLIMROOT_ACCEL=kvm: on this project's machines /dev/kvm exists but a guest
+ * started with it hangs, so KVM is never assumed. KVM can only run the host's architecture.
+ */
+export function chooseAccel(arch: Arch, env: NodeJS.ProcessEnv = process.env): Accel {
+  const want = env.SLIMROOT_ACCEL;
+  if (!want || want === "tcg") return "tcg";
+  if (want !== "kvm") throw new UserError(`SLIMROOT_ACCEL=${want}: expected tcg or kvm`);
+  if (hostArch() !== arch)
+    throw new UserError(`SLIMROOT_ACCEL=kvm: cannot run an ${arch} guest on this host`);
+  return "kvm";
+}
+
+/** The host's TSC rate in kHz when it is constant (SLIMROOT_TSC_KHZ overrides). */
+export function hostTscKhz(env: NodeJS.ProcessEnv = process.env, cpuinfo?: string): number | undefined {
+  if (env.SLIMROOT_TSC_KHZ) {
+    const n = Number(env.SLIMROOT_TSC_KHZ);
+    if (!Number.isInteger(n) || n <= 0)
+      throw new UserError(`SLIMROOT_TSC_KHZ=${env.SLIMROOT_TSC_KHZ}: expected kHz`);
+    return n;
+  }
+  if (cpuinfo === undefined) {
+    if (process.arch !== "x64") return undefined;
+    try {
+      cpuinfo = readFileSync("/proc/cpuinfo", "utf8");
+    } catch {
+      return undefined;
+    }
+  }
+  const flags = /^flags\s*:\s*(.*)$/m.exec(cpuinfo)?.[1]?.split(/\s+/) ?? [];
+  const mhz = Number(/^cpu MHz\s*:\s*([\d.]+)/m.exec(cpuinfo)?.[1]);
+  if (!flags.includes("constant_tsc") || !(mhz > 0)) return undefined;
+  return Math.round(mhz * 1000);
+}
+
+/** The machine type: SLIMROOT_MACHINE=pc|microvm overrides the amd64 choice. */
+export function chooseMachine(
+  arch: Arch,
+  accel: Accel,
+  tscKhz: number | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): Machine {
+  if (arch === "arm64") return "virt";
+  const want = env.SLIMROOT_MACHINE;
+  if (want === "pc" || want === "microvm") return want;
+  if (want) throw new UserError(`SLIMROOT_MACHINE=${want}: expected pc or microvm`);
+  return accel === "kvm" || tscKhz ? "microvm" : "pc";
+}
+
+export function kernelCmdline(c: Pick<VmConfig, "arch" | "machine" | "accel" | "tscKhz">): string {
+  if (c.arch === "arm64") return "console=ttyAMA0 panic=-1 quiet";
+  // reboot=t: the init ends the VM with a reboot; a triple fault is the quickest one.
+  const args = ["console=ttyS0", "reboot=t", "panic=-1", "quiet"];
+  if (c.machine === "microvm" && c.accel === "tcg" && c.tscKhz) {
+    args.push(`tsc_early_khz=${c.tscKhz}`, "tsc=reliable");
+  }
+  return args.join(" ");
+}
+
+/** [binary, ...arguments]. */
+export function qemuCommand(c: VmConfig): string[] {
+  const net = ["user", "id=n0", ...c.forwards.map(hostfwd)].join(",");
+  const args = [qemuBinary(c.arch)];
+  const mmio = c.machine !== "pc";
+  if (c.machine === "microvm") args.push("-M", "microvm,acpi=on");
+  else if (c.machine === "pc") args.push("-M", "pc");
+  else args.push("-M", "virt", "-cpu", c.accel === "kvm" ? "host" : "cortex-a57");
+  if (c.arch === "amd64" && c.accel === "kvm") args.push("-cpu", "host");
+  args.push(
+    "-accel",
+    c.accel,
+    "-m",
+    String(c.memMiB),
+    "-smp",
+    String(c.cpus),
+    "-nodefaults",
+    "-no-user-config",
+    "-no-reboot",
+    "-display",
+    "none",
+    "-serial",
+    "stdio",
+  );
+  if (mmio) args.push("-global", "virtio-mmio.force-legacy=false");
+  args.push(
+    "-kernel",
+    c.kernel,
+    "-initrd",
+    c.initrd,
+    "-append",
+    kernelCmdline(c),
+    "-netdev",
+    net,
+    "-device",
+    mmio ? "virtio-net-device,netdev=n0" : "virtio-net-pci,netdev=n0",
+    "-device",
+    mmio ? "virtio-rng-device" : "virtio-rng-pci",
+  );
+  // pc has a PS/2 keyboard built in (atkbd is built into the kernel); the others get one.
+  if (mmio) args.push("-device", `virtio-keyboard-device,id=${KEYBOARD_ID}`);
+  args.push("-qmp", `unix:${c.qmpSocket},server=on,wait=off`);
+  return args;
+}
+
+/** POSIX shell quoting, for printing a command someone can paste. */
+export function shellQuote(args: readonly string[]): string {
+  return args.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(" ");
+}

@@ -1,0 +1,57 @@
+import { buffer } from "node:stream/consumers";
+import { writeCpio } from "../cpio/writer.js";
+import { bufferContent } from "../tree/spool.js";
+import { Tree } from "../tree/tree.js";
+import { UserError } from "../util/errors.js";
+
+/** Where the launcher's settings go in the guest (docs/app-config.md). */
+export const RUN_CONF_PATH = "etc/slimroot/run.conf";
+
+/** QEMU user networking's fixed addresses. */
+export const USER_NET = { ip: "10.0.2.15/24", gateway: "10.0.2.2", dns: "10.0.2.3" } as const;
+
+export interface RunSettings {
+  /** Give eth0 QEMU user networking's address, route and resolver. */
+  network: boolean;
+  /** NAME=VALUE, applied after the image's env. */
+  env: readonly string[];
+  /** Replaces the image's argv when given. */
+  args?: readonly string[];
+  /** Guest directory of kernel modules to load (absolute). */
+  modulesDir?: string;
+  hostname?: string;
+}
+
+function escapeValue(v: string, what: string): string {
+  if (v.includes("\0")) throw new UserError(`${what}: contains a NUL byte`);
+  return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
+}
+
+/** The text of run.conf, in the format of app.conf. */
+export function runConfText(s: RunSettings): string {
+  const lines = ["# written by slimroot run", "version 1"];
+  if (s.network) lines.push(`ip ${USER_NET.ip}`, `gateway ${USER_NET.gateway}`, `dns ${USER_NET.dns}`);
+  if (s.modulesDir) lines.push(`modules ${escapeValue(s.modulesDir, "modules directory")}`);
+  if (s.hostname) lines.push(`hostname ${escapeValue(s.hostname, "hostname")}`);
+  for (const a of s.args ?? []) lines.push(`arg ${escapeValue(a, "argument")}`);
+  for (const e of s.env) {
+    if (!/^[^=]+=/.test(e)) throw new UserError(`-e ${e}: expected NAME=VALUE`);
+    lines.push(`env ${escapeValue(e, `-e ${e.slice(0, e.indexOf("="))}`)}`);
+  }
+  return `${lines.join("\n")}\n`;
+}
+
+/**
+ * run.conf as a small newc archive to append to the image. Its /etc and /etc/slimroot
+ * entries are plain 0755 root directories, which is what every slimroot image has there
+ * (the unpacker would replace a path of another type, so only real directories are named).
+ */
+export async function runConfCpio(text: string): Promise<Buffer> {
+  const tree = new Tree();
+  tree.ensureDir("etc/slimroot", 0);
+  tree.set(RUN_CONF_PATH, {
+    inode: { kind: "file", mode: 0o644, uid: 0, gid: 0, mtime: 0, content: bufferContent(Buffer.from(text)) },
+    layer: 0,
+  });
+  return buffer(writeCpio(tree, { clampMtime: 0 }));
+}

@@ -1,4 +1,5 @@
 import type { AppConfig } from "../appconfig/appconfig.js";
+import { resolvePath, treeFs } from "../tree/image-fs.js";
 import type { Tree } from "../tree/tree.js";
 import { UserError } from "../util/errors.js";
 import { applyDrops, applyKeeps, applyRules } from "./rules.js";
@@ -71,8 +72,9 @@ export async function minimize(tree: Tree, o: MinimizeOptions): Promise<Minimize
         if (arg.startsWith("/") && tree.get(p)?.inode.kind === "file")
           await keepWithClosure(p, `named in the command line`);
       }
-      for (const { path, inode } of tree.walk()) {
-        if (path === "etc" || path.startsWith("etc/")) sel.add(path, "static: all of /etc");
+      for (const { path, inode } of [...tree.walk()]) {
+        // /etc links often point into /usr (nginx's modules-enabled): keep what they lead to.
+        if (path === "etc" || path.startsWith("etc/")) await keepWithClosure(path, "static: all of /etc");
         else if (inode.kind === "dir") sel.add(path, "static: directory skeleton (kept empty)");
       }
     } else {
@@ -95,20 +97,27 @@ export async function minimize(tree: Tree, o: MinimizeOptions): Promise<Minimize
   return { reasons: explainParents(tree, sel), warnings: [...new Set(warnings)] };
 }
 
-/** The entrypoint as an image path: argv[0], searched in the app's PATH when it has no "/". */
+/**
+ * The entrypoint as an image path: argv[0], searched in the app's PATH when it has no "/",
+ * following symlinks inside the image (/bin may be a link to usr/bin).
+ */
 export function resolveCommand(tree: Tree, app: AppConfig): string {
+  const fs = treeFs(tree);
+  const isFile = (abs: string) => {
+    const r = resolvePath(fs, abs);
+    return r !== undefined && fs.lstat(r.path)?.kind === "file";
+  };
   const argv0 = app.args[0]!;
   if (argv0.includes("/")) {
-    const abs = argv0.startsWith("/") ? argv0 : `${app.workdir}/${argv0}`;
-    const p = abs.replace(/^\/+/, "");
-    if (!tree.get(p)) throw new UserError(`entrypoint ${argv0}: not in the image`);
-    return p;
+    const abs = argv0.startsWith("/") ? argv0 : `${app.workdir.replace(/\/+$/, "")}/${argv0}`;
+    if (!isFile(abs)) throw new UserError(`entrypoint ${argv0}: not in the image`);
+    return abs.replace(/^\/+/, "");
   }
   const path = app.env.find((e) => e.startsWith("PATH="))?.slice(5) ?? "";
   for (const dir of path.split(":")) {
     if (!dir.startsWith("/")) continue;
-    const p = `${dir}/${argv0}`.replace(/^\/+/, "").replace(/\/+/g, "/");
-    if (tree.get(p)) return p;
+    const abs = `${dir.replace(/\/+$/, "")}/${argv0}`;
+    if (isFile(abs)) return abs.replace(/^\/+/, "");
   }
   throw new UserError(`entrypoint ${argv0}: not found in the image's PATH (${path})`);
 }

@@ -40,7 +40,8 @@ test("joined archives start on 4-byte boundaries and read back as one", async ()
   // A gzip member of odd length first, as a compressed image usually is.
   const first = gzipSync(await runConfCpio("version 1\n"));
   const firstPath = join(dir, "first.gz");
-  await writeFile(firstPath, Buffer.concat([first, Buffer.from([0])]).subarray(0, first.length));
+  await writeFile(firstPath, first);
+  assert.notEqual(first.length % 4, 0, "the test wants a misaligned first archive");
   const out = join(dir, "initrd");
   const size = await joinInitrd([firstPath, conf], out);
   const bytes = await readFile(out);

@@ -35,7 +35,9 @@ export const SAFE_DROPS = [
 
 const dropped = globMatcher(SAFE_DROPS);
 
-/** True for a path `--minimize safe` drops. Directories themselves are kept (empty). */
+const staticLibrary = globMatcher(["**/*.a"]);
+
+/** True for a path `--minimize safe` drops (directories under a dropped tree go too). */
 export function safeDrops(path: string, isDir: boolean): boolean {
-  return !isDir && dropped(path);
+  return isDir ? !staticLibrary(path) && dropped(path) : dropped(path);
 }

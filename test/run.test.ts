@@ -1,0 +1,243 @@
+/**
+ * `slimroot run` end to end: images built by `slimroot build` from the Debian fixtures, booted
+ * for real under QEMU (TCG) with Debian's cloud kernels from `slimroot kernel fetch`.
+ *
+ * Slow (each boot is 2-4 s of emulation; nginx's ~25 MB image nearer 7 s) and needs apt,
+ * QEMU and the guest init (make -C init). Images are built once per file and reused.
+ * slimroot runs with TMPDIR set to this file's work directory, so its QEMU processes can
+ * be recognised (their -initrd lives there) and checked to be gone after each run.
+ */
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { fetchKernel } from "../src/kernel/fetch.js";
+import { type CliResult, REPO, runCli } from "./support/cli.js";
+import { busyboxFixture, nginxFixture } from "./support/fixtures.js";
+
+const TEST_TIMEOUT_MS = 180_000;
+const MAIN = join(REPO, "src", "cli", "main.ts");
+
+let work = "";
+const env = () => ({ TMPDIR: work });
+
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), "slimroot-run-test-"));
+  await mkdir(join(work, "images"));
+});
+after(async () => {
+  assert.deepEqual(await ourQemus(), [], "QEMU processes left behind");
+  await rm(work, { recursive: true, force: true });
+});
+
+/** PIDs of QEMU processes started by this file's slimroot runs. */
+async function ourQemus(): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmd = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
+    if (cmd.startsWith("qemu-system") && cmd.includes(work)) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+async function build(name: string, args: string[]): Promise<string> {
+  const out = join(work, "images", `${name}.cpio.gz`);
+  const r = await runCli(["build", "-o", out, ...args], env());
+  assert.equal(r.code, 0, `build ${name}: ${r.stderr}`);
+  return out;
+}
+
+async function run(args: string[], extraEnv: Record<string, string> = {}): Promise<CliResult> {
+  const r = await runCli(["run", ...args], { ...env(), ...extraEnv });
+  assert.deepEqual(await ourQemus(), [], "QEMU still running after slimroot run ended");
+  return r;
+}
+
+/** A failed launch: exit 125, exactly one line on stderr, nothing on stdout, no QEMU. */
+function assertLaunchFailure(r: CliResult, message: RegExp): void {
+  assert.equal(r.code, 125, `stderr: ${r.stderr}\nstdout: ${r.stdout}`);
+  assert.equal(r.stdout, "");
+  const lines = r.stderr.split("\n").filter(Boolean);
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0]!, message);
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen({ host: "127.0.0.1", port: 0 }, () => {
+      const { port } = s.address() as { port: number };
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+describe("slimroot run: busybox on amd64 (microvm)", { timeout: 10 * TEST_TIMEOUT_MS }, () => {
+  let image = "";
+  let configured = "";
+  let amd64Kernel = "";
+  let arm64Kernel = "";
+  before(async () => {
+    const k = await fetchKernel({ arch: "amd64" });
+    amd64Kernel = join(k.dir, k.manifest.kernel);
+    const a = await fetchKernel({ arch: "arm64" });
+    arm64Kernel = join(a.dir, a.manifest.kernel);
+    const fx = await busyboxFixture("amd64");
+    image = await build("busybox", [fx.ociRef, "--", "sh", "-c", "echo default command"]);
+    configured = await build("busybox-config", [
+      fx.ociRef,
+      "-e",
+      "GREETING=hello",
+      "-w",
+      "/srv/app",
+      "-u",
+      "1234:5678",
+      "--",
+      "sh",
+      "-c",
+      'echo "cfg $GREETING $RUNTIME $(pwd) $(id -u):$(id -g)"',
+    ]);
+  });
+
+  test("the app's exit status is ours", async () => {
+    const r = await run([image, "--", "sh", "-c", "echo bye; exit 7"]);
+    assert.equal(r.code, 7, r.stderr);
+    assert.match(r.stdout, /^bye$/m);
+    assert.match(r.stdout, /^SLIMROOT_EXIT=7$/m);
+    assert.ok(!r.stdout.includes("\r"), "CRLF from the serial console is turned into LF");
+  });
+
+  test("the image's own command runs when none is given", async () => {
+    const r = await run([image]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^default command$/m);
+  });
+
+  test("an app killed by a signal: 128 + its number", async () => {
+    const r = await run([image, "--", "sh", "-c", "kill -9 $$"]);
+    assert.equal(r.code, 137, r.stderr);
+  });
+
+  test("Env, WorkingDir and User from the image config, -e from run", async () => {
+    const r = await run([configured, "-e", "RUNTIME=yes"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^cfg hello yes \/srv\/app 1234:5678$/m);
+  });
+
+  test("a missing entrypoint: 127 and the init's line", async () => {
+    const r = await run([image, "--", "/no/such/app"]);
+    assert.equal(r.code, 127, r.stderr);
+    assert.match(r.stdout, /^slimroot-init: \/no\/such\/app: not found$/m);
+  });
+
+  test("--timeout stops the VM and exits 124", async () => {
+    const started = Date.now();
+    const r = await run([image, "--timeout", "2s", "--", "sleep", "600"]);
+    assert.equal(r.code, 124, r.stderr);
+    assert.match(r.stderr, /timed out after 2 s/);
+    assert.ok(Date.now() - started < 30_000);
+  });
+
+  test("--dry-run prints the QEMU command line and starts nothing", async () => {
+    const r = await run([image, "--dry-run", "-p", "8080:80"]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(
+      r.stdout,
+      /^qemu-system-x86_64 -M (microvm,acpi=on|pc) .*-netdev user,id=n0,hostfwd=tcp:127\.0\.0\.1:8080-:80 /,
+    );
+    assert.equal(r.stdout.trim().split("\n").length, 1);
+  });
+
+  test("bad launch: a kernel file that does not exist", async () => {
+    assertLaunchFailure(await run([image, "--kernel", join(work, "no-vmlinuz")]), /no-vmlinuz: no such file/);
+  });
+
+  test("bad launch: a kernel of the wrong architecture", async () => {
+    assertLaunchFailure(await run([image, "--kernel", arm64Kernel]), /is arm64, but the image .* is amd64/);
+  });
+
+  test("bad launch: no kernel fetched", async () => {
+    const r = await run([image], { SLIMROOT_CACHE: join(work, "empty-cache") });
+    assertLaunchFailure(r, /run slimroot kernel fetch --arch amd64/);
+  });
+
+  test("bad launch: a host port already in use", async () => {
+    const server = createServer();
+    await new Promise<void>((r) => server.listen({ host: "127.0.0.1", port: 0 }, r));
+    const { port } = server.address() as { port: number };
+    try {
+      const r = await run([image, "--kernel", amd64Kernel, "-p", `${port}:80`]);
+      assertLaunchFailure(r, new RegExp(`host port 127\\.0\\.0\\.1:${port}/tcp is already in use`));
+    } finally {
+      server.close();
+    }
+  });
+});
+
+describe("slimroot run: nginx", { timeout: 3 * TEST_TIMEOUT_MS }, () => {
+  let image = "";
+  before(async () => {
+    await fetchKernel({ arch: "amd64" });
+    image = await build("nginx", [(await nginxFixture()).ociRef]);
+  });
+
+  test("serves its welcome page on a forwarded port, and SIGTERM stops it with status 0", async () => {
+    const port = await freePort();
+    const child = spawn(process.execPath, ["--import", "tsx", MAIN, "run", image, "-p", `${port}:80`], {
+      cwd: REPO,
+      env: { ...process.env, ...env() },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d;
+    });
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d;
+    });
+    const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+    try {
+      let body = "";
+      const deadline = Date.now() + 120_000;
+      while (Date.now() < deadline && child.exitCode === null) {
+        try {
+          const res = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(2000) });
+          if (res.status === 200) {
+            body = await res.text();
+            break;
+          }
+        } catch {
+          // not up yet
+        }
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      assert.match(body, /Welcome to nginx/, `no welcome page; stdout:\n${stdout}\nstderr:\n${stderr}`);
+
+      const stopping = Date.now();
+      child.kill("SIGTERM");
+      const code = await exited;
+      assert.equal(code, 0, `stdout:\n${stdout}\nstderr:\n${stderr}`);
+      assert.ok(Date.now() - stopping < 10_000, `stopping took ${Date.now() - stopping} ms`);
+      assert.deepEqual(await ourQemus(), []);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+});
+
+describe("slimroot run: busybox on arm64 (virt)", { timeout: TEST_TIMEOUT_MS }, () => {
+  test("boots with Debian's arm64 cloud kernel and exits 0", async () => {
+    await fetchKernel({ arch: "arm64" });
+    const fx = await busyboxFixture("arm64");
+    const image = await build("busybox-arm64", [fx.ociRef, "--platform", "linux/arm64", "--", "uname", "-m"]);
+    const r = await run([image]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^aarch64$/m);
+  });
+});

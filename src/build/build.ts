@@ -11,6 +11,7 @@ import {
 } from "../appconfig/appconfig.js";
 import { type Compression, compressor } from "../compress/compress.js";
 import { writeCpio } from "../cpio/writer.js";
+import { addHostBinary } from "../image/host-binary.js";
 import { formatPlatform, hostPlatform, platformMatches } from "../image/platform.js";
 import { type OpenOptions, openLayeredSource, parseSourceRef } from "../image/source.js";
 import type { ImageConfig, Platform } from "../image/types.js";
@@ -81,6 +82,8 @@ export interface LoadedImage {
   digest?: string;
   /** Image paths that came from --add. */
   added: string[];
+  /** Found while loading (a bin: source's missing libraries). */
+  warnings: string[];
 }
 
 export type LoadOptions = Pick<
@@ -98,8 +101,14 @@ export async function loadImage(o: LoadOptions): Promise<LoadedImage> {
     let imageConfig: ImageConfig = {};
     let architecture = platform.architecture;
     let digest: string | undefined;
+    let overrides = o.overrides;
+    const warnings: string[] = [];
     if (ref.transport === "dir") {
       await addHostPath(tree, ref.value, "/", { layer: 0 });
+    } else if (ref.transport === "bin") {
+      const added = await addHostBinary(tree, ref.value, archOf(architecture));
+      overrides = { ...overrides, entrypoint: overrides.entrypoint ?? added.entrypoint };
+      warnings.push(...added.warnings);
     } else {
       const image = await openLayeredSource(ref, { platform, insecure: o.insecure, progress: o.onProgress });
       imageConfig = image.config;
@@ -123,11 +132,11 @@ export async function loadImage(o: LoadOptions): Promise<LoadedImage> {
       await addHostPath(tree, resolvePath(add.source), add.dest, { owner: o.addOwner ?? { uid: 0, gid: 0 } });
       for (const { path } of tree.walk(normalizeImagePath(add.dest))) added.push(path);
     }
-    const app = resolveAppConfig(imageConfig, o.overrides, {
+    const app = resolveAppConfig(imageConfig, overrides, {
       passwd: await readImageText(tree, "etc/passwd"),
       group: await readImageText(tree, "etc/group"),
     });
-    return { tree, spool, app, arch, added, ...(digest ? { digest } : {}) };
+    return { tree, spool, app, arch, added, warnings, ...(digest ? { digest } : {}) };
   } catch (err) {
     await spool.dispose();
     throw err;
@@ -142,7 +151,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
   const image = await loadImage(o);
   const { tree, app, arch } = image;
   try {
-    const { reasons, warnings } = await minimize(tree, {
+    const { reasons, warnings: minimizeWarnings } = await minimize(tree, {
       level: o.minimize,
       app,
       closure: treeClosureResolver(tree, arch, app.env),
@@ -153,6 +162,8 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       strict: o.strict ?? false,
       epoch: o.epoch,
     });
+    const warnings = [...image.warnings, ...minimizeWarnings];
+    if (o.strict && warnings.length) throw new UserError(`--strict: ${warnings[0]}`);
     addOwnFile(tree, APP_CONFIG_PATH, Buffer.from(encodeAppConfig(app)), 0o644, o.epoch);
     addOwnFile(tree, INIT_PATH, await readFile(initBinaryPath(arch)), 0o755, o.epoch);
     for (const { path } of tree.walk()) {

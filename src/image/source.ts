@@ -5,8 +5,8 @@ import { decompressLayer } from "./layer-stream.js";
 import { openOciLayout } from "./oci-layout.js";
 import type { Image, Platform } from "./types.js";
 
-export type Transport = "oci" | "docker-archive" | "docker" | "dir" | "tar";
-export const TRANSPORTS: readonly Transport[] = ["oci", "docker-archive", "docker", "dir", "tar"];
+export type Transport = "oci" | "docker-archive" | "docker" | "dir" | "tar" | "bin";
+export const TRANSPORTS: readonly Transport[] = ["oci", "docker-archive", "docker", "dir", "tar", "bin"];
 
 export interface SourceRef {
   transport: Transport;
@@ -59,7 +59,8 @@ export async function openLayeredSource(ref: SourceRef, opts: OpenOptions): Prom
     case "tar":
       return openRootfsTarball(ref.value);
     case "dir":
-      throw new Error("internal: dir: is not a layered source");
+    case "bin":
+      throw new Error(`internal: ${ref.transport}: is not a layered source`);
   }
 }
 

@@ -9,6 +9,8 @@ export interface HostCopyOptions {
   /** Owner for everything copied; the host's owners when absent. */
   owner?: { uid: number; gid: number };
   layer?: number;
+  /** Copy a directory itself but not what is in it. */
+  shallow?: boolean;
 }
 
 /**
@@ -80,7 +82,7 @@ export async function addHostPath(tree: Tree, source: string, dest: string, opts
         });
       }
     }
-    if (kind === "dir") {
+    if (kind === "dir" && !opts.shallow) {
       const names = await readdir(hostPath);
       for (const name of names) await visit(join(hostPath, name), joinImagePath(imagePath, name));
     }

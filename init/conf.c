@@ -210,6 +210,10 @@ void conf_read(struct conf *c, const char *path, int required, int is_run_conf)
 			if (!*val || c->ndns == MAX_DNS)
 				goto bad;
 			c->dns[c->ndns++] = val;
+		} else if (streq(key, "trace")) {
+			if (parse_uint(val, 1, &n))
+				goto bad;
+			c->trace = (int)n;
 		} else if (streq(key, "modules")) {
 			if (!*val)
 				goto bad;

@@ -22,6 +22,7 @@ struct conf {
 	const char *dns[MAX_DNS];
 	int ndns;
 	const char *ip_text; /* as written, for /etc/hosts */
+	int trace;	     /* record mode: report the files the app opened (trace.c) */
 };
 
 /* Fills in the defaults, then applies `path`'s records. required: a missing file is fatal. */

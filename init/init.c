@@ -69,6 +69,7 @@ void finish(int status)
 		reap_for(1000);
 		sys_sync();
 	}
+	trace_report();
 	char line[32];
 	size_t n = fmt(line, sizeof(line), "SLIMROOT_EXIT=%d\n", status);
 	if (write_all(1, line, n) < 0)
@@ -263,7 +264,9 @@ static int wait_app(long pid)
 		if (r < 0 && r != -EINTR)
 			die(125, "wait: %e", (int)-r);
 		unsigned char info[128]; /* siginfo_t: we only need the number, returned */
-		long sig = sys_sigtimedwait(&waited, info, NULL);
+		static const struct timespec_k now = {0, 0};
+		/* Tracing, we sleep in trace_wait() instead, then take a pending signal if any. */
+		long sig = sys_sigtimedwait(&waited, info, trace_wait() ? &now : NULL);
 		if (sig > 0 && sig != SIGCHLD)
 			sys_kill((int)pid, (int)sig);
 	}
@@ -296,6 +299,8 @@ __attribute__((noreturn, used)) void start_c(long *sp)
 		die(125, "hostname %s: %e", c.hostname, (int)-e);
 	net_setup(&c);
 	write_etc(&c);
+	if (c.trace)
+		trace_start(&waited);
 
 	long pid = sys_fork();
 	if (pid < 0)

@@ -20,9 +20,11 @@ enum {
 	NR_rt_sigtimedwait = 128, NR_sync = 162, NR_mount = 165, NR_reboot = 169,
 	NR_sethostname = 170, NR_init_module = 175, NR_getdents64 = 217, NR_exit_group = 231,
 	NR_openat = 257, NR_mkdirat = 258, NR_unlinkat = 263, NR_symlinkat = 266,
-	NR_readlinkat = 267, NR_faccessat = 269, NR_dup3 = 292, NR_finit_module = 313,
+	NR_readlinkat = 267, NR_faccessat = 269, NR_ppoll = 271, NR_signalfd4 = 289, NR_dup3 = 292,
+	NR_fanotify_init = 300, NR_fanotify_mark = 301, NR_finit_module = 313,
 };
 #define O_DIRECTORY 0200000
+#define O_LARGEFILE 0100000
 
 static inline long sys6(long n, long a, long b, long c, long d, long e, long f)
 {
@@ -48,9 +50,11 @@ enum {
 	NR_setgid = 144, NR_setuid = 146, NR_setsid = 157, NR_setgroups = 159,
 	NR_sethostname = 161, NR_umask = 166, NR_getpid = 172, NR_socket = 198,
 	NR_munmap = 215, NR_clone = 220, NR_execve = 221, NR_mmap = 222, NR_wait4 = 260,
-	NR_finit_module = 273,
+	NR_finit_module = 273, NR_ppoll = 73, NR_signalfd4 = 74, NR_fanotify_init = 262,
+	NR_fanotify_mark = 263,
 };
 #define O_DIRECTORY 040000
+#define O_LARGEFILE 0400000
 
 static inline long sys6(long n, long a, long b, long c, long d, long e, long f)
 {
@@ -84,7 +88,8 @@ CHK(ioctl); CHK(nanosleep); CHK(getpid); CHK(socket); CHK(clone); CHK(execve); C
 CHK(kill); CHK(chdir); CHK(umask); CHK(setuid); CHK(setgid); CHK(setsid); CHK(setgroups);
 CHK(rt_sigtimedwait); CHK(sync); CHK(mount); CHK(reboot); CHK(sethostname); CHK(init_module);
 CHK(getdents64); CHK(exit_group); CHK(openat); CHK(mkdirat); CHK(unlinkat); CHK(symlinkat);
-CHK(readlinkat); CHK(faccessat); CHK(dup3); CHK(finit_module);
+CHK(readlinkat); CHK(faccessat); CHK(dup3); CHK(finit_module); CHK(ppoll); CHK(signalfd4);
+CHK(fanotify_init); CHK(fanotify_mark);
 #endif
 
 /* A raw result that is an error (-4095..-1), as opposed to a value such as an address. */
@@ -106,6 +111,7 @@ CHK(readlinkat); CHK(faccessat); CHK(dup3); CHK(finit_module);
 #define ENOEXEC 8
 #define EBADF 9
 #define ECHILD 10
+#define EAGAIN 11
 #define ENOMEM 12
 #define EACCES 13
 #define EBUSY 16
@@ -129,6 +135,7 @@ CHK(readlinkat); CHK(faccessat); CHK(dup3); CHK(finit_module);
 #define O_CREAT 0100
 #define O_EXCL 0200
 #define O_NOCTTY 0400
+#define O_NONBLOCK 04000
 #define O_CLOEXEC 02000000
 #define F_OK 0
 #define SEEK_END 2
@@ -179,6 +186,35 @@ CHK(readlinkat); CHK(faccessat); CHK(dup3); CHK(finit_module);
 #define IFF_RUNNING 0x40
 #define RTF_UP 0x1
 #define RTF_GATEWAY 0x2
+
+/* fanotify (record mode, trace.c) */
+#define FAN_CLASS_NOTIF 0
+#define FAN_CLOEXEC 0x1
+#define FAN_NONBLOCK 0x2
+#define FAN_UNLIMITED_QUEUE 0x10
+#define FAN_MARK_ADD 0x1
+#define FAN_MARK_MOUNT 0x10
+#define FAN_MARK_FILESYSTEM 0x100
+#define FAN_OPEN 0x20
+#define FAN_OPEN_EXEC 0x1000
+#define FAN_Q_OVERFLOW 0x4000
+#define FAN_ONDIR 0x40000000
+#define SFD_NONBLOCK O_NONBLOCK
+#define SFD_CLOEXEC O_CLOEXEC
+#define POLLIN 1
+
+struct fan_event_k {
+	uint32_t event_len;
+	uint8_t vers, reserved;
+	uint16_t metadata_len;
+	uint64_t mask;
+	int32_t fd, pid;
+};
+
+struct pollfd_k {
+	int fd;
+	short events, revents;
+};
 
 struct timespec_k {
 	long sec, nsec;
@@ -263,6 +299,10 @@ static inline long sys_socket(int dom, int type, int proto) { return sys3(NR_soc
 static inline long sys_sync(void) { return sys0(NR_sync); }
 static inline long sys_reboot(unsigned cmd) { return sys4(NR_reboot, REBOOT_MAGIC1, REBOOT_MAGIC2, cmd, 0); }
 static inline long sys_finit_module(int fd, const char *params, int fl) { return sys3(NR_finit_module, fd, params, fl); }
+static inline long sys_fanotify_init(unsigned fl, unsigned evfl) { return sys2(NR_fanotify_init, fl, evfl); }
+static inline long sys_fanotify_mark(int fd, unsigned fl, uint64_t mask, const char *p) { return sys5(NR_fanotify_mark, fd, fl, mask, AT_FDCWD, p); }
+static inline long sys_signalfd(const unsigned long *set, int fl) { return sys4(NR_signalfd4, -1, set, 8, fl); }
+static inline long sys_ppoll(struct pollfd_k *f, unsigned n) { return sys5(NR_ppoll, f, n, 0, 0, 8); }
 static inline long sys_init_module(const void *img, size_t n, const char *params) { return sys3(NR_init_module, img, n, params); }
 
 #endif

@@ -48,6 +48,10 @@ export interface RunRequest {
   /** How long the app gets to stop after SIGTERM/SIGINT or the timeout, before QEMU is killed. */
   stopGraceMs: number;
   dryRun: boolean;
+  /** Record mode (slimroot trace): the init prints SLIMROOT_TRACE lines before its exit report. */
+  trace?: boolean;
+  /** Aborting it stops the app as SIGTERM to us would (Ctrl-Alt-Del, then the grace period). */
+  stop?: AbortSignal;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
 }
@@ -74,6 +78,7 @@ async function prepare(req: RunRequest, scratch: string): Promise<Prepared> {
     network: true,
     env: req.env,
     ...(req.args ? { args: req.args } : {}),
+    ...(req.trace ? { trace: true } : {}),
     ...(bk.modulesCpio ? { modulesDir: `/${GUEST_MODULES_DIR}` } : {}),
   });
   const initrd = join(scratch, "initrd");
@@ -181,6 +186,13 @@ function boot(req: RunRequest, p: Prepared): Promise<number> {
     process.removeAllListeners(s);
     process.on(s, handlers.get(s)!);
   }
+  const onAbort = () => {
+    if (stopSignal || timedOut || exited) return;
+    stopSignal = "SIGTERM";
+    stop();
+  };
+  req.stop?.addEventListener("abort", onAbort);
+  if (req.stop?.aborted) onAbort();
   if (req.timeoutMs !== undefined) {
     timers.push(
       setTimeout(() => {
@@ -200,6 +212,7 @@ function boot(req: RunRequest, p: Prepared): Promise<number> {
       exited = true;
       for (const t of timers) clearTimeout(t);
       process.off("exit", killOnExit);
+      req.stop?.removeEventListener("abort", onAbort);
       for (const s of SIGNALS) {
         process.off(s, handlers.get(s)!);
         for (const l of saved.get(s)!) process.on(s, l as () => void);

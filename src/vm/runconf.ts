@@ -20,6 +20,8 @@ export interface RunSettings {
   /** Guest directory of kernel modules to load (absolute). */
   modulesDir?: string;
   hostname?: string;
+  /** Record mode: the init reports the files the app opened (init/trace.c). */
+  trace?: boolean;
 }
 
 function escapeValue(v: string, what: string): string {
@@ -33,6 +35,7 @@ export function runConfText(s: RunSettings): string {
   if (s.network) lines.push(`ip ${USER_NET.ip}`, `gateway ${USER_NET.gateway}`, `dns ${USER_NET.dns}`);
   if (s.modulesDir) lines.push(`modules ${escapeValue(s.modulesDir, "modules directory")}`);
   if (s.hostname) lines.push(`hostname ${escapeValue(s.hostname, "hostname")}`);
+  if (s.trace) lines.push("trace 1");
   for (const a of s.args ?? []) lines.push(`arg ${escapeValue(a, "argument")}`);
   for (const e of s.env) {
     if (!/^[^=]+=/.test(e)) throw new UserError(`-e ${e}: expected NAME=VALUE`);

@@ -54,6 +54,11 @@ export interface BuildOptions {
   strict?: boolean;
   /** Image paths recorded by `slimroot trace`, for --minimize trace. */
   profile?: string[];
+  /**
+   * Checks the finished image (a complete temp file next to the output) before it replaces
+   * the output; throwing leaves any existing output as it was.
+   */
+  verify?: (image: string) => Promise<void>;
   onProgress?: OpenOptions["progress"];
   onLayer?: (index: number, count: number, name: string) => void;
 }
@@ -173,7 +178,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
 
     const files = reasons.size;
     const archive = writeCpio(tree, { clampMtime: o.epoch });
-    const bytes = await writeFileAtomically(o.output, archive, [compressor(o.compression)]);
+    const bytes = await writeFileAtomically(o.output, archive, [compressor(o.compression)], 0o644, o.verify);
     await writeFileAtomically(whyPath(o.output), Readable.from([encodeWhy(tree, reasons)]));
     return {
       output: o.output,

@@ -1,37 +1,17 @@
 import type { Command } from "commander";
 import { Option } from "commander";
-import { build, type HostAddition, MINIMIZE_LEVELS, type MinimizeLevel } from "../build/build.js";
+import { build, MINIMIZE_LEVELS, type MinimizeLevel } from "../build/build.js";
 import { COMPRESSIONS, type Compression, compressionForFileName } from "../compress/compress.js";
-import { parsePlatform } from "../image/platform.js";
-import { readProfile } from "../trace/profile.js";
-import { UserError } from "../util/errors.js";
+import { parseProbe } from "../trace/probe.js";
+import { loadProfile, type Profile, profileProbes } from "../trace/profile.js";
+import { verifyImage } from "../trace/verify.js";
+import { addImageOptions, collect, imageSettings } from "./image-options.js";
 import { byteProgress, clearStatus, statusLine } from "./progress.js";
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
-
-export function parseAddition(spec: string): HostAddition {
-  const i = spec.lastIndexOf(":");
-  if (i <= 0 || i === spec.length - 1) throw new UserError(`--add ${spec}: expected SRC:DST`);
-  const dest = spec.slice(i + 1);
-  if (!dest.startsWith("/")) throw new UserError(`--add ${spec}: DST must be an absolute path in the image`);
-  return { source: spec.slice(0, i), dest };
-}
-
-export function parseOwner(spec: string): { uid: number; gid: number } {
-  const m = /^(\d+)(?::(\d+))?$/.exec(spec);
-  if (!m) throw new UserError(`--chown ${spec}: expected UID[:GID] (numbers)`);
-  return { uid: Number(m[1]), gid: Number(m[2] ?? m[1]) };
-}
-
-export function sourceDateEpoch(): number {
-  const v = process.env.SOURCE_DATE_EPOCH;
-  if (v === undefined || v === "") return 0;
-  if (!/^\d+$/.test(v)) throw new UserError(`SOURCE_DATE_EPOCH=${v}: expected a number of seconds`);
-  return Number(v);
-}
+export { parseAddition, parseOwner, sourceDateEpoch } from "./image-options.js";
 
 export function registerBuild(program: Command): void {
-  program
+  const cmd = program
     .command("build")
     .description(
       "build an initramfs from an image: oci:PATH[:TAG], docker-archive:PATH, docker://REF, dir:PATH, tar:PATH",
@@ -46,15 +26,8 @@ export function registerBuild(program: Command): void {
     )
     .addOption(
       new Option("--minimize <level>", "what to keep").choices(MINIMIZE_LEVELS as string[]).default("none"),
-    )
-    .option("--platform <os/arch>", "platform to pick from a multi-platform image (default: this machine's)")
-    .option("--insecure", "allow plain http for docker:// registries")
-    .option("--entrypoint <path>", "replace the image's Entrypoint (and drop its Cmd)")
-    .option("-e, --env <K=V>", "set an environment variable (repeatable)", collect)
-    .option("-w, --workdir <dir>", "working directory of the app")
-    .option("-u, --user <user[:group]>", "user to run the app as (names resolved in the image)")
-    .option("--add <src:dst>", "copy a host file or directory into the image (repeatable)", collect)
-    .option("--chown <uid:gid>", "owner of --add'ed files (default 0:0)")
+    );
+  addImageOptions(cmd)
     .option(
       "--keep <glob>",
       "also keep image paths matching GLOB, e.g. '/usr/share/zoneinfo/**' (repeatable)",
@@ -63,32 +36,49 @@ export function registerBuild(program: Command): void {
     .option("--drop <glob>", "drop image paths matching GLOB whatever kept them (repeatable)", collect)
     .option("--profile <file>", "the profile `slimroot trace` wrote, for --minimize trace")
     .option("--strict", "a library the closure cannot find is an error, not a warning")
+    .option(
+      "--probe <probe>",
+      "check the image before writing it: boot it and run this probe (repeatable; default for --minimize trace: the profile's probes)",
+      collect,
+    )
+    .option("--no-verify", "do not boot the image to run the probes")
+    .option(
+      "--kernel <path>",
+      "kernel for the verification boot: a directory from kernel fetch or a kernel file (default: the fetched one)",
+    )
     .action(async (source: string, command: string[], opts: Record<string, unknown>) => {
       const output = opts.output as string;
       const compression =
         (opts.compress as Compression | undefined) ?? compressionForFileName(output) ?? "gzip";
+      const profileFile = opts.profile as string | undefined;
+      const profile: Profile | undefined = profileFile ? await loadProfile(profileFile) : undefined;
+      // --probe wins; else a traced build checks what the trace checked.
+      const specs =
+        (opts.probe as string[] | undefined) ??
+        (opts.minimize === "trace" && profile ? profileProbes(profile, profileFile!) : []);
+      const probes = specs.map(parseProbe);
+      const verify = opts.verify !== false && probes.length > 0;
       const bar = byteProgress("pulling");
       const result = await build({
-        source,
+        ...imageSettings(source, command, opts),
         output,
         compression,
         minimize: opts.minimize as MinimizeLevel,
-        platform: opts.platform ? parsePlatform(opts.platform as string) : undefined,
-        insecure: Boolean(opts.insecure),
-        overrides: {
-          entrypoint: opts.entrypoint as string | undefined,
-          cmd: command.length ? command : undefined,
-          env: opts.env as string[] | undefined,
-          workdir: opts.workdir as string | undefined,
-          user: opts.user as string | undefined,
-        },
-        additions: ((opts.add as string[] | undefined) ?? []).map(parseAddition),
-        addOwner: opts.chown ? parseOwner(opts.chown as string) : undefined,
-        epoch: sourceDateEpoch(),
         keep: opts.keep as string[] | undefined,
         drop: opts.drop as string[] | undefined,
         strict: Boolean(opts.strict),
-        profile: opts.profile ? await readProfile(opts.profile as string) : undefined,
+        profile: profile?.paths,
+        ...(verify
+          ? {
+              verify: (image: string) => {
+                statusLine(`verifying: ${specs.join(" ")}`);
+                return verifyImage(image, {
+                  ...(opts.kernel ? { kernel: opts.kernel as string } : {}),
+                  probes,
+                });
+              },
+            }
+          : {}),
         onProgress: (p) => bar.update(p),
         onLayer: (i, n, name) => {
           bar.stop();
@@ -102,5 +92,8 @@ export function registerBuild(program: Command): void {
       process.stdout.write(
         `${result.output}: ${result.bytes} bytes (${compression}), ${result.files} entries, ${result.arch}, runs ${JSON.stringify(result.app.args)}\n`,
       );
+      if (verify) process.stdout.write(`verified: ${specs.join(", ")} passed\n`);
+      else if (opts.minimize === "trace" && opts.verify !== false)
+        process.stderr.write("slimroot: warning: not verified: the profile has no probes (give --probe)\n");
     });
 }

@@ -6,6 +6,7 @@ import { registerBuild } from "./build.js";
 import { registerInspect } from "./inspect.js";
 import { registerKernel } from "./kernel.js";
 import { registerRun } from "./run.js";
+import { registerTrace } from "./trace.js";
 
 const program = new Command("slimroot")
   .description(
@@ -23,6 +24,7 @@ registerBuild(program);
 registerInspect(program);
 registerKernel(program);
 registerRun(program);
+registerTrace(program);
 
 for (const [signal, code] of [
   ["SIGINT", 130],

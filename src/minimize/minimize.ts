@@ -5,6 +5,7 @@ import { UserError } from "../util/errors.js";
 import { applyDrops, applyKeeps, applyRules } from "./rules.js";
 import { safeDrops } from "./safe.js";
 import { explainParents, pruneTree, Selection } from "./selection.js";
+import { applyTraceRules } from "./trace-rules.js";
 
 export type MinimizeLevel = "none" | "safe" | "static" | "trace";
 export const MINIMIZE_LEVELS: readonly MinimizeLevel[] = ["none", "safe", "static", "trace"];
@@ -72,16 +73,28 @@ export async function minimize(tree: Tree, o: MinimizeOptions): Promise<Minimize
         if (arg.startsWith("/") && tree.get(p)?.inode.kind === "file")
           await keepWithClosure(p, `named in the command line`);
       }
+      const fs = treeFs(tree);
       for (const { path, inode } of [...tree.walk()]) {
-        // /etc links often point into /usr (nginx's modules-enabled): keep what they lead to.
-        if (path === "etc" || path.startsWith("etc/")) await keepWithClosure(path, "static: all of /etc");
-        else if (inode.kind === "dir") sel.add(path, "static: directory skeleton (kept empty)");
+        if (path === "etc" || path.startsWith("etc/")) {
+          sel.add(path, "static: all of /etc");
+          // /etc links often point into /usr (nginx's modules-enabled): keep where they lead,
+          // but not the closure of programs behind /etc/alternatives.
+          if (inode.kind === "symlink") {
+            const r = resolvePath(fs, `/${path}`);
+            if (r && fs.lstat(r.path)?.kind === "file") {
+              for (const link of r.links) sel.add(link.slice(1), `symlink on the way from /${path}`);
+              sel.add(r.path.slice(1), `target of /${path}`);
+            }
+          }
+        } else if (inode.kind === "dir") sel.add(path, "static: directory skeleton (kept empty)");
       }
     } else {
       if (!o.profile) throw new UserError("--minimize trace needs --profile FILE (made by slimroot trace)");
-      for (const p of o.profile) if (tree.get(p)) await keepWithClosure(p, "traced: the app used it");
+      const traced = new Set(o.profile.filter((p) => tree.get(p)));
+      for (const p of traced) await keepWithClosure(p, "traced: the app used it");
       const entry = resolveCommand(tree, o.app);
       await keepWithClosure(entry, `entrypoint ${o.app.args[0]}`);
+      await applyTraceRules(ctx, traced);
     }
     await applyRules(ctx, sel, o.epoch);
   }

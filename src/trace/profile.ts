@@ -36,10 +36,30 @@ export function decodeProfile(text: string, file: string): Profile {
   return { header, paths };
 }
 
-/** The paths of a profile file. */
-export async function readProfile(file: string): Promise<string[]> {
+/** A profile file, header and paths. */
+export async function loadProfile(file: string): Promise<Profile> {
   const text = await readFile(file, "utf8").catch((err: NodeJS.ErrnoException) => {
     throw new UserError(`${file}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
   });
-  return decodeProfile(text, file).paths;
+  return decodeProfile(text, file);
+}
+
+/** The paths of a profile file. */
+export async function readProfile(file: string): Promise<string[]> {
+  return (await loadProfile(file)).paths;
+}
+
+/** The probe specs `slimroot trace` recorded in the header (a JSON array), if any. */
+export function profileProbes(p: Profile, file: string): string[] {
+  const text = p.header.probes;
+  if (text === undefined) return [];
+  let specs: unknown;
+  try {
+    specs = JSON.parse(text);
+  } catch {
+    specs = undefined;
+  }
+  if (!Array.isArray(specs) || !specs.every((s) => typeof s === "string"))
+    throw new UserError(`${file}: the probes header is not a JSON array of strings`);
+  return specs;
 }

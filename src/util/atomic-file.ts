@@ -17,13 +17,16 @@ export function removeLiveTempFilesSync(): void {
 /**
  * Writes `source`, passed through `transforms`, to `target` through a temp file in the same directory, fsyncs it and
  * renames it into place, so `target` is either the old file or the complete new one. On
- * any error the temp file is removed and the error rethrown.
+ * any error the temp file is removed and the error rethrown. `beforeRename` gets the
+ * complete temp file first (build's verification boots it); if it throws, `target` stays
+ * as it was.
  */
 export async function writeFileAtomically(
   target: string,
   source: Readable,
   transforms: Duplex[] = [],
   mode = 0o644,
+  beforeRename?: (tmp: string) => Promise<void>,
 ): Promise<number> {
   const tmp = join(
     dirname(target),
@@ -52,6 +55,7 @@ export async function writeFileAtomically(
     const fh = await open(tmp, "r");
     await fh.sync();
     await fh.close();
+    await beforeRename?.(tmp);
     await rename(tmp, target);
     return bytes;
   } catch (err) {

@@ -1,0 +1,193 @@
+/**
+ * Probes: what `slimroot trace` does to the app from the host while the guest records, and
+ * what `build` does again to check the minimized image. Each probe is retried until it passes
+ * or its deadline comes (the first ones double as the wait for the app to be ready).
+ */
+import { spawn } from "node:child_process";
+import { connect } from "node:net";
+import { UserError } from "../util/errors.js";
+
+export type Probe =
+  /** GET http://127.0.0.1:HOSTPORT/PATH: a 2xx or 3xx answer passes. */
+  | { kind: "http"; spec: string; port: number; path: string }
+  /** Connect; with `send`, write it; with `expect`, wait for that text in the answer. */
+  | { kind: "tcp"; spec: string; port: number; send?: string; expect?: string }
+  /** `sh -c COMMAND` on the host with SLIMROOT_PORT_<guest>=<host>: exit 0 passes. */
+  | { kind: "exec"; spec: string; command: string; ports: number[] };
+
+const USAGE = "expected http:PORT[/PATH], tcp:PORT[:SEND[:EXPECT]] or exec:COMMAND";
+
+function portOf(text: string, spec: string): number {
+  const n = /^\d{1,5}$/.test(text) ? Number(text) : Number.NaN;
+  if (!(n >= 1 && n <= 65535)) throw new UserError(`--probe ${spec}: ${text} is not a port number (1-65535)`);
+  return n;
+}
+
+/** tcp fields: split at ':' not preceded by '\'; `\n \r \t \\ \:` unescaped. */
+function tcpFields(text: string): string[] {
+  const out: string[] = [];
+  let cur = "";
+  const esc: Record<string, string> = { n: "\n", r: "\r", t: "\t", "\\": "\\", ":": ":" };
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === "\\" && i + 1 < text.length && esc[text[i + 1]!] !== undefined) {
+      cur += esc[text[++i]!];
+    } else if (c === ":") {
+      out.push(cur);
+      cur = "";
+    } else cur += c;
+  }
+  out.push(cur);
+  return out;
+}
+
+export function parseProbe(spec: string): Probe {
+  const colon = spec.indexOf(":");
+  const kind = colon < 0 ? "" : spec.slice(0, colon);
+  const rest = spec.slice(colon + 1);
+  if (kind === "http") {
+    const m = /^([^/]*)(\/.*)?$/.exec(rest)!;
+    return { kind, spec, port: portOf(m[1]!, spec), path: m[2] ?? "/" };
+  }
+  if (kind === "tcp") {
+    const [port, send, expect, ...extra] = tcpFields(rest);
+    if (extra.length)
+      throw new UserError(`--probe ${spec}: too many ':' fields (write a ':' in SEND as \\:)`);
+    return {
+      kind,
+      spec,
+      port: portOf(port!, spec),
+      ...(send ? { send } : {}),
+      ...(expect ? { expect } : {}),
+    };
+  }
+  if (kind === "exec") {
+    if (!rest.trim()) throw new UserError(`--probe ${spec}: no command`);
+    const ports = [...rest.matchAll(/SLIMROOT_PORT_(\d+)/g)].map((m) => portOf(m[1]!, spec));
+    return { kind, spec, command: rest, ports: [...new Set(ports)] };
+  }
+  throw new UserError(`--probe ${spec}: ${USAGE}`);
+}
+
+/** Guest ports a probe talks to. */
+export function probePorts(p: Probe): number[] {
+  return p.kind === "exec" ? p.ports : [p.port];
+}
+
+/** Guest port -> host port, as the VM's forwards say. */
+export type PortMap = ReadonlyMap<number, number>;
+
+/** Why one attempt failed; undefined when it passed. */
+type Attempt = Promise<string | undefined>;
+
+const ATTEMPT_MS = 10_000;
+
+async function httpAttempt(p: Extract<Probe, { kind: "http" }>, host: number): Attempt {
+  try {
+    const res = await fetch(`http://127.0.0.1:${host}${p.path}`, {
+      redirect: "manual",
+      signal: AbortSignal.timeout(ATTEMPT_MS),
+    });
+    await res.arrayBuffer(); // the whole answer: the server reads what it serves
+    return res.status >= 200 && res.status < 400 ? undefined : `HTTP ${res.status}`;
+  } catch (err) {
+    const cause = (err as { cause?: { code?: string; message?: string } }).cause;
+    return cause?.code ?? cause?.message ?? (err as Error).message;
+  }
+}
+
+/**
+ * QEMU's user network accepts a forwarded connection before it knows whether the guest
+ * listens, and closes it a moment later if not: an open connection passes only once it
+ * has lasted QUIET_MS or brought data.
+ */
+const QUIET_MS = 500;
+
+function tcpAttempt(p: Extract<Probe, { kind: "tcp" }>, host: number): Attempt {
+  return new Promise((resolve) => {
+    const sock = connect({ host: "127.0.0.1", port: host });
+    let got = "";
+    let done = false;
+    const finish = (why: string | undefined) => {
+      if (done) return;
+      done = true;
+      clearTimeout(quiet);
+      clearTimeout(limit);
+      sock.destroy();
+      resolve(why);
+    };
+    let quiet: NodeJS.Timeout | undefined;
+    const limit = setTimeout(
+      () => finish(p.expect ? `no ${JSON.stringify(p.expect)} within ${ATTEMPT_MS / 1000} s` : "timed out"),
+      ATTEMPT_MS,
+    );
+    sock.on("connect", () => {
+      if (p.send) sock.write(p.send);
+      if (!p.expect) quiet = setTimeout(() => finish(undefined), QUIET_MS);
+    });
+    sock.on("data", (d: Buffer) => {
+      got += d.toString("latin1");
+      if (!p.expect || got.includes(p.expect)) finish(undefined);
+    });
+    sock.on("error", (err: NodeJS.ErrnoException) => finish(err.code ?? err.message));
+    sock.on("close", () =>
+      finish(p.expect ? `closed before ${JSON.stringify(p.expect)} came` : "connection closed"),
+    );
+  });
+}
+
+function execAttempt(p: Extract<Probe, { kind: "exec" }>, ports: PortMap): Attempt {
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  for (const [guest, host] of ports) env[`SLIMROOT_PORT_${guest}`] = String(host);
+  return new Promise((resolve) => {
+    const child = spawn("sh", ["-c", p.command], { env, stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-2000);
+    });
+    const limit = setTimeout(() => child.kill("SIGKILL"), ATTEMPT_MS);
+    child.on("error", (err) => resolve(`cannot run sh: ${err.message}`));
+    child.on("close", (code, signal) => {
+      clearTimeout(limit);
+      if (code === 0) return resolve(undefined);
+      const last = stderr.trim().split("\n").pop();
+      resolve(`${signal ? `killed by ${signal}` : `exit status ${code}`}${last ? ` (${last.trim()})` : ""}`);
+    });
+  });
+}
+
+/** One try of `p`: undefined when it passed, else why not. */
+export function attemptProbe(p: Probe, ports: PortMap): Attempt {
+  if (p.kind === "exec") return execAttempt(p, ports);
+  const host = ports.get(p.port);
+  if (host === undefined) return Promise.resolve(`guest port ${p.port} is not forwarded`);
+  return p.kind === "http" ? httpAttempt(p, host) : tcpAttempt(p, host);
+}
+
+/** A probe that never passed: the CLI prints its message as the one-line error. */
+export class ProbeFailure extends UserError {}
+
+const RETRY_MS = 250;
+
+/**
+ * Tries `p` until it passes, the deadline passes, or `gone()` says the app has ended (its
+ * reason then). Throws a ProbeFailure naming the probe and its last failure.
+ */
+export async function waitForProbe(
+  p: Probe,
+  ports: PortMap,
+  deadline: number,
+  gone: () => string | undefined,
+): Promise<void> {
+  let why: string | undefined;
+  for (;;) {
+    const ended = gone();
+    if (ended)
+      throw new ProbeFailure(`probe ${p.spec}: ${ended} before it passed${why ? ` (last: ${why})` : ""}`);
+    why = await attemptProbe(p, ports);
+    if (why === undefined) return;
+    if (Date.now() >= deadline)
+      throw new ProbeFailure(`probe ${p.spec}: still failing when the time ran out: ${why}`);
+    await new Promise((r) => setTimeout(r, RETRY_MS));
+  }
+}

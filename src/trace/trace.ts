@@ -1,0 +1,103 @@
+/**
+ * `slimroot trace`: boots the whole (unminimized) image with the init in record mode, runs
+ * the probes, stops the app, and writes the image paths it opened as a profile for
+ * `build --minimize trace`.
+ */
+import { mkdtemp, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Readable } from "node:stream";
+import { type BuildOptions, build } from "../build/build.js";
+import type { Arch } from "../build/init-binary.js";
+import { cachedKernel } from "../kernel/fetch.js";
+import { fetchedKernelDir, readManifest } from "../kernel/manifest.js";
+import { writeFileAtomically } from "../util/atomic-file.js";
+import type { PortForward } from "../vm/ports.js";
+import { profilePaths } from "./paths.js";
+import type { Probe } from "./probe.js";
+import { encodeProfile } from "./profile.js";
+import { probeSession } from "./session.js";
+
+/** Profile header key holding the probes, as a JSON array of their specs. */
+export const PROBES_KEY = "probes";
+
+export interface TraceOptions {
+  /** How to build the image: the same source and settings `build` will get. */
+  image: Omit<BuildOptions, "output" | "compression" | "minimize" | "profile" | "keep" | "drop" | "strict">;
+  output: string;
+  kernel?: string;
+  probes: Probe[];
+  publish: PortForward[];
+  memMiB: number;
+  cpus: number;
+  readyTimeoutMs: number;
+  settleMs: number;
+  stopGraceMs: number;
+  /** Without probes: stop the app after this long. */
+  runTimeoutMs?: number;
+  echo?: NodeJS.WritableStream;
+  log?: (line: string) => void;
+}
+
+export interface TraceResult {
+  output: string;
+  /** Image paths written to the profile. */
+  paths: number;
+  /** Opened paths the image does not have (made at run time). */
+  created: number;
+  lost: number;
+  status: number;
+}
+
+/** What the profile says about the kernel: its release, or the file given. */
+async function kernelLabel(kernel: string | undefined, arch: Arch): Promise<string> {
+  if (kernel === undefined) {
+    const m = await cachedKernel(fetchedKernelDir(arch));
+    return m ? `${m.version} (fetched)` : "default";
+  }
+  const st = await stat(kernel).catch(() => undefined);
+  if (st?.isDirectory()) return (await readManifest(kernel).catch(() => undefined))?.version ?? kernel;
+  return kernel;
+}
+
+export async function traceImage(o: TraceOptions): Promise<TraceResult> {
+  const log = o.log ?? (() => {});
+  const scratch = await mkdtemp(join(tmpdir(), "slimroot-trace-"));
+  try {
+    const image = join(scratch, "image.cpio");
+    log("building the whole image");
+    // Uncompressed: the guest unpacks it fastest, and it lives only for this run.
+    const built = await build({ ...o.image, output: image, compression: "none", minimize: "none" });
+    log(`booting it in record mode (${(built.bytes / 1e6).toFixed(1)} MB)`);
+    const s = await probeSession({
+      image,
+      ...(o.kernel ? { kernel: o.kernel } : {}),
+      probes: o.probes,
+      publish: o.publish,
+      memMiB: o.memMiB,
+      cpus: o.cpus,
+      trace: true,
+      readyTimeoutMs: o.readyTimeoutMs,
+      settleMs: o.settleMs,
+      stopGraceMs: o.stopGraceMs,
+      ...(o.runTimeoutMs !== undefined ? { runTimeoutMs: o.runTimeoutMs } : {}),
+      ...(o.echo ? { echo: o.echo } : {}),
+    });
+    const { paths, created } = profilePaths(s.traced, (p) => built.reasons.has(p));
+    const header: Record<string, string> = {
+      image: o.image.source,
+      ...(built.digest ? { digest: built.digest } : {}),
+      command: JSON.stringify(built.app.args),
+      [PROBES_KEY]: JSON.stringify(o.probes.map((p) => p.spec)),
+      date: new Date().toISOString(),
+      kernel: await kernelLabel(o.kernel, built.arch),
+      arch: built.arch,
+      "exit status": String(s.status),
+      ...(s.lost ? { truncated: `${s.lost} events not recorded (the init's table was full)` } : {}),
+    };
+    await writeFileAtomically(o.output, Readable.from([encodeProfile({ header, paths })]));
+    return { output: o.output, paths: paths.length, created: created.length, lost: s.lost, status: s.status };
+  } finally {
+    await rm(scratch, { recursive: true, force: true });
+  }
+}

@@ -94,7 +94,7 @@ export async function minimize(tree: Tree, o: MinimizeOptions): Promise<Minimize
       for (const p of traced) await keepWithClosure(p, "traced: the app used it");
       const entry = resolveCommand(tree, o.app);
       await keepWithClosure(entry, `entrypoint ${o.app.args[0]}`);
-      await applyTraceRules(ctx, traced);
+      await applyTraceRules(ctx, sel, traced);
     }
     await applyRules(ctx, sel, o.epoch);
   }

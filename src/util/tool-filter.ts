@@ -16,6 +16,11 @@ export function toolFilter(command: string, args: string[], what: string): Duple
   });
   child.stdout.pipe(output, { end: false });
   const duplex = Duplex.from({ writable: child.stdin, readable: output });
+  // A reader that stops early (imageInfo reads only up to /init) destroys the stream: the
+  // tool, its input cut off, would otherwise wait forever and keep our process alive.
+  duplex.on("close", () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill();
+  });
   child.stdin.on("error", () => {
     // EPIPE when the tool exits early; its exit status tells the real story.
   });

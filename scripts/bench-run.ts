@@ -20,6 +20,7 @@ const dist = join(REPO, "dist", "cli", "main.js");
 const cli = existsSync(join(REPO, "dist", "vm", "run.js"))
   ? [dist]
   : ["--import", "tsx", join(REPO, "src", "cli", "main.ts")];
+const DEADLINE_MS = 60_000;
 const work = mkdtempSync(join(tmpdir(), "slimroot-bench-run-"));
 
 function slimroot(argv: string[]): string {
@@ -58,11 +59,12 @@ async function timeRun(
     out += d;
   });
   const closed = new Promise<number | null>((r) => child.on("close", (code) => r(code)));
+  const deadline = Date.now() + DEADLINE_MS;
   try {
     for (;;) {
       if (await ready(out)) return Number(process.hrtime.bigint() - started) / 1e9;
-      if (child.exitCode !== null)
-        throw new Error(`slimroot run ended (${child.exitCode}) before ready:\n${out}`);
+      if (child.exitCode !== null) throw new Error(`slimroot run ended (${child.exitCode}) before ready`);
+      if (Date.now() > deadline) throw new Error(`not ready within ${DEADLINE_MS / 1000} s`);
       await new Promise((r) => setTimeout(r, 20));
     }
   } finally {
@@ -71,10 +73,14 @@ async function timeRun(
   }
 }
 
+/** The last HTTP status seen per port, to explain a run that never got a 200. */
+const lastStatus = new Map<number, number>();
+
 async function httpOk(port: number): Promise<boolean> {
   try {
     const res = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(1000) });
     await res.arrayBuffer();
+    lastStatus.set(port, res.status);
     return res.status === 200;
   } catch {
     return false;
@@ -109,7 +115,7 @@ try {
     }
   }
 
-  const rows: [string, number[]][] = [];
+  const rows: [string, number[] | string][] = [];
   const version: number[] = [];
   for (let i = 0; i < runs; i++) {
     const t = process.hrtime.bigint();
@@ -126,11 +132,17 @@ try {
   ]);
   for (const [label, path] of images) {
     const xs: number[] = [];
-    for (let i = 0; i < runs; i++) {
+    let failure = "";
+    for (let i = 0; i < runs && !failure; i++) {
       const port = await freePort();
-      xs.push(await timeRun([path, "-p", `${port}:80`], () => httpOk(port)));
+      try {
+        xs.push(await timeRun([path, "-p", `${port}:80`], () => httpOk(port)));
+      } catch (err) {
+        const status = lastStatus.get(port);
+        failure = `${(err as Error).message}${status ? ` (HTTP ${status})` : ""}`;
+      }
     }
-    rows.push([`${label} -> first HTTP 200`, xs]);
+    rows.push([`${label} -> first HTTP 200`, failure || xs]);
   }
 
   const cpuModel = /^model name\s*:\s*(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"))?.[1] ?? "unknown";
@@ -150,7 +162,9 @@ try {
     "",
     "| what | min s | median s | mean s | max s |",
     "|---|---:|---:|---:|---:|",
-    ...rows.map(([label, xs]) => `| ${label} | ${stats(xs)} |`),
+    ...rows.map(([label, xs]) =>
+      typeof xs === "string" ? `| ${label} | failed: ${xs} | | | |` : `| ${label} | ${stats(xs)} |`,
+    ),
   ];
   process.stdout.write(`${out.join("\n")}\n`);
 } finally {

@@ -80,10 +80,12 @@ function freePort(): Promise<number> {
 describe("slimroot run: busybox on amd64 (microvm)", { timeout: 10 * TEST_TIMEOUT_MS }, () => {
   let image = "";
   let configured = "";
+  let amd64Dir = "";
   let amd64Kernel = "";
   let arm64Kernel = "";
   before(async () => {
     const k = await fetchKernel({ arch: "amd64" });
+    amd64Dir = k.dir;
     amd64Kernel = join(k.dir, k.manifest.kernel);
     const a = await fetchKernel({ arch: "arm64" });
     arm64Kernel = join(a.dir, a.manifest.kernel);
@@ -112,19 +114,29 @@ describe("slimroot run: busybox on amd64 (microvm)", { timeout: 10 * TEST_TIMEOU
     assert.ok(!r.stdout.includes("\r"), "CRLF from the serial console is turned into LF");
   });
 
-  test("the image's own command runs when none is given", async () => {
-    const r = await run([image]);
+  test("the image's own command runs when none is given (on -M pc, virtio-pci)", async () => {
+    const r = await run([image], { SLIMROOT_MACHINE: "pc" });
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^default command$/m);
   });
 
-  test("an app killed by a signal: 128 + its number", async () => {
-    const r = await run([image, "--", "sh", "-c", "kill -9 $$"]);
+  test("an app killed by a signal: 128 + its number (--kernel FILE --modules DIR)", async () => {
+    const r = await run([
+      image,
+      "--kernel",
+      amd64Kernel,
+      "--modules",
+      join(amd64Dir, "modules"),
+      "--",
+      "sh",
+      "-c",
+      "kill -9 $$",
+    ]);
     assert.equal(r.code, 137, r.stderr);
   });
 
-  test("Env, WorkingDir and User from the image config, -e from run", async () => {
-    const r = await run([configured, "-e", "RUNTIME=yes"]);
+  test("Env, WorkingDir and User from the image config, -e from run (--kernel DIR)", async () => {
+    const r = await run([configured, "--kernel", amd64Dir, "-e", "RUNTIME=yes"]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^cfg hello yes \/srv\/app 1234:5678$/m);
   });

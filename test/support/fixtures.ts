@@ -49,7 +49,7 @@ export interface ImageFixture {
 }
 
 interface Recipe {
-  name: "nginx" | "busybox";
+  name: "nginx" | "lighttpd" | "python" | "busybox";
   arch: FixtureArch;
   suite: string;
   mirror: string;
@@ -80,6 +80,30 @@ export function nginxFixture(): Promise<ImageFixture> {
     suite: SUITE,
     mirror: MIRROR,
     packages: ["nginx"],
+    sourceDateEpoch: SOURCE_DATE_EPOCH,
+  });
+}
+
+/** lighttpd with Debian's config (dlopen'd mod_dirlisting, perl include_shell scripts), port 80. */
+export function lighttpdFixture(): Promise<ImageFixture> {
+  return ensure({
+    name: "lighttpd",
+    arch: "amd64",
+    suite: SUITE,
+    mirror: MIRROR,
+    packages: ["lighttpd"],
+    sourceDateEpoch: SOURCE_DATE_EPOCH,
+  });
+}
+
+/** `python3 -m http.server 8000` over /srv/www (one index.html). */
+export function pythonFixture(): Promise<ImageFixture> {
+  return ensure({
+    name: "python",
+    arch: "amd64",
+    suite: SUITE,
+    mirror: MIRROR,
+    packages: ["python3"],
     sourceDateEpoch: SOURCE_DATE_EPOCH,
   });
 }
@@ -172,6 +196,8 @@ export async function buildAllFixtures(): Promise<string[]> {
   dirs.push((await busyboxFixture("arm64")).dir);
   dirs.push((await busyboxMultiArchFixture()).dir);
   dirs.push((await nginxFixture()).dir);
+  dirs.push((await lighttpdFixture()).dir);
+  dirs.push((await pythonFixture()).dir);
   return dirs;
 }
 

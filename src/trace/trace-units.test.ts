@@ -1,0 +1,86 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { UserError } from "../util/errors.js";
+import { decodeTracePath, TraceCollector } from "./console-trace.js";
+import { imagePathOf, profilePaths } from "./paths.js";
+import { parseProbe, probePorts } from "./probe.js";
+import { decodeProfile, encodeProfile, profileProbes } from "./profile.js";
+
+test("probe specs", () => {
+  assert.deepEqual(parseProbe("http:80"), { kind: "http", spec: "http:80", port: 80, path: "/" });
+  assert.deepEqual(parseProbe("http:8080/a/b?c=d"), {
+    kind: "http",
+    spec: "http:8080/a/b?c=d",
+    port: 8080,
+    path: "/a/b?c=d",
+  });
+  assert.deepEqual(parseProbe("tcp:6379"), { kind: "tcp", spec: "tcp:6379", port: 6379 });
+  assert.deepEqual(parseProbe("tcp:6379:PING\\r\\n:PONG"), {
+    kind: "tcp",
+    spec: "tcp:6379:PING\\r\\n:PONG",
+    port: 6379,
+    send: "PING\r\n",
+    expect: "PONG",
+  });
+  assert.equal((parseProbe("tcp:1:a\\:b:c") as { send: string }).send, "a:b");
+  const exec = parseProbe(
+    "exec:redis-cli -p $SLIMROOT_PORT_6379 ping; echo $SLIMROOT_PORT_80 $SLIMROOT_PORT_6379",
+  );
+  assert.deepEqual(probePorts(exec), [6379, 80]);
+  for (const bad of ["http", "http:x", "http:0/", "ftp:21", "tcp:1:a:b:c", "exec:", "exec:  ", "80"]) {
+    assert.throws(() => parseProbe(bad), UserError, bad);
+  }
+  assert.throws(() => parseProbe("gopher:70"), /--probe gopher:70: expected http:PORT/);
+});
+
+test("trace lines: the init's escapes undone, other console lines kept apart", async () => {
+  assert.equal(decodeTracePath("/a\\\\b\\nc\\x09d\\x7f"), "/a\\b\nc\td\x7f");
+  assert.equal(decodeTracePath("/caf\xc3\xa9"), "/café", "UTF-8 bytes come through the console as latin1");
+  assert.equal(decodeTracePath("/x\\q"), "/x\\q", "an unknown escape stays as written");
+  const c = new TraceCollector();
+  const lines = [
+    "[    1.2] kernel noise",
+    "app says hi",
+    "SLIMROOT_TRACE /usr/bin/app",
+    "SLIMROOT_TRACE /etc/a\\nb",
+    "SLIMROOT_TRACE_LOST 3",
+    "partial output SLIMROOT_EXIT=0",
+  ];
+  // split across writes, with the tty's CRLF line ends
+  const text = `${lines.join("\r\n")}\r\n`;
+  for (let i = 0; i < text.length; i += 7) c.write(Buffer.from(text.slice(i, i + 7), "latin1"));
+  await new Promise<void>((r) => c.end(r));
+  assert.deepEqual(c.paths, ["/usr/bin/app", "/etc/a\nb"]);
+  assert.equal(c.lost, 3);
+  assert.equal(c.sawExit, true);
+  assert.equal(c.lastLine(), "app says hi");
+});
+
+test("guest paths to image paths", () => {
+  assert.equal(imagePathOf("/usr/bin/app"), "usr/bin/app");
+  for (const p of [
+    "/",
+    "/proc/self/maps",
+    "/dev/null",
+    "/sys/x",
+    "/tmp/a",
+    "/run/x.pid",
+    "/init",
+    "/etc/slimroot/app.conf",
+    "/a/../b",
+  ]) {
+    assert.equal(imagePathOf(p), undefined, p);
+  }
+  assert.equal(imagePathOf("/etc/slimroot.conf"), "etc/slimroot.conf");
+  assert.equal(imagePathOf("/runner/x"), "runner/x");
+  const r = profilePaths(["/b", "/a", "/b", "/made", "/dev/x"], (p) => p !== "made");
+  assert.deepEqual(r, { paths: ["a", "b"], created: ["made"] });
+});
+
+test("profile header round trip, probes as JSON", () => {
+  const text = encodeProfile({ header: { probes: JSON.stringify(["http:80/", "exec:a b"]) }, paths: ["x"] });
+  const p = decodeProfile(text, "f");
+  assert.deepEqual(profileProbes(p, "f"), ["http:80/", "exec:a b"]);
+  assert.deepEqual(profileProbes({ header: {}, paths: [] }, "f"), []);
+  assert.throws(() => profileProbes({ header: { probes: "[1]" }, paths: [] }, "f"), /f: the probes header/);
+});

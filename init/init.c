@@ -263,10 +263,14 @@ static int wait_app(long pid)
 				return st & 0x7f ? 128 + (st & 0x7f) : (st >> 8) & 0xff;
 		if (r < 0 && r != -EINTR)
 			die(125, "wait: %e", (int)-r);
-		unsigned char info[128]; /* siginfo_t: we only need the number, returned */
+		int info[32]; /* siginfo_t (128 bytes): si_signo, si_errno, si_code, ... */
 		static const struct timespec_k now = {0, 0};
 		/* Tracing, we sleep in trace_wait() instead, then take a pending signal if any. */
 		long sig = sys_sigtimedwait(&waited, info, trace_wait() ? &now : NULL);
+		/* A SIGINT from the kernel itself (si_code SI_KERNEL) is Ctrl-Alt-Del: the launcher's
+		 * stop request, which the app gets as SIGTERM, as from `docker stop`. */
+		if (sig == SIGINT && info[2] == SI_KERNEL)
+			sig = SIGTERM;
 		if (sig > 0 && sig != SIGCHLD)
 			sys_kill((int)pid, (int)sig);
 	}

@@ -154,6 +154,7 @@ CHK(fanotify_init); CHK(fanotify_mark);
 #define SIGUSR1 10
 #define SIGUSR2 12
 #define SIGTERM 15
+#define SI_KERNEL 0x80 /* si_code of signals the kernel sends itself (e.g. Ctrl-Alt-Del) */
 #define SIGCHLD 17
 #define SIG_BLOCK 0
 #define SIG_SETMASK 2

@@ -243,6 +243,42 @@ describe("slimroot run: nginx", { timeout: 3 * TEST_TIMEOUT_MS }, () => {
   });
 });
 
+describe("slimroot run: stopping", { timeout: TEST_TIMEOUT_MS }, () => {
+  test("SIGTERM to slimroot run reaches the app as SIGTERM, and its exit status is ours", async () => {
+    await fetchKernel({ arch: "amd64" });
+    const image = await build("trap", [
+      (await busyboxFixture("amd64")).ociRef,
+      "--",
+      "sh",
+      "-c",
+      'trap "echo app got TERM; exit 3" TERM; trap "echo app got INT; exit 4" INT; echo app ready; while :; do sleep 1; done',
+    ]);
+    const child = spawn(process.execPath, ["--import", "tsx", MAIN, "run", image], {
+      cwd: REPO,
+      env: { ...process.env, ...env() },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    child.stdout.on("data", (d: Buffer) => {
+      stdout += d;
+    });
+    const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+    try {
+      const deadline = Date.now() + 120_000;
+      while (!stdout.includes("app ready") && Date.now() < deadline && child.exitCode === null) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.match(stdout, /app ready/);
+      child.kill("SIGTERM");
+      assert.equal(await exited, 3, stdout);
+      assert.match(stdout, /app got TERM/);
+      assert.deepEqual(await ourQemus(), []);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+});
+
 describe("slimroot run: busybox on arm64 (virt)", { timeout: TEST_TIMEOUT_MS }, () => {
   test("boots with Debian's arm64 cloud kernel and exits 0", async () => {
     await fetchKernel({ arch: "arm64" });

@@ -78,10 +78,10 @@ function treeBytes(dir: string): number {
   return Number(execFileSync("du", ["-sb", dir]).toString().split("\t")[0]);
 }
 
-/** A Debian rootfs with python3 and build-essential (well over 500 MB), as a one-layer tarball. */
+/** A Debian rootfs with python3, python3-dev, build-essential and git (over 500 MB), as a one-layer tarball. */
 function bigRootfs(): string {
   const dir = join(REPO, ".cache", "bench");
-  const tar = join(dir, "bookworm-python3-build-essential.tar");
+  const tar = join(dir, "bookworm-python3-build-essential-git.tar");
   if (!existsSync(tar)) {
     mkdirSync(dir, { recursive: true });
     execFileSync(
@@ -90,7 +90,7 @@ function bigRootfs(): string {
         "--quiet",
         "--format=tar",
         "--variant=minbase",
-        "--include=python3,build-essential",
+        "--include=python3,python3-dev,build-essential,git",
         "bookworm",
         `${tar}.tmp`,
         "http://deb.debian.org/debian",
@@ -119,7 +119,7 @@ const rows = [
 if (big) {
   const tar = bigRootfs();
   rows.push(
-    ...compare("python3 + build-essential rootfs (tar:)", `tar:${tar}`, undefined, statSync(tar).size),
+    ...compare("python3 + build-essential + git rootfs (tar:)", `tar:${tar}`, undefined, statSync(tar).size),
   );
 }
 process.stdout.write(`${rows.join("\n")}\n`);

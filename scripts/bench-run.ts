@@ -108,8 +108,13 @@ try {
   for (const level of ["none", "static"]) {
     const out = join(work, `nginx-${level}.cpio.gz`);
     try {
-      slimroot(["build", nginx.ociRef, "--minimize", level, "-o", out]);
-      images.push([`nginx (--minimize ${level}, ${mib(out)} MiB gzip)`, out]);
+      // Debian's default site lives in /var/www/html, outside nginx's closure: keep it.
+      const keep = level === "static" ? ["--keep", "/var/www/html/**"] : [];
+      slimroot(["build", nginx.ociRef, "--minimize", level, ...keep, "-o", out]);
+      images.push([
+        `nginx (--minimize ${level}${keep.length ? " --keep /var/www/html/**" : ""}, ${mib(out)} MiB gzip)`,
+        out,
+      ]);
     } catch (err) {
       process.stderr.write(`skipping --minimize ${level}: ${(err as Error).message.split("\n")[0]}\n`);
     }

@@ -1,5 +1,6 @@
 import { createReadStream, existsSync } from "node:fs";
 import { open } from "node:fs/promises";
+import { Readable } from "node:stream";
 import { normalizeImagePath } from "../tree/path.js";
 import { UserError } from "../util/errors.js";
 import { decompressLayer } from "./layer-stream.js";
@@ -75,7 +76,9 @@ export async function openDockerArchive(spec: string): Promise<Image> {
       name: label,
       open: async () =>
         decompressLayer(
-          createReadStream(path, { start: member.offset, end: member.offset + Math.max(member.size, 1) - 1 }),
+          member.size === 0
+            ? Readable.from([])
+            : createReadStream(path, { start: member.offset, end: member.offset + member.size - 1 }),
           label,
         ),
     };

@@ -64,7 +64,7 @@ export async function openLayeredSource(ref: SourceRef, opts: OpenOptions): Prom
   }
 }
 
-/** A rootfs tarball (plain, gzip or zstd) is a one-layer image with no config. */
+/** A rootfs tarball (plain, gzip, zstd or xz) is a one-layer image with no config. */
 function openRootfsTarball(path: string): Image {
   if (!existsSync(path) || !statSync(path).isFile()) throw new UserError(`tar:${path}: no such file`);
   const name = `tar:${path}`;

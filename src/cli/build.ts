@@ -7,6 +7,7 @@ import { loadProfile, type Profile, profileProbes } from "../trace/profile.js";
 import { verifyImage } from "../trace/verify.js";
 import { addImageOptions, collect, imageSettings } from "./image-options.js";
 import { byteProgress, clearStatus, statusLine } from "./progress.js";
+import { parseDuration } from "./run.js";
 
 export { parseAddition, parseOwner, sourceDateEpoch } from "./image-options.js";
 
@@ -42,6 +43,7 @@ export function registerBuild(program: Command): void {
       collect,
     )
     .option("--no-verify", "do not boot the image to run the probes")
+    .option("--verify-timeout <duration>", "how long the probes may take to pass", "2m")
     .option(
       "--kernel <path>",
       "kernel for the verification boot: a directory from kernel fetch or a kernel file (default: the fetched one)",
@@ -58,6 +60,7 @@ export function registerBuild(program: Command): void {
         (opts.minimize === "trace" && profile ? profileProbes(profile, profileFile!) : []);
       const probes = specs.map(parseProbe);
       const verify = opts.verify !== false && probes.length > 0;
+      const verifyTimeoutMs = parseDuration(opts.verifyTimeout as string, "--verify-timeout");
       const bar = byteProgress("pulling");
       const result = await build({
         ...imageSettings(source, command, opts),
@@ -75,6 +78,7 @@ export function registerBuild(program: Command): void {
                 return verifyImage(image, {
                   ...(opts.kernel ? { kernel: opts.kernel as string } : {}),
                   probes,
+                  readyTimeoutMs: verifyTimeoutMs,
                 });
               },
             }

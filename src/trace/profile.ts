@@ -3,7 +3,8 @@ import { UserError } from "../util/errors.js";
 
 /**
  * A trace profile: a text file, one absolute image path per line, after a header of
- * `# key: value` lines naming the image digest, the probes and the date.
+ * `# key: value` lines naming the image digest, the probes and the date. In paths, `\\`
+ * stands for a backslash and `\n` for a newline (as in app.conf).
  */
 export interface Profile {
   header: Record<string, string>;
@@ -13,7 +14,8 @@ export interface Profile {
 
 export function encodeProfile(p: Profile): string {
   const head = Object.entries(p.header).map(([k, v]) => `# ${k}: ${v.replace(/\n/g, " ")}`);
-  return `${["# slimroot profile v1", ...head, ...[...new Set(p.paths)].sort().map((x) => `/${x}`)].join("\n")}\n`;
+  const paths = [...new Set(p.paths)].sort().map((x) => `/${x.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}`);
+  return `${["# slimroot profile v1", ...head, ...paths].join("\n")}\n`;
 }
 
 export function decodeProfile(text: string, file: string): Profile {
@@ -27,7 +29,8 @@ export function decodeProfile(text: string, file: string): Profile {
     if (line.startsWith("#")) {
       const m = /^# ([^:]+): (.*)$/.exec(line);
       if (m) header[m[1]!] = m[2]!;
-    } else if (line.startsWith("/")) paths.push(line.replace(/^\/+/, ""));
+    } else if (line.startsWith("/"))
+      paths.push(line.replace(/^\/+/, "").replace(/\\([\\n])/g, (_, c: string) => (c === "n" ? "\n" : "\\")));
     else
       throw new UserError(
         `${file}:${i + 1}: expected an absolute path, got ${JSON.stringify(line.slice(0, 80))}`,

@@ -82,5 +82,10 @@ test("profile header round trip, probes as JSON", () => {
   const p = decodeProfile(text, "f");
   assert.deepEqual(profileProbes(p, "f"), ["http:80/", "exec:a b"]);
   assert.deepEqual(profileProbes({ header: {}, paths: [] }, "f"), []);
+  const odd = ["data/a\nb", "data/back\\slash\\n", "plain"];
+  assert.deepEqual(
+    decodeProfile(encodeProfile({ header: {}, paths: odd }), "f").paths.sort(),
+    [...odd].sort(),
+  );
   assert.throws(() => profileProbes({ header: { probes: "[1]" }, paths: [] }, "f"), /f: the probes header/);
 });

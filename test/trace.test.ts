@@ -275,3 +275,21 @@ describe("python3 -m http.server", { timeout: 3 * TEST_TIMEOUT_MS }, () => {
     assert.ok(!why.has("usr/lib/python3.11/tkinter"), "unused parts of the standard library go");
   });
 });
+
+describe("record mode on arm64", { timeout: TEST_TIMEOUT_MS }, () => {
+  test("the init records on aarch64 too", async () => {
+    await fetchKernel({ arch: "arm64" });
+    const source = (await busyboxFixture("arm64")).ociRef;
+    const { profile } = await trace("arm64", [
+      source,
+      "--platform",
+      "linux/arm64",
+      "--",
+      "sh",
+      "-c",
+      "cat /etc/passwd >/dev/null",
+    ]);
+    assertHas(profile.paths, ["bin/busybox", "etc/passwd"], "the profile");
+    assert.equal(profile.header.arch, "arm64");
+  });
+});

@@ -66,7 +66,7 @@ export function registerTrace(program: Command): void {
     });
     if (r.lost) log(`warning: ${r.lost} file events were not recorded; the profile may be incomplete`);
     process.stdout.write(
-      `${r.output}: ${r.paths} image paths${r.created ? ` (${r.created} files made at run time left out)` : ""}; app exit status ${r.status}\n`,
+      `${r.output}: ${r.paths} image paths${r.created ? `; ${r.created} opened paths were made at run time, not in the image` : ""}; app exit status ${r.status}\n`,
     );
   });
 }

@@ -1,3 +1,4 @@
+import { EnvironmentError, oneLine, UserError } from "../util/errors.js";
 import { type Probe, ProbeFailure } from "./probe.js";
 import { probeSession } from "./session.js";
 
@@ -29,6 +30,9 @@ export async function verifyImage(image: string, o: VerifyOptions): Promise<void
   } catch (err) {
     if (err instanceof ProbeFailure)
       throw new ProbeFailure(`verification failed, output not written: ${err.message}`);
-    throw err;
+    // No kernel, no QEMU, a VM that died: say what was being done, and the way around it.
+    const why = `cannot verify the image (output not written; --no-verify skips this): ${oneLine(err)}`;
+    if (err instanceof UserError) throw new UserError(why);
+    throw new EnvironmentError(why);
   }
 }

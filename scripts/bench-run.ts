@@ -105,16 +105,17 @@ try {
   // dir: of an empty directory: the image is our init and app.conf; /missing makes it report 127.
   slimroot(["build", `dir:${join(work, "empty")}`, "--entrypoint", "/missing", "-o", floorImage]);
   const images: [label: string, path: string][] = [];
-  for (const level of ["none", "static"]) {
-    const out = join(work, `nginx-${level}.cpio.gz`);
+  // Debian's default site lives in /var/www/html, outside nginx's closure: the static image keeps it.
+  const variants: [level: string, compress: string, extra: string[]][] = [
+    ["none", "gzip", []],
+    ["static", "gzip", ["--keep", "/var/www/html/**"]],
+    ["static", "none", ["--keep", "/var/www/html/**"]],
+  ];
+  for (const [level, compress, extra] of variants) {
+    const out = join(work, `nginx-${level}-${compress}.cpio`);
     try {
-      // Debian's default site lives in /var/www/html, outside nginx's closure: keep it.
-      const keep = level === "static" ? ["--keep", "/var/www/html/**"] : [];
-      slimroot(["build", nginx.ociRef, "--minimize", level, ...keep, "-o", out]);
-      images.push([
-        `nginx (--minimize ${level}${keep.length ? " --keep /var/www/html/**" : ""}, ${mib(out)} MiB gzip)`,
-        out,
-      ]);
+      slimroot(["build", nginx.ociRef, "--minimize", level, "--compress", compress, ...extra, "-o", out]);
+      images.push([`nginx (--minimize ${level} ${extra.join(" ")}, ${mib(out)} MiB ${compress})`, out]);
     } catch (err) {
       process.stderr.write(`skipping --minimize ${level}: ${(err as Error).message.split("\n")[0]}\n`);
     }

@@ -5,7 +5,6 @@
 // Prints a markdown table. Usage: node --import tsx scripts/bench-minimize.ts [--runs N]
 import { execFileSync, spawn, spawnSync } from "node:child_process";
 import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { createServer } from "node:net";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -13,6 +12,7 @@ import { pipeline } from "node:stream/promises";
 import { compressor } from "../src/compress/compress.js";
 import { fetchKernel } from "../src/kernel/fetch.js";
 import { decodeProfile } from "../src/trace/profile.js";
+import { freePort } from "../src/util/net.js";
 import { REPO } from "../test/support/cli.js";
 import { nginxFixture } from "../test/support/fixtures.js";
 
@@ -54,17 +54,6 @@ function seconds(f: () => void): number {
 
 function median(xs: number[]): number {
   return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen({ host: "127.0.0.1", port: 0 }, () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** Does the image serve nginx's page with `mem` MiB? Boots it, polls, stops it. */

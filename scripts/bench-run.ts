@@ -4,10 +4,10 @@
 // Prints a markdown table. Usage: node --import tsx scripts/bench-run.ts [--runs N]
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
-import { createServer } from "node:net";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fetchKernel } from "../src/kernel/fetch.js";
+import { freePort } from "../src/util/net.js";
 import { chooseAccel, chooseMachine, hostTscKhz } from "../src/vm/qemu.js";
 import { REPO } from "../test/support/cli.js";
 import { nginxFixture } from "../test/support/fixtures.js";
@@ -25,17 +25,6 @@ const work = mkdtempSync(join(tmpdir(), "slimroot-bench-run-"));
 
 function slimroot(argv: string[]): string {
   return execFileSync(process.execPath, [...cli, ...argv], { cwd: REPO, encoding: "utf8" });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen({ host: "127.0.0.1", port: 0 }, () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /**

@@ -3,9 +3,9 @@
 // slimroot, boots it on QEMU, fetches the welcome page through a forwarded port, stops it.
 import { spawn, spawnSync } from "node:child_process";
 import { statSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { freePort } from "../src/util/net.js";
 import { REPO } from "../test/support/cli.js";
 import { nginxFixture } from "../test/support/fixtures.js";
 
@@ -25,14 +25,6 @@ function slimroot(args: string[]): string {
   process.stdout.write(r.stdout);
   if (r.status !== 0) throw new Error(`slimroot ${args[0]} failed (exit ${r.status})`);
   return r.stdout.trim();
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
 }
 
 step("building a Debian nginx image from Debian packages (mmdebstrap + umoci; cached after the first run)");

@@ -8,18 +8,18 @@
  * be recognised (their -initrd lives there) and checked to be gone after each run.
  */
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdir, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { fetchKernel } from "../src/kernel/fetch.js";
-import { type CliResult, REPO, runCli } from "./support/cli.js";
+import { freePort } from "../src/util/net.js";
+import { type CliResult, runCli, startCli } from "./support/cli.js";
 import { busyboxFixture, nginxFixture } from "./support/fixtures.js";
+import { qemusUsing } from "./support/qemu.js";
 
 const TEST_TIMEOUT_MS = 180_000;
-const MAIN = join(REPO, "src", "cli", "main.ts");
 
 let work = "";
 const env = () => ({ TMPDIR: work });
@@ -29,20 +29,9 @@ before(async () => {
   await mkdir(join(work, "images"));
 });
 after(async () => {
-  assert.deepEqual(await ourQemus(), [], "QEMU processes left behind");
+  assert.deepEqual(await qemusUsing(work), [], "QEMU processes left behind");
   await rm(work, { recursive: true, force: true });
 });
-
-/** PIDs of QEMU processes started by this file's slimroot runs. */
-async function ourQemus(): Promise<number[]> {
-  const pids: number[] = [];
-  for (const entry of await readdir("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    const cmd = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
-    if (cmd.startsWith("qemu-system") && cmd.includes(work)) pids.push(Number(entry));
-  }
-  return pids;
-}
 
 async function build(name: string, args: string[]): Promise<string> {
   const out = join(work, "images", `${name}.cpio.gz`);
@@ -53,7 +42,7 @@ async function build(name: string, args: string[]): Promise<string> {
 
 async function run(args: string[], extraEnv: Record<string, string> = {}): Promise<CliResult> {
   const r = await runCli(["run", ...args], { ...env(), ...extraEnv });
-  assert.deepEqual(await ourQemus(), [], "QEMU still running after slimroot run ended");
+  assert.deepEqual(await qemusUsing(work), [], "QEMU still running after slimroot run ended");
   return r;
 }
 
@@ -64,17 +53,6 @@ function assertLaunchFailure(r: CliResult, message: RegExp): void {
   const lines = r.stderr.split("\n").filter(Boolean);
   assert.equal(lines.length, 1, r.stderr);
   assert.match(lines[0]!, message);
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen({ host: "127.0.0.1", port: 0 }, () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 describe("slimroot run: busybox on amd64 (microvm)", { timeout: 10 * TEST_TIMEOUT_MS }, () => {
@@ -200,20 +178,8 @@ describe("slimroot run: nginx", { timeout: 3 * TEST_TIMEOUT_MS }, () => {
 
   test("serves its welcome page on a forwarded port, and SIGTERM stops it with status 0", async () => {
     const port = await freePort();
-    const child = spawn(process.execPath, ["--import", "tsx", MAIN, "run", image, "-p", `${port}:80`], {
-      cwd: REPO,
-      env: { ...process.env, ...env() },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => {
-      stdout += d;
-    });
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d;
-    });
-    const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+    const vm = startCli(["run", image, "-p", `${port}:80`], env());
+    const { child, exited } = vm;
     try {
       let body = "";
       const deadline = Date.now() + 120_000;
@@ -229,14 +195,14 @@ describe("slimroot run: nginx", { timeout: 3 * TEST_TIMEOUT_MS }, () => {
         }
         await new Promise((r) => setTimeout(r, 200));
       }
-      assert.match(body, /Welcome to nginx/, `no welcome page; stdout:\n${stdout}\nstderr:\n${stderr}`);
+      assert.match(body, /Welcome to nginx/, `no welcome page; stdout:\n${vm.stdout}\nstderr:\n${vm.stderr}`);
 
       const stopping = Date.now();
       child.kill("SIGTERM");
       const code = await exited;
-      assert.equal(code, 0, `stdout:\n${stdout}\nstderr:\n${stderr}`);
+      assert.equal(code, 0, `stdout:\n${vm.stdout}\nstderr:\n${vm.stderr}`);
       assert.ok(Date.now() - stopping < 10_000, `stopping took ${Date.now() - stopping} ms`);
-      assert.deepEqual(await ourQemus(), []);
+      assert.deepEqual(await qemusUsing(work), []);
     } finally {
       child.kill("SIGKILL");
     }
@@ -253,26 +219,18 @@ describe("slimroot run: stopping", { timeout: TEST_TIMEOUT_MS }, () => {
       "-c",
       'trap "echo app got TERM; exit 3" TERM; trap "echo app got INT; exit 4" INT; echo app ready; while :; do sleep 1; done',
     ]);
-    const child = spawn(process.execPath, ["--import", "tsx", MAIN, "run", image], {
-      cwd: REPO,
-      env: { ...process.env, ...env() },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    child.stdout.on("data", (d: Buffer) => {
-      stdout += d;
-    });
-    const exited = new Promise<number | null>((resolve) => child.on("close", (code) => resolve(code)));
+    const vm = startCli(["run", image], env());
+    const { child, exited } = vm;
     try {
       const deadline = Date.now() + 120_000;
-      while (!stdout.includes("app ready") && Date.now() < deadline && child.exitCode === null) {
+      while (!vm.stdout.includes("app ready") && Date.now() < deadline && child.exitCode === null) {
         await new Promise((r) => setTimeout(r, 100));
       }
-      assert.match(stdout, /app ready/);
+      assert.match(vm.stdout, /app ready/);
       child.kill("SIGTERM");
-      assert.equal(await exited, 3, stdout);
-      assert.match(stdout, /app got TERM/);
-      assert.deepEqual(await ourQemus(), []);
+      assert.equal(await exited, 3, vm.stdout);
+      assert.match(vm.stdout, /app got TERM/);
+      assert.deepEqual(await qemusUsing(work), []);
     } finally {
       child.kill("SIGKILL");
     }

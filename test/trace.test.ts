@@ -16,6 +16,7 @@ import { fetchKernel } from "../src/kernel/fetch.js";
 import { decodeProfile, type Profile, profileProbes } from "../src/trace/profile.js";
 import { type CliResult, runCli } from "./support/cli.js";
 import { busyboxFixture, lighttpdFixture, nginxFixture, pythonFixture } from "./support/fixtures.js";
+import { qemusUsing } from "./support/qemu.js";
 
 const TEST_TIMEOUT_MS = 240_000;
 
@@ -27,23 +28,13 @@ before(async () => {
   await fetchKernel({ arch: "amd64" });
 });
 after(async () => {
-  assert.deepEqual(await ourQemus(), [], "QEMU processes left behind");
+  assert.deepEqual(await qemusUsing(work), [], "QEMU processes left behind");
   await rm(work, { recursive: true, force: true });
 });
 
-async function ourQemus(): Promise<number[]> {
-  const pids: number[] = [];
-  for (const entry of await readdir("/proc")) {
-    if (!/^\d+$/.test(entry)) continue;
-    const cmd = await readFile(`/proc/${entry}/cmdline`, "utf8").catch(() => "");
-    if (cmd.startsWith("qemu-system") && cmd.includes(work)) pids.push(Number(entry));
-  }
-  return pids;
-}
-
 async function cli(args: string[]): Promise<CliResult> {
   const r = await runCli(args, env());
-  assert.deepEqual(await ourQemus(), [], `QEMU still running after slimroot ${args[0]}`);
+  assert.deepEqual(await qemusUsing(work), [], `QEMU still running after slimroot ${args[0]}`);
   return r;
 }
 

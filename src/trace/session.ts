@@ -4,9 +4,9 @@
  * init turns into SIGINT). `slimroot trace` does this with the init in record mode; `build`
  * does it to verify a minimized image.
  */
-import { createServer } from "node:net";
 import { Writable } from "node:stream";
 import { EnvironmentError, UserError } from "../util/errors.js";
+import { freePort } from "../util/net.js";
 import type { PortForward } from "../vm/ports.js";
 import { EXIT_KILLED, RunFailure, runImage } from "../vm/run.js";
 import { TraceCollector } from "./console-trace.js";
@@ -40,18 +40,6 @@ export interface SessionResult {
   /** Events the init could not record. */
   lost: number;
   ports: PortMap;
-}
-
-/** A host port nobody listens on now (the kernel picks it). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen({ host: "127.0.0.1", port: 0, exclusive: true }, () => {
-      const { port } = s.address() as { port: number };
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** Every `-p` forward, plus a free host port for each probed guest port they do not cover. */

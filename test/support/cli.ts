@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -11,23 +11,47 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs the slimroot CLI from source, as a user would run the command. */
-export function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", MAIN, ...args], {
-      cwd: REPO,
-      env: { ...process.env, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => {
-      stdout += d;
-    });
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d;
-    });
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+/** A CLI process left running: its output so far, and its exit status when it ends. */
+export interface RunningCli {
+  child: ChildProcess;
+  readonly stdout: string;
+  readonly stderr: string;
+  exited: Promise<number>;
+}
+
+/** Starts the slimroot CLI from source, as a user would run the command, without waiting. */
+export function startCli(args: string[], env: Record<string, string> = {}): RunningCli {
+  const child = spawn(process.execPath, ["--import", "tsx", MAIN, ...args], {
+    cwd: REPO,
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "pipe", "pipe"],
   });
+  const out = { stdout: "", stderr: "" };
+  child.stdout!.on("data", (d: Buffer) => {
+    out.stdout += d;
+  });
+  child.stderr!.on("data", (d: Buffer) => {
+    out.stderr += d;
+  });
+  const exited = new Promise<number>((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", (code) => resolve(code ?? -1));
+  });
+  return {
+    child,
+    get stdout() {
+      return out.stdout;
+    },
+    get stderr() {
+      return out.stderr;
+    },
+    exited,
+  };
+}
+
+/** Runs the slimroot CLI from source to the end. */
+export async function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  const running = startCli(args, env);
+  const code = await running.exited;
+  return { code, stdout: running.stdout, stderr: running.stderr };
 }

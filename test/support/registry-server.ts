@@ -5,10 +5,10 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
+import { freePort } from "../../src/util/net.js";
 
 export interface RegistryServer {
   /** "127.0.0.1:PORT", to put in references: `docker://${host}/repo:tag`. */
@@ -32,18 +32,6 @@ export interface BasicAuth {
 }
 
 const REGISTRY_BIN = "/usr/bin/docker-registry";
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", resolve);
-  });
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (!address || typeof address === "string") throw new Error("no port");
-  return address.port;
-}
 
 /** Starts a registry and waits until /v2/ answers. On any failure nothing is left running. */
 export async function startRegistry(opts: RegistryOptions = {}): Promise<RegistryServer> {

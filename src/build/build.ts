@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { resolve as resolvePath } from "node:path";
-import { Readable } from "node:stream";
+import { type Duplex, Readable, Transform } from "node:stream";
 import { text } from "node:stream/consumers";
 import {
   APP_CONFIG_PATH,
@@ -61,6 +61,8 @@ export interface BuildOptions {
   verify?: (image: string) => Promise<void>;
   onProgress?: OpenOptions["progress"];
   onLayer?: (index: number, count: number, name: string) => void;
+  /** Bytes of the archive written so far, against the file content it will hold. */
+  onWrite?: (p: { done: number; total: number }) => void;
 }
 
 export interface BuildResult {
@@ -178,7 +180,9 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
 
     const files = reasons.size;
     const archive = writeCpio(tree, { clampMtime: o.epoch });
-    const bytes = await writeFileAtomically(o.output, archive, [compressor(o.compression)], 0o644, o.verify);
+    const stages: Duplex[] = [compressor(o.compression)];
+    if (o.onWrite) stages.unshift(progressCounter(contentBytes(tree), o.onWrite));
+    const bytes = await writeFileAtomically(o.output, archive, stages, 0o644, o.verify);
     await writeFileAtomically(whyPath(o.output), Readable.from([encodeWhy(tree, reasons)]));
     return {
       output: o.output,
@@ -193,6 +197,38 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
   } finally {
     await image.spool.dispose();
   }
+}
+
+/** Bytes of file content in the tree, each hard-linked inode once. */
+function contentBytes(tree: Tree): number {
+  const seen = new Set<unknown>();
+  let total = 0;
+  for (const { inode } of tree.walk()) {
+    if (inode.content && !seen.has(inode)) total += inode.content.size;
+    seen.add(inode);
+  }
+  return total;
+}
+
+/** Passes bytes through, reporting the running count (capped at `total`) a few times a second. */
+function progressCounter(total: number, report: (p: { done: number; total: number }) => void): Transform {
+  let done = 0;
+  let last = 0;
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      done += chunk.length;
+      const now = Date.now();
+      if (now - last > 100) {
+        last = now;
+        report({ done: Math.min(done, total), total });
+      }
+      cb(null, chunk);
+    },
+    flush(cb) {
+      report({ done: total, total });
+      cb();
+    },
+  });
 }
 
 /** The sidecar that explains an image: OUTPUT.why. */

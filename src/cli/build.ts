@@ -62,6 +62,7 @@ export function registerBuild(program: Command): void {
       const verify = opts.verify !== false && probes.length > 0;
       const verifyTimeoutMs = parseDuration(opts.verifyTimeout as string, "--verify-timeout");
       const bar = byteProgress("pulling");
+      const writing = byteProgress(`writing ${compression}`);
       const result = await build({
         ...imageSettings(source, command, opts),
         output,
@@ -88,8 +89,10 @@ export function registerBuild(program: Command): void {
           bar.stop();
           statusLine(`flattening layer ${i + 1}/${n} ${name.slice(0, 60)}`);
         },
+        onWrite: (p) => writing.update(p),
       }).finally(() => {
         bar.stop();
+        writing.stop();
         clearStatus();
       });
       for (const w of result.warnings) process.stderr.write(`slimroot: warning: ${w}\n`);

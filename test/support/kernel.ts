@@ -1,11 +1,13 @@
 /**
  * Debian's cloud kernels (and a static busybox) for the boot tests, fetched with apt and
- * unpacked into <repo>/.cache/kernels/. Idempotent: a finished unpack is marked by a JSON file,
+ * unpacked into ~/.cache/slimroot/test-kernels/. Idempotent: a finished unpack is marked by a JSON file,
  * and a half-done one (interrupted run) is thrown away and redone.
  */
+
 import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
@@ -24,7 +26,8 @@ export interface DebianKernel {
 }
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
-const cacheRoot = join(repoRoot, ".cache", "kernels");
+// Outside the checkout, so CI's fresh clones reuse the unpacked packages.
+const cacheRoot = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "slimroot", "test-kernels");
 
 function hostArch(): DebianArch {
   return process.arch === "arm64" ? "arm64" : "amd64";

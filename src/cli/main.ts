@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from "commander";
-import { removeLiveTempFilesSync } from "../util/atomic-file.js";
 import { exitCodeOf, oneLine } from "../util/errors.js";
+import { removeTempPathsSync } from "../util/temp-paths.js";
 import { registerBuild } from "./build.js";
 import { registerInspect } from "./inspect.js";
 import { registerKernel } from "./kernel.js";
@@ -31,7 +31,7 @@ for (const [signal, code] of [
   ["SIGTERM", 143],
 ] as const) {
   process.on(signal, () => {
-    removeLiveTempFilesSync();
+    removeTempPathsSync();
     process.exit(code);
   });
 }

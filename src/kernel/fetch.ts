@@ -12,6 +12,7 @@ import { readModuleBytes } from "../kmod/module-file.js";
 import { writeModulesCpio } from "../kmod/modules-cpio.js";
 import { dependencyClosure, loadOrder } from "../kmod/order.js";
 import { EnvironmentError } from "../util/errors.js";
+import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { candidateField, download, ensureArch, extract, hostDebArch, qualified } from "./apt.js";
 import {
   cacheRoot,
@@ -109,6 +110,7 @@ export async function fetchKernel(o: FetchOptions): Promise<FetchResult> {
   const parent = join(cacheRoot(), "kernels");
   await mkdir(parent, { recursive: true });
   const work = await mkdtemp(join(parent, `.fetch-${o.arch}-`));
+  trackTempPath(work);
   try {
     const debs = join(work, "debs");
     const tree = join(work, "tree");
@@ -166,6 +168,7 @@ export async function fetchKernel(o: FetchOptions): Promise<FetchResult> {
     return { dir, manifest, fetched: true };
   } finally {
     await rm(work, { recursive: true, force: true });
+    untrackTempPath(work);
   }
 }
 

@@ -12,6 +12,7 @@ import type { Arch } from "../build/init-binary.js";
 import { cachedKernel } from "../kernel/fetch.js";
 import { fetchedKernelDir, readManifest } from "../kernel/manifest.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
+import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import type { PortForward } from "../vm/ports.js";
 import { profilePaths } from "./paths.js";
 import type { Probe } from "./probe.js";
@@ -63,6 +64,7 @@ async function kernelLabel(kernel: string | undefined, arch: Arch): Promise<stri
 export async function traceImage(o: TraceOptions): Promise<TraceResult> {
   const log = o.log ?? (() => {});
   const scratch = await mkdtemp(join(tmpdir(), "slimroot-trace-"));
+  trackTempPath(scratch);
   try {
     const image = join(scratch, "image.cpio");
     log("building the whole image");
@@ -99,5 +101,6 @@ export async function traceImage(o: TraceOptions): Promise<TraceResult> {
     return { output: o.output, paths: paths.length, created: created.length, lost: s.lost, status: s.status };
   } finally {
     await rm(scratch, { recursive: true, force: true });
+    untrackTempPath(scratch);
   }
 }

@@ -3,6 +3,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
+import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 
 /** Where a file's bytes live while the image is assembled. */
 export interface Content {
@@ -28,6 +29,7 @@ export class Spool {
 
   static async create(parent = tmpdir()): Promise<Spool> {
     const dir = await mkdtemp(join(parent, "slimroot-spool-"));
+    trackTempPath(dir);
     const fd = openSync(join(dir, "bodies"), "w+", 0o600);
     return new Spool(dir, fd);
   }
@@ -67,6 +69,7 @@ export class Spool {
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;
     await rm(this.dir, { recursive: true, force: true });
+    untrackTempPath(this.dir);
   }
 }
 

@@ -1,18 +1,11 @@
 import { randomBytes } from "node:crypto";
-import { createWriteStream, rmSync } from "node:fs";
+import { createWriteStream } from "node:fs";
 import { open, rename, rm } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { type Duplex, type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { UserError } from "./errors.js";
-
-/** Temp files being written now, removed if the process is interrupted. */
-const live = new Set<string>();
-
-export function removeLiveTempFilesSync(): void {
-  for (const f of live) rmSync(f, { force: true });
-  live.clear();
-}
+import { trackTempPath, untrackTempPath } from "./temp-paths.js";
 
 /**
  * Writes `source`, passed through `transforms`, to `target` through a temp file in the same directory, fsyncs it and
@@ -32,7 +25,7 @@ export async function writeFileAtomically(
     dirname(target),
     `.${basename(target)}.${process.pid}-${randomBytes(4).toString("hex")}.tmp`,
   );
-  live.add(tmp);
+  trackTempPath(tmp);
   let bytes = 0;
   try {
     const out = createWriteStream(tmp, { mode, flags: "wx" });
@@ -62,6 +55,6 @@ export async function writeFileAtomically(
     await rm(tmp, { force: true });
     throw err;
   } finally {
-    live.delete(tmp);
+    untrackTempPath(tmp);
   }
 }

@@ -1,13 +1,14 @@
 // Hostile and broken input: one clear line, a non-zero exit, nothing written outside, and an
 // existing output file left exactly as it was.
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { gzipSync } from "node:zlib";
-import { runCli } from "./support/cli.js";
+import { runCli, startCli } from "./support/cli.js";
 import { type LayerEntry, tarOf, writeOciLayout } from "./support/layers.js";
 
 let work: string;
@@ -109,4 +110,25 @@ test("bad flags and sources exit 1 with one line", async () => {
     /option '--compress <kind>' argument 'rar' is invalid/,
     ["--compress", "rar"],
   );
+});
+
+test("Ctrl-C during a build leaves the previous output and no temp files or spool behind", async () => {
+  const tmp = await mkdtemp(join(work, "tmp-"));
+  const outDir = await mkdtemp(join(work, "out-"));
+  const out = join(outDir, "big.cpio.xz");
+  await writeFile(out, PREVIOUS);
+  // A layer big enough that the build is still running when the signal comes.
+  const src = await layout("interrupt", [
+    Array.from({ length: 40 }, (_, i) => ({ name: `f${i}`, body: randomBytes(1 << 20) })),
+  ]);
+  const build = startCli(["build", src, "-o", out, "--entrypoint", "/bin/true"], { TMPDIR: tmp });
+  const deadline = Date.now() + 30_000;
+  const spools = async () => (await readdir(tmp)).filter((f) => f.startsWith("slimroot-spool-"));
+  while ((await spools()).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.equal((await spools()).length, 1, "the build started spooling");
+  build.child.kill("SIGINT");
+  assert.equal(await build.exited, 130, build.stderr);
+  assert.equal(await readFile(out, "utf8"), PREVIOUS);
+  assert.deepEqual(await readdir(outDir), ["big.cpio.xz"]);
+  assert.deepEqual(await spools(), [], "the spool is gone");
 });

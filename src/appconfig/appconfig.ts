@@ -139,29 +139,33 @@ export function resolveUser(
   return { uid, gid, groups: [...new Set(supplementary)].sort((a, b) => a - b), home: entry?.home ?? "/" };
 }
 
-function escapeValue(v: string): string {
-  if (v.includes("\0")) throw new UserError(`argument or variable ${JSON.stringify(v)} contains a NUL byte`);
+/**
+ * A value as the line formats of app.conf, run.conf and trace profiles write it: `\\` for a
+ * backslash and `\n` for a newline, so any value but one holding NUL fits on its line.
+ */
+export function escapeConfValue(v: string, what = "argument or variable"): string {
+  if (v.includes("\0")) throw new UserError(`${what} ${JSON.stringify(v)} contains a NUL byte`);
   return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
 }
 
-function unescapeValue(v: string): string {
-  return v.replace(/\\(.)/g, (_, c: string) => (c === "n" ? "\n" : c));
+export function unescapeConfValue(v: string): string {
+  return v.replace(/\\([\\n])/g, (_, c: string) => (c === "n" ? "\n" : "\\"));
 }
 
 /** The text of /etc/slimroot/app.conf. */
 export function encodeAppConfig(c: AppConfig): string {
   const lines = ["# slimroot app config (docs/app-config.md)", "version 1"];
-  for (const a of c.args) lines.push(`arg ${escapeValue(a)}`);
-  for (const e of c.env) lines.push(`env ${escapeValue(e)}`);
+  for (const a of c.args) lines.push(`arg ${escapeConfValue(a)}`);
+  for (const e of c.env) lines.push(`env ${escapeConfValue(e)}`);
   lines.push(
-    `workdir ${escapeValue(c.workdir)}`,
+    `workdir ${escapeConfValue(c.workdir)}`,
     `uid ${c.uid}`,
     `gid ${c.gid}`,
     `groups ${c.groups.join(",")}`,
   );
-  if (c.user) lines.push(`user ${escapeValue(c.user)}`);
-  for (const p of c.ports) lines.push(`port ${escapeValue(p)}`);
-  if (c.hostname) lines.push(`hostname ${escapeValue(c.hostname)}`);
+  if (c.user) lines.push(`user ${escapeConfValue(c.user)}`);
+  for (const p of c.ports) lines.push(`port ${escapeConfValue(p)}`);
+  if (c.hostname) lines.push(`hostname ${escapeConfValue(c.hostname)}`);
   return `${lines.join("\n")}\n`;
 }
 
@@ -171,7 +175,7 @@ export function decodeAppConfig(text: string): AppConfig {
     if (!line || line.startsWith("#")) continue;
     const sp = line.indexOf(" ");
     const key = sp < 0 ? line : line.slice(0, sp);
-    const value = sp < 0 ? "" : unescapeValue(line.slice(sp + 1));
+    const value = sp < 0 ? "" : unescapeConfValue(line.slice(sp + 1));
     if (key === "arg") c.args.push(value);
     else if (key === "env") c.env.push(value);
     else if (key === "workdir") c.workdir = value;

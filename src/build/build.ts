@@ -166,11 +166,13 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       added: image.added,
       keep: o.keep ?? [],
       drop: o.drop ?? [],
-      strict: o.strict ?? false,
       epoch: o.epoch,
     });
     const warnings = [...image.warnings, ...minimizeWarnings];
-    if (o.strict && warnings.length) throw new UserError(`--strict: ${warnings[0]}`);
+    if (o.strict && warnings.length) {
+      const more = warnings.length > 1 ? ` (and ${warnings.length - 1} more)` : "";
+      throw new UserError(`--strict: ${warnings[0]}${more}`);
+    }
     addOwnFile(tree, APP_CONFIG_PATH, Buffer.from(encodeAppConfig(app)), 0o644, o.epoch);
     addOwnFile(tree, INIT_PATH, await readFile(initBinaryPath(arch)), 0o755, o.epoch);
     for (const { path } of tree.walk()) {

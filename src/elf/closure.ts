@@ -49,9 +49,26 @@ export interface Closure {
 
 /** Resolves `roots` (absolute image paths: executables, scripts, libraries) to their closure. */
 export async function resolveClosure(fs: ImageFs, roots: string[], opts: ClosureOptions): Promise<Closure> {
+  return closureSession(fs, opts)(roots);
+}
+
+/**
+ * One resolver for many calls over the same image: the loader cache, ld.so.conf and every
+ * parsed object are read once. Each call returns what it found that earlier calls had not
+ * (a caller that keeps every result loses nothing), its roots always included.
+ */
+export function closureSession(fs: ImageFs, opts: ClosureOptions): (roots: string[]) => Promise<Closure> {
   const r = new Resolver(fs, opts);
-  for (const root of roots) await r.root(root, "root", 0);
-  return { files: r.files, warnings: [...r.warnings] };
+  let filesSeen = 0;
+  let warningsSeen = 0;
+  return async (roots) => {
+    for (const root of roots) await r.root(root, "root", 0);
+    const files = new Map([...r.files].slice(filesSeen));
+    const warnings = [...r.warnings].slice(warningsSeen);
+    filesSeen = r.files.size;
+    warningsSeen = r.warnings.size;
+    return { files, warnings };
+  };
 }
 
 export const GLIBC_CACHE = "/etc/ld.so.cache";

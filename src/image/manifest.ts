@@ -28,11 +28,17 @@ export interface ImageIndex {
   manifests: IndexEntry[];
 }
 
-/** True when a parsed manifest document is an index / manifest list rather than an image. */
-export function isIndex(doc: { mediaType?: string; manifests?: unknown }): doc is ImageIndex {
-  return (
-    doc.mediaType === MEDIA.ociIndex || doc.mediaType === MEDIA.dockerList || Array.isArray(doc.manifests)
-  );
+/**
+ * True when a parsed manifest document is an index / manifest list rather than an image:
+ * by its mediaType, or, when it has none, by listing manifests and no layers.
+ */
+export function isIndex(doc: {
+  mediaType?: string;
+  manifests?: unknown;
+  layers?: unknown;
+}): doc is ImageIndex {
+  if (doc.mediaType === MEDIA.ociIndex || doc.mediaType === MEDIA.dockerList) return true;
+  return doc.mediaType === undefined && Array.isArray(doc.manifests) && !doc.layers;
 }
 
 export function parseJson<T>(data: Buffer | string, what: string): T {

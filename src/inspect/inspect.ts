@@ -1,11 +1,12 @@
 import { createReadStream } from "node:fs";
-import { open, readFile, stat } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { pipeline } from "node:stream";
 import { APP_CONFIG_PATH, type AppConfig, decodeAppConfig } from "../appconfig/appconfig.js";
 import { type Compression, decompressor, detectCompression } from "../compress/compress.js";
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from "../cpio/newc.js";
 import { type CpioEntry, readCpio } from "../cpio/reader.js";
 import { UserError } from "../util/errors.js";
+import { readHead } from "../util/read-head.js";
 
 export interface InspectedFile {
   path: string;
@@ -34,15 +35,9 @@ export interface Inspection {
 
 /** The compression of a file, from its first bytes. */
 export async function sniffCompression(file: string): Promise<Compression> {
-  const head = Buffer.alloc(8);
-  const fh = await open(file, "r").catch((err: NodeJS.ErrnoException) => {
+  const head = await readHead(file, 8).catch((err: NodeJS.ErrnoException) => {
     throw new UserError(`${file}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
   });
-  try {
-    await fh.read(head, 0, 8, 0);
-  } finally {
-    await fh.close();
-  }
   return detectCompression(head);
 }
 
@@ -56,6 +51,10 @@ export async function* readArchiveFile(file: string): AsyncGenerator<CpioEntry> 
     yield* readCpio(plain);
   } catch (err) {
     throw new UserError(`${file}: ${(err as Error).message}`);
+  } finally {
+    // A reader that stops early (image-info stops at /init) must not leave a decompressor running.
+    plain.destroy();
+    raw.destroy();
   }
 }
 

@@ -4,14 +4,15 @@ import { join } from "node:path";
 import { describe, test } from "node:test";
 import { gzipSync } from "node:zlib";
 import { PACKAGE_ROOT } from "../build/init-binary.js";
-import { KERNEL_HEAD_BYTES, kernelKind, readHead } from "./arch.js";
+import { readHead } from "../util/read-head.js";
+import { KERNEL_HEAD_BYTES, kernelKind } from "./arch.js";
 import { fetchKernel } from "./fetch.js";
 
 describe("kernel architecture from the bytes", { timeout: 300_000 }, () => {
   test("Debian's amd64 vmlinuz is a bzImage, its arm64 vmlinuz an Image", async () => {
     for (const arch of ["amd64", "arm64"] as const) {
       const { dir, manifest } = await fetchKernel({ arch });
-      const kind = kernelKind(await readHead(join(dir, manifest.kernel)));
+      const kind = kernelKind(await readHead(join(dir, manifest.kernel), KERNEL_HEAD_BYTES));
       assert.deepEqual(kind, { arch, format: arch === "amd64" ? "bzImage" : "arm64-image" });
     }
   });

@@ -1,6 +1,6 @@
-import { open } from "node:fs/promises";
 import { gunzipSync, constants as zc } from "node:zlib";
 import type { Arch } from "../build/init-binary.js";
+import { EM_AARCH64, EM_X86_64 } from "../elf/elf.js";
 
 export type KernelFormat = "bzImage" | "elf" | "arm64-image";
 
@@ -8,9 +8,6 @@ export interface KernelKind {
   arch: Arch;
   format: KernelFormat;
 }
-
-const EM_X86_64 = 62;
-const EM_AARCH64 = 183;
 
 /** How many leading bytes `kernelKind` needs. */
 export const KERNEL_HEAD_BYTES = 4096;
@@ -49,16 +46,4 @@ export function kernelKind(head: Buffer): KernelKind | undefined {
     }
   }
   return undefined;
-}
-
-/** Reads the first bytes of `path` (fewer if the file is shorter). */
-export async function readHead(path: string, bytes = KERNEL_HEAD_BYTES): Promise<Buffer> {
-  const fh = await open(path, "r");
-  try {
-    const buf = Buffer.alloc(bytes);
-    const { bytesRead } = await fh.read(buf, 0, bytes, 0);
-    return buf.subarray(0, bytesRead);
-  } finally {
-    await fh.close();
-  }
 }

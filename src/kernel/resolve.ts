@@ -10,7 +10,8 @@ import { ModinfoError, readModinfo } from "../kmod/modinfo.js";
 import { readModuleBytes } from "../kmod/module-file.js";
 import { type ModuleFile, writeModulesCpio } from "../kmod/modules-cpio.js";
 import { UserError } from "../util/errors.js";
-import { type KernelKind, kernelKind, readHead } from "./arch.js";
+import { readHead } from "../util/read-head.js";
+import { KERNEL_HEAD_BYTES, type KernelKind, kernelKind } from "./arch.js";
 import { bootModules, cachedKernel } from "./fetch.js";
 import { fetchedKernelDir, type KernelManifest, readManifest, type Transport } from "./manifest.js";
 
@@ -37,7 +38,7 @@ export interface KernelRequest {
 }
 
 async function kindOf(path: string): Promise<KernelKind> {
-  const kind = kernelKind(await readHead(path));
+  const kind = kernelKind(await readHead(path, KERNEL_HEAD_BYTES));
   if (!kind) {
     throw new UserError(
       `${path}: not a kernel image (no bzImage header, x86-64/arm64 ELF or arm64 Image magic)`,

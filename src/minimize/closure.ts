@@ -1,5 +1,5 @@
 import type { Arch } from "../build/init-binary.js";
-import { resolveClosure } from "../elf/closure.js";
+import { closureSession } from "../elf/closure.js";
 import { elfTargetForArch } from "../elf/elf.js";
 import { type ImageFs, resolvePath, treeFs } from "../tree/image-fs.js";
 import type { Tree } from "../tree/tree.js";
@@ -16,6 +16,7 @@ export function treeClosureResolver(tree: Tree, arch: Arch, env: string[]): Clos
 
 export function fsClosureResolver(fs: ImageFs, arch: Arch, env: string[]): ClosureResolver {
   const target = elfTargetForArch(arch)!;
+  const resolve = closureSession(fs, { machine: target.machine, elfClass: target.elfClass, env });
   return async (roots, reason) => {
     const files = new Map<string, string>();
     const absolute: string[] = [];
@@ -28,7 +29,7 @@ export function fsClosureResolver(fs: ImageFs, arch: Arch, env: string[]): Closu
       else if (resolved)
         for (const link of resolved.links) files.set(link.slice(1), `symlink on the way to ${abs}`);
     }
-    const c = await resolveClosure(fs, absolute, { machine: target.machine, elfClass: target.elfClass, env });
+    const c = await resolve(absolute);
     for (const [p, why] of c.files) {
       const path = p.replace(/^\/+/, "");
       if (!files.has(path)) files.set(path, why === "root" ? reason : why);

@@ -29,8 +29,6 @@ export interface MinimizeOptions {
   added: string[];
   keep: string[];
   drop: string[];
-  /** Missing libraries are errors rather than warnings. */
-  strict: boolean;
   epoch: number;
 }
 
@@ -102,10 +100,6 @@ export async function minimize(tree: Tree, o: MinimizeOptions): Promise<Minimize
   if (o.keep.length) await applyKeeps({ tree, app: o.app, keepWithClosure }, o.keep);
   applyDrops(sel, o.drop);
 
-  if (o.strict && warnings.length)
-    throw new UserError(
-      `--strict: ${warnings[0]}${warnings.length > 1 ? ` (and ${warnings.length - 1} more)` : ""}`,
-    );
   pruneTree(tree, sel);
   return { reasons: explainParents(tree, sel), warnings: [...new Set(warnings)] };
 }

@@ -55,7 +55,6 @@ test("trace keeps what fanotify cannot see: links to traced files and dirs, link
     added: [],
     keep: [],
     drop: [],
-    strict: false,
     epoch: 0,
   });
   for (const [p, why] of [

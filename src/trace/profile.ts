@@ -1,4 +1,5 @@
 import { readFile } from "node:fs/promises";
+import { escapeConfValue, unescapeConfValue } from "../appconfig/appconfig.js";
 import { UserError } from "../util/errors.js";
 
 /**
@@ -14,7 +15,7 @@ export interface Profile {
 
 export function encodeProfile(p: Profile): string {
   const head = Object.entries(p.header).map(([k, v]) => `# ${k}: ${v.replace(/\n/g, " ")}`);
-  const paths = [...new Set(p.paths)].sort().map((x) => `/${x.replace(/\\/g, "\\\\").replace(/\n/g, "\\n")}`);
+  const paths = [...new Set(p.paths)].sort().map((x) => `/${escapeConfValue(x, "path")}`);
   return `${["# slimroot profile v1", ...head, ...paths].join("\n")}\n`;
 }
 
@@ -29,8 +30,7 @@ export function decodeProfile(text: string, file: string): Profile {
     if (line.startsWith("#")) {
       const m = /^# ([^:]+): (.*)$/.exec(line);
       if (m) header[m[1]!] = m[2]!;
-    } else if (line.startsWith("/"))
-      paths.push(line.replace(/^\/+/, "").replace(/\\([\\n])/g, (_, c: string) => (c === "n" ? "\n" : "\\")));
+    } else if (line.startsWith("/")) paths.push(unescapeConfValue(line.replace(/^\/+/, "")));
     else
       throw new UserError(
         `${file}:${i + 1}: expected an absolute path, got ${JSON.stringify(line.slice(0, 80))}`,

@@ -1,4 +1,5 @@
 import { buffer } from "node:stream/consumers";
+import { escapeConfValue } from "../appconfig/appconfig.js";
 import { writeCpio } from "../cpio/writer.js";
 import { bufferContent } from "../tree/spool.js";
 import { Tree } from "../tree/tree.js";
@@ -24,22 +25,17 @@ export interface RunSettings {
   trace?: boolean;
 }
 
-function escapeValue(v: string, what: string): string {
-  if (v.includes("\0")) throw new UserError(`${what}: contains a NUL byte`);
-  return v.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
-}
-
 /** The text of run.conf, in the format of app.conf. */
 export function runConfText(s: RunSettings): string {
   const lines = ["# written by slimroot run", "version 1"];
   if (s.network) lines.push(`ip ${USER_NET.ip}`, `gateway ${USER_NET.gateway}`, `dns ${USER_NET.dns}`);
-  if (s.modulesDir) lines.push(`modules ${escapeValue(s.modulesDir, "modules directory")}`);
-  if (s.hostname) lines.push(`hostname ${escapeValue(s.hostname, "hostname")}`);
+  if (s.modulesDir) lines.push(`modules ${escapeConfValue(s.modulesDir, "modules directory")}`);
+  if (s.hostname) lines.push(`hostname ${escapeConfValue(s.hostname, "hostname")}`);
   if (s.trace) lines.push("trace 1");
-  for (const a of s.args ?? []) lines.push(`arg ${escapeValue(a, "argument")}`);
+  for (const a of s.args ?? []) lines.push(`arg ${escapeConfValue(a, "argument")}`);
   for (const e of s.env) {
     if (!/^[^=]+=/.test(e)) throw new UserError(`-e ${e}: expected NAME=VALUE`);
-    lines.push(`env ${escapeValue(e, `-e ${e.slice(0, e.indexOf("="))}`)}`);
+    lines.push(`env ${escapeConfValue(e, `-e ${e.slice(0, e.indexOf("="))}`)}`);
   }
   return `${lines.join("\n")}\n`;
 }

@@ -4,15 +4,12 @@
  * and a half-done one (interrupted run) is thrown away and redone.
  */
 
-import { execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { promisify } from "node:util";
-
-const run = promisify(execFile);
+import { candidateField, download, ensureArch, extract, qualified } from "../../src/kernel/apt.js";
 
 export type DebianArch = "amd64" | "arm64";
 
@@ -34,46 +31,13 @@ function hostArch(): DebianArch {
 }
 
 /** `name` or `name:arch` for a package of a foreign architecture. */
-function pkg(name: string, arch: DebianArch): string {
-  return arch === hostArch() ? name : `${name}:${arch}`;
-}
-
-/** apt holds a lock while another engineer's apt-get runs: retry for a while. */
-async function aptRetry(cmd: string, args: string[], cwd?: string): Promise<string> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const { stdout } = await run(cmd, args, { cwd, maxBuffer: 64 << 20 });
-      return stdout;
-    } catch (err) {
-      const msg = String((err as { stderr?: string }).stderr ?? err);
-      if (attempt < 30 && /lock|Could not get lock|temporarily unavailable/i.test(msg)) {
-        await new Promise((r) => setTimeout(r, 2000));
-        continue;
-      }
-      throw new Error(`${cmd} ${args.join(" ")}: ${msg.trim()}`);
-    }
-  }
-}
-
-/** Foreign packages need the architecture known to dpkg and its package lists fetched. */
-async function ensureArch(arch: DebianArch): Promise<void> {
-  if (arch === hostArch()) return;
-  const { stdout } = await run("dpkg", ["--print-foreign-architectures"]);
-  if (stdout.split(/\s+/).includes(arch)) {
-    // Added earlier; lists may still be missing if that update failed.
-    const lists = await readdir("/var/lib/apt/lists");
-    if (lists.some((f) => f.includes(`binary-${arch}_Packages`))) return;
-  } else {
-    await run("dpkg", ["--add-architecture", arch]);
-  }
-  await aptRetry("apt-get", ["update", "-qq"]);
-}
+const pkg = (name: string, arch: DebianArch) => qualified(name, arch, hostArch());
 
 /** The versioned package a metapackage depends on (`linux-image-6.1.0-NN-cloud-amd64`). */
 async function resolveDepends(meta: string, prefix: string): Promise<string> {
-  const out = await aptRetry("apt-cache", ["depends", meta]);
-  const m = out.match(new RegExp(`Depends: (${prefix}[^\\s:]*)`));
-  if (!m?.[1]) throw new Error(`apt-cache depends ${meta}: no ${prefix}* dependency in:\n${out}`);
+  const depends = (await candidateField(meta, "Depends")) ?? "";
+  const m = depends.match(new RegExp(`(${prefix}[^\\s:,]*)`));
+  if (!m?.[1]) throw new Error(`${meta}: no ${prefix}* dependency in "${depends}"`);
   return m[1];
 }
 
@@ -86,10 +50,9 @@ async function unpack(packages: string[], dest: string, marker: object): Promise
     const tree = join(work, "tree");
     await mkdir(debs);
     await mkdir(tree);
-    // As root, apt warns that its _apt sandbox user cannot write here; the download works anyway.
-    await aptRetry("apt-get", ["download", "-qq", ...packages], debs);
+    await download(packages, debs);
     for (const deb of await readdir(debs)) {
-      if (deb.endsWith(".deb")) await run("dpkg", ["-x", join(debs, deb), tree]);
+      if (deb.endsWith(".deb")) await extract(join(debs, deb), tree);
     }
     await writeFile(join(tree, "slimroot-cache.json"), `${JSON.stringify(marker, null, 2)}\n`);
     await rm(dest, { recursive: true, force: true });
@@ -105,7 +68,7 @@ async function fetchKernel(arch: DebianArch): Promise<DebianKernel> {
   const dest = join(cacheRoot, `debian-cloud-${arch}`);
   const markerPath = join(dest, "slimroot-cache.json");
   if (!existsSync(markerPath)) {
-    await ensureArch(arch);
+    await ensureArch(arch, hostArch());
     const versioned = await resolveDepends(pkg(`linux-image-cloud-${arch}`, arch), "linux-image-");
     const version = versioned.replace(/^linux-image-/, "");
     await unpack([pkg(versioned, arch)], dest, { package: versioned, version });
@@ -139,7 +102,7 @@ export async function debianBusybox(arch: DebianArch): Promise<string> {
   if (arch === hostArch() && existsSync("/bin/busybox")) return "/bin/busybox";
   const dest = join(cacheRoot, `busybox-${arch}`);
   if (!existsSync(join(dest, "slimroot-cache.json"))) {
-    await ensureArch(arch);
+    await ensureArch(arch, hostArch());
     await unpack([pkg("busybox-static", arch)], dest, { package: "busybox-static" });
   }
   return join(dest, "bin", "busybox");

@@ -6,7 +6,7 @@ import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { EnvironmentError, UserError } from "../../util/errors.js";
 import { decompressLayer } from "../layer-stream.js";
-import { imageConfigFromJson } from "../manifest.js";
+import { type Descriptor, imageConfigFromJson, isIndex, MEDIA } from "../manifest.js";
 import { type IndexEntry, selectFromIndex } from "../platform.js";
 import type { Image, Layer, Platform } from "../types.js";
 import { loadCredentials, RegistryAuth } from "./auth.js";
@@ -23,11 +23,7 @@ export interface PullOptions {
   progress?: (p: { done: number; total: number }) => void;
 }
 
-const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
-const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
-const DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json";
-const DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json";
-const ACCEPT = [OCI_MANIFEST, OCI_INDEX, DOCKER_MANIFEST, DOCKER_LIST].join(", ");
+const ACCEPT = [MEDIA.ociManifest, MEDIA.ociIndex, MEDIA.dockerManifest, MEDIA.dockerList].join(", ");
 const IMAGE_CONFIG_TYPES = new Set([
   "application/vnd.oci.image.config.v1+json",
   "application/vnd.docker.container.image.v1+json",
@@ -39,32 +35,12 @@ const PARALLEL = 4;
 /** Indexes can nest (an index pointing at an index); this is plenty. */
 const MAX_INDEX_DEPTH = 3;
 
-interface Descriptor {
-  mediaType?: string;
-  digest: string;
-  size?: number;
-}
-
 interface Manifest {
   schemaVersion?: number;
   mediaType?: string;
   config?: Descriptor;
   layers?: Descriptor[];
   manifests?: IndexEntry[];
-}
-
-interface ConfigJson {
-  os?: string;
-  architecture?: string;
-  variant?: string;
-  config?: {
-    Entrypoint?: unknown;
-    Cmd?: unknown;
-    Env?: unknown;
-    WorkingDir?: unknown;
-    User?: unknown;
-    ExposedPorts?: unknown;
-  } | null;
 }
 
 /**
@@ -175,23 +151,18 @@ export async function pullImage(ref: string, opts: PullOptions): Promise<Image> 
     return cache.store(d.digest, d.size, body, where, onBytes);
   }
 
-  async function readConfig(d: Descriptor): Promise<ConfigJson> {
+  async function readConfig(d: Descriptor): Promise<object> {
     if ((d.size ?? 0) > MAX_CONFIG)
       throw new UserError(`${where}: image config is too large (${d.size} bytes)`);
     const file = await fetchBlob(d, undefined, () => {});
     try {
-      const parsed = JSON.parse(await readFile(file, "utf8")) as ConfigJson;
+      const parsed: unknown = JSON.parse(await readFile(file, "utf8"));
       if (typeof parsed !== "object" || parsed === null) throw new Error("not an object");
       return parsed;
     } catch {
       throw new UserError(`${where}: image config ${d.digest} is not valid JSON`);
     }
   }
-}
-
-function isIndex(m: Manifest): boolean {
-  if (m.mediaType === OCI_INDEX || m.mediaType === DOCKER_LIST) return true;
-  return m.mediaType === undefined && Array.isArray(m.manifests) && !m.layers;
 }
 
 async function openBlob(file: string, name: string) {

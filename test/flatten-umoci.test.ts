@@ -5,7 +5,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { build } from "../src/build/build.js";
+import { build } from "../src/pipeline/build.js";
 import { type LayerEntry, tarOf, writeOciLayout } from "./support/layers.js";
 import { diffSnapshots, isSlimrootFile, snapshotArchive, snapshotDir } from "./support/snapshot.js";
 

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { Option } from "commander";
-import { build, MINIMIZE_LEVELS, type MinimizeLevel } from "../build/build.js";
 import { COMPRESSIONS, type Compression, compressionForFileName } from "../compress/compress.js";
+import { build, MINIMIZE_LEVELS, type MinimizeLevel } from "../pipeline/build.js";
 import { parseProbe } from "../trace/probe.js";
 import { loadProfile, type Profile, profileProbes } from "../trace/profile.js";
 import { verifyImage } from "../trace/verify.js";

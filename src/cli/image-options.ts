@@ -3,8 +3,8 @@
  * `trace`: a profile is only good for an image built with the same ones.
  */
 import type { Command } from "commander";
-import type { BuildOptions, HostAddition } from "../build/build.js";
 import { parsePlatform } from "../image/platform.js";
+import type { BuildOptions, HostAddition } from "../pipeline/build.js";
 import { UserError } from "../util/errors.js";
 
 export const collect = (value: string, previous: string[] = []) => [...previous, value];

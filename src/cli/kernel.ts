@@ -1,5 +1,5 @@
 import { type Command, Option } from "commander";
-import { archOf } from "../build/init-binary.js";
+import { archOf } from "../arch/arch.js";
 import { hostPlatform } from "../image/platform.js";
 import { fetchKernel } from "../kernel/fetch.js";
 

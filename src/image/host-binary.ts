@@ -1,6 +1,6 @@
 import { stat } from "node:fs/promises";
 import { basename, resolve } from "node:path";
-import type { Arch } from "../build/init-binary.js";
+import type { Arch } from "../arch/arch.js";
 import { resolveClosure } from "../elf/closure.js";
 import { elfTargetForArch } from "../elf/elf.js";
 import { addHostPath } from "../tree/host.js";

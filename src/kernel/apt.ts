@@ -2,7 +2,7 @@
 import { execFile } from "node:child_process";
 import { readdir } from "node:fs/promises";
 import { promisify } from "node:util";
-import type { Arch } from "../build/init-binary.js";
+import type { Arch } from "../arch/arch.js";
 import { EnvironmentError } from "../util/errors.js";
 
 const exec = promisify(execFile);

@@ -1,6 +1,5 @@
 import { gunzipSync, constants as zc } from "node:zlib";
-import type { Arch } from "../build/init-binary.js";
-import { EM_AARCH64, EM_X86_64 } from "../elf/elf.js";
+import { type Arch, archOfElfMachine } from "../arch/arch.js";
 
 export type KernelFormat = "bzImage" | "elf" | "arm64-image";
 
@@ -16,9 +15,7 @@ export const KERNEL_HEAD_BYTES = 4096;
 export function elfArch(head: Buffer): Arch | undefined {
   if (head.length < 20 || head.readUInt32BE(0) !== 0x7f454c46) return undefined;
   const machine = head[5] === 2 ? head.readUInt16BE(18) : head.readUInt16LE(18);
-  if (machine === EM_X86_64) return "amd64";
-  if (machine === EM_AARCH64) return "arm64";
-  return undefined;
+  return archOfElfMachine(machine);
 }
 
 /**

@@ -6,7 +6,7 @@
 import { existsSync } from "node:fs";
 import { copyFile, mkdir, mkdtemp, readdir, rename, rm, writeFile } from "node:fs/promises";
 import { join, relative } from "node:path";
-import type { Arch } from "../build/init-binary.js";
+import type { Arch } from "../arch/arch.js";
 import { readModinfo } from "../kmod/modinfo.js";
 import { readModuleBytes } from "../kmod/module-file.js";
 import { writeModulesCpio } from "../kmod/modules-cpio.js";

@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
-import type { Arch } from "../build/init-binary.js";
+import type { Arch } from "../arch/arch.js";
 import { UserError } from "../util/errors.js";
 
 /** What `slimroot kernel fetch` leaves in a kernel directory, as manifest.json. */

@@ -5,7 +5,7 @@
 import { existsSync } from "node:fs";
 import { mkdir, readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { Arch } from "../build/init-binary.js";
+import type { Arch } from "../arch/arch.js";
 import { ModinfoError, readModinfo } from "../kmod/modinfo.js";
 import { readModuleBytes } from "../kmod/module-file.js";
 import { type ModuleFile, writeModulesCpio } from "../kmod/modules-cpio.js";

@@ -1,4 +1,4 @@
-import type { Arch } from "../build/init-binary.js";
+import type { Arch } from "../arch/arch.js";
 import { closureSession } from "../elf/closure.js";
 import { elfTargetForArch } from "../elf/elf.js";
 import { type ImageFs, resolvePath, treeFs } from "../tree/image-fs.js";

@@ -1,4 +1,4 @@
-import type { Arch } from "../build/init-binary.js";
+import type { Arch } from "../arch/arch.js";
 import { readArchiveFile } from "../inspect/inspect.js";
 import { elfArch } from "../kernel/arch.js";
 import { UserError } from "../util/errors.js";

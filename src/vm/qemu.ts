@@ -13,7 +13,7 @@
  *   Ctrl-Alt-Del, refuses legacy devices.
  */
 import { readFileSync } from "node:fs";
-import type { Arch } from "../build/init-binary.js";
+import { ARCH, type Arch, hostArch } from "../arch/arch.js";
 import { UserError } from "../util/errors.js";
 import { hostfwd, type PortForward } from "./ports.js";
 
@@ -38,18 +38,12 @@ export interface VmConfig {
 }
 
 export function qemuBinary(arch: Arch): string {
-  return arch === "amd64" ? "qemu-system-x86_64" : "qemu-system-aarch64";
+  return ARCH[arch].qemuBinary;
 }
 
 /** Debian's package for each binary, for the "not found" message. */
 export function qemuPackage(arch: Arch): string {
-  return arch === "amd64" ? "qemu-system-x86" : "qemu-system-arm";
-}
-
-function hostArch(): Arch | undefined {
-  if (process.arch === "x64") return "amd64";
-  if (process.arch === "arm64") return "arm64";
-  return undefined;
+  return ARCH[arch].qemuPackage;
 }
 
 /**

@@ -6,7 +6,7 @@ import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Arch } from "../build/init-binary.js";
+import type { Arch } from "../arch/arch.js";
 import { resolveKernel } from "../kernel/resolve.js";
 import { GUEST_MODULES_DIR } from "../kmod/modules-cpio.js";
 import { ConsoleWatcher } from "./console.js";

@@ -9,6 +9,7 @@ import {
   encodeAppConfig,
   resolveAppConfig,
 } from "../appconfig/appconfig.js";
+import { type Arch, archOf } from "../arch/arch.js";
 import { type Compression, compressor } from "../compress/compress.js";
 import { writeCpio } from "../cpio/writer.js";
 import { addHostBinary } from "../image/host-binary.js";
@@ -25,7 +26,7 @@ import { bufferContent, Spool } from "../tree/spool.js";
 import { Tree } from "../tree/tree.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
 import { UserError } from "../util/errors.js";
-import { type Arch, archOf, initBinaryPath } from "./init-binary.js";
+import { initBinaryPath } from "./init-binary.js";
 
 export { MINIMIZE_LEVELS, type MinimizeLevel } from "../minimize/minimize.js";
 

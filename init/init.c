@@ -58,6 +58,8 @@ static void reap_for(int ms)
 	}
 }
 
+static void open_console(void);
+
 void finish(int status)
 {
 	static int finishing;
@@ -68,6 +70,17 @@ void finish(int status)
 		sys_kill(-1, SIGKILL);
 		reap_for(1000);
 		sys_sync();
+	}
+	/*
+	 * The app shared the console's open file description with us, so an O_NONBLOCK it left
+	 * there would make our report fail with EAGAIN once the UART's buffer fills: a fresh
+	 * open of the console gets a description of our own (and if that fails, the flag goes).
+	 */
+	open_console();
+	for (int fd = 1; fd <= 2; fd++) {
+		long fl = sys_fcntl(fd, F_GETFL, 0);
+		if (fl >= 0 && fl & O_NONBLOCK)
+			sys_fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
 	}
 	trace_report();
 	char line[32];

@@ -51,7 +51,7 @@ interface Image {
   /** Kernel modules to put under /lib/modules/slimroot, as [path relative to it, source]. */
   modules?: [string, string][];
   /** Extra files: [absolute guest path, content, mode]. */
-  files?: [string, string, number][];
+  files?: [string, string | Buffer, number][];
   dirs?: string[];
 }
 
@@ -263,6 +263,13 @@ async function virtioNet(t: TestContext, arch: DebianArch): Promise<void> {
   }
 }
 
+/** test/fixtures/nonblock-stdout.c, built static for amd64. */
+async function nonblockApp(): Promise<Buffer> {
+  const out = join(await mkdtemp(join(workRoot, "nonblock-")), "app");
+  await run("gcc", ["-static", "-O2", "-o", out, join(repoRoot, "test/fixtures/nonblock-stdout.c")]);
+  return readFile(out);
+}
+
 before(async () => {
   await run("make", ["-C", join(repoRoot, "init")]);
   workRoot = await mkdtemp(join(tmpdir(), "slimroot-init-boot-"));
@@ -417,6 +424,23 @@ describe("slimroot-init on amd64 (microvm)", { timeout: 20 * TEST_TIMEOUT_MS }, 
     assertExited(b, 0);
     assert.deepEqual(linesWith(b.output, "ORPHAN_PPID="), ["1", "1", "1"], b.output);
     assert.deepEqual(linesWith(b.output, "ZOMBIES="), ["0"], b.output);
+  });
+
+  test("the trace and exit report survive an app that leaves the console non-blocking", {
+    timeout: TEST_TIMEOUT_MS,
+  }, async (t) => {
+    // The app shares the console's open file description with the init: its O_NONBLOCK made
+    // the init's writes fail with EAGAIN once the UART's buffer was full, losing the report.
+    const b = await boot(t, {
+      arch: "amd64",
+      app: [["arg", "/nonblock"]],
+      run: [["trace", "1"]],
+      files: [["/nonblock", await nonblockApp(), 0o755]],
+    });
+    assertExited(b, 5);
+    assert.match(b.output, /^APP_DONE\r?$/m);
+    const created = linesWith(b.output, "SLIMROOT_TRACE /nb/").filter((l) => /^\d{4}-a-long-/.test(l));
+    assert.equal(created.length, 2000, b.output.slice(-2000));
   });
 
   test("leftover processes do not keep the VM up", { timeout: TEST_TIMEOUT_MS }, async (t) => {

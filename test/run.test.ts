@@ -8,7 +8,8 @@
  * be recognised (their -initrd lives there) and checked to be gone after each run.
  */
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -234,6 +235,43 @@ describe("slimroot run: stopping", { timeout: TEST_TIMEOUT_MS }, () => {
     } finally {
       child.kill("SIGKILL");
     }
+  });
+});
+
+describe("slimroot run: a 160 MiB image (the initramfs lives in guest RAM)", {
+  timeout: 3 * TEST_TIMEOUT_MS,
+}, () => {
+  let image = "";
+  before(async () => {
+    await fetchKernel({ arch: "amd64" });
+    // Random bytes: gzip cannot shrink them, so the initrd is as large as its files.
+    const big = join(work, "big-files");
+    await mkdir(big);
+    for (let i = 0; i < 160; i++) await writeFile(join(big, `r${i}.bin`), randomBytes(1 << 20));
+    image = await build("big", [
+      (await busyboxFixture("amd64")).ociRef,
+      "--add",
+      `${big}:/big`,
+      "--",
+      "sh",
+      "-c",
+      'echo "files $(ls /big | wc -l)"; head -c 20000000 /dev/zero > /big-written && echo wrote',
+    ]);
+    await rm(big, { recursive: true });
+  });
+
+  test("boots with the default memory, sized from the image, and the app can write to /", async () => {
+    const r = await run([image]);
+    assert.equal(r.code, 0, `${r.stderr}\n${r.stdout.slice(-2000)}`);
+    assert.match(r.stdout, /^files 160$/m);
+    assert.match(r.stdout, /^wrote$/m);
+  });
+
+  test("--mem too small for the image: refused before booting, naming the memory needed", async () => {
+    assertLaunchFailure(
+      await run([image, "--mem", "256"]),
+      /^slimroot: --mem 256: .*big\.cpio\.gz needs at least \d+ MiB of guest memory/,
+    );
   });
 });
 

@@ -49,7 +49,7 @@ export function registerRun(program: Command): void {
       collect,
     )
     .option("-e, --env <K=V>", "set an environment variable for the app (repeatable)", collect)
-    .option("--mem <MiB>", "guest memory", "256")
+    .option("--mem <MiB>", "guest memory (default: sized from the image, which lives in RAM; at least 256)")
     .option("--cpus <n>", "virtual CPUs", "1")
     .option("--timeout <duration>", "stop the VM after this long and exit 124 (e.g. 30s, 5m)")
     .option(
@@ -66,7 +66,7 @@ export function registerRun(program: Command): void {
           ...(opts.kernel ? { kernel: opts.kernel as string } : {}),
           ...(opts.modules ? { modules: opts.modules as string } : {}),
           forwards: ((opts.publish as string[] | undefined) ?? []).map(parsePortForward),
-          memMiB: positiveInt(opts.mem as string, "--mem", 1 << 20),
+          ...(opts.mem ? { memMiB: positiveInt(opts.mem as string, "--mem", 1 << 20) } : {}),
           cpus: positiveInt(opts.cpus as string, "--cpus", 64),
           env,
           ...(command.length ? { args: command } : {}),

@@ -12,6 +12,7 @@ import { GUEST_MODULES_DIR } from "../kmod/modules-cpio.js";
 import { ConsoleWatcher } from "./console.js";
 import { imageInfo } from "./image-info.js";
 import { joinInitrd } from "./initrd.js";
+import { chooseMemoryMiB, initrdFootprint } from "./memory.js";
 import { checkPortsFree, type PortForward } from "./ports.js";
 import {
   chooseAccel,
@@ -38,7 +39,8 @@ export interface RunRequest {
   kernel?: string;
   modules?: string;
   forwards: readonly PortForward[];
-  memMiB: number;
+  /** Guest memory; default: sized from the image (memory.ts). Too little for the image is an error. */
+  memMiB?: number;
   cpus: number;
   /** NAME=VALUE for run.conf. */
   env: readonly string[];
@@ -82,7 +84,9 @@ async function prepare(req: RunRequest, scratch: string): Promise<Prepared> {
     ...(bk.modulesCpio ? { modulesDir: `/${GUEST_MODULES_DIR}` } : {}),
   });
   const initrd = join(scratch, "initrd");
-  await joinInitrd([req.image, ...(bk.modulesCpio ? [bk.modulesCpio] : []), await runConfCpio(conf)], initrd);
+  const archives = [req.image, ...(bk.modulesCpio ? [bk.modulesCpio] : [])];
+  await joinInitrd([...archives, await runConfCpio(conf)], initrd);
+  const memMiB = chooseMemoryMiB(await initrdFootprint(archives, initrd), arch, req.memMiB, req.image);
   const qmpSocket = join(scratch, "qmp.sock");
   const command = qemuCommand({
     arch,
@@ -90,7 +94,7 @@ async function prepare(req: RunRequest, scratch: string): Promise<Prepared> {
     accel,
     kernel: bk.kernel,
     initrd,
-    memMiB: req.memMiB,
+    memMiB,
     cpus: req.cpus,
     forwards: req.forwards,
     qmpSocket,

@@ -275,6 +275,46 @@ describe("slimroot run: a 160 MiB image (the initramfs lives in guest RAM)", {
   });
 });
 
+describe("slimroot run: killed with SIGKILL", { timeout: TEST_TIMEOUT_MS }, () => {
+  test("QEMU dies with it (parent-death signal)", async () => {
+    await fetchKernel({ arch: "amd64" });
+    const image = await build("sleeper", [
+      (await busyboxFixture("amd64")).ociRef,
+      "--",
+      "sh",
+      "-c",
+      "echo app ready; exec sleep 600",
+    ]);
+    const vm = startCli(["run", image], env());
+    const { child, exited } = vm;
+    let qemus: number[] = [];
+    try {
+      const deadline = Date.now() + 120_000;
+      while (!vm.stdout.includes("app ready") && Date.now() < deadline && child.exitCode === null) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.match(vm.stdout, /app ready/, vm.stderr);
+      qemus = await qemusUsing(work);
+      assert.equal(qemus.length, 1, "one QEMU while the app runs");
+      child.kill("SIGKILL");
+      await exited;
+      const gone = Date.now() + 20_000;
+      while ((await qemusUsing(work)).length && Date.now() < gone)
+        await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(await qemusUsing(work), [], "QEMU outlived slimroot run killed with SIGKILL");
+    } finally {
+      child.kill("SIGKILL");
+      for (const pid of qemus) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
+    }
+  });
+});
+
 describe("slimroot run: busybox on arm64 (virt)", { timeout: TEST_TIMEOUT_MS }, () => {
   test("boots with Debian's arm64 cloud kernel and exits 0", async () => {
     await fetchKernel({ arch: "arm64" });

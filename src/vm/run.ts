@@ -9,6 +9,7 @@ import { join } from "node:path";
 import type { Arch } from "../arch/arch.js";
 import { resolveKernel } from "../kernel/resolve.js";
 import { GUEST_MODULES_DIR } from "../kmod/modules-cpio.js";
+import { hostExecutable } from "../util/host-path.js";
 import { ConsoleWatcher } from "./console.js";
 import { imageInfo } from "./image-info.js";
 import { joinInitrd } from "./initrd.js";
@@ -130,8 +131,23 @@ const SIGNAL_NUMBERS: Record<(typeof SIGNALS)[number], number> = { SIGHUP: 1, SI
 /** Seconds for messages. */
 const secs = (ms: number) => `${Math.round(ms / 100) / 10} s`;
 
+/**
+ * [binary, ...arguments] that start QEMU so that it dies with us, even when we are killed
+ * with SIGKILL (no exit handler runs then): util-linux's setpriv (essential in Debian) sets
+ * PR_SET_PDEATHSIG, which survives its exec of QEMU. Node cannot set it itself, and QEMU 7.2
+ * has no such option (-run-with came in 8.1). Without setpriv, QEMU is still killed on
+ * every other way we end.
+ */
+export function guardedCommand(command: readonly string[], arch: Arch): string[] {
+  const [binary] = command as [string];
+  if (!hostExecutable(binary))
+    throw new RunFailure(`${binary} not found: install QEMU (apt-get install ${qemuPackage(arch)})`);
+  const setpriv = hostExecutable("setpriv");
+  return setpriv ? [setpriv, "--pdeathsig", "KILL", "--", ...command] : [...command];
+}
+
 function boot(req: RunRequest, p: Prepared): Promise<number> {
-  const [binary, ...args] = p.command as [string, ...string[]];
+  const [binary, ...args] = guardedCommand(p.command, p.arch) as [string, ...string[]];
   // Its own process group: a Ctrl-C on the terminal reaches only us, and we stop the app
   // gracefully instead of QEMU dying on the spot.
   const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
@@ -222,13 +238,7 @@ function boot(req: RunRequest, p: Prepared): Promise<number> {
         for (const l of saved.get(s)!) process.on(s, l as () => void);
       }
       if (spawnError) {
-        return reject(
-          new RunFailure(
-            spawnError.code === "ENOENT"
-              ? `${binary} not found: install QEMU (apt-get install ${qemuPackage(p.arch)})`
-              : `cannot start ${binary}: ${spawnError.message}`,
-          ),
-        );
+        return reject(new RunFailure(`cannot start ${binary}: ${spawnError.message}`));
       }
       if (timedOut) {
         req.stderr.write(`slimroot: timed out after ${secs(req.timeoutMs!)}; VM stopped\n`);

@@ -23,6 +23,8 @@ struct conf {
 	int ndns;
 	const char *ip_text; /* as written, for /etc/hosts */
 	int trace;	     /* record mode: report the files the app opened (trace.c) */
+	/* The launcher (run.conf) set the network or name: its /etc files replace the image's. */
+	int run_hosts, run_resolv;
 };
 
 /* Fills in the defaults, then applies `path`'s records. required: a missing file is fatal. */

@@ -149,17 +149,34 @@ static void write_file(const char *path, const char *text)
 		die(125, "%s: %e", path, (int)-e);
 }
 
+/*
+ * True when the init should write `path`: the image has none, or the launcher's settings
+ * (run.conf) replace the image's file, as docker's do. The old file or symlink is removed
+ * first, so nothing is written through a symlink.
+ */
+static int ours(const char *path, int replace)
+{
+	if (absent(path))
+		return 1;
+	if (!replace)
+		return 0;
+	long e = sys_unlink(path);
+	if (e < 0)
+		die(125, "%s: %e", path, (int)-e);
+	return 1;
+}
+
 static void write_etc(const struct conf *c)
 {
 	char text[1024];
 	sys_mkdir("/etc", 0755);
-	if (absent("/etc/hosts")) {
+	if (ours("/etc/hosts", c->run_hosts)) {
 		fmt(text, sizeof(text),
 		    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n",
 		    c->has_ip ? c->ip_text : "127.0.1.1", c->hostname);
 		write_file("/etc/hosts", text);
 	}
-	if (c->ndns && absent("/etc/resolv.conf")) {
+	if (c->ndns && ours("/etc/resolv.conf", c->run_resolv)) {
 		size_t n = 0;
 		for (int i = 0; i < c->ndns; i++)
 			n += fmt(text + n, sizeof(text) - n, "nameserver %s\n", c->dns[i]);

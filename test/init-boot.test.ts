@@ -344,6 +344,45 @@ describe("slimroot-init on amd64 (microvm)", { timeout: 20 * TEST_TIMEOUT_MS }, 
     assert.ok(linesWith(b.output, "HOSTS:").includes("127.0.1.1\ttestbox"), b.output);
   });
 
+  test("run.conf's dns and hostname win over the image's /etc/resolv.conf and /etc/hosts", {
+    timeout: TEST_TIMEOUT_MS,
+  }, async (t) => {
+    const script = "sed 's/^/RESOLV:/' /etc/resolv.conf; sed 's/^/HOSTS:/' /etc/hosts; ls -l /etc/resolv.conf";
+    const b = await boot(t, {
+      arch: "amd64",
+      app: shApp(script),
+      run: [
+        ["dns", "10.0.2.3"],
+        ["hostname", "runbox"],
+      ],
+      files: [
+        ["/etc/hosts", "1.2.3.4\timagehost\n", 0o644],
+        ["/etc/resolv.conf", "nameserver 9.9.9.9\n", 0o644],
+      ],
+    });
+    assertExited(b, 0);
+    assert.deepEqual(linesWith(b.output, "RESOLV:"), ["nameserver 10.0.2.3"]);
+    const hosts = linesWith(b.output, "HOSTS:");
+    assert.ok(hosts.includes("127.0.1.1\trunbox"), b.output);
+    assert.ok(!hosts.some((l) => l.includes("imagehost")), b.output);
+  });
+
+  test("without run.conf settings the image's own /etc/resolv.conf and /etc/hosts stay", {
+    timeout: TEST_TIMEOUT_MS,
+  }, async (t) => {
+    const b = await boot(t, {
+      arch: "amd64",
+      app: [...shApp("sed 's/^/RESOLV:/' /etc/resolv.conf; sed 's/^/HOSTS:/' /etc/hosts"), ["dns", "10.0.2.3"]],
+      files: [
+        ["/etc/hosts", "1.2.3.4\timagehost\n", 0o644],
+        ["/etc/resolv.conf", "nameserver 9.9.9.9\n", 0o644],
+      ],
+    });
+    assertExited(b, 0);
+    assert.deepEqual(linesWith(b.output, "RESOLV:"), ["nameserver 9.9.9.9"]);
+    assert.deepEqual(linesWith(b.output, "HOSTS:"), ["1.2.3.4\timagehost"]);
+  });
+
   test("a missing entrypoint reports 127 and one not-found line", { timeout: TEST_TIMEOUT_MS }, async (t) => {
     const b = await boot(t, {
       arch: "amd64",

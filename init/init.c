@@ -60,6 +60,12 @@ static void reap_for(int ms)
 
 static void open_console(void);
 
+static long drain_console(const void *unused)
+{
+	(void)unused;
+	return sys_ioctl(1, TCSBRK, (void *)1);
+}
+
 void finish(int status)
 {
 	static int finishing;
@@ -82,13 +88,16 @@ void finish(int status)
 		if (fl >= 0 && fl & O_NONBLOCK)
 			sys_fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
 	}
+	/* Output the app suspended (tcflow, a ^S) would hold the report back: resume it. */
+	sys_ioctl(1, TCXONC, (void *)TCOON);
 	trace_report();
 	char line[32];
 	size_t n = fmt(line, sizeof(line), "SLIMROOT_EXIT=%d\n", status);
 	if (write_all(1, line, n) < 0)
 		write_all(2, line, n);
-	/* tcdrain: the UART may still hold output, and a reboot does not wait for it. */
-	sys_ioctl(1, TCSBRK, (void *)1);
+	/* tcdrain: the UART may still hold output, and a reboot does not wait for it; but a
+	 * stuck line (flow control) must not keep the VM up, so the wait is bounded. */
+	bounded_call(drain_console, NULL, 2000);
 	sys_reboot(REBOOT_CMD_RESTART);
 	sys_reboot(REBOOT_CMD_POWER_OFF);
 	/* Still here? PID 1 exiting panics the kernel, and panic=-1 reboots. */

@@ -127,6 +127,7 @@ CHK(fanotify_init); CHK(fanotify_mark); CHK(fcntl);
 #define ENOSYS 38
 #define ELOOP 40
 #define ENETUNREACH 101
+#define ETIMEDOUT 110
 
 #define AT_FDCWD -100
 #define O_RDONLY 0
@@ -165,6 +166,8 @@ CHK(fanotify_init); CHK(fanotify_mark); CHK(fcntl);
 #define WNOHANG 1
 
 #define TCSBRK 0x5409 /* with arg 1: tcdrain() */
+#define TCXONC 0x540a
+#define TCOON 1 /* with TCXONC: resume output (tcflow) */
 
 #define REBOOT_MAGIC1 0xfee1dead
 #define REBOOT_MAGIC2 672274793

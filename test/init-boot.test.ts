@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -263,10 +264,10 @@ async function virtioNet(t: TestContext, arch: DebianArch): Promise<void> {
   }
 }
 
-/** test/fixtures/nonblock-stdout.c, built static for amd64. */
-async function nonblockApp(): Promise<Buffer> {
-  const out = join(await mkdtemp(join(workRoot, "nonblock-")), "app");
-  await run("gcc", ["-static", "-O2", "-o", out, join(repoRoot, "test/fixtures/nonblock-stdout.c")]);
+/** test/fixtures/console-app.c, built static for amd64. */
+async function consoleApp(): Promise<Buffer> {
+  const out = join(await mkdtemp(join(workRoot, "console-app-")), "app");
+  await run("gcc", ["-static", "-O2", "-o", out, join(repoRoot, "test/fixtures/console-app.c")]);
   return readFile(out);
 }
 
@@ -347,7 +348,8 @@ describe("slimroot-init on amd64 (microvm)", { timeout: 20 * TEST_TIMEOUT_MS }, 
   test("run.conf's dns and hostname win over the image's /etc/resolv.conf and /etc/hosts", {
     timeout: TEST_TIMEOUT_MS,
   }, async (t) => {
-    const script = "sed 's/^/RESOLV:/' /etc/resolv.conf; sed 's/^/HOSTS:/' /etc/hosts; ls -l /etc/resolv.conf";
+    const script =
+      "sed 's/^/RESOLV:/' /etc/resolv.conf; sed 's/^/HOSTS:/' /etc/hosts; ls -l /etc/resolv.conf";
     const b = await boot(t, {
       arch: "amd64",
       app: shApp(script),
@@ -372,7 +374,10 @@ describe("slimroot-init on amd64 (microvm)", { timeout: 20 * TEST_TIMEOUT_MS }, 
   }, async (t) => {
     const b = await boot(t, {
       arch: "amd64",
-      app: [...shApp("sed 's/^/RESOLV:/' /etc/resolv.conf; sed 's/^/HOSTS:/' /etc/hosts"), ["dns", "10.0.2.3"]],
+      app: [
+        ...shApp("sed 's/^/RESOLV:/' /etc/resolv.conf; sed 's/^/HOSTS:/' /etc/hosts"),
+        ["dns", "10.0.2.3"],
+      ],
       files: [
         ["/etc/hosts", "1.2.3.4\timagehost\n", 0o644],
         ["/etc/resolv.conf", "nameserver 9.9.9.9\n", 0o644],
@@ -445,6 +450,42 @@ describe("slimroot-init on amd64 (microvm)", { timeout: 20 * TEST_TIMEOUT_MS }, 
     ]);
   });
 
+  test("a module whose init never returns does not keep the app from starting", {
+    timeout: TEST_TIMEOUT_MS,
+  }, async (t) => {
+    const { version } = await debianKernel("amd64");
+    const headers = `/usr/src/linux-headers-${version}`;
+    if (!existsSync(headers)) {
+      t.skip(`needs ${headers} to build the test module (apt-get install linux-headers-${version})`);
+      return;
+    }
+    const dir = await mkdtemp(join(workRoot, "hang-"));
+    await writeFile(
+      join(dir, "hang.c"),
+      [
+        "#include <linux/delay.h>",
+        "#include <linux/module.h>",
+        "static int __init hang_init(void) { msleep(3600 * 1000); return 0; }",
+        "module_init(hang_init);",
+        'MODULE_LICENSE("GPL");',
+        "",
+      ].join("\n"),
+    );
+    await writeFile(join(dir, "Kbuild"), "obj-m := hang.o\n");
+    await run("make", ["-C", headers, `M=${dir}`, "modules"]);
+    const b = await boot(t, {
+      arch: "amd64",
+      app: shApp("echo APP_RAN"),
+      modules: [["hang.ko", join(dir, "hang.ko")]],
+    });
+    assertExited(b, 0);
+    assert.match(b.output, /^APP_RAN\r?$/m);
+    assert.deepEqual(
+      linesWith(b.output, "slimroot-init: ").filter((l) => l.startsWith("module")),
+      ["module hang: its init has not returned after 10 s; going on without it"],
+    );
+  });
+
   test("orphans are reaped: no zombies", { timeout: TEST_TIMEOUT_MS }, async (t) => {
     // The subshell exits at once, so its three sleeps are reparented to PID 1 and exit
     // while the app still runs; only the init can reap them.
@@ -472,14 +513,32 @@ describe("slimroot-init on amd64 (microvm)", { timeout: 20 * TEST_TIMEOUT_MS }, 
     // the init's writes fail with EAGAIN once the UART's buffer was full, losing the report.
     const b = await boot(t, {
       arch: "amd64",
-      app: [["arg", "/nonblock"]],
+      app: [
+        ["arg", "/console-app"],
+        ["arg", "nonblock"],
+      ],
       run: [["trace", "1"]],
-      files: [["/nonblock", await nonblockApp(), 0o755]],
+      files: [["/console-app", await consoleApp(), 0o755]],
     });
     assertExited(b, 5);
     assert.match(b.output, /^APP_DONE\r?$/m);
     const created = linesWith(b.output, "SLIMROOT_TRACE /nb/").filter((l) => /^\d{4}-a-long-/.test(l));
     assert.equal(created.length, 2000, b.output.slice(-2000));
+  });
+
+  test("an app that suspends the console's output neither hangs the VM nor loses the report", {
+    timeout: TEST_TIMEOUT_MS,
+  }, async (t) => {
+    const b = await boot(t, {
+      arch: "amd64",
+      app: [
+        ["arg", "/console-app"],
+        ["arg", "stop"],
+      ],
+      files: [["/console-app", await consoleApp(), 0o755]],
+    });
+    assertExited(b, 6);
+    assert.match(b.output, /^APP_DONE\r?$/m);
   });
 
   test("leftover processes do not keep the VM up", { timeout: TEST_TIMEOUT_MS }, async (t) => {

@@ -34,8 +34,8 @@ after(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-async function build(name: string, args: string[]): Promise<string> {
-  const out = join(work, "images", `${name}.cpio.gz`);
+async function build(name: string, args: string[], suffix = ".cpio.gz"): Promise<string> {
+  const out = join(work, "images", `${name}${suffix}`);
   const r = await runCli(["build", "-o", out, ...args], env());
   assert.equal(r.code, 0, `build ${name}: ${r.stderr}`);
   return out;
@@ -133,6 +133,24 @@ describe("slimroot run: busybox on amd64 (microvm)", { timeout: 10 * TEST_TIMEOU
     assert.match(r.stderr, /timed out after 2 s/);
     assert.ok(Date.now() - started < 30_000);
   });
+
+  for (const [kind, suffix] of [
+    ["zstd", ".cpio.zst"],
+    ["xz", ".cpio.xz"],
+    ["lz4", ".cpio.lz4"],
+  ] as const) {
+    test(`a ${kind} image boots (the kernel unpacks it)`, async () => {
+      const fx = await busyboxFixture("amd64");
+      const img = await build(
+        `busybox-${kind}`,
+        [fx.ociRef, "--", "sh", "-c", `echo unpacked ${kind}`],
+        suffix,
+      );
+      const r = await run([img]);
+      assert.equal(r.code, 0, `${r.stderr}\n${r.stdout.slice(-2000)}`);
+      assert.match(r.stdout, new RegExp(`^unpacked ${kind}$`, "m"));
+    });
+  }
 
   test("--dry-run prints the QEMU command line and starts nothing", async () => {
     const r = await run([image, "--dry-run", "-p", "8080:80"]);
@@ -312,6 +330,46 @@ describe("slimroot run: killed with SIGKILL", { timeout: TEST_TIMEOUT_MS }, () =
         }
       }
     }
+  });
+});
+
+describe("slimroot run: --stop-timeout expires", { timeout: 3 * TEST_TIMEOUT_MS }, () => {
+  let image = "";
+  before(async () => {
+    await fetchKernel({ arch: "amd64" });
+    image = await build("deaf", [
+      (await busyboxFixture("amd64")).ociRef,
+      "--",
+      "sh",
+      "-c",
+      'trap "echo ignoring TERM" TERM; echo app ready; while :; do sleep 1; done',
+    ]);
+  });
+
+  test("an app that ignores SIGTERM is killed after --stop-timeout: 137", async () => {
+    const vm = startCli(["run", image, "--stop-timeout", "3s"], env());
+    const { child, exited } = vm;
+    try {
+      const deadline = Date.now() + 120_000;
+      while (!vm.stdout.includes("app ready") && Date.now() < deadline && child.exitCode === null) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.match(vm.stdout, /app ready/, vm.stderr);
+      child.kill("SIGTERM");
+      assert.equal(await exited, 137, `stdout:\n${vm.stdout}\nstderr:\n${vm.stderr}`);
+      assert.match(vm.stdout, /ignoring TERM/);
+      assert.match(vm.stderr, /the app did not stop within 3 s; VM killed/);
+      assert.deepEqual(await qemusUsing(work), []);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+
+  test("after --timeout too: 137, not 124, when the app had to be killed", async () => {
+    const r = await run([image, "--timeout", "5s", "--stop-timeout", "2s"]);
+    assert.equal(r.code, 137, `stdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
+    assert.match(r.stderr, /timed out after 5 s/);
+    assert.match(r.stderr, /the app did not stop within 2 s; VM killed/);
   });
 });
 

@@ -240,14 +240,13 @@ function boot(req: RunRequest, p: Prepared): Promise<number> {
       if (spawnError) {
         return reject(new RunFailure(`cannot start ${binary}: ${spawnError.message}`));
       }
-      if (timedOut) {
-        req.stderr.write(`slimroot: timed out after ${secs(req.timeoutMs!)}; VM stopped\n`);
-        return resolve(EXIT_TIMEOUT);
-      }
+      if (timedOut) req.stderr.write(`slimroot: timed out after ${secs(req.timeoutMs!)}\n`);
+      // Killed, after --timeout too: 137, as timeout(1) --kill-after reports its KILL.
       if (killed && watcher.exitCode === undefined) {
         req.stderr.write(`slimroot: the app did not stop within ${secs(req.stopGraceMs)}; VM killed\n`);
         return resolve(EXIT_KILLED);
       }
+      if (timedOut) return resolve(EXIT_TIMEOUT);
       if (watcher.exitCode !== undefined) return resolve(watcher.exitCode);
       if (stopSignal) return resolve(128 + SIGNAL_NUMBERS[stopSignal]);
       const why =

@@ -13,9 +13,11 @@ import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { fetchKernel } from "../src/kernel/fetch.js";
 import { freePort } from "../src/util/net.js";
+import { runImage } from "../src/vm/run.js";
 import { type CliResult, runCli, startCli } from "./support/cli.js";
 import { busyboxFixture, nginxFixture } from "./support/fixtures.js";
 import { qemusUsing } from "./support/qemu.js";
@@ -151,6 +153,56 @@ describe("slimroot run: busybox on amd64 (microvm)", { timeout: 10 * TEST_TIMEOU
       assert.match(r.stdout, new RegExp(`^unpacked ${kind}$`, "m"));
     });
   }
+
+  test("the library leaves process signal listeners alone and stops on its AbortSignal", async () => {
+    const marker = () => {};
+    process.on("SIGHUP", marker);
+    const before = ["SIGINT", "SIGTERM", "SIGHUP"].map((s) => process.listeners(s as NodeJS.Signals));
+    let out = "";
+    const sink = (into: (t: string) => void) =>
+      new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          into(chunk.toString());
+          cb();
+        },
+      });
+    const stop = new AbortController();
+    const kill = new AbortController();
+    let running: Promise<number> | undefined;
+    const prevTmp = process.env.TMPDIR;
+    process.env.TMPDIR = work; // so qemusUsing(work) sees this QEMU too
+    try {
+      running = runImage({
+        image,
+        forwards: [],
+        cpus: 1,
+        env: [],
+        args: ["sh", "-c", "echo app ready; exec sleep 600"],
+        stopGraceMs: 20_000,
+        dryRun: false,
+        stop: stop.signal,
+        kill: kill.signal,
+        stdout: sink((t) => {
+          out += t;
+        }),
+        stderr: sink(() => {}),
+      });
+      const deadline = Date.now() + 120_000;
+      while (!out.includes("app ready") && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 100));
+      assert.match(out, /app ready/);
+      const during = ["SIGINT", "SIGTERM", "SIGHUP"].map((s) => process.listeners(s as NodeJS.Signals));
+      assert.deepEqual(during, before, "runImage changed the process's signal listeners");
+      stop.abort(143);
+      assert.equal(await running, 143, out);
+    } finally {
+      kill.abort();
+      await running?.catch(() => undefined);
+      process.off("SIGHUP", marker);
+      if (prevTmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = prevTmp;
+    }
+  });
 
   test("--dry-run prints the QEMU command line and starts nothing", async () => {
     const r = await run([image, "--dry-run", "-p", "8080:80"]);

@@ -1,3 +1,4 @@
+import { constants } from "node:os";
 import type { Command } from "commander";
 import { oneLine, UserError } from "../util/errors.js";
 import { parsePortForward } from "../vm/ports.js";
@@ -28,6 +29,38 @@ function envEntries(specs: string[]): string[] {
     else if (process.env[s] !== undefined) out.push(`${s}=${process.env[s]}`);
   }
   return out;
+}
+
+const STOP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+/**
+ * While `fn` runs, SIGINT, SIGTERM and SIGHUP stop the app gracefully instead of ending the
+ * process (the CLI's own handlers are set aside and put back after): the first aborts `stop`
+ * with 128+N as the status to report if the VM ends without an exit report, a second one
+ * aborts `kill`.
+ */
+export async function withStopSignals<T>(
+  fn: (stop: AbortSignal, kill: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const stop = new AbortController();
+  const kill = new AbortController();
+  const saved = STOP_SIGNALS.map((s) => [s, process.listeners(s)] as const);
+  const onSignal = (s: NodeJS.Signals) => {
+    if (stop.signal.aborted) kill.abort();
+    else stop.abort(128 + constants.signals[s]);
+  };
+  for (const [s] of saved) {
+    process.removeAllListeners(s);
+    process.on(s, onSignal);
+  }
+  try {
+    return await fn(stop.signal, kill.signal);
+  } finally {
+    for (const [s, listeners] of saved) {
+      process.off(s, onSignal);
+      for (const l of listeners) process.on(s, l as NodeJS.SignalsListener);
+    }
+  }
 }
 
 export function registerRun(program: Command): void {
@@ -61,21 +94,25 @@ export function registerRun(program: Command): void {
     .action(async (image: string, command: string[], opts: Record<string, unknown>) => {
       try {
         const env = envEntries((opts.env as string[] | undefined) ?? []);
-        const code = await runImage({
-          image,
-          ...(opts.kernel ? { kernel: opts.kernel as string } : {}),
-          ...(opts.modules ? { modules: opts.modules as string } : {}),
-          forwards: ((opts.publish as string[] | undefined) ?? []).map(parsePortForward),
-          ...(opts.mem ? { memMiB: positiveInt(opts.mem as string, "--mem", 1 << 20) } : {}),
-          cpus: positiveInt(opts.cpus as string, "--cpus", 64),
-          env,
-          ...(command.length ? { args: command } : {}),
-          ...(opts.timeout ? { timeoutMs: parseDuration(opts.timeout as string, "--timeout") } : {}),
-          stopGraceMs: parseDuration(opts.stopTimeout as string, "--stop-timeout"),
-          dryRun: Boolean(opts.dryRun),
-          stdout: process.stdout,
-          stderr: process.stderr,
-        });
+        const code = await withStopSignals((stop, kill) =>
+          runImage({
+            image,
+            ...(opts.kernel ? { kernel: opts.kernel as string } : {}),
+            ...(opts.modules ? { modules: opts.modules as string } : {}),
+            forwards: ((opts.publish as string[] | undefined) ?? []).map(parsePortForward),
+            ...(opts.mem ? { memMiB: positiveInt(opts.mem as string, "--mem", 1 << 20) } : {}),
+            cpus: positiveInt(opts.cpus as string, "--cpus", 64),
+            env,
+            ...(command.length ? { args: command } : {}),
+            ...(opts.timeout ? { timeoutMs: parseDuration(opts.timeout as string, "--timeout") } : {}),
+            stopGraceMs: parseDuration(opts.stopTimeout as string, "--stop-timeout"),
+            dryRun: Boolean(opts.dryRun),
+            stdout: process.stdout,
+            stderr: process.stderr,
+            stop,
+            kill,
+          }),
+        );
         process.exitCode = code;
       } catch (err) {
         // Like docker run: whatever kept the app from running is 125, so the app's own

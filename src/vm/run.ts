@@ -10,6 +10,7 @@ import type { Arch } from "../arch/arch.js";
 import { resolveKernel } from "../kernel/resolve.js";
 import { GUEST_MODULES_DIR } from "../kmod/modules-cpio.js";
 import { hostExecutable } from "../util/host-path.js";
+import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { ConsoleWatcher } from "./console.js";
 import { imageInfo } from "./image-info.js";
 import { joinInitrd } from "./initrd.js";
@@ -53,8 +54,14 @@ export interface RunRequest {
   dryRun: boolean;
   /** Record mode (slimroot trace): the init prints SLIMROOT_TRACE lines before its exit report. */
   trace?: boolean;
-  /** Aborting it stops the app as SIGTERM to us would (Ctrl-Alt-Del, then the grace period). */
+  /**
+   * Aborting it stops the app gracefully: Ctrl-Alt-Del, which the init turns into SIGTERM for
+   * the app, then QEMU is killed after the grace period. A number as the abort reason is the
+   * status to report if the VM ends without an exit report (default 143, as for SIGTERM).
+   */
   stop?: AbortSignal;
+  /** Aborting it kills QEMU at once. */
+  kill?: AbortSignal;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
 }
@@ -107,6 +114,7 @@ async function prepare(req: RunRequest, scratch: string): Promise<Prepared> {
 /** Runs the image; resolves with the exit status for `slimroot run`. */
 export async function runImage(req: RunRequest): Promise<number> {
   const scratch = await mkdtemp(join(tmpdir(), "slimroot-run-"));
+  trackTempPath(scratch); // a signal that ends the process removes it too
   let keep = false;
   try {
     const p = await prepare(req, scratch);
@@ -119,14 +127,20 @@ export async function runImage(req: RunRequest): Promise<number> {
     await checkPortsFree(req.forwards).catch((err: Error) => {
       throw new RunFailure(err.message);
     });
+    // Asked to stop while preparing: nothing has run, so nothing to stop.
+    if (req.stop?.aborted || req.kill?.aborted) {
+      const reason: unknown = req.stop?.reason;
+      return typeof reason === "number" ? reason : STOPPED_STATUS;
+    }
     return await boot(req, p);
   } finally {
+    untrackTempPath(scratch);
     if (!keep) await rm(scratch, { recursive: true, force: true });
   }
 }
 
-const SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
-const SIGNAL_NUMBERS: Record<(typeof SIGNALS)[number], number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+/** What a stop request without a status reports when the VM ends without an exit report. */
+const STOPPED_STATUS = 128 + 15;
 
 /** Seconds for messages. */
 const secs = (ms: number) => `${Math.round(ms / 100) / 10} s`;
@@ -153,7 +167,7 @@ function boot(req: RunRequest, p: Prepared): Promise<number> {
   const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
   let qemuStderr = "";
   let panic: string | undefined;
-  let stopSignal: (typeof SIGNALS)[number] | undefined;
+  let stopStatus: number | undefined;
   let timedOut = false;
   let killed = false;
   let exited = false;
@@ -192,31 +206,20 @@ function boot(req: RunRequest, p: Prepared): Promise<number> {
     });
   };
 
-  const onSignal = (sig: (typeof SIGNALS)[number]) => {
-    if (stopSignal || timedOut) {
-      kill(); // a second request: no more waiting
-      return;
-    }
-    stopSignal = sig;
+  const onStop = () => {
+    if (stopStatus !== undefined || timedOut || exited) return;
+    const reason: unknown = req.stop?.reason;
+    stopStatus = typeof reason === "number" ? reason : STOPPED_STATUS;
     stop();
   };
-  const saved = new Map(SIGNALS.map((s) => [s, process.listeners(s)] as const));
-  const handlers = new Map(SIGNALS.map((s) => [s, () => onSignal(s)] as const));
-  for (const s of SIGNALS) {
-    process.removeAllListeners(s);
-    process.on(s, handlers.get(s)!);
-  }
-  const onAbort = () => {
-    if (stopSignal || timedOut || exited) return;
-    stopSignal = "SIGTERM";
-    stop();
-  };
-  req.stop?.addEventListener("abort", onAbort);
-  if (req.stop?.aborted) onAbort();
+  req.stop?.addEventListener("abort", onStop);
+  if (req.stop?.aborted) onStop();
+  req.kill?.addEventListener("abort", kill);
+  if (req.kill?.aborted) kill();
   if (req.timeoutMs !== undefined) {
     timers.push(
       setTimeout(() => {
-        if (stopSignal || exited) return;
+        if (stopStatus !== undefined || exited) return;
         timedOut = true;
         stop();
       }, req.timeoutMs),
@@ -232,11 +235,8 @@ function boot(req: RunRequest, p: Prepared): Promise<number> {
       exited = true;
       for (const t of timers) clearTimeout(t);
       process.off("exit", killOnExit);
-      req.stop?.removeEventListener("abort", onAbort);
-      for (const s of SIGNALS) {
-        process.off(s, handlers.get(s)!);
-        for (const l of saved.get(s)!) process.on(s, l as () => void);
-      }
+      req.stop?.removeEventListener("abort", onStop);
+      req.kill?.removeEventListener("abort", kill);
       if (spawnError) {
         return reject(new RunFailure(`cannot start ${binary}: ${spawnError.message}`));
       }
@@ -248,7 +248,7 @@ function boot(req: RunRequest, p: Prepared): Promise<number> {
       }
       if (timedOut) return resolve(EXIT_TIMEOUT);
       if (watcher.exitCode !== undefined) return resolve(watcher.exitCode);
-      if (stopSignal) return resolve(128 + SIGNAL_NUMBERS[stopSignal]);
+      if (stopStatus !== undefined) return resolve(stopStatus);
       const why =
         panic ?? lastLine(qemuStderr) ?? (signal ? `QEMU killed by ${signal}` : `QEMU exit status ${code}`);
       reject(new RunFailure(`the VM ended without an exit report from the init: ${why}`));

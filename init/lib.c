@@ -109,7 +109,7 @@ char *join3(const char *a, const char *b, const char *c)
 /* Texts for the errors an init is likely to meet; the rest print as "error N". */
 static const struct {
 	unsigned char no;
-	char text[23];
+	char text[24]; /* the longest, "operation not permitted", and its NUL */
 } errtab[] = {
 	{EPERM, "operation not permitted"}, {ENOENT, "no such file"},
 	{EIO, "I/O error"},                 {ENOEXEC, "exec format error"},

@@ -238,7 +238,7 @@ describe("pullImage from docker-registry (anonymous)", () => {
     const ref = `docker://${reg.host}/demo/corrupt:t`;
     await assert.rejects(
       pullImage(ref, { insecure: true, platform: AMD64, cacheDir }),
-      oneLineError(UserError, ref, new RegExp(`blob ${digest} failed verification.*refusing it`)),
+      oneLineError(UserError, ref, new RegExp(`blob ${digest}: digest mismatch.*refusing it`)),
     );
     assert.deepEqual(await cacheFiles(), [pushed.config.digest.slice(7)]);
   });
@@ -460,7 +460,7 @@ describe("pullImage against a fake registry", () => {
       const ref = `docker://${fake.host}/demo/app@${wanted}`;
       await assert.rejects(
         pullImage(ref, { insecure: true, platform: AMD64, cacheDir }),
-        oneLineError(UserError, ref, new RegExp(`manifest ${wanted} failed verification`)),
+        oneLineError(UserError, ref, new RegExp(`manifest ${wanted}: digest mismatch`)),
       );
     } finally {
       await fake.close();

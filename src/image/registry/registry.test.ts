@@ -13,6 +13,10 @@ import { after, afterEach, before, beforeEach, describe, it } from "node:test";
 import { gzipSync } from "node:zlib";
 import { extract, pack } from "tar-stream";
 import {
+  contents,
+  fakeImage,
+  fakeRegistry,
+  makeLayer,
   pushBlob,
   pushManifest,
   pushTestImage,
@@ -28,35 +32,6 @@ const AMD64 = { os: "linux", architecture: "amd64" };
 const ARM64 = { os: "linux", architecture: "arm64" };
 const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
-
-/** A gzipped tar holding the given files. */
-async function makeLayer(files: Record<string, string>): Promise<Buffer> {
-  const p = pack();
-  for (const [name, body] of Object.entries(files)) p.entry({ name, mode: 0o644 }, body);
-  p.finalize();
-  const chunks: Buffer[] = [];
-  for await (const c of p as unknown as AsyncIterable<Buffer>) chunks.push(c);
-  return gzipSync(Buffer.concat(chunks));
-}
-
-async function readTar(stream: Readable): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  const ex = extract();
-  stream.pipe(ex);
-  for await (const entry of ex) {
-    const chunks: Buffer[] = [];
-    for await (const c of entry) chunks.push(c as Buffer);
-    out[entry.header.name] = Buffer.concat(chunks).toString();
-  }
-  return out;
-}
-
-/** Every layer's files, merged bottom first. */
-async function contents(image: Image): Promise<Record<string, string>> {
-  const all: Record<string, string> = {};
-  for (const layer of image.layers) Object.assign(all, await readTar(await layer.open()));
-  return all;
-}
 
 /** Asserts a one-line error of the given class whose message starts with the reference. */
 function oneLineError(cls: typeof UserError | typeof EnvironmentError, where: string, pattern: RegExp) {
@@ -312,63 +287,6 @@ describe("pullImage from docker-registry with htpasswd (Basic) auth", () => {
     );
   });
 });
-
-/** A registry in a few lines of Node: whatever `handle` does, with its request log. */
-async function fakeRegistry(handle: (req: IncomingMessage, res: ServerResponse, host: string) => void) {
-  const log: string[] = [];
-  const server = createServer((req, res) => {
-    log.push(`${req.method} ${req.url}`);
-    handle(req, res, `127.0.0.1:${(server.address() as AddressInfo).port}`);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return {
-    host,
-    log,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
-
-/** Content a fake registry serves: one image under repo "demo/app", tag "v1". */
-async function fakeImage() {
-  const layer = await makeLayer({ fake: "yes" });
-  const config = Buffer.from(JSON.stringify({ os: "linux", architecture: "amd64", config: { Cmd: ["sh"] } }));
-  const manifest = JSON.stringify({
-    schemaVersion: 2,
-    mediaType: OCI_MANIFEST,
-    config: {
-      mediaType: "application/vnd.oci.image.config.v1+json",
-      digest: sha256(config),
-      size: config.length,
-    },
-    layers: [
-      { mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: sha256(layer), size: layer.length },
-    ],
-  });
-  const blobs = new Map([
-    [sha256(layer), layer],
-    [sha256(config), config],
-  ]);
-  /** Serves the manifest (for tag v1 or its digest) and blobs; false if the path is not one of those. */
-  const serve = (req: IncomingMessage, res: ServerResponse): boolean => {
-    const m = /^\/v2\/demo\/app\/(manifests|blobs)\/(.+)$/.exec(req.url ?? "");
-    if (!m) return false;
-    if (m[1] === "manifests" && (m[2] === "v1" || m[2] === sha256(manifest))) {
-      res.writeHead(200, { "content-type": OCI_MANIFEST }).end(manifest);
-    } else if (m[1] === "blobs" && blobs.has(m[2]!)) {
-      res.writeHead(200).end(blobs.get(m[2]!));
-    } else {
-      res.writeHead(404, { "content-type": "application/json" });
-      res.end(JSON.stringify({ errors: [{ code: "MANIFEST_UNKNOWN", message: "manifest unknown" }] }));
-    }
-    return true;
-  };
-  return { layer, manifest, serve };
-}
 
 describe("pullImage against a fake registry", () => {
   it("turns a 500 into a one-line EnvironmentError naming the reference", async () => {

@@ -251,19 +251,21 @@ function isGzip(b: Buffer): boolean {
   return b[0] === 0x1f && b[1] === 0x8b;
 }
 
-/** A gzipped tar holding the given files. */
-export async function makeLayer(files: Record<string, string>): Promise<Buffer> {
+/** A tar (gzipped unless told otherwise) holding the given files. */
+export async function makeLayer(files: Record<string, string>, opts: { gzip?: boolean } = {}): Promise<Buffer> {
   const p = pack();
   for (const [name, body] of Object.entries(files)) p.entry({ name, mode: 0o644 }, body);
   p.finalize();
   const chunks: Buffer[] = [];
   for await (const c of p as unknown as AsyncIterable<Buffer>) chunks.push(c);
-  return gzipSync(Buffer.concat(chunks));
+  const tar = Buffer.concat(chunks);
+  return opts.gzip === false ? tar : gzipSync(tar);
 }
 
 async function readTar(stream: Readable): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   const ex = extract();
+  stream.on("error", (err) => ex.destroy(err));
   stream.pipe(ex);
   for await (const entry of ex) {
     const chunks: Buffer[] = [];

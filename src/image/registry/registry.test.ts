@@ -160,6 +160,34 @@ describe("pullImage from docker-registry (anonymous)", () => {
     );
   });
 
+  it("hashes cached blobs before use: a changed one is fetched again, and one changed later fails as it is read", async () => {
+    // An uncompressed layer, so that changed bytes still make a valid tar with other content.
+    const layer = await makeLayer({ "bin/app": "good" }, { gzip: false });
+    const pushed = await pushTestImage(reg.url, "demo/tamper", "t", [layer]);
+    const ref = `docker://${reg.host}/demo/tamper:t`;
+    const digest = pushed.layers[0]!.digest;
+    const cached = join(cacheDir, "blobs", "sha256", digest.slice(7));
+    await pullImage(ref, { insecure: true, platform: AMD64, cacheDir });
+    const tamper = async () => {
+      const bytes = await readFile(cached);
+      const at = bytes.indexOf("good");
+      assert.ok(at > 0);
+      bytes.write("evil", at);
+      await writeFile(cached, bytes);
+    };
+
+    await tamper();
+    const again = await pullImage(ref, { insecure: true, platform: AMD64, cacheDir });
+    assert.deepEqual(await contents(again), { "bin/app": "good" });
+    assert.ok((await readFile(cached)).equals(layer), "the cache holds the registry's bytes again");
+
+    await tamper();
+    await assert.rejects(
+      contents(again),
+      oneLineError(UserError, `layer ${digest} of ${ref}`, new RegExp(`digest mismatch \\(expected ${digest}, `)),
+    );
+  });
+
   it("selects each platform from an OCI index, and lists them for an unknown one", async () => {
     const amd = await pushTestImage(reg.url, "demo/multi", "amd", [await makeLayer({ arch: "amd64" })]);
     const arm = await pushTestImage(reg.url, "demo/multi", "arm", [await makeLayer({ arch: "arm64" })], {

@@ -252,7 +252,10 @@ function isGzip(b: Buffer): boolean {
 }
 
 /** A tar (gzipped unless told otherwise) holding the given files. */
-export async function makeLayer(files: Record<string, string>, opts: { gzip?: boolean } = {}): Promise<Buffer> {
+export async function makeLayer(
+  files: Record<string, string>,
+  opts: { gzip?: boolean } = {},
+): Promise<Buffer> {
   const p = pack();
   for (const [name, body] of Object.entries(files)) p.entry({ name, mode: 0o644 }, body);
   p.finalize();
@@ -363,10 +366,12 @@ export function makeTestCertificates(dir: string): { caFile: string; key: string
 }
 
 /** Content a fake registry serves: one image under repo "demo/app", tag "v1". */
-export async function fakeImage() {
+export async function fakeImage(
+  opts: { editManifest?: (m: { layers: Record<string, unknown>[] }) => void } = {},
+) {
   const layer = await makeLayer({ fake: "yes" });
   const config = Buffer.from(JSON.stringify({ os: "linux", architecture: "amd64", config: { Cmd: ["sh"] } }));
-  const manifest = JSON.stringify({
+  const doc = {
     schemaVersion: 2,
     mediaType: "application/vnd.oci.image.manifest.v1+json",
     config: {
@@ -375,9 +380,15 @@ export async function fakeImage() {
       size: config.length,
     },
     layers: [
-      { mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: sha256(layer), size: layer.length },
+      {
+        mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+        digest: sha256(layer),
+        size: layer.length,
+      } as Record<string, unknown>,
     ],
-  });
+  };
+  opts.editManifest?.(doc);
+  const manifest = JSON.stringify(doc);
   const blobs = new Map([
     [sha256(layer), layer],
     [sha256(config), config],
@@ -396,5 +407,5 @@ export async function fakeImage() {
     }
     return true;
   };
-  return { layer, manifest, serve };
+  return { layer, config, manifest, serve };
 }

@@ -105,28 +105,34 @@ async function requestOnce(url: string, opts: RequestOptions, limits: RequestLim
   let method = opts.method ?? "GET";
   let body = opts.body;
   let headers = { ...opts.headers };
-  const left = () => Math.min(limits.stallMs, deadline - Date.now());
+  /** Waits for the next event (the answer, or a chunk of the body): the stall timeout, or less near the deadline. */
+  const next = <T>(p: Promise<T>, received: number | undefined): Promise<T> => {
+    const untilDeadline = deadline - Date.now();
+    const slow = untilDeadline < limits.stallMs;
+    return within(p, slow ? untilDeadline : limits.stallMs, () =>
+      slow ? tooSlow(received ?? 0) : stalled(received),
+    );
+  };
   const tooSlow = (received: number) =>
     new EnvironmentError(
       `${where}: ${what} too slow: ${received} bytes in ${seconds(Date.now() - start)} from ${current.host}, below SLIMROOT_MIN_RATE (${limits.minRate} bytes/s)`,
     );
-  const expired = (received: number | undefined) => () => {
-    controller.abort();
-    if (Date.now() >= deadline - 5) return tooSlow(received ?? 0);
-    return received === undefined
+  // The caller aborts the request after the race is lost (aborting first would let the
+  // fetch's own AbortError win the race and hide what stalled).
+  const stalled = (received: number | undefined) =>
+    received === undefined
       ? new EnvironmentError(
           `${where}: ${what}: no answer from ${current.host} for ${seconds(limits.stallMs)} (SLIMROOT_STALL_TIMEOUT)`,
         )
       : new EnvironmentError(
           `${where}: ${what} stalled: no data from ${current.host} for ${seconds(limits.stallMs)} after ${received} bytes (SLIMROOT_STALL_TIMEOUT)`,
         );
-  };
 
   try {
     for (let hop = 0; ; hop++) {
       let res: Response;
       try {
-        res = await within(
+        res = await next(
           fetch(current, {
             method,
             headers,
@@ -134,8 +140,7 @@ async function requestOnce(url: string, opts: RequestOptions, limits: RequestLim
             signal: controller.signal,
             ...(body ? { body } : {}),
           }),
-          left(),
-          expired(undefined),
+          undefined,
         );
       } catch (err) {
         if (outerAborted()) throw opts.signal!.reason ?? err;
@@ -176,7 +181,7 @@ async function requestOnce(url: string, opts: RequestOptions, limits: RequestLim
     const guarded = new ReadableStream<Uint8Array>({
       async pull(out) {
         try {
-          const chunk = await within(reader.read(), left(), expired(received));
+          const chunk = await next(reader.read(), received);
           if (chunk.done) {
             opts.signal?.removeEventListener("abort", stop);
             out.close();
@@ -282,6 +287,8 @@ export async function statusError(res: Response, what: string, where: string): P
   } catch {
     // Not a registry error document; the status says enough.
   }
+  const retry = res.status === 429 ? retryAfterSeconds(res.headers.get("retry-after")) : undefined;
+  if (retry !== undefined) detail += ` (retry after ${Math.ceil(retry)} s)`;
   const msg = `${where}: ${what}: ${statusLine(res)}${detail}`.replace(/\s*\n\s*/g, " ");
   return res.status >= 500 || res.status === 429 ? new EnvironmentError(msg) : new UserError(msg);
 }

@@ -184,7 +184,11 @@ describe("pullImage from docker-registry (anonymous)", () => {
     await tamper();
     await assert.rejects(
       contents(again),
-      oneLineError(UserError, `layer ${digest} of ${ref}`, new RegExp(`digest mismatch \\(expected ${digest}, `)),
+      oneLineError(
+        UserError,
+        `layer ${digest} of ${ref}`,
+        new RegExp(`digest mismatch \\(expected ${digest}, `),
+      ),
     );
   });
 

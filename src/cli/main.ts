@@ -29,6 +29,7 @@ registerTrace(program);
 for (const [signal, code] of [
   ["SIGINT", 130],
   ["SIGTERM", 143],
+  ["SIGHUP", 129],
 ] as const) {
   process.on(signal, () => {
     removeTempPathsSync();

@@ -4,14 +4,11 @@
  */
 import assert from "node:assert/strict";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
-import { gzipSync } from "node:zlib";
-import { extract, pack } from "tar-stream";
 import {
   contents,
   fakeImage,
@@ -25,7 +22,6 @@ import {
   startRegistry,
 } from "../../../test/support/registry-server.js";
 import { EnvironmentError, UserError } from "../../util/errors.js";
-import type { Image } from "../types.js";
 import { pullImage } from "./client.js";
 
 const AMD64 = { os: "linux", architecture: "amd64" };

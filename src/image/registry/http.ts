@@ -151,19 +151,22 @@ async function requestOnce(url: string, opts: RequestOptions, limits: RequestLim
       if ([301, 302, 303, 307, 308].includes(res.status) && location) {
         await discard(res);
         if (hop >= MAX_REDIRECTS) throw new EnvironmentError(`${where}: ${what}: too many redirects`);
-        const next = new URL(location, current);
-        if (next.protocol !== "https:" && next.protocol !== "http:")
-          throw new UserError(`${where}: ${what}: redirect to unsupported URL ${next.protocol}`);
-        // Credentials are for the origin they were meant for: never let them follow elsewhere.
-        if (next.origin !== current.origin) {
-          const { authorization: _dropped, ...rest } = headers;
-          headers = rest;
-        }
+        const target = new URL(location, current);
+        if (target.protocol !== "https:" && target.protocol !== "http:")
+          throw new UserError(`${where}: ${what}: redirect to unsupported URL ${target.protocol}`);
         if (res.status === 303 || ((res.status === 301 || res.status === 302) && method === "POST")) {
           method = "GET";
           body = undefined;
         }
-        current = next;
+        // Credentials are for the origin they were meant for: never let them follow elsewhere
+        // (the header is dropped; a form body, which may hold a refresh token, is not re-sent).
+        if (target.origin !== current.origin) {
+          if (body)
+            throw new UserError(`${where}: ${what}: refusing to re-send the request to ${target.host}`);
+          const { authorization: _dropped, ...rest } = headers;
+          headers = rest;
+        }
+        current = target;
         continue;
       }
       return guardBody(res);

@@ -46,10 +46,12 @@ function tapName(text: string): string {
 /** A.B.C.D, with /N when `prefix`. */
 function ipv4(text: string, flag: string, prefix: boolean): string {
   const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\/(\d{1,2}))?$/.exec(text);
+  const octets = m?.slice(1, 5) ?? [];
+  const len = m?.[5];
   const ok =
-    m &&
-    m.slice(1, 5).every((o) => Number(o) <= 255) &&
-    (prefix ? m[5] !== undefined && Number(m[5]) <= 32 : m[5] === undefined);
+    octets.length === 4 &&
+    octets.every((o) => Number(o) <= 255) &&
+    (prefix ? len !== undefined && Number(len) <= 32 : len === undefined);
   if (!ok) throw new UserError(`${flag} ${text}: expected ${prefix ? "A.B.C.D/N" : "A.B.C.D"}`);
   return text;
 }

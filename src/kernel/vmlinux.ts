@@ -20,10 +20,10 @@ export type KernelCompression = Exclude<Compression, "none"> | "lzma" | "bzip2" 
 export interface BzImagePayload {
   /** Offset of the compressed vmlinux in the file. */
   offset: number;
-  /** Its length, without Kbuild's trailing 4-byte size (none for gzip, which has its own). */
+  /** Its length, without the 4-byte size Kbuild appends (gzip has its own, kept). */
   length: number;
   compression: KernelCompression;
-  /** The uncompressed size Kbuild appended, when there is one. */
+  /** The uncompressed size (modulo 2^32) recorded with it; none for an uncompressed ELF. */
   size?: number;
 }
 
@@ -60,9 +60,12 @@ export function bzImagePayload(image: Buffer, label: string): BzImagePayload {
     throw new UserError(
       `${label}: unknown payload compression (first bytes ${image.subarray(offset, offset + 4).toString("hex")})`,
     );
-  // Kbuild appends the uncompressed size (little-endian) to every format but gzip.
-  if (compression === "gzip" || compression === "elf") return { offset, length: total, compression };
-  return { offset, length: total - 4, compression, size: image.readUInt32LE(offset + total - 4) };
+  if (compression === "elf") return { offset, length: total, compression };
+  // gzip ends with the uncompressed size (ISIZE); Kbuild appends it, little-endian, to every
+  // other format. Checked after decompression: Node's gunzip ends a truncated stream quietly.
+  const size = image.readUInt32LE(offset + total - 4);
+  if (compression === "gzip") return { offset, length: total, compression, size };
+  return { offset, length: total - 4, compression, size };
 }
 
 function payloadDecompressor(c: KernelCompression, what: string) {

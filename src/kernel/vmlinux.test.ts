@@ -117,9 +117,7 @@ describe("vmlinux from a bzImage", () => {
 
   test("Debian's cloud kernel (bzImage, lz4 payload) gives an x86-64 ELF vmlinux", {
     timeout: 600_000,
-  }, async (t) => {
-    if (process.arch !== "x64" && !existsSync("/usr/bin/apt-get"))
-      return t.skip("needs apt to fetch the kernel");
+  }, async () => {
     const k = await fetchKernel({ arch: "amd64" });
     const image = await readFile(join(k.dir, k.manifest.kernel));
     const p = bzImagePayload(image, k.manifest.kernel);

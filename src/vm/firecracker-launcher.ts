@@ -30,6 +30,8 @@ import type { GuestNetwork } from "./runconf.js";
 
 export const FIRECRACKER = "firecracker";
 export const CONFIG_FILE = "vm.json";
+/** machine-config.vcpu_count's maximum in firecracker.yaml. */
+const MAX_VCPUS = 32;
 
 /** Modules for the devices a Firecracker VM has beyond virtio_mmio and virtio_net. */
 function extraModules(req: VmRequest): string[] {
@@ -112,6 +114,8 @@ export const firecrackerLauncher: Launcher = {
         `-p: Firecracker has no port forwards; reach the guest on its tap instead: ${where}`,
       );
     }
+    if (req.cpus > MAX_VCPUS)
+      throw new RunFailure(`--cpus ${req.cpus}: Firecracker runs at most ${MAX_VCPUS} vCPUs`);
     const bk = await bootKernel(req, arch, "mmio", scratch, extraModules(req));
     const hasDevices = Boolean(req.tap || req.disks?.length || req.vsockCid !== undefined);
     const verdict = checkFirecrackerKernel(
@@ -166,6 +170,7 @@ export const firecrackerLauncher: Launcher = {
             );
         }
       },
+      log: logPath,
       notFound: `${FIRECRACKER} not found: install a Firecracker release (github.com/firecracker-microvm/firecracker/releases)`,
     };
   },

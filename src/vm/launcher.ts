@@ -74,6 +74,8 @@ export interface Launch {
   requestStop?: (deadline: number, exited: () => boolean) => Promise<void>;
   /** The one line for a VMM binary that is not installed. */
   notFound: string;
+  /** A file the VMM logs its errors to (instead of stderr): its last line explains a failure. */
+  log?: string;
 }
 
 export interface Launcher {

@@ -4,6 +4,7 @@
  * codes and the stop sequence.
  */
 import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -46,10 +47,12 @@ export async function runImage(req: RunRequest): Promise<number> {
   const scratch = await mkdtemp(join(tmpdir(), "slimroot-run-"));
   let dir = scratch;
   let keep = false;
+  /** -o DIR made by us: removed again if the dry run fails, so a failure leaves nothing. */
+  let made: string | undefined;
   try {
     if (req.outDir !== undefined) {
       dir = resolve(req.outDir);
-      await mkdir(dir, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
+      made = await mkdir(dir, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
         throw new UserError(`-o ${req.outDir}: cannot create the directory (${err.code ?? err.message})`);
       });
     }
@@ -66,6 +69,7 @@ export async function runImage(req: RunRequest): Promise<number> {
           ? `slimroot: dry run: the VM's files are in ${dir}\n`
           : `slimroot: dry run: the VM's files are kept in ${dir} (remove it when done)\n`,
       );
+      made = undefined;
       return 0;
     }
     await launch.preflight();
@@ -73,6 +77,7 @@ export async function runImage(req: RunRequest): Promise<number> {
     return await boot(req, launch);
   } finally {
     if (!keep) await rm(scratch, { recursive: true, force: true });
+    if (made) await rm(made, { recursive: true, force: true });
   }
 }
 
@@ -197,10 +202,20 @@ function boot(req: RunRequest, p: Launch): Promise<number> {
       const why =
         panic ??
         lastLine(vmmStderr) ??
+        lastLine(p.log ? readTail(p.log) : "") ??
         (signal ? `${p.vmmName} killed by ${signal}` : `${p.vmmName} exit status ${code}`);
       reject(new RunFailure(`the VM ended without an exit report from the init: ${why}`));
     });
   });
+}
+
+/** The end of a log file, or "" when there is none. */
+function readTail(path: string): string {
+  try {
+    return readFileSync(path, "utf8").slice(-8192);
+  } catch {
+    return "";
+  }
 }
 
 function lastLine(text: string): string | undefined {

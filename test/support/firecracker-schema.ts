@@ -24,7 +24,8 @@ export function sharedFirecrackerDir(): string | undefined {
   return undefined;
 }
 
-export const NO_SHARED = "Firecracker's schema is absent (no shared/firecracker/firecracker.yaml beside the repository)";
+export const NO_SHARED =
+  "Firecracker's schema is absent (no shared/firecracker/firecracker.yaml beside the repository)";
 
 /**
  * The config file's top-level keys and the definitions they hold, from the schema's own
@@ -46,7 +47,8 @@ function fileSchema(definitions: Record<string, Record<string, unknown>>): objec
  */
 function closeObjects(definitions: Record<string, Record<string, unknown>>): void {
   for (const d of Object.values(definitions)) {
-    if (d.type === "object" && d.properties && d.additionalProperties === undefined) d.additionalProperties = false;
+    if (d.type === "object" && d.properties && d.additionalProperties === undefined)
+      d.additionalProperties = false;
   }
 }
 

@@ -47,11 +47,18 @@ describe("Firecracker config files against Firecracker's schema (firecracker.yam
   test("broken configs fail (negative examples)", (t) => {
     if (!schema) return t.skip(NO_SHARED);
     const good = readJson("vm_config_network.json");
-    const broken: [string, (c: Record<string, any>) => void, RegExp][] = [
+    type Obj = Record<string, unknown>;
+    type Config = Obj & {
+      "boot-source"?: Obj;
+      "machine-config": Obj;
+      drives: Obj[];
+      "network-interfaces": Obj[];
+    };
+    const broken: [string, (c: Config) => void, RegExp][] = [
       ["no boot-source", (c) => delete c["boot-source"], /boot-source/],
-      ["no kernel", (c) => delete c["boot-source"].kernel_image_path, /kernel_image_path/],
+      ["no kernel", (c) => delete c["boot-source"]!.kernel_image_path, /kernel_image_path/],
       ["misspelt top-level key", (c) => (c.drive = c.drives), /additional properties/],
-      ["misspelt boot-source key", (c) => (c["boot-source"].initrd = "x"), /additional properties/],
+      ["misspelt boot-source key", (c) => (c["boot-source"]!.initrd = "x"), /additional properties/],
       ["0 vCPUs", (c) => (c["machine-config"].vcpu_count = 0), /vcpu_count must be >= 1/],
       ["33 vCPUs", (c) => (c["machine-config"].vcpu_count = 33), /vcpu_count must be <= 32/],
       [
@@ -59,10 +66,10 @@ describe("Firecracker config files against Firecracker's schema (firecracker.yam
         (c) => (c["machine-config"].mem_size_mib = "1024"),
         /mem_size_mib must be integer/,
       ],
-      ["drive without is_root_device", (c) => delete c.drives[0].is_root_device, /is_root_device/],
-      ["unknown cache type", (c) => (c.drives[0].cache_type = "Fast"), /cache_type must be equal to one of/],
-      ["read-only as a string", (c) => (c.drives[0].is_read_only = "yes"), /is_read_only must be boolean/],
-      ["interface without a tap", (c) => delete c["network-interfaces"][0].host_dev_name, /host_dev_name/],
+      ["drive without is_root_device", (c) => delete c.drives[0]!.is_root_device, /is_root_device/],
+      ["unknown cache type", (c) => (c.drives[0]!.cache_type = "Fast"), /cache_type must be equal to one of/],
+      ["read-only as a string", (c) => (c.drives[0]!.is_read_only = "yes"), /is_read_only must be boolean/],
+      ["interface without a tap", (c) => delete c["network-interfaces"][0]!.host_dev_name, /host_dev_name/],
       [
         "reserved vsock CID",
         (c) => (c.vsock = { guest_cid: 2, uds_path: "/tmp/v.sock" }),
@@ -71,7 +78,7 @@ describe("Firecracker config files against Firecracker's schema (firecracker.yam
       ["vsock without a socket", (c) => (c.vsock = { guest_cid: 3 }), /uds_path/],
     ];
     for (const [what, breakIt, expected] of broken) {
-      const c = structuredClone(good) as Record<string, any>;
+      const c = structuredClone(good) as Config;
       breakIt(c);
       const errors = schema.errors(c);
       assert.ok(errors.length > 0, `${what}: accepted`);

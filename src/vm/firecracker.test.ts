@@ -173,9 +173,12 @@ describe("firecrackerConfig", () => {
 describe("checkFirecrackerKernel", () => {
   const config = (lines: string[]) => parseKernelConfig(lines.map((l) => `CONFIG_${l}`).join("\n"));
   const basics = ["BLK_DEV_INITRD=y", "SERIAL_8250_CONSOLE=y", "KVM_GUEST=y"];
+  /** An x86_64 kernel with the basics and `lines`, for a VM with devices. */
+  const withDevices = (lines: string[]) =>
+    checkFirecrackerKernel(config([...basics, ...lines]), "amd64", "K", true);
 
   test("no command-line devices and no ACPI: the devices are invisible, said in one line", () => {
-    const v = checkFirecrackerKernel(config([...basics, "VIRTIO_MMIO=y", "PCI=y"]), "amd64", "K", true);
+    const v = withDevices(["VIRTIO_MMIO=y", "PCI=y"]);
     assert.match(
       v.fatal ?? "",
       /^kernel K cannot work with Firecracker: no CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES .* and no ACPI/,
@@ -184,34 +187,19 @@ describe("checkFirecrackerKernel", () => {
   });
 
   test("a modular virtio_mmio does not read the command line: ACPI is the only way", () => {
-    const v = checkFirecrackerKernel(
-      config([...basics, "VIRTIO_MMIO=m", "VIRTIO_MMIO_CMDLINE_DEVICES=y"]),
-      "amd64",
-      "K",
-      true,
-    );
+    const v = withDevices(["VIRTIO_MMIO=m", "VIRTIO_MMIO_CMDLINE_DEVICES=y"]);
     assert.match(v.fatal ?? "", /no ACPI/);
   });
 
   test("ACPI only (Debian's cloud kernel, Firecracker's CI kernel): works from Firecracker 1.8", () => {
-    const v = checkFirecrackerKernel(
-      config([...basics, "VIRTIO_MMIO=m", "ACPI=y", "PCI=y"]),
-      "amd64",
-      "K",
-      true,
-    );
+    const v = withDevices(["VIRTIO_MMIO=m", "ACPI=y", "PCI=y"]);
     assert.equal(v.fatal, undefined);
     assert.deepEqual(v.minVersion, [1, 8]);
     assert.match(v.notes.join("\n"), /needs Firecracker 1\.8 or later/);
   });
 
   test("command-line devices with a built-in virtio_mmio: any release", () => {
-    const v = checkFirecrackerKernel(
-      config([...basics, "VIRTIO_MMIO=y", "VIRTIO_MMIO_CMDLINE_DEVICES=y"]),
-      "amd64",
-      "K",
-      true,
-    );
+    const v = withDevices(["VIRTIO_MMIO=y", "VIRTIO_MMIO_CMDLINE_DEVICES=y"]);
     assert.deepEqual(v, { notes: [] });
   });
 

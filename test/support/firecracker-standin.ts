@@ -4,8 +4,9 @@
  * --vmm firecracker` writes, tests put this stand-in on PATH as `firecracker`: it reads the
  * same `--config-file`, checks it against Firecracker's schema when that is available, and
  * boots the same kernel file (the extracted ELF vmlinux, through PVH), initrd, command line,
- * memory, vCPUs and drives on QEMU's microvm with ACPI under TCG, whose virtio-mmio devices
- * are described in the DSDT as Firecracker >= 1.8 describes its own. What it cannot show:
+ * memory, vCPUs and drives with slimroot's own QEMU command (microvm with ACPI under TCG,
+ * whose virtio-mmio devices are described in the DSDT as Firecracker >= 1.8 describes its
+ * own; its user-mode NIC, RNG and keyboard come along unused). What it cannot show:
  * Firecracker's own device model, its tap networking and vsock.
  *
  * `firecrackerStandin(dir)` writes the `firecracker` script; the script runs this file,
@@ -13,9 +14,9 @@
  * starts and kills is QEMU itself, with nothing left behind).
  */
 import { chmod, mkdir, readFile, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { hostTscKhz } from "../../src/vm/qemu.js";
+import { hostTscKhz, kernelCmdline, qemuCommand } from "../../src/vm/qemu.js";
 import { firecrackerValidator, sharedFirecrackerDir } from "./firecracker-schema.js";
 
 export const STANDIN_VERSION = "Firecracker v1.10.1 (slimroot test stand-in: the config booted on QEMU)";
@@ -50,7 +51,8 @@ async function qemuArgv(args: string[]): Promise<string[]> {
   const i = args.indexOf("--config-file");
   if (!args.includes("--no-api") || i < 0 || !args[i + 1])
     throw new Error("usage: firecracker --no-api --config-file FILE");
-  const config = JSON.parse(await readFile(args[i + 1]!, "utf8")) as Config;
+  const configFile = args[i + 1]!;
+  const config = JSON.parse(await readFile(configFile, "utf8")) as Config;
   const shared = sharedFirecrackerDir();
   if (shared) {
     const errors = firecrackerValidator(shared).errors(config);
@@ -58,41 +60,35 @@ async function qemuArgv(args: string[]): Promise<string[]> {
   }
   const boot = config["boot-source"];
   const machine = config["machine-config"] ?? { vcpu_count: 1, mem_size_mib: 128 };
-  const khz = hostTscKhz();
-  // QEMU's microvm has no keyboard controller for reboot=k: a triple fault ends it instead.
-  // Without the host's TSC rate, pc (which has an HPET) keeps a busy TCG host from hanging.
-  const append = [boot.boot_args ?? "", "reboot=t", ...(khz ? [`tsc_early_khz=${khz}`, "tsc=reliable"] : [])];
-  const argv = [
-    "qemu-system-x86_64",
-    "-M",
-    khz ? "microvm,acpi=on" : "pc",
-    "-accel",
-    "tcg",
-    "-m",
-    String(machine.mem_size_mib),
-    "-smp",
-    String(machine.vcpu_count),
-    "-nodefaults",
-    "-no-user-config",
-    "-no-reboot",
-    "-display",
-    "none",
-    "-serial",
-    "stdio",
-    "-global",
-    "virtio-mmio.force-legacy=false",
-    "-kernel",
-    boot.kernel_image_path,
-    ...(boot.initrd_path ? ["-initrd", boot.initrd_path] : []),
-    "-append",
-    append.join(" ").trim(),
-  ];
+  if (!boot.initrd_path) throw new Error("no initrd_path: slimroot always gives one");
+  const tscKhz = hostTscKhz();
+  const vm = {
+    arch: "amd64",
+    // Without the host's TSC rate, pc (which has an HPET) keeps a busy TCG host from hanging.
+    machine: tscKhz ? "microvm" : "pc",
+    accel: "tcg",
+    kernel: boot.kernel_image_path,
+    initrd: boot.initrd_path,
+    memMiB: machine.mem_size_mib,
+    cpus: machine.vcpu_count,
+    forwards: [],
+    qmpSocket: join(dirname(configFile), "standin-qmp.sock"),
+    ...(tscKhz ? { tscKhz } : {}),
+  } as const;
+  const argv = qemuCommand(vm);
+  // Firecracker's command line, with what QEMU under TCG needs: microvm has no keyboard
+  // controller for reboot=k (a triple fault, reboot=t, ends it instead), and the TSC settings.
+  const tcg = kernelCmdline(vm)
+    .split(" ")
+    .filter((a) => /^(reboot|tsc)/.test(a));
+  argv[argv.indexOf("-append") + 1] = [boot.boot_args ?? "", ...tcg].join(" ").trim();
+  const mmio = vm.machine === "microvm";
   for (const d of config.drives ?? []) {
     argv.push(
       "-drive",
       `id=${d.drive_id},file=${d.path_on_host},format=raw,if=none,readonly=${d.is_read_only ? "on" : "off"}`,
       "-device",
-      `${khz ? "virtio-blk-device" : "virtio-blk-pci"},drive=${d.drive_id}`,
+      `${mmio ? "virtio-blk-device" : "virtio-blk-pci"},drive=${d.drive_id}`,
     );
   }
   if (argv.some((a) => a.includes("\n"))) throw new Error("a newline in an argument");

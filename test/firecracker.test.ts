@@ -61,6 +61,20 @@ async function run(args: string[], env: Record<string, string> = {}): Promise<Cl
   return runCli(["run", image, "--vmm", "firecracker", ...args], { TMPDIR: tmp(), PATH: PLAIN_PATH, ...env });
 }
 
+/** PATH with the stand-in `firecracker` first. */
+async function standinPath(): Promise<string> {
+  const bin = join(work, "standin-bin");
+  if (!existsSync(join(bin, "firecracker"))) await firecrackerStandin(bin);
+  return `${bin}${delimiter}${PLAIN_PATH}`;
+}
+
+const kvmUsable = () =>
+  access("/dev/kvm", constants.R_OK | constants.W_OK).then(
+    () => true,
+    () => false,
+  );
+const NO_KVM = "no usable /dev/kvm: slimroot does not start Firecracker (or the stand-in) without it";
+
 /** slimroot's temp files in TMPDIR (tsx keeps its compile cache there too). */
 const leftovers = async () => (await readdir(tmp())).filter((f) => !f.startsWith("tsx-"));
 
@@ -202,12 +216,20 @@ describe("slimroot run --vmm firecracker", { timeout: 10 * TEST_TIMEOUT_MS }, ()
       ))
     )
       return t.skip("no usable /dev/kvm: slimroot does not start Firecracker (or the stand-in) without it");
-    const bin = join(work, "standin-bin");
-    await firecrackerStandin(bin);
-    const r = await run(["--timeout", "150s"], { PATH: `${bin}${delimiter}${PLAIN_PATH}` });
+    const r = await run(["--timeout", "150s"], { PATH: await standinPath() });
     assert.equal(r.code, 7, `stderr: ${r.stderr}\nstdout: ${r.stdout.slice(-2000)}`);
     assert.match(r.stdout, /from the firecracker config\n/);
     assert.match(r.stdout, /SLIMROOT_EXIT=7/);
+    assert.deepEqual(await leftovers(), [], "temp files left");
+  });
+
+  test("--timeout: no API socket to ask the app to stop, so Firecracker is ended at once (124)", {
+    timeout: TEST_TIMEOUT_MS,
+  }, async (t) => {
+    if (!(await kvmUsable())) return t.skip(NO_KVM);
+    const r = await run(["--timeout", "3s", "--", "sleep", "600"], { PATH: await standinPath() });
+    assert.equal(r.code, 124, r.stderr);
+    assert.match(r.stderr, /^slimroot: timed out after 3 s; VM stopped\n$/);
     assert.deepEqual(await leftovers(), [], "temp files left");
   });
 });

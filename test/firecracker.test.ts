@@ -5,6 +5,7 @@
  * test/support/firecracker-standin.ts, which boots the same config file on QEMU.
  */
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { constants, existsSync } from "node:fs";
 import { access, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -13,7 +14,7 @@ import { after, before, describe, test } from "node:test";
 import { elfArch } from "../src/kernel/arch.js";
 import { fetchKernel } from "../src/kernel/fetch.js";
 import { guestMac } from "../src/vm/firecracker.js";
-import { type CliResult, runCli } from "./support/cli.js";
+import { type CliResult, runCli, startCli } from "./support/cli.js";
 import { firecrackerValidator, NO_SHARED, sharedFirecrackerDir } from "./support/firecracker-schema.js";
 import { firecrackerStandin } from "./support/firecracker-standin.js";
 import { busyboxFixture } from "./support/fixtures.js";
@@ -231,5 +232,64 @@ describe("slimroot run --vmm firecracker", { timeout: 10 * TEST_TIMEOUT_MS }, ()
     assert.equal(r.code, 124, r.stderr);
     assert.match(r.stderr, /^slimroot: timed out after 3 s; VM stopped\n$/);
     assert.deepEqual(await leftovers(), [], "temp files left");
+  });
+
+  test("on a tap: the guest has its default address and MAC, and serves the host (stand-in, as root)", {
+    timeout: TEST_TIMEOUT_MS,
+  }, async (t) => {
+    if (!(await kvmUsable())) return t.skip(NO_KVM);
+    if (process.getuid?.() !== 0 || !existsSync("/dev/net/tun"))
+      return t.skip("needs root and /dev/net/tun to make a tap");
+    // A tap of our own, numbered so its default network is unlikely to meet another test's.
+    const n = 20 + (process.pid % 200);
+    const tap = `slrfc${n}`;
+    const ip = (...args: string[]) =>
+      execFileSync("ip", args, { stdio: ["ignore", "pipe", "pipe"] }).toString();
+    ip("tuntap", "add", tap, "mode", "tap");
+    try {
+      ip("addr", "add", `172.16.${n}.1/30`, "dev", tap);
+      ip("link", "set", tap, "up");
+      await mkdir(tmp(), { recursive: true });
+      const cli = startCli(
+        [
+          "run",
+          image,
+          "--vmm",
+          "firecracker",
+          "--tap",
+          tap,
+          "--timeout",
+          "170s",
+          "--",
+          "httpd",
+          "-f",
+          "-p",
+          "8080",
+          "-h",
+          "/etc",
+        ],
+        { TMPDIR: tmp(), PATH: await standinPath() },
+      );
+      let body = "";
+      const deadline = Date.now() + 150_000;
+      while (Date.now() < deadline && cli.child.exitCode === null) {
+        body = await fetch(`http://172.16.${n}.2:8080/passwd`, { signal: AbortSignal.timeout(3000) }).then(
+          (r) => (r.ok ? r.text() : ""),
+          () => "",
+        );
+        if (body) break;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      // Read while the guest is up: once it is gone the host's next probe leaves no address.
+      const neighbours = ip("neigh", "show", "dev", tap);
+      cli.child.kill("SIGTERM");
+      const code = await cli.exited;
+      assert.match(body, /^root:/m, `no answer from 172.16.${n}.2:8080; stderr: ${cli.stderr}`);
+      assert.match(cli.stderr, new RegExp(`the guest is 172\\.16\\.${n}\\.2 on ${tap}`));
+      assert.match(neighbours, new RegExp(`172\\.16\\.${n}\\.2 lladdr ${guestMac(tap)}`), "the guest's MAC");
+      assert.equal(code, 143, "SIGTERM ends Firecracker at once: 128+15");
+    } finally {
+      ip("tuntap", "del", tap, "mode", "tap");
+    }
   });
 });

@@ -6,8 +6,9 @@
  * boots the same kernel file (the extracted ELF vmlinux, through PVH), initrd, command line,
  * memory, vCPUs and drives with slimroot's own QEMU command (microvm with ACPI under TCG,
  * whose virtio-mmio devices are described in the DSDT as Firecracker >= 1.8 describes its
- * own; its user-mode NIC, RNG and keyboard come along unused). What it cannot show:
- * Firecracker's own device model, its tap networking and vsock.
+ * own; its RNG and keyboard come along unused) and the network interfaces on the same
+ * host tap devices with the same MACs. What it cannot show: Firecracker's own device model
+ * and vsock.
  *
  * `firecrackerStandin(dir)` writes the `firecracker` script; the script runs this file,
  * which prints QEMU's argv one per line for the script to exec (so the process slimroot
@@ -45,6 +46,7 @@ interface Config {
   "boot-source": { kernel_image_path: string; boot_args?: string; initrd_path?: string };
   drives?: { drive_id: string; path_on_host: string; is_read_only?: boolean }[];
   "machine-config"?: { vcpu_count: number; mem_size_mib: number };
+  "network-interfaces"?: { host_dev_name: string; guest_mac?: string }[];
 }
 
 async function qemuArgv(args: string[]): Promise<string[]> {
@@ -83,6 +85,19 @@ async function qemuArgv(args: string[]): Promise<string[]> {
     .filter((a) => /^(reboot|tsc)/.test(a));
   argv[argv.indexOf("-append") + 1] = [boot.boot_args ?? "", ...tcg].join(" ").trim();
   const mmio = vm.machine === "microvm";
+  // Firecracker's NICs are its tap interfaces only: QEMU's user-mode NIC goes.
+  const at = argv.indexOf("-netdev");
+  if (!argv[at + 3]?.endsWith("netdev=n0"))
+    throw new Error("QEMU's command has changed: no user-mode NIC to drop");
+  argv.splice(at, 4);
+  for (const [n, nic] of (config["network-interfaces"] ?? []).entries()) {
+    argv.push(
+      "-netdev",
+      `tap,id=t${n},ifname=${nic.host_dev_name},script=no,downscript=no`,
+      "-device",
+      `${mmio ? "virtio-net-device" : "virtio-net-pci"},netdev=t${n}${nic.guest_mac ? `,mac=${nic.guest_mac}` : ""}`,
+    );
+  }
   for (const d of config.drives ?? []) {
     argv.push(
       "-drive",

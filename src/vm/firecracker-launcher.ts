@@ -61,7 +61,7 @@ async function bootableKernel(bk: BootKernel, dir: string): Promise<string> {
 }
 
 /** The tap's guest settings: --guest-ip/--gateway, else the tap's default. */
-function tapNetwork(req: VmRequest): (GuestNetwork & { gateway?: string }) | undefined {
+function tapNetwork(req: VmRequest): GuestNetwork | undefined {
   if (!req.tap) {
     if (req.guestIp || req.gateway) throw new RunFailure("--guest-ip and --gateway need --tap");
     return undefined;
@@ -80,18 +80,16 @@ function reachLine(tap: string, net: GuestNetwork): string {
   return `the guest is ${addr} on ${tap}${host}`;
 }
 
+const executable = (path: string) =>
+  access(path, constants.X_OK).then(
+    () => true,
+    () => false,
+  );
+
 /** `command` on PATH, or undefined. */
 async function onPath(command: string): Promise<string | undefined> {
   for (const d of (process.env.PATH ?? "").split(delimiter)) {
-    if (!d) continue;
-    const p = join(d, command);
-    if (
-      await access(p, constants.X_OK).then(
-        () => true,
-        () => false,
-      )
-    )
-      return p;
+    if (d && (await executable(join(d, command)))) return join(d, command);
   }
   return undefined;
 }

@@ -31,7 +31,7 @@ export async function firecrackerStandin(dir: string): Promise<string> {
     script,
     `#!/bin/sh
 if [ "$1" = "--version" ]; then echo '${STANDIN_VERSION}'; exit 0; fi
-argv=$('${process.execPath}' --import tsx '${self}' "$@") || exit 1
+argv=$('${process.execPath}' --import '${import.meta.resolve("tsx")}' '${self}' "$@") || exit 1
 IFS='
 '
 set -f

@@ -284,9 +284,17 @@ describe("slimroot run --vmm firecracker", { timeout: 10 * TEST_TIMEOUT_MS }, ()
       const neighbours = ip("neigh", "show", "dev", tap);
       cli.child.kill("SIGTERM");
       const code = await cli.exited;
-      assert.match(body, /^root:/m, `no answer from 172.16.${n}.2:8080; stderr: ${cli.stderr}`);
+      assert.match(
+        body,
+        /^root:/m,
+        `no answer from 172.16.${n}.2:8080; stderr: ${cli.stderr}; console: ${cli.stdout.slice(-3000)}`,
+      );
       assert.match(cli.stderr, new RegExp(`the guest is 172\\.16\\.${n}\\.2 on ${tap}`));
-      assert.match(neighbours, new RegExp(`172\\.16\\.${n}\\.2 lladdr ${guestMac(tap)}`), "the guest's MAC");
+      assert.match(
+        neighbours,
+        new RegExp(`172\\.16\\.${n}\\.2 lladdr ${guestMac(tap)}`),
+        `the guest's MAC; console: ${cli.stdout.slice(-3000)}`,
+      );
       assert.equal(code, 143, "SIGTERM ends Firecracker at once: 128+15");
     } finally {
       ip("tuntap", "del", tap, "mode", "tap");

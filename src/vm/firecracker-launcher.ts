@@ -115,12 +115,16 @@ export const firecrackerLauncher: Launcher = {
     if (req.cpus > MAX_VCPUS)
       throw new RunFailure(`--cpus ${req.cpus}: Firecracker runs at most ${MAX_VCPUS} vCPUs`);
     const bk = await bootKernel(req, arch, "mmio", scratch, extraModules(req));
-    const hasDevices = Boolean(req.tap || req.disks?.length || req.vsockCid !== undefined);
+    const devices = {
+      net: Boolean(req.tap),
+      disks: Boolean(req.disks?.length),
+      vsock: req.vsockCid !== undefined,
+    };
     const verdict = checkFirecrackerKernel(
       bk.config ? await readKernelConfig(bk.config) : undefined,
       arch,
       bk.label,
-      hasDevices,
+      devices,
     );
     if (verdict.fatal) throw new RunFailure(verdict.fatal);
     const kernel = await bootableKernel(bk, dir);

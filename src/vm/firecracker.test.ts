@@ -175,7 +175,7 @@ describe("checkFirecrackerKernel", () => {
   const basics = ["BLK_DEV_INITRD=y", "SERIAL_8250_CONSOLE=y", "KVM_GUEST=y"];
   /** An x86_64 kernel with the basics and `lines`, for a VM with devices. */
   const withDevices = (lines: string[]) =>
-    checkFirecrackerKernel(config([...basics, ...lines]), "amd64", "K", true);
+    checkFirecrackerKernel(config([...basics, "VIRTIO_NET=m", ...lines]), "amd64", "K", { net: true });
 
   test("no command-line devices and no ACPI: the devices are invisible, said in one line", () => {
     const v = withDevices(["VIRTIO_MMIO=y", "PCI=y"]);
@@ -203,30 +203,47 @@ describe("checkFirecrackerKernel", () => {
     assert.deepEqual(v, { notes: [] });
   });
 
+  test("each device needs its driver: a tap virtio_net, disks virtio_blk, vsock its transport", () => {
+    const full = [...basics, "VIRTIO_MMIO=y", "VIRTIO_MMIO_CMDLINE_DEVICES=y"];
+    const check = (lines: string[], devices: { net?: boolean; disks?: boolean; vsock?: boolean }) =>
+      checkFirecrackerKernel(config([...full, ...lines]), "amd64", "K", devices).fatal;
+    assert.match(check([], { net: true }) ?? "", /no CONFIG_VIRTIO_NET, so no network on the tap$/);
+    assert.match(
+      check(["VIRTIO_NET=m"], { net: true, disks: true }) ?? "",
+      /no CONFIG_VIRTIO_BLK, so no disks$/,
+    );
+    assert.match(
+      check(["VIRTIO_BLK=m"], { disks: true, vsock: true }) ?? "",
+      /no CONFIG_VIRTIO_VSOCKETS, so no vsock$/,
+    );
+    assert.equal(
+      check(["VIRTIO_NET=m", "VIRTIO_BLK=y", "VIRTIO_VSOCKETS=m"], { net: true, disks: true, vsock: true }),
+      undefined,
+    );
+  });
+
   test("what every VM needs: an initrd, the serial console, kvm-clock on x86_64", () => {
     assert.match(
-      checkFirecrackerKernel(config(["SERIAL_8250_CONSOLE=y", "KVM_GUEST=y"]), "amd64", "K", false).fatal!,
+      checkFirecrackerKernel(config(["SERIAL_8250_CONSOLE=y", "KVM_GUEST=y"]), "amd64", "K", {}).fatal!,
       /BLK_DEV_INITRD/,
     );
     assert.match(
-      checkFirecrackerKernel(config(["BLK_DEV_INITRD=y", "KVM_GUEST=y"]), "amd64", "K", false).fatal!,
+      checkFirecrackerKernel(config(["BLK_DEV_INITRD=y", "KVM_GUEST=y"]), "amd64", "K", {}).fatal!,
       /SERIAL_8250_CONSOLE/,
     );
     assert.match(
-      checkFirecrackerKernel(config(["BLK_DEV_INITRD=y", "SERIAL_8250_CONSOLE=y"]), "amd64", "K", false)
-        .fatal!,
+      checkFirecrackerKernel(config(["BLK_DEV_INITRD=y", "SERIAL_8250_CONSOLE=y"]), "amd64", "K", {}).fatal!,
       /KVM_GUEST/,
     );
     assert.equal(
-      checkFirecrackerKernel(config(["BLK_DEV_INITRD=y", "SERIAL_8250_CONSOLE=y"]), "arm64", "K", false)
-        .fatal,
+      checkFirecrackerKernel(config(["BLK_DEV_INITRD=y", "SERIAL_8250_CONSOLE=y"]), "arm64", "K", {}).fatal,
       undefined,
     );
   });
 
   test("without devices nothing more is needed; an unknown config is one note", () => {
-    assert.deepEqual(checkFirecrackerKernel(config(basics), "amd64", "K", false), { notes: [] });
-    const v = checkFirecrackerKernel(undefined, "amd64", "K", true);
+    assert.deepEqual(checkFirecrackerKernel(config(basics), "amd64", "K", {}), { notes: [] });
+    const v = checkFirecrackerKernel(undefined, "amd64", "K", { net: true });
     assert.equal(v.fatal, undefined);
     assert.equal(v.notes.length, 1);
   });
@@ -241,7 +258,11 @@ describe("checkFirecrackerKernel", () => {
         parseKernelConfig(readFileSync(join(shared, file), "utf8")),
         arch,
         file,
-        true,
+        {
+          net: true,
+          disks: true,
+          vsock: true,
+        },
       );
       assert.equal(v.fatal, undefined, file);
     }

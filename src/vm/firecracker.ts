@@ -91,6 +91,13 @@ export function firecrackerConfig(vm: FirecrackerVm): Record<string, unknown> {
   return config;
 }
 
+/** The devices a VM has besides its serial console. */
+export interface VmDevices {
+  net?: boolean;
+  disks?: boolean;
+  vsock?: boolean;
+}
+
 /** What a kernel's config says about booting it under Firecracker. */
 export interface KernelVerdict {
   /** Why it cannot work: run fails with this line (exit 125). */
@@ -104,7 +111,7 @@ export interface KernelVerdict {
 /**
  * Checks a kernel's config against what a slimroot VM under Firecracker needs (Firecracker's
  * kernel policy: an initrd, the 8250 serial console, kvm-clock on x86_64; and a way to find
- * virtio-mmio devices when the VM has any). On x86_64 Firecracker puts each device on the
+ * virtio-mmio devices and their drivers when the VM has any). On x86_64 Firecracker puts each device on the
  * command line (`virtio_mmio.device=...`, read only by a built-in virtio_mmio with
  * CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES: our init loads modules without parameters) and, since
  * 1.8, in the ACPI DSDT (CONFIG_ACPI and CONFIG_PCI). On aarch64 they are in the device tree.
@@ -113,7 +120,7 @@ export function checkFirecrackerKernel(
   config: KernelConfig | undefined,
   arch: Arch,
   label: string,
-  hasDevices: boolean,
+  devices: VmDevices,
 ): KernelVerdict {
   if (!config)
     return {
@@ -131,9 +138,17 @@ export function checkFirecrackerKernel(
     return fail("no CONFIG_SERIAL_8250_CONSOLE, so the console and the app's exit report are invisible");
   if (arch === "amd64" && missing("KVM_GUEST"))
     return fail("no CONFIG_KVM_GUEST (Firecracker's x86_64 minimum)");
-  if (!hasDevices) return { notes: [] };
+  if (!devices.net && !devices.disks && !devices.vsock) return { notes: [] };
   if (!configured(config, "VIRTIO_MMIO"))
     return fail("no CONFIG_VIRTIO_MMIO, so its network, disks and vsock are invisible");
+  const drivers: [boolean | undefined, string, string][] = [
+    [devices.net, "VIRTIO_NET", "no network on the tap"],
+    [devices.disks, "VIRTIO_BLK", "no disks"],
+    [devices.vsock, "VIRTIO_VSOCKETS", "no vsock"],
+  ];
+  for (const [wanted, option, what] of drivers) {
+    if (wanted && !configured(config, option)) return fail(`no CONFIG_${option}, so ${what}`);
+  }
   if (arch === "arm64") return { notes: [] };
   const cmdline = configured(config, "VIRTIO_MMIO") === "y" && !missing("VIRTIO_MMIO_CMDLINE_DEVICES");
   const acpi = !missing("ACPI") && !missing("PCI");

@@ -145,6 +145,7 @@ describe("firecrackerConfig", () => {
     assert.deepEqual(config["network-interfaces"], []);
     assert.equal("vsock" in config, false);
     assert.deepEqual(config["machine-config"], { vcpu_count: 1, mem_size_mib: 256, smt: false });
+    assert.deepEqual(config.entropy, {}, "virtio-rng, as on QEMU");
   });
 
   test("the guest MAC: derived from the tap's name only, locally administered unicast, distinct per tap", () => {

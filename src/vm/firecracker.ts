@@ -66,7 +66,7 @@ export function driveIds(disks: readonly Disk[]): string[] {
 }
 
 /**
- * The config file. Every disk is a plain virtio-blk drive (`is_root_device` false: the init
+ * The config file (with an entropy device, Firecracker 1.4+). Every disk is a plain virtio-blk drive (`is_root_device` false: the init
  * from the initrd mounts the root by UUID, not Firecracker's `root=/dev/vda`), read-only
  * where the disk is.
  */
@@ -87,6 +87,8 @@ export function firecrackerConfig(vm: FirecrackerVm): Record<string, unknown> {
       : [],
   };
   if (vm.vsock) config.vsock = { guest_cid: vm.vsock.cid, uds_path: vm.vsock.udsPath };
+  // virtio-rng, as slimroot's QEMU VMs have: apps that read randomness early do not wait.
+  config.entropy = {};
   if (vm.logPath) config.logger = { log_path: vm.logPath, level: "Warning", show_level: true };
   return config;
 }

@@ -6,23 +6,75 @@
  * round-trips. Runs are bounded in number and time; RUNS below is what the README reports.
  */
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
 import fc from "fast-check";
-import { UserError } from "../../util/errors.js";
+import { fakeImage, fakeRegistry, sha256 } from "../../../test/support/registry-server.js";
+import { EnvironmentError, UserError } from "../../util/errors.js";
 import { readManifest } from "../manifest.js";
 import { type DocumentKind, readDocument } from "../schemas.js";
 import { type Challenge, mayCarryCredentials, parseWwwAuthenticate } from "./auth.js";
+import { pullImage } from "./client.js";
 import { formatReference, parseReference } from "./reference.js";
 
 /** Runs per property, and a time bound so a slow machine cannot stretch `make test`. */
 const RUNS = 2000;
 const BOUND = { numRuns: RUNS, interruptAfterTimeLimit: 20_000 };
+/** Whole pulls against a fake registry cost a few HTTP round trips each. */
+const PULL_RUNS = 300;
+const PULL_BOUND = { numRuns: PULL_RUNS, interruptAfterTimeLimit: 60_000 };
 
 function expectOneLineUserError(err: unknown, prefix: string) {
   assert.ok(err instanceof UserError, `not a UserError: ${String(err)}`);
   assert.ok(err.message.startsWith(prefix), err.message);
   assert.ok(!err.message.includes("\n"), err.message);
 }
+
+/** Hostile JSON text: random JSON, binary, and valid manifests or indexes with one value replaced. */
+const digest = fc.stringMatching(/^[a-f0-9]{64}$/).map((h) => `sha256:${h}`);
+const descriptor = fc.record({ mediaType: fc.string(), digest, size: fc.nat() });
+/** A valid image manifest or index with one value somewhere replaced by hostile JSON. */
+const mutated = fc
+  .tuple(
+    fc.oneof(
+      fc.record({
+        schemaVersion: fc.constant(2),
+        config: descriptor,
+        layers: fc.array(descriptor, { maxLength: 3 }),
+      }),
+      fc.record({
+        schemaVersion: fc.constant(2),
+        mediaType: fc.constant("application/vnd.oci.image.index.v1+json"),
+        manifests: fc.array(descriptor, { maxLength: 3 }),
+      }),
+    ),
+    fc.jsonValue({ maxDepth: 3 }),
+    fc.nat(),
+  )
+  .map(([doc, junk, pick]) => {
+    // Replace the pick-th value found walking the document.
+    const slots: [Record<string, unknown> | unknown[], string | number][] = [];
+    const walk = (v: unknown) => {
+      if (v && typeof v === "object")
+        for (const [k, child] of Object.entries(v)) {
+          slots.push([v as Record<string, unknown>, Array.isArray(v) ? Number(k) : k]);
+          walk(child);
+        }
+    };
+    walk(doc);
+    if (slots.length) {
+      const [parent, key] = slots[pick % slots.length]!;
+      (parent as Record<string | number, unknown>)[key] = junk;
+    }
+    return JSON.stringify(doc);
+  });
+const anyText = fc.oneof(
+  fc.jsonValue({ maxDepth: 4 }).map((v) => JSON.stringify(v)),
+  fc.string({ maxLength: 100, unit: "binary" }),
+  mutated,
+);
 
 describe("fuzz: WWW-Authenticate", () => {
   const token = fc.stringMatching(/^[A-Za-z][A-Za-z0-9_.-]{0,8}$/);
@@ -130,49 +182,6 @@ describe("fuzz: JSON documents", () => {
     "dockerConfig",
     "credentialHelperOutput",
   ];
-  const digest = fc.stringMatching(/^[a-f0-9]{64}$/).map((h) => `sha256:${h}`);
-  const descriptor = fc.record({ mediaType: fc.string(), digest, size: fc.nat() });
-  /** A valid image manifest or index with one value somewhere replaced by hostile JSON. */
-  const mutated = fc
-    .tuple(
-      fc.oneof(
-        fc.record({
-          schemaVersion: fc.constant(2),
-          config: descriptor,
-          layers: fc.array(descriptor, { maxLength: 3 }),
-        }),
-        fc.record({
-          schemaVersion: fc.constant(2),
-          mediaType: fc.constant("application/vnd.oci.image.index.v1+json"),
-          manifests: fc.array(descriptor, { maxLength: 3 }),
-        }),
-      ),
-      fc.jsonValue({ maxDepth: 3 }),
-      fc.nat(),
-    )
-    .map(([doc, junk, pick]) => {
-      // Replace the pick-th value found walking the document.
-      const slots: [Record<string, unknown> | unknown[], string | number][] = [];
-      const walk = (v: unknown) => {
-        if (v && typeof v === "object")
-          for (const [k, child] of Object.entries(v)) {
-            slots.push([v as Record<string, unknown>, Array.isArray(v) ? Number(k) : k]);
-            walk(child);
-          }
-      };
-      walk(doc);
-      if (slots.length) {
-        const [parent, key] = slots[pick % slots.length]!;
-        (parent as Record<string | number, unknown>)[key] = junk;
-      }
-      return JSON.stringify(doc);
-    });
-  const anyText = fc.oneof(
-    fc.jsonValue({ maxDepth: 4 }).map((v) => JSON.stringify(v)),
-    fc.string({ maxLength: 100, unit: "binary" }),
-    mutated,
-  );
-
   it("every document kind: accepted, or one UserError line naming the file", () => {
     fc.assert(
       fc.property(fc.constantFrom(...KINDS), anyText, (kind, text) => {
@@ -230,6 +239,77 @@ describe("fuzz: where credentials may go", () => {
         assert.equal(mayCarryCredentials(url, insecure), scheme === "https" || (insecure && loopback));
       }),
       BOUND,
+    );
+  });
+});
+
+describe("fuzz: whole pulls from a registry serving hostile manifests and challenges", () => {
+  let cacheDir: string;
+  /** What the fake registry answers right now: the tag's manifest, or a 401 with this challenge. */
+  const serving: { manifest: string; challenge?: string } = { manifest: "{}" };
+  let fake: Awaited<ReturnType<typeof fakeRegistry>>;
+  before(async () => {
+    cacheDir = await mkdtemp(join(tmpdir(), "slimroot-fuzz-pull-"));
+    const img = await fakeImage();
+    fake = await fakeRegistry((req, res) => {
+      if (serving.challenge !== undefined)
+        return void res.writeHead(401, { "www-authenticate": serving.challenge }).end();
+      const m = /\/manifests\/(.+)$/.exec(req.url ?? "");
+      if (m?.[1] === "v1") return void res.writeHead(200).end(serving.manifest);
+      if (m?.[1] === sha256(serving.manifest)) return void res.writeHead(200).end(serving.manifest);
+      if (m?.[1] === sha256(img.manifest)) return void res.writeHead(200).end(img.manifest);
+      img.serve(req, res);
+    });
+  });
+  after(async () => {
+    await fake?.close();
+    await rm(cacheDir, { recursive: true, force: true });
+  });
+
+  async function pull(manifest: string, challenge?: string) {
+    serving.manifest = manifest;
+    serving.challenge = challenge;
+    const ref = `docker://${fake.host}/demo/app:v1`;
+    try {
+      await pullImage(ref, { insecure: true, platform: { os: "linux", architecture: "amd64" }, cacheDir });
+    } catch (err) {
+      assert.ok(err instanceof UserError || err instanceof EnvironmentError, `raw error: ${String(err)}`);
+      assert.ok(err.message.startsWith(`${ref}: `) && !err.message.includes("\n"), err.message);
+    }
+  }
+
+  it("a hostile manifest or index: the pull succeeds or fails with one line naming the reference", async () => {
+    await fc.assert(
+      fc.asyncProperty(anyText, (text) => pull(text)),
+      PULL_BOUND,
+    );
+  });
+
+  it("a hostile WWW-Authenticate challenge: one line naming the reference", async () => {
+    const header = fc.oneof(
+      fc.string({ maxLength: 100, unit: "binary-ascii" }).map((h) => h.replace(/[^\t\x20-\x7e]/g, "")),
+      fc
+        .array(
+          fc.constantFrom(
+            "Bearer ",
+            "Basic ",
+            "realm=",
+            '"',
+            ",",
+            "service=",
+            "scope=",
+            "x",
+            "=",
+            "ftp://a",
+            "error=insufficient_scope",
+          ),
+          { maxLength: 12 },
+        )
+        .map((a) => a.join("")),
+    );
+    await fc.assert(
+      fc.asyncProperty(header, (h) => pull("{}", h)),
+      PULL_BOUND,
     );
   });
 });

@@ -42,6 +42,10 @@ export function registerBuild(program: Command): void {
       "check the image before writing it: boot it and run this probe (repeatable; default for --minimize trace: the profile's probes)",
       collect,
     )
+    .option(
+      "--allow-profile-exec",
+      "let the --profile's exec: probes run their commands on this host (refused otherwise)",
+    )
     .option("--no-verify", "do not boot the image to run the probes")
     .option("--verify-timeout <duration>", "how long the probes may take to pass", "2m")
     .option(
@@ -54,10 +58,12 @@ export function registerBuild(program: Command): void {
         (opts.compress as Compression | undefined) ?? compressionForFileName(output) ?? "gzip";
       const profileFile = opts.profile as string | undefined;
       const profile: Profile | undefined = profileFile ? await loadProfile(profileFile) : undefined;
-      // --probe wins; else a traced build checks what the trace checked.
+      // --probe wins; else a traced build checks what the trace checked (when it boots at all).
       const specs =
         (opts.probe as string[] | undefined) ??
-        (opts.minimize === "trace" && profile ? profileProbes(profile, profileFile!) : []);
+        (opts.minimize === "trace" && profile && opts.verify !== false
+          ? profileProbes(profile, profileFile!, Boolean(opts.allowProfileExec))
+          : []);
       const probes = specs.map(parseProbe);
       const verify = opts.verify !== false && probes.length > 0;
       const verifyTimeoutMs = parseDuration(opts.verifyTimeout as string, "--verify-timeout");

@@ -8,6 +8,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { runCli } from "./support/cli.js";
+import { tarOf } from "./support/layers.js";
+import { pushTestImage, withRegistry } from "./support/registry-server.js";
 
 let work: string;
 before(async () => {
@@ -55,7 +57,10 @@ test("a profile's exec: probe is never run: refused with one line naming the pro
     "-o",
     out,
   ]);
-  assertOneLine(r, /^slimroot: .*evil\.profile: refusing the profile's probe "exec:touch .*--allow-profile-exec/);
+  assertOneLine(
+    r,
+    /^slimroot: .*evil\.profile: refusing the profile's probe "exec:touch .*--allow-profile-exec/,
+  );
   assert.equal(existsSync(marker), false, "the profile's command did not run");
   assert.deepEqual(await readdir(outDir), [], "no output");
   // --no-verify runs no probe at all, so the profile is fine for it.
@@ -75,4 +80,32 @@ test("a profile's exec: probe is never run: refused with one line naming the pro
   assert.equal(quiet.code, 0, quiet.stderr);
   assert.equal(existsSync(marker), false);
   assert.ok((await readFile(out)).length > 0);
+});
+
+test("SLIMROOT_CACHE moves the blob cache too (one cache root)", async () => {
+  await withRegistry({}, async (registry) => {
+    const layer = await tarOf([{ name: "bin/app", body: "#!/bin/sh\n", mode: 0o755 }]);
+    const image = await pushTestImage(registry.url, "cache/app", "latest", [layer]);
+    const cache = join(work, "moved-cache");
+    const xdg = join(work, "xdg");
+    const r = await runCli(
+      [
+        "build",
+        `docker://${registry.host}/cache/app:latest`,
+        "--insecure",
+        "--entrypoint",
+        "/bin/app",
+        "-o",
+        join(work, "cache.cpio"),
+      ],
+      { SLIMROOT_CACHE: cache, XDG_CACHE_HOME: xdg },
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const blobs = await readdir(join(cache, "blobs", "sha256"));
+    assert.ok(
+      blobs.includes(image.layers[0]!.digest.slice(7)),
+      `the layer is under $SLIMROOT_CACHE: ${blobs}`,
+    );
+    assert.equal(existsSync(join(xdg, "slimroot")), false, "nothing under $XDG_CACHE_HOME");
+  });
 });

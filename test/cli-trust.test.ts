@@ -2,13 +2,15 @@
 // input or a device, the image and its .why are replaced together, one clear line for what
 // the user got wrong, and a CLI that behaves in a pipe and on every stop signal.
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { spawn } from "node:child_process";
+import { existsSync, statSync } from "node:fs";
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { runCli } from "./support/cli.js";
-import { tarOf } from "./support/layers.js";
+import { build } from "../src/pipeline/build.js";
+import { type CliResult, REPO, runCli } from "./support/cli.js";
+import { tarOf, writeOciLayout } from "./support/layers.js";
 import { pushTestImage, withRegistry } from "./support/registry-server.js";
 
 let work: string;
@@ -108,4 +110,173 @@ test("SLIMROOT_CACHE moves the blob cache too (one cache root)", async () => {
     );
     assert.equal(existsSync(join(xdg, "slimroot")), false, "nothing under $XDG_CACHE_HOME");
   });
+});
+
+const PREVIOUS = "previous output, must survive\n";
+
+test("-o that is an input, or inside one, is refused and the input stays as it was", async () => {
+  const root = await rootDir("inputs");
+  const tarFile = join(work, "rootfs.tar");
+  await writeFile(tarFile, await tarOf([{ name: "bin/app", body: "#!/bin/sh\n", mode: 0o755 }]));
+  const tarBytes = await readFile(tarFile);
+  const layout = join(work, "layout");
+  await writeOciLayout(layout, { layers: [tarBytes], gzip: false });
+  const index = await readFile(join(layout, "index.json"));
+  const profile = join(work, "p.profile");
+  await writeFile(profile, "# slimroot profile v1\n/bin/app\n");
+  await symlink(tarFile, join(work, "link-to-rootfs.tar"));
+  const cases: [string[], RegExp][] = [
+    [[`tar:${tarFile}`, "-o", tarFile], /rootfs\.tar is the input tar:.*refusing to overwrite it/],
+    [[`tar:${tarFile}`, "-o", join(work, "link-to-rootfs.tar")], /is the input tar:/],
+    [[`docker-archive:${tarFile}`, "-o", tarFile], /is the input docker-archive:/],
+    [
+      [`oci:${layout}:latest`, "-o", join(layout, "index.json")],
+      /is inside the input oci:.*refusing to write into it/,
+    ],
+    [[`oci:${layout}`, "-o", join(layout, "blobs", "new.cpio")], /is inside the input oci:/],
+    [[`dir:${root}`, "-o", join(root, "bin", "out.cpio")], /is inside the input dir:/],
+    [[`dir:${root}`, "-o", join(root, "out.cpio")], /is inside the input dir:/],
+    [[`dir:${work}/inputs/../inputs`, "-o", join(root, "x.cpio")], /is inside the input dir:/],
+    [[`dir:${root}`, "--add", `${tarFile}:/x`, "-o", tarFile], /is the input --add /],
+    [[`dir:${root}`, "--minimize", "trace", "--profile", profile, "-o", profile], /is the input --profile/],
+    // The sidecar counts too: OUT.why must not be an input either.
+    [
+      [`tar:${tarFile}`, "-o", tarFile.replace(/\.tar$/, ".tar.why").slice(0, -4)],
+      /rootfs\.tar is the input/,
+    ],
+  ];
+  for (const [args, pattern] of cases) {
+    const r = await runCli(["build", ...args, "--entrypoint", "/bin/app"]);
+    assertOneLine(r, new RegExp(`^slimroot: -o .*${pattern.source}`));
+  }
+  assert.deepEqual(await readFile(tarFile), tarBytes);
+  assert.deepEqual(await readFile(join(layout, "index.json")), index);
+  assert.deepEqual((await readdir(root)).sort(), ["bin"]);
+  assert.deepEqual(await readdir(join(root, "bin")), ["app"]);
+  const trace = await runCli(["trace", `dir:${root}`, "--entrypoint", "/bin/app", "-o", join(root, "p")]);
+  assertOneLine(trace, /^slimroot: -o .*is inside the input dir:/);
+});
+
+test("-o on a device, a directory or a missing directory: one line at once, the node untouched", async () => {
+  const root = await rootDir("devices");
+  const args = ["build", `dir:${root}`, "--entrypoint", "/bin/app", "-o"];
+  assertOneLine(
+    await runCli([...args, "/dev/null"]),
+    /^slimroot: -o \/dev\/null: is a character device; give the path of a file$/,
+  );
+  assert.ok(statSync("/dev/null").isCharacterDevice());
+  const dir = await mkdtemp(join(work, "outdir-"));
+  assertOneLine(
+    await runCli([...args, dir]),
+    /^slimroot: -o .*outdir-\w+: is a directory; give the path of a file$/,
+  );
+  assertOneLine(
+    await runCli([...args, join(dir, "no", "x.cpio")]),
+    /^slimroot: -o .*: no such directory .*outdir-\w+\/no$/,
+  );
+  await mkdir(join(dir, "x.cpio.why"));
+  assertOneLine(
+    await runCli([...args, join(dir, "x.cpio")]),
+    /^slimroot: -o .*x\.cpio: .*x\.cpio\.why is a directory/,
+  );
+  assert.deepEqual(await readdir(dir), ["x.cpio.why"]);
+});
+
+test("the image and its .why are replaced together: a failure before the second leaves the old pair", async () => {
+  const root = await rootDir("pair");
+  const outDir = await mkdtemp(join(work, "pair-"));
+  const out = join(outDir, "app.cpio");
+  await writeFile(out, PREVIOUS);
+  await writeFile(`${out}.why`, "old why\n");
+  await assert.rejects(
+    build({
+      source: `dir:${root}`,
+      output: out,
+      compression: "none",
+      minimize: "none",
+      overrides: { entrypoint: "/bin/app" },
+      additions: [],
+      epoch: 0,
+      // Something takes the .why's place while the image is being checked.
+      verify: async () => {
+        await rm(`${out}.why`);
+        await mkdir(`${out}.why`);
+      },
+    }),
+    /app\.cpio\.why: not a regular file/,
+  );
+  assert.equal(await readFile(out, "utf8"), PREVIOUS);
+  assert.deepEqual((await readdir(outDir)).sort(), ["app.cpio", "app.cpio.why"], "no temp files");
+});
+
+test("--add and bin: mistakes: one line naming the flag or the source, exit 1", async () => {
+  const root = await rootDir("adds");
+  const out = join(work, "adds.cpio");
+  const base = ["build", `dir:${root}`, "--entrypoint", "/bin/app", "-o", out];
+  for (const dest of ["/../etc/x", "/opt/../../x", "/a/.."])
+    assertOneLine(
+      await runCli([...base, "--add", `${root}/bin/app:${dest}`]),
+      new RegExp(`^slimroot: --add .*:${dest.replace(/\./g, "\\.")}: DST must not contain ".."`),
+    );
+  assertOneLine(
+    await runCli(["build", `bin:${root}`, "-o", out]),
+    /^slimroot: bin:.*adds: is a directory, not an executable$/,
+  );
+  assert.equal(existsSync(out), false);
+});
+
+/** The CLI run as nobody (uid 65534), for files root could always read. */
+function runAsNobody(args: string[]): Promise<CliResult> {
+  const child = spawn(
+    "setpriv",
+    [
+      "--reuid=65534",
+      "--regid=65534",
+      "--clear-groups",
+      process.execPath,
+      "--import",
+      "tsx",
+      join(REPO, "src", "cli", "main.ts"),
+      ...args,
+    ],
+    { cwd: REPO, env: { ...process.env, HOME: "/nonexistent" }, stdio: ["ignore", "pipe", "pipe"] },
+  );
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d) => (stdout += d));
+  child.stderr.on("data", (d) => (stderr += d));
+  return new Promise((resolve, reject) => {
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+test("an unreadable dir: or --add file is reported as unreadable, not as the output", async (t) => {
+  if (process.getuid?.() !== 0) return t.skip("needs root to run the CLI as another user (setpriv)");
+  const shared = await mkdtemp(join(work, "nobody-"));
+  await chmod(work, 0o755);
+  await chmod(shared, 0o777);
+  const root = join(shared, "root");
+  await mkdir(root, { mode: 0o755 });
+  await writeFile(join(root, "secret"), "s", { mode: 0o000 });
+  const outDir = join(shared, "out");
+  await mkdir(outDir);
+  await chmod(outDir, 0o777);
+  const out = join(outDir, "x.cpio");
+  const fromDir = await runAsNobody(["build", `dir:${root}`, "--entrypoint", "/secret", "-o", out]);
+  assertOneLine(fromDir, /^slimroot: .*root\/secret: cannot read \(permission denied\)$/);
+  const empty = join(shared, "empty");
+  await mkdir(empty, { mode: 0o755 });
+  const added = await runAsNobody([
+    "build",
+    `dir:${empty}`,
+    "--entrypoint",
+    "/x",
+    "--add",
+    `${join(root, "secret")}:/x`,
+    "-o",
+    out,
+  ]);
+  assertOneLine(added, /^slimroot: --add .*secret:\/x: .*secret: cannot read \(permission denied\)$/);
+  assert.deepEqual(await readdir(outDir), []);
 });

@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { Option } from "commander";
 import { COMPRESSIONS, type Compression, compressionForFileName } from "../compress/compress.js";
 import { build, MINIMIZE_LEVELS, type MinimizeLevel } from "../pipeline/build.js";
+import { checkOutput } from "../pipeline/output.js";
 import { parseProbe } from "../trace/probe.js";
 import { loadProfile, type Profile, profileProbes } from "../trace/profile.js";
 import { verifyImage } from "../trace/verify.js";
@@ -57,6 +58,7 @@ export function registerBuild(program: Command): void {
       const compression =
         (opts.compress as Compression | undefined) ?? compressionForFileName(output) ?? "gzip";
       const profileFile = opts.profile as string | undefined;
+      if (profileFile) await checkOutput(output, [{ path: profileFile, what: `--profile ${profileFile}` }]);
       const profile: Profile | undefined = profileFile ? await loadProfile(profileFile) : undefined;
       // --probe wins; else a traced build checks what the trace checked (when it boots at all).
       const specs =

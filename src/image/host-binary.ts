@@ -25,7 +25,8 @@ export async function addHostBinary(
 ): Promise<{ entrypoint: string; warnings: string[] }> {
   const abs = resolve(file);
   const st = await stat(abs).catch(() => undefined);
-  if (!st?.isFile()) throw new UserError(`bin:${file}: no such file`);
+  if (st?.isDirectory()) throw new UserError(`bin:${file}: is a directory, not an executable`);
+  if (!st?.isFile()) throw new UserError(`bin:${file}: ${st ? "not a regular file" : "no such file"}`);
   if (!(st.mode & 0o111)) throw new UserError(`bin:${file}: not executable`);
   const target = elfTargetForArch(arch)!;
   const closure = await resolveClosure(hostFs("/"), [abs], {

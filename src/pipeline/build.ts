@@ -24,9 +24,10 @@ import { addHostPath } from "../tree/host.js";
 import { normalizeImagePath, parentOf } from "../tree/path.js";
 import { bufferContent, Spool } from "../tree/spool.js";
 import { Tree } from "../tree/tree.js";
-import { writeFileAtomically } from "../util/atomic-file.js";
+import { writeFilesAtomically } from "../util/atomic-file.js";
 import { UserError } from "../util/errors.js";
 import { initBinaryPath } from "./init-binary.js";
+import { checkOutput, imageInputs, whyPath } from "./output.js";
 
 export { MINIMIZE_LEVELS, type MinimizeLevel } from "../minimize/minimize.js";
 
@@ -137,7 +138,13 @@ export async function loadImage(o: LoadOptions): Promise<LoadedImage> {
     const arch = archOf(architecture);
     const added: string[] = [];
     for (const add of o.additions) {
-      await addHostPath(tree, resolvePath(add.source), add.dest, { owner: o.addOwner ?? { uid: 0, gid: 0 } });
+      await addHostPath(tree, resolvePath(add.source), add.dest, {
+        owner: o.addOwner ?? { uid: 0, gid: 0 },
+      }).catch((err) => {
+        throw err instanceof UserError
+          ? new UserError(`--add ${add.source}:${add.dest}: ${err.message}`)
+          : err;
+      });
       for (const { path } of tree.walk(normalizeImagePath(add.dest))) added.push(path);
     }
     const app = resolveAppConfig(imageConfig, overrides, {
@@ -156,6 +163,7 @@ export async function loadImage(o: LoadOptions): Promise<LoadedImage> {
  * -> output file, plus OUTPUT.why saying why each path is in.
  */
 export async function build(o: BuildOptions): Promise<BuildResult> {
+  await checkOutput(o.output, imageInputs(o));
   const image = await loadImage(o);
   const { tree, app, arch } = image;
   try {
@@ -185,11 +193,17 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     const archive = writeCpio(tree, { clampMtime: o.epoch });
     const stages: Duplex[] = [compressor(o.compression)];
     if (o.onWrite) stages.unshift(progressCounter(contentBytes(tree), o.onWrite));
-    const bytes = await writeFileAtomically(o.output, archive, stages, 0o644, o.verify);
-    await writeFileAtomically(whyPath(o.output), Readable.from([encodeWhy(tree, reasons)]));
+    // The image and its .why are replaced together or not at all.
+    const [bytes] = await writeFilesAtomically(
+      [
+        { target: o.output, source: archive, transforms: stages },
+        { target: whyPath(o.output), source: Readable.from([encodeWhy(tree, reasons)]) },
+      ],
+      o.verify ? (tmps) => o.verify!(tmps[0]!) : undefined,
+    );
     return {
       output: o.output,
-      bytes,
+      bytes: bytes!,
       files,
       arch,
       app,
@@ -232,11 +246,6 @@ function progressCounter(total: number, report: (p: { done: number; total: numbe
       cb();
     },
   });
-}
-
-/** The sidecar that explains an image: OUTPUT.why. */
-export function whyPath(output: string): string {
-  return `${output}.why`;
 }
 
 /** "path<TAB>reason" lines in the image's own order. */

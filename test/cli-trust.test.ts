@@ -2,7 +2,7 @@
 // input or a device, the image and its .why are replaced together, one clear line for what
 // the user got wrong, and a CLI that behaves in a pipe and on every stop signal.
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
 import { chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -157,14 +157,23 @@ test("-o that is an input, or inside one, is refused and the input stays as it w
   assertOneLine(trace, /^slimroot: -o .*is inside the input dir:/);
 });
 
-test("-o on a device, a directory or a missing directory: one line at once, the node untouched", async () => {
+test("-o on a character device is refused and the node stays", async (t) => {
+  if (process.getuid?.() !== 0) return t.skip("needs root to make a device node (mknod)");
   const root = await rootDir("devices");
-  const args = ["build", `dir:${root}`, "--entrypoint", "/bin/app", "-o"];
+  // A null device of our own, never the host's /dev/null: a build that got this wrong replaced it.
+  const dev = join(work, "null-device");
+  execFileSync("mknod", ["-m", "666", dev, "c", "1", "3"]);
   assertOneLine(
-    await runCli([...args, "/dev/null"]),
-    /^slimroot: -o \/dev\/null: is a character device; give the path of a file$/,
+    await runCli(["build", `dir:${root}`, "--entrypoint", "/bin/app", "-o", dev]),
+    /^slimroot: -o .*null-device: is a character device; give the path of a file$/,
   );
-  assert.ok(statSync("/dev/null").isCharacterDevice());
+  assert.ok(statSync(dev).isCharacterDevice());
+  assert.equal(existsSync(`${dev}.why`), false);
+});
+
+test("-o on a directory or in a missing directory: one line at once", async () => {
+  const root = await rootDir("outdirs");
+  const args = ["build", `dir:${root}`, "--entrypoint", "/bin/app", "-o"];
   const dir = await mkdtemp(join(work, "outdir-"));
   assertOneLine(
     await runCli([...args, dir]),

@@ -115,7 +115,8 @@ export async function loadImage(o: LoadOptions): Promise<LoadedImage> {
     if (ref.transport === "dir") {
       await addHostPath(tree, ref.value, "/", { layer: 0 });
     } else if (ref.transport === "bin") {
-      const added = await addHostBinary(tree, ref.value, archOf(architecture));
+      const added = await addHostBinary(tree, ref.value, o.platform);
+      architecture = added.arch;
       overrides = { ...overrides, entrypoint: overrides.entrypoint ?? added.entrypoint };
       warnings.push(...added.warnings);
     } else {

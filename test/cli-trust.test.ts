@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { build } from "../src/pipeline/build.js";
-import { type CliResult, REPO, runCli } from "./support/cli.js";
+import { type CliResult, REPO, runCli, startCli } from "./support/cli.js";
 import { tarOf, writeOciLayout } from "./support/layers.js";
 import { pushTestImage, withRegistry } from "./support/registry-server.js";
 
@@ -288,4 +288,71 @@ test("an unreadable dir: or --add file is reported as unreadable, not as the out
   ]);
   assertOneLine(added, /^slimroot: --add .*secret:\/x: .*secret: cannot read \(permission denied\)$/);
   assert.deepEqual(await readdir(outDir), []);
+});
+
+const MAIN = join(REPO, "src", "cli", "main.ts");
+
+test("slimroot inspect FILE | head ends quietly (EPIPE), for every output form", async () => {
+  const root = join(work, "many");
+  await mkdir(root);
+  // Enough entries that the listing is far more than a pipe holds.
+  await Promise.all(Array.from({ length: 3000 }, (_, i) => writeFile(join(root, `file-${i}`), "")));
+  const image = join(work, "many.cpio");
+  const b = await runCli(["build", `dir:${root}`, "--entrypoint", "/file-0", "-o", image]);
+  assert.equal(b.code, 0, b.stderr);
+  const cmds = [
+    ["inspect", image],
+    ["inspect", "--json", image],
+    ["inspect", "--why", image],
+  ];
+  for (const args of cmds) {
+    const quoted = [process.execPath, "--import", "tsx", MAIN, ...args].map((a) => `'${a}'`).join(" ");
+    const err = join(work, "epipe.err");
+    const out = execFileSync(
+      "bash",
+      ["-c", `${quoted} 2>'${err}' | head -n 2 >/dev/null; echo "\${PIPESTATUS[0]}"`],
+      {
+        cwd: REPO,
+        encoding: "utf8",
+      },
+    );
+    assert.equal(await readFile(err, "utf8"), "", `no stack trace for ${args.join(" ")}`);
+    assert.equal(out.trim(), "141", "ended as SIGPIPE ends other tools");
+  }
+});
+
+test("SIGHUP during a build removes the spool and the temp output, and leaves the old output", async () => {
+  const tmp = await mkdtemp(join(work, "tmp-"));
+  const outDir = await mkdtemp(join(work, "hup-"));
+  const out = join(outDir, "big.cpio.xz");
+  await writeFile(out, PREVIOUS);
+  const layout = join(work, "hup-layout");
+  const { randomBytes } = await import("node:crypto");
+  await writeOciLayout(layout, {
+    layers: [
+      await tarOf(Array.from({ length: 40 }, (_, i) => ({ name: `f${i}`, body: randomBytes(1 << 20) }))),
+    ],
+    gzip: false,
+  });
+  const running = startCli(["build", `oci:${layout}:latest`, "-o", out, "--entrypoint", "/f0"], {
+    TMPDIR: tmp,
+  });
+  // Wait (bounded) until the compressed output is being written: spool and temp output both exist.
+  const deadline = Date.now() + 120_000;
+  const temps = async () => (await readdir(outDir)).filter((f) => f.endsWith(".tmp"));
+  while ((await temps()).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.equal((await temps()).length, 1, `the build is writing its output (${running.stderr})`);
+  assert.ok(
+    (await readdir(tmp)).some((f) => f.startsWith("slimroot-spool-")),
+    "and has its spool",
+  );
+  running.child.kill("SIGHUP");
+  assert.equal(await running.exited, 129, running.stderr);
+  assert.equal(await readFile(out, "utf8"), PREVIOUS);
+  assert.deepEqual(await readdir(outDir), ["big.cpio.xz"], "no temp output");
+  assert.deepEqual(
+    (await readdir(tmp)).filter((f) => f.startsWith("slimroot-")),
+    [],
+    "no spool",
+  );
 });

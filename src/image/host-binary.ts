@@ -2,7 +2,7 @@ import { readFile, realpath, stat } from "node:fs/promises";
 import { basename, resolve } from "node:path";
 import { type Arch, archOf, archOfElfMachine } from "../arch/arch.js";
 import { resolveClosure } from "../elf/closure.js";
-import { ET_DYN, ET_EXEC, ElfError, elfTargetForArch, isElf, PT_LOAD, parseElf } from "../elf/elf.js";
+import { ElfError, ET_DYN, ET_EXEC, elfTargetForArch, isElf, PT_LOAD, parseElf } from "../elf/elf.js";
 import { addHostPath } from "../tree/host.js";
 import { hostFs } from "../tree/image-fs.js";
 import type { Tree } from "../tree/tree.js";
@@ -49,11 +49,13 @@ async function runnableArch(real: string, what: string, depth = 0): Promise<Arch
       throw new ElfError("a loadable segment is past the end of the file (truncated?)");
     machine = elf.machine;
   } catch (err) {
-    if (err instanceof ElfError) throw new UserError(`${what}: not a runnable ELF executable: ${err.message}`);
+    if (err instanceof ElfError)
+      throw new UserError(`${what}: not a runnable ELF executable: ${err.message}`);
     throw err;
   }
   const arch = archOfElfMachine(machine);
-  if (!arch) throw new UserError(`${what}: an ELF for machine ${machine}; slimroot builds amd64 and arm64 only`);
+  if (!arch)
+    throw new UserError(`${what}: an ELF for machine ${machine}; slimroot builds amd64 and arm64 only`);
   return arch;
 }
 

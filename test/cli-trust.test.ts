@@ -356,3 +356,50 @@ test("SIGHUP during a build removes the spool and the temp output, and leaves th
     "no spool",
   );
 });
+
+test("the image's metadata records the compressor and its version, and the cpio's sha256", async () => {
+  const root = await rootDir("repro");
+  const { createHash } = await import("node:crypto");
+  const { gunzipSync } = await import("node:zlib");
+  const sha256 = (b: Buffer) => createHash("sha256").update(b).digest("hex");
+  const built: Record<string, { file: string; build: { compressor: string; cpioSha256: string } }> = {};
+  for (const kind of ["none", "gzip", "xz", "zstd", "lz4"]) {
+    const file = join(work, `repro.${kind}`);
+    const b = await runCli([
+      "build",
+      `dir:${root}`,
+      "--entrypoint",
+      "/bin/app",
+      "--compress",
+      kind,
+      "-o",
+      file,
+    ]);
+    assert.equal(b.code, 0, b.stderr);
+    const info = JSON.parse((await runCli(["inspect", "--json", file])).stdout);
+    built[kind] = { file, build: info.build };
+    const text = (await runCli(["inspect", file])).stdout;
+    assert.match(text, new RegExp(`^built: compressor ${kind}`, "m"));
+  }
+  const cpio = await readFile(built.none!.file);
+  // The cpio is the same whatever compresses it, and its recorded sha256 is the real one.
+  for (const kind of Object.keys(built)) assert.equal(built[kind]!.build.cpioSha256, sha256(cpio), kind);
+  assert.deepEqual(gunzipSync(await readFile(built.gzip!.file)), cpio);
+  assert.match(
+    built.gzip!.build.compressor,
+    new RegExp(`zlib ${process.versions.zlib.replace(/\./g, "\\.")} \\(Node ${process.version}\\)`),
+  );
+  for (const tool of ["xz", "zstd", "lz4"]) {
+    const version = execFileSync(tool, ["--version"], { encoding: "utf8" })
+      .split("\n")[0]!
+      .replace(/^\*+\s*|\s*\*+$/g, "");
+    assert.ok(
+      built[tool]!.build.compressor.includes(version),
+      `${tool}: ${built[tool]!.build.compressor} names ${version}`,
+    );
+  }
+  // Same inputs, same compressor build: the same bytes.
+  const again = join(work, "repro-again.gz");
+  assert.equal((await runCli(["build", `dir:${root}`, "--entrypoint", "/bin/app", "-o", again])).code, 0);
+  assert.deepEqual(await readFile(again), await readFile(built.gzip!.file));
+});

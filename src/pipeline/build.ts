@@ -1,3 +1,4 @@
+import { createHash, type Hash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { resolve as resolvePath } from "node:path";
 import { type Duplex, Readable, Transform } from "node:stream";
@@ -10,7 +11,7 @@ import {
   resolveAppConfig,
 } from "../appconfig/appconfig.js";
 import { type Arch, archOf } from "../arch/arch.js";
-import { type Compression, compressor } from "../compress/compress.js";
+import { type Compression, compressor, compressorVersion } from "../compress/compress.js";
 import { writeCpio } from "../cpio/writer.js";
 import { addHostBinary } from "../image/host-binary.js";
 import { formatPlatform, hostPlatform, platformMatches } from "../image/platform.js";
@@ -27,7 +28,7 @@ import { Tree } from "../tree/tree.js";
 import { writeFilesAtomically } from "../util/atomic-file.js";
 import { UserError } from "../util/errors.js";
 import { initBinaryPath } from "./init-binary.js";
-import { checkOutput, imageInputs, whyPath } from "./output.js";
+import { checkOutput, imageInputs, WHY_HEADER, whyPath } from "./output.js";
 
 export { MINIMIZE_LEVELS, type MinimizeLevel } from "../minimize/minimize.js";
 
@@ -192,13 +193,19 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
 
     const files = reasons.size;
     const archive = writeCpio(tree, { clampMtime: o.epoch });
-    const stages: Duplex[] = [compressor(o.compression)];
+    const cpioHash = createHash("sha256");
+    const stages: Duplex[] = [hashTap(cpioHash), compressor(o.compression)];
     if (o.onWrite) stages.unshift(progressCounter(contentBytes(tree), o.onWrite));
+    const header = {
+      [WHY_HEADER.compressor]: await compressorVersion(o.compression),
+      // Known once the image is written, when the .why's turn comes.
+      [WHY_HEADER.cpioSha256]: () => cpioHash.digest("hex"),
+    };
     // The image and its .why are replaced together or not at all.
     const [bytes] = await writeFilesAtomically(
       [
         { target: o.output, source: archive, transforms: stages },
-        { target: whyPath(o.output), source: Readable.from([encodeWhy(tree, reasons)]) },
+        { target: whyPath(o.output), source: () => Readable.from([encodeWhy(tree, reasons, header)]) },
       ],
       o.verify ? (tmps) => o.verify!(tmps[0]!) : undefined,
     );
@@ -228,6 +235,16 @@ function contentBytes(tree: Tree): number {
   return total;
 }
 
+/** Passes bytes through into `hash`. */
+function hashTap(hash: Hash): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      cb(null, chunk);
+    },
+  });
+}
+
 /** Passes bytes through, reporting the running count (capped at `total`) a few times a second. */
 function progressCounter(total: number, report: (p: { done: number; total: number }) => void): Transform {
   let done = 0;
@@ -250,8 +267,13 @@ function progressCounter(total: number, report: (p: { done: number; total: numbe
 }
 
 /** "path<TAB>reason" lines in the image's own order. */
-function encodeWhy(tree: Tree, reasons: Map<string, string>): string {
+function encodeWhy(
+  tree: Tree,
+  reasons: Map<string, string>,
+  header: Record<string, string | (() => string)>,
+): string {
   const lines = ["# slimroot why v1: image path, tab, why it is in"];
+  for (const [k, v] of Object.entries(header)) lines.push(`# ${k}: ${typeof v === "function" ? v() : v}`);
   for (const { path } of tree.walk()) lines.push(`/${path}\t${reasons.get(path) ?? "?"}`);
   return `${lines.join("\n")}\n`;
 }

@@ -10,7 +10,8 @@ import { trackTempPath, untrackTempPath } from "./temp-paths.js";
 /** One file for writeFilesAtomically: `source` passed through `transforms` into `target`. */
 export interface FileToWrite {
   target: string;
-  source: Readable;
+  /** A function is called when this file's turn comes (after the files before it are written). */
+  source: Readable | (() => Readable);
   transforms?: Duplex[];
   mode?: number;
 }
@@ -37,7 +38,8 @@ async function writeTemp(tmp: string, f: FileToWrite): Promise<number> {
       cb(null, chunk);
     },
   });
-  await pipeline([f.source, ...(f.transforms ?? []), counter, out]).catch((err: NodeJS.ErrnoException) => {
+  const source = typeof f.source === "function" ? f.source() : f.source;
+  await pipeline([source, ...(f.transforms ?? []), counter, out]).catch((err: NodeJS.ErrnoException) => {
     // Only the output's own errors are about the output; the rest are about what was read.
     if (err === outError) {
       if (err.code === "ENOENT" || err.code === "EACCES" || err.code === "EROFS" || err.code === "EPERM")

@@ -44,7 +44,10 @@ export async function compressorVersion(kind: Compression): Promise<string> {
   if (kind === "gzip")
     return `gzip level ${GZIP_LEVEL} (slimroot's parallel deflate, 128 KiB blocks) with zlib ${process.versions.zlib} (Node ${process.version})`;
   const { stdout } = await promisify(execFile)(kind, ["--version"]).catch(() => ({ stdout: "" }));
-  const version = stdout.trim().split("\n").map((l) => l.replace(/^\*+\s*|\s*\*+$/g, "").trim());
+  const version = stdout
+    .trim()
+    .split("\n")
+    .map((l) => l.replace(/^\*+\s*|\s*\*+$/g, "").trim());
   return `${kind} ${TOOL_ARGS[kind].join(" ")} (${version.join("; ") || "version unknown"})`;
 }
 

@@ -403,3 +403,28 @@ test("the image's metadata records the compressor and its version, and the cpio'
   assert.equal((await runCli(["build", `dir:${root}`, "--entrypoint", "/bin/app", "-o", again])).code, 0);
   assert.deepEqual(await readFile(again), await readFile(built.gzip!.file));
 });
+
+test("names from an image never reach the terminal as control sequences (inspect, errors)", async () => {
+  const evil = "etc/\x1b]0;owned\x07\x1b[2Jname";
+  const tarFile = join(work, "escapes.tar");
+  await writeFile(
+    tarFile,
+    await tarOf([
+      { name: evil, body: "x" },
+      { name: "bin/app", body: "#!/bin/sh\n", mode: 0o755 },
+    ]),
+  );
+  const image = join(work, "escapes.cpio");
+  const b = await runCli(["build", `tar:${tarFile}`, "--entrypoint", "/bin/app", "-o", image]);
+  assert.equal(b.code, 0, b.stderr);
+  const listing = await runCli(["inspect", image]);
+  assert.equal(listing.code, 0, listing.stderr);
+  assert.ok(!/[\x00-\x08\x0b-\x1f\x7f]/.test(listing.stdout), "no raw control characters");
+  assert.ok(listing.stdout.includes("/etc/\\x1b]0;owned\\x07\\x1b[2Jname"), listing.stdout);
+  // An error naming a hostile entry prints it escaped too.
+  const bad = join(work, "escapes-bad.tar");
+  await writeFile(bad, await tarOf([{ name: "../\x1b[2Jx", body: "x" }]));
+  const r = await runCli(["build", `tar:${bad}`, "--entrypoint", "/x", "-o", join(work, "bad.cpio")]);
+  assertOneLine(r, /\\x1b\[2Jx/);
+  assert.ok(!r.stderr.includes("\x1b"), "no raw escape in the error");
+});

@@ -6,6 +6,7 @@ import { checkOutput } from "../pipeline/output.js";
 import { parseProbe } from "../trace/probe.js";
 import { loadProfile, type Profile, profileProbes } from "../trace/profile.js";
 import { verifyImage } from "../trace/verify.js";
+import { printable } from "../util/errors.js";
 import { addImageOptions, collect, imageSettings } from "./image-options.js";
 import { byteProgress, clearStatus, statusLine } from "./progress.js";
 import { parseDuration } from "./run.js";
@@ -103,7 +104,7 @@ export function registerBuild(program: Command): void {
         writing.stop();
         clearStatus();
       });
-      for (const w of result.warnings) process.stderr.write(`slimroot: warning: ${w}\n`);
+      for (const w of result.warnings) process.stderr.write(`slimroot: warning: ${printable(w)}\n`);
       process.stdout.write(
         `${result.output}: ${result.bytes} bytes (${compression}), ${result.files} entries, ${result.arch}, runs ${JSON.stringify(result.app.args)}\n`,
       );

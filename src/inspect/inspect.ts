@@ -6,7 +6,7 @@ import { type Compression, decompressor, detectCompression } from "../compress/c
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from "../cpio/newc.js";
 import { type CpioEntry, readCpio } from "../cpio/reader.js";
 import { WHY_HEADER, whyPath } from "../pipeline/output.js";
-import { UserError } from "../util/errors.js";
+import { printable, UserError } from "../util/errors.js";
 import { readHead } from "../util/read-head.js";
 
 export interface InspectedFile {
@@ -164,10 +164,10 @@ export function formatInspection(r: Inspection): string {
   const lines: string[] = [];
   for (const e of r.entries) {
     const size = e.rdev ? `${e.rdev[0]},${e.rdev[1]}` : String(e.size);
-    const link = e.target !== undefined ? ` -> ${e.target}` : "";
-    const why = e.why !== undefined ? `  # ${e.why}` : "";
+    const link = e.target !== undefined ? ` -> ${printable(e.target)}` : "";
+    const why = e.why !== undefined ? `  # ${printable(e.why)}` : "";
     lines.push(
-      `${modeString(e.mode)} ${`${e.uid}:${e.gid}`.padEnd(11)} ${size.padStart(10)}  /${e.path === "." ? "" : e.path}${link}${why}`,
+      `${modeString(e.mode)} ${`${e.uid}:${e.gid}`.padEnd(11)} ${size.padStart(10)}  /${printable(e.path === "." ? "" : e.path)}${link}${why}`,
     );
   }
   const c = r.counts;

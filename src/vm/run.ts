@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Arch } from "../arch/arch.js";
 import { resolveKernel } from "../kernel/resolve.js";
+import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { GUEST_MODULES_DIR } from "../kmod/modules-cpio.js";
 import { ConsoleWatcher } from "./console.js";
 import { imageInfo } from "./image-info.js";
@@ -102,6 +103,8 @@ async function prepare(req: RunRequest, scratch: string): Promise<Prepared> {
 /** Runs the image; resolves with the exit status for `slimroot run`. */
 export async function runImage(req: RunRequest): Promise<number> {
   const scratch = await mkdtemp(join(tmpdir(), "slimroot-run-"));
+  // Removed by the CLI's exit paths too (a closed stdout ends the process at once).
+  trackTempPath(scratch);
   let keep = false;
   try {
     const p = await prepare(req, scratch);
@@ -117,6 +120,7 @@ export async function runImage(req: RunRequest): Promise<number> {
     return await boot(req, p);
   } finally {
     if (!keep) await rm(scratch, { recursive: true, force: true });
+    untrackTempPath(scratch);
   }
 }
 

@@ -11,6 +11,7 @@ import { after, before, test } from "node:test";
 import { build } from "../src/pipeline/build.js";
 import { type CliResult, REPO, runCli, startCli } from "./support/cli.js";
 import { tarOf, writeOciLayout } from "./support/layers.js";
+import { qemusUsing } from "./support/qemu.js";
 import { pushTestImage, withRegistry } from "./support/registry-server.js";
 
 let work: string;
@@ -428,4 +429,42 @@ test("names from an image never reach the terminal as control sequences (inspect
   const r = await runCli(["build", `tar:${bad}`, "--entrypoint", "/x", "-o", join(work, "bad.cpio")]);
   assertOneLine(r, /\\x1b\[2Jx/);
   assert.ok(!r.stderr.includes("\x1b"), "no raw escape in the error");
+});
+
+test("slimroot run IMAGE | head ends quietly, with no QEMU and no scratch left", {
+  timeout: 300_000,
+}, async () => {
+  const { fetchKernel } = await import("../src/kernel/fetch.js");
+  await fetchKernel({ arch: "amd64" });
+  const tmp = await mkdtemp(join(work, "run-tmp-"));
+  const src = join(work, "chatty.c");
+  await writeFile(
+    src,
+    '#include <stdio.h>\nint main(void) { for (int i = 0; i < 200000; i++) printf("line %d\\n", i); return 0; }\n',
+  );
+  const exe = join(work, "chatty");
+  execFileSync("gcc", ["-O2", "-static", "-o", exe, src]);
+  const image = join(tmp, "chatty.cpio.gz");
+  assert.equal((await runCli(["build", `bin:${exe}`, "-o", image])).code, 0);
+  const quoted = [process.execPath, "--import", "tsx", MAIN, "run", image, "--timeout", "240s"]
+    .map((a) => `'${a}'`)
+    .join(" ");
+  const err = join(work, "run-epipe.err");
+  const out = execFileSync(
+    "bash",
+    ["-c", `${quoted} 2>'${err}' | head -n 1 >/dev/null; echo "\${PIPESTATUS[0]}"`],
+    {
+      cwd: REPO,
+      encoding: "utf8",
+      env: { ...process.env, TMPDIR: tmp },
+    },
+  );
+  assert.equal(await readFile(err, "utf8"), "", "nothing on stderr");
+  assert.equal(out.trim(), "141");
+  assert.deepEqual(await qemusUsing(tmp), [], "no QEMU left");
+  assert.deepEqual(
+    (await readdir(tmp)).filter((f) => f.startsWith("slimroot-run-")),
+    [],
+    "no scratch left",
+  );
 });

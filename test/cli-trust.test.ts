@@ -468,3 +468,31 @@ test("slimroot run IMAGE | head ends quietly, with no QEMU and no scratch left",
     "no scratch left",
   );
 });
+
+test("inspect --html and bench --json/--svg: never the input, never a directory, said at once", async () => {
+  const root = await rootDir("pages");
+  const image = join(work, "pages.cpio");
+  assert.equal((await runCli(["build", `dir:${root}`, "--entrypoint", "/bin/app", "-o", image])).code, 0);
+  const before = await readFile(image);
+  assertOneLine(
+    await runCli(["inspect", image, "--html", image]),
+    /^slimroot: --html .*pages\.cpio is the input .*refusing to overwrite it$/,
+  );
+  assertOneLine(
+    await runCli(["inspect", image, "--html", `${image}.why`]),
+    /^slimroot: --html .*pages\.cpio\.why is the input/,
+  );
+  assertOneLine(
+    await runCli(["inspect", image, "--html", work]),
+    /^slimroot: --html .*: is a directory; give the path of a file$/,
+  );
+  assert.deepEqual(await readFile(image), before);
+  assertOneLine(
+    await runCli(["bench", `dir:${root}`, "--probe", "http:80/", "--json", work]),
+    /^slimroot: --json .*: is a directory; give the path of a file$/,
+  );
+  assertOneLine(
+    await runCli(["bench", `dir:${root}`, "--probe", "http:80/", "--svg", join(root, "chart.svg")]),
+    /^slimroot: --svg .*chart\.svg is inside the input dir:/,
+  );
+});

@@ -60,15 +60,15 @@ async function realTarget(p: string): Promise<string> {
 }
 
 /**
- * Refuses an output (and its .why, unless `why` is false) that is not a regular file, whose directory is missing or
+ * Refuses an output (named as `flag`, default -o; with its .why unless `why` is false) that is not a regular file, whose directory is missing or
  * not writable, or that is one of the inputs or inside an input directory.
  */
 export async function checkOutput(
   output: string,
   inputs: readonly InputPath[],
-  opts: { why?: boolean } = {},
+  opts: { why?: boolean; flag?: string } = {},
 ): Promise<void> {
-  const name = `-o ${output}`;
+  const name = `${opts.flag ?? "-o"} ${output}`;
   const dir = dirname(resolve(output));
   const dst = await stat(dir).catch(() => undefined);
   if (!dst?.isDirectory()) throw new UserError(`${name}: no such directory ${dir}`);

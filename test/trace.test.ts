@@ -102,7 +102,7 @@ describe("busybox httpd, with a page added", { timeout: 6 * TEST_TIMEOUT_MS }, (
     profileFile = file;
     assertHas(profile.paths, ["bin/busybox", "www/index.html"], "the profile");
     assert.ok(!profile.paths.some((p) => /^(proc|dev|sys|tmp|run)\/|^init$|^etc\/slimroot/.test(p)));
-    assert.deepEqual(profileProbes(profile, file), probes);
+    assert.deepEqual(profileProbes(profile, file, true), probes);
     assert.match(profile.header.digest ?? "", /^sha256:/);
     assert.match(profile.header.kernel ?? "", /cloud-amd64/);
   });

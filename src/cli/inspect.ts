@@ -52,8 +52,10 @@ export function registerInspect(program: Command): void {
       }
       // The picture is coloured by reason: use FILE.why when build wrote one, plain sizes otherwise.
       const r = await inspectArchive(file, { why: true }).catch((err: Error) => {
-        if (!/\.why: no such file/.test(err.message)) throw err;
-        process.stderr.write(`slimroot: ${file}.why: no such file; the page shows sizes without reasons\n`);
+        if (!err.message.startsWith(`${whyPath(file)}: no such file`)) throw err;
+        process.stderr.write(
+          `slimroot: ${whyPath(file)}: no such file; the page shows sizes without reasons\n`,
+        );
         return inspectArchive(file);
       });
       const against = opts.against

@@ -60,9 +60,9 @@ async function writeTemp(tmp: string, f: FileToWrite): Promise<number> {
 }
 
 /**
- * Moves every temp file onto its target, or none: each existing target is first kept under a
- * hard link (a copy where links are not allowed), and if one rename fails the targets already
- * replaced get their old file back. All synchronous, so no signal handler (they run on the
+ * Moves every temp file onto its target, or none: each existing target but the last is first
+ * kept under a hard link (a copy where links are not allowed), and if one rename fails the
+ * targets already replaced get their old file back. All synchronous, so no signal handler (they run on the
  * event loop) can end the process between two renames.
  */
 function commitSync(pairs: { tmp: string; target: string }[]): void {
@@ -79,7 +79,8 @@ function commitSync(pairs: { tmp: string; target: string }[]): void {
   }
   const backups: (string | undefined)[] = [];
   try {
-    for (const { target } of pairs) {
+    // The last rename has nothing after it that could fail: it needs no way back.
+    for (const { target } of pairs.slice(0, -1)) {
       const backup = besideName(target, "old");
       try {
         linkSync(target, backup);

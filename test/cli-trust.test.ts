@@ -322,41 +322,46 @@ test("slimroot inspect FILE | head ends quietly (EPIPE), for every output form",
   }
 });
 
-test("SIGHUP during a build removes the spool and the temp output, and leaves the old output", async () => {
-  const tmp = await mkdtemp(join(work, "tmp-"));
-  const outDir = await mkdtemp(join(work, "hup-"));
-  const out = join(outDir, "big.cpio.xz");
-  await writeFile(out, PREVIOUS);
-  const layout = join(work, "hup-layout");
-  const { randomBytes } = await import("node:crypto");
-  await writeOciLayout(layout, {
-    layers: [
-      await tarOf(Array.from({ length: 40 }, (_, i) => ({ name: `f${i}`, body: randomBytes(1 << 20) }))),
-    ],
-    gzip: false,
+for (const [signal, status] of [
+  ["SIGHUP", 129],
+  ["SIGQUIT", 131],
+] as const) {
+  test(`${signal} during a build removes the spool and the temp output, and leaves the old output`, async () => {
+    const tmp = await mkdtemp(join(work, "tmp-"));
+    const outDir = await mkdtemp(join(work, "hup-"));
+    const out = join(outDir, "big.cpio.xz");
+    await writeFile(out, PREVIOUS);
+    const layout = join(work, `${signal}-layout`);
+    const { randomBytes } = await import("node:crypto");
+    await writeOciLayout(layout, {
+      layers: [
+        await tarOf(Array.from({ length: 40 }, (_, i) => ({ name: `f${i}`, body: randomBytes(1 << 20) }))),
+      ],
+      gzip: false,
+    });
+    const running = startCli(["build", `oci:${layout}:latest`, "-o", out, "--entrypoint", "/f0"], {
+      TMPDIR: tmp,
+    });
+    // Wait (bounded) until the compressed output is being written: spool and temp output both exist.
+    const deadline = Date.now() + 120_000;
+    const temps = async () => (await readdir(outDir)).filter((f) => f.endsWith(".tmp"));
+    while ((await temps()).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.equal((await temps()).length, 1, `the build is writing its output (${running.stderr})`);
+    assert.ok(
+      (await readdir(tmp)).some((f) => f.startsWith("slimroot-spool-")),
+      "and has its spool",
+    );
+    running.child.kill(signal);
+    assert.equal(await running.exited, status, running.stderr);
+    assert.equal(await readFile(out, "utf8"), PREVIOUS);
+    assert.deepEqual(await readdir(outDir), ["big.cpio.xz"], "no temp output");
+    assert.deepEqual(
+      (await readdir(tmp)).filter((f) => f.startsWith("slimroot-")),
+      [],
+      "no spool",
+    );
   });
-  const running = startCli(["build", `oci:${layout}:latest`, "-o", out, "--entrypoint", "/f0"], {
-    TMPDIR: tmp,
-  });
-  // Wait (bounded) until the compressed output is being written: spool and temp output both exist.
-  const deadline = Date.now() + 120_000;
-  const temps = async () => (await readdir(outDir)).filter((f) => f.endsWith(".tmp"));
-  while ((await temps()).length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  assert.equal((await temps()).length, 1, `the build is writing its output (${running.stderr})`);
-  assert.ok(
-    (await readdir(tmp)).some((f) => f.startsWith("slimroot-spool-")),
-    "and has its spool",
-  );
-  running.child.kill("SIGHUP");
-  assert.equal(await running.exited, 129, running.stderr);
-  assert.equal(await readFile(out, "utf8"), PREVIOUS);
-  assert.deepEqual(await readdir(outDir), ["big.cpio.xz"], "no temp output");
-  assert.deepEqual(
-    (await readdir(tmp)).filter((f) => f.startsWith("slimroot-")),
-    [],
-    "no spool",
-  );
-});
+}
 
 test("the image's metadata records the compressor and its version, and the cpio's sha256", async () => {
   const root = await rootDir("repro");

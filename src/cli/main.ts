@@ -28,7 +28,7 @@ registerKernel(program);
 registerRun(program);
 registerTrace(program);
 
-// Every way of being told to stop cleans up: a terminal that hangs up, Ctrl-\\ as well as
+// Every way of being told to stop cleans up: a terminal that hangs up, Ctrl-\ as well as
 // Ctrl-C and kill. (`run` puts its own handlers in place while a VM runs, and stops it gracefully.)
 for (const [signal, code] of [
   ["SIGINT", 130],

@@ -1,7 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { mkdir, rename, stat, unlink } from "node:fs/promises";
-import { homedir } from "node:os";
 import { dirname, join } from "node:path";
 import type { Readable } from "node:stream";
 import { Transform } from "node:stream";
@@ -10,11 +9,6 @@ import { EnvironmentError, UserError } from "../../util/errors.js";
 import { trackTempPath, untrackTempPath } from "../../util/temp-paths.js";
 import { blobPath, digestVerifier, hashFile, parseDigest } from "../digest.js";
 import type { Descriptor } from "../manifest.js";
-
-/** `$XDG_CACHE_HOME/slimroot`, else `~/.cache/slimroot`. */
-export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  return join(env.XDG_CACHE_HOME || join(homedir(), ".cache"), "slimroot");
-}
 
 /**
  * A content-addressed store under `<root>/blobs/<alg>/<hex>`. Blobs are written to a temp

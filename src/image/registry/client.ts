@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { cacheRoot } from "../../util/cache-dir.js";
 import { EnvironmentError, UserError } from "../../util/errors.js";
 import { digestOf, openVerified, verifyDigest } from "../digest.js";
 import { decompressLayer } from "../layer-stream.js";
@@ -9,7 +10,7 @@ import { selectFromIndex } from "../platform.js";
 import { readDocument } from "../schemas.js";
 import type { Image, Layer, Platform } from "../types.js";
 import { RegistryAuth } from "./auth.js";
-import { BlobCache, defaultCacheDir } from "./blob-cache.js";
+import { BlobCache } from "./blob-cache.js";
 import { loadCredentials } from "./credentials.js";
 import { readCapped, statusError } from "./http.js";
 import { displayRef, parseReference } from "./reference.js";
@@ -18,7 +19,7 @@ export interface PullOptions {
   /** Talk plain http instead of https. */
   insecure?: boolean;
   platform: Platform;
-  /** Cache root; blobs go to `<cacheDir>/blobs/sha256/<hex>`. Default: defaultCacheDir(). */
+  /** Cache root; blobs go to `<cacheDir>/blobs/sha256/<hex>`. Default: cacheRoot(). */
   cacheDir?: string;
   progress?: (p: { done: number; total: number }) => void;
 }
@@ -53,7 +54,7 @@ export async function pullImage(ref: string, opts: PullOptions): Promise<Image> 
     where,
   });
   const scope = `repository:${r.repository}:pull`;
-  const cache = new BlobCache(opts.cacheDir ?? defaultCacheDir());
+  const cache = new BlobCache(opts.cacheDir ?? cacheRoot());
 
   // Resolve tag or digest, then walk down indexes to the platform's image manifest.
   let { manifest, digest } = await fetchManifest(r.digest ?? r.tag ?? "latest", r.digest, MAX_MANIFEST);

@@ -81,18 +81,26 @@ export async function initrdFootprint(archives: readonly string[], initrd: strin
   return archivesFootprint(archives, (await stat(initrd)).size);
 }
 
-/** The least guest memory (MiB) that unpacks the image and leaves the rootfs its headroom. */
-export function memoryNeededMiB(f: Footprint, arch: Arch): number {
+/**
+ * The least guest memory (MiB) whose rootfs holds the image's files with `headroomMiB` to
+ * spare. With no headroom: below it the kernel cannot unpack the image at all, so a --mem
+ * below it is refused (a least-RAM search such as `slimroot bench`'s still finds the real floor
+ * above it).
+ */
+export function memoryNeededMiB(f: Footprint, arch: Arch, headroomMiB = 0): number {
   const k = KERNEL[arch];
   const filesMiB = Math.max(f.tmpfsBytes, f.inodes * PAGE) / MiB;
-  const fixed = k.fixedMiB + f.initrdBytes / MiB + 2 * (filesMiB + ROOTFS_HEADROOM_MIB);
+  const fixed = k.fixedMiB + f.initrdBytes / MiB + 2 * (filesMiB + headroomMiB);
   // M - fixed - M/perRam >= 0
   return Math.ceil((fixed * k.perRam) / (k.perRam - 1));
 }
 
-/** The default guest memory: what unpacking needs plus the app's margin, in 32 MiB steps. */
+/**
+ * The default guest memory: what leaves the rootfs its headroom, plus the app's margin, in
+ * 32 MiB steps.
+ */
 export function defaultMemoryMiB(f: Footprint, arch: Arch): number {
-  const want = memoryNeededMiB(f, arch) + APP_MARGIN_MIB;
+  const want = memoryNeededMiB(f, arch, ROOTFS_HEADROOM_MIB) + APP_MARGIN_MIB;
   return Math.max(MIN_DEFAULT_MIB, Math.ceil(want / 32) * 32);
 }
 
@@ -112,7 +120,7 @@ export function chooseMemoryMiB(
     throw new MemoryTooSmall(
       `--mem ${requested}: ${image} needs at least ${need} MiB of guest memory (its ${Math.ceil(
         f.tmpfsBytes / MiB,
-      )} MiB of files are unpacked into RAM, into a tmpfs the kernel limits to half of it); leave --mem out to size it from the image`,
+      )} MiB of files are unpacked into RAM, into a tmpfs the kernel limits to half of it); leave --mem out to size it from the image (${defaultMemoryMiB(f, arch)} MiB)`,
     );
   }
   return requested;

@@ -204,13 +204,18 @@ function boot(req: RunRequest, p: Launch): Promise<number> {
           ),
         );
       }
-      if (timedOut) req.stderr.write(`slimroot: timed out after ${secs(req.timeoutMs!)}\n`);
+      const timeout = timedOut ? `timed out after ${secs(req.timeoutMs!)}; ` : "";
       // Killed, after --timeout too: 137, as timeout(1) --kill-after reports its KILL.
       if (killed && watcher.exitCode === undefined) {
-        req.stderr.write(`slimroot: the app did not stop within ${secs(req.stopGraceMs)}; VM killed\n`);
+        req.stderr.write(
+          `slimroot: ${timeout}the app did not stop within ${secs(req.stopGraceMs)}; VM killed\n`,
+        );
         return resolve(EXIT_KILLED);
       }
-      if (timedOut) return resolve(EXIT_TIMEOUT);
+      if (timedOut) {
+        req.stderr.write(`slimroot: ${timeout}VM stopped\n`);
+        return resolve(EXIT_TIMEOUT);
+      }
       if (watcher.exitCode !== undefined) return resolve(watcher.exitCode);
       if (stopStatus !== undefined) return resolve(stopStatus);
       const why =

@@ -1,16 +1,21 @@
 import { accessSync, constants } from "node:fs";
-import { join } from "node:path";
+import { delimiter, join } from "node:path";
 
-/** The host program `name` as the shell would find it on $PATH, or undefined. */
+const executable = (file: string): boolean => {
+  try {
+    accessSync(file, constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+/** The host program `name` as the shell would find it (on $PATH unless it has a `/`), or undefined. */
 export function hostExecutable(name: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  for (const dir of (env.PATH ?? "/usr/local/bin:/usr/bin:/bin").split(":")) {
-    const file = join(dir || ".", name);
-    try {
-      accessSync(file, constants.X_OK);
-      return file;
-    } catch {
-      // not here
-    }
+  if (name.includes("/")) return executable(name) ? name : undefined;
+  for (const dir of (env.PATH ?? "").split(delimiter)) {
+    // an empty element would mean the working directory: not for host tools
+    if (dir && executable(join(dir, name))) return join(dir, name);
   }
   return undefined;
 }

@@ -1,4 +1,5 @@
 import { Readable } from "node:stream";
+import { nameBytes } from "../tree/path.js";
 import type { Inode, Tree } from "../tree/tree.js";
 import {
   encodeHeader,
@@ -36,6 +37,22 @@ const TYPE_BITS: Record<Inode["kind"], number> = {
  */
 export function writeCpio(tree: Tree, options: CpioOptions): Readable {
   return Readable.from(coalesce(cpioChunks(tree, options)), { objectMode: false });
+}
+
+/**
+ * What the archive will leave out: newc has no field for extended attributes, so files that
+ * carry some (file capabilities such as cap_net_bind_service included) lose them. One warning
+ * naming the files (the first few, then a count).
+ */
+export function cpioWarnings(tree: Tree): string[] {
+  const paths: string[] = [];
+  for (const { path, inode } of tree.walk()) if (inode.xattrs?.size) paths.push(`/${path}`);
+  if (paths.length === 0) return [];
+  const shown = paths.slice(0, 5).join(", ");
+  const more = paths.length > 5 ? ` and ${paths.length - 5} more` : "";
+  return [
+    `newc cpio cannot hold extended attributes; dropped those of ${shown}${more} (file capabilities included)`,
+  ];
 }
 
 const BATCH = 256 * 1024;
@@ -78,7 +95,7 @@ async function* cpioChunks(tree: Tree, { clampMtime }: CpioOptions): AsyncGenera
     let body: Buffer | null = null;
     let size = 0;
     if (inode.kind === "symlink") {
-      body = Buffer.from(inode.target ?? "");
+      body = nameBytes(inode.target ?? "");
       size = body.length;
     } else if (inode.kind === "file" && isLastName) {
       size = inode.content?.size ?? 0;

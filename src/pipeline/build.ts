@@ -11,7 +11,8 @@ import {
 } from "../appconfig/appconfig.js";
 import { type Arch, archOf } from "../arch/arch.js";
 import { type Compression, compressor } from "../compress/compress.js";
-import { writeCpio } from "../cpio/writer.js";
+import { NEWC_MAX_FILE_SIZE } from "../cpio/newc.js";
+import { cpioWarnings, writeCpio } from "../cpio/writer.js";
 import { addHostBinary } from "../image/host-binary.js";
 import { formatPlatform, hostPlatform, platformMatches } from "../image/platform.js";
 import { type OpenOptions, openLayeredSource, parseSourceRef } from "../image/source.js";
@@ -131,7 +132,9 @@ export async function loadImage(o: LoadOptions): Promise<LoadedImage> {
       }
       for (const [i, layer] of image.layers.entries()) {
         o.onLayer?.(i, image.layers.length, layer.name);
-        await applyLayer(tree, await layer.open(), i, layer.name, spool);
+        await applyLayer(tree, await layer.open(), i, layer.name, spool, {
+          maxFileSize: { bytes: NEWC_MAX_FILE_SIZE, format: "newc cpio" },
+        });
       }
     }
     const arch = archOf(architecture);
@@ -169,7 +172,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       drop: o.drop ?? [],
       epoch: o.epoch,
     });
-    const warnings = [...image.warnings, ...minimizeWarnings];
+    const warnings = [...image.warnings, ...minimizeWarnings, ...cpioWarnings(tree)];
     if (o.strict && warnings.length) {
       const more = warnings.length > 1 ? ` (and ${warnings.length - 1} more)` : "";
       throw new UserError(`--strict: ${warnings[0]}${more}`);

@@ -1,11 +1,13 @@
 import type { Readable } from "node:stream";
-import { extract, type Header } from "tar-stream";
+import { readTar, type TarEntry, TarFormatError } from "../tar/reader.js";
+import { TruncatedError } from "../util/byte-reader.js";
 import { UserError } from "../util/errors.js";
 import { baseOf, EscapeError, normalizeImagePath, parentOf } from "./path.js";
 import type { Spool } from "./spool.js";
-import type { EntryKind, Inode, Tree } from "./tree.js";
+import type { Inode, Tree } from "./tree.js";
 
 const WHITEOUT_PREFIX = ".wh.";
+const WHITEOUT_META_PREFIX = ".wh..wh.";
 const OPAQUE_MARKER = ".wh..wh..opq";
 
 /**
@@ -21,79 +23,64 @@ export async function applyLayer(
   layerIndex: number,
   layerName: string,
   spool: Spool,
+  limits: LayerLimits = {},
 ): Promise<void> {
-  const ex = extract();
   let current = "";
   const fail = (msg: string) => new UserError(`layer ${layerName}: ${msg}`);
-  tar.on("error", (err) => ex.destroy(err));
-  tar.pipe(ex);
   try {
-    for await (const entry of ex) {
-      const header = entry.header;
-      current = header.name;
-      try {
-        await applyEntry(tree, header, entry as unknown as EntryBody, layerIndex, spool);
-      } catch (err) {
-        entry.resume();
-        if (err instanceof EscapeError) throw fail(`entry ${header.name}: ${err.message}`);
-        if (err instanceof EntryError) throw fail(`entry ${header.name}: ${err.message}`);
-        throw err;
-      }
+    for await (const entry of readTar(tar)) {
+      current = entry.name;
+      await applyEntry(tree, entry, layerIndex, spool, limits);
     }
   } catch (err) {
-    tar.unpipe(ex);
     tar.destroy();
     if (err instanceof UserError) throw err;
-    const msg = err instanceof Error ? err.message : String(err);
-    if (msg === "Unexpected end of data") {
+    if (err instanceof TruncatedError) {
       throw fail(current ? `truncated tar: entry ${current} is cut short` : "truncated tar");
     }
-    if (msg.startsWith("Invalid tar header")) throw fail(`not a tar archive or corrupt header (${msg})`);
-    throw fail(msg);
+    if (err instanceof TarFormatError && err.entry !== undefined)
+      throw fail(`entry ${err.entry}: ${err.message}`);
+    if (err instanceof EscapeError || err instanceof EntryError)
+      throw fail(`entry ${current}: ${err.message}`);
+    throw fail(err instanceof Error ? err.message : String(err));
   }
+}
+
+export interface LayerLimits {
+  /** Largest file the output format can hold, and the format's name for the message. */
+  maxFileSize?: { bytes: number; format: string };
 }
 
 class EntryError extends Error {}
 
-/** A tar entry's body as tar-stream hands it over (a streamx Readable). */
-type EntryBody = AsyncIterable<Buffer> & { resume(): unknown };
-
-function kindOf(type: Header["type"] | string): EntryKind | "link" | null {
-  switch (type) {
-    case "file":
-    case "contiguous-file":
-      return "file";
-    case "directory":
-      return "dir";
-    case "symlink":
-      return "symlink";
-    case "link":
-      return "link";
-    case "character-device":
-      return "char";
-    case "block-device":
-      return "block";
-    case "fifo":
-      return "fifo";
-    default:
-      return null;
+/**
+ * A whiteout name that means nothing or climbs: ".wh." with nothing, "." or ".." after it, and
+ * the ".wh..wh." metadata names other than the opaque marker (AUFS internals such as
+ * ".wh..wh.plnk" that an image must not carry). A runtime that took ".wh.." literally would
+ * delete the directory itself; containerd refuses these, and so do we.
+ */
+function checkWhiteout(base: string): void {
+  const target = base.slice(WHITEOUT_PREFIX.length);
+  if (base === OPAQUE_MARKER) return;
+  if (target === "" || target === "." || target === ".." || base.startsWith(WHITEOUT_META_PREFIX)) {
+    throw new EntryError(`malformed whiteout ${JSON.stringify(base)}`);
   }
 }
 
 async function applyEntry(
   tree: Tree,
-  header: Header,
-  body: EntryBody,
+  header: TarEntry,
   layer: number,
   spool: Spool,
+  limits: LayerLimits,
 ): Promise<void> {
   const path = normalizeImagePath(header.name);
-  const kind = kindOf(header.type);
+  const kind = header.kind;
   const base = baseOf(path);
   const dir = parentOf(path);
 
   if (base.startsWith(WHITEOUT_PREFIX)) {
-    body.resume();
+    checkWhiteout(base);
     const parent = reachableDir(tree, dir, layer);
     if (base === OPAQUE_MARKER) {
       // Hide what lower layers put in the directory; keep what this layer already wrote.
@@ -103,24 +90,19 @@ async function applyEntry(
     }
     return;
   }
-  if (kind === null) {
-    // Unknown entry types (e.g. GNU sparse, volume labels) carry nothing a rootfs needs.
-    body.resume();
-    return;
-  }
 
   const parent = path === "" ? undefined : reachableDir(tree, dir, layer);
   const existing = path === "" ? tree.root : parent!.children!.get(base);
-  const meta = {
-    mode: (header.mode ?? 0o644) & 0o7777,
-    uid: header.uid ?? 0,
-    gid: header.gid ?? 0,
-    mtime: Math.floor((header.mtime?.getTime() ?? 0) / 1000),
+  const meta: Omit<Inode, "kind"> = {
+    mode: header.mode & 0o7777,
+    uid: header.uid,
+    gid: header.gid,
+    mtime: header.mtime,
   };
+  if (header.xattrs) meta.xattrs = header.xattrs;
 
   if (kind === "link") {
-    body.resume();
-    const target = normalizeImagePath(header.linkname ?? "");
+    const target = normalizeImagePath(header.linkname);
     const targetNode = tree.get(target);
     if (!targetNode || target === "")
       throw new EntryError(`hard link target ${header.linkname} is not in the image`);
@@ -131,9 +113,9 @@ async function applyEntry(
   }
 
   if (kind === "dir") {
-    body.resume();
     if (existing?.inode.kind === "dir") {
       // A directory over a directory updates its metadata and keeps its children.
+      if (!header.xattrs) delete existing.inode.xattrs;
       Object.assign(existing.inode, meta);
       existing.layer = layer;
       return;
@@ -144,19 +126,24 @@ async function applyEntry(
     return;
   }
 
+  if (path === "") throw new EntryError("the image root must be a directory");
   const inode: Inode = { kind, ...meta };
   if (kind === "file") {
-    inode.content = await spool.append(body);
-    if (inode.content.size !== (header.size ?? 0)) throw new EntryError("body shorter than its header says");
+    const max = limits.maxFileSize;
+    if (max && header.size > max.bytes) {
+      throw new EntryError(
+        `${header.size}-byte file is larger than ${max.format} can hold (${max.bytes} bytes)`,
+      );
+    }
+    inode.content = await spool.append(header.body);
+    if (inode.content.size !== header.size) throw new EntryError("body shorter than its header says");
   } else {
-    body.resume();
-    if (kind === "symlink") inode.target = header.linkname ?? "";
+    if (kind === "symlink") inode.target = header.linkname;
     if (kind === "char" || kind === "block") {
-      inode.rdevMajor = header.devmajor ?? 0;
-      inode.rdevMinor = header.devminor ?? 0;
+      inode.rdevMajor = header.devmajor;
+      inode.rdevMinor = header.devminor;
     }
   }
-  if (path === "") throw new EntryError("the image root must be a directory");
   parent!.children!.set(base, { inode, layer });
 }
 

@@ -1,3 +1,5 @@
+import { displayName, nameFromBytes } from "../tree/path.js";
+
 /**
  * One 512-byte tar header block, as POSIX ustar, GNU and old v7 tar write it. Numbers are
  * checked here, so a hostile header gives a clear error instead of NaN or a wrapped value.
@@ -96,7 +98,7 @@ export function parseHeader(block: Buffer): HeaderBlock | null {
   const gnu = magic === "ustar ";
   const prefix = ustar ? field(block, 345, 155) : Buffer.alloc(0);
   const name = prefix.length ? Buffer.concat([prefix, Buffer.from("/"), shortName]) : shortName;
-  const entry = name.toString("utf8");
+  const entry = displayName(nameFromBytes(name));
   try {
     return {
       name,

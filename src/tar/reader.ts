@@ -1,4 +1,4 @@
-import { nameFromBytes } from "../tree/path.js";
+import { displayName, nameFromBytes } from "../tree/path.js";
 import { ByteReader } from "../util/byte-reader.js";
 import { BLOCK, type HeaderBlock, numberField, parseHeader, TarFormatError } from "./header.js";
 
@@ -73,7 +73,7 @@ export async function* readTar(input: AsyncIterable<Buffer>): AsyncGenerator<Tar
       await r.drain();
       return;
     }
-    const rawName = () => (longName ?? h.name).toString("utf8");
+    const rawName = () => displayName(nameFromBytes(longName ?? h.name));
     const meta = async () => {
       if (h.size > MAX_META)
         throw new TarFormatError(`${h.size}-byte extended header is too large`, rawName());
@@ -159,7 +159,7 @@ function paxInteger(pax: Map<string, Buffer>, key: string, max: number, entry: s
 /** A name or link target: no NUL byte anywhere (the kernel and cpio would cut it there). */
 function nameOf(bytes: Buffer, what: string, entry: string): string {
   if (bytes.includes(0)) {
-    throw new TarFormatError(`${what} ${JSON.stringify(bytes.toString("utf8"))} contains a NUL byte`, entry);
+    throw new TarFormatError(`${what} contains a NUL byte`, entry);
   }
   return nameFromBytes(bytes);
 }
@@ -173,7 +173,7 @@ function buildEntry(
   const pax = lastValues(records);
   const sparseName = pax.get("GNU.sparse.name");
   const rawName = sparseName ?? pax.get("path") ?? longName ?? h.name;
-  const display = rawName.toString("utf8");
+  const display = displayName(nameFromBytes(rawName));
   const name = nameOf(rawName, "name", display);
   const linkname = nameOf(pax.get("linkpath") ?? longLink ?? h.linkname, "link target", display);
   let kind: TarKind | undefined = h.typeflag === "S" ? "file" : KINDS[h.typeflag];
@@ -264,7 +264,7 @@ async function bodyOf(
   const pax = lastValues(records);
   let map: Segment[] | undefined;
   let data = e.stored;
-  const entry = e.name;
+  const entry = displayName(e.name);
   const start = r.offset;
   const num = (text: string, what: string) => {
     if (!/^[0-9]{1,16}$/.test(text) || Number(text) > Number.MAX_SAFE_INTEGER)

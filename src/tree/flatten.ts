@@ -2,7 +2,7 @@ import type { Readable } from "node:stream";
 import { readTar, type TarEntry, TarFormatError } from "../tar/reader.js";
 import { TruncatedError } from "../util/byte-reader.js";
 import { UserError } from "../util/errors.js";
-import { baseOf, EscapeError, normalizeImagePath, parentOf } from "./path.js";
+import { baseOf, displayName, EscapeError, normalizeImagePath, parentOf } from "./path.js";
 import type { Spool } from "./spool.js";
 import type { Inode, Tree } from "./tree.js";
 
@@ -29,7 +29,7 @@ export async function applyLayer(
   const fail = (msg: string) => new UserError(`layer ${layerName}: ${msg}`);
   try {
     for await (const entry of readTar(tar)) {
-      current = entry.name;
+      current = displayName(entry.name);
       await applyEntry(tree, entry, layerIndex, spool, limits);
     }
   } catch (err) {

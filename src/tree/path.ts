@@ -104,3 +104,17 @@ function validSequenceLength(b: Uint8Array, i: number): number {
   if (c === 0xf4) return cont(1, 0x80, 0x8f) && cont(2) && cont(3) ? 4 : 0;
   return 0;
 }
+
+/** A name for messages: as is when printable, else quoted with \xNN for odd bytes and controls. */
+export function displayName(name: string): string {
+  if (!/[\x00-\x1f\x7f\udc80-\udcff]/.test(name)) return name;
+  let out = "";
+  for (const ch of name) {
+    const c = ch.charCodeAt(0);
+    if (ch.length === 1 && c >= 0xdc80 && c <= 0xdcff) out += `\\x${(c - 0xdc00).toString(16)}`;
+    else if (c < 0x20 || c === 0x7f) out += `\\x${c.toString(16).padStart(2, "0")}`;
+    else if (ch === "\\" || ch === '"') out += `\\${ch}`;
+    else out += ch;
+  }
+  return `"${out}"`;
+}

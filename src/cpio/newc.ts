@@ -54,7 +54,8 @@ export function pad4(n: number): number {
 /** Header plus NUL-terminated name plus padding, ready to be followed by the body. */
 export function encodeHeader(h: NewcHeader): Buffer {
   // The kernel and GNU cpio stop a name at its first NUL: "..\0x" would be read as "..".
-  if (h.name.includes("\0")) throw new RangeError(`cpio: ${JSON.stringify(h.name)}: name contains a NUL byte`);
+  if (h.name.includes("\0"))
+    throw new RangeError(`cpio: ${JSON.stringify(h.name)}: name contains a NUL byte`);
   const name = Buffer.concat([nameBytes(h.name), Buffer.of(0)]);
   const parts = [NEWC_MAGIC];
   for (const f of FIELDS) {

@@ -101,7 +101,9 @@ function argvOf(v: unknown, key: string, what: string): string[] | undefined {
     return /^[\w@%+=:,./-]+$/.test(v) ? [v] : ["/bin/sh", "-c", v];
   }
   if (Array.isArray(v) && v.every((x) => typeof x === "string")) return v;
-  throw new UserError(`${what}: ${key} must be a string or an array of strings, not ${JSON.stringify(v).slice(0, 80)}`);
+  throw new UserError(
+    `${what}: ${key} must be a string or an array of strings, not ${JSON.stringify(v).slice(0, 80)}`,
+  );
 }
 
 function splitDigest(digest: string, what: string): { algorithm: string; hex: string } {

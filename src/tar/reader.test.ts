@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { Readable } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import { test } from "node:test";
-import { paxMember, rawTar, type RawMember } from "../../test/support/raw-tar.js";
+import { paxMember, type RawMember, rawTar } from "../../test/support/raw-tar.js";
 import { nameBytes } from "../tree/path.js";
 import { readTar, type TarEntry } from "./reader.js";
 
@@ -193,7 +193,19 @@ test("a sparse map that overlaps or does not match the stored data is refused", 
     ]);
   const [ok] = await entries(sparse([[2, 3]], 8, "abc"));
   assert.deepEqual(ok!.data, Buffer.from("\0\0abc\0\0\0"));
-  await assert.rejects(entries(sparse([[4, 3], [5, 1]], 10, "abcd")), /malformed sparse map/);
+  await assert.rejects(
+    entries(
+      sparse(
+        [
+          [4, 3],
+          [5, 1],
+        ],
+        10,
+        "abcd",
+      ),
+    ),
+    /malformed sparse map/,
+  );
   await assert.rejects(entries(sparse([[0, 3]], 2, "abc")), /malformed sparse map/);
   await assert.rejects(entries(sparse([[0, 2]], 8, "abc")), /2 bytes mapped, 3 stored/);
 });

@@ -131,7 +131,10 @@ test("garbage instead of a tar stream is a one-line error naming the layer", asy
 test("malformed whiteouts are refused; .wh..name (a dotfile's whiteout) and the opaque marker are not", async () => {
   for (const bad of [".wh.", ".wh..", ".wh...", "d/.wh..", ".wh..wh.plnk", "d/.wh..wh..opq2"]) {
     const tree = new Tree();
-    const tar = await tarOf([{ name: "d/keep", body: "k" }, { name: bad, body: "" }]);
+    const tar = await tarOf([
+      { name: "d/keep", body: "k" },
+      { name: bad, body: "" },
+    ]);
     await assert.rejects(
       applyLayer(tree, Readable.from([tar]), 0, "L0", spool),
       new RegExp(`^Error: layer L0: entry ${bad.replaceAll(".", "\\.")}: malformed whiteout`),
@@ -158,7 +161,10 @@ test("a file too big for the output format is refused at its header, before any 
 
 test("xattrs (security.capability included) are kept on the inode", async () => {
   const cap = Buffer.from([1, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
-  const tar = rawTar([paxMember([["SCHILY.xattr.security.capability", cap]]), { name: "bin/ping", body: "elf" }]);
+  const tar = rawTar([
+    paxMember([["SCHILY.xattr.security.capability", cap]]),
+    { name: "bin/ping", body: "elf" },
+  ]);
   const tree = new Tree();
   await applyLayer(tree, Readable.from([tar]), 0, "L0", spool);
   assert.deepEqual(tree.get("bin/ping")?.inode.xattrs?.get("security.capability"), cap);

@@ -107,6 +107,7 @@ function validSequenceLength(b: Uint8Array, i: number): number {
 
 /** A name for messages: as is when printable, else quoted with \xNN for odd bytes and controls. */
 export function displayName(name: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
   if (!/[\x00-\x1f\x7f\udc80-\udcff]/.test(name)) return name;
   let out = "";
   for (const ch of name) {

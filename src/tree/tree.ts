@@ -112,5 +112,9 @@ export class Tree {
 
 /** Byte-wise comparison of names (see nameBytes), so the order does not depend on the locale. */
 export function compareNames(a: string, b: string): number {
+  // Without surrogates, UTF-16 code unit order is code point order, which is UTF-8 byte order.
+  if (!SURROGATE.test(a) && !SURROGATE.test(b)) return a < b ? -1 : a > b ? 1 : 0;
   return Buffer.compare(nameBytes(a), nameBytes(b));
 }
+
+const SURROGATE = /[\ud800-\udfff]/;

@@ -119,3 +119,43 @@ export function parseHeader(block: Buffer): HeaderBlock | null {
     throw err;
   }
 }
+
+export type PaxRecord = [key: string, value: Buffer];
+
+/** A GNU long name or link without the NULs that end it. */
+export function trimNuls(b: Buffer): Buffer {
+  let end = b.length;
+  while (end > 0 && b[end - 1] === 0) end--;
+  return b.subarray(0, end);
+}
+
+/** "%d %s=%s\n" records; values stay bytes (hdrcharset=BINARY names are raw). */
+export function parsePax(data: Buffer, entry: string): PaxRecord[] {
+  const out: PaxRecord[] = [];
+  let pos = 0;
+  while (pos < data.length) {
+    if (data[pos] === 0) break; // NUL padding after the last record
+    const sp = data.indexOf(0x20, pos);
+    const lenText = sp < 0 ? "" : data.toString("latin1", pos, sp);
+    const len = /^[0-9]{1,9}$/.test(lenText) ? Number(lenText) : 0;
+    if (len <= sp - pos + 1 || pos + len > data.length || data[pos + len - 1] !== 0x0a) {
+      throw new TarFormatError(`malformed pax header record at byte ${pos}`, entry);
+    }
+    const rec = data.subarray(sp + 1, pos + len - 1);
+    const eq = rec.indexOf(0x3d);
+    if (eq < 0) throw new TarFormatError(`malformed pax header record at byte ${pos}`, entry);
+    out.push([rec.toString("utf8", 0, eq), rec.subarray(eq + 1)]);
+    pos += len;
+  }
+  return out;
+}
+
+/** The last value of each key; an empty value deletes (POSIX: a record with no value). */
+export function lastValues(records: PaxRecord[]): Map<string, Buffer> {
+  const m = new Map<string, Buffer>();
+  for (const [k, v] of records) {
+    if (v.length === 0) m.delete(k);
+    else m.set(k, v);
+  }
+  return m;
+}

@@ -1,6 +1,16 @@
 import { displayName, nameFromBytes } from "../tree/path.js";
 import { ByteReader } from "../util/byte-reader.js";
-import { BLOCK, type HeaderBlock, numberField, parseHeader, TarFormatError } from "./header.js";
+import {
+  BLOCK,
+  type HeaderBlock,
+  lastValues,
+  numberField,
+  type PaxRecord,
+  parseHeader,
+  parsePax,
+  TarFormatError,
+  trimNuls,
+} from "./header.js";
 
 /*
  * A streaming tar reader written for images from strangers. tar-stream (used before) decodes
@@ -35,8 +45,6 @@ export interface TarEntry {
 export const MAX_ID = 0xfffffffe;
 /** PAX headers and GNU long names bigger than this are refused rather than buffered. */
 const MAX_META = 1 << 20;
-
-type PaxRecord = [key: string, value: Buffer];
 
 const KINDS: Record<string, TarKind> = {
   "0": "file",
@@ -107,43 +115,6 @@ export async function* readTar(input: AsyncIterable<Buffer>): AsyncGenerator<Tar
     yield { ...rest, body };
     await r.skip(dataStart + stored + padding(stored) - r.offset);
   }
-}
-
-function trimNuls(b: Buffer): Buffer {
-  let end = b.length;
-  while (end > 0 && b[end - 1] === 0) end--;
-  return b.subarray(0, end);
-}
-
-/** "%d %s=%s\n" records; values stay bytes (hdrcharset=BINARY names are raw). */
-function parsePax(data: Buffer, entry: string): PaxRecord[] {
-  const out: PaxRecord[] = [];
-  let pos = 0;
-  while (pos < data.length) {
-    if (data[pos] === 0) break; // NUL padding after the last record
-    const sp = data.indexOf(0x20, pos);
-    const lenText = sp < 0 ? "" : data.toString("latin1", pos, sp);
-    const len = /^[0-9]{1,9}$/.test(lenText) ? Number(lenText) : 0;
-    if (len <= sp - pos + 1 || pos + len > data.length || data[pos + len - 1] !== 0x0a) {
-      throw new TarFormatError(`malformed pax header record at byte ${pos}`, entry);
-    }
-    const rec = data.subarray(sp + 1, pos + len - 1);
-    const eq = rec.indexOf(0x3d);
-    if (eq < 0) throw new TarFormatError(`malformed pax header record at byte ${pos}`, entry);
-    out.push([rec.toString("utf8", 0, eq), rec.subarray(eq + 1)]);
-    pos += len;
-  }
-  return out;
-}
-
-/** The last value of each key; an empty value deletes (POSIX: a record with no value). */
-function lastValues(records: PaxRecord[]): Map<string, Buffer> {
-  const m = new Map<string, Buffer>();
-  for (const [k, v] of records) {
-    if (v.length === 0) m.delete(k);
-    else m.set(k, v);
-  }
-  return m;
 }
 
 function paxInteger(pax: Map<string, Buffer>, key: string, max: number, entry: string): number | undefined {

@@ -1,8 +1,6 @@
 import assert from "node:assert/strict";
 import { Readable } from "node:stream";
-import { text } from "node:stream/consumers";
 import { after, before, test } from "node:test";
-import fc from "fast-check";
 import { tarOf } from "../../test/support/layers.js";
 import { paxMember, rawTar } from "../../test/support/raw-tar.js";
 import { applyLayer } from "./flatten.js";
@@ -17,108 +15,7 @@ after(async () => {
   await spool.dispose();
 });
 
-type Op =
-  | { kind: "file"; path: string; body: string }
-  | { kind: "dir"; path: string }
-  | { kind: "wh"; path: string }
-  | { kind: "opq"; path: string };
-
-/**
- * The reference semantics, written as plainly as possible over a map of paths: what a
- * runtime does when it unpacks layers in order.
- */
-function model(layers: Op[][]): Map<string, string> | "error" {
-  const tree = new Map<string, { kind: "file" | "dir"; body?: string; layer: number }>();
-  const under = (p: string) => [...tree.keys()].filter((k) => k.startsWith(`${p}/`));
-  for (const [layer, ops] of layers.entries()) {
-    for (const op of ops) {
-      const parts = op.path.split("/");
-      // Parents: create missing ones, refuse to go through a file.
-      for (let i = 1; i < parts.length; i++) {
-        const parent = parts.slice(0, i).join("/");
-        const have = tree.get(parent);
-        if (have && have.kind !== "dir") return "error";
-        if (!have) tree.set(parent, { kind: "dir", layer });
-      }
-      if (op.kind === "wh") {
-        tree.delete(op.path);
-        for (const k of under(op.path)) tree.delete(k);
-      } else if (op.kind === "opq") {
-        const parent = parts.slice(0, -1).join("/");
-        for (const k of under(parent)) {
-          if (k.slice(parent.length + 1).includes("/")) continue;
-          if (tree.get(k)!.layer < layer) {
-            tree.delete(k);
-            for (const d of under(k)) tree.delete(d);
-          }
-        }
-      } else if (op.kind === "dir") {
-        const have = tree.get(op.path);
-        if (have?.kind === "dir") have.layer = layer;
-        else {
-          for (const k of under(op.path)) tree.delete(k);
-          tree.set(op.path, { kind: "dir", layer });
-        }
-      } else {
-        for (const k of under(op.path)) tree.delete(k);
-        tree.set(op.path, { kind: "file", body: op.body, layer });
-      }
-    }
-  }
-  return new Map([...tree].map(([k, v]) => [k, v.kind === "dir" ? "<dir>" : v.body!]));
-}
-
-function toEntries(ops: Op[]) {
-  return ops.map((op) => {
-    const slash = op.path.lastIndexOf("/");
-    const dir = slash < 0 ? "" : `${op.path.slice(0, slash + 1)}`;
-    const base = op.path.slice(slash + 1);
-    if (op.kind === "wh") return { name: `${dir}.wh.${base}`, body: "" };
-    if (op.kind === "opq") return { name: `${dir}.wh..wh..opq`, body: "" };
-    if (op.kind === "dir") return { name: op.path, type: "directory" as const };
-    return { name: op.path, body: op.body };
-  });
-}
-
-async function flatten(layers: Op[][]): Promise<Map<string, string> | "error"> {
-  const tree = new Tree();
-  try {
-    for (const [i, ops] of layers.entries()) {
-      await applyLayer(tree, Readable.from([await tarOf(toEntries(ops))]), i, `L${i}`, spool);
-    }
-  } catch {
-    return "error";
-  }
-  const out = new Map<string, string>();
-  for (const { path, inode } of tree.walk()) {
-    if (path === "") continue;
-    out.set(path, inode.kind === "dir" ? "<dir>" : await text(inode.content!.open()));
-  }
-  return out;
-}
-
-const path = fc.array(fc.constantFrom("a", "b", "c"), { minLength: 1, maxLength: 3 }).map((p) => p.join("/"));
-const op: fc.Arbitrary<Op> = fc.oneof(
-  fc.record({ kind: fc.constant("file" as const), path, body: fc.constantFrom("1", "2", "3") }),
-  fc.record({ kind: fc.constant("dir" as const), path }),
-  fc.record({ kind: fc.constant("wh" as const), path }),
-  fc.record({ kind: fc.constant("opq" as const), path: path.map((p) => `${p}/x`) }),
-);
-
-test("flattening agrees with the reference semantics on random layer stacks", async () => {
-  await fc.assert(
-    fc.asyncProperty(
-      fc.array(fc.array(op, { maxLength: 6 }), { minLength: 1, maxLength: 4 }),
-      async (layers) => {
-        const want = model(layers);
-        const got = await flatten(layers);
-        if (want === "error" || got === "error") assert.equal(got, want);
-        else assert.deepEqual(Object.fromEntries([...got].sort()), Object.fromEntries([...want].sort()));
-      },
-    ),
-    { numRuns: 300 },
-  );
-});
+// The reference-model property (whiteouts, opaque dirs, hard links) is in test/fuzz-layers.test.ts.
 
 test("garbage instead of a tar stream is a one-line error naming the layer", async () => {
   const tree = new Tree();

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createReadStream, existsSync } from "node:fs";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -238,6 +238,19 @@ test("non-UTF-8 names keep their bytes through to the cpio (GNU cpio extracts tw
     (n) => n.subarray(0, 3).toString() === "caf",
   );
   assert.deepEqual(onDisk.map((n) => n.toString("hex")).sort(), ["636166c3a9", "636166e9"]);
+});
+
+test("a dir: source keeps non-UTF-8 names and link targets as bytes", async () => {
+  const root = await mkdtemp(join(work, "bytes-dir-"));
+  const latin1 = Buffer.from([0x63, 0x61, 0x66, 0xe9]);
+  await writeFile(Buffer.concat([Buffer.from(`${root}/`), latin1]), "latin1");
+  await writeFile(join(root, "café"), "utf8");
+  await symlink(latin1, Buffer.from(`${root}/link`));
+  const { entries } = await buildEntries(`dir:${root}`);
+  const names = [...entries.keys()].filter((n) => n.startsWith("caf"));
+  assert.deepEqual(names.map((n) => nameBytes(n).toString("hex")).sort(), ["636166c3a9", "636166e9"]);
+  assert.equal(entries.get(names.find((n) => nameBytes(n).length === 4)!)!.body.toString(), "latin1");
+  assert.deepEqual(entries.get("link")!.body, latin1);
 });
 
 async function appConf(config: Record<string, unknown>) {

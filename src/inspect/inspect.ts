@@ -5,6 +5,7 @@ import { APP_CONFIG_PATH, type AppConfig, decodeAppConfig } from "../appconfig/a
 import { type Compression, decompressor, detectCompression } from "../compress/compress.js";
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from "../cpio/newc.js";
 import { type CpioEntry, readCpio } from "../cpio/reader.js";
+import { nameFromBytes } from "../tree/path.js";
 import { UserError } from "../util/errors.js";
 import { readHead } from "../util/read-head.js";
 
@@ -107,7 +108,7 @@ export async function inspectArchive(file: string, opts: { why?: boolean } = {})
     } else if (type === S_IFDIR) result.counts.dirs++;
     else if (type === S_IFLNK) {
       result.counts.symlinks++;
-      f.target = e.body.toString();
+      f.target = nameFromBytes(e.body);
     } else {
       result.counts.other++;
       if (e.rdevMajor || e.rdevMinor) f.rdev = [e.rdevMajor, e.rdevMinor];

@@ -99,6 +99,6 @@ export function bufferContent(data: Buffer): Content {
 }
 
 /** Content of a host file, read when the image is written. */
-export function hostFileContent(path: string, size: number): Content {
+export function hostFileContent(path: string | Buffer, size: number): Content {
   return { size, open: () => createReadStream(path, { highWaterMark: READ_CHUNK }) };
 }

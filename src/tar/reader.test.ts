@@ -222,3 +222,14 @@ test("the stream is read to its end after the end-of-archive blocks", async () =
   for await (const e of readTar(tail)) for await (const _ of e.body);
   assert.equal(ended, true);
 });
+
+test("global PAX records apply to the entries after them and stay bounded", async () => {
+  const g = (records: [string, string][]) => ({ ...paxMember(records), type: "g" });
+  const got = await entries(rawTar([file("a"), g([["uid", "7"]]), file("b"), g([["uid", ""]]), file("c")]));
+  assert.deepEqual(
+    got.map((e) => e.uid),
+    [0, 7, 0],
+  );
+  const big = Array.from({ length: 3 }, (_, i) => g([[`k${i}`, "x".repeat(600_000)]]));
+  await assert.rejects(entries(rawTar([...big, file("a")])), /global pax headers hold more than 1 MiB/);
+});

@@ -45,6 +45,8 @@ export interface TarEntry {
 export const MAX_ID = 0xfffffffe;
 /** PAX headers and GNU long names bigger than this are refused rather than buffered. */
 const MAX_META = 1 << 20;
+/** More runs than this in one sparse file is refused rather than held in memory. */
+const MAX_SEGMENTS = 1 << 20;
 
 const KINDS: Record<string, TarKind> = {
   "0": "file",
@@ -94,9 +96,14 @@ export async function* readTar(input: AsyncIterable<Buffer>): AsyncGenerator<Tar
       case "X":
         pax = parsePax(await meta(), rawName());
         continue;
-      case "g":
-        global = [...global, ...parsePax(await meta(), rawName())];
+      case "g": {
+        // Later global records replace earlier ones; their total stays bounded.
+        const merged = lastValues([...global, ...parsePax(await meta(), rawName())]);
+        global = [...merged];
+        if (global.reduce((n, [k, v]) => n + k.length + v.length, 0) > MAX_META)
+          throw new TarFormatError("global pax headers hold more than 1 MiB");
         continue;
+      }
       case "L":
         longName = trimNuls(await meta());
         continue;
@@ -257,8 +264,8 @@ async function bodyOf(
     take(h.block, 386, 4);
     let extended = h.block[482] !== 0;
     // Extension blocks come before the data and are not counted in its size.
-    for (let n = 0; extended; n++) {
-      if (n > 100_000) throw new TarFormatError("too many sparse extension blocks", entry);
+    while (extended) {
+      if (map.length > MAX_SEGMENTS) throw new TarFormatError("sparse map has too many segments", entry);
       const ext = await r.must(BLOCK);
       take(ext, 0, 21);
       extended = ext[504] !== 0;
@@ -280,6 +287,7 @@ async function bodyOf(
       }
     };
     const count = num(await nextLine(), "count");
+    if (count > MAX_SEGMENTS) throw new TarFormatError("sparse map has too many segments", entry);
     map = [];
     for (let i = 0; i < count; i++) {
       map.push({ offset: num(await nextLine(), "offset"), numbytes: num(await nextLine(), "length") });

@@ -213,7 +213,8 @@ function xattrsOf(records: PaxRecord[], entry: string): { xattrs?: Map<string, B
     let data: Buffer;
     if (key.startsWith("SCHILY.xattr.")) {
       name = key.slice(13);
-      data = value;
+      // A copy: the value is a view into a read chunk the tree must not keep alive.
+      data = Buffer.from(value);
     } else if (key.startsWith("LIBARCHIVE.xattr.")) {
       name = decodeURIComponent(key.slice(17));
       data = Buffer.from(value.toString("latin1"), "base64");

@@ -71,7 +71,6 @@ const padding = (n: number) => (BLOCK - (n % BLOCK)) % BLOCK;
  */
 export async function* readTar(input: AsyncIterable<Buffer>): AsyncGenerator<TarEntry> {
   const r = new ByteReader(input);
-  let global: PaxRecord[] = [];
   let pax: PaxRecord[] | undefined;
   let longName: Buffer | undefined;
   let longLink: Buffer | undefined;
@@ -96,14 +95,11 @@ export async function* readTar(input: AsyncIterable<Buffer>): AsyncGenerator<Tar
       case "X":
         pax = parsePax(await meta(), rawName());
         continue;
-      case "g": {
-        // Later global records replace earlier ones; their total stays bounded.
-        const merged = lastValues([...global, ...parsePax(await meta(), rawName())]);
-        global = [...merged];
-        if (global.reduce((n, [k, v]) => n + k.length + v.length, 0) > MAX_META)
-          throw new TarFormatError("global pax headers hold more than 1 MiB");
+      case "g":
+        // Checked, then ignored: Go's archive/tar does not carry global records over to the
+        // entries after them, so docker and containerd unpack as if they were not there.
+        parsePax(await meta(), rawName());
         continue;
-      }
       case "L":
         longName = trimNuls(await meta());
         continue;
@@ -114,7 +110,7 @@ export async function* readTar(input: AsyncIterable<Buffer>): AsyncGenerator<Tar
         await r.skip(h.size + padding(h.size));
         continue;
     }
-    const records = [...global, ...(pax ?? [])];
+    const records = pax ?? [];
     const entry = buildEntry(h, records, longName, longLink);
     pax = longName = longLink = undefined;
     const { body, dataStart } = await bodyOf(r, h, entry, records);
@@ -159,8 +155,9 @@ function buildEntry(
     const flag = /^[\x21-\x7e]$/.test(h.typeflag) ? h.typeflag : JSON.stringify(h.typeflag);
     throw new TarFormatError(`unsupported tar entry type '${flag}'`, display);
   }
-  // Old tars mark directories by a trailing slash only.
-  if (kind === "file" && h.typeflag !== "S" && rawName[rawName.length - 1] === 0x2f) kind = "dir";
+  // Pre-POSIX tars (typeflag NUL) mark directories by a trailing slash only (as Go's reader,
+  // and so containerd, reads them).
+  if (h.typeflag === "\0" && rawName[rawName.length - 1] === 0x2f) kind = "dir";
   const mtimeText = pax.get("mtime")?.toString("latin1");
   let mtime = h.mtime;
   if (mtimeText !== undefined) {
@@ -182,7 +179,11 @@ function buildEntry(
   ] as const) {
     if (v > 0xffffffff) throw new TarFormatError(`${what} ${v} is out of range`, display);
   }
-  const stored = paxInteger(pax, "size", Number.MAX_SAFE_INTEGER, display) ?? h.size;
+  // Links, devices, fifos and directories are header-only whatever their size field says,
+  // as Go's archive/tar (containerd, docker) reads them: a parser that skipped "their data"
+  // would see different entries than the runtimes do.
+  const headerOnly = /^[1-6]$/.test(h.typeflag);
+  const stored = headerOnly ? 0 : (paxInteger(pax, "size", Number.MAX_SAFE_INTEGER, display) ?? h.size);
   let size = kind === "file" ? stored : 0;
   if (h.typeflag === "S") size = numberField(h.block, 483, 12, "sparse real size");
   else if (pax.has("GNU.sparse.realsize") || pax.has("GNU.sparse.size")) {

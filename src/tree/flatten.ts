@@ -64,8 +64,8 @@ class EntryError extends Error {}
 /**
  * A whiteout name that means nothing or climbs: ".wh." with nothing, "." or ".." after it, and
  * the ".wh..wh." metadata names other than the opaque marker (AUFS internals such as
- * ".wh..wh.plnk" that an image must not carry). A runtime that took ".wh.." literally would
- * delete the directory itself; containerd refuses these, and so do we.
+ * ".wh..wh.plnk" that an image must not carry). A runtime that joined ".wh.." naively would
+ * delete the directory holding it (".wh..." its parent): refused, never guessed at.
  */
 function checkWhiteout(base: string): void {
   const target = base.slice(WHITEOUT_PREFIX.length);

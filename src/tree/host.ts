@@ -1,4 +1,5 @@
-import { lstat, readdir, readlink } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, lstat, readdir, readlink } from "node:fs/promises";
 import { UserError } from "../util/errors.js";
 import { baseOf, displayName, joinImagePath, nameFromBytes, normalizeImagePath, parentOf } from "./path.js";
 import { hostFileContent } from "./spool.js";
@@ -45,6 +46,8 @@ export async function addHostPath(tree: Tree, source: string, dest: string, opts
       gid: opts.owner?.gid ?? st.gid,
       mtime: Math.floor(st.mtimeMs / 1000),
     };
+    // Bodies are read when the image is written: say now, naming the file, if one cannot be.
+    if (kind === "file" || kind === "dir") await readable(hostPathBytes, hostPath);
     if (!shared) {
       if (kind === "file") inode.content = hostFileContent(hostPathBytes, st.size);
       if (kind === "symlink")
@@ -94,6 +97,14 @@ export async function addHostPath(tree: Tree, source: string, dest: string, opts
     }
   };
   await visit(Buffer.from(source), target);
+}
+
+async function readable(path: Buffer, hostPath: string): Promise<void> {
+  await access(path, constants.R_OK).catch((err: NodeJS.ErrnoException) => {
+    throw new UserError(
+      `${hostPath}: cannot read (${err.code === "EACCES" ? "permission denied" : err.code})`,
+    );
+  });
 }
 
 function kindOfMode(mode: number): EntryKind | null {

@@ -1,3 +1,5 @@
+import { printable } from "../util/errors.js";
+
 /**
  * Paths inside an image are kept relative to its root, without leading "/" or "./",
  * e.g. "usr/bin/env"; the root itself is "".
@@ -105,17 +107,13 @@ function validSequenceLength(b: Uint8Array, i: number): number {
   return 0;
 }
 
-/** A name for messages: as is when printable, else quoted with \xNN for odd bytes and controls. */
+/**
+ * A name for messages: as is when plain, else quoted, with each byte that is not UTF-8 as \xNN
+ * and control characters made printable.
+ */
 export function displayName(name: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is the point
-  if (!/[\x00-\x1f\x7f\udc80-\udcff]/.test(name)) return name;
-  let out = "";
-  for (const ch of name) {
-    const c = ch.charCodeAt(0);
-    if (ch.length === 1 && c >= 0xdc80 && c <= 0xdcff) out += `\\x${(c - 0xdc00).toString(16)}`;
-    else if (c < 0x20 || c === 0x7f) out += `\\x${c.toString(16).padStart(2, "0")}`;
-    else if (ch === "\\" || ch === '"') out += `\\${ch}`;
-    else out += ch;
-  }
-  return `"${out}"`;
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding them is the point
+  if (!/[\x00-\x1f\x7f-\x9f\udc80-\udcff]/.test(name)) return name;
+  const bytes = name.replace(/[\udc80-\udcff]/g, (c) => `\\x${(c.charCodeAt(0) - 0xdc00).toString(16)}`);
+  return `"${printable(bytes)}"`;
 }

@@ -162,7 +162,7 @@ test(`hostile layers: a one-line error, or a cpio whose names stay inside and di
       assert.deepEqual(got, want);
       assert.equal(new Set(got.map((n) => nameBytes(n).toString("hex"))).size, got.length);
     }),
-    { numRuns: RUNS.layers },
+    { numRuns: RUNS.layers, interruptAfterTimeLimit: 20_000 },
   );
   t.diagnostic(`${refused} of ${RUNS.layers} refused; the others gave ${entries} cpio entries`);
   assert.ok(refused > 0 && refused < RUNS.layers, `${refused} refused: the generator covers both outcomes`);
@@ -187,7 +187,7 @@ test(`distinct byte names stay distinct from tar to cpio (${RUNS.distinct} input
         for (const [i, n] of names.entries()) assert.equal(out.get(n.toString("hex")), String(i));
       },
     ),
-    { numRuns: RUNS.distinct },
+    { numRuns: RUNS.distinct, interruptAfterTimeLimit: 20_000 },
   );
 });
 
@@ -312,7 +312,7 @@ test(`the flattened tree equals the reference model: whiteouts, opaque dirs, har
         assert.deepEqual(await describeTree(got), describeModel(want));
       },
     ),
-    { numRuns: RUNS.model },
+    { numRuns: RUNS.model, interruptAfterTimeLimit: 20_000 },
   );
 });
 
@@ -341,7 +341,7 @@ test(`mutated cpio archives are read or refused with an Error, never a hang or c
         }
       },
     ),
-    { numRuns: RUNS.mutate },
+    { numRuns: RUNS.mutate, interruptAfterTimeLimit: 20_000 },
   );
 });
 
@@ -391,7 +391,7 @@ test(`a failing build leaves the old output byte-identical and no temp file (${R
         await rm(dir, { recursive: true, force: true });
       },
     ),
-    { numRuns: RUNS.build },
+    { numRuns: RUNS.build, interruptAfterTimeLimit: 20_000 },
   );
   assert.ok(failed > 0, "some builds failed");
 });

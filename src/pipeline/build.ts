@@ -12,14 +12,13 @@ import {
 import { type Arch, archOf } from "../arch/arch.js";
 import { type Compression, compressor } from "../compress/compress.js";
 import { writeCpio } from "../cpio/writer.js";
-import { addHostBinary } from "../image/host-binary.js";
 import { formatPlatform, hostPlatform, platformMatches } from "../image/platform.js";
-import { type OpenOptions, openLayeredSource, parseSourceRef } from "../image/source.js";
-import type { ImageConfig, Platform } from "../image/types.js";
+import type { Platform } from "../image/types.js";
 import { treeClosureResolver } from "../minimize/closure.js";
 import type { MinimizeLevel } from "../minimize/minimize.js";
 import { minimize } from "../minimize/minimize.js";
-import { applyLayer } from "../tree/flatten.js";
+import { openSource } from "../source/schemes.js";
+import type { OpenOptions } from "../source/source.js";
 import { addHostPath } from "../tree/host.js";
 import { normalizeImagePath, parentOf } from "../tree/path.js";
 import { bufferContent, Spool } from "../tree/spool.js";
@@ -101,38 +100,20 @@ export type LoadOptions = Pick<
 
 /** source -> flattened tree (+ --add files) -> resolved app config. */
 export async function loadImage(o: LoadOptions): Promise<LoadedImage> {
-  const ref = parseSourceRef(o.source);
   const platform = o.platform ?? hostPlatform();
+  const image = await openSource(o.source, { platform, insecure: o.insecure, progress: o.onProgress });
+  if (image.platform && o.platform && !platformMatches(o.platform, image.platform)) {
+    throw new UserError(
+      `${o.source}: no image for platform ${formatPlatform(o.platform)}; available: ${formatPlatform(image.platform)}`,
+    );
+  }
+  const architecture = image.platform?.architecture ?? platform.architecture;
   const spool = await Spool.create();
   try {
     const tree = new Tree();
-    let imageConfig: ImageConfig = {};
-    let architecture = platform.architecture;
-    let digest: string | undefined;
-    let overrides = o.overrides;
-    const warnings: string[] = [];
-    if (ref.transport === "dir") {
-      await addHostPath(tree, ref.value, "/", { layer: 0 });
-    } else if (ref.transport === "bin") {
-      const added = await addHostBinary(tree, ref.value, archOf(architecture));
-      overrides = { ...overrides, entrypoint: overrides.entrypoint ?? added.entrypoint };
-      warnings.push(...added.warnings);
-    } else {
-      const image = await openLayeredSource(ref, { platform, insecure: o.insecure, progress: o.onProgress });
-      imageConfig = image.config;
-      digest = image.digest;
-      if (image.platform) {
-        if (o.platform && !platformMatches(o.platform, image.platform)) {
-          throw new UserError(
-            `${ref.text}: no image for platform ${formatPlatform(o.platform)}; available: ${formatPlatform(image.platform)}`,
-          );
-        }
-        architecture = image.platform.architecture;
-      }
-      for (const [i, layer] of image.layers.entries()) {
-        o.onLayer?.(i, image.layers.length, layer.name);
-        await applyLayer(tree, await layer.open(), i, layer.name, spool);
-      }
+    for (const [index, layer] of image.layers.entries()) {
+      o.onLayer?.(index, image.layers.length, layer.name);
+      await layer.apply(tree, { index, spool });
     }
     const arch = archOf(architecture);
     const added: string[] = [];
@@ -140,10 +121,11 @@ export async function loadImage(o: LoadOptions): Promise<LoadedImage> {
       await addHostPath(tree, resolvePath(add.source), add.dest, { owner: o.addOwner ?? { uid: 0, gid: 0 } });
       for (const { path } of tree.walk(normalizeImagePath(add.dest))) added.push(path);
     }
-    const app = resolveAppConfig(imageConfig, overrides, {
+    const app = resolveAppConfig(image.config, o.overrides, {
       passwd: await readImageText(tree, "etc/passwd"),
       group: await readImageText(tree, "etc/group"),
     });
+    const { warnings, digest } = image;
     return { tree, spool, app, arch, added, warnings, ...(digest ? { digest } : {}) };
   } catch (err) {
     await spool.dispose();

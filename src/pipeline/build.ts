@@ -1,6 +1,6 @@
 import { readFile } from "node:fs/promises";
 import { resolve as resolvePath } from "node:path";
-import { type Duplex, Readable, Transform } from "node:stream";
+import { Readable } from "node:stream";
 import { text } from "node:stream/consumers";
 import {
   APP_CONFIG_PATH,
@@ -10,8 +10,7 @@ import {
   resolveAppConfig,
 } from "../appconfig/appconfig.js";
 import { type Arch, archOf } from "../arch/arch.js";
-import { type Compression, compressor } from "../compress/compress.js";
-import { writeCpio } from "../cpio/writer.js";
+import type { Compression } from "../compress/compress.js";
 import { formatPlatform, hostPlatform, platformMatches } from "../image/platform.js";
 import type { Platform } from "../image/types.js";
 import { treeClosureResolver } from "../minimize/closure.js";
@@ -25,6 +24,7 @@ import { bufferContent, Spool } from "../tree/spool.js";
 import { Tree } from "../tree/tree.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
 import { UserError } from "../util/errors.js";
+import { FORMATS, type ImageFormat } from "./formats.js";
 import { initBinaryPath } from "./init-binary.js";
 
 export { MINIMIZE_LEVELS, type MinimizeLevel } from "../minimize/minimize.js";
@@ -37,6 +37,8 @@ export interface HostAddition {
 export interface BuildOptions {
   source: string;
   output: string;
+  /** What to write (default cpio); see ./formats.ts. */
+  format?: ImageFormat;
   compression: Compression;
   minimize: MinimizeLevel;
   platform?: Platform;
@@ -164,10 +166,14 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     }
 
     const files = reasons.size;
-    const archive = writeCpio(tree, { clampMtime: o.epoch });
-    const stages: Duplex[] = [compressor(o.compression)];
-    if (o.onWrite) stages.unshift(progressCounter(contentBytes(tree), o.onWrite));
-    const bytes = await writeFileAtomically(o.output, archive, stages, 0o644, o.verify);
+    const bytes = await FORMATS[o.format ?? "cpio"].write(tree, {
+      output: o.output,
+      epoch: o.epoch,
+      compression: o.compression,
+      source: o.source,
+      ...(o.verify ? { verify: o.verify } : {}),
+      ...(o.onWrite ? { onWrite: o.onWrite } : {}),
+    });
     await writeFileAtomically(whyPath(o.output), Readable.from([encodeWhy(tree, reasons)]));
     return {
       output: o.output,
@@ -184,41 +190,10 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
   }
 }
 
-/** Bytes of file content in the tree, each hard-linked inode once. */
-function contentBytes(tree: Tree): number {
-  const seen = new Set<unknown>();
-  let total = 0;
-  for (const { inode } of tree.walk()) {
-    if (inode.content && !seen.has(inode)) total += inode.content.size;
-    seen.add(inode);
-  }
-  return total;
-}
-
-/** Passes bytes through, reporting the running count (capped at `total`) a few times a second. */
-function progressCounter(total: number, report: (p: { done: number; total: number }) => void): Transform {
-  let done = 0;
-  let last = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      done += chunk.length;
-      const now = Date.now();
-      if (now - last > 100) {
-        last = now;
-        report({ done: Math.min(done, total), total });
-      }
-      cb(null, chunk);
-    },
-    flush(cb) {
-      report({ done: total, total });
-      cb();
-    },
-  });
-}
-
 /** The sidecar that explains an image: OUTPUT.why. */
 export function whyPath(output: string): string {
-  return `${output}.why`;
+  // A directory output (OUTPUT/) gets its OUTPUT.why beside it.
+  return `${output.replace(/(.)\/+$/, "$1")}.why`;
 }
 
 /** "path<TAB>reason" lines in the image's own order. */

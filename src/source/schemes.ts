@@ -3,12 +3,13 @@ import { bin } from "./bin.js";
 import { dir } from "./dir.js";
 import { docker } from "./docker.js";
 import { dockerArchive } from "./docker-archive.js";
+import { list } from "./list.js";
 import { oci } from "./oci.js";
 import type { OpenOptions, SourceImage, SourceScheme } from "./source.js";
 import { tar } from "./tar.js";
 
 /** Every source slimroot reads, by scheme. A new source is a module here and a line below. */
-export const SCHEMES: readonly SourceScheme[] = [oci, dockerArchive, docker, dir, tar, bin];
+export const SCHEMES: readonly SourceScheme[] = [oci, dockerArchive, docker, dir, tar, bin, list];
 
 /** Opens a containers-transports style reference: oci:PATH[:TAG], docker://REF, dir:PATH, ... */
 export function openSource(text: string, opts: OpenOptions): Promise<SourceImage> {

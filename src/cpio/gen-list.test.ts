@@ -11,6 +11,7 @@ test("every line type parses as gen_init_cpio reads it", () => {
     "nod /dev/console 0600 0 0 c 5 1",
     "\tnod /dev/vda 0660 0 6 b 254 0  ",
     "slink /bin/sh busybox 777 0 0",
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: gen_init_cpio's own ${VAR}
     "file /bin/busybox ${BB} 0755 0 0 /bin/ls /bin/cat",
     "pipe /run/fifo 0644 1000 1000",
     "sock /run/sock 0755 0 0",
@@ -46,6 +47,7 @@ test("a bad line is refused with FILE:LINE", () => {
     ["dir /a 17777 0 0", /^lst:2: mode/],
     ["dir /a 0755 -1 0", /^lst:2: uid "-1" is not valid/],
     ["nod /a 0600 0 0 x 1 1", /^lst:2: device type x: expected b or c/],
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: gen_init_cpio's own ${VAR}
     ["file /a ${NOPE}/a 0644 0 0", /^lst:2: \$\{NOPE\} in the location is not set/],
     ["  # an indented comment is not a comment", /^lst:2: unknown type "#"/],
   ];

@@ -7,9 +7,9 @@ import { parseProbe } from "../trace/probe.js";
 import { loadProfile, type Profile, profileProbes } from "../trace/profile.js";
 import { verifyImage } from "../trace/verify.js";
 import { UserError } from "../util/errors.js";
-import { addImageOptions, collect, imageSettings } from "./image-options.js";
+import { addImageOptions, imageSettings } from "./image-options.js";
+import { collect, parseDuration } from "./parse.js";
 import { byteProgress, clearStatus, statusLine } from "./progress.js";
-import { parseDuration } from "./run.js";
 
 export { parseAddition, parseOwner, sourceDateEpoch } from "./image-options.js";
 

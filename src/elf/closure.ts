@@ -18,11 +18,8 @@ import {
   EM_S390,
   EM_X86_64,
   elfMachineName,
-  envCommand,
   isElf,
   parseElf,
-  parseShebang,
-  type Shebang,
 } from "./elf.js";
 import {
   type LdCacheEntry,
@@ -32,6 +29,7 @@ import {
   readLdSoConf,
   readMuslPath,
 } from "./ldconfig.js";
+import { envCommand, parseShebang, type Shebang } from "./shebang.js";
 
 export interface ClosureOptions {
   /** The target's e_machine (EM_X86_64, EM_AARCH64, ...); other objects are passed over. */

@@ -1,5 +1,6 @@
 import { gunzipSync, constants as zc } from "node:zlib";
 import { type Arch, archOfElfMachine } from "../arch/arch.js";
+import { elfIdent } from "../elf/elf.js";
 
 export type KernelFormat = "bzImage" | "elf" | "arm64-image";
 
@@ -13,9 +14,8 @@ export const KERNEL_HEAD_BYTES = 4096;
 
 /** The architecture of an ELF file from its e_machine, or undefined for other machines. */
 export function elfArch(head: Buffer): Arch | undefined {
-  if (head.length < 20 || head.readUInt32BE(0) !== 0x7f454c46) return undefined;
-  const machine = head[5] === 2 ? head.readUInt16BE(18) : head.readUInt16LE(18);
-  return archOfElfMachine(machine);
+  const ident = elfIdent(head);
+  return ident && archOfElfMachine(ident.machine);
 }
 
 /**

@@ -86,23 +86,27 @@ export function directoryChain(dir: string): CpioRecord[] {
  * and only the last one carries the body.
  */
 export function* treeRecords(tree: Tree, { clampMtime }: CpioOptions): Generator<CpioRecord> {
-  const entries = [...tree.walk()];
+  // Two walks of the tree instead of one list of every entry, and per-inode state only for
+  // inodes with several names (hard links) and directories: memory stays near the tree's own.
   const ino = new Map<Inode, number>();
   const names = new Map<Inode, number>();
   const subdirs = new Map<Inode, number>();
-  for (const { path, inode } of entries) {
+  for (const { path, inode } of tree.walk()) {
     if (!ino.has(inode)) ino.set(inode, ino.size + 1);
-    names.set(inode, (names.get(inode) ?? 0) + 1);
+    else names.set(inode, (names.get(inode) ?? 1) + 1);
     if (inode.kind === "dir" && path !== "") {
       const parent = tree.get(path.slice(0, Math.max(0, path.lastIndexOf("/"))))!.inode;
       subdirs.set(parent, (subdirs.get(parent) ?? 0) + 1);
     }
   }
   const seen = new Map<Inode, number>();
-  for (const { path, inode } of entries) {
-    const count = names.get(inode)!;
-    const nth = (seen.get(inode) ?? 0) + 1;
-    seen.set(inode, nth);
+  for (const { path, inode } of tree.walk()) {
+    const count = names.get(inode) ?? 1;
+    let nth = 1;
+    if (count > 1) {
+      nth = (seen.get(inode) ?? 0) + 1;
+      seen.set(inode, nth);
+    }
     let body: CpioRecord["body"];
     if (inode.kind === "symlink") body = Buffer.from(inode.target ?? "");
     else if (inode.kind === "file" && nth === count) body = inode.content;

@@ -12,6 +12,7 @@ import { type ModuleFile, writeModulesCpio } from "../kmod/modules-cpio.js";
 import { UserError } from "../util/errors.js";
 import { readHead } from "../util/read-head.js";
 import { KERNEL_HEAD_BYTES, type KernelKind, kernelKind } from "./arch.js";
+import { configBeside } from "./config.js";
 import { bootModules, cachedKernel } from "./fetch.js";
 import { fetchedKernelDir, type KernelManifest, readManifest, type Transport } from "./manifest.js";
 
@@ -22,6 +23,8 @@ export interface BootKernel {
   modulesCpio?: string;
   /** For messages: where it came from. */
   label: string;
+  /** Its build config, when known (a fetched kernel's, or config-RELEASE beside vmlinuz-RELEASE). */
+  config?: string;
 }
 
 export interface KernelRequest {
@@ -33,6 +36,8 @@ export interface KernelRequest {
   arch: Arch;
   /** The VM's virtio transport: picks the boot modules of a fetched kernel. */
   transport: Transport;
+  /** Modules to load besides the transport's boot modules (virtio_blk for disks, vsock). */
+  extraModules?: readonly string[];
   /** Where a modules archive built on the fly may be written. */
   scratch: string;
 }
@@ -51,6 +56,7 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
   let kernel: string;
   let modulesCpio: string | undefined;
   let label: string;
+  let config: string | undefined;
   if (r.kernel === undefined) {
     const dir = fetchedKernelDir(r.arch);
     const m = await cachedKernel(dir);
@@ -61,6 +67,7 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
     kernel = join(dir, m.kernel);
     modulesCpio = await manifestModules(dir, m, r);
     label = `${m.version} (${dir})`;
+    if (m.config) config = join(dir, m.config);
   } else {
     const st = await stat(r.kernel).catch(() => undefined);
     if (!st) throw new UserError(`--kernel ${r.kernel}: no such file or directory`);
@@ -69,9 +76,11 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
       kernel = join(r.kernel, m.kernel);
       modulesCpio = await manifestModules(r.kernel, m, r);
       label = `${m.version} (${r.kernel})`;
+      if (m.config) config = join(r.kernel, m.config);
     } else {
       kernel = r.kernel;
       label = r.kernel;
+      config = configBeside(r.kernel);
     }
   }
   if (r.modules !== undefined) {
@@ -79,7 +88,7 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
     await writeModulesCpio(await modulesIn(r.modules, r.scratch), modulesCpio);
   }
   const kind = await kindOf(kernel);
-  return { kernel, kind, ...(modulesCpio ? { modulesCpio } : {}), label };
+  return { kernel, kind, ...(modulesCpio ? { modulesCpio } : {}), label, ...(config ? { config } : {}) };
 }
 
 /** The cached boot-modules archive of a kernel directory, else one made now. */
@@ -88,9 +97,9 @@ async function manifestModules(
   m: KernelManifest,
   r: KernelRequest,
 ): Promise<string | undefined> {
-  const cached = m.modulesCpio?.[r.transport];
+  const cached = r.extraModules?.length ? undefined : m.modulesCpio?.[r.transport];
   if (cached && existsSync(join(dir, cached))) return join(dir, cached);
-  const boot = await bootModules(m, r.transport);
+  const boot = await bootModules(m, r.transport, r.extraModules);
   if (boot.length === 0) return undefined;
   const out = join(r.scratch, "modules.cpio");
   await writeModulesCpio(

@@ -11,8 +11,18 @@ import { tar } from "./tar.js";
 /** Every source slimroot reads, by scheme. A new source is a module here and a line below. */
 export const SCHEMES: readonly SourceScheme[] = [oci, dockerArchive, docker, dir, tar, bin, list];
 
-/** Opens a containers-transports style reference: oci:PATH[:TAG], docker://REF, dir:PATH, ... */
-export function openSource(text: string, opts: OpenOptions): Promise<SourceImage> {
+/** A reference split at its scheme: "oci:./x:latest" -> scheme oci, value "./x:latest". */
+export interface SourceRef {
+  /** The scheme's name, e.g. "oci" or "docker". */
+  transport: string;
+  /** What follows "SCHEME:" ("//" kept for docker). */
+  value: string;
+  /** The reference as the user wrote it, for messages. */
+  text: string;
+}
+
+/** Splits a containers-transports style reference; an unknown scheme or no value is refused. */
+export function parseSourceRef(text: string): SourceRef & { scheme: SourceScheme } {
   const i = text.indexOf(":");
   const scheme = SCHEMES.find((s) => i > 0 && s.scheme === text.slice(0, i));
   if (!scheme) {
@@ -22,5 +32,11 @@ export function openSource(text: string, opts: OpenOptions): Promise<SourceImage
   }
   const value = text.slice(i + 1);
   if (!value) throw new UserError(`${text}: missing ${scheme.scheme === "docker" ? "reference" : "path"}`);
-  return scheme.open(value, text, opts);
+  return { transport: scheme.scheme, value, text, scheme };
+}
+
+/** Opens a reference: oci:PATH[:TAG], docker://REF, dir:PATH, ... */
+export function openSource(text: string, opts: OpenOptions): Promise<SourceImage> {
+  const ref = parseSourceRef(text);
+  return ref.scheme.open(ref.value, text, opts);
 }

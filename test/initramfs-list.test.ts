@@ -72,7 +72,6 @@ async function entries(file: string): Promise<Map<string, Seen>> {
 
 /** Builds `source` as a cpio and as a list; checks the list with gen_init_cpio and list:. */
 async function roundTrip(
-  t: import("node:test").TestContext,
   name: string,
   source: string,
   args: string[],
@@ -80,7 +79,6 @@ async function roundTrip(
   listArgs?: string[],
 ) {
   const tool = await genInitCpio();
-  if ("missing" in tool) return t.skip(tool.missing);
   const cpio = join(work, `${name}.cpio`);
   const listDir = join(work, `${name}-list`);
   let r = await runCli(["build", source, ...args, "--compress", "none", "-o", cpio]);
@@ -89,7 +87,7 @@ async function roundTrip(
   assert.equal(r.code, 0, r.stderr);
   const list = join(listDir, "initramfs_list");
   const kernelCpio = join(work, `${name}.gen.cpio`);
-  await run("sh", ["-c", `"$0" -t 0 "$1" > "$2"`, tool.path, list, kernelCpio], { timeout: 120_000 });
+  await run("sh", ["-c", `"$0" -t 0 "$1" > "$2"`, tool, list, kernelCpio], { timeout: 120_000 });
   const ours = await entries(cpio);
   const theirs = await entries(kernelCpio);
   assert.deepEqual([...theirs.keys()].sort(), [...ours.keys()].sort(), "the same entries");
@@ -124,17 +122,16 @@ test("a host tree round-trips through the list and the kernel's gen_init_cpio", 
   await run("mknod", ["-m", "0620", join(root, "dev/tty9"), "c", "4", "9"]);
   await run("mknod", ["-m", "0660", join(root, "dev/loop9"), "b", "7", "9"]);
   await run("mkfifo", ["-m", "0600", join(root, "srv/fifo")]);
-  const ours = await roundTrip(t, "tree", `dir:${root}`, ["--entrypoint", "/bin/tool"]);
-  if (!ours) return;
+  const ours = await roundTrip("tree", `dir:${root}`, ["--entrypoint", "/bin/tool"]);
   assert.equal(ours.get("srv/private/data")?.uid, 1000);
   assert.equal(ours.get("bin/tool")?.mode, S_IFREG | 0o4755);
   assert.deepEqual(ours.get("bin/tool")?.links, ["srv/tool-link"]);
   assert.equal(ours.get("dev/loop9")?.rdev, "7,9");
 });
 
-test("nginx (static) round-trips through the list and the kernel's gen_init_cpio", async (t) => {
+test("nginx (static) round-trips through the list and the kernel's gen_init_cpio", async () => {
   const fx = await nginxFixture();
-  await roundTrip(t, "nginx", fx.ociRef, ["--minimize", "static"], ["--entrypoint", "/usr/sbin/nginx"]);
+  await roundTrip("nginx", fx.ociRef, ["--minimize", "static"], ["--entrypoint", "/usr/sbin/nginx"]);
 });
 
 test("a bad list line is refused with FILE:LINE, exit 1, nothing written", async () => {

@@ -15,7 +15,7 @@ interface ArchiveManifest {
 }
 
 /** Splits "PATH[:NAME:TAG]" (skopeo's syntax), preferring the longest PATH that exists. */
-function splitArchiveRef(spec: string): { path: string; name?: string } {
+export function splitArchiveRef(spec: string): { path: string; name?: string } {
   if (existsSync(spec)) return { path: spec };
   for (let i = spec.indexOf(":"); i > 0; i = spec.indexOf(":", i + 1)) {
     if (existsSync(spec.slice(0, i))) return { path: spec.slice(0, i), name: spec.slice(i + 1) };

@@ -1,6 +1,5 @@
 import { readFile } from "node:fs/promises";
 import { resolve as resolvePath } from "node:path";
-import { Readable } from "node:stream";
 import { text } from "node:stream/consumers";
 import {
   APP_CONFIG_PATH,
@@ -22,10 +21,10 @@ import { addHostPath } from "../tree/host.js";
 import { normalizeImagePath, parentOf } from "../tree/path.js";
 import { bufferContent, Spool } from "../tree/spool.js";
 import { Tree } from "../tree/tree.js";
-import { writeFileAtomically } from "../util/atomic-file.js";
 import { UserError } from "../util/errors.js";
 import { FORMATS, type ImageFormat } from "./formats.js";
 import { initBinaryPath } from "./init-binary.js";
+import { checkOutput, imageInputs, type WhyHeader } from "./output.js";
 
 export { MINIMIZE_LEVELS, type MinimizeLevel } from "../minimize/minimize.js";
 
@@ -103,7 +102,12 @@ export type LoadOptions = Pick<
 /** source -> flattened tree (+ --add files) -> resolved app config. */
 export async function loadImage(o: LoadOptions): Promise<LoadedImage> {
   const platform = o.platform ?? hostPlatform();
-  const image = await openSource(o.source, { platform, insecure: o.insecure, progress: o.onProgress });
+  const image = await openSource(o.source, {
+    platform,
+    ...(o.platform ? { requested: o.platform } : {}),
+    insecure: o.insecure,
+    progress: o.onProgress,
+  });
   if (image.platform && o.platform && !platformMatches(o.platform, image.platform)) {
     throw new UserError(
       `${o.source}: no image for platform ${formatPlatform(o.platform)}; available: ${formatPlatform(image.platform)}`,
@@ -120,7 +124,13 @@ export async function loadImage(o: LoadOptions): Promise<LoadedImage> {
     const arch = archOf(architecture);
     const added: string[] = [];
     for (const add of o.additions) {
-      await addHostPath(tree, resolvePath(add.source), add.dest, { owner: o.addOwner ?? { uid: 0, gid: 0 } });
+      await addHostPath(tree, resolvePath(add.source), add.dest, {
+        owner: o.addOwner ?? { uid: 0, gid: 0 },
+      }).catch((err) => {
+        throw err instanceof UserError
+          ? new UserError(`--add ${add.source}:${add.dest}: ${err.message}`)
+          : err;
+      });
       for (const { path } of tree.walk(normalizeImagePath(add.dest))) added.push(path);
     }
     const app = resolveAppConfig(image.config, o.overrides, {
@@ -140,6 +150,8 @@ export async function loadImage(o: LoadOptions): Promise<LoadedImage> {
  * -> output file, plus OUTPUT.why saying why each path is in.
  */
 export async function build(o: BuildOptions): Promise<BuildResult> {
+  const format = FORMATS[o.format ?? "cpio"];
+  await checkOutput(o.output, imageInputs(o), { directory: format.directory });
   const image = await loadImage(o);
   const { tree, app, arch } = image;
   try {
@@ -166,15 +178,15 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     }
 
     const files = reasons.size;
-    const bytes = await FORMATS[o.format ?? "cpio"].write(tree, {
+    const bytes = await format.write(tree, {
       output: o.output,
       epoch: o.epoch,
       compression: o.compression,
       source: o.source,
+      why: (header) => encodeWhy(tree, reasons, header),
       ...(o.verify ? { verify: o.verify } : {}),
       ...(o.onWrite ? { onWrite: o.onWrite } : {}),
     });
-    await writeFileAtomically(whyPath(o.output), Readable.from([encodeWhy(tree, reasons)]));
     return {
       output: o.output,
       bytes,
@@ -190,15 +202,10 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
   }
 }
 
-/** The sidecar that explains an image: OUTPUT.why. */
-export function whyPath(output: string): string {
-  // A directory output (OUTPUT/) gets its OUTPUT.why beside it.
-  return `${output.replace(/(.)\/+$/, "$1")}.why`;
-}
-
 /** "path<TAB>reason" lines in the image's own order. */
-function encodeWhy(tree: Tree, reasons: Map<string, string>): string {
+function encodeWhy(tree: Tree, reasons: Map<string, string>, header: WhyHeader): string {
   const lines = ["# slimroot why v1: image path, tab, why it is in"];
+  for (const [k, v] of Object.entries(header)) lines.push(`# ${k}: ${typeof v === "function" ? v() : v}`);
   for (const { path } of tree.walk()) lines.push(`/${path}\t${reasons.get(path) ?? "?"}`);
   return `${lines.join("\n")}\n`;
 }

@@ -1,10 +1,12 @@
-import type { Duplex } from "node:stream";
-import { type Compression, compressor } from "../compress/compress.js";
+import { createHash } from "node:crypto";
+import { type Duplex, Readable } from "node:stream";
+import { type Compression, compressor, compressorVersion } from "../compress/compress.js";
 import { writeListDir } from "../cpio/list-dir.js";
 import { writeCpio } from "../cpio/writer.js";
 import type { Tree } from "../tree/tree.js";
-import { writeFileAtomically } from "../util/atomic-file.js";
-import { contentBytes, progressCounter } from "./progress.js";
+import { writeFileAtomically, writeFilesAtomically } from "../util/atomic-file.js";
+import { WHY_HEADER, type WhyHeader, whyPath } from "./output.js";
+import { contentBytes, hashTap, progressCounter } from "./progress.js";
 
 /** What a writer needs besides the finished tree. */
 export interface WriteOptions {
@@ -14,11 +16,13 @@ export interface WriteOptions {
   compression: Compression;
   /** The source reference, for writers that record it. */
   source: string;
+  /** The text of OUTPUT.why with this header; written beside the output. */
+  why: (header: WhyHeader) => string;
   verify?: (image: string) => Promise<void>;
   onWrite?: (p: { done: number; total: number }) => void;
 }
 
-/** One output format of `slimroot build --format`: tree in, output written atomically. */
+/** One output format of `slimroot build --format`: tree in, output (and its .why) written. */
 export interface ImageWriter {
   /** Returns the bytes written. */
   write(tree: Tree, o: WriteOptions): Promise<number>;
@@ -26,6 +30,8 @@ export interface ImageWriter {
   bootable: boolean;
   /** Whether --compress applies. */
   compressed: boolean;
+  /** Whether -o names a directory. */
+  directory: boolean;
 }
 
 /** Every format, by name. A new format is a writer module and a line here. */
@@ -33,16 +39,36 @@ export const FORMATS = {
   cpio: {
     bootable: true,
     compressed: true,
-    write: (tree, o) => {
-      const stages: Duplex[] = [compressor(o.compression)];
+    directory: false,
+    write: async (tree, o) => {
+      const cpioHash = createHash("sha256");
+      const stages: Duplex[] = [hashTap(cpioHash), compressor(o.compression)];
       if (o.onWrite) stages.unshift(progressCounter(contentBytes(tree), o.onWrite));
-      return writeFileAtomically(o.output, writeCpio(tree, { clampMtime: o.epoch }), stages, 0o644, o.verify);
+      const header = {
+        [WHY_HEADER.compressor]: await compressorVersion(o.compression),
+        // Known once the image is written, when the .why's turn comes.
+        [WHY_HEADER.cpioSha256]: () => cpioHash.digest("hex"),
+      };
+      // The image and its .why are replaced together or not at all.
+      const [bytes] = await writeFilesAtomically(
+        [
+          { target: o.output, source: writeCpio(tree, { clampMtime: o.epoch }), transforms: stages },
+          { target: whyPath(o.output), source: () => Readable.from([o.why(header)]) },
+        ],
+        o.verify ? (tmps) => o.verify!(tmps[0]!) : undefined,
+      );
+      return bytes!;
     },
   },
   "initramfs-list": {
     bootable: false,
     compressed: false,
-    write: (tree, o) => writeListDir(tree, o.output, { clampMtime: o.epoch, source: o.source }),
+    directory: true,
+    write: async (tree, o) => {
+      const bytes = await writeListDir(tree, o.output, { clampMtime: o.epoch, source: o.source });
+      await writeFileAtomically(whyPath(o.output), Readable.from([o.why({})]));
+      return bytes;
+    },
   },
 } satisfies Record<string, ImageWriter>;
 

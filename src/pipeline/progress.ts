@@ -1,3 +1,4 @@
+import type { Hash } from "node:crypto";
 import { Transform } from "node:stream";
 import type { Tree } from "../tree/tree.js";
 
@@ -32,6 +33,16 @@ export function progressCounter(
     flush(cb) {
       report({ done: total, total });
       cb();
+    },
+  });
+}
+
+/** Passes bytes through into `hash`. */
+export function hashTap(hash: Hash): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      cb(null, chunk);
     },
   });
 }

@@ -33,6 +33,8 @@ export interface TreeLayer {
 export interface OpenOptions {
   /** The platform the build is for (--platform, else the host's). */
   platform: Platform;
+  /** The --platform the user gave, if any (a bin: source's binary must agree with it). */
+  requested?: Platform;
   insecure?: boolean;
   progress?: (p: { done: number; total: number }) => void;
 }

@@ -1,4 +1,5 @@
-import { lstat, readdir, readlink } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, lstat, readdir, readlink } from "node:fs/promises";
 import { join } from "node:path";
 import { UserError } from "../util/errors.js";
 import { baseOf, joinImagePath, normalizeImagePath, parentOf } from "./path.js";
@@ -43,6 +44,8 @@ export async function addHostPath(tree: Tree, source: string, dest: string, opts
       gid: opts.owner?.gid ?? st.gid,
       mtime: Math.floor(st.mtimeMs / 1000),
     };
+    // Bodies are read when the image is written: say now, naming the file, if one cannot be.
+    if (kind === "file" || kind === "dir") await readable(hostPath);
     if (!shared) {
       if (kind === "file") inode.content = hostFileContent(hostPath, st.size);
       if (kind === "symlink") inode.target = await readlink(hostPath);
@@ -88,6 +91,14 @@ export async function addHostPath(tree: Tree, source: string, dest: string, opts
     }
   };
   await visit(source, target);
+}
+
+async function readable(hostPath: string): Promise<void> {
+  await access(hostPath, constants.R_OK).catch((err: NodeJS.ErrnoException) => {
+    throw new UserError(
+      `${hostPath}: cannot read (${err.code === "EACCES" ? "permission denied" : err.code})`,
+    );
+  });
 }
 
 function kindOfMode(mode: number): EntryKind | null {

@@ -12,7 +12,7 @@ import { mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from "
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { candidateField, download, extract } from "../../src/kernel/apt.js";
-import { cacheRoot } from "../../src/kernel/manifest.js";
+import { cacheRoot } from "../../src/util/cache-dir.js";
 
 const run = promisify(execFile);
 const PACKAGE = "linux-source-6.1";

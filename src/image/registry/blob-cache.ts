@@ -1,7 +1,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createReadStream, createWriteStream } from "node:fs";
 import { mkdir, rename, stat, unlink } from "node:fs/promises";
-import { homedir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { Transform } from "node:stream";
@@ -9,11 +8,6 @@ import { pipeline } from "node:stream/promises";
 import { EnvironmentError, UserError } from "../../util/errors.js";
 
 const DIGEST_RE = /^sha256:([a-f0-9]{64})$/;
-
-/** `$XDG_CACHE_HOME/slimroot`, else `~/.cache/slimroot`. */
-export function defaultCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  return join(env.XDG_CACHE_HOME || join(homedir(), ".cache"), "slimroot");
-}
 
 /** The hex of a sha256 digest; anything else (other algorithms, path tricks) is refused. */
 export function digestHex(digest: string, where: string): string {

@@ -4,13 +4,14 @@ import { createReadStream } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { cacheRoot } from "../../util/cache-dir.js";
 import { EnvironmentError, UserError } from "../../util/errors.js";
 import { decompressLayer } from "../layer-stream.js";
 import { type Descriptor, imageConfigFromJson, isIndex, MEDIA } from "../manifest.js";
 import { type IndexEntry, selectFromIndex } from "../platform.js";
 import type { Image, Layer, Platform } from "../types.js";
 import { loadCredentials, RegistryAuth } from "./auth.js";
-import { BlobCache, defaultCacheDir, digestHex } from "./blob-cache.js";
+import { BlobCache, digestHex } from "./blob-cache.js";
 import { readCapped, statusError } from "./http.js";
 import { displayRef, parseReference } from "./reference.js";
 
@@ -18,7 +19,7 @@ export interface PullOptions {
   /** Talk plain http instead of https. */
   insecure?: boolean;
   platform: Platform;
-  /** Cache root; blobs go to `<cacheDir>/blobs/sha256/<hex>`. Default: defaultCacheDir(). */
+  /** Cache root; blobs go to `<cacheDir>/blobs/sha256/<hex>`. Default: cacheRoot(). */
   cacheDir?: string;
   progress?: (p: { done: number; total: number }) => void;
 }
@@ -55,7 +56,7 @@ export async function pullImage(ref: string, opts: PullOptions): Promise<Image> 
   const base = `${opts.insecure ? "http" : "https"}://${r.registry}/v2/${r.repository}`;
   const auth = new RegistryAuth(r.registry, await loadCredentials(r.registry, where), where);
   const scope = `repository:${r.repository}:pull`;
-  const cache = new BlobCache(opts.cacheDir ?? defaultCacheDir());
+  const cache = new BlobCache(opts.cacheDir ?? cacheRoot());
 
   // Resolve tag or digest, then walk down indexes to the platform's image manifest.
   let { manifest, digest } = await fetchManifest(r.digest ?? r.tag ?? "latest", r.digest);

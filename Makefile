@@ -49,11 +49,9 @@ test: build typecheck lint
 demo: build
 	node --import tsx scripts/demo.ts
 
-# The README's benchmark tables, one script each.
+# The README's performance section: one `slimroot bench` run on Debian's nginx.
 bench: build
-	node --import tsx scripts/bench-build.ts --big
-	node --import tsx scripts/bench-run.ts
-	node --import tsx scripts/bench-minimize.ts
+	node --import tsx scripts/bench.ts
 
 clean:
 	rm -rf dist .stamp-apt

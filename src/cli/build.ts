@@ -2,14 +2,15 @@ import type { Command } from "commander";
 import { Option } from "commander";
 import { COMPRESSIONS, type Compression, compressionForFileName } from "../compress/compress.js";
 import { build, MINIMIZE_LEVELS, type MinimizeLevel } from "../pipeline/build.js";
+import { FORMATS, IMAGE_FORMATS, type ImageFormat } from "../pipeline/formats.js";
 import { checkOutput } from "../pipeline/output.js";
 import { parseProbe } from "../trace/probe.js";
 import { loadProfile, type Profile, profileProbes } from "../trace/profile.js";
 import { verifyImage } from "../trace/verify.js";
-import { printable } from "../util/errors.js";
-import { addImageOptions, collect, imageSettings } from "./image-options.js";
+import { printable, UserError } from "../util/errors.js";
+import { addImageOptions, imageSettings } from "./image-options.js";
+import { collect, parseDuration } from "./parse.js";
 import { byteProgress, clearStatus, statusLine } from "./progress.js";
-import { parseDuration } from "./run.js";
 
 export { parseAddition, parseOwner, sourceDateEpoch } from "./image-options.js";
 
@@ -17,11 +18,19 @@ export function registerBuild(program: Command): void {
   const cmd = program
     .command("build")
     .description(
-      "build an initramfs from an image: oci:PATH[:TAG], docker-archive:PATH, docker://REF, dir:PATH, tar:PATH",
+      "build an initramfs from an image: oci:PATH[:TAG], docker-archive:PATH, docker://REF, dir:PATH, tar:PATH, bin:PATH, list:FILE",
     )
     .argument("<source>", "the image to build from")
     .argument("[command...]", "after --: replaces the image's Cmd")
     .requiredOption("-o, --output <file>", "output file (written atomically)")
+    .addOption(
+      new Option(
+        "--format <format>",
+        "cpio, or initramfs-list: a gen_init_cpio list and its files in the -o directory",
+      )
+        .choices(IMAGE_FORMATS as string[])
+        .default("cpio"),
+    )
     .addOption(
       new Option("--compress <kind>", "compression (default: from the output name, else gzip)").choices(
         COMPRESSIONS as string[],
@@ -56,6 +65,9 @@ export function registerBuild(program: Command): void {
     )
     .action(async (source: string, command: string[], opts: Record<string, unknown>) => {
       const output = opts.output as string;
+      const format = opts.format as ImageFormat;
+      if (opts.compress !== undefined && !FORMATS[format].compressed)
+        throw new UserError(`--compress: only for cpio, not ${format}`);
       const compression =
         (opts.compress as Compression | undefined) ?? compressionForFileName(output) ?? "gzip";
       const profileFile = opts.profile as string | undefined;
@@ -69,12 +81,17 @@ export function registerBuild(program: Command): void {
           : []);
       const probes = specs.map(parseProbe);
       const verify = opts.verify !== false && probes.length > 0;
+      if (verify && !FORMATS[format].bootable)
+        throw new UserError(
+          `--probe: the verification boot takes a cpio image, not ${format} (give --no-verify)`,
+        );
       const verifyTimeoutMs = parseDuration(opts.verifyTimeout as string, "--verify-timeout");
       const bar = byteProgress("pulling");
       const writing = byteProgress(`writing ${compression}`);
       const result = await build({
         ...imageSettings(source, command, opts),
         output,
+        format,
         compression,
         minimize: opts.minimize as MinimizeLevel,
         keep: opts.keep as string[] | undefined,
@@ -106,7 +123,7 @@ export function registerBuild(program: Command): void {
       });
       for (const w of result.warnings) process.stderr.write(`slimroot: warning: ${printable(w)}\n`);
       process.stdout.write(
-        `${result.output}: ${result.bytes} bytes (${compression}), ${result.files} entries, ${result.arch}, runs ${JSON.stringify(result.app.args)}\n`,
+        `${result.output}: ${result.bytes} bytes (${FORMATS[format].compressed ? compression : format}), ${result.files} entries, ${result.arch}, runs ${JSON.stringify(result.app.args)}\n`,
       );
       if (verify) process.stdout.write(`verified: ${specs.join(", ")} passed\n`);
       else if (opts.minimize === "trace" && opts.verify !== false)

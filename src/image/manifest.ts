@@ -50,15 +50,18 @@ export function imageConfigFromJson(
 ): { config: ImageConfig; platform?: Platform } {
   const d = checkDocument("imageConfig", doc, what);
   const c = d.config ?? {};
-  const strings = (v: unknown) =>
-    Array.isArray(v) && v.every((x) => typeof x === "string") ? (v as string[]) : undefined;
   const config: ImageConfig = {};
-  const entrypoint = strings(c.Entrypoint);
-  const cmd = strings(c.Cmd);
-  const env = strings(c.Env);
+  const entrypoint = argvOf(c.Entrypoint, "Entrypoint", what);
+  const cmd = argvOf(c.Cmd, "Cmd", what);
   if (entrypoint) config.entrypoint = entrypoint;
   if (cmd) config.cmd = cmd;
-  if (env) config.env = env;
+  if (c.Env !== undefined && c.Env !== null) {
+    if (!Array.isArray(c.Env) || !c.Env.every((x) => typeof x === "string"))
+      throw new UserError(`${what}: Env must be an array of "NAME=value" strings`);
+    // An entry without "=" (or with no name) sets nothing: dockerd reads "NAME" alone as
+    // "unset NAME" when it builds the container's environment, so it never reaches the app.
+    config.env = (c.Env as string[]).filter((e) => e.indexOf("=") > 0);
+  }
   if (typeof c.WorkingDir === "string" && c.WorkingDir) config.workingDir = c.WorkingDir;
   if (typeof c.User === "string" && c.User) config.user = c.User;
   if (c.ExposedPorts && typeof c.ExposedPorts === "object")
@@ -68,4 +71,22 @@ export function imageConfigFromJson(
       ? { os: d.os, architecture: d.architecture, ...(d.variant ? { variant: d.variant } : {}) }
       : undefined;
   return platform ? { config, platform } : { config };
+}
+
+/**
+ * Entrypoint or Cmd: an array of strings, or a string. A string is what a Dockerfile's shell
+ * form means, so it runs as ["/bin/sh", "-c", string] as `docker build` writes it; a string that
+ * is one plain word needs no shell (and the image may have none), so it runs as [word], which
+ * is also how dockerd reads a one-word string. Anything else (a mixed array) is refused.
+ */
+function argvOf(v: unknown, key: string, what: string): string[] | undefined {
+  if (v === undefined || v === null) return undefined;
+  if (typeof v === "string") {
+    if (v.trim() === "") return [];
+    return /^[\w@%+=:,./-]+$/.test(v) ? [v] : ["/bin/sh", "-c", v];
+  }
+  if (Array.isArray(v) && v.every((x) => typeof x === "string")) return v;
+  throw new UserError(
+    `${what}: ${key} must be a string or an array of strings, not ${JSON.stringify(v).slice(0, 80)}`,
+  );
 }

@@ -6,6 +6,7 @@ import { type Compression, decompressor, detectCompression } from "../compress/c
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from "../cpio/newc.js";
 import { type CpioEntry, readCpio } from "../cpio/reader.js";
 import { WHY_HEADER, whyPath } from "../pipeline/output.js";
+import { nameFromBytes } from "../tree/path.js";
 import { printable, UserError } from "../util/errors.js";
 import { readHead } from "../util/read-head.js";
 
@@ -124,7 +125,7 @@ export async function inspectArchive(file: string, opts: { why?: boolean } = {})
     } else if (type === S_IFDIR) result.counts.dirs++;
     else if (type === S_IFLNK) {
       result.counts.symlinks++;
-      f.target = e.body.toString();
+      f.target = nameFromBytes(e.body);
     } else {
       result.counts.other++;
       if (e.rdevMajor || e.rdevMinor) f.rdev = [e.rdevMajor, e.rdevMinor];

@@ -12,6 +12,8 @@ import {
 import { type Arch, archOf } from "../arch/arch.js";
 import { type Compression, compressor } from "../compress/compress.js";
 import { writeCpio } from "../cpio/writer.js";
+import { type ImageFormat, isDiskFormat } from "../disk/formats.js";
+import { writeDisk } from "../disk/write.js";
 import { addHostBinary } from "../image/host-binary.js";
 import { formatPlatform, hostPlatform, platformMatches } from "../image/platform.js";
 import { type OpenOptions, openLayeredSource, parseSourceRef } from "../image/source.js";
@@ -23,7 +25,7 @@ import { applyLayer } from "../tree/flatten.js";
 import { addHostPath } from "../tree/host.js";
 import { normalizeImagePath, parentOf } from "../tree/path.js";
 import { bufferContent, Spool } from "../tree/spool.js";
-import { Tree } from "../tree/tree.js";
+import { dirInode, Tree } from "../tree/tree.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
 import { UserError } from "../util/errors.js";
 import { initBinaryPath } from "./init-binary.js";
@@ -38,7 +40,11 @@ export interface HostAddition {
 export interface BuildOptions {
   source: string;
   output: string;
+  /** cpio (an initramfs, compressed with `compression`) or a disk image. */
+  format?: ImageFormat;
   compression: Compression;
+  /** ext4: the image size in bytes (default: content plus a margin). */
+  sizeBytes?: number;
   minimize: MinimizeLevel;
   platform?: Platform;
   insecure?: boolean;
@@ -176,16 +182,38 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     }
     addOwnFile(tree, APP_CONFIG_PATH, Buffer.from(encodeAppConfig(app)), 0o644, o.epoch);
     addOwnFile(tree, INIT_PATH, await readFile(initBinaryPath(arch)), 0o755, o.epoch);
+    const format = o.format ?? "cpio";
+    // A disk root gets the API filesystems moved onto it by the init: their mount points
+    // must exist even where the root is mounted without an overlay.
+    if (isDiskFormat(format)) for (const dir of DISK_MOUNT_POINTS) addOwnDir(tree, dir, o.epoch);
     for (const { path } of tree.walk()) {
       if (!reasons.has(path))
-        reasons.set(path, path === "" ? "image root" : "slimroot: guest init and app config");
+        reasons.set(
+          path,
+          path === ""
+            ? "image root"
+            : DISK_MOUNT_POINTS.includes(path)
+              ? "slimroot: mount point on a disk root"
+              : "slimroot: guest init and app config",
+        );
     }
 
     const files = reasons.size;
-    const archive = writeCpio(tree, { clampMtime: o.epoch });
-    const stages: Duplex[] = [compressor(o.compression)];
-    if (o.onWrite) stages.unshift(progressCounter(contentBytes(tree), o.onWrite));
-    const bytes = await writeFileAtomically(o.output, archive, stages, 0o644, o.verify);
+    let bytes: number;
+    if (isDiskFormat(format)) {
+      bytes = await writeDisk(tree, {
+        format,
+        output: o.output,
+        epoch: o.epoch,
+        ...(o.sizeBytes !== undefined ? { sizeBytes: o.sizeBytes } : {}),
+        ...(o.verify ? { verify: o.verify } : {}),
+      });
+    } else {
+      const archive = writeCpio(tree, { clampMtime: o.epoch });
+      const stages: Duplex[] = [compressor(o.compression)];
+      if (o.onWrite) stages.unshift(progressCounter(contentBytes(tree), o.onWrite));
+      bytes = await writeFileAtomically(o.output, archive, stages, 0o644, o.verify);
+    }
     await writeFileAtomically(whyPath(o.output), Readable.from([encodeWhy(tree, reasons)]));
     return {
       output: o.output,
@@ -251,6 +279,15 @@ export async function readImageText(tree: Tree, path: string): Promise<string | 
   const node = tree.get(normalizeImagePath(path));
   if (node?.inode.kind !== "file" || !node.inode.content) return undefined;
   return text(node.inode.content.open());
+}
+
+/** Where the init mounts the API filesystems (init/init.c). */
+const DISK_MOUNT_POINTS = ["dev", "proc", "sys", "tmp", "run"];
+
+/** A directory the init needs, unless the image has one (or something else) there. */
+function addOwnDir(tree: Tree, path: string, epoch: number): void {
+  if (tree.get(path)) return;
+  tree.set(path, { inode: { ...dirInode(), mtime: epoch }, children: new Map(), layer: 1_000_001 });
 }
 
 /** Adds one of slimroot's own files (root-owned, stamped with the build epoch). */

@@ -21,36 +21,55 @@ export async function writeFileAtomically(
   mode = 0o644,
   beforeRename?: (tmp: string) => Promise<void>,
 ): Promise<number> {
+  let bytes = 0;
+  await replaceAtomically(
+    target,
+    async (tmp) => {
+      const out = createWriteStream(tmp, { mode, flags: "wx" });
+      out.on("error", () => undefined);
+      const counter = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          bytes += chunk.length;
+          cb(null, chunk);
+        },
+      });
+      await pipeline([source, ...transforms, counter, out]).catch((err: NodeJS.ErrnoException) => {
+        if (
+          err.syscall === "open" &&
+          (err.code === "ENOENT" || err.code === "EACCES" || err.code === "EROFS")
+        ) {
+          throw new UserError(`${target}: cannot write here (${err.code})`);
+        }
+        throw err;
+      });
+    },
+    beforeRename,
+  );
+  return bytes;
+}
+
+/**
+ * The temp-file-and-rename half of writeFileAtomically, for writers that are other programs
+ * (mke2fs, mkfs.erofs, mksquashfs): `write` creates the temp path it is given; then it is
+ * fsynced, checked by `beforeRename` and renamed over `target`. On any error it is removed.
+ */
+export async function replaceAtomically(
+  target: string,
+  write: (tmp: string) => Promise<void>,
+  beforeRename?: (tmp: string) => Promise<void>,
+): Promise<void> {
   const tmp = join(
     dirname(target),
     `.${basename(target)}.${process.pid}-${randomBytes(4).toString("hex")}.tmp`,
   );
   trackTempPath(tmp);
-  let bytes = 0;
   try {
-    const out = createWriteStream(tmp, { mode, flags: "wx" });
-    out.on("error", () => undefined);
-    const counter = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        bytes += chunk.length;
-        cb(null, chunk);
-      },
-    });
-    await pipeline([source, ...transforms, counter, out]).catch((err: NodeJS.ErrnoException) => {
-      if (
-        err.syscall === "open" &&
-        (err.code === "ENOENT" || err.code === "EACCES" || err.code === "EROFS")
-      ) {
-        throw new UserError(`${target}: cannot write here (${err.code})`);
-      }
-      throw err;
-    });
+    await write(tmp);
     const fh = await open(tmp, "r");
     await fh.sync();
     await fh.close();
     await beforeRename?.(tmp);
     await rename(tmp, target);
-    return bytes;
   } catch (err) {
     await rm(tmp, { force: true });
     throw err;

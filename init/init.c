@@ -68,6 +68,7 @@ void finish(int status)
 		sys_kill(-1, SIGKILL);
 		reap_for(1000);
 		sys_sync();
+		disk_finish();
 	}
 	trace_report();
 	char line[32];
@@ -205,7 +206,7 @@ static long exec_app(const struct conf *c, const char **no_interp)
 }
 
 /* mkdir -p, as root; errors surface at the chdir that follows. */
-static void mkdir_p(const char *path)
+void mkdir_p(const char *path)
 {
 	char buf[PATH_MAX_K];
 	size_t n = slen(path);
@@ -292,13 +293,16 @@ __attribute__((noreturn, used)) void start_c(long *sp)
 	sys_reboot(REBOOT_CMD_CAD_OFF);
 
 	mount_all();
+	static char run_conf[32] = RUN_CONF;
+	int on_disk = disk_root(run_conf, sizeof(run_conf));
 	conf_defaults(&c);
 	conf_read(&c, APP_CONF, 1, 0);
-	conf_read(&c, RUN_CONF, 0, 1);
+	conf_read(&c, run_conf, 0, 1);
 	if (!c.argc)
 		die(125, "%s: no arg record, nothing to run", APP_CONF);
 
-	load_modules(c.modules);
+	if (!on_disk) /* a disk root's modules were loaded before it was found */
+		load_modules(c.modules);
 	if ((e = sys_sethostname(c.hostname, slen(c.hostname))) < 0)
 		die(125, "hostname %s: %e", c.hostname, (int)-e);
 	net_setup(&c);

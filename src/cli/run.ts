@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { oneLine, UserError } from "../util/errors.js";
+import { parseVolume } from "../vm/disks.js";
 import { parsePortForward } from "../vm/ports.js";
 import { EXIT_FAILED, runImage } from "../vm/run.js";
 
@@ -36,7 +37,7 @@ export function registerRun(program: Command): void {
     .description(
       "boot an image built by slimroot build in a QEMU microVM; the console goes to stdout, and the exit status is the app's (125: slimroot or the VM failed, 124: --timeout)",
     )
-    .argument("<image>", "an initramfs from slimroot build")
+    .argument("<image>", "an initramfs or a disk image (ext4, erofs, squashfs) from slimroot build")
     .argument("[command...]", "after --: replaces the image's whole command (Entrypoint and Cmd)")
     .option(
       "--kernel <path>",
@@ -57,6 +58,15 @@ export function registerRun(program: Command): void {
       "how long the app gets to exit after SIGTERM/SIGINT or --timeout",
       "10s",
     )
+    .option(
+      "--volume <FILE:/path[:ro]>",
+      "attach an ext4, erofs or squashfs image as a virtio disk mounted at /path (repeatable)",
+      collect,
+    )
+    .option(
+      "--read-only",
+      "an ext4 root: mount it read-only under a tmpfs overlay (the file is never written)",
+    )
     .option("--dry-run", "print the QEMU command line and exit")
     .action(async (image: string, command: string[], opts: Record<string, unknown>) => {
       try {
@@ -73,6 +83,8 @@ export function registerRun(program: Command): void {
           ...(opts.timeout ? { timeoutMs: parseDuration(opts.timeout as string, "--timeout") } : {}),
           stopGraceMs: parseDuration(opts.stopTimeout as string, "--stop-timeout"),
           dryRun: Boolean(opts.dryRun),
+          volumes: ((opts.volume as string[] | undefined) ?? []).map(parseVolume),
+          readOnly: Boolean(opts.readOnly),
           stdout: process.stdout,
           stderr: process.stderr,
         });

@@ -59,9 +59,16 @@ export const BOOT_MODULES: Record<Transport, readonly string[]> = {
 export const modulesCpioName = (t: Transport) => `modules-${t}.cpio`;
 
 /** The modules of `m` a VM using `transport` loads at boot, dependencies first. */
-export async function bootModules(m: KernelManifest, transport: Transport): Promise<ManifestModule[]> {
+export async function bootModules(
+  m: KernelManifest,
+  transport: Transport,
+  extra: readonly string[] = [],
+): Promise<ManifestModule[]> {
   const byName = new Map(m.modules.map((x) => [x.name, x]));
-  const { names } = await dependencyClosure(BOOT_MODULES[transport], (n) => byName.get(n)?.depends);
+  const { names } = await dependencyClosure(
+    [...BOOT_MODULES[transport], ...extra],
+    (n) => byName.get(n)?.depends,
+  );
   return loadOrder(names.map((n) => byName.get(n)!));
 }
 

@@ -33,6 +33,8 @@ export interface KernelRequest {
   arch: Arch;
   /** The VM's virtio transport: picks the boot modules of a fetched kernel. */
   transport: Transport;
+  /** Modules beyond the boot set (a disk root's driver and filesystems); built-in ones are fine. */
+  extraModules?: readonly string[];
   /** Where a modules archive built on the fly may be written. */
   scratch: string;
 }
@@ -89,8 +91,8 @@ async function manifestModules(
   r: KernelRequest,
 ): Promise<string | undefined> {
   const cached = m.modulesCpio?.[r.transport];
-  if (cached && existsSync(join(dir, cached))) return join(dir, cached);
-  const boot = await bootModules(m, r.transport);
+  if (cached && existsSync(join(dir, cached)) && !r.extraModules?.length) return join(dir, cached);
+  const boot = await bootModules(m, r.transport, r.extraModules);
   if (boot.length === 0) return undefined;
   const out = join(r.scratch, "modules.cpio");
   await writeModulesCpio(
@@ -133,4 +135,12 @@ async function modulesIn(dir: string, scratch: string): Promise<ModuleFile[]> {
   }
   if (found.size === 0) throw new UserError(`--modules ${dir}: no .ko files in it`);
   return [...found.values()];
+}
+
+/** The architecture of `--kernel` (a fetched directory or a kernel file). */
+export async function kernelArch(path: string): Promise<Arch> {
+  const st = await stat(path).catch(() => undefined);
+  if (!st) throw new UserError(`--kernel ${path}: no such file or directory`);
+  if (st.isDirectory()) return (await readManifest(path)).arch;
+  return (await kindOf(path)).arch;
 }

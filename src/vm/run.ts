@@ -6,10 +6,12 @@ import { spawn } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Arch } from "../arch/arch.js";
-import { resolveKernel } from "../kernel/resolve.js";
+import { type Arch, hostArch } from "../arch/arch.js";
+import { diskIdentity } from "../disk/identity.js";
+import { kernelArch, resolveKernel } from "../kernel/resolve.js";
 import { GUEST_MODULES_DIR } from "../kmod/modules-cpio.js";
 import { ConsoleWatcher } from "./console.js";
+import { DiskError, initCpio, planDisks, type VolumeSpec } from "./disks.js";
 import { imageInfo } from "./image-info.js";
 import { joinInitrd } from "./initrd.js";
 import { checkPortsFree, type PortForward } from "./ports.js";
@@ -48,6 +50,10 @@ export interface RunRequest {
   /** How long the app gets to stop after SIGTERM/SIGINT or the timeout, before QEMU is killed. */
   stopGraceMs: number;
   dryRun: boolean;
+  /** More disks (`--volume FILE:/path[:ro]`). */
+  volumes?: readonly VolumeSpec[];
+  /** An ext4 root mounted read-only under a tmpfs overlay (erofs and squashfs always are). */
+  readOnly?: boolean;
   /** Record mode (slimroot trace): the init prints SLIMROOT_TRACE lines before its exit report. */
   trace?: boolean;
   /** Aborting it stops the app as SIGTERM to us would (Ctrl-Alt-Del, then the grace period). */
@@ -65,12 +71,35 @@ interface Prepared {
 
 /** Builds the initrd and the QEMU command in `scratch`. */
 async function prepare(req: RunRequest, scratch: string): Promise<Prepared> {
-  const { arch } = await imageInfo(req.image);
+  const root = await diskIdentity(req.image).catch(() => undefined);
+  if (req.readOnly && root?.format !== "ext4")
+    throw new RunFailure(
+      `--read-only: for an ext4 root (${req.image} is ${root ? root.format : "an initramfs"}, read-only anyway)`,
+    );
+  // A disk's /init is not read here (no filesystem reader on the host): it is the
+  // architecture of the kernel given, else of the host.
+  const arch = root
+    ? req.kernel
+      ? await kernelArch(req.kernel)
+      : (hostArch() ?? "amd64")
+    : (await imageInfo(req.image)).arch;
+  const disks = await planDisks(req.image, root, Boolean(req.readOnly), req.volumes ?? []).catch(
+    (err: Error) => {
+      throw err instanceof DiskError ? new RunFailure(err.message) : err;
+    },
+  );
   const accel = chooseAccel(arch);
   const tscKhz = arch === "amd64" && accel === "tcg" ? hostTscKhz() : undefined;
   const machine = chooseMachine(arch, accel, tscKhz);
   const transport = machine === "pc" ? "pci" : "mmio";
-  const bk = await resolveKernel({ kernel: req.kernel, modules: req.modules, arch, transport, scratch });
+  const bk = await resolveKernel({
+    kernel: req.kernel,
+    modules: req.modules,
+    arch,
+    transport,
+    scratch,
+    extraModules: disks.modules,
+  });
   if (bk.kind.arch !== arch) {
     throw new RunFailure(`kernel ${bk.label} is ${bk.kind.arch}, but the image ${req.image} is ${arch}`);
   }
@@ -80,9 +109,17 @@ async function prepare(req: RunRequest, scratch: string): Promise<Prepared> {
     ...(req.args ? { args: req.args } : {}),
     ...(req.trace ? { trace: true } : {}),
     ...(bk.modulesCpio ? { modulesDir: `/${GUEST_MODULES_DIR}` } : {}),
+    disks: disks.records,
   });
   const initrd = join(scratch, "initrd");
-  await joinInitrd([req.image, ...(bk.modulesCpio ? [bk.modulesCpio] : []), await runConfCpio(conf)], initrd);
+  await joinInitrd(
+    [
+      root ? await initCpio(arch) : req.image,
+      ...(bk.modulesCpio ? [bk.modulesCpio] : []),
+      await runConfCpio(conf),
+    ],
+    initrd,
+  );
   const qmpSocket = join(scratch, "qmp.sock");
   const command = qemuCommand({
     arch,
@@ -94,6 +131,7 @@ async function prepare(req: RunRequest, scratch: string): Promise<Prepared> {
     cpus: req.cpus,
     forwards: req.forwards,
     qmpSocket,
+    drives: disks.drives,
     ...(tscKhz ? { tscKhz } : {}),
   });
   return { command, machine, arch, qmpSocket };

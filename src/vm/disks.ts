@@ -1,0 +1,106 @@
+/**
+ * A disk image as the root, and --volume disks: what QEMU attaches, what run.conf tells the
+ * init (init/root.c) and which modules it needs. The initramfs of a disk boot holds only the
+ * init, the modules and run.conf.
+ */
+import { stat } from "node:fs/promises";
+import { buffer } from "node:stream/consumers";
+import type { Arch } from "../arch/arch.js";
+import { writeCpio } from "../cpio/writer.js";
+import { type DiskIdentity, diskIdentity, isReadOnlyFormat } from "../disk/identity.js";
+import { INIT_PATH } from "../pipeline/build.js";
+import { initBinaryPath } from "../pipeline/init-binary.js";
+import { normalizeImagePath } from "../tree/path.js";
+import { hostFileContent } from "../tree/spool.js";
+import { Tree } from "../tree/tree.js";
+
+export interface VolumeSpec {
+  file: string;
+  /** Absolute path in the guest. */
+  path: string;
+  readOnly: boolean;
+}
+
+/** `FILE:/path[:ro]`. */
+export function parseVolume(text: string): VolumeSpec {
+  const m = /^(.+?):(\/[^:]*)(?::(ro|rw))?$/.exec(text);
+  if (!m) throw new DiskError(`--volume ${text}: expected FILE:/path[:ro]`);
+  return { file: m[1]!, path: `/${normalizeImagePath(m[2]!)}`, readOnly: m[3] === "ro" };
+}
+
+/** Anything wrong with the disks given: one line, exit 125 (as every run failure). */
+export class DiskError extends Error {}
+
+export interface DiskPlan {
+  drives: { file: string; readOnly: boolean }[];
+  /** run.conf records: `root ...`, `volume ...`. */
+  records: string[];
+  modules: string[];
+}
+
+const record = (d: DiskIdentity, readOnly: boolean) =>
+  `${d.fstype} ${d.offset} ${d.id.toString("hex")} ${readOnly ? "ro" : "rw"}`;
+
+/**
+ * The disks of a run: `root` (the image, when it is a disk; undefined for an initramfs) then
+ * the volumes. A read-only root is attached read-only, so its bytes never change.
+ */
+export async function planDisks(
+  image: string,
+  root: DiskIdentity | undefined,
+  rootReadOnly: boolean,
+  volumes: readonly VolumeSpec[],
+): Promise<DiskPlan> {
+  const plan: DiskPlan = { drives: [], records: [], modules: [] };
+  const seen = new Map<string, string>();
+  const fstypes = new Set<string>();
+  const add = (file: string, id: DiskIdentity) => {
+    const key = `${id.offset}:${id.id.toString("hex")}`;
+    const other = seen.get(key);
+    if (other) throw new DiskError(`${file}: the same filesystem as ${other} (attach each disk once)`);
+    seen.set(key, file);
+    fstypes.add(id.fstype);
+  };
+  if (root) {
+    const ro = rootReadOnly || isReadOnlyFormat(root.format);
+    add(image, root);
+    plan.drives.push({ file: image, readOnly: ro });
+    plan.records.push(`root ${record(root, ro)}`);
+    if (ro) plan.modules.push("overlay");
+  }
+  const paths = new Set<string>();
+  for (const v of volumes) {
+    const st = await stat(v.file).catch(() => undefined);
+    if (!st?.isFile()) throw new DiskError(`--volume ${v.file}: no such file`);
+    if (v.path === "/") throw new DiskError(`--volume ${v.file}:/: the root is the image`);
+    if (paths.has(v.path)) throw new DiskError(`--volume ${v.file}:${v.path}: ${v.path} is already a volume`);
+    paths.add(v.path);
+    const id = await diskIdentity(v.file);
+    if (!id) throw new DiskError(`--volume ${v.file}: not an ext4, erofs or squashfs image`);
+    add(v.file, id);
+    const ro = v.readOnly || isReadOnlyFormat(id.format);
+    plan.drives.push({ file: v.file, readOnly: ro });
+    plan.records.push(`volume ${record(id, ro)} ${v.path}`);
+  }
+  // Names a kernel builds in (Debian's has ext4) are simply not found among its modules.
+  if (plan.drives.length) plan.modules.push("virtio_blk", ...fstypes);
+  return plan;
+}
+
+/** The newc archive with only our init, for a disk root. */
+export async function initCpio(arch: Arch): Promise<Buffer> {
+  const path = initBinaryPath(arch);
+  const tree = new Tree();
+  tree.set(INIT_PATH, {
+    inode: {
+      kind: "file",
+      mode: 0o755,
+      uid: 0,
+      gid: 0,
+      mtime: 0,
+      content: hostFileContent(path, (await stat(path)).size),
+    },
+    layer: 0,
+  });
+  return buffer(writeCpio(tree, { clampMtime: 0 }));
+}

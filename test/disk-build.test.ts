@@ -8,13 +8,11 @@ import { chmodSync, chownSync, existsSync, mkdirSync } from "node:fs";
 import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { REPO } from "./support/cli.js";
 import { tarOf, writeOciLayout } from "./support/layers.js";
+import { cliAsNobody, NOBODY, nobodyDir } from "./support/nobody.js";
 import { diffSnapshots, type Snap, snapshotArchive, snapshotDir } from "./support/snapshot.js";
 
-const NOBODY = 65534;
 const EPOCH = "1700000000";
-const MAIN = join(REPO, "src", "cli", "main.ts");
 const FORMATS = [
   { format: "ext4", ext: "ext4" },
   { format: "erofs", ext: "erofs" },
@@ -24,43 +22,18 @@ const FORMATS = [
 let work: string;
 let source: string;
 
-/** The slimroot CLI as uid/gid 65534 (no groups), the way a user without root runs it. */
-function cliAsNobody(args: string[], env: Record<string, string> = {}) {
-  const r = spawnSync(
-    "setpriv",
-    [
-      `--reuid=${NOBODY}`,
-      `--regid=${NOBODY}`,
-      "--clear-groups",
-      "--",
-      process.execPath,
-      "--import",
-      "tsx",
-      MAIN,
-      ...args,
-    ],
-    {
-      cwd: REPO,
-      env: { ...process.env, HOME: work, SOURCE_DATE_EPOCH: EPOCH, TMPDIR: join(work, "tmp"), ...env },
-      encoding: "utf8",
-      timeout: 300_000,
-    },
-  );
-  return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
-}
+const asNobody = (args: string[], env: Record<string, string> = {}) =>
+  cliAsNobody(args, work, { SOURCE_DATE_EPOCH: EPOCH, ...env });
 
 /** A directory the unprivileged user owns. */
-function nobodyDir(name: string): string {
-  const d = join(work, name);
-  mkdirSync(d, { recursive: true });
-  chownSync(d, NOBODY, NOBODY);
-  return d;
+function ownDir(name: string): string {
+  return nobodyDir(join(work, name));
 }
 
 before(async () => {
   work = await mkdtemp("/tmp/slimroot-disk-");
   chmodSync(work, 0o755);
-  nobodyDir("tmp");
+  nobodyDir(work, true);
   const big = randomBytes(3_000_000);
   const layer = await tarOf([
     { name: "bin/", type: "directory" },
@@ -147,17 +120,17 @@ function withMount<T>(image: string, type: string, fn: (dir: string) => Promise<
 describe("disk images built as an unprivileged user", () => {
   let want: Map<string, Snap>;
   before(() => {
-    const out = nobodyDir("ref");
-    const r = cliAsNobody(["build", source, "-o", join(out, "ref.cpio"), "--entrypoint", "/bin/true"]);
+    const out = ownDir("ref");
+    const r = asNobody(["build", source, "-o", join(out, "ref.cpio"), "--entrypoint", "/bin/true"]);
     assert.equal(r.code, 0, r.stderr);
   });
 
   for (const { format, ext } of FORMATS) {
     test(`${format}: checker clean, same entries as the initramfs, reproducible`, async () => {
       want ??= await snapshotArchive(join(work, "ref", "ref.cpio"));
-      const out = nobodyDir(`out-${format}`);
+      const out = ownDir(`out-${format}`);
       const image = join(out, `a.${ext}`);
-      const r = cliAsNobody(["build", source, "-o", image, "--entrypoint", "/bin/true"]);
+      const r = asNobody(["build", source, "-o", image, "--entrypoint", "/bin/true"]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, new RegExp(`\\(${format}\\)`));
       assert.ok(existsSync(`${image}.why`), "the .why file is written too");
@@ -176,7 +149,7 @@ describe("disk images built as an unprivileged user", () => {
       assert.deepEqual(diffSnapshots(want, got, diskOnly), []);
 
       const again = join(out, `b.${ext}`);
-      assert.equal(cliAsNobody(["build", source, "-o", again, "--entrypoint", "/bin/true"]).code, 0);
+      assert.equal(asNobody(["build", source, "-o", again, "--entrypoint", "/bin/true"]).code, 0);
       assert.ok((await readFile(image)).equals(await readFile(again)), "two builds, identical bytes");
     });
   }
@@ -189,7 +162,7 @@ describe("hostile output for disk images: one line, exit 1, old output intact, n
     const out = join(dir, name);
     await writeFile(out, PREVIOUS);
     const before = (await readdir(dir)).sort();
-    const r = cliAsNobody(["build", source, "-o", out, "--entrypoint", "/bin/true", ...extra]);
+    const r = asNobody(["build", source, "-o", out, "--entrypoint", "/bin/true", ...extra]);
     assert.equal(r.code, 1, `exit code (stderr: ${r.stderr})`);
     const lines = r.stderr.trim().split("\n");
     assert.equal(lines.length, 1, `one line: ${r.stderr}`);
@@ -212,7 +185,7 @@ describe("hostile output for disk images: one line, exit 1, old output intact, n
     });
 
     test(`${format}: a full disk`, async (t) => {
-      const dir = nobodyDir(`full-${format}`);
+      const dir = ownDir(`full-${format}`);
       const m = spawnSync("mount", [
         "-t",
         "tmpfs",
@@ -231,7 +204,7 @@ describe("hostile output for disk images: one line, exit 1, old output intact, n
   }
 
   test("ext4: --size too small", async () => {
-    const dir = nobodyDir("small");
+    const dir = ownDir("small");
     await refused(
       dir,
       "x.ext4",
@@ -241,7 +214,7 @@ describe("hostile output for disk images: one line, exit 1, old output intact, n
   });
 
   test("--size is for ext4 only", async () => {
-    const dir = nobodyDir("size-erofs");
+    const dir = ownDir("size-erofs");
     await refused(dir, "x.erofs", ["--size", "64M"], /--size: only for ext4/);
   });
 });

@@ -137,13 +137,13 @@ describe("a read-write ext4 root survives a killed VM", { timeout: 3 * TEST_TIME
       const deadline = Date.now() + 180_000;
       while (
         Date.now() < deadline &&
-        !/synced[^]*progress 2000/.test(vm.stdout) &&
+        !/synced[\s\S]*progress 2000/.test(vm.stdout) &&
         vm.child.exitCode === null
       )
         await new Promise((r) => setTimeout(r, 100));
       assert.match(
         vm.stdout,
-        /synced[^]*progress 2000/,
+        /synced[\s\S]*progress 2000/,
         `the writer never got going: ${vm.stdout}\n${vm.stderr}`,
       );
       // Pull the plug: QEMU itself, not slimroot's graceful stop.

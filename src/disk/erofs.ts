@@ -4,7 +4,7 @@
  * with LZ4 built in (CONFIG_LZ4_DECOMPRESS=y); 1.5 offers only lz4 and lz4hc. 64 KiB
  * physical clusters (kernel 5.13+) compress much better than the 4 KiB default.
  */
-import { type Staged, uuidFrom } from "./stage.js";
+import { type Staged, underFakeroot, uuidFrom } from "./stage.js";
 import { runTool } from "./tool.js";
 
 export const EROFS_COMPRESSION = "lz4hc,12";
@@ -23,5 +23,5 @@ export async function writeErofs(
     tmp,
     s.root,
   ];
-  await runTool("fakeroot", ["-i", s.fakerootState, "--", "mkfs.erofs", ...args], { output: o.output });
+  await runTool(...underFakeroot(s, "mkfs.erofs", args), { output: o.output });
 }

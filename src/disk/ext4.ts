@@ -6,7 +6,7 @@
  */
 import { open } from "node:fs/promises";
 import { UserError } from "../util/errors.js";
-import { type Staged, uuidFrom } from "./stage.js";
+import { type Staged, underFakeroot, uuidFrom } from "./stage.js";
 import { runTool, ToolError } from "./tool.js";
 
 const MiB = 1024 * 1024;
@@ -56,7 +56,7 @@ export async function writeExt4(
     s.root,
     tmp,
   ];
-  await runTool("fakeroot", ["-i", s.fakerootState, "--", "mke2fs", ...args], {
+  await runTool(...underFakeroot(s, "mke2fs", args), {
     output: o.output,
     env,
   }).catch((err: unknown) => {

@@ -4,7 +4,7 @@
  * xz, which matters for a root read at every exec under TCG. Mtimes stay the clamped ones of
  * the tree; -mkfs-time and -reproducible make the rest of the bytes fixed.
  */
-import type { Staged } from "./stage.js";
+import { type Staged, underFakeroot } from "./stage.js";
 import { runTool } from "./tool.js";
 
 export const SQUASHFS_COMPRESSION = "zstd";
@@ -26,7 +26,7 @@ export async function writeSquashfs(
     "-quiet",
     "-no-progress",
   ];
-  await runTool("fakeroot", ["-i", s.fakerootState, "--", "mksquashfs", ...args], {
+  await runTool(...underFakeroot(s, "mksquashfs", args), {
     output: o.output,
     // mksquashfs 4.5.1 refuses SOURCE_DATE_EPOCH next to -mkfs-time, and would stamp every
     // file with it: the epoch comes from us, as -mkfs-time.

@@ -30,11 +30,19 @@ const TYPE_BITS: Record<Inode["kind"], number> = {
   socket: 0o140000,
 };
 
+/** Extended attributes (security.capability, ...) of an inode, by name. */
+export type Xattrs = (inode: Inode) => ReadonlyMap<string, Buffer> | undefined;
+
+/** The tree's own xattrs. It does not carry them yet: when it does, this is the line to change. */
+export const treeXattrs: Xattrs = () => undefined;
+
 export interface Staged {
   /** The directory holding the tree (its root is the image root). */
   root: string;
   /** fakeroot state file (`fakeroot -i`). */
   fakerootState: string;
+  /** `setfattr --restore` input (paths relative to `root`), when any inode has xattrs. */
+  xattrDump?: string;
   /** SHA-256 over every path's metadata and file bytes: the seed of UUIDs. */
   digest: Buffer;
   /** What the image holds, for sizing: file bytes in 4 KiB blocks, inodes, directories. */
@@ -55,7 +63,12 @@ function makedev(major: number, minor: number): bigint {
  * the staging user can always read and write what it stages (0600/0700): the image's own
  * modes are in the state file.
  */
-export async function stageTree(tree: Tree, dir: string, epoch: number): Promise<Staged> {
+export async function stageTree(
+  tree: Tree,
+  dir: string,
+  epoch: number,
+  xattrs: Xattrs = treeXattrs,
+): Promise<Staged> {
   const root = join(dir, "root");
   await mkdir(root, { mode: 0o700 });
   const hash = createHash("sha256");
@@ -63,6 +76,7 @@ export async function stageTree(tree: Tree, dir: string, epoch: number): Promise
   const state: string[] = [];
   const dirs: { path: string; mtime: number }[] = [];
   const owners: { host: string; inode: Inode }[] = [];
+  const dump: string[] = [];
   let blocks4k = 0;
   let inodes = 0;
   for (const { path, inode } of tree.walk()) {
@@ -79,6 +93,15 @@ export async function stageTree(tree: Tree, dir: string, epoch: number): Promise
     }
     firstPath.set(inode, path);
     inodes++;
+    const attrs = [...(xattrs(inode) ?? new Map<string, Buffer>())].sort(([a], [b]) => (a < b ? -1 : 1));
+    if (attrs.length) {
+      dump.push(`# file: ${escapeDumpPath(path === "" ? "." : path)}`);
+      for (const [name, value] of attrs) {
+        hash.update(`xattr ${name}\0${value.toString("hex")}\0`);
+        dump.push(`${name}=0x${value.toString("hex")}`);
+      }
+      dump.push("");
+    }
     if (inode.kind === "dir") {
       if (path !== "") await mkdir(host, { mode: 0o700 });
       dirs.push({ path: host, mtime });
@@ -112,7 +135,43 @@ export async function stageTree(tree: Tree, dir: string, epoch: number): Promise
   }
   const fakerootState = join(dir, "fakeroot.state");
   await writeFile(fakerootState, `${state.join("\n")}\n`);
-  return { root, fakerootState, digest: hash.digest(), blocks4k, inodes, dirs: dirs.length };
+  let xattrDump: string | undefined;
+  if (dump.length) {
+    xattrDump = join(dir, "xattrs.dump");
+    await writeFile(xattrDump, `${dump.join("\n")}\n`);
+  }
+  return {
+    root,
+    fakerootState,
+    ...(xattrDump ? { xattrDump } : {}),
+    digest: hash.digest(),
+    blocks4k,
+    inodes,
+    dirs: dirs.length,
+  };
+}
+
+/** getfattr's quoting: backslash and bytes outside printable ASCII as \ooo. */
+function escapeDumpPath(path: string): string {
+  return [...Buffer.from(path)]
+    .map((b) =>
+      b > 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\${b.toString(8).padStart(3, "0")}`,
+    )
+    .join("");
+}
+
+/**
+ * [command, ...args] of a mkfs tool run in the fakeroot session that gives it the staged
+ * tree's owners, modes, devices and (set first, by setfattr inside the same session, where
+ * fakeroot keeps them) xattrs.
+ */
+export function underFakeroot(s: Staged, tool: string, args: readonly string[]): [string, string[]] {
+  if (!s.xattrDump) return ["fakeroot", ["-i", s.fakerootState, "--", tool, ...args]];
+  const script = 'cd "$1" && setfattr -h --restore="$2" && cd / && shift 2 && exec "$@"';
+  return [
+    "fakeroot",
+    ["-i", s.fakerootState, "--", "sh", "-c", script, "sh", s.root, s.xattrDump, tool, ...args],
+  ];
 }
 
 function hashing(hash: Hash): Transform {

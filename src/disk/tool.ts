@@ -8,6 +8,7 @@ const PACKAGES: Record<string, string> = {
   debugfs: "e2fsprogs",
   "mkfs.erofs": "erofs-utils",
   mksquashfs: "squashfs-tools",
+  setfattr: "attr",
 };
 
 export interface ToolRun {

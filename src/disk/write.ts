@@ -13,7 +13,7 @@ import { writeErofs } from "./erofs.js";
 import { writeExt4 } from "./ext4.js";
 import type { DiskFormat } from "./formats.js";
 import { writeSquashfs } from "./squashfs.js";
-import { stageTree } from "./stage.js";
+import { stageTree, type Xattrs } from "./stage.js";
 
 export interface DiskOptions {
   format: DiskFormat;
@@ -23,6 +23,8 @@ export interface DiskOptions {
   /** ext4 only: the image size (default: the content plus EXT4_MARGIN). */
   sizeBytes?: number;
   verify?: (image: string) => Promise<void>;
+  /** Where inodes' xattrs come from (default: the tree's). */
+  xattrs?: Xattrs;
 }
 
 /** Writes the image; returns its size in bytes. */
@@ -32,7 +34,7 @@ export async function writeDisk(tree: Tree, o: DiskOptions): Promise<number> {
   const work = await mkdtemp(join(tmpdir(), "slimroot-stage-"));
   trackTempPath(work);
   try {
-    const staged = await stageTree(tree, work, o.epoch);
+    const staged = await stageTree(tree, work, o.epoch, o.xattrs);
     await replaceAtomically(
       o.output,
       async (tmp) => {

@@ -1,0 +1,83 @@
+// Disk writers, in-process: xattrs (security.capability) reach every format through the
+// fakeroot session, and the output name picks the format.
+import assert from "node:assert/strict";
+import { execFileSync, spawnSync } from "node:child_process";
+import { mkdirSync } from "node:fs";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { bufferContent } from "../tree/spool.js";
+import { type Inode, Tree } from "../tree/tree.js";
+import { formatForFileName } from "./formats.js";
+import { writeDisk } from "./write.js";
+
+// cap_net_raw=ep, as Debian's ping carries it (VFS_CAP_REVISION_2).
+const CAP = Buffer.from("0100000200200000000000000000000000000000", "hex");
+
+let work: string;
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), "slimroot-disk-unit-"));
+});
+after(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+test("the output name picks the format", () => {
+  assert.equal(formatForFileName("a.ext4"), "ext4");
+  assert.equal(formatForFileName("a.erofs"), "erofs");
+  assert.equal(formatForFileName("a.sqfs"), "squashfs");
+  assert.equal(formatForFileName("a.squashfs"), "squashfs");
+  assert.equal(formatForFileName("a.cpio.gz"), "cpio");
+  assert.equal(formatForFileName("initrd"), "cpio");
+});
+
+for (const format of ["ext4", "erofs", "squashfs"] as const) {
+  test(`${format}: security.capability comes through`, async (t) => {
+    const tree = new Tree();
+    tree.ensureDir("bin", 0);
+    const ping: Inode = {
+      kind: "file",
+      mode: 0o755,
+      uid: 0,
+      gid: 0,
+      mtime: 1,
+      content: bufferContent(Buffer.from("ping\n")),
+    };
+    tree.set("bin/ping", { inode: ping, layer: 0 });
+    tree.set("bin/plain", {
+      inode: {
+        kind: "file",
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        mtime: 1,
+        content: bufferContent(Buffer.from("x\n")),
+      },
+      layer: 0,
+    });
+    const image = join(work, `x.${format}`);
+    await writeDisk(tree, {
+      format,
+      output: image,
+      epoch: 1000,
+      xattrs: (inode) => (inode === ping ? new Map([["security.capability", CAP]]) : undefined),
+    });
+    const dir = join(work, `mnt-${format}`);
+    mkdirSync(dir, { recursive: true });
+    const m = spawnSync("mount", ["-o", "loop,ro", "-t", format, image, dir], { encoding: "utf8" });
+    if (m.status !== 0) return t.skip(`cannot loop-mount ${format} here: ${m.stderr.trim()}`);
+    try {
+      const got = execFileSync("getfattr", ["-h", "-d", "-m", "-", "-e", "hex", join(dir, "bin/ping")], {
+        encoding: "utf8",
+      });
+      assert.match(got, new RegExp(`security\\.capability=0x${CAP.toString("hex")}`));
+      const none = execFileSync("getfattr", ["-h", "-d", "-m", "-", join(dir, "bin/plain")], {
+        encoding: "utf8",
+      });
+      assert.equal(none.trim(), "");
+    } finally {
+      execFileSync("umount", [dir]);
+    }
+  });
+}

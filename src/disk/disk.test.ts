@@ -10,6 +10,7 @@ import { after, before, test } from "node:test";
 import { bufferContent } from "../tree/spool.js";
 import { type Inode, Tree } from "../tree/tree.js";
 import { formatForFileName } from "./formats.js";
+import { missingKernelOptions } from "./identity.js";
 import { writeDisk } from "./write.js";
 
 // cap_net_raw=ep, as Debian's ping carries it (VFS_CAP_REVISION_2).
@@ -81,3 +82,14 @@ for (const format of ["ext4", "erofs", "squashfs"] as const) {
     }
   });
 }
+
+test("a kernel config without the format's options is named", () => {
+  const debian =
+    "CONFIG_EXT4_FS=y\nCONFIG_EROFS_FS=m\nCONFIG_EROFS_FS_ZIP=y\nCONFIG_LZ4_DECOMPRESS=y\nCONFIG_SQUASHFS=m\nCONFIG_SQUASHFS_ZSTD=y\n";
+  for (const f of ["ext4", "erofs", "squashfs"] as const)
+    assert.deepEqual(missingKernelOptions(debian, f), []);
+  const tiny =
+    "CONFIG_EXT4_FS=y\nCONFIG_SQUASHFS=y\n# CONFIG_SQUASHFS_ZSTD is not set\nCONFIG_EROFS_FS=y\nCONFIG_EROFS_FS_ZIP=m\n";
+  assert.deepEqual(missingKernelOptions(tiny, "squashfs"), ["CONFIG_SQUASHFS_ZSTD=y"]);
+  assert.deepEqual(missingKernelOptions(tiny, "erofs"), ["CONFIG_EROFS_FS_ZIP=y", "CONFIG_LZ4_DECOMPRESS"]);
+});

@@ -6,6 +6,7 @@
  */
 import { open } from "node:fs/promises";
 import type { DiskFormat } from "./formats.js";
+import { SQUASHFS_COMPRESSION } from "./squashfs.js";
 
 export interface DiskIdentity {
   format: DiskFormat;
@@ -54,6 +55,25 @@ export async function diskIdentity(path: string): Promise<DiskIdentity | undefin
   } finally {
     await fh.close();
   }
+}
+
+/**
+ * Kernel options a disk of each format needs (built in or a module, unless it says `=y`):
+ * the compressors are the ones our writers use (erofs.ts, squashfs.ts).
+ */
+export const KERNEL_NEEDS: Record<DiskFormat, readonly string[]> = {
+  ext4: ["CONFIG_EXT4_FS"],
+  erofs: ["CONFIG_EROFS_FS", "CONFIG_EROFS_FS_ZIP=y", "CONFIG_LZ4_DECOMPRESS"],
+  squashfs: ["CONFIG_SQUASHFS", `CONFIG_SQUASHFS_${SQUASHFS_COMPRESSION.toUpperCase()}=y`],
+};
+
+/** The options of KERNEL_NEEDS[format] that `config` (a kernel .config's text) lacks. */
+export function missingKernelOptions(config: string, format: DiskFormat): string[] {
+  return KERNEL_NEEDS[format].filter((need) => {
+    const [name, want] = need.split("=");
+    const got = new RegExp(`^${name}=(y|m)$`, "m").exec(config)?.[1];
+    return want ? got !== want : !got;
+  });
 }
 
 /** Read-only formats: always under an overlay; ext4 only with --read-only. */

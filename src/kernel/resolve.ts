@@ -22,6 +22,8 @@ export interface BootKernel {
   modulesCpio?: string;
   /** For messages: where it came from. */
   label: string;
+  /** The kernel's .config, when known (a fetched directory). */
+  config?: string;
 }
 
 export interface KernelRequest {
@@ -53,6 +55,7 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
   let kernel: string;
   let modulesCpio: string | undefined;
   let label: string;
+  let config: string | undefined;
   if (r.kernel === undefined) {
     const dir = fetchedKernelDir(r.arch);
     const m = await cachedKernel(dir);
@@ -63,6 +66,7 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
     kernel = join(dir, m.kernel);
     modulesCpio = await manifestModules(dir, m, r);
     label = `${m.version} (${dir})`;
+    if (m.config) config = join(dir, m.config);
   } else {
     const st = await stat(r.kernel).catch(() => undefined);
     if (!st) throw new UserError(`--kernel ${r.kernel}: no such file or directory`);
@@ -71,6 +75,7 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
       kernel = join(r.kernel, m.kernel);
       modulesCpio = await manifestModules(r.kernel, m, r);
       label = `${m.version} (${r.kernel})`;
+      if (m.config) config = join(r.kernel, m.config);
     } else {
       kernel = r.kernel;
       label = r.kernel;
@@ -81,7 +86,7 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
     await writeModulesCpio(await modulesIn(r.modules, r.scratch), modulesCpio);
   }
   const kind = await kindOf(kernel);
-  return { kernel, kind, ...(modulesCpio ? { modulesCpio } : {}), label };
+  return { kernel, kind, ...(modulesCpio ? { modulesCpio } : {}), label, ...(config ? { config } : {}) };
 }
 
 /** The cached boot-modules archive of a kernel directory, else one made now. */

@@ -3,11 +3,12 @@
  * init (init/root.c) and which modules it needs. The initramfs of a disk boot holds only the
  * init, the modules and run.conf.
  */
-import { stat } from "node:fs/promises";
+import { readFile, stat } from "node:fs/promises";
 import { buffer } from "node:stream/consumers";
 import type { Arch } from "../arch/arch.js";
 import { writeCpio } from "../cpio/writer.js";
-import { type DiskIdentity, diskIdentity, isReadOnlyFormat } from "../disk/identity.js";
+import type { DiskFormat } from "../disk/formats.js";
+import { type DiskIdentity, diskIdentity, isReadOnlyFormat, missingKernelOptions } from "../disk/identity.js";
 import { INIT_PATH } from "../pipeline/build.js";
 import { initBinaryPath } from "../pipeline/init-binary.js";
 import { normalizeImagePath } from "../tree/path.js";
@@ -32,7 +33,7 @@ export function parseVolume(text: string): VolumeSpec {
 export class DiskError extends Error {}
 
 export interface DiskPlan {
-  drives: { file: string; readOnly: boolean }[];
+  drives: { file: string; readOnly: boolean; format: DiskFormat }[];
   /** run.conf records: `root ...`, `volume ...`. */
   records: string[];
   modules: string[];
@@ -64,7 +65,7 @@ export async function planDisks(
   if (root) {
     const ro = rootReadOnly || isReadOnlyFormat(root.format);
     add(image, root);
-    plan.drives.push({ file: image, readOnly: ro });
+    plan.drives.push({ file: image, readOnly: ro, format: root.format });
     plan.records.push(`root ${record(root, ro)}`);
     if (ro) plan.modules.push("overlay");
   }
@@ -79,12 +80,33 @@ export async function planDisks(
     if (!id) throw new DiskError(`--volume ${v.file}: not an ext4, erofs or squashfs image`);
     add(v.file, id);
     const ro = v.readOnly || isReadOnlyFormat(id.format);
-    plan.drives.push({ file: v.file, readOnly: ro });
+    plan.drives.push({ file: v.file, readOnly: ro, format: id.format });
     plan.records.push(`volume ${record(id, ro)} ${v.path}`);
   }
   // Names a kernel builds in (Debian's has ext4) are simply not found among its modules.
   if (plan.drives.length) plan.modules.push("virtio_blk", ...fstypes);
   return plan;
+}
+
+/**
+ * Refuses disks the kernel cannot mount, when its config is known (a fetched kernel), rather
+ * than letting the init wait for a mount that cannot work.
+ */
+export async function checkKernelFor(
+  plan: DiskPlan,
+  config: string | undefined,
+  label: string,
+): Promise<void> {
+  if (!config || !plan.drives.length) return;
+  const text = await readFile(config, "utf8").catch(() => undefined);
+  if (text === undefined) return;
+  if (!/^CONFIG_VIRTIO_BLK=(y|m)$/m.test(text))
+    throw new DiskError(`kernel ${label} cannot attach disks: it lacks CONFIG_VIRTIO_BLK`);
+  for (const d of plan.drives) {
+    const missing = missingKernelOptions(text, d.format);
+    if (missing.length)
+      throw new DiskError(`kernel ${label} cannot mount ${d.file}: it lacks ${missing.join(", ")}`);
+  }
 }
 
 /** The newc archive with only our init, for a disk root. */

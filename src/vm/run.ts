@@ -11,7 +11,7 @@ import { diskIdentity } from "../disk/identity.js";
 import { kernelArch, resolveKernel } from "../kernel/resolve.js";
 import { GUEST_MODULES_DIR } from "../kmod/modules-cpio.js";
 import { ConsoleWatcher } from "./console.js";
-import { DiskError, initCpio, planDisks, type VolumeSpec } from "./disks.js";
+import { checkKernelFor, DiskError, initCpio, planDisks, type VolumeSpec } from "./disks.js";
 import { imageInfo } from "./image-info.js";
 import { joinInitrd } from "./initrd.js";
 import { checkPortsFree, type PortForward } from "./ports.js";
@@ -103,6 +103,9 @@ async function prepare(req: RunRequest, scratch: string): Promise<Prepared> {
   if (bk.kind.arch !== arch) {
     throw new RunFailure(`kernel ${bk.label} is ${bk.kind.arch}, but the image ${req.image} is ${arch}`);
   }
+  await checkKernelFor(disks, bk.config, bk.label).catch((err: Error) => {
+    throw err instanceof DiskError ? new RunFailure(err.message) : err;
+  });
   const conf = runConfText({
     network: true,
     env: req.env,

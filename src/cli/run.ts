@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { diskIdentity } from "../disk/identity.js";
 import { oneLine, UserError } from "../util/errors.js";
 import { parseVolume } from "../vm/disks.js";
 import { parsePortForward } from "../vm/ports.js";
@@ -71,6 +72,13 @@ export function registerRun(program: Command): void {
     .action(async (image: string, command: string[], opts: Record<string, unknown>) => {
       try {
         const env = envEntries((opts.env as string[] | undefined) ?? []);
+        if (opts.readOnly) {
+          const root = await diskIdentity(image).catch(() => undefined);
+          if (root?.format !== "ext4")
+            throw new UserError(
+              `--read-only: for an ext4 root (${image} is ${root ? root.format : "not a disk image"}, read-only anyway)`,
+            );
+        }
         const code = await runImage({
           image,
           ...(opts.kernel ? { kernel: opts.kernel as string } : {}),

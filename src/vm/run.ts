@@ -52,7 +52,7 @@ export interface RunRequest {
   dryRun: boolean;
   /** More disks (`--volume FILE:/path[:ro]`). */
   volumes?: readonly VolumeSpec[];
-  /** An ext4 root mounted read-only under a tmpfs overlay (erofs and squashfs always are). */
+  /** Never write the image: an ext4 root is mounted read-only under a tmpfs overlay, as erofs and squashfs always are. */
   readOnly?: boolean;
   /** Record mode (slimroot trace): the init prints SLIMROOT_TRACE lines before its exit report. */
   trace?: boolean;

@@ -28,6 +28,11 @@ const TYPE_BITS: Record<Inode["kind"], number> = {
   socket: S_IFSOCK,
 };
 
+/** st_mode of an inode: its type bits and permissions (Linux symlinks are always 0777). */
+export function inodeMode(inode: Inode): number {
+  return TYPE_BITS[inode.kind] | (inode.kind === "symlink" ? 0o777 : inode.mode & 0o7777);
+}
+
 /**
  * Streams `tree` as a newc archive: parents before children, names sorted byte-wise, inode
  * numbers given in that order (so the same tree always gives the same bytes), and hard links
@@ -87,8 +92,8 @@ async function* cpioChunks(tree: Tree, { clampMtime }: CpioOptions): AsyncGenera
     yield encodeHeader({
       name: path === "" ? "." : path,
       ino: ino.get(inode)!,
-      // Linux symlinks are always 0777; what a tar header says for them means nothing.
-      mode: TYPE_BITS[inode.kind] | (inode.kind === "symlink" ? 0o777 : inode.mode & 0o7777),
+      // What a tar header says for a symlink's mode means nothing: it is 0777.
+      mode: inodeMode(inode),
       uid: inode.uid,
       gid: inode.gid,
       nlink,

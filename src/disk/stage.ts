@@ -18,17 +18,8 @@ import { link, lstat, lutimes, mkdir, symlink, utimes, writeFile } from "node:fs
 import { join } from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { inodeMode } from "../cpio/writer.js";
 import type { Inode, Tree } from "../tree/tree.js";
-
-const TYPE_BITS: Record<Inode["kind"], number> = {
-  file: 0o100000,
-  dir: 0o040000,
-  symlink: 0o120000,
-  char: 0o020000,
-  block: 0o060000,
-  fifo: 0o010000,
-  socket: 0o140000,
-};
 
 /** Extended attributes (security.capability, ...) of an inode, by name. */
 export type Xattrs = (inode: Inode) => ReadonlyMap<string, Buffer> | undefined;
@@ -83,7 +74,7 @@ export async function stageTree(
     const host = join(root, path);
     const mtime = Math.max(0, Math.min(inode.mtime, epoch));
     hash.update(
-      `${path}\0${inode.kind}\0${inode.mode & 0o7777}\0${inode.uid}\0${inode.gid}\0${mtime}\0${inode.target ?? ""}\0${inode.rdevMajor ?? 0}\0${inode.rdevMinor ?? 0}\0`,
+      `${path}\0${inode.kind}\0${inode.mode & 0o7777}\0${inode.uid}\0${inode.gid}\0${mtime}\0${inode.target ?? ""}\0${inode.rdevMajor ?? 0}\0${inode.rdevMinor ?? 0}\0${inode.content?.size ?? 0}\0`,
     );
     const earlier = firstPath.get(inode);
     if (earlier !== undefined) {
@@ -124,7 +115,7 @@ export async function stageTree(
   // Inode numbers and link counts once every link exists.
   for (const { host, inode } of owners) {
     const st = await lstat(host, { bigint: true });
-    const mode = TYPE_BITS[inode.kind] | (inode.kind === "symlink" ? 0o777 : inode.mode & 0o7777);
+    const mode = inodeMode(inode);
     const rdev =
       inode.kind === "char" || inode.kind === "block"
         ? makedev(inode.rdevMajor ?? 0, inode.rdevMinor ?? 0)

@@ -20,6 +20,7 @@ import { qemusUsing } from "./support/qemu.js";
 
 const TEST_TIMEOUT_MS = 240_000;
 const FORMATS = [
+  { format: "cpio", ext: "cpio.gz" },
   { format: "ext4", ext: "ext4" },
   { format: "erofs", ext: "erofs" },
   { format: "squashfs", ext: "sqfs" },
@@ -69,7 +70,7 @@ async function copyOf(format: string, name: string): Promise<string> {
 }
 
 describe("disk roots: nginx serves from each format", { timeout: 4 * TEST_TIMEOUT_MS }, () => {
-  for (const { format } of FORMATS) {
+  for (const { format } of FORMATS.filter((f) => f.format !== "cpio")) {
     test(`${format}: the welcome page on a forwarded port; SIGTERM stops it with status 0`, async () => {
       const image = await copyOf(format, `serve.${format}`);
       const port = await freePort();
@@ -194,6 +195,19 @@ describe("--volume", { timeout: 3 * TEST_TIMEOUT_MS }, () => {
     execFileSync("e2fsck", ["-fn", volume], { stdio: "pipe" });
   });
 
+  test("volumes on an initramfs root too", async () => {
+    const r = await run([
+      images.get("cpio")!,
+      "--volume",
+      `${volume}:/var/lib/app:ro`,
+      "--",
+      "/bin/cat",
+      "/var/lib/app/note",
+    ]);
+    assert.equal(r.code, 0, `${r.stdout}\n${r.stderr}`);
+    assert.match(r.stdout, /^kept\r?$/m);
+  });
+
   for (const { name, args, message } of [
     {
       name: "a missing file",
@@ -215,4 +229,17 @@ describe("--volume", { timeout: 3 * TEST_TIMEOUT_MS }, () => {
       assert.match(lines[0]!, message);
     });
   }
+});
+
+describe("build --probe boots a disk image before writing it", { timeout: TEST_TIMEOUT_MS }, () => {
+  test("erofs: verified, and the same bytes as an unverified build", async () => {
+    const out = join(work, "verified.erofs");
+    const r = await runCli(
+      ["build", `oci:${join(work, "oci")}:latest`, "--probe", "http:80/", "-o", out],
+      env(),
+    );
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /verified: http:80\/ passed/);
+    assert.equal(await sha256(out), await sha256(images.get("erofs")!));
+  });
 });

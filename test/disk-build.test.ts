@@ -151,6 +151,14 @@ describe("disk images built as an unprivileged user", () => {
       const again = join(out, `b.${ext}`);
       assert.equal(asNobody(["build", source, "-o", again, "--entrypoint", "/bin/true"]).code, 0);
       assert.ok((await readFile(image)).equals(await readFile(again)), "two builds, identical bytes");
+      // The default epoch, 0, too (e2fsprogs reads a fake time of 0 as none).
+      const zero = [join(out, `c.${ext}`), join(out, `d.${ext}`)];
+      for (const z of zero)
+        assert.equal(
+          asNobody(["build", source, "-o", z, "--entrypoint", "/bin/true"], { SOURCE_DATE_EPOCH: "0" }).code,
+          0,
+        );
+      assert.ok((await readFile(zero[0]!)).equals(await readFile(zero[1]!)), "identical bytes with epoch 0");
     });
   }
 });

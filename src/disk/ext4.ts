@@ -32,7 +32,9 @@ export async function writeExt4(
   } finally {
     await fh.close();
   }
-  const env = { E2FSPROGS_FAKE_TIME: String(o.epoch) };
+  // e2fsprogs takes E2FSPROGS_FAKE_TIME=0 for unset (and then stamps the clock): an epoch of
+  // 0 becomes 1 s for the filesystem's own times (superblock, root, lost+found, crtime).
+  const env = { E2FSPROGS_FAKE_TIME: String(Math.max(1, o.epoch)) };
   // Room for what the app creates on a read-write root: 20% more inodes, at least 1024.
   const inodes = s.inodes + Math.max(1024, Math.ceil(s.inodes * 0.2));
   const args = [

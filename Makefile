@@ -3,10 +3,10 @@
 
 APT_PACKAGES := mmdebstrap umoci skopeo docker-registry qemu-system-x86 qemu-system-arm \
 	cpio pigz zstd xz-utils lz4 time gcc libc6-dev gcc-aarch64-linux-gnu apache2-utils \
-	erofs-utils squashfs-tools e2fsprogs fakeroot attr busybox-static curl
+	erofs-utils squashfs-tools e2fsprogs fakeroot attr busybox-static curl chromium
 # One command per package above that tells whether it is installed.
 APT_PROBES := mmdebstrap umoci skopeo docker-registry qemu-system-x86_64 qemu-system-aarch64 \
-	cpio pigz zstd xz lz4 /usr/bin/time gcc aarch64-linux-gnu-gcc htpasswd mkfs.erofs mksquashfs mke2fs fakeroot setfattr curl
+	cpio pigz zstd xz lz4 /usr/bin/time gcc aarch64-linux-gnu-gcc htpasswd mkfs.erofs mksquashfs mke2fs fakeroot setfattr curl chromium
 
 .PHONY: all deps build init test demo lint typecheck clean bench
 

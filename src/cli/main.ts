@@ -2,6 +2,7 @@
 import { Command, CommanderError } from "commander";
 import { exitCodeOf, oneLine } from "../util/errors.js";
 import { removeTempPathsSync } from "../util/temp-paths.js";
+import { registerBench } from "./bench.js";
 import { registerBuild } from "./build.js";
 import { registerInspect } from "./inspect.js";
 import { registerKernel } from "./kernel.js";
@@ -20,6 +21,7 @@ const program = new Command("slimroot")
     outputError: (str, write) => write(`slimroot: ${str.replace(/^error: /, "").trim()}\n`),
   });
 
+registerBench(program);
 registerBuild(program);
 registerInspect(program);
 registerKernel(program);

@@ -58,17 +58,18 @@ export const BOOT_MODULES: Record<Transport, readonly string[]> = {
 
 export const modulesCpioName = (t: Transport) => `modules-${t}.cpio`;
 
-/** The modules of `m` a VM using `transport` loads at boot, dependencies first. */
+/**
+ * The modules of `m` a VM using `transport` loads at boot, dependencies first, with `extra`
+ * ones for the devices a VM has beyond the usual (disks, vsock).
+ */
 export async function bootModules(
   m: KernelManifest,
   transport: Transport,
   extra: readonly string[] = [],
 ): Promise<ManifestModule[]> {
   const byName = new Map(m.modules.map((x) => [x.name, x]));
-  const { names } = await dependencyClosure(
-    [...BOOT_MODULES[transport], ...extra],
-    (n) => byName.get(n)?.depends,
-  );
+  const wanted = [...BOOT_MODULES[transport], ...extra];
+  const { names } = await dependencyClosure(wanted, (n) => byName.get(n)?.depends);
   return loadOrder(names.map((n) => byName.get(n)!));
 }
 

@@ -12,6 +12,7 @@ import { type ModuleFile, writeModulesCpio } from "../kmod/modules-cpio.js";
 import { UserError } from "../util/errors.js";
 import { readHead } from "../util/read-head.js";
 import { KERNEL_HEAD_BYTES, type KernelKind, kernelKind } from "./arch.js";
+import { configBeside } from "./config.js";
 import { bootModules, cachedKernel } from "./fetch.js";
 import { fetchedKernelDir, type KernelManifest, readManifest, type Transport } from "./manifest.js";
 
@@ -22,7 +23,7 @@ export interface BootKernel {
   modulesCpio?: string;
   /** For messages: where it came from. */
   label: string;
-  /** The kernel's .config, when known (a fetched directory). */
+  /** Its build config, when known (a fetched kernel's, or config-RELEASE beside vmlinuz-RELEASE). */
   config?: string;
 }
 
@@ -35,7 +36,7 @@ export interface KernelRequest {
   arch: Arch;
   /** The VM's virtio transport: picks the boot modules of a fetched kernel. */
   transport: Transport;
-  /** Modules beyond the boot set (a disk root's driver and filesystems); built-in ones are fine. */
+  /** Modules to load besides the transport's boot modules (virtio_blk for disks, vsock). */
   extraModules?: readonly string[];
   /** Where a modules archive built on the fly may be written. */
   scratch: string;
@@ -79,6 +80,7 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
     } else {
       kernel = r.kernel;
       label = r.kernel;
+      config = configBeside(r.kernel);
     }
   }
   if (r.modules !== undefined) {
@@ -95,8 +97,8 @@ async function manifestModules(
   m: KernelManifest,
   r: KernelRequest,
 ): Promise<string | undefined> {
-  const cached = m.modulesCpio?.[r.transport];
-  if (cached && existsSync(join(dir, cached)) && !r.extraModules?.length) return join(dir, cached);
+  const cached = r.extraModules?.length ? undefined : m.modulesCpio?.[r.transport];
+  if (cached && existsSync(join(dir, cached))) return join(dir, cached);
   const boot = await bootModules(m, r.transport, r.extraModules);
   if (boot.length === 0) return undefined;
   const out = join(r.scratch, "modules.cpio");

@@ -7,13 +7,14 @@ import { readFile, stat } from "node:fs/promises";
 import { buffer } from "node:stream/consumers";
 import type { Arch } from "../arch/arch.js";
 import { writeCpio } from "../cpio/writer.js";
-import type { DiskFormat } from "../disk/formats.js";
 import { type DiskIdentity, diskIdentity, isReadOnlyFormat, missingKernelOptions } from "../disk/identity.js";
 import { INIT_PATH } from "../pipeline/build.js";
 import { initBinaryPath } from "../pipeline/init-binary.js";
 import { normalizeImagePath } from "../tree/path.js";
 import { hostFileContent } from "../tree/spool.js";
 import { Tree } from "../tree/tree.js";
+import type { Disk, DiskBoot } from "./launcher.js";
+import { RunFailure } from "./launcher.js";
 
 export interface VolumeSpec {
   file: string;
@@ -25,16 +26,12 @@ export interface VolumeSpec {
 /** `FILE:/path[:ro]`. */
 export function parseVolume(text: string): VolumeSpec {
   const m = /^(.+?):(\/[^:]*)(?::(ro|rw))?$/.exec(text);
-  if (!m) throw new DiskError(`--volume ${text}: expected FILE:/path[:ro]`);
+  if (!m) throw new RunFailure(`--volume ${text}: expected FILE:/path[:ro]`);
   return { file: m[1]!, path: `/${normalizeImagePath(m[2]!)}`, readOnly: m[3] === "ro" };
 }
 
-/** Anything wrong with the disks given: one line, exit 125 (as every run failure). */
-export class DiskError extends Error {}
-
-export interface DiskPlan {
-  drives: { file: string; readOnly: boolean; format: DiskFormat }[];
-  /** run.conf records: `root ...`, `volume ...`. */
+export interface DiskPlan extends DiskBoot {
+  disks: Disk[];
   records: string[];
   modules: string[];
 }
@@ -52,39 +49,40 @@ export async function planDisks(
   rootReadOnly: boolean,
   volumes: readonly VolumeSpec[],
 ): Promise<DiskPlan> {
-  const plan: DiskPlan = { drives: [], records: [], modules: [] };
+  const plan: DiskPlan = { rootIsDisk: Boolean(root), disks: [], records: [], modules: [] };
   const seen = new Map<string, string>();
   const fstypes = new Set<string>();
   const add = (file: string, id: DiskIdentity) => {
     const key = `${id.offset}:${id.id.toString("hex")}`;
     const other = seen.get(key);
-    if (other) throw new DiskError(`${file}: the same filesystem as ${other} (attach each disk once)`);
+    if (other) throw new RunFailure(`${file}: the same filesystem as ${other} (attach each disk once)`);
     seen.set(key, file);
     fstypes.add(id.fstype);
   };
   if (root) {
     const ro = rootReadOnly || isReadOnlyFormat(root.format);
     add(image, root);
-    plan.drives.push({ file: image, readOnly: ro, format: root.format });
+    plan.disks.push({ path: image, mount: "/", readOnly: ro, format: root.format });
     plan.records.push(`root ${record(root, ro)}`);
     if (ro) plan.modules.push("overlay");
   }
   const paths = new Set<string>();
   for (const v of volumes) {
     const st = await stat(v.file).catch(() => undefined);
-    if (!st?.isFile()) throw new DiskError(`--volume ${v.file}: no such file`);
-    if (v.path === "/") throw new DiskError(`--volume ${v.file}:/: the root is the image`);
-    if (paths.has(v.path)) throw new DiskError(`--volume ${v.file}:${v.path}: ${v.path} is already a volume`);
+    if (!st?.isFile()) throw new RunFailure(`--volume ${v.file}: no such file`);
+    if (v.path === "/") throw new RunFailure(`--volume ${v.file}:/: the root is the image`);
+    if (paths.has(v.path))
+      throw new RunFailure(`--volume ${v.file}:${v.path}: ${v.path} is already a volume`);
     paths.add(v.path);
     const id = await diskIdentity(v.file);
-    if (!id) throw new DiskError(`--volume ${v.file}: not an ext4, erofs or squashfs image`);
+    if (!id) throw new RunFailure(`--volume ${v.file}: not an ext4, erofs or squashfs image`);
     add(v.file, id);
     const ro = v.readOnly || isReadOnlyFormat(id.format);
-    plan.drives.push({ file: v.file, readOnly: ro, format: id.format });
+    plan.disks.push({ path: v.file, mount: v.path, readOnly: ro, format: id.format });
     plan.records.push(`volume ${record(id, ro)} ${v.path}`);
   }
   // Names a kernel builds in (Debian's has ext4) are simply not found among its modules.
-  if (plan.drives.length) plan.modules.push("virtio_blk", ...fstypes);
+  if (plan.disks.length) plan.modules.push("virtio_blk", ...fstypes);
   return plan;
 }
 
@@ -93,19 +91,19 @@ export async function planDisks(
  * than letting the init wait for a mount that cannot work.
  */
 export async function checkKernelFor(
-  plan: DiskPlan,
+  disks: readonly Disk[],
   config: string | undefined,
   label: string,
 ): Promise<void> {
-  if (!config || !plan.drives.length) return;
+  if (!config || !disks.length) return;
   const text = await readFile(config, "utf8").catch(() => undefined);
   if (text === undefined) return;
   if (!/^CONFIG_VIRTIO_BLK=(y|m)$/m.test(text))
-    throw new DiskError(`kernel ${label} cannot attach disks: it lacks CONFIG_VIRTIO_BLK`);
-  for (const d of plan.drives) {
-    const missing = missingKernelOptions(text, d.format);
+    throw new RunFailure(`kernel ${label} cannot attach disks: it lacks CONFIG_VIRTIO_BLK`);
+  for (const d of disks) {
+    const missing = d.format ? missingKernelOptions(text, d.format) : [];
     if (missing.length)
-      throw new DiskError(`kernel ${label} cannot mount ${d.file}: it lacks ${missing.join(", ")}`);
+      throw new RunFailure(`kernel ${label} cannot mount ${d.path}: it lacks ${missing.join(", ")}`);
   }
 }
 

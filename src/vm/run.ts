@@ -1,81 +1,57 @@
 /**
- * `slimroot run`: boots an image under QEMU with its app's console on our stdout and exits
- * with the app's status. See docs/run.md for the exit codes and the stop sequence.
+ * `slimroot run`: boots an image under a VMM (QEMU or Firecracker, see launcher.ts) with its
+ * app's console on our stdout and exits with the app's status. See docs/run.md for the exit
+ * codes and the stop sequence.
  */
 import { spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { type Arch, hostArch } from "../arch/arch.js";
+import { join, resolve } from "node:path";
+import { hostArch } from "../arch/arch.js";
 import { diskIdentity } from "../disk/identity.js";
-import { kernelArch, resolveKernel } from "../kernel/resolve.js";
-import { GUEST_MODULES_DIR } from "../kmod/modules-cpio.js";
+import { kernelArch } from "../kernel/resolve.js";
+import { UserError } from "../util/errors.js";
 import { ConsoleWatcher } from "./console.js";
-import { checkKernelFor, DiskError, initCpio, planDisks, type VolumeSpec } from "./disks.js";
+import { planDisks, type VolumeSpec } from "./disks.js";
+import { firecrackerLauncher } from "./firecracker-launcher.js";
 import { imageInfo } from "./image-info.js";
-import { joinInitrd } from "./initrd.js";
-import { checkPortsFree, type PortForward } from "./ports.js";
-import {
-  chooseAccel,
-  chooseMachine,
-  hostTscKhz,
-  type Machine,
-  qemuCommand,
-  qemuPackage,
-  shellQuote,
-} from "./qemu.js";
-import { runConfCpio, runConfText } from "./runconf.js";
-import { pressCtrlAltDel } from "./stop.js";
+import { type Launch, type Launcher, RunFailure, type Vmm, type VmRequest } from "./launcher.js";
+import { shellQuote } from "./qemu.js";
+import { qemuLauncher } from "./qemu-launcher.js";
+
+export { RunFailure };
 
 /** Exit statuses of `slimroot run` besides the app's own. */
 export const EXIT_FAILED = 125;
 export const EXIT_TIMEOUT = 124;
 export const EXIT_KILLED = 137;
 
-/** Anything that kept the VM from running the app: reported in one line, exit 125. */
-export class RunFailure extends Error {}
+const LAUNCHERS: Record<Vmm, Launcher> = { qemu: qemuLauncher, firecracker: firecrackerLauncher };
 
-export interface RunRequest {
-  image: string;
-  kernel?: string;
-  modules?: string;
-  forwards: readonly PortForward[];
-  memMiB: number;
-  cpus: number;
-  /** NAME=VALUE for run.conf. */
-  env: readonly string[];
-  /** Replaces the image's whole argv (run.conf `arg` lines replace app.conf's). */
-  args?: readonly string[];
+export interface RunRequest extends VmRequest {
+  /** The VMM (default qemu). */
+  vmm?: Vmm;
   timeoutMs?: number;
-  /** How long the app gets to stop after SIGTERM/SIGINT or the timeout, before QEMU is killed. */
+  /** How long the app gets to stop after SIGTERM/SIGINT or the timeout, before the VMM is killed. */
   stopGraceMs: number;
   dryRun: boolean;
+  /** With dryRun: the directory the VM's files go to (default: a temp directory, kept). */
+  outDir?: string;
   /** More disks (`--volume FILE:/path[:ro]`). */
   volumes?: readonly VolumeSpec[];
   /** Never write the image: an ext4 root is mounted read-only under a tmpfs overlay, as erofs and squashfs always are. */
   readOnly?: boolean;
-  /** Record mode (slimroot trace): the init prints SLIMROOT_TRACE lines before its exit report. */
-  trace?: boolean;
   /** Aborting it stops the app as SIGTERM to us would (Ctrl-Alt-Del, then the grace period). */
   stop?: AbortSignal;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
 }
 
-interface Prepared {
-  command: string[];
-  machine: Machine;
-  arch: Arch;
-  qmpSocket: string;
-}
-
-/** Builds the initrd and the QEMU command in `scratch`. */
-async function prepare(req: RunRequest, scratch: string): Promise<Prepared> {
+/** Runs the image; resolves with the exit status for `slimroot run`. */
+export async function runImage(req: RunRequest): Promise<number> {
+  if (req.outDir !== undefined && !req.dryRun) throw new UserError("-o DIR: only with --dry-run");
   const root = await diskIdentity(req.image).catch(() => undefined);
-  if (req.readOnly && root?.format !== "ext4")
-    throw new RunFailure(
-      `--read-only: for an ext4 root (${req.image} is ${root ? root.format : "an initramfs"}, read-only anyway)`,
-    );
   // A disk's /init is not read here (no filesystem reader on the host): it is the
   // architecture of the kernel given, else of the host.
   const arch = root
@@ -83,81 +59,42 @@ async function prepare(req: RunRequest, scratch: string): Promise<Prepared> {
       ? await kernelArch(req.kernel)
       : (hostArch() ?? "amd64")
     : (await imageInfo(req.image)).arch;
-  const disks = await planDisks(req.image, root, Boolean(req.readOnly), req.volumes ?? []).catch(
-    (err: Error) => {
-      throw err instanceof DiskError ? new RunFailure(err.message) : err;
-    },
-  );
-  const accel = chooseAccel(arch);
-  const tscKhz = arch === "amd64" && accel === "tcg" ? hostTscKhz() : undefined;
-  const machine = chooseMachine(arch, accel, tscKhz);
-  const transport = machine === "pc" ? "pci" : "mmio";
-  const bk = await resolveKernel({
-    kernel: req.kernel,
-    modules: req.modules,
-    arch,
-    transport,
-    scratch,
-    extraModules: disks.modules,
-  });
-  if (bk.kind.arch !== arch) {
-    throw new RunFailure(`kernel ${bk.label} is ${bk.kind.arch}, but the image ${req.image} is ${arch}`);
-  }
-  await checkKernelFor(disks, bk.config, bk.label).catch((err: Error) => {
-    throw err instanceof DiskError ? new RunFailure(err.message) : err;
-  });
-  const conf = runConfText({
-    network: true,
-    env: req.env,
-    ...(req.args ? { args: req.args } : {}),
-    ...(req.trace ? { trace: true } : {}),
-    ...(bk.modulesCpio ? { modulesDir: `/${GUEST_MODULES_DIR}` } : {}),
-    disks: disks.records,
-  });
-  const initrd = join(scratch, "initrd");
-  await joinInitrd(
-    [
-      root ? await initCpio(arch) : req.image,
-      ...(bk.modulesCpio ? [bk.modulesCpio] : []),
-      await runConfCpio(conf),
-    ],
-    initrd,
-  );
-  const qmpSocket = join(scratch, "qmp.sock");
-  const command = qemuCommand({
-    arch,
-    machine,
-    accel,
-    kernel: bk.kernel,
-    initrd,
-    memMiB: req.memMiB,
-    cpus: req.cpus,
-    forwards: req.forwards,
-    qmpSocket,
-    drives: disks.drives,
-    ...(tscKhz ? { tscKhz } : {}),
-  });
-  return { command, machine, arch, qmpSocket };
-}
-
-/** Runs the image; resolves with the exit status for `slimroot run`. */
-export async function runImage(req: RunRequest): Promise<number> {
+  const plan = await planDisks(req.image, root, Boolean(req.readOnly), req.volumes ?? []);
+  if (plan.disks.length) req = { ...req, disks: plan.disks, diskBoot: plan };
   const scratch = await mkdtemp(join(tmpdir(), "slimroot-run-"));
+  let dir = scratch;
   let keep = false;
+  /** -o DIR made by us: removed again if the dry run fails, so a failure leaves nothing. */
+  let made: string | undefined;
   try {
-    const p = await prepare(req, scratch);
+    if (req.outDir !== undefined) {
+      dir = resolve(req.outDir);
+      made = await mkdir(dir, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
+        throw new UserError(`-o ${req.outDir}: cannot create the directory (${err.code ?? err.message})`);
+      });
+    }
+    const launch = await LAUNCHERS[req.vmm ?? "qemu"].prepare(req, arch, dir, scratch);
+    const notes = () => {
+      for (const n of launch.notes) req.stderr.write(`slimroot: ${n}\n`);
+    };
     if (req.dryRun) {
-      keep = true;
-      req.stdout.write(`${shellQuote(p.command)}\n`);
-      req.stderr.write(`slimroot: dry run: the initrd is kept in ${scratch} (remove it when done)\n`);
+      keep = dir === scratch;
+      notes();
+      req.stdout.write(`${shellQuote(launch.command)}\n`);
+      req.stderr.write(
+        req.outDir !== undefined
+          ? `slimroot: dry run: the VM's files are in ${dir}\n`
+          : `slimroot: dry run: the VM's files are kept in ${dir} (remove it when done)\n`,
+      );
+      made = undefined;
       return 0;
     }
-    await checkPortsFree(req.forwards).catch((err: Error) => {
-      throw new RunFailure(err.message);
-    });
-    return await boot(req, p);
+    await launch.preflight();
+    notes();
+    return await boot(req, launch);
   } finally {
     if (!keep) await rm(scratch, { recursive: true, force: true });
+    if (made) await rm(made, { recursive: true, force: true });
   }
 }
 
@@ -167,12 +104,12 @@ const SIGNAL_NUMBERS: Record<(typeof SIGNALS)[number], number> = { SIGHUP: 1, SI
 /** Seconds for messages. */
 const secs = (ms: number) => `${Math.round(ms / 100) / 10} s`;
 
-function boot(req: RunRequest, p: Prepared): Promise<number> {
+function boot(req: RunRequest, p: Launch): Promise<number> {
   const [binary, ...args] = p.command as [string, ...string[]];
   // Its own process group: a Ctrl-C on the terminal reaches only us, and we stop the app
-  // gracefully instead of QEMU dying on the spot.
+  // gracefully instead of the VMM dying on the spot.
   const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
-  let qemuStderr = "";
+  let vmmStderr = "";
   let panic: string | undefined;
   let stopSignal: (typeof SIGNALS)[number] | undefined;
   let timedOut = false;
@@ -196,10 +133,14 @@ function boot(req: RunRequest, p: Prepared): Promise<number> {
   });
   child.stdout.pipe(watcher).pipe(req.stdout as NodeJS.WritableStream, { end: false });
   child.stderr.on("data", (d: Buffer) => {
-    qemuStderr = (qemuStderr + d.toString()).slice(-8192);
+    vmmStderr = (vmmStderr + d.toString()).slice(-8192);
   });
 
   const stop = () => {
+    if (!p.requestStop) {
+      kill(); // the VMM cannot tell the guest: end it now
+      return;
+    }
     const deadline = Date.now() + req.stopGraceMs;
     timers.push(
       setTimeout(() => {
@@ -207,8 +148,8 @@ function boot(req: RunRequest, p: Prepared): Promise<number> {
         kill();
       }, req.stopGraceMs),
     );
-    pressCtrlAltDel(p.qmpSocket, p.machine, deadline, () => exited).catch((err: Error) => {
-      // No QMP (QEMU is going away, or never came up): the grace timer ends it.
+    p.requestStop(deadline, () => exited).catch((err: Error) => {
+      // No way in (the VMM is going away, or never came up): the grace timer ends it.
       if (process.env.SLIMROOT_DEBUG) req.stderr.write(`slimroot: stop: ${err.message}\n`);
     });
   };
@@ -261,9 +202,7 @@ function boot(req: RunRequest, p: Prepared): Promise<number> {
       if (spawnError) {
         return reject(
           new RunFailure(
-            spawnError.code === "ENOENT"
-              ? `${binary} not found: install QEMU (apt-get install ${qemuPackage(p.arch)})`
-              : `cannot start ${binary}: ${spawnError.message}`,
+            spawnError.code === "ENOENT" ? p.notFound : `cannot start ${binary}: ${spawnError.message}`,
           ),
         );
       }
@@ -278,10 +217,22 @@ function boot(req: RunRequest, p: Prepared): Promise<number> {
       if (watcher.exitCode !== undefined) return resolve(watcher.exitCode);
       if (stopSignal) return resolve(128 + SIGNAL_NUMBERS[stopSignal]);
       const why =
-        panic ?? lastLine(qemuStderr) ?? (signal ? `QEMU killed by ${signal}` : `QEMU exit status ${code}`);
+        panic ??
+        lastLine(vmmStderr) ??
+        lastLine(p.log ? readTail(p.log) : "") ??
+        (signal ? `${p.vmmName} killed by ${signal}` : `${p.vmmName} exit status ${code}`);
       reject(new RunFailure(`the VM ended without an exit report from the init: ${why}`));
     });
   });
+}
+
+/** The end of a log file, or "" when there is none. */
+function readTail(path: string): string {
+  try {
+    return readFileSync(path, "utf8").slice(-8192);
+  } catch {
+    return "";
+  }
 }
 
 function lastLine(text: string): string | undefined {

@@ -243,3 +243,42 @@ describe("build --probe boots a disk image before writing it", { timeout: TEST_T
     assert.equal(await sha256(out), await sha256(images.get("erofs")!));
   });
 });
+
+describe("--vmm firecracker --dry-run with a disk root", { timeout: TEST_TIMEOUT_MS }, () => {
+  test("vm.json has the root read-only and the volume read-write; the initrd holds no image", async () => {
+    const volume = join(work, "fc-data.ext4");
+    execFileSync("mke2fs", ["-q", "-F", "-t", "ext4", volume, "16M"]);
+    const dir = join(work, "fc");
+    const r = await runCli(
+      [
+        "run",
+        images.get("erofs")!,
+        "--vmm",
+        "firecracker",
+        "--volume",
+        `${volume}:/data`,
+        "--dry-run",
+        "-o",
+        dir,
+      ],
+      env(),
+    );
+    assert.equal(r.code, 0, r.stderr);
+    const config = JSON.parse(await readFile(join(dir, "vm.json"), "utf8")) as {
+      drives: { path_on_host: string; is_read_only: boolean }[];
+    };
+    assert.deepEqual(
+      config.drives.map((d) => [d.path_on_host, d.is_read_only]),
+      [
+        [images.get("erofs")!, true],
+        [volume, false],
+      ],
+    );
+    const initrd = await readFile(join(dir, "initrd"));
+    assert.ok(
+      initrd.length < 2 * 1024 * 1024,
+      `the initrd is ${initrd.length} bytes: the init, modules and run.conf only`,
+    );
+    assert.match(initrd.toString("latin1"), /root erofs 1072 [0-9a-f]{32} ro/);
+  });
+});

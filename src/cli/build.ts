@@ -2,6 +2,7 @@ import type { Command } from "commander";
 import { Option } from "commander";
 import { COMPRESSIONS, type Compression, compressionForFileName } from "../compress/compress.js";
 import { formatForFileName, IMAGE_FORMATS, type ImageFormat } from "../disk/formats.js";
+import { checkSizeOption } from "../disk/write.js";
 import { build, MINIMIZE_LEVELS, type MinimizeLevel } from "../pipeline/build.js";
 import { parseProbe } from "../trace/probe.js";
 import { loadProfile, type Profile, profileProbes } from "../trace/profile.js";
@@ -61,8 +62,7 @@ export function registerBuild(program: Command): void {
       const output = opts.output as string;
       const format = (opts.format as ImageFormat | undefined) ?? formatForFileName(output);
       const sizeBytes = opts.size === undefined ? undefined : parseSize(opts.size as string);
-      if (sizeBytes !== undefined && format !== "ext4")
-        throw new UserError(`--size: only for ext4 (${format} images are as big as their content)`);
+      checkSizeOption(format, sizeBytes);
       if (opts.compress !== undefined && format !== "cpio")
         throw new UserError(`--compress: only for cpio (${format} has its own compression)`);
       const compression =

@@ -11,7 +11,7 @@ import { UserError } from "../util/errors.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { writeErofs } from "./erofs.js";
 import { writeExt4 } from "./ext4.js";
-import type { DiskFormat } from "./formats.js";
+import type { DiskFormat, ImageFormat } from "./formats.js";
 import { writeSquashfs } from "./squashfs.js";
 import { stageTree, type Xattrs } from "./stage.js";
 
@@ -29,8 +29,7 @@ export interface DiskOptions {
 
 /** Writes the image; returns its size in bytes. */
 export async function writeDisk(tree: Tree, o: DiskOptions): Promise<number> {
-  if (o.sizeBytes !== undefined && o.format !== "ext4")
-    throw new UserError(`--size: only for ext4 (${o.format} images are as big as their content)`);
+  checkSizeOption(o.format, o.sizeBytes);
   const work = await mkdtemp(join(tmpdir(), "slimroot-stage-"));
   trackTempPath(work);
   try {
@@ -58,4 +57,10 @@ export async function writeDisk(tree: Tree, o: DiskOptions): Promise<number> {
     await rm(work, { recursive: true, force: true });
     untrackTempPath(work);
   }
+}
+
+/** `--size` is ext4's: the other formats are as big as their content. */
+export function checkSizeOption(format: ImageFormat, sizeBytes: number | undefined): void {
+  if (sizeBytes !== undefined && format !== "ext4")
+    throw new UserError(`--size: only for ext4 (${format} images are as big as their content)`);
 }

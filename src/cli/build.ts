@@ -75,10 +75,6 @@ export function registerBuild(program: Command): void {
         (opts.minimize === "trace" && profile ? profileProbes(profile, profileFile!) : []);
       const probes = specs.map(parseProbe);
       const verify = opts.verify !== false && probes.length > 0;
-      if (verify && format !== "cpio")
-        throw new UserError(
-          `--probe: the verification boot takes a cpio image, not ${format} (give --no-verify)`,
-        );
       const verifyTimeoutMs = parseDuration(opts.verifyTimeout as string, "--verify-timeout");
       const bar = byteProgress("pulling");
       const writing = byteProgress(`writing ${compression}`);

@@ -9,9 +9,10 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { bufferContent } from "../tree/spool.js";
 import { type Inode, Tree } from "../tree/tree.js";
+import { writeFilesAtomically } from "../util/atomic-file.js";
 import { formatForFileName } from "./formats.js";
 import { missingKernelOptions } from "./identity.js";
-import { writeDisk } from "./write.js";
+import { withDiskFile } from "./write.js";
 
 // cap_net_raw=ep, as Debian's ping carries it (VFS_CAP_REVISION_2).
 const CAP = Buffer.from("0100000200200000000000000000000000000000", "hex");
@@ -58,12 +59,10 @@ for (const format of ["ext4", "erofs", "squashfs"] as const) {
       layer: 0,
     });
     const image = join(work, `x.${format}`);
-    await writeDisk(tree, {
-      format,
-      output: image,
-      epoch: 1000,
-      xattrs: (inode) => (inode === ping ? new Map([["security.capability", CAP]]) : undefined),
-    });
+    const xattrs = (inode: Inode) => (inode === ping ? new Map([["security.capability", CAP]]) : undefined);
+    await withDiskFile(tree, { format, output: image, epoch: 1000, xattrs }, (file) =>
+      writeFilesAtomically([file]),
+    );
     const dir = join(work, `mnt-${format}`);
     mkdirSync(dir, { recursive: true });
     const m = spawnSync("mount", ["-o", "loop,ro", "-t", format, image, dir], { encoding: "utf8" });

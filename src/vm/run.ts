@@ -12,6 +12,7 @@ import { hostArch } from "../arch/arch.js";
 import { diskIdentity } from "../disk/identity.js";
 import { kernelArch } from "../kernel/resolve.js";
 import { UserError } from "../util/errors.js";
+import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { ConsoleWatcher } from "./console.js";
 import { planDisks, type VolumeSpec } from "./disks.js";
 import { firecrackerLauncher } from "./firecracker-launcher.js";
@@ -62,6 +63,8 @@ export async function runImage(req: RunRequest): Promise<number> {
   const plan = await planDisks(req.image, root, Boolean(req.readOnly), req.volumes ?? []);
   if (plan.disks.length) req = { ...req, disks: plan.disks, diskBoot: plan };
   const scratch = await mkdtemp(join(tmpdir(), "slimroot-run-"));
+  // Removed by the CLI's exit paths too (a closed stdout ends the process at once).
+  trackTempPath(scratch);
   let dir = scratch;
   let keep = false;
   /** -o DIR made by us: removed again if the dry run fails, so a failure leaves nothing. */
@@ -94,6 +97,7 @@ export async function runImage(req: RunRequest): Promise<number> {
     return await boot(req, launch);
   } finally {
     if (!keep) await rm(scratch, { recursive: true, force: true });
+    untrackTempPath(scratch);
     if (made) await rm(made, { recursive: true, force: true });
   }
 }

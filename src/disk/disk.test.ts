@@ -10,7 +10,7 @@ import { after, before, test } from "node:test";
 import { bufferContent } from "../tree/spool.js";
 import { type Inode, Tree } from "../tree/tree.js";
 import { writeFilesAtomically } from "../util/atomic-file.js";
-import { formatForFileName } from "./formats.js";
+import { diskFormatForFileName } from "./formats.js";
 import { missingKernelOptions } from "./identity.js";
 import { withDiskFile } from "./write.js";
 
@@ -25,13 +25,13 @@ after(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-test("the output name picks the format", () => {
-  assert.equal(formatForFileName("a.ext4"), "ext4");
-  assert.equal(formatForFileName("a.erofs"), "erofs");
-  assert.equal(formatForFileName("a.sqfs"), "squashfs");
-  assert.equal(formatForFileName("a.squashfs"), "squashfs");
-  assert.equal(formatForFileName("a.cpio.gz"), "cpio");
-  assert.equal(formatForFileName("initrd"), "cpio");
+test("the output name picks the disk format", () => {
+  assert.equal(diskFormatForFileName("a.ext4"), "ext4");
+  assert.equal(diskFormatForFileName("a.erofs"), "erofs");
+  assert.equal(diskFormatForFileName("a.sqfs"), "squashfs");
+  assert.equal(diskFormatForFileName("a.squashfs"), "squashfs");
+  assert.equal(diskFormatForFileName("a.cpio.gz"), undefined);
+  assert.equal(diskFormatForFileName("initrd"), undefined);
 });
 
 for (const format of ["ext4", "erofs", "squashfs"] as const) {

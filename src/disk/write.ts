@@ -11,7 +11,7 @@ import { UserError } from "../util/errors.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { writeErofs } from "./erofs.js";
 import { writeExt4 } from "./ext4.js";
-import type { DiskFormat, ImageFormat } from "./formats.js";
+import type { DiskFormat } from "./formats.js";
 import { writeSquashfs } from "./squashfs.js";
 import { stageTree, type Xattrs } from "./stage.js";
 
@@ -68,7 +68,7 @@ function outputError(output: string) {
 }
 
 /** `--size` is ext4's: the other formats are as big as their content. */
-export function checkSizeOption(format: ImageFormat, sizeBytes: number | undefined): void {
+export function checkSizeOption(format: string, sizeBytes: number | undefined): void {
   if (sizeBytes !== undefined && format !== "ext4")
     throw new UserError(`--size: only for ext4 (${format} images are as big as their content)`);
 }

@@ -9,9 +9,7 @@
  */
 #include "init.h"
 
-#define APP_CONF "/etc/slimroot/app.conf"
-#define RUN_CONF "/etc/slimroot/run.conf"
-#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#include "guest.h" /* APP_CONF, RUN_CONF, DEFAULT_PATH: generated from src/ (scripts/guest-header.ts) */
 
 /* The kernel enters PID 1 here, with argc, argv and envp on the stack (unused). */
 #if defined(__x86_64__)

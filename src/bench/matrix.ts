@@ -26,6 +26,8 @@ export interface FormatRow {
   build: string[];
   /** The output is a compressed archive whose raw size is worth reporting apart. */
   compressed: boolean;
+  /** Booted as one file: the image built into the kernel (`kernel build --embed`). */
+  embed?: boolean;
 }
 
 export const FORMATS: Readonly<Record<string, FormatRow>> = {
@@ -35,6 +37,7 @@ export const FORMATS: Readonly<Record<string, FormatRow>> = {
   ext4: { suffix: ".ext4", build: ["--format", "ext4"], compressed: false },
   erofs: { suffix: ".erofs", build: ["--format", "erofs"], compressed: false },
   squashfs: { suffix: ".sqfs", build: ["--format", "squashfs"], compressed: false },
+  embedded: { suffix: ".cpio.xz", build: ["--compress", "xz"], compressed: true, embed: true },
 };
 
 export interface KernelRow {

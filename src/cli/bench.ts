@@ -9,13 +9,13 @@ import { FORMATS, KERNELS, LEVELS, pick } from "../bench/matrix.js";
 import { stopAll } from "../bench/processes.js";
 import { formatTable, renderSvg } from "../bench/report.js";
 import { BENCH_JSON_SCHEMA } from "../bench/schema.js";
+import { checkOutput, imageInputs } from "../pipeline/output.js";
 import { parseProbe } from "../trace/probe.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
 import { UserError } from "../util/errors.js";
 import { addImageOptions } from "./image-options.js";
-import { parseDuration } from "./run.js";
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
+import { collect, parseDuration } from "./parse.js";
 
 /** The image options as `build` and `trace` take them, passed on unchanged. */
 function imageArgs(opts: Record<string, unknown>): string[] {
@@ -66,6 +66,11 @@ export function registerBench(program: Command): void {
     const mem = opts.mem === undefined ? undefined : Number(opts.mem);
     if (mem !== undefined && !(Number.isInteger(mem) && mem >= 8))
       throw new UserError(`--mem ${opts.mem}: expected MiB, at least 8`);
+    // Outputs are checked now, not after an hour of benchmarks.
+    for (const flag of ["--json", "--svg"] as const) {
+      const out = opts[flag.slice(2)] as string | undefined;
+      if (out) await checkOutput(out, imageInputs({ source, additions: [] }), { why: false, flag });
+    }
     const work = await mkdtemp(join(tmpdir(), "slimroot-bench-"));
     const abort = new AbortController();
     // Signals end bench here, not in main: every VM is stopped and the scratch removed first.

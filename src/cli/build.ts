@@ -2,12 +2,15 @@ import type { Command } from "commander";
 import { Option } from "commander";
 import { COMPRESSIONS, type Compression, compressionForFileName } from "../compress/compress.js";
 import { build, MINIMIZE_LEVELS, type MinimizeLevel } from "../pipeline/build.js";
+import { FORMATS, IMAGE_FORMATS, type ImageFormat } from "../pipeline/formats.js";
+import { checkOutput } from "../pipeline/output.js";
 import { parseProbe } from "../trace/probe.js";
 import { loadProfile, type Profile, profileProbes } from "../trace/profile.js";
 import { verifyImage } from "../trace/verify.js";
-import { addImageOptions, collect, imageSettings } from "./image-options.js";
+import { printable, UserError } from "../util/errors.js";
+import { addImageOptions, imageSettings } from "./image-options.js";
+import { collect, parseDuration } from "./parse.js";
 import { byteProgress, clearStatus, statusLine } from "./progress.js";
-import { parseDuration } from "./run.js";
 
 export { parseAddition, parseOwner, sourceDateEpoch } from "./image-options.js";
 
@@ -15,11 +18,19 @@ export function registerBuild(program: Command): void {
   const cmd = program
     .command("build")
     .description(
-      "build an initramfs from an image: oci:PATH[:TAG], docker-archive:PATH, docker://REF, dir:PATH, tar:PATH",
+      "build an initramfs from an image: oci:PATH[:TAG], docker-archive:PATH, docker://REF, dir:PATH, tar:PATH, bin:PATH, list:FILE",
     )
     .argument("<source>", "the image to build from")
     .argument("[command...]", "after --: replaces the image's Cmd")
     .requiredOption("-o, --output <file>", "output file (written atomically)")
+    .addOption(
+      new Option(
+        "--format <format>",
+        "cpio, or initramfs-list: a gen_init_cpio list and its files in the -o directory",
+      )
+        .choices(IMAGE_FORMATS as string[])
+        .default("cpio"),
+    )
     .addOption(
       new Option("--compress <kind>", "compression (default: from the output name, else gzip)").choices(
         COMPRESSIONS as string[],
@@ -42,6 +53,10 @@ export function registerBuild(program: Command): void {
       "check the image before writing it: boot it and run this probe (repeatable; default for --minimize trace: the profile's probes)",
       collect,
     )
+    .option(
+      "--allow-profile-exec",
+      "let the --profile's exec: probes run their commands on this host (refused otherwise)",
+    )
     .option("--no-verify", "do not boot the image to run the probes")
     .option("--verify-timeout <duration>", "how long the probes may take to pass", "2m")
     .option(
@@ -50,22 +65,33 @@ export function registerBuild(program: Command): void {
     )
     .action(async (source: string, command: string[], opts: Record<string, unknown>) => {
       const output = opts.output as string;
+      const format = opts.format as ImageFormat;
+      if (opts.compress !== undefined && !FORMATS[format].compressed)
+        throw new UserError(`--compress: only for cpio, not ${format}`);
       const compression =
         (opts.compress as Compression | undefined) ?? compressionForFileName(output) ?? "gzip";
       const profileFile = opts.profile as string | undefined;
+      if (profileFile) await checkOutput(output, [{ path: profileFile, what: `--profile ${profileFile}` }]);
       const profile: Profile | undefined = profileFile ? await loadProfile(profileFile) : undefined;
-      // --probe wins; else a traced build checks what the trace checked.
+      // --probe wins; else a traced build checks what the trace checked (when it boots at all).
       const specs =
         (opts.probe as string[] | undefined) ??
-        (opts.minimize === "trace" && profile ? profileProbes(profile, profileFile!) : []);
+        (opts.minimize === "trace" && profile && opts.verify !== false
+          ? profileProbes(profile, profileFile!, Boolean(opts.allowProfileExec))
+          : []);
       const probes = specs.map(parseProbe);
       const verify = opts.verify !== false && probes.length > 0;
+      if (verify && !FORMATS[format].bootable)
+        throw new UserError(
+          `--probe: the verification boot takes a cpio image, not ${format} (give --no-verify)`,
+        );
       const verifyTimeoutMs = parseDuration(opts.verifyTimeout as string, "--verify-timeout");
       const bar = byteProgress("pulling");
       const writing = byteProgress(`writing ${compression}`);
       const result = await build({
         ...imageSettings(source, command, opts),
         output,
+        format,
         compression,
         minimize: opts.minimize as MinimizeLevel,
         keep: opts.keep as string[] | undefined,
@@ -95,9 +121,9 @@ export function registerBuild(program: Command): void {
         writing.stop();
         clearStatus();
       });
-      for (const w of result.warnings) process.stderr.write(`slimroot: warning: ${w}\n`);
+      for (const w of result.warnings) process.stderr.write(`slimroot: warning: ${printable(w)}\n`);
       process.stdout.write(
-        `${result.output}: ${result.bytes} bytes (${compression}), ${result.files} entries, ${result.arch}, runs ${JSON.stringify(result.app.args)}\n`,
+        `${result.output}: ${result.bytes} bytes (${FORMATS[format].compressed ? compression : format}), ${result.files} entries, ${result.arch}, runs ${JSON.stringify(result.app.args)}\n`,
       );
       if (verify) process.stdout.write(`verified: ${specs.join(", ")} passed\n`);
       else if (opts.minimize === "trace" && opts.verify !== false)

@@ -6,14 +6,15 @@ import type { Command } from "commander";
 import { parsePlatform } from "../image/platform.js";
 import type { BuildOptions, HostAddition } from "../pipeline/build.js";
 import { UserError } from "../util/errors.js";
-
-export const collect = (value: string, previous: string[] = []) => [...previous, value];
+import { collect } from "./parse.js";
 
 export function parseAddition(spec: string): HostAddition {
   const i = spec.lastIndexOf(":");
   if (i <= 0 || i === spec.length - 1) throw new UserError(`--add ${spec}: expected SRC:DST`);
   const dest = spec.slice(i + 1);
   if (!dest.startsWith("/")) throw new UserError(`--add ${spec}: DST must be an absolute path in the image`);
+  if (dest.split("/").includes(".."))
+    throw new UserError(`--add ${spec}: DST must not contain ".." (it names a place in the image)`);
   return { source: spec.slice(0, i), dest };
 }
 

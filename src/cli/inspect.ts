@@ -4,6 +4,7 @@ import { parsePlatform } from "../image/platform.js";
 import { sourceFiles } from "../inspect/against.js";
 import { renderHtml, reportData } from "../inspect/html.js";
 import { formatInspection, inspectArchive } from "../inspect/inspect.js";
+import { checkOutput, imageInputs, whyPath } from "../pipeline/output.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
 import { UserError } from "../util/errors.js";
 
@@ -35,6 +36,15 @@ export function registerInspect(program: Command): void {
     .option("--insecure", "with --against: allow plain http for docker:// registries")
     .action(async (file: string, opts: InspectOpts) => {
       if (opts.against && !opts.html) throw new UserError("--against: only with --html");
+      if (opts.html) {
+        // Never the image it reads, its .why, or the source it compares against.
+        const inputs = [
+          { path: file, what: file },
+          { path: whyPath(file), what: whyPath(file) },
+          ...(opts.against ? imageInputs({ source: opts.against, additions: [] }) : []),
+        ];
+        await checkOutput(opts.html, inputs, { why: false, flag: "--html" });
+      }
       if (!opts.html) {
         const r = await inspectArchive(file, { why: opts.why });
         process.stdout.write(opts.json ? `${JSON.stringify(r, null, 2)}\n` : `${formatInspection(r)}\n`);
@@ -42,8 +52,10 @@ export function registerInspect(program: Command): void {
       }
       // The picture is coloured by reason: use FILE.why when build wrote one, plain sizes otherwise.
       const r = await inspectArchive(file, { why: true }).catch((err: Error) => {
-        if (!/\.why: no such file/.test(err.message)) throw err;
-        process.stderr.write(`slimroot: ${file}.why: no such file; the page shows sizes without reasons\n`);
+        if (!err.message.startsWith(`${whyPath(file)}: no such file`)) throw err;
+        process.stderr.write(
+          `slimroot: ${whyPath(file)}: no such file; the page shows sizes without reasons\n`,
+        );
         return inspectArchive(file);
       });
       const against = opts.against

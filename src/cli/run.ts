@@ -3,22 +3,7 @@ import { oneLine, UserError } from "../util/errors.js";
 import { VMMS, type Vmm } from "../vm/launcher.js";
 import { parsePortForward } from "../vm/ports.js";
 import { EXIT_FAILED, runImage } from "../vm/run.js";
-
-const collect = (value: string, previous: string[] = []) => [...previous, value];
-
-/** `500ms`, `30`, `30s`, `2m`, `1h` -> milliseconds. */
-export function parseDuration(text: string, flag: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (!m) throw new UserError(`${flag} ${text}: expected a duration such as 30s, 2m or 500ms`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? "s") as "ms" | "s" | "m" | "h"];
-  return Math.round(Number(m[1]) * unit);
-}
-
-function positiveInt(text: string, flag: string, max: number): number {
-  const n = /^\d+$/.test(text) ? Number(text) : Number.NaN;
-  if (!(n >= 1 && n <= max)) throw new UserError(`${flag} ${text}: expected a whole number from 1 to ${max}`);
-  return n;
-}
+import { collect, parseDuration, positiveInt } from "./parse.js";
 
 /** `-e NAME=VALUE`, or `-e NAME` for the value NAME has here (skipped when unset). */
 function envEntries(specs: string[]): string[] {

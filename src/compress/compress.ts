@@ -1,4 +1,6 @@
+import { execFile } from "node:child_process";
 import { type Duplex, PassThrough } from "node:stream";
+import { promisify } from "node:util";
 import { createGunzip } from "node:zlib";
 import { toolFilter } from "../util/tool-filter.js";
 import { parallelGzip } from "./gzip.js";
@@ -16,25 +18,52 @@ export const COMPRESSIONS: readonly Compression[] = ["gzip", "zstd", "xz", "lz4"
 export function compressor(kind: Compression): Duplex {
   switch (kind) {
     case "gzip":
-      return parallelGzip({ level: 6 });
-    case "zstd":
-      return toolFilter("zstd", ["-19", "--zstd=wlog=23", "-T0", "-q", "-c"], "zstd compression");
-    case "xz":
-      return toolFilter("xz", ["-T1", "--check=crc32", "--lzma2=preset=9,dict=1MiB", "-c"], "xz compression");
-    case "lz4":
-      return toolFilter("lz4", ["-l", "-9", "-q", "-c"], "lz4 compression");
+      return parallelGzip({ level: GZIP_LEVEL });
     case "none":
       return new PassThrough();
+    default:
+      return toolFilter(kind, TOOL_ARGS[kind], `${kind} compression`);
   }
+}
+
+/** Each format's magic bytes at the start of a stream (lz4: the kernel's legacy frame). */
+export const MAGIC: Readonly<Record<Exclude<Compression, "none">, Buffer>> = {
+  gzip: Buffer.from([0x1f, 0x8b]),
+  zstd: Buffer.from([0x28, 0xb5, 0x2f, 0xfd]),
+  xz: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]),
+  lz4: Buffer.from([0x02, 0x21, 0x4c, 0x18]),
+};
+
+const GZIP_LEVEL = 6;
+
+/** The Debian tools' arguments (the tool is named as the compression). */
+const TOOL_ARGS: Record<Exclude<Compression, "gzip" | "none">, string[]> = {
+  zstd: ["-19", "--zstd=wlog=23", "-T0", "-q", "-c"],
+  xz: ["-T1", "--check=crc32", "--lzma2=preset=9,dict=1MiB", "-c"],
+  lz4: ["-l", "-9", "-q", "-c"],
+};
+
+/**
+ * What makes the compressed bytes, and which build of it: the same cpio through the same
+ * compressor build gives the same file; another zlib (Node release) or tool version may not.
+ */
+export async function compressorVersion(kind: Compression): Promise<string> {
+  if (kind === "none") return "none";
+  if (kind === "gzip")
+    return `gzip level ${GZIP_LEVEL} (slimroot's parallel deflate, 128 KiB blocks) with zlib ${process.versions.zlib} (Node ${process.version})`;
+  const { stdout } = await promisify(execFile)(kind, ["--version"]).catch(() => ({ stdout: "" }));
+  const version = stdout
+    .trim()
+    .split("\n")
+    .map((l) => l.replace(/^\*+\s*|\s*\*+$/g, "").trim());
+  return `${kind} ${TOOL_ARGS[kind].join(" ")} (${version.join("; ") || "version unknown"})`;
 }
 
 /** The compression a file uses, from its first bytes; "none" for anything unknown. */
 export function detectCompression(head: Buffer): Compression {
-  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return "gzip";
-  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return "zstd";
-  if (head.length >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])))
-    return "xz";
-  if (head.length >= 4 && head.readUInt32LE(0) === 0x184c2102) return "lz4";
+  for (const [kind, magic] of Object.entries(MAGIC))
+    if (head.length >= magic.length && head.subarray(0, magic.length).equals(magic))
+      return kind as Compression;
   return "none";
 }
 
@@ -46,7 +75,7 @@ export function decompressor(kind: Compression, what: string): Duplex {
     case "zstd":
       return toolFilter("zstd", ["-d", "-q", "-c"], what);
     case "xz":
-      return toolFilter("xz", ["-d", "-c"], what);
+      return toolFilter("xz", ["-d", "-c", "-q"], what);
     case "lz4":
       return toolFilter("lz4", ["-d", "-q", "-c"], what);
     case "none":

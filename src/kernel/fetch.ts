@@ -11,11 +11,11 @@ import { readModinfo } from "../kmod/modinfo.js";
 import { readModuleBytes } from "../kmod/module-file.js";
 import { writeModulesCpio } from "../kmod/modules-cpio.js";
 import { dependencyClosure, loadOrder } from "../kmod/order.js";
+import { cacheRoot } from "../util/cache-dir.js";
 import { EnvironmentError } from "../util/errors.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { candidateField, download, ensureArch, extract, hostDebArch, qualified } from "./apt.js";
 import {
-  cacheRoot,
   fetchedKernelDir,
   type KernelManifest,
   MANIFEST,

@@ -8,9 +8,27 @@ import { UserError } from "../util/errors.js";
  * stands for a backslash and `\n` for a newline (as in app.conf).
  */
 export interface Profile {
-  header: Record<string, string>;
+  header: ProfileHeader;
   /** Image paths without the leading "/". */
   paths: string[];
+}
+
+/** The header keys, the one list of them: what `slimroot trace` writes and readers look up. */
+export interface ProfileHeader {
+  /** The source reference traced. */
+  image?: string;
+  /** Its manifest digest, when it has one. */
+  digest?: string;
+  /** The app's argv, as JSON. */
+  command?: string;
+  /** The probes, as a JSON array of their specs. */
+  probes?: string;
+  date?: string;
+  kernel?: string;
+  arch?: string;
+  "exit status"?: string;
+  /** Why the trace may be incomplete. */
+  truncated?: string;
 }
 
 export function encodeProfile(p: Profile): string {
@@ -36,7 +54,7 @@ export function decodeProfile(text: string, file: string): Profile {
         `${file}:${i + 1}: expected an absolute path, got ${JSON.stringify(line.slice(0, 80))}`,
       );
   }
-  return { header, paths };
+  return { header: header as ProfileHeader, paths };
 }
 
 /** A profile file, header and paths. */
@@ -52,8 +70,13 @@ export async function readProfile(file: string): Promise<string[]> {
   return (await loadProfile(file)).paths;
 }
 
-/** The probe specs `slimroot trace` recorded in the header (a JSON array), if any. */
-export function profileProbes(p: Profile, file: string): string[] {
+/**
+ * The probe specs `slimroot trace` recorded in the header (a JSON array), if any. A profile
+ * is data people share: its probes may only talk to the guest (http:, tcp:); an exec: probe
+ * would run a command on this host, so it is refused unless the user said `allowExec`
+ * (`--allow-profile-exec`) for this file.
+ */
+export function profileProbes(p: Profile, file: string, allowExec = false): string[] {
   const text = p.header.probes;
   if (text === undefined) return [];
   let specs: unknown;
@@ -64,5 +87,10 @@ export function profileProbes(p: Profile, file: string): string[] {
   }
   if (!Array.isArray(specs) || !specs.every((s) => typeof s === "string"))
     throw new UserError(`${file}: the probes header is not a JSON array of strings`);
+  const local = allowExec ? undefined : specs.find((s) => !/^(http|tcp):/.test(s));
+  if (local !== undefined)
+    throw new UserError(
+      `${file}: refusing the profile's probe ${JSON.stringify(local.slice(0, 80))}: probes from a profile are limited to http: and tcp: (an exec: probe runs on this host: give --allow-profile-exec to allow it, or --probe to replace the profile's probes)`,
+    );
   return specs;
 }

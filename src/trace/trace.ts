@@ -11,16 +11,14 @@ import type { Arch } from "../arch/arch.js";
 import { cachedKernel } from "../kernel/fetch.js";
 import { fetchedKernelDir, readManifest } from "../kernel/manifest.js";
 import { type BuildOptions, build } from "../pipeline/build.js";
+import { checkOutput, imageInputs } from "../pipeline/output.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import type { PortForward } from "../vm/ports.js";
 import { profilePaths } from "./paths.js";
 import type { Probe } from "./probe.js";
-import { encodeProfile } from "./profile.js";
+import { encodeProfile, type ProfileHeader } from "./profile.js";
 import { probeSession } from "./session.js";
-
-/** Profile header key holding the probes, as a JSON array of their specs. */
-export const PROBES_KEY = "probes";
 
 export interface TraceOptions {
   /** How to build the image: the same source and settings `build` will get. */
@@ -62,6 +60,7 @@ async function kernelLabel(kernel: string | undefined, arch: Arch): Promise<stri
 }
 
 export async function traceImage(o: TraceOptions): Promise<TraceResult> {
+  await checkOutput(o.output, imageInputs(o.image), { why: false });
   const log = o.log ?? (() => {});
   const scratch = await mkdtemp(join(tmpdir(), "slimroot-trace-"));
   trackTempPath(scratch);
@@ -86,11 +85,11 @@ export async function traceImage(o: TraceOptions): Promise<TraceResult> {
       ...(o.echo ? { echo: o.echo } : {}),
     });
     const { paths, created } = profilePaths(s.traced, (p) => built.reasons.has(p));
-    const header: Record<string, string> = {
+    const header: ProfileHeader = {
       image: o.image.source,
       ...(built.digest ? { digest: built.digest } : {}),
       command: JSON.stringify(built.app.args),
-      [PROBES_KEY]: JSON.stringify(o.probes.map((p) => p.spec)),
+      probes: JSON.stringify(o.probes.map((p) => p.spec)),
       date: new Date().toISOString(),
       kernel: await kernelLabel(o.kernel, built.arch),
       arch: built.arch,

@@ -9,6 +9,7 @@ import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { UserError } from "../util/errors.js";
+import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { ConsoleWatcher } from "./console.js";
 import { firecrackerLauncher } from "./firecracker-launcher.js";
 import { imageInfo } from "./image-info.js";
@@ -45,6 +46,8 @@ export async function runImage(req: RunRequest): Promise<number> {
   if (req.outDir !== undefined && !req.dryRun) throw new UserError("-o DIR: only with --dry-run");
   const { arch } = await imageInfo(req.image);
   const scratch = await mkdtemp(join(tmpdir(), "slimroot-run-"));
+  // Removed by the CLI's exit paths too (a closed stdout ends the process at once).
+  trackTempPath(scratch);
   let dir = scratch;
   let keep = false;
   /** -o DIR made by us: removed again if the dry run fails, so a failure leaves nothing. */
@@ -77,6 +80,7 @@ export async function runImage(req: RunRequest): Promise<number> {
     return await boot(req, launch);
   } finally {
     if (!keep) await rm(scratch, { recursive: true, force: true });
+    untrackTempPath(scratch);
     if (made) await rm(made, { recursive: true, force: true });
   }
 }

@@ -1,8 +1,8 @@
 import { buffer } from "node:stream/consumers";
 import { escapeConfValue } from "../appconfig/appconfig.js";
-import { writeCpio } from "../cpio/writer.js";
-import { bufferContent } from "../tree/spool.js";
-import { Tree } from "../tree/tree.js";
+import { S_IFREG } from "../cpio/newc.js";
+import { directoryChain, writeRecords } from "../cpio/writer.js";
+import { parentOf } from "../tree/path.js";
 import { UserError } from "../util/errors.js";
 
 /** Where the launcher's settings go in the guest (docs/app-config.md). */
@@ -58,11 +58,10 @@ export function runConfText(s: RunSettings): string {
  * (the unpacker would replace a path of another type, so only real directories are named).
  */
 export async function runConfCpio(text: string): Promise<Buffer> {
-  const tree = new Tree();
-  tree.ensureDir("etc/slimroot", 0);
-  tree.set(RUN_CONF_PATH, {
-    inode: { kind: "file", mode: 0o644, uid: 0, gid: 0, mtime: 0, content: bufferContent(Buffer.from(text)) },
-    layer: 0,
-  });
-  return buffer(writeCpio(tree, { clampMtime: 0 }));
+  return buffer(
+    writeRecords([
+      ...directoryChain(parentOf(RUN_CONF_PATH)),
+      { name: RUN_CONF_PATH, mode: S_IFREG | 0o644, uid: 0, gid: 0, mtime: 0, body: Buffer.from(text) },
+    ]),
+  );
 }

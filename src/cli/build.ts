@@ -7,7 +7,7 @@ import { build, MINIMIZE_LEVELS, type MinimizeLevel } from "../pipeline/build.js
 import { FORMATS, IMAGE_FORMATS, type ImageFormat } from "../pipeline/formats.js";
 import { checkOutput } from "../pipeline/output.js";
 import { parseProbe } from "../trace/probe.js";
-import { loadProfile, type Profile, profileProbes } from "../trace/profile.js";
+import { loadProfile, type Profile, profileCommandMismatch, profileProbes } from "../trace/profile.js";
 import { verifyImage } from "../trace/verify.js";
 import { printable, UserError } from "../util/errors.js";
 import { addImageOptions, imageSettings } from "./image-options.js";
@@ -125,7 +125,9 @@ export function registerBuild(program: Command): void {
         writing.stop();
         clearStatus();
       });
-      for (const w of result.warnings) process.stderr.write(`slimroot: warning: ${printable(w)}\n`);
+      const mismatch = profile && profileCommandMismatch(profile, profileFile!, result.app.args);
+      for (const w of [...result.warnings, ...(mismatch ? [mismatch] : [])])
+        process.stderr.write(`slimroot: warning: ${printable(w)}\n`);
       process.stdout.write(
         `${result.output}: ${result.bytes} bytes (${FORMATS[format].compressed ? compression : format}), ${result.files} entries, ${result.arch}, runs ${JSON.stringify(result.app.args)}\n`,
       );

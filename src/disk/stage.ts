@@ -24,8 +24,8 @@ import type { Inode, Tree } from "../tree/tree.js";
 /** Extended attributes (security.capability, ...) of an inode, by name. */
 export type Xattrs = (inode: Inode) => ReadonlyMap<string, Buffer> | undefined;
 
-/** The tree's own xattrs. It does not carry them yet: when it does, this is the line to change. */
-export const treeXattrs: Xattrs = () => undefined;
+/** The tree's own xattrs, as the layers carried them (PAX SCHILY.xattr.*). */
+export const treeXattrs: Xattrs = (inode) => inode.xattrs;
 
 export interface Staged {
   /** The directory holding the tree (its root is the image root). */

@@ -6,7 +6,7 @@
 # crti.o of libc6-dev-arm64-cross). kmod: `modinfo`, the tests' independent .modinfo reader.
 APT_PACKAGES := mmdebstrap umoci skopeo docker-registry qemu-system-x86 qemu-system-arm \
 	cpio pigz zstd xz-utils lz4 time gcc libc6-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
-	binutils apache2-utils erofs-utils squashfs-tools e2fsprogs busybox-static curl kmod \
+	binutils apache2-utils erofs-utils squashfs-tools e2fsprogs fakeroot attr busybox-static curl kmod \
 	util-linux chromium linux-headers-cloud-amd64
 
 .PHONY: all deps build init test demo lint typecheck clean bench

@@ -1,6 +1,8 @@
 import { constants } from "node:os";
 import type { Command } from "commander";
+import { diskIdentity } from "../disk/identity.js";
 import { oneLine, UserError } from "../util/errors.js";
+import { parseVolume } from "../vm/disks.js";
 import { VMMS, type Vmm } from "../vm/launcher.js";
 import { parsePortForward } from "../vm/ports.js";
 import { EXIT_FAILED, runImage } from "../vm/run.js";
@@ -88,7 +90,7 @@ export function registerRun(program: Command): void {
     .description(
       "boot an image built by slimroot build in a QEMU or Firecracker microVM; the console goes to stdout, and the exit status is the app's (125: slimroot or the VM failed, 124: --timeout)",
     )
-    .argument("<image>", "an initramfs from slimroot build")
+    .argument("<image>", "an initramfs or a disk image (ext4, erofs, squashfs) from slimroot build")
     .argument("[command...]", "after --: replaces the image's whole command (Entrypoint and Cmd)")
     .option(
       "--kernel <path>",
@@ -109,6 +111,15 @@ export function registerRun(program: Command): void {
       "how long the app gets to exit after SIGTERM/SIGINT or --timeout",
       "10s",
     )
+    .option(
+      "--volume <FILE:/path[:ro]>",
+      "attach an ext4, erofs or squashfs image as a virtio disk mounted at /path (repeatable)",
+      collect,
+    )
+    .option(
+      "--read-only",
+      "an ext4 root: mount it read-only under a tmpfs overlay (the file is never written)",
+    )
     .option("--vmm <vmm>", "qemu or firecracker", "qemu")
     .option("--tap <name>", "firecracker: attach eth0 to this host tap device")
     .option("--guest-ip <a.b.c.d/n>", "firecracker: eth0's address (default 172.16.N.2/30 for tapN)")
@@ -122,6 +133,13 @@ export function registerRun(program: Command): void {
     .action(async (image: string, command: string[], opts: Record<string, unknown>) => {
       try {
         const env = envEntries((opts.env as string[] | undefined) ?? []);
+        if (opts.readOnly) {
+          const root = await diskIdentity(image).catch(() => undefined);
+          if (root?.format !== "ext4")
+            throw new UserError(
+              `--read-only: for an ext4 root (${image} is ${root ? root.format : "not a disk image"}, read-only anyway)`,
+            );
+        }
         const code = await withStopSignals((stop, kill) =>
           runImage({
             image,
@@ -135,6 +153,8 @@ export function registerRun(program: Command): void {
             ...(opts.timeout ? { timeoutMs: parseDuration(opts.timeout as string, "--timeout") } : {}),
             stopGraceMs: parseDuration(opts.stopTimeout as string, "--stop-timeout"),
             dryRun: Boolean(opts.dryRun),
+            volumes: ((opts.volume as string[] | undefined) ?? []).map(parseVolume),
+            readOnly: Boolean(opts.readOnly),
             ...(opts.output ? { outDir: opts.output as string } : {}),
             vmm: parseVmm(opts.vmm as string),
             ...(opts.tap ? { tap: tapName(opts.tap as string) } : {}),

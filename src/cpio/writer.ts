@@ -54,6 +54,11 @@ export const TYPE_BITS: Record<Inode["kind"], number> = {
   socket: S_IFSOCK,
 };
 
+/** st_mode of an inode: its type bits and permissions (Linux symlinks are always 0777). */
+export function inodeMode(inode: Inode): number {
+  return TYPE_BITS[inode.kind] | (inode.kind === "symlink" ? 0o777 : inode.mode & 0o7777);
+}
+
 /** Streams `tree` as a newc archive (see treeRecords for the order and hard links). */
 export function writeCpio(tree: Tree, options: CpioOptions): Readable {
   return writeRecords(treeRecords(tree, options));
@@ -115,7 +120,7 @@ export function* treeRecords(tree: Tree, { clampMtime }: CpioOptions): Generator
       name: path === "" ? "." : path,
       ino: ino.get(inode)!,
       // Linux symlinks are always 0777; what a tar header says for them means nothing.
-      mode: TYPE_BITS[inode.kind] | (inode.kind === "symlink" ? 0o777 : inode.mode & 0o7777),
+      mode: inodeMode(inode),
       uid: inode.uid,
       gid: inode.gid,
       nlink: inode.kind === "dir" ? 2 + (subdirs.get(inode) ?? 0) : count,

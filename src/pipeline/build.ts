@@ -21,9 +21,9 @@ import type { LayerLimits } from "../tree/flatten.js";
 import { addHostPath } from "../tree/host.js";
 import { normalizeImagePath, parentOf } from "../tree/path.js";
 import { bufferContent, Spool } from "../tree/spool.js";
-import { Tree } from "../tree/tree.js";
+import { dirInode, Tree } from "../tree/tree.js";
 import { UserError } from "../util/errors.js";
-import { FORMATS, type ImageFormat } from "./formats.js";
+import { FORMATS, type ImageFormat, type ImageWriter } from "./formats.js";
 import { initBinaryPath } from "./init-binary.js";
 import { checkOutput, imageInputs, type WhyHeader } from "./output.js";
 
@@ -39,6 +39,8 @@ export interface BuildOptions {
   output: string;
   /** What to write (default cpio); see ./formats.ts. */
   format?: ImageFormat;
+  /** ext4: the image size in bytes (default: content plus a margin). */
+  sizeBytes?: number;
   compression: Compression;
   minimize: MinimizeLevel;
   platform?: Platform;
@@ -151,7 +153,7 @@ export async function loadImage(o: LoadOptions): Promise<LoadedImage> {
  * -> output file, plus OUTPUT.why saying why each path is in.
  */
 export async function build(o: BuildOptions): Promise<BuildResult> {
-  const format = FORMATS[o.format ?? "cpio"];
+  const format: ImageWriter = FORMATS[o.format ?? "cpio"];
   await checkOutput(o.output, imageInputs(o), { directory: format.directory });
   const image = await loadImage({ ...o, limits: format.limits });
   const { tree, app, arch } = image;
@@ -173,9 +175,17 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
     }
     addOwnFile(tree, APP_CONFIG_PATH, Buffer.from(encodeAppConfig(app)), 0o644, o.epoch);
     addOwnFile(tree, INIT_PATH, await readFile(initBinaryPath(arch)), 0o755, o.epoch);
+    if (format.mountPoints) for (const dir of DISK_MOUNT_POINTS) addOwnDir(tree, dir, o.epoch);
     for (const { path } of tree.walk()) {
       if (!reasons.has(path))
-        reasons.set(path, path === "" ? "image root" : "slimroot: guest init and app config");
+        reasons.set(
+          path,
+          path === ""
+            ? "image root"
+            : DISK_MOUNT_POINTS.includes(path)
+              ? "slimroot: mount point on a disk root"
+              : "slimroot: guest init and app config",
+        );
     }
 
     const files = reasons.size;
@@ -187,6 +197,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       why: (header) => encodeWhy(tree, reasons, header),
       ...(o.verify ? { verify: o.verify } : {}),
       ...(o.onWrite ? { onWrite: o.onWrite } : {}),
+      ...(o.sizeBytes !== undefined ? { sizeBytes: o.sizeBytes } : {}),
     });
     return {
       output: o.output,
@@ -216,6 +227,15 @@ export async function readImageText(tree: Tree, path: string): Promise<string | 
   const node = tree.get(normalizeImagePath(path));
   if (node?.inode.kind !== "file" || !node.inode.content) return undefined;
   return text(node.inode.content.open());
+}
+
+/** Where the init mounts the API filesystems on a disk root (init/root.c). */
+const DISK_MOUNT_POINTS = ["dev", "proc", "sys", "tmp", "run"];
+
+/** A directory the init needs, unless the image has one (or something else) there. */
+function addOwnDir(tree: Tree, path: string, epoch: number): void {
+  if (tree.get(path)) return;
+  tree.set(path, { inode: { ...dirInode(), mtime: epoch }, children: new Map(), layer: 1_000_001 });
 }
 
 /** Adds one of slimroot's own files (root-owned, stamped with the build epoch). */

@@ -4,6 +4,8 @@ import { type Compression, compressor, compressorVersion } from "../compress/com
 import { writeListDir } from "../cpio/list-dir.js";
 import { NEWC_MAX_FILE_SIZE } from "../cpio/newc.js";
 import { cpioWarnings, writeCpio } from "../cpio/writer.js";
+import type { DiskFormat } from "../disk/formats.js";
+import { withDiskFile } from "../disk/write.js";
 import type { LayerLimits } from "../tree/flatten.js";
 import type { Tree } from "../tree/tree.js";
 import { writeFileAtomically, writeFilesAtomically } from "../util/atomic-file.js";
@@ -22,6 +24,8 @@ export interface WriteOptions {
   why: (header: WhyHeader) => string;
   verify?: (image: string) => Promise<void>;
   onWrite?: (p: { done: number; total: number }) => void;
+  /** ext4: the image size (default: the content plus a margin). */
+  sizeBytes?: number;
 }
 
 /** One output format of `slimroot build --format`: tree in, output (and its .why) written. */
@@ -38,6 +42,39 @@ export interface ImageWriter {
   limits: LayerLimits;
   /** What the format will leave out of this tree, as warnings. */
   warnings(tree: Tree): string[];
+  /** A disk root: the init moves /dev, /proc, ... onto it, so their mount points must exist. */
+  mountPoints?: boolean;
+}
+
+/**
+ * A disk image (src/disk/): made by the format's own mkfs tool into the temp file, replaced
+ * together with its .why. No limits: the tree's sizes and xattrs all fit.
+ */
+function disk(format: DiskFormat): ImageWriter {
+  return {
+    bootable: true,
+    compressed: false,
+    directory: false,
+    mountPoints: true,
+    limits: {},
+    warnings: () => [],
+    write: async (tree, o) => {
+      const d = { format, output: o.output, epoch: o.epoch };
+      const [bytes] = await withDiskFile(tree, o.sizeBytes ? { ...d, sizeBytes: o.sizeBytes } : d, (file) =>
+        writeFilesAtomically(
+          [
+            file,
+            {
+              target: whyPath(o.output),
+              source: () => Readable.from([o.why({ [WHY_HEADER.compressor]: format })]),
+            },
+          ],
+          o.verify ? (tmps) => o.verify!(tmps[0]!) : undefined,
+        ),
+      );
+      return bytes!;
+    },
+  };
 }
 
 /** newc (and so a gen_init_cpio list) has 32-bit sizes and no extended attributes. */
@@ -84,6 +121,9 @@ export const FORMATS = {
       return bytes;
     },
   },
+  ext4: disk("ext4"),
+  erofs: disk("erofs"),
+  squashfs: disk("squashfs"),
 } satisfies Record<string, ImageWriter>;
 
 export type ImageFormat = keyof typeof FORMATS;

@@ -94,3 +94,14 @@ export function profileProbes(p: Profile, file: string, allowExec = false): stri
     );
   return specs;
 }
+
+/** A warning when the profile was recorded for another command than the one being built. */
+export function profileCommandMismatch(
+  p: Profile,
+  file: string,
+  args: readonly string[],
+): string | undefined {
+  const recorded = p.header.command;
+  if (recorded === undefined || recorded === JSON.stringify(args)) return undefined;
+  return `${file} was recorded for ${recorded}, this image runs ${JSON.stringify(args)}: trace it again if that reads other files`;
+}

@@ -8,10 +8,14 @@ import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { hostArch } from "../arch/arch.js";
+import { diskIdentity } from "../disk/identity.js";
+import { kernelArch } from "../kernel/resolve.js";
 import { UserError } from "../util/errors.js";
 import { hostExecutable } from "../util/host-path.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { ConsoleWatcher } from "./console.js";
+import { planDisks, type VolumeSpec } from "./disks.js";
 import { firecrackerLauncher } from "./firecracker-launcher.js";
 import { imageInfo } from "./image-info.js";
 import { type Launch, type Launcher, RunFailure, type Vmm, type VmRequest } from "./launcher.js";
@@ -36,6 +40,10 @@ export interface RunRequest extends VmRequest {
   dryRun: boolean;
   /** With dryRun: the directory the VM's files go to (default: a temp directory, kept). */
   outDir?: string;
+  /** More disks (`--volume FILE:/path[:ro]`). */
+  volumes?: readonly VolumeSpec[];
+  /** Never write the image: an ext4 root is mounted read-only under a tmpfs overlay, as erofs and squashfs always are. */
+  readOnly?: boolean;
   /**
    * Aborting it stops the app gracefully: Ctrl-Alt-Del, which the init turns into SIGTERM for
    * the app, then the VMM is killed after the grace period. A number as the abort reason is
@@ -51,7 +59,16 @@ export interface RunRequest extends VmRequest {
 /** Runs the image; resolves with the exit status for `slimroot run`. */
 export async function runImage(req: RunRequest): Promise<number> {
   if (req.outDir !== undefined && !req.dryRun) throw new UserError("-o DIR: only with --dry-run");
-  const { arch } = await imageInfo(req.image);
+  const root = await diskIdentity(req.image).catch(() => undefined);
+  // A disk's /init is not read here (no filesystem reader on the host): it is the
+  // architecture of the kernel given, else of the host.
+  const arch = root
+    ? req.kernel
+      ? await kernelArch(req.kernel)
+      : (hostArch() ?? "amd64")
+    : (await imageInfo(req.image)).arch;
+  const plan = await planDisks(req.image, root, Boolean(req.readOnly), req.volumes ?? []);
+  if (plan.disks.length) req = { ...req, disks: plan.disks, diskBoot: plan };
   const scratch = await mkdtemp(join(tmpdir(), "slimroot-run-"));
   // Removed by the CLI's exit paths too (a closed stdout ends the process at once).
   trackTempPath(scratch);

@@ -30,6 +30,8 @@ export interface RunSettings {
   hostname?: string;
   /** Record mode: the init reports the files the app opened (init/trace.c). */
   trace?: boolean;
+  /** `root ...` and `volume ...` records for init/root.c (src/vm/disks.ts writes them). */
+  disks?: readonly string[];
 }
 
 /** The text of run.conf, in the format of app.conf. */
@@ -44,6 +46,7 @@ export function runConfText(s: RunSettings): string {
   if (s.modulesDir) lines.push(`modules ${escapeConfValue(s.modulesDir, "modules directory")}`);
   if (s.hostname) lines.push(`hostname ${escapeConfValue(s.hostname, "hostname")}`);
   if (s.trace) lines.push("trace 1");
+  for (const d of s.disks ?? []) lines.push(escapeConfValue(d, "disk record"));
   for (const a of s.args ?? []) lines.push(`arg ${escapeConfValue(a, "argument")}`);
   for (const e of s.env) {
     if (!/^[^=]+=/.test(e)) throw new UserError(`-e ${e}: expected NAME=VALUE`);

@@ -295,6 +295,7 @@ __attribute__((noreturn, used)) void start_c(long *sp)
 	conf_defaults(&c);
 	conf_read(&c, APP_CONF, 1, 0);
 	conf_read(&c, RUN_CONF, 0, 1);
+	conf_read_cmdline(&c);
 	if (!c.argc)
 		die(125, "%s: no arg record, nothing to run", APP_CONF);
 

@@ -3,7 +3,7 @@
  * nothing) into a kernel file, its architecture (read from its bytes) and a modules archive.
  */
 import { existsSync } from "node:fs";
-import { mkdir, readdir, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Arch } from "../arch/arch.js";
 import { ModinfoError, readModinfo } from "../kmod/modinfo.js";
@@ -22,6 +22,30 @@ export interface BootKernel {
   modulesCpio?: string;
   /** For messages: where it came from. */
   label: string;
+  /**
+   * virtio-mmio is built in with command-line devices: QEMU microvm can run without ACPI and
+   * list the devices on the command line (as Firecracker does). Known from a kernel
+   * directory's config; a bare kernel file is assumed not to.
+   */
+  cmdlineDevices: boolean;
+}
+
+/** Whether a kernel config has virtio-mmio built in with devices from the command line. */
+export function hasCmdlineDevices(config: string): boolean {
+  return /^CONFIG_VIRTIO_MMIO=y$/m.test(config) && /^CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y$/m.test(config);
+}
+
+async function dirCmdlineDevices(dir: string, m: KernelManifest): Promise<boolean> {
+  if (!m.config) return false;
+  return hasCmdlineDevices(await readFile(join(dir, m.config), "utf8").catch(() => ""));
+}
+
+/**
+ * The kind of kernel `path` is when it is a kernel image rather than a slimroot image: then
+ * it carries its app (slimroot kernel build --embed). Undefined for anything else.
+ */
+export async function embeddedAppKernel(path: string): Promise<KernelKind | undefined> {
+  return kernelKind(await readHead(path, KERNEL_HEAD_BYTES));
 }
 
 export interface KernelRequest {
@@ -51,6 +75,7 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
   let kernel: string;
   let modulesCpio: string | undefined;
   let label: string;
+  let cmdlineDevices = false;
   if (r.kernel === undefined) {
     const dir = fetchedKernelDir(r.arch);
     const m = await cachedKernel(dir);
@@ -61,6 +86,7 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
     kernel = join(dir, m.kernel);
     modulesCpio = await manifestModules(dir, m, r);
     label = `${m.version} (${dir})`;
+    cmdlineDevices = await dirCmdlineDevices(dir, m);
   } else {
     const st = await stat(r.kernel).catch(() => undefined);
     if (!st) throw new UserError(`--kernel ${r.kernel}: no such file or directory`);
@@ -69,6 +95,7 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
       kernel = join(r.kernel, m.kernel);
       modulesCpio = await manifestModules(r.kernel, m, r);
       label = `${m.version} (${r.kernel})`;
+      cmdlineDevices = await dirCmdlineDevices(r.kernel, m);
     } else {
       kernel = r.kernel;
       label = r.kernel;
@@ -79,7 +106,7 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
     await writeModulesCpio(await modulesIn(r.modules, r.scratch), modulesCpio);
   }
   const kind = await kindOf(kernel);
-  return { kernel, kind, ...(modulesCpio ? { modulesCpio } : {}), label };
+  return { kernel, kind, ...(modulesCpio ? { modulesCpio } : {}), label, cmdlineDevices };
 }
 
 /** The cached boot-modules archive of a kernel directory, else one made now. */

@@ -7,7 +7,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Arch } from "../arch/arch.js";
-import { resolveKernel } from "../kernel/resolve.js";
+import { embeddedAppKernel, resolveKernel } from "../kernel/resolve.js";
 import { GUEST_MODULES_DIR } from "../kmod/modules-cpio.js";
 import { ConsoleWatcher } from "./console.js";
 import { imageInfo } from "./image-info.js";
@@ -65,6 +65,8 @@ interface Prepared {
 
 /** Builds the initrd and the QEMU command in `scratch`. */
 async function prepare(req: RunRequest, scratch: string): Promise<Prepared> {
+  const embedded = await embeddedAppKernel(req.image);
+  if (embedded) return prepareEmbedded(req, embedded.arch, scratch);
   const { arch } = await imageInfo(req.image);
   const accel = chooseAccel(arch);
   const tscKhz = arch === "amd64" && accel === "tcg" ? hostTscKhz() : undefined;
@@ -90,6 +92,56 @@ async function prepare(req: RunRequest, scratch: string): Promise<Prepared> {
     accel,
     kernel: bk.kernel,
     initrd,
+    acpi: !bk.cmdlineDevices,
+    memMiB: req.memMiB,
+    cpus: req.cpus,
+    forwards: req.forwards,
+    qmpSocket,
+    ...(tscKhz ? { tscKhz } : {}),
+  });
+  return { command, machine, arch, qmpSocket };
+}
+
+/**
+ * The longest slimroot.conf= value we put on the kernel command line: the kernel keeps 2048
+ * bytes of it on x86 and arm64, and QEMU and our own arguments take the rest.
+ */
+const MAX_CMDLINE_CONF = 1536;
+
+/**
+ * A kernel with the app built in (kernel build --embed): no initrd, so the run settings go
+ * on the kernel command line as slimroot.conf=BASE64 (docs/run.md), and QEMU microvm runs
+ * without ACPI (slimroot's kernel takes its devices from the command line).
+ */
+async function prepareEmbedded(req: RunRequest, arch: Arch, scratch: string): Promise<Prepared> {
+  if (req.kernel !== undefined || req.modules !== undefined)
+    throw new RunFailure(
+      `${req.image} is a kernel with its app built in: --kernel and --modules do not apply`,
+    );
+  const accel = chooseAccel(arch);
+  const tscKhz = arch === "amd64" && accel === "tcg" ? hostTscKhz() : undefined;
+  const machine = chooseMachine(arch, accel, tscKhz);
+  const conf = runConfText({
+    network: true,
+    env: req.env,
+    ...(req.args ? { args: req.args } : {}),
+    ...(req.trace ? { trace: true } : {}),
+  });
+  const encoded = Buffer.from(conf.replace(/^#.*\n/gm, ""))
+    .toString("base64")
+    .replace(/=+$/, "");
+  if (encoded.length > MAX_CMDLINE_CONF)
+    throw new RunFailure(
+      `run settings too long for the kernel command line (${encoded.length} bytes of base64, at most ${MAX_CMDLINE_CONF}): use fewer -e/arguments or the initramfs form`,
+    );
+  const qmpSocket = join(scratch, "qmp.sock");
+  const command = qemuCommand({
+    arch,
+    machine,
+    accel,
+    kernel: req.image,
+    acpi: false,
+    extraCmdline: `slimroot.conf=${encoded}`,
     memMiB: req.memMiB,
     cpus: req.cpus,
     forwards: req.forwards,

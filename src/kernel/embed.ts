@@ -1,0 +1,98 @@
+/**
+ * `slimroot kernel build --embed IMAGE -o FILE`: one bootable file, the kernel with a slimroot
+ * image built in through CONFIG_INITRAMFS_SOURCE. Relinks from a copy of the cached object
+ * tree (the cache entry stays as built), so only the initramfs and the link are redone.
+ */
+import { createReadStream, createWriteStream } from "node:fs";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { availableParallelism } from "node:os";
+import { dirname, join } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { decompressor } from "../compress/compress.js";
+import { sniffCompression } from "../inspect/inspect.js";
+import { writeFileAtomically } from "../util/atomic-file.js";
+import { EnvironmentError, UserError } from "../util/errors.js";
+import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
+import { imageInfo } from "../vm/image-info.js";
+import {
+  BUILD_DIR,
+  buildKernel,
+  capture,
+  type KernelBuildOptions,
+  makeArgs,
+  runLogged,
+  TARGET,
+} from "./build.js";
+
+export interface EmbedOptions extends KernelBuildOptions {
+  image: string;
+  output: string;
+}
+
+export interface EmbedResult {
+  output: string;
+  bytes: number;
+  /** The kernel directory it was linked from. */
+  kernelDir: string;
+}
+
+/**
+ * The built-in initramfs stays uncompressed inside vmlinux: the kernel image itself is
+ * compressed (xz with the x86 BCJ filter on amd64), and compressing twice only adds bytes.
+ */
+const INITRAMFS_SETTINGS = [
+  "CONFIG_INITRAMFS_COMPRESSION_NONE=y",
+  "CONFIG_INITRAMFS_ROOT_UID=0",
+  "CONFIG_INITRAMFS_ROOT_GID=0",
+];
+
+export async function embedImage(o: EmbedOptions): Promise<EmbedResult> {
+  const progress = o.progress ?? (() => {});
+  const { arch } = await imageInfo(o.image);
+  if (arch !== o.arch)
+    throw new UserError(`${o.image}: its /init is ${arch}, not ${o.arch} (give --arch ${arch})`);
+  const kernel = await buildKernel(o);
+  const build = kernel.manifest.build;
+  if (!build)
+    throw new EnvironmentError(`${kernel.dir}: no object tree to relink (build it again with --force)`);
+
+  const work = await mkdtemp(join(dirname(kernel.dir), `.embed-${o.arch}-`));
+  trackTempPath(work);
+  try {
+    progress("unpacking the image");
+    const cpio = join(work, "initramfs.cpio");
+    await pipeline(
+      createReadStream(o.image),
+      decompressor(await sniffCompression(o.image), o.image),
+      createWriteStream(cpio),
+    );
+
+    progress("copying the kernel's object tree");
+    const obj = join(work, BUILD_DIR);
+    // -a keeps the timestamps: make then rebuilds only what the initramfs touches.
+    await capture("cp", ["-a", "--reflink=auto", join(kernel.dir, build.dir), obj]);
+
+    const log = join(work, "embed.log");
+    const make = (args: string[]) =>
+      runLogged("make", ["-C", build.source, ...makeArgs(o.arch, obj), ...args], { log }).catch(
+        async (err: Error) => {
+          const kept = join(kernel.dir, "last-embed.log");
+          await writeFile(kept, await readFile(log)).catch(() => {});
+          throw new EnvironmentError(err.message.replace(log, kept));
+        },
+      );
+    const dotConfig = join(obj, ".config");
+    const settings = [`CONFIG_INITRAMFS_SOURCE="${cpio}"`, ...INITRAMFS_SETTINGS];
+    await writeFile(dotConfig, `${await readFile(dotConfig, "utf8")}\n${settings.join("\n")}\n`);
+    progress("configuring");
+    await make(["olddefconfig"]);
+    progress("linking");
+    await make([`-j${availableParallelism()}`, TARGET[o.arch].make]);
+
+    const bytes = await writeFileAtomically(o.output, createReadStream(join(obj, TARGET[o.arch].image)));
+    return { output: o.output, bytes, kernelDir: kernel.dir };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+    untrackTempPath(work);
+  }
+}

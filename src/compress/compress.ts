@@ -1,5 +1,6 @@
 import { type Duplex, PassThrough } from "node:stream";
 import { createGunzip } from "node:zlib";
+import type { Arch } from "../arch/arch.js";
 import { toolFilter } from "../util/tool-filter.js";
 import { parallelGzip } from "./gzip.js";
 
@@ -7,20 +8,40 @@ export type Compression = "gzip" | "zstd" | "xz" | "lz4" | "none";
 export const COMPRESSIONS: readonly Compression[] = ["gzip", "zstd", "xz", "lz4", "none"];
 
 /**
+ * xz's branch-converting filter for each architecture's code, where the kernels slimroot
+ * boots have its decoder: Debian's amd64 6.1 kernel and slimroot's own have XZ_DEC_X86;
+ * Linux 6.1 has no ARM64 BCJ decoder at all, so arm64 images get none. It makes the traced
+ * nginx image about 5% smaller.
+ */
+export const XZ_BCJ: Readonly<Record<Arch, string | undefined>> = { amd64: "x86", arm64: undefined };
+
+/**
+ * xz's dictionary: the kernel's initramfs decoder allocates what the stream asks for
+ * (XZ_DYNALLOC), so a larger one than Kbuild's 1 MiB is fine and finds more repeats.
+ */
+export const XZ_DICT = "8MiB";
+
+/** The xz command-line options slimroot compresses an image for `arch` with. */
+export function xzOptions(arch?: Arch): string[] {
+  const bcj = arch ? XZ_BCJ[arch] : undefined;
+  return ["--check=crc32", ...(bcj ? [`--${bcj}`] : []), `--lzma2=preset=9e,dict=${XZ_DICT}`];
+}
+
+/**
  * A stream that compresses into exactly the form the kernel's initramfs unpacker takes
- * (lib/decompress_*.c): xz with CRC32 checks only, lz4 in the legacy frame, zstd with a
- * window of at most 8 MiB (the kernel allocates all of it); xz keeps Kbuild's 1 MiB dictionary
- * for the same reason. Single-threaded xz and zstd's
+ * (lib/decompress_*.c): xz with CRC32 checks only (and the BCJ filter of the image's
+ * architecture, which the xz stream header records), lz4 in the legacy frame, zstd with a
+ * window of at most 8 MiB (the kernel allocates all of it). Single-threaded xz and zstd's
  * fixed job layout keep the bytes the same from run to run.
  */
-export function compressor(kind: Compression): Duplex {
+export function compressor(kind: Compression, arch?: Arch): Duplex {
   switch (kind) {
     case "gzip":
       return parallelGzip({ level: 6 });
     case "zstd":
       return toolFilter("zstd", ["-19", "--zstd=wlog=23", "-T0", "-q", "-c"], "zstd compression");
     case "xz":
-      return toolFilter("xz", ["-T1", "--check=crc32", "--lzma2=preset=9,dict=1MiB", "-c"], "xz compression");
+      return toolFilter("xz", ["-T1", ...xzOptions(arch), "-c"], "xz compression");
     case "lz4":
       return toolFilter("lz4", ["-l", "-9", "-q", "-c"], "lz4 compression");
     case "none":

@@ -183,7 +183,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
 
     const files = reasons.size;
     const archive = writeCpio(tree, { clampMtime: o.epoch });
-    const stages: Duplex[] = [compressor(o.compression)];
+    const stages: Duplex[] = [compressor(o.compression, arch)];
     if (o.onWrite) stages.unshift(progressCounter(contentBytes(tree), o.onWrite));
     const bytes = await writeFileAtomically(o.output, archive, stages, 0o644, o.verify);
     await writeFileAtomically(whyPath(o.output), Readable.from([encodeWhy(tree, reasons)]));

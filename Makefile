@@ -3,10 +3,12 @@
 
 APT_PACKAGES := mmdebstrap umoci skopeo docker-registry qemu-system-x86 qemu-system-arm \
 	cpio pigz zstd xz-utils lz4 time gcc libc6-dev gcc-aarch64-linux-gnu apache2-utils \
-	erofs-utils squashfs-tools e2fsprogs busybox-static curl
+	erofs-utils squashfs-tools e2fsprogs busybox-static curl \
+	build-essential flex bison bc libelf-dev libssl-dev linux-source-6.1
 # One command per package above that tells whether it is installed.
 APT_PROBES := mmdebstrap umoci skopeo docker-registry qemu-system-x86_64 qemu-system-aarch64 \
-	cpio pigz zstd xz lz4 /usr/bin/time gcc aarch64-linux-gnu-gcc htpasswd mkfs.erofs mksquashfs mke2fs curl
+	cpio pigz zstd xz lz4 /usr/bin/time gcc aarch64-linux-gnu-gcc htpasswd mkfs.erofs mksquashfs mke2fs curl \
+	make flex bison bc /usr/include/libelf.h /usr/include/openssl/ssl.h /usr/src/linux-source-6.1.tar.xz
 
 .PHONY: all deps build init test demo lint typecheck clean bench
 

@@ -101,12 +101,14 @@ export function chooseMachine(
 }
 
 export function kernelCmdline(
-  c: Pick<VmConfig, "arch" | "machine" | "accel" | "tscKhz" | "extraCmdline">,
+  c: Pick<VmConfig, "arch" | "machine" | "accel" | "tscKhz" | "acpi" | "extraCmdline">,
 ): string {
   const extra = c.extraCmdline ? ` ${c.extraCmdline}` : "";
   if (c.arch === "arm64") return `console=ttyAMA0 panic=-1 quiet${extra}`;
   // reboot=t: the init ends the VM with a reboot; a triple fault is the quickest one.
   const args = ["console=ttyS0", "reboot=t", "panic=-1", "quiet"];
+  // microvm without ACPI has no PCI bus: say so instead of letting the kernel probe for one.
+  if (c.machine === "microvm" && c.acpi === false) args.push("pci=off");
   if (c.machine === "microvm" && c.accel === "tcg" && c.tscKhz) {
     args.push(`tsc_early_khz=${c.tscKhz}`, "tsc=reliable");
   }

@@ -157,10 +157,16 @@ static long base64_decode(char *s)
 void conf_read_cmdline(struct conf *c)
 {
 	static const char key[] = "slimroot.conf=";
-	long err = 0;
-	char *text = slurp("/proc/cmdline", &err);
-	if (!text)
+	/* /proc files have no size to slurp by; the kernel keeps at most 2048 bytes (x86, arm64). */
+	static char text[4097];
+	long fd = sys_open("/proc/cmdline", O_RDONLY | O_CLOEXEC, 0), got = 0, r;
+	if (fd < 0)
 		return;
+	while (got < (long)sizeof(text) - 1 &&
+	       (r = sys_read((int)fd, text + got, sizeof(text) - 1 - (size_t)got)) > 0)
+		got += r;
+	sys_close((int)fd);
+	text[got] = 0;
 	for (char *p = text; *p;) {
 		while (*p == ' ' || *p == '\n')
 			p++;

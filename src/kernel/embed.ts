@@ -4,7 +4,7 @@
  * tree (the cache entry stays as built), so only the initramfs and the link are redone.
  */
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -46,6 +46,28 @@ const INITRAMFS_SETTINGS = [
   "CONFIG_INITRAMFS_ROOT_GID=0",
 ];
 
+/**
+ * The kernel's own objects are built with paths relative to the object tree, but objtool's
+ * (tools/) record the tree's absolute path in their .cmd files: in a copy elsewhere make
+ * would rebuild objtool and then, since every object depends on it, the whole kernel. This
+ * points those records at the copy, keeping each file's timestamps.
+ */
+export async function relocateObjectTree(obj: string): Promise<void> {
+  const marker = join(obj, "tools", "objtool", ".fixdep-in.o.cmd");
+  const head = await readFile(marker, "utf8").catch(() => undefined);
+  const old = head && /^cmd_(\/\S+)\/tools\/objtool\/fixdep-in\.o :=/.exec(head)?.[1];
+  if (!old || old === obj) return;
+  for (const e of await readdir(join(obj, "tools"), { recursive: true, withFileTypes: true })) {
+    if (!e.isFile() || !/^\..*\.(cmd|d)$/.test(e.name)) continue;
+    const path = join(e.parentPath, e.name);
+    const text = await readFile(path, "utf8");
+    if (!text.includes(old)) continue;
+    const st = await stat(path);
+    await writeFile(path, text.split(old).join(obj));
+    await utimes(path, st.atime, st.mtime);
+  }
+}
+
 export async function embedImage(o: EmbedOptions): Promise<EmbedResult> {
   const progress = o.progress ?? (() => {});
   const { arch } = await imageInfo(o.image);
@@ -71,6 +93,7 @@ export async function embedImage(o: EmbedOptions): Promise<EmbedResult> {
     const obj = join(work, BUILD_DIR);
     // -a keeps the timestamps: make then rebuilds only what the initramfs touches.
     await capture("cp", ["-a", "--reflink=auto", join(kernel.dir, build.dir), obj]);
+    await relocateObjectTree(obj);
 
     const log = join(work, "embed.log");
     const make = (args: string[]) =>

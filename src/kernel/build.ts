@@ -43,7 +43,7 @@ export const CONFIG_FILE = "config";
 export const LOG_FILE = "build.log";
 
 /** Objects a full build compiles, measured on this tree: the progress bar's 100%. */
-const EXPECTED_OBJECTS: Record<Arch, number> = { amd64: 1103, arm64: 1050 };
+const EXPECTED_OBJECTS: Record<Arch, number> = { amd64: 1103, arm64: 985 };
 
 export interface KernelBuildOptions {
   arch: Arch;

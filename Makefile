@@ -1,14 +1,13 @@
 # slimroot: `make demo` runs the main job on a built-in default, `make test` runs the tests.
 # Both install what they lack (Debian packages, npm packages, the build) first.
 
+# Every package the demo and the tests need on a fresh Debian 12, checked with dpkg-query (a
+# command can exist without its package's files: aarch64-linux-gnu-gcc without the aarch64
+# crti.o of libc6-dev-arm64-cross). kmod: `modinfo`, the tests' independent .modinfo reader.
 APT_PACKAGES := mmdebstrap umoci skopeo docker-registry qemu-system-x86 qemu-system-arm \
-	cpio pigz zstd xz-utils lz4 time gcc libc6-dev gcc-aarch64-linux-gnu apache2-utils \
-	erofs-utils squashfs-tools e2fsprogs busybox-static curl \
-	build-essential flex bison bc libelf-dev libssl-dev linux-source-6.1
-# One command per package above that tells whether it is installed.
-APT_PROBES := mmdebstrap umoci skopeo docker-registry qemu-system-x86_64 qemu-system-aarch64 \
-	cpio pigz zstd xz lz4 /usr/bin/time gcc aarch64-linux-gnu-gcc htpasswd mkfs.erofs mksquashfs mke2fs curl \
-	make flex bison bc /usr/include/libelf.h /usr/include/openssl/ssl.h /usr/src/linux-source-6.1.tar.xz
+	cpio pigz zstd xz-utils lz4 time gcc libc6-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
+	binutils apache2-utils erofs-utils squashfs-tools e2fsprogs busybox-static curl kmod \
+	util-linux chromium build-essential flex bison bc libelf-dev libssl-dev linux-source-6.1
 
 .PHONY: all deps build init test demo lint typecheck clean bench
 
@@ -16,12 +15,13 @@ all: build
 
 deps: .stamp-apt node_modules/.package-lock.json
 
-.stamp-apt:
-	@missing=""; for c in $(APT_PROBES); do command -v $$c >/dev/null 2>&1 || missing="$$missing $$c"; done; \
-	[ -e /bin/busybox ] || missing="$$missing busybox"; \
+.stamp-apt: Makefile
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  [ "$$(dpkg-query -W -f='$${Status}' $$p 2>/dev/null)" = "install ok installed" ] || missing="$$missing $$p"; \
+	done; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing Debian packages (missing:$$missing)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 	@touch $@
 
@@ -46,8 +46,11 @@ test: build typecheck lint
 demo: build
 	node --import tsx scripts/demo.ts
 
+# The README's benchmark tables, one script each.
 bench: build
-	node --import tsx scripts/bench.ts
+	node --import tsx scripts/bench-build.ts --big
+	node --import tsx scripts/bench-run.ts
+	node --import tsx scripts/bench-minimize.ts
 
 clean:
 	rm -rf dist .stamp-apt

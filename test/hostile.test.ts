@@ -1,15 +1,19 @@
 // Hostile and broken input: one clear line, a non-zero exit, nothing written outside, and an
 // existing output file left exactly as it was.
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync } from "node:fs";
-import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { createReadStream, existsSync } from "node:fs";
+import { mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { gzipSync } from "node:zlib";
+import { type CpioEntry, readCpio } from "../src/cpio/reader.js";
+import { nameBytes } from "../src/tree/path.js";
 import { runCli, startCli } from "./support/cli.js";
 import { type LayerEntry, tarOf, writeOciLayout } from "./support/layers.js";
+import { paxMember, type RawMember, rawTar } from "./support/raw-tar.js";
 
 let work: string;
 before(async () => {
@@ -131,4 +135,194 @@ test("Ctrl-C during a build leaves the previous output and no temp files or spoo
   assert.equal(await readFile(out, "utf8"), PREVIOUS);
   assert.deepEqual(await readdir(outDir), ["big.cpio.xz"]);
   assert.deepEqual(await spools(), [], "the spool is gone");
+});
+
+/** A tar: source holding exactly these hand-made members. */
+async function rawSource(name: string, members: RawMember[]) {
+  const file = join(work, `${name}.tar`);
+  await writeFile(file, rawTar(members));
+  return `tar:${file}`;
+}
+
+/** Builds an uncompressed cpio (no minimizing); returns its entries by name and the stderr. */
+async function buildEntries(source: string, extra: string[] = ["--entrypoint", "/bin/true"]) {
+  const out = join(await mkdtemp(join(work, "ok-")), "image.cpio");
+  const r = await runCli(["build", source, "-o", out, ...extra]);
+  assert.equal(r.code, 0, r.stderr);
+  const entries = new Map<string, CpioEntry>();
+  for await (const e of readCpio(createReadStream(out))) entries.set(e.name, e);
+  return { entries, stderr: r.stderr, out };
+}
+
+test("a NUL byte in a PAX path or linkpath is refused, naming the layer and the entry", async () => {
+  await expectRefused(
+    await rawSource("nul-path", [paxMember([["path", "..\0x"]]), { name: "x", body: "owned", mode: 0o777 }]),
+    /^slimroot: layer tar:.*nul-path\.tar: entry "\.\.\\x00x": name contains a NUL byte$/,
+  );
+  await expectRefused(
+    await rawSource("nul-link", [paxMember([["linkpath", "etc/passwd\0junk"]]), { name: "l", type: "2" }]),
+    /layer tar:.*nul-link\.tar: entry l: link target contains a NUL byte$/,
+  );
+});
+
+test("PAX uid and gid are honoured: a setuid file owned by 3000000 stays so; -1 is refused", async () => {
+  const { entries } = await buildEntries(
+    await rawSource("pax-uid", [
+      paxMember([
+        ["uid", "3000000"],
+        ["gid", "4294967294"],
+        ["mtime", "1700000000.5"],
+      ]),
+      { name: "suid", body: "#!/bin/sh\n", mode: 0o4755 },
+    ]),
+  );
+  const e = entries.get("suid")!;
+  assert.equal(e.uid, 3000000);
+  assert.equal(e.gid, 4294967294);
+  assert.equal(e.mode & 0o7777, 0o4755);
+  await expectRefused(
+    await rawSource("pax-uid-bad", [
+      paxMember([["uid", "4294967295"]]),
+      { name: "suid", body: "x", mode: 0o4755 },
+    ]),
+    /layer tar:.*: entry suid: pax uid "4294967295" is out of range \(0 to 4294967294\)$/,
+  );
+});
+
+test("sparse files are expanded, not left as GNUSparseFile.N/ entries", async () => {
+  const dir = await mkdtemp(join(work, "sparse-"));
+  execFileSync("python3", [
+    "-c",
+    "import sys\nf=open(sys.argv[1],'wb')\nf.seek(70000)\nf.write(b'middle')\nf.truncate(300000)",
+    join(dir, "holes"),
+  ]);
+  const want = await readFile(join(dir, "holes"));
+  for (const v of ["0.0", "0.1", "1.0"]) {
+    const file = join(work, `sparse-${v}.tar`);
+    execFileSync("tar", [
+      "-C",
+      dir,
+      "--format=posix",
+      "--sparse",
+      `--sparse-version=${v}`,
+      "-cf",
+      file,
+      "holes",
+    ]);
+    const { entries } = await buildEntries(`tar:${file}`);
+    assert.deepEqual(
+      [...entries.keys()].filter((n) => n.includes("GNUSparse")),
+      [],
+      v,
+    );
+    assert.ok(entries.get("holes")?.body.equals(want), `sparse ${v}: content`);
+  }
+});
+
+test("non-UTF-8 names keep their bytes through to the cpio (GNU cpio extracts two files)", async () => {
+  const latin1 = Buffer.from([0x63, 0x61, 0x66, 0xe9]);
+  const { entries, out } = await buildEntries(
+    await rawSource("latin1", [
+      { name: latin1, body: "latin1" },
+      { name: "café", body: "utf8" },
+      { name: "link", type: "2", linkname: latin1 },
+    ]),
+  );
+  const names = [...entries.keys()].filter((n) => n.startsWith("caf"));
+  assert.equal(names.length, 2);
+  assert.deepEqual(names.map((n) => nameBytes(n).toString("hex")).sort(), ["636166c3a9", "636166e9"]);
+  assert.deepEqual(entries.get("link")!.body, latin1);
+  const x = await mkdtemp(join(work, "x-"));
+  execFileSync("sh", ["-c", `cd ${x} && cpio -idm --quiet < ${out}`]);
+  const onDisk = (await readdir(x, { encoding: "buffer" })).filter(
+    (n) => n.subarray(0, 3).toString() === "caf",
+  );
+  assert.deepEqual(onDisk.map((n) => n.toString("hex")).sort(), ["636166c3a9", "636166e9"]);
+});
+
+test("a dir: source keeps non-UTF-8 names and link targets as bytes", async () => {
+  const root = await mkdtemp(join(work, "bytes-dir-"));
+  const latin1 = Buffer.from([0x63, 0x61, 0x66, 0xe9]);
+  await writeFile(Buffer.concat([Buffer.from(`${root}/`), latin1]), "latin1");
+  await writeFile(join(root, "café"), "utf8");
+  await symlink(latin1, Buffer.from(`${root}/link`));
+  const { entries } = await buildEntries(`dir:${root}`);
+  const names = [...entries.keys()].filter((n) => n.startsWith("caf"));
+  assert.deepEqual(names.map((n) => nameBytes(n).toString("hex")).sort(), ["636166c3a9", "636166e9"]);
+  assert.equal(entries.get(names.find((n) => nameBytes(n).length === 4)!)!.body.toString(), "latin1");
+  assert.deepEqual(entries.get("link")!.body, latin1);
+});
+
+async function appConf(config: Record<string, unknown>) {
+  const dir = join(work, `conf-${Math.random().toString(36).slice(2)}`);
+  await writeOciLayout(dir, { layers: [await tarOf([{ name: "bin/app", body: "x", mode: 0o755 }])], config });
+  const { entries } = await buildEntries(`oci:${dir}:latest`, []);
+  return entries.get("etc/slimroot/app.conf")!.body.toString();
+}
+
+test("a string Entrypoint runs through /bin/sh -c as the Dockerfile shell form; a mixed array is refused", async () => {
+  const conf = await appConf({ Entrypoint: "/bin/app --flag", Cmd: null });
+  assert.match(conf, /^arg \/bin\/sh\narg -c\narg \/bin\/app --flag\n/m);
+  assert.match(await appConf({ Entrypoint: "/bin/app", Cmd: ["x"] }), /^arg \/bin\/app\narg x\n/m);
+  const dir = join(work, "mixed");
+  await writeOciLayout(dir, {
+    layers: [await tarOf([{ name: "a", body: "a" }])],
+    config: { Entrypoint: ["/bin/app", 1] },
+  });
+  const out = join(await mkdtemp(join(work, "out-")), "i.cpio");
+  const r = await runCli(["build", `oci:${dir}:latest`, "-o", out]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(
+    r.stderr.trim(),
+    /^slimroot: oci:.*mixed:latest: config: (config\.)?Entrypoint(\[1\])? must be (a )?string/,
+  );
+});
+
+test("Env entries without = are dropped, as dockerd unsets them", async () => {
+  const conf = await appConf({ Entrypoint: ["/bin/app"], Env: ["LONELY", "=x", "KEEP=1"] });
+  assert.match(conf, /^env KEEP=1$/m);
+  assert.doesNotMatch(conf, /LONELY|env =x/);
+});
+
+test("xattrs are kept in the tree and the cpio build warns once, naming the files", async () => {
+  const cap = Buffer.from("0100000200040000000000000000000000000000", "hex");
+  const { stderr, entries } = await buildEntries(
+    await rawSource("xattr", [
+      paxMember([["SCHILY.xattr.security.capability", cap]]),
+      { name: "bin/ping", body: "elf", mode: 0o755 },
+      paxMember([["SCHILY.xattr.user.x", "1"]]),
+      { name: "etc/f", body: "f" },
+    ]),
+  );
+  assert.ok(entries.has("bin/ping"));
+  const warnings = stderr.split("\n").filter((l) => l.includes("extended attributes"));
+  assert.equal(warnings.length, 1, stderr);
+  assert.match(
+    warnings[0]!,
+    /^slimroot: warning: newc cpio cannot hold extended attributes; dropped those of \/bin\/ping, \/etc\/f/,
+  );
+});
+
+test("an entry of an unknown tar type is refused, naming the type, layer and entry", async () => {
+  await expectRefused(
+    await rawSource("unknown-type", [{ name: "weird", type: "Z" }]),
+    /layer tar:.*unknown-type\.tar: entry weird: unsupported tar entry type 'Z'$/,
+  );
+});
+
+test("malformed whiteouts are refused", async () => {
+  for (const [i, name] of [".wh..", ".wh...", ".wh.", "etc/.wh..wh.plnk"].entries()) {
+    const src = await layout(`wh-${i}`, [[{ name: "etc/passwd", body: "root" }], [{ name, body: "" }]]);
+    await expectRefused(src, /entry .*: malformed whiteout/);
+  }
+});
+
+test("a file too big for newc is refused at its header, before its body is read", async () => {
+  // Only the header: a build that spooled the body first would report a truncated tar instead.
+  const file = join(work, "huge.tar");
+  await writeFile(file, rawTar([{ name: "huge", size: 5 * 2 ** 30 }]).subarray(0, 512));
+  await expectRefused(
+    `tar:${file}`,
+    /entry huge: 5368709120-byte file is larger than newc cpio can hold \(4294967295 bytes\)$/,
+  );
 });

@@ -102,13 +102,17 @@ describe("busybox httpd, with a page added", { timeout: 6 * TEST_TIMEOUT_MS }, (
     profileFile = file;
     assertHas(profile.paths, ["bin/busybox", "www/index.html"], "the profile");
     assert.ok(!profile.paths.some((p) => /^(proc|dev|sys|tmp|run)\/|^init$|^etc\/slimroot/.test(p)));
-    assert.deepEqual(profileProbes(profile, file), probes);
+    assert.deepEqual(profileProbes(profile, file, true), probes);
     assert.match(profile.header.digest ?? "", /^sha256:/);
     assert.match(profile.header.kernel ?? "", /cloud-amd64/);
   });
 
   test("build --minimize trace passes the profile's probes and explains every file", async () => {
-    const { why } = await tracedBuild("busybox-trace", source, profileFile, httpd());
+    // The profile holds an exec: probe (the curl above): it runs only when allowed.
+    const { why } = await tracedBuild("busybox-trace", source, profileFile, [
+      "--allow-profile-exec",
+      ...httpd(),
+    ]);
     assert.match(why.get("www/index.html")!, /traced|--add/);
     assert.match(why.get("bin/httpd")!, /entrypoint|symlink/);
   });

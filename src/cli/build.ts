@@ -2,9 +2,11 @@ import type { Command } from "commander";
 import { Option } from "commander";
 import { COMPRESSIONS, type Compression, compressionForFileName } from "../compress/compress.js";
 import { build, MINIMIZE_LEVELS, type MinimizeLevel } from "../pipeline/build.js";
+import { checkOutput } from "../pipeline/output.js";
 import { parseProbe } from "../trace/probe.js";
 import { loadProfile, type Profile, profileProbes } from "../trace/profile.js";
 import { verifyImage } from "../trace/verify.js";
+import { printable } from "../util/errors.js";
 import { addImageOptions, collect, imageSettings } from "./image-options.js";
 import { byteProgress, clearStatus, statusLine } from "./progress.js";
 import { parseDuration } from "./run.js";
@@ -42,6 +44,10 @@ export function registerBuild(program: Command): void {
       "check the image before writing it: boot it and run this probe (repeatable; default for --minimize trace: the profile's probes)",
       collect,
     )
+    .option(
+      "--allow-profile-exec",
+      "let the --profile's exec: probes run their commands on this host (refused otherwise)",
+    )
     .option("--no-verify", "do not boot the image to run the probes")
     .option("--verify-timeout <duration>", "how long the probes may take to pass", "2m")
     .option(
@@ -53,11 +59,14 @@ export function registerBuild(program: Command): void {
       const compression =
         (opts.compress as Compression | undefined) ?? compressionForFileName(output) ?? "gzip";
       const profileFile = opts.profile as string | undefined;
+      if (profileFile) await checkOutput(output, [{ path: profileFile, what: `--profile ${profileFile}` }]);
       const profile: Profile | undefined = profileFile ? await loadProfile(profileFile) : undefined;
-      // --probe wins; else a traced build checks what the trace checked.
+      // --probe wins; else a traced build checks what the trace checked (when it boots at all).
       const specs =
         (opts.probe as string[] | undefined) ??
-        (opts.minimize === "trace" && profile ? profileProbes(profile, profileFile!) : []);
+        (opts.minimize === "trace" && profile && opts.verify !== false
+          ? profileProbes(profile, profileFile!, Boolean(opts.allowProfileExec))
+          : []);
       const probes = specs.map(parseProbe);
       const verify = opts.verify !== false && probes.length > 0;
       const verifyTimeoutMs = parseDuration(opts.verifyTimeout as string, "--verify-timeout");
@@ -95,7 +104,7 @@ export function registerBuild(program: Command): void {
         writing.stop();
         clearStatus();
       });
-      for (const w of result.warnings) process.stderr.write(`slimroot: warning: ${w}\n`);
+      for (const w of result.warnings) process.stderr.write(`slimroot: warning: ${printable(w)}\n`);
       process.stdout.write(
         `${result.output}: ${result.bytes} bytes (${compression}), ${result.files} entries, ${result.arch}, runs ${JSON.stringify(result.app.args)}\n`,
       );

@@ -14,6 +14,8 @@ export function parseAddition(spec: string): HostAddition {
   if (i <= 0 || i === spec.length - 1) throw new UserError(`--add ${spec}: expected SRC:DST`);
   const dest = spec.slice(i + 1);
   if (!dest.startsWith("/")) throw new UserError(`--add ${spec}: DST must be an absolute path in the image`);
+  if (dest.split("/").includes(".."))
+    throw new UserError(`--add ${spec}: DST must not contain ".." (it names a place in the image)`);
   return { source: spec.slice(0, i), dest };
 }
 

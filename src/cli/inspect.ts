@@ -1,5 +1,21 @@
+import { Readable } from "node:stream";
 import type { Command } from "commander";
+import { parsePlatform } from "../image/platform.js";
+import { sourceFiles } from "../inspect/against.js";
+import { renderHtml, reportData } from "../inspect/html.js";
 import { formatInspection, inspectArchive } from "../inspect/inspect.js";
+import { checkOutput, imageInputs, whyPath } from "../pipeline/output.js";
+import { writeFileAtomically } from "../util/atomic-file.js";
+import { UserError } from "../util/errors.js";
+
+interface InspectOpts {
+  json?: boolean;
+  why?: boolean;
+  html?: string;
+  against?: string;
+  platform?: string;
+  insecure?: boolean;
+}
 
 export function registerInspect(program: Command): void {
   program
@@ -8,8 +24,51 @@ export function registerInspect(program: Command): void {
     .argument("<file>", "a cpio archive, compressed or not")
     .option("--json", "machine-readable output")
     .option("--why", "every file, its size, and why it is in (from FILE.why, written by build)")
-    .action(async (file: string, opts: { json?: boolean; why?: boolean }) => {
-      const r = await inspectArchive(file, { why: opts.why });
-      process.stdout.write(opts.json ? `${JSON.stringify(r, null, 2)}\n` : `${formatInspection(r)}\n`);
+    .option(
+      "--html <page>",
+      "write a self-contained page: a treemap of the image coloured by why each file is in",
+    )
+    .option(
+      "--against <source>",
+      "with --html: the source image (as for build) to compare sizes and list what was dropped",
+    )
+    .option("--platform <os/arch>", "with --against: platform to pick from a multi-platform source")
+    .option("--insecure", "with --against: allow plain http for docker:// registries")
+    .action(async (file: string, opts: InspectOpts) => {
+      if (opts.against && !opts.html) throw new UserError("--against: only with --html");
+      if (opts.html) {
+        // Never the image it reads, its .why, or the source it compares against.
+        const inputs = [
+          { path: file, what: file },
+          { path: whyPath(file), what: whyPath(file) },
+          ...(opts.against ? imageInputs({ source: opts.against, additions: [] }) : []),
+        ];
+        await checkOutput(opts.html, inputs, { why: false, flag: "--html" });
+      }
+      if (!opts.html) {
+        const r = await inspectArchive(file, { why: opts.why });
+        process.stdout.write(opts.json ? `${JSON.stringify(r, null, 2)}\n` : `${formatInspection(r)}\n`);
+        return;
+      }
+      // The picture is coloured by reason: use FILE.why when build wrote one, plain sizes otherwise.
+      const r = await inspectArchive(file, { why: true }).catch((err: Error) => {
+        if (!err.message.startsWith(`${whyPath(file)}: no such file`)) throw err;
+        process.stderr.write(
+          `slimroot: ${whyPath(file)}: no such file; the page shows sizes without reasons\n`,
+        );
+        return inspectArchive(file);
+      });
+      const against = opts.against
+        ? {
+            source: opts.against,
+            files: await sourceFiles(opts.against, {
+              ...(opts.platform ? { platform: parsePlatform(opts.platform) } : {}),
+              insecure: Boolean(opts.insecure),
+            }),
+          }
+        : undefined;
+      const html = renderHtml(reportData(r, against));
+      await writeFileAtomically(opts.html, Readable.from([Buffer.from(html)]));
+      process.stdout.write(`${opts.html}: ${html.length} bytes\n`);
     });
 }

@@ -2,6 +2,7 @@
 import { Command, CommanderError } from "commander";
 import { exitCodeOf, oneLine } from "../util/errors.js";
 import { removeTempPathsSync } from "../util/temp-paths.js";
+import { registerBench } from "./bench.js";
 import { registerBuild } from "./build.js";
 import { registerInspect } from "./inspect.js";
 import { registerKernel } from "./kernel.js";
@@ -20,21 +21,36 @@ const program = new Command("slimroot")
     outputError: (str, write) => write(`slimroot: ${str.replace(/^error: /, "").trim()}\n`),
   });
 
+registerBench(program);
 registerBuild(program);
 registerInspect(program);
 registerKernel(program);
 registerRun(program);
 registerTrace(program);
 
+// Every way of being told to stop cleans up: a terminal that hangs up, Ctrl-\ as well as
+// Ctrl-C and kill. (`run` puts its own handlers in place while a VM runs, and stops it gracefully.)
 for (const [signal, code] of [
   ["SIGINT", 130],
   ["SIGTERM", 143],
+  ["SIGHUP", 129],
+  ["SIGQUIT", 131],
 ] as const) {
   process.on(signal, () => {
     removeTempPathsSync();
     process.exit(code);
   });
 }
+
+// A reader that went away (`slimroot inspect FILE | head`) ends us quietly, as SIGPIPE ends
+// other tools (status 141); the exit hooks still stop a VM and temp files are removed.
+// Errors on stderr cannot be reported anywhere.
+process.stdout.on("error", (err: NodeJS.ErrnoException) => {
+  removeTempPathsSync();
+  if (err.code !== "EPIPE") process.stderr.write(`slimroot: cannot write to stdout: ${err.message}\n`);
+  process.exit(err.code === "EPIPE" ? 141 : 2);
+});
+process.stderr.on("error", () => undefined);
 
 try {
   await program.parseAsync(process.argv);

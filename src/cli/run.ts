@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { oneLine, UserError } from "../util/errors.js";
+import { VMMS, type Vmm } from "../vm/launcher.js";
 import { parsePortForward } from "../vm/ports.js";
 import { EXIT_FAILED, runImage } from "../vm/run.js";
 
@@ -30,11 +31,44 @@ function envEntries(specs: string[]): string[] {
   return out;
 }
 
+function parseVmm(text: string): Vmm {
+  if (!(VMMS as readonly string[]).includes(text))
+    throw new UserError(`--vmm ${text}: expected ${VMMS.join(" or ")}`);
+  return text as Vmm;
+}
+
+/** Linux interface names: 1-15 bytes, no slash, colon or whitespace. */
+function tapName(text: string): string {
+  if (!/^[^/:\s]{1,15}$/.test(text)) throw new UserError(`--tap ${text}: not a network interface name`);
+  return text;
+}
+
+/** A.B.C.D, with /N when `prefix`. */
+function ipv4(text: string, flag: string, prefix: boolean): string {
+  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})(?:\/(\d{1,2}))?$/.exec(text);
+  const octets = m?.slice(1, 5) ?? [];
+  const len = m?.[5];
+  const ok =
+    octets.length === 4 &&
+    octets.every((o) => Number(o) <= 255) &&
+    (prefix ? len !== undefined && Number(len) <= 32 : len === undefined);
+  if (!ok) throw new UserError(`${flag} ${text}: expected ${prefix ? "A.B.C.D/N" : "A.B.C.D"}`);
+  return text;
+}
+
+/** Guest CIDs 0-2 are reserved (hypervisor, local, host). */
+function vsockCid(text: string): number {
+  const n = /^\d+$/.test(text) ? Number(text) : Number.NaN;
+  if (!(n >= 3 && n <= 0xffffffff))
+    throw new UserError(`--vsock ${text}: expected a guest CID from 3 to 4294967295`);
+  return n;
+}
+
 export function registerRun(program: Command): void {
   program
     .command("run")
     .description(
-      "boot an image built by slimroot build in a QEMU microVM; the console goes to stdout, and the exit status is the app's (125: slimroot or the VM failed, 124: --timeout)",
+      "boot an image built by slimroot build in a QEMU or Firecracker microVM; the console goes to stdout, and the exit status is the app's (125: slimroot or the VM failed, 124: --timeout)",
     )
     .argument("<image>", "an initramfs from slimroot build")
     .argument("[command...]", "after --: replaces the image's whole command (Entrypoint and Cmd)")
@@ -57,7 +91,16 @@ export function registerRun(program: Command): void {
       "how long the app gets to exit after SIGTERM/SIGINT or --timeout",
       "10s",
     )
-    .option("--dry-run", "print the QEMU command line and exit")
+    .option("--vmm <vmm>", "qemu or firecracker", "qemu")
+    .option("--tap <name>", "firecracker: attach eth0 to this host tap device")
+    .option("--guest-ip <a.b.c.d/n>", "firecracker: eth0's address (default 172.16.N.2/30 for tapN)")
+    .option("--gateway <a.b.c.d>", "firecracker: the guest's default route (default 172.16.N.1 for tapN)")
+    .option("--vsock <cid>", "firecracker: add a vsock device with this guest CID (3 or more)")
+    .option("--dry-run", "write the VM's files, print the VMM command line and exit")
+    .option(
+      "-o, --output <dir>",
+      "with --dry-run: the directory for the VM's files (vm.json, vmlinux, initrd)",
+    )
     .action(async (image: string, command: string[], opts: Record<string, unknown>) => {
       try {
         const env = envEntries((opts.env as string[] | undefined) ?? []);
@@ -73,6 +116,12 @@ export function registerRun(program: Command): void {
           ...(opts.timeout ? { timeoutMs: parseDuration(opts.timeout as string, "--timeout") } : {}),
           stopGraceMs: parseDuration(opts.stopTimeout as string, "--stop-timeout"),
           dryRun: Boolean(opts.dryRun),
+          ...(opts.output ? { outDir: opts.output as string } : {}),
+          vmm: parseVmm(opts.vmm as string),
+          ...(opts.tap ? { tap: tapName(opts.tap as string) } : {}),
+          ...(opts.guestIp ? { guestIp: ipv4(opts.guestIp as string, "--guest-ip", true) } : {}),
+          ...(opts.gateway ? { gateway: ipv4(opts.gateway as string, "--gateway", false) } : {}),
+          ...(opts.vsock ? { vsockCid: vsockCid(opts.vsock as string) } : {}),
           stdout: process.stdout,
           stderr: process.stderr,
         });

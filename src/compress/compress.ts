@@ -1,4 +1,6 @@
+import { execFile } from "node:child_process";
 import { type Duplex, PassThrough } from "node:stream";
+import { promisify } from "node:util";
 import { createGunzip } from "node:zlib";
 import type { Arch } from "../arch/arch.js";
 import { toolFilter } from "../util/tool-filter.js";
@@ -30,23 +32,49 @@ export function xzOptions(arch?: Arch): string[] {
 /**
  * A stream that compresses into exactly the form the kernel's initramfs unpacker takes
  * (lib/decompress_*.c): xz with CRC32 checks only (and the BCJ filter of the image's
- * architecture, which the xz stream header records), lz4 in the legacy frame, zstd with a
- * window of at most 8 MiB (the kernel allocates all of it). Single-threaded xz and zstd's
- * fixed job layout keep the bytes the same from run to run.
+ * architecture, which the xz stream header and compressorVersion record), lz4 in the legacy
+ * frame, zstd with a window of at most 8 MiB (the kernel allocates all of it).
+ * Single-threaded xz and zstd's fixed job layout keep the bytes the same from run to run.
  */
 export function compressor(kind: Compression, arch?: Arch): Duplex {
   switch (kind) {
     case "gzip":
-      return parallelGzip({ level: 6 });
-    case "zstd":
-      return toolFilter("zstd", ["-19", "--zstd=wlog=23", "-T0", "-q", "-c"], "zstd compression");
-    case "xz":
-      return toolFilter("xz", ["-T1", ...xzOptions(arch), "-c"], "xz compression");
-    case "lz4":
-      return toolFilter("lz4", ["-l", "-9", "-q", "-c"], "lz4 compression");
+      return parallelGzip({ level: GZIP_LEVEL });
     case "none":
       return new PassThrough();
+    default:
+      return toolFilter(kind, toolArgs(kind, arch), `${kind} compression`);
   }
+}
+
+const GZIP_LEVEL = 6;
+
+/** The Debian tools' arguments (the tool is named as the compression). */
+function toolArgs(kind: Exclude<Compression, "gzip" | "none">, arch?: Arch): string[] {
+  switch (kind) {
+    case "zstd":
+      return ["-19", "--zstd=wlog=23", "-T0", "-q", "-c"];
+    case "xz":
+      return ["-T1", ...xzOptions(arch), "-c"];
+    case "lz4":
+      return ["-l", "-9", "-q", "-c"];
+  }
+}
+
+/**
+ * What makes the compressed bytes, and which build of it: the same cpio through the same
+ * compressor build gives the same file; another zlib (Node release) or tool version may not.
+ */
+export async function compressorVersion(kind: Compression, arch?: Arch): Promise<string> {
+  if (kind === "none") return "none";
+  if (kind === "gzip")
+    return `gzip level ${GZIP_LEVEL} (slimroot's parallel deflate, 128 KiB blocks) with zlib ${process.versions.zlib} (Node ${process.version})`;
+  const { stdout } = await promisify(execFile)(kind, ["--version"]).catch(() => ({ stdout: "" }));
+  const version = stdout
+    .trim()
+    .split("\n")
+    .map((l) => l.replace(/^\*+\s*|\s*\*+$/g, "").trim());
+  return `${kind} ${toolArgs(kind, arch).join(" ")} (${version.join("; ") || "version unknown"})`;
 }
 
 /** The compression a file uses, from its first bytes; "none" for anything unknown. */

@@ -1,8 +1,12 @@
+import { nameBytes } from "../tree/path.js";
+
 /** The "newc" (SVR4, no CRC) cpio format the Linux kernel unpacks as an initramfs. */
 
 export const NEWC_MAGIC = "070701";
 export const HEADER_SIZE = 110;
 export const TRAILER_NAME = "TRAILER!!!";
+/** The header's file size field is 8 hex digits. */
+export const NEWC_MAX_FILE_SIZE = 0xffffffff;
 
 export const S_IFMT = 0o170000;
 export const S_IFSOCK = 0o140000;
@@ -49,7 +53,10 @@ export function pad4(n: number): number {
 
 /** Header plus NUL-terminated name plus padding, ready to be followed by the body. */
 export function encodeHeader(h: NewcHeader): Buffer {
-  const name = Buffer.from(`${h.name}\0`);
+  // The kernel and GNU cpio stop a name at its first NUL: "..\0x" would be read as "..".
+  if (h.name.includes("\0"))
+    throw new RangeError(`cpio: ${JSON.stringify(h.name)}: name contains a NUL byte`);
+  const name = Buffer.concat([nameBytes(h.name), Buffer.of(0)]);
   const parts = [NEWC_MAGIC];
   for (const f of FIELDS) {
     const v = h[f];

@@ -1,4 +1,5 @@
 import { Readable } from "node:stream";
+import { nameBytes } from "../tree/path.js";
 import type { Inode, Tree } from "../tree/tree.js";
 import {
   encodeHeader,
@@ -38,6 +39,22 @@ export function writeCpio(tree: Tree, options: CpioOptions): Readable {
   return Readable.from(coalesce(cpioChunks(tree, options)), { objectMode: false });
 }
 
+/**
+ * What the archive will leave out: newc has no field for extended attributes, so files that
+ * carry some (file capabilities such as cap_net_bind_service included) lose them. One warning
+ * naming the files (the first few, then a count).
+ */
+export function cpioWarnings(tree: Tree): string[] {
+  const paths: string[] = [];
+  for (const { path, inode } of tree.walk()) if (inode.xattrs?.size) paths.push(`/${path}`);
+  if (paths.length === 0) return [];
+  const shown = paths.slice(0, 5).join(", ");
+  const more = paths.length > 5 ? ` and ${paths.length - 5} more` : "";
+  return [
+    `newc cpio cannot hold extended attributes; dropped those of ${shown}${more} (file capabilities included)`,
+  ];
+}
+
 const BATCH = 256 * 1024;
 
 /** Joins small pieces (headers, padding, small bodies) so each downstream write is worth it. */
@@ -57,28 +74,32 @@ async function* coalesce(pieces: AsyncIterable<Buffer>): AsyncGenerator<Buffer> 
 }
 
 async function* cpioChunks(tree: Tree, { clampMtime }: CpioOptions): AsyncGenerator<Buffer> {
-  const entries = [...tree.walk()];
+  // Two walks of the tree instead of one list of every entry, and per-inode state only for
+  // inodes with several names (hard links) and directories: memory stays near the tree's own.
   const ino = new Map<Inode, number>();
   const names = new Map<Inode, number>();
   const subdirs = new Map<Inode, number>();
-  for (const { path, inode } of entries) {
+  for (const { path, inode } of tree.walk()) {
     if (!ino.has(inode)) ino.set(inode, ino.size + 1);
-    names.set(inode, (names.get(inode) ?? 0) + 1);
+    else names.set(inode, (names.get(inode) ?? 1) + 1);
     if (inode.kind === "dir" && path !== "") {
       const parent = tree.get(path.slice(0, Math.max(0, path.lastIndexOf("/"))))!.inode;
       subdirs.set(parent, (subdirs.get(parent) ?? 0) + 1);
     }
   }
   const seen = new Map<Inode, number>();
-  for (const { path, inode } of entries) {
-    const count = names.get(inode)!;
-    const nth = (seen.get(inode) ?? 0) + 1;
-    seen.set(inode, nth);
+  for (const { path, inode } of tree.walk()) {
+    const count = names.get(inode) ?? 1;
+    let nth = 1;
+    if (count > 1) {
+      nth = (seen.get(inode) ?? 0) + 1;
+      seen.set(inode, nth);
+    }
     const isLastName = nth === count;
     let body: Buffer | null = null;
     let size = 0;
     if (inode.kind === "symlink") {
-      body = Buffer.from(inode.target ?? "");
+      body = nameBytes(inode.target ?? "");
       size = body.length;
     } else if (inode.kind === "file" && isLastName) {
       size = inode.content?.size ?? 0;

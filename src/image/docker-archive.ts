@@ -4,18 +4,13 @@ import { Readable } from "node:stream";
 import { normalizeImagePath } from "../tree/path.js";
 import { UserError } from "../util/errors.js";
 import { decompressLayer } from "./layer-stream.js";
-import { imageConfigFromJson, parseJson } from "./manifest.js";
+import { imageConfigFromJson } from "./manifest.js";
+import { readDocument } from "./schemas.js";
 import { indexTar, type TarMember } from "./tar-index.js";
 import type { Image } from "./types.js";
 
-interface ArchiveManifest {
-  Config: string;
-  RepoTags?: string[] | null;
-  Layers: string[];
-}
-
 /** Splits "PATH[:NAME:TAG]" (skopeo's syntax), preferring the longest PATH that exists. */
-function splitArchiveRef(spec: string): { path: string; name?: string } {
+export function splitArchiveRef(spec: string): { path: string; name?: string } {
   if (existsSync(spec)) return { path: spec };
   for (let i = spec.indexOf(":"); i > 0; i = spec.indexOf(":", i + 1)) {
     if (existsSync(spec.slice(0, i))) return { path: spec.slice(0, i), name: spec.slice(i + 1) };
@@ -45,12 +40,11 @@ export async function openDockerArchive(spec: string): Promise<Image> {
     return readRange(path, m);
   };
 
-  const manifests = parseJson<ArchiveManifest[]>(
+  const manifests = readDocument(
+    "dockerArchiveManifest",
     await readMember("manifest.json", "file"),
     `${ref}: manifest.json`,
   );
-  if (!Array.isArray(manifests) || manifests.length === 0)
-    throw new UserError(`${ref}: manifest.json lists no image`);
   let chosen = manifests[0]!;
   if (name) {
     const found = manifests.find((m) => (m.RepoTags ?? []).includes(name!));
@@ -66,8 +60,9 @@ export async function openDockerArchive(spec: string): Promise<Image> {
     );
   }
 
-  const configDoc = parseJson(await readMember(chosen.Config, "config"), `${ref}: config ${chosen.Config}`);
-  const { config, platform } = imageConfigFromJson(configDoc, `${ref}: config`);
+  const configWhat = `${ref}: config ${chosen.Config}`;
+  const configDoc = readDocument("imageConfig", await readMember(chosen.Config, "config"), configWhat);
+  const { config, platform } = imageConfigFromJson(configDoc, configWhat);
   const layers = chosen.Layers.map((layerName) => {
     const member = members.get(normalizeImagePath(layerName));
     if (!member) throw new UserError(`${ref}: layer ${layerName} is missing from the archive`);

@@ -1,42 +1,97 @@
-import { stat } from "node:fs/promises";
+import { readFile, realpath, stat } from "node:fs/promises";
 import { basename, resolve } from "node:path";
-import type { Arch } from "../arch/arch.js";
+import { type Arch, archOf, archOfElfMachine } from "../arch/arch.js";
 import { resolveClosure } from "../elf/closure.js";
-import { elfTargetForArch } from "../elf/elf.js";
+import { ElfError, ET_DYN, ET_EXEC, elfTargetForArch, isElf, PT_LOAD, parseElf } from "../elf/elf.js";
 import { addHostPath } from "../tree/host.js";
 import { hostFs } from "../tree/image-fs.js";
 import type { Tree } from "../tree/tree.js";
 import { UserError } from "../util/errors.js";
+import { formatPlatform } from "./platform.js";
+import type { Platform } from "./types.js";
 
 /** Where a host executable lands in the image it becomes. */
 export function hostBinaryImagePath(hostPath: string): string {
   return `/usr/local/bin/${basename(hostPath)}`;
 }
 
+/** The kernel follows at most this many `#!` interpreters in a row (BINPRM's depth). */
+const MAX_SCRIPT_DEPTH = 4;
+
+/**
+ * What the kernel would run for `real` (a regular file's real path): an ELF executable of a
+ * machine slimroot targets, whole (every loaded segment inside the file), or a `#!` script
+ * whose interpreter is one. Returns the architecture; anything else is a one-line error.
+ */
+async function runnableArch(real: string, what: string, depth = 0): Promise<Arch> {
+  const data = await readFile(real).catch((err: NodeJS.ErrnoException) => {
+    throw new UserError(`${what}: cannot read ${real} (${err.code})`);
+  });
+  if (data.subarray(0, 2).toString("latin1") === "#!") {
+    const line = data.subarray(2, Math.max(2, data.indexOf(10))).toString("utf8");
+    const interp = line.trim().split(/[ \t]/)[0] ?? "";
+    if (!interp.startsWith("/")) throw new UserError(`${what}: a #! script without an absolute interpreter`);
+    if (depth >= MAX_SCRIPT_DEPTH) throw new UserError(`${what}: too many #! interpreters in a row`);
+    const next = await realpath(interp).catch(() => {
+      throw new UserError(`${what}: its #! interpreter ${interp} does not exist on this host`);
+    });
+    return runnableArch(next, `${what} (interpreter ${interp})`, depth + 1);
+  }
+  if (!isElf(data)) throw new UserError(`${what}: not an ELF executable or a #! script`);
+  let machine: number;
+  try {
+    const elf = parseElf(data);
+    if (elf.type !== ET_EXEC && elf.type !== ET_DYN)
+      throw new ElfError(`ELF type ${elf.type} is not an executable`);
+    const loads = elf.programHeaders.filter((p) => p.type === PT_LOAD);
+    if (loads.length === 0) throw new ElfError("no loadable segment");
+    if (loads.some((p) => p.offset + p.filesz > data.length))
+      throw new ElfError("a loadable segment is past the end of the file (truncated?)");
+    machine = elf.machine;
+  } catch (err) {
+    if (err instanceof ElfError)
+      throw new UserError(`${what}: not a runnable ELF executable: ${err.message}`);
+    throw err;
+  }
+  const arch = archOfElfMachine(machine);
+  if (!arch)
+    throw new UserError(`${what}: an ELF for machine ${machine}; slimroot builds amd64 and arm64 only`);
+  return arch;
+}
+
 /**
  * The seed's second route: a host executable becomes the app. A static binary brings only
  * itself; a dynamic one brings its ELF closure resolved from the host's root (the same
  * resolver as for images), each file at its host path, symlink chains kept as links.
+ * A symlink given as the binary is followed as the host would run it: the file it leads
+ * to lands at /usr/local/bin/NAME, under the name given. The binary's ELF machine is the
+ * image's architecture; a `platform` that says otherwise is an error.
  */
 export async function addHostBinary(
   tree: Tree,
   file: string,
-  arch: Arch,
-): Promise<{ entrypoint: string; warnings: string[] }> {
+  platform: Platform | undefined,
+): Promise<{ entrypoint: string; warnings: string[]; arch: Arch }> {
+  const what = `bin:${file}`;
   const abs = resolve(file);
   const st = await stat(abs).catch(() => undefined);
-  if (!st?.isFile()) throw new UserError(`bin:${file}: no such file`);
-  if (!(st.mode & 0o111)) throw new UserError(`bin:${file}: not executable`);
+  if (st?.isDirectory()) throw new UserError(`${what}: is a directory, not an executable`);
+  if (!st?.isFile()) throw new UserError(`${what}: ${st ? "not a regular file" : "no such file"}`);
+  if (!(st.mode & 0o111)) throw new UserError(`${what}: not executable`);
+  const real = await realpath(abs);
+  const arch = await runnableArch(real, what);
+  if (platform && archOf(platform.architecture) !== arch)
+    throw new UserError(`${what}: the binary is ${arch}, but --platform says ${formatPlatform(platform)}`);
   const target = elfTargetForArch(arch)!;
-  const closure = await resolveClosure(hostFs("/"), [abs], {
+  const closure = await resolveClosure(hostFs("/"), [real], {
     machine: target.machine,
     elfClass: target.elfClass,
   });
   const entrypoint = hostBinaryImagePath(abs);
-  await addHostPath(tree, abs, entrypoint, { owner: { uid: 0, gid: 0 }, layer: 0 });
+  await addHostPath(tree, real, entrypoint, { owner: { uid: 0, gid: 0 }, layer: 0 });
   // Links first, so a real directory never takes the place of a linked one (/lib -> usr/lib).
-  const paths = [...closure.files.keys()].filter((p) => p !== abs).sort();
+  const paths = [...closure.files.keys()].filter((p) => p !== real).sort();
   for (const p of paths)
     await addHostPath(tree, p, p, { owner: { uid: 0, gid: 0 }, layer: 0, shallow: true });
-  return { entrypoint, warnings: closure.warnings };
+  return { entrypoint, warnings: closure.warnings, arch };
 }

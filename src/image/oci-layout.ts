@@ -1,19 +1,12 @@
-import { createReadStream, existsSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import { pipeline } from "node:stream";
 import { UserError } from "../util/errors.js";
+import { blobPath, openVerified, verifyDigest } from "./digest.js";
 import { decompressLayer } from "./layer-stream.js";
-import {
-  asManifest,
-  blobPath,
-  digestVerifier,
-  imageConfigFromJson,
-  isIndex,
-  parseJson,
-  verifyDigest,
-} from "./manifest.js";
+import { imageConfigFromJson, readManifest } from "./manifest.js";
 import { type IndexEntry, selectFromIndex } from "./platform.js";
+import { readDocument } from "./schemas.js";
 import type { Image, Platform } from "./types.js";
 
 const REF_NAME = "org.opencontainers.image.ref.name";
@@ -47,8 +40,7 @@ export async function openOciLayout(spec: string, platform: Platform): Promise<I
         : `${ref}: ${err.message}`,
     );
   });
-  const index = parseJson<{ manifests?: IndexEntry[] }>(indexText, `${ref}: index.json`);
-  const manifests = index.manifests ?? [];
+  const manifests = readDocument("index", indexText, `${ref}: index.json`).manifests;
   let entry: IndexEntry | undefined;
   if (tag) {
     entry = manifests.find((m) => m.annotations?.[REF_NAME] === tag);
@@ -63,19 +55,19 @@ export async function openOciLayout(spec: string, platform: Platform): Promise<I
   }
 
   // Follow nested indexes (a tag may name a multi-platform index) down to one image manifest.
-  let doc: unknown = parseJson(
-    await readBlob(entry!.digest, "manifest"),
-    `${ref}: manifest ${entry!.digest}`,
-  );
   let manifestDigest = entry!.digest;
-  for (let depth = 0; isIndex(doc as object); depth++) {
+  let m = readManifest(await readBlob(manifestDigest, "manifest"), `${ref}: manifest ${manifestDigest}`);
+  for (let depth = 0; m.kind === "index"; depth++) {
     if (depth > 4) throw new UserError(`${ref}: index nesting too deep`);
-    const chosen = selectFromIndex((doc as { manifests: IndexEntry[] }).manifests, platform, ref);
-    manifestDigest = chosen.digest;
-    doc = parseJson(await readBlob(chosen.digest, "manifest"), `${ref}: manifest ${chosen.digest}`);
+    manifestDigest = selectFromIndex(m.doc.manifests, platform, ref).digest;
+    m = readManifest(await readBlob(manifestDigest, "manifest"), `${ref}: manifest ${manifestDigest}`);
   }
-  const manifest = asManifest(doc, `${ref}: manifest ${manifestDigest}`);
-  const configDoc = parseJson(await readBlob(manifest.config.digest, "config"), `${ref}: config`);
+  const manifest = m.doc;
+  const configDoc = readDocument(
+    "imageConfig",
+    await readBlob(manifest.config.digest, "config"),
+    `${ref}: config`,
+  );
   const { config, platform: imagePlatform } = imageConfigFromJson(configDoc, `${ref}: config`);
 
   const layers = manifest.layers.map((desc) => {
@@ -86,9 +78,7 @@ export async function openOciLayout(spec: string, platform: Platform): Promise<I
       open: async () => {
         if (!existsSync(file))
           throw new UserError(`${ref}: layer blob ${desc.digest} is missing from the layout`);
-        const verify = digestVerifier(desc.digest, `layer ${name}`);
-        pipeline(createReadStream(file), verify, () => undefined);
-        return decompressLayer(verify, name);
+        return decompressLayer(await openVerified(file, desc.digest, `layer ${name}`), name);
       },
     };
   });

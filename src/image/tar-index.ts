@@ -1,5 +1,14 @@
 import { open } from "node:fs/promises";
-import { normalizeImagePath } from "../tree/path.js";
+import {
+  BLOCK,
+  type HeaderBlock,
+  lastValues,
+  parseHeader,
+  parsePax,
+  TarFormatError,
+  trimNuls,
+} from "../tar/header.js";
+import { displayName, nameFromBytes, normalizeImagePath } from "../tree/path.js";
 import { UserError } from "../util/errors.js";
 
 export interface TarMember {
@@ -7,27 +16,6 @@ export interface TarMember {
   /** Byte offset of the body in the archive. */
   offset: number;
   size: number;
-}
-
-const BLOCK = 512;
-
-function octal(buf: Buffer, start: number, length: number): number {
-  // GNU base-256 for sizes of 8 GiB and more.
-  if (buf[start]! & 0x80) {
-    let v = 0;
-    for (let i = start + 1; i < start + length; i++) v = v * 256 + buf[i]!;
-    return v;
-  }
-  const text = buf
-    .toString("ascii", start, start + length)
-    .replace(/\0.*$/s, "")
-    .trim();
-  return text ? Number.parseInt(text, 8) : 0;
-}
-
-function cstring(buf: Buffer, start: number, length: number): string {
-  const end = buf.indexOf(0, start);
-  return buf.toString("utf8", start, end < 0 || end > start + length ? start + length : end);
 }
 
 /**
@@ -44,35 +32,46 @@ export async function indexTar(file: string): Promise<Map<string, TarMember>> {
     const members = new Map<string, TarMember>();
     const header = Buffer.alloc(BLOCK);
     let pos = 0;
-    let longName: string | undefined;
+    let longName: Buffer | undefined;
+    let pax: Map<string, Buffer> | undefined;
     while (pos + BLOCK <= total) {
       await fh.read(header, 0, BLOCK, pos);
-      if (header.every((b) => b === 0)) break;
-      const magic = header.toString("ascii", 257, 262);
-      if (magic !== "ustar") throw new UserError(`${file}: not a tar archive (bad header at byte ${pos})`);
-      const size = octal(header, 124, 12);
-      const type = String.fromCharCode(header[156]!);
+      let h: HeaderBlock | null;
+      try {
+        h = parseHeader(header);
+      } catch (err) {
+        if (!(err instanceof TarFormatError)) throw err;
+        throw new UserError(`${file}: not a tar archive (bad header at byte ${pos}: ${err.message})`);
+      }
+      if (!h) break;
+      const size = pax?.has("size") ? Number(pax.get("size")!.toString("latin1")) : h.size;
       const body = pos + BLOCK;
-      if (body + size > total) {
+      const rawName = pax?.get("path") ?? longName ?? h.name;
+      if (!Number.isSafeInteger(size) || body + size > total) {
         throw new UserError(
-          `${file}: truncated: member ${cstring(header, 0, 100)} claims ${size} bytes, ${total - body} follow`,
+          `${file}: truncated: member ${displayName(nameFromBytes(rawName))} claims ${size} bytes, ${total - body} follow`,
         );
       }
       const next = body + Math.ceil(size / BLOCK) * BLOCK;
-      if (type === "L" || type === "x") {
+      if (h.typeflag === "L" || h.typeflag === "x") {
+        if (size > 1 << 20) throw new UserError(`${file}: ${size}-byte extended header at byte ${pos}`);
         const data = Buffer.alloc(size);
         await fh.read(data, 0, size, body);
-        if (type === "L") longName = cstring(data, 0, size);
+        if (h.typeflag === "L") longName = trimNuls(data);
         else {
-          const m = /(?:^|\n)\d+ path=([^\n]*)\n/.exec(data.toString("utf8"));
-          if (m) longName = m[1];
+          try {
+            pax = lastValues(parsePax(data, `byte ${pos}`));
+          } catch (err) {
+            if (!(err instanceof TarFormatError)) throw err;
+            throw new UserError(`${file}: ${err.message} (member at byte ${pos})`);
+          }
         }
       } else {
-        const prefix = cstring(header, 345, 155);
-        const short = cstring(header, 0, 100);
-        const name = longName ?? (prefix ? `${prefix}/${short}` : short);
-        longName = undefined;
-        if (type === "0" || type === "\0" || type === "7") {
+        longName = pax = undefined;
+        if (rawName.includes(0))
+          throw new UserError(`${file}: member name at byte ${pos} contains a NUL byte`);
+        if (h.typeflag === "0" || h.typeflag === "\0" || h.typeflag === "7") {
+          const name = nameFromBytes(rawName);
           members.set(normalizeImagePath(name), { name, offset: body, size });
         }
       }

@@ -5,7 +5,9 @@ import { APP_CONFIG_PATH, type AppConfig, decodeAppConfig } from "../appconfig/a
 import { type Compression, decompressor, detectCompression } from "../compress/compress.js";
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from "../cpio/newc.js";
 import { type CpioEntry, readCpio } from "../cpio/reader.js";
-import { UserError } from "../util/errors.js";
+import { WHY_HEADER, whyPath } from "../pipeline/output.js";
+import { nameFromBytes } from "../tree/path.js";
+import { printable, UserError } from "../util/errors.js";
 import { readHead } from "../util/read-head.js";
 
 export interface InspectedFile {
@@ -31,6 +33,8 @@ export interface Inspection {
   counts: { files: number; dirs: number; symlinks: number; other: number };
   entries: InspectedFile[];
   app?: AppConfig;
+  /** From FILE.why's header, when build wrote one: what compressed it, and the cpio's sha256. */
+  build?: { compressor?: string; cpioSha256?: string };
 }
 
 /** The compression of a file, from its first bytes. */
@@ -58,26 +62,36 @@ export async function* readArchiveFile(file: string): AsyncGenerator<CpioEntry> 
   }
 }
 
-/** Reads OUTPUT.why (written by build): image path -> reason. */
-export async function readWhy(file: string): Promise<Map<string, string>> {
-  const text = await readFile(`${file}.why`, "utf8").catch((err: NodeJS.ErrnoException) => {
+/** Reads OUTPUT.why (written by build): image path -> reason, and its `# key: value` header. */
+export async function readWhy(
+  file: string,
+): Promise<{ reasons: Map<string, string>; header: Map<string, string> }> {
+  const text = await readFile(whyPath(file), "utf8").catch((err: NodeJS.ErrnoException) => {
     throw new UserError(
       err.code === "ENOENT"
-        ? `${file}.why: no such file (it is written by slimroot build next to the image)`
+        ? `${whyPath(file)}: no such file (it is written by slimroot build next to the image)`
         : err.message,
     );
   });
-  const out = new Map<string, string>();
+  const reasons = new Map<string, string>();
+  const header = new Map<string, string>();
   for (const line of text.split("\n")) {
-    if (!line || line.startsWith("#")) continue;
+    if (!line) continue;
+    if (line.startsWith("#")) {
+      const m = /^# ([^:]+): (.*)$/.exec(line);
+      if (m) header.set(m[1]!, m[2]!);
+      continue;
+    }
     const tab = line.indexOf("\t");
-    if (tab > 0) out.set(line.slice(1, tab), line.slice(tab + 1));
+    if (tab > 0) reasons.set(line.slice(1, tab), line.slice(tab + 1));
   }
-  return out;
+  return { reasons, header };
 }
 
 export async function inspectArchive(file: string, opts: { why?: boolean } = {}): Promise<Inspection> {
-  const why = opts.why ? await readWhy(file) : undefined;
+  // The .why is optional unless --why asks for it (an image copied alone has none).
+  const sidecar = opts.why ? await readWhy(file) : await readWhy(file).catch(() => undefined);
+  const why = opts.why ? sidecar?.reasons : undefined;
   const result: Inspection = {
     file,
     compression: await sniffCompression(file),
@@ -86,6 +100,10 @@ export async function inspectArchive(file: string, opts: { why?: boolean } = {})
     counts: { files: 0, dirs: 0, symlinks: 0, other: 0 },
     entries: [],
   };
+  const compressor = sidecar?.header.get(WHY_HEADER.compressor);
+  const cpioSha256 = sidecar?.header.get(WHY_HEADER.cpioSha256);
+  if (compressor || cpioSha256)
+    result.build = { ...(compressor ? { compressor } : {}), ...(cpioSha256 ? { cpioSha256 } : {}) };
   const counted = new Set<number>();
   for await (const e of readArchiveFile(file)) {
     const type = e.mode & S_IFMT;
@@ -107,7 +125,7 @@ export async function inspectArchive(file: string, opts: { why?: boolean } = {})
     } else if (type === S_IFDIR) result.counts.dirs++;
     else if (type === S_IFLNK) {
       result.counts.symlinks++;
-      f.target = e.body.toString();
+      f.target = nameFromBytes(e.body);
     } else {
       result.counts.other++;
       if (e.rdevMajor || e.rdevMinor) f.rdev = [e.rdevMajor, e.rdevMinor];
@@ -147,10 +165,10 @@ export function formatInspection(r: Inspection): string {
   const lines: string[] = [];
   for (const e of r.entries) {
     const size = e.rdev ? `${e.rdev[0]},${e.rdev[1]}` : String(e.size);
-    const link = e.target !== undefined ? ` -> ${e.target}` : "";
-    const why = e.why !== undefined ? `  # ${e.why}` : "";
+    const link = e.target !== undefined ? ` -> ${printable(e.target)}` : "";
+    const why = e.why !== undefined ? `  # ${printable(e.why)}` : "";
     lines.push(
-      `${modeString(e.mode)} ${`${e.uid}:${e.gid}`.padEnd(11)} ${size.padStart(10)}  /${e.path === "." ? "" : e.path}${link}${why}`,
+      `${modeString(e.mode)} ${`${e.uid}:${e.gid}`.padEnd(11)} ${size.padStart(10)}  /${printable(e.path === "." ? "" : e.path)}${link}${why}`,
     );
   }
   const c = r.counts;
@@ -165,6 +183,10 @@ export function formatInspection(r: Inspection): string {
       `  workdir: ${r.app.workdir}  uid: ${r.app.uid}  gid: ${r.app.gid}${r.app.groups.length ? `  groups: ${r.app.groups.join(",")}` : ""}${r.app.user ? `  (user ${r.app.user})` : ""}`,
     );
     if (r.app.ports.length) lines.push(`  ports: ${r.app.ports.join(" ")}`);
+  }
+  if (r.build) {
+    lines.push(`built: compressor ${r.build.compressor ?? "unknown"}`);
+    if (r.build.cpioSha256) lines.push(`  cpio sha256: ${r.build.cpioSha256}`);
   }
   return lines.join("\n");
 }

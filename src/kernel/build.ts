@@ -14,12 +14,13 @@ import { availableParallelism } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { ARCH, type Arch, hostArch } from "../arch/arch.js";
 import { PACKAGE_ROOT } from "../pipeline/init-binary.js";
+import { cacheRoot } from "../util/cache-dir.js";
 import { EnvironmentError, UserError } from "../util/errors.js";
 import { withLock } from "../util/lock.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { candidateField, download, extract } from "./apt.js";
 import { cachedKernel } from "./fetch.js";
-import { cacheRoot, type KernelManifest, MANIFEST } from "./manifest.js";
+import { type KernelManifest, MANIFEST } from "./manifest.js";
 
 /** Debian's kernel source package. */
 export const SOURCE_PACKAGE = "linux-source-6.1";

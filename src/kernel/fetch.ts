@@ -11,11 +11,11 @@ import { readModinfo } from "../kmod/modinfo.js";
 import { readModuleBytes } from "../kmod/module-file.js";
 import { writeModulesCpio } from "../kmod/modules-cpio.js";
 import { dependencyClosure, loadOrder } from "../kmod/order.js";
+import { cacheRoot } from "../util/cache-dir.js";
 import { EnvironmentError } from "../util/errors.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { candidateField, download, ensureArch, extract, hostDebArch, qualified } from "./apt.js";
 import {
-  cacheRoot,
   fetchedKernelDir,
   type KernelManifest,
   MANIFEST,
@@ -58,10 +58,18 @@ export const BOOT_MODULES: Record<Transport, readonly string[]> = {
 
 export const modulesCpioName = (t: Transport) => `modules-${t}.cpio`;
 
-/** The modules of `m` a VM using `transport` loads at boot, dependencies first. */
-export async function bootModules(m: KernelManifest, transport: Transport): Promise<ManifestModule[]> {
+/**
+ * The modules of `m` a VM using `transport` loads at boot, dependencies first, with `extra`
+ * ones for the devices a VM has beyond the usual (disks, vsock).
+ */
+export async function bootModules(
+  m: KernelManifest,
+  transport: Transport,
+  extra: readonly string[] = [],
+): Promise<ManifestModule[]> {
   const byName = new Map(m.modules.map((x) => [x.name, x]));
-  const { names } = await dependencyClosure(BOOT_MODULES[transport], (n) => byName.get(n)?.depends);
+  const wanted = [...BOOT_MODULES[transport], ...extra];
+  const { names } = await dependencyClosure(wanted, (n) => byName.get(n)?.depends);
   return loadOrder(names.map((n) => byName.get(n)!));
 }
 

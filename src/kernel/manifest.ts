@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
-import { homedir } from "node:os";
 import { join } from "node:path";
 import type { Arch } from "../arch/arch.js";
+import { cacheRoot } from "../util/cache-dir.js";
 import { UserError } from "../util/errors.js";
 
 /** What `slimroot kernel fetch` leaves in a kernel directory, as manifest.json. */
@@ -39,12 +39,6 @@ export interface ManifestModule {
 }
 
 export const MANIFEST = "manifest.json";
-
-/** slimroot's cache root: $SLIMROOT_CACHE, else $XDG_CACHE_HOME/slimroot, else ~/.cache/slimroot. */
-export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.SLIMROOT_CACHE) return env.SLIMROOT_CACHE;
-  return join(env.XDG_CACHE_HOME || join(homedir(), ".cache"), "slimroot");
-}
 
 /** The directory `slimroot kernel fetch --arch ARCH` fills. */
 export function fetchedKernelDir(arch: Arch, env: NodeJS.ProcessEnv = process.env): string {

@@ -3,7 +3,7 @@
  * nothing) into a kernel file, its architecture (read from its bytes) and a modules archive.
  */
 import { existsSync } from "node:fs";
-import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Arch } from "../arch/arch.js";
 import { ModinfoError, readModinfo } from "../kmod/modinfo.js";
@@ -12,6 +12,7 @@ import { type ModuleFile, writeModulesCpio } from "../kmod/modules-cpio.js";
 import { UserError } from "../util/errors.js";
 import { readHead } from "../util/read-head.js";
 import { KERNEL_HEAD_BYTES, type KernelKind, kernelKind } from "./arch.js";
+import { configBeside } from "./config.js";
 import { bootModules, cachedKernel } from "./fetch.js";
 import { fetchedKernelDir, type KernelManifest, readManifest, type Transport } from "./manifest.js";
 
@@ -22,22 +23,8 @@ export interface BootKernel {
   modulesCpio?: string;
   /** For messages: where it came from. */
   label: string;
-  /**
-   * virtio-mmio is built in with command-line devices: QEMU microvm can run without ACPI and
-   * list the devices on the command line (as Firecracker does). Known from a kernel
-   * directory's config; a bare kernel file is assumed not to.
-   */
-  cmdlineDevices: boolean;
-}
-
-/** Whether a kernel config has virtio-mmio built in with devices from the command line. */
-export function hasCmdlineDevices(config: string): boolean {
-  return /^CONFIG_VIRTIO_MMIO=y$/m.test(config) && /^CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y$/m.test(config);
-}
-
-async function dirCmdlineDevices(dir: string, m: KernelManifest): Promise<boolean> {
-  if (!m.config) return false;
-  return hasCmdlineDevices(await readFile(join(dir, m.config), "utf8").catch(() => ""));
+  /** Its build config, when known (a fetched kernel's, or config-RELEASE beside vmlinuz-RELEASE). */
+  config?: string;
 }
 
 /**
@@ -57,6 +44,8 @@ export interface KernelRequest {
   arch: Arch;
   /** The VM's virtio transport: picks the boot modules of a fetched kernel. */
   transport: Transport;
+  /** Modules to load besides the transport's boot modules (virtio_blk for disks, vsock). */
+  extraModules?: readonly string[];
   /** Where a modules archive built on the fly may be written. */
   scratch: string;
 }
@@ -75,7 +64,7 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
   let kernel: string;
   let modulesCpio: string | undefined;
   let label: string;
-  let cmdlineDevices = false;
+  let config: string | undefined;
   if (r.kernel === undefined) {
     const dir = fetchedKernelDir(r.arch);
     const m = await cachedKernel(dir);
@@ -86,7 +75,7 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
     kernel = join(dir, m.kernel);
     modulesCpio = await manifestModules(dir, m, r);
     label = `${m.version} (${dir})`;
-    cmdlineDevices = await dirCmdlineDevices(dir, m);
+    if (m.config) config = join(dir, m.config);
   } else {
     const st = await stat(r.kernel).catch(() => undefined);
     if (!st) throw new UserError(`--kernel ${r.kernel}: no such file or directory`);
@@ -95,10 +84,11 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
       kernel = join(r.kernel, m.kernel);
       modulesCpio = await manifestModules(r.kernel, m, r);
       label = `${m.version} (${r.kernel})`;
-      cmdlineDevices = await dirCmdlineDevices(r.kernel, m);
+      if (m.config) config = join(r.kernel, m.config);
     } else {
       kernel = r.kernel;
       label = r.kernel;
+      config = configBeside(r.kernel);
     }
   }
   if (r.modules !== undefined) {
@@ -106,7 +96,7 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
     await writeModulesCpio(await modulesIn(r.modules, r.scratch), modulesCpio);
   }
   const kind = await kindOf(kernel);
-  return { kernel, kind, ...(modulesCpio ? { modulesCpio } : {}), label, cmdlineDevices };
+  return { kernel, kind, ...(modulesCpio ? { modulesCpio } : {}), label, ...(config ? { config } : {}) };
 }
 
 /** The cached boot-modules archive of a kernel directory, else one made now. */
@@ -115,9 +105,9 @@ async function manifestModules(
   m: KernelManifest,
   r: KernelRequest,
 ): Promise<string | undefined> {
-  const cached = m.modulesCpio?.[r.transport];
+  const cached = r.extraModules?.length ? undefined : m.modulesCpio?.[r.transport];
   if (cached && existsSync(join(dir, cached))) return join(dir, cached);
-  const boot = await bootModules(m, r.transport);
+  const boot = await bootModules(m, r.transport, r.extraModules);
   if (boot.length === 0) return undefined;
   const out = join(r.scratch, "modules.cpio");
   await writeModulesCpio(

@@ -100,6 +100,10 @@ export async function minimize(tree: Tree, o: MinimizeOptions): Promise<Minimize
   if (o.keep.length) await applyKeeps({ tree, app: o.app, keepWithClosure }, o.keep);
   applyDrops(sel, o.drop);
 
+  // --minimize none with nothing dropped keeps every path with its reason already: skip the
+  // prune and the second map (each a million entries for a layer of a million files).
+  if (o.level === "none" && o.drop.length === 0)
+    return { reasons: sel.reasons, warnings: [...new Set(warnings)] };
   pruneTree(tree, sel);
   return { reasons: explainParents(tree, sel), warnings: [...new Set(warnings)] };
 }

@@ -3,7 +3,7 @@ import { bufferContent } from "../tree/spool.js";
 import { dirInode, type Tree } from "../tree/tree.js";
 import { globMatcher, type Selection } from "./selection.js";
 
-/** Files a minimal image usually forgets, kept when the image has them (see NOTES). */
+/** Files a minimal image usually forgets, kept when the image has them (each with why below). */
 const QUIET_NEEDS: [string, string][] = [
   ["etc/passwd", "users: getpwnam and friends"],
   ["etc/group", "groups: getgrnam and friends"],

@@ -1,3 +1,4 @@
+import { createHash, type Hash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { resolve as resolvePath } from "node:path";
 import { type Duplex, Readable, Transform } from "node:stream";
@@ -10,8 +11,9 @@ import {
   resolveAppConfig,
 } from "../appconfig/appconfig.js";
 import { type Arch, archOf } from "../arch/arch.js";
-import { type Compression, compressor } from "../compress/compress.js";
-import { writeCpio } from "../cpio/writer.js";
+import { type Compression, compressor, compressorVersion } from "../compress/compress.js";
+import { NEWC_MAX_FILE_SIZE } from "../cpio/newc.js";
+import { cpioWarnings, writeCpio } from "../cpio/writer.js";
 import { addHostBinary } from "../image/host-binary.js";
 import { formatPlatform, hostPlatform, platformMatches } from "../image/platform.js";
 import { type OpenOptions, openLayeredSource, parseSourceRef } from "../image/source.js";
@@ -24,9 +26,10 @@ import { addHostPath } from "../tree/host.js";
 import { normalizeImagePath, parentOf } from "../tree/path.js";
 import { bufferContent, Spool } from "../tree/spool.js";
 import { Tree } from "../tree/tree.js";
-import { writeFileAtomically } from "../util/atomic-file.js";
+import { writeFilesAtomically } from "../util/atomic-file.js";
 import { UserError } from "../util/errors.js";
 import { initBinaryPath } from "./init-binary.js";
+import { checkOutput, imageInputs, WHY_HEADER, whyPath } from "./output.js";
 
 export { MINIMIZE_LEVELS, type MinimizeLevel } from "../minimize/minimize.js";
 
@@ -114,7 +117,8 @@ export async function loadImage(o: LoadOptions): Promise<LoadedImage> {
     if (ref.transport === "dir") {
       await addHostPath(tree, ref.value, "/", { layer: 0 });
     } else if (ref.transport === "bin") {
-      const added = await addHostBinary(tree, ref.value, archOf(architecture));
+      const added = await addHostBinary(tree, ref.value, o.platform);
+      architecture = added.arch;
       overrides = { ...overrides, entrypoint: overrides.entrypoint ?? added.entrypoint };
       warnings.push(...added.warnings);
     } else {
@@ -131,13 +135,21 @@ export async function loadImage(o: LoadOptions): Promise<LoadedImage> {
       }
       for (const [i, layer] of image.layers.entries()) {
         o.onLayer?.(i, image.layers.length, layer.name);
-        await applyLayer(tree, await layer.open(), i, layer.name, spool);
+        await applyLayer(tree, await layer.open(), i, layer.name, spool, {
+          maxFileSize: { bytes: NEWC_MAX_FILE_SIZE, format: "newc cpio" },
+        });
       }
     }
     const arch = archOf(architecture);
     const added: string[] = [];
     for (const add of o.additions) {
-      await addHostPath(tree, resolvePath(add.source), add.dest, { owner: o.addOwner ?? { uid: 0, gid: 0 } });
+      await addHostPath(tree, resolvePath(add.source), add.dest, {
+        owner: o.addOwner ?? { uid: 0, gid: 0 },
+      }).catch((err) => {
+        throw err instanceof UserError
+          ? new UserError(`--add ${add.source}:${add.dest}: ${err.message}`)
+          : err;
+      });
       for (const { path } of tree.walk(normalizeImagePath(add.dest))) added.push(path);
     }
     const app = resolveAppConfig(imageConfig, overrides, {
@@ -156,6 +168,7 @@ export async function loadImage(o: LoadOptions): Promise<LoadedImage> {
  * -> output file, plus OUTPUT.why saying why each path is in.
  */
 export async function build(o: BuildOptions): Promise<BuildResult> {
+  await checkOutput(o.output, imageInputs(o));
   const image = await loadImage(o);
   const { tree, app, arch } = image;
   try {
@@ -169,7 +182,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       drop: o.drop ?? [],
       epoch: o.epoch,
     });
-    const warnings = [...image.warnings, ...minimizeWarnings];
+    const warnings = [...image.warnings, ...minimizeWarnings, ...cpioWarnings(tree)];
     if (o.strict && warnings.length) {
       const more = warnings.length > 1 ? ` (and ${warnings.length - 1} more)` : "";
       throw new UserError(`--strict: ${warnings[0]}${more}`);
@@ -183,13 +196,25 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
 
     const files = reasons.size;
     const archive = writeCpio(tree, { clampMtime: o.epoch });
-    const stages: Duplex[] = [compressor(o.compression, arch)];
+    const cpioHash = createHash("sha256");
+    const stages: Duplex[] = [hashTap(cpioHash), compressor(o.compression, arch)];
     if (o.onWrite) stages.unshift(progressCounter(contentBytes(tree), o.onWrite));
-    const bytes = await writeFileAtomically(o.output, archive, stages, 0o644, o.verify);
-    await writeFileAtomically(whyPath(o.output), Readable.from([encodeWhy(tree, reasons)]));
+    const header = {
+      [WHY_HEADER.compressor]: await compressorVersion(o.compression, arch),
+      // Known once the image is written, when the .why's turn comes.
+      [WHY_HEADER.cpioSha256]: () => cpioHash.digest("hex"),
+    };
+    // The image and its .why are replaced together or not at all.
+    const [bytes] = await writeFilesAtomically(
+      [
+        { target: o.output, source: archive, transforms: stages },
+        { target: whyPath(o.output), source: () => Readable.from([encodeWhy(tree, reasons, header)]) },
+      ],
+      o.verify ? (tmps) => o.verify!(tmps[0]!) : undefined,
+    );
     return {
       output: o.output,
-      bytes,
+      bytes: bytes!,
       files,
       arch,
       app,
@@ -213,6 +238,16 @@ function contentBytes(tree: Tree): number {
   return total;
 }
 
+/** Passes bytes through into `hash`. */
+function hashTap(hash: Hash): Transform {
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      hash.update(chunk);
+      cb(null, chunk);
+    },
+  });
+}
+
 /** Passes bytes through, reporting the running count (capped at `total`) a few times a second. */
 function progressCounter(total: number, report: (p: { done: number; total: number }) => void): Transform {
   let done = 0;
@@ -234,14 +269,14 @@ function progressCounter(total: number, report: (p: { done: number; total: numbe
   });
 }
 
-/** The sidecar that explains an image: OUTPUT.why. */
-export function whyPath(output: string): string {
-  return `${output}.why`;
-}
-
 /** "path<TAB>reason" lines in the image's own order. */
-function encodeWhy(tree: Tree, reasons: Map<string, string>): string {
+function encodeWhy(
+  tree: Tree,
+  reasons: Map<string, string>,
+  header: Record<string, string | (() => string)>,
+): string {
   const lines = ["# slimroot why v1: image path, tab, why it is in"];
+  for (const [k, v] of Object.entries(header)) lines.push(`# ${k}: ${typeof v === "function" ? v() : v}`);
   for (const { path } of tree.walk()) lines.push(`/${path}\t${reasons.get(path) ?? "?"}`);
   return `${lines.join("\n")}\n`;
 }

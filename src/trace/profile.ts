@@ -52,8 +52,13 @@ export async function readProfile(file: string): Promise<string[]> {
   return (await loadProfile(file)).paths;
 }
 
-/** The probe specs `slimroot trace` recorded in the header (a JSON array), if any. */
-export function profileProbes(p: Profile, file: string): string[] {
+/**
+ * The probe specs `slimroot trace` recorded in the header (a JSON array), if any. A profile
+ * is data people share: its probes may only talk to the guest (http:, tcp:); an exec: probe
+ * would run a command on this host, so it is refused unless the user said `allowExec`
+ * (`--allow-profile-exec`) for this file.
+ */
+export function profileProbes(p: Profile, file: string, allowExec = false): string[] {
   const text = p.header.probes;
   if (text === undefined) return [];
   let specs: unknown;
@@ -64,5 +69,10 @@ export function profileProbes(p: Profile, file: string): string[] {
   }
   if (!Array.isArray(specs) || !specs.every((s) => typeof s === "string"))
     throw new UserError(`${file}: the probes header is not a JSON array of strings`);
+  const local = allowExec ? undefined : specs.find((s) => !/^(http|tcp):/.test(s));
+  if (local !== undefined)
+    throw new UserError(
+      `${file}: refusing the profile's probe ${JSON.stringify(local.slice(0, 80))}: probes from a profile are limited to http: and tcp: (an exec: probe runs on this host: give --allow-profile-exec to allow it, or --probe to replace the profile's probes)`,
+    );
   return specs;
 }

@@ -80,7 +80,7 @@ test("guest paths to image paths", () => {
 test("profile header round trip, probes as JSON", () => {
   const text = encodeProfile({ header: { probes: JSON.stringify(["http:80/", "exec:a b"]) }, paths: ["x"] });
   const p = decodeProfile(text, "f");
-  assert.deepEqual(profileProbes(p, "f"), ["http:80/", "exec:a b"]);
+  assert.deepEqual(profileProbes(p, "f", true), ["http:80/", "exec:a b"]);
   assert.deepEqual(profileProbes({ header: {}, paths: [] }, "f"), []);
   const odd = ["data/a\nb", "data/back\\slash\\n", "plain"];
   assert.deepEqual(
@@ -88,4 +88,22 @@ test("profile header round trip, probes as JSON", () => {
     [...odd].sort(),
   );
   assert.throws(() => profileProbes({ header: { probes: "[1]" }, paths: [] }, "f"), /f: the probes header/);
+});
+
+test("a profile's exec: probe is refused unless allowed; http: and tcp: pass", () => {
+  const of = (probes: string[]) => ({ header: { probes: JSON.stringify(probes) }, paths: [] });
+  assert.deepEqual(profileProbes(of(["http:80/", "tcp:6379:PING\\r\\n:PONG"]), "f"), [
+    "http:80/",
+    "tcp:6379:PING\\r\\n:PONG",
+  ]);
+  for (const bad of ["exec:touch /tmp/owned", "exec :id", "EXEC:id", "file:/etc/passwd"])
+    assert.throws(
+      () => profileProbes(of(["http:80/", bad]), "p.profile"),
+      (err: Error) =>
+        err instanceof UserError &&
+        /^p\.profile: refusing the profile's probe .*limited to http: and tcp:.*--allow-profile-exec/.test(
+          err.message,
+        ),
+    );
+  assert.deepEqual(profileProbes(of(["exec:true"]), "f", true), ["exec:true"]);
 });

@@ -11,6 +11,7 @@ import type { Arch } from "../arch/arch.js";
 import { cachedKernel } from "../kernel/fetch.js";
 import { fetchedKernelDir, readManifest } from "../kernel/manifest.js";
 import { type BuildOptions, build } from "../pipeline/build.js";
+import { checkOutput, imageInputs } from "../pipeline/output.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import type { PortForward } from "../vm/ports.js";
@@ -62,6 +63,7 @@ async function kernelLabel(kernel: string | undefined, arch: Arch): Promise<stri
 }
 
 export async function traceImage(o: TraceOptions): Promise<TraceResult> {
+  await checkOutput(o.output, imageInputs(o.image), { why: false });
   const log = o.log ?? (() => {});
   const scratch = await mkdtemp(join(tmpdir(), "slimroot-trace-"));
   trackTempPath(scratch);

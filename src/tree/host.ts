@@ -1,7 +1,7 @@
-import { lstat, readdir, readlink } from "node:fs/promises";
-import { join } from "node:path";
+import { constants } from "node:fs";
+import { access, lstat, readdir, readlink } from "node:fs/promises";
 import { UserError } from "../util/errors.js";
-import { baseOf, joinImagePath, normalizeImagePath, parentOf } from "./path.js";
+import { baseOf, displayName, joinImagePath, nameFromBytes, normalizeImagePath, parentOf } from "./path.js";
 import { hostFileContent } from "./spool.js";
 import type { EntryKind, Inode, Tree } from "./tree.js";
 
@@ -23,10 +23,13 @@ export async function addHostPath(tree: Tree, source: string, dest: string, opts
   const byHostInode = new Map<string, Inode>();
   const target = normalizeImagePath(dest);
 
-  const visit = async (hostPath: string, imagePath: string) => {
+  // Host paths are handled as bytes, so a name that is not UTF-8 is found on the host and
+  // keeps its bytes in the image (see nameFromBytes).
+  const visit = async (hostPathBytes: Buffer, imagePath: string) => {
+    const hostPath = displayName(nameFromBytes(hostPathBytes));
     let st: Awaited<ReturnType<typeof lstat>>;
     try {
-      st = await lstat(hostPath, { bigint: false });
+      st = await lstat(hostPathBytes, { bigint: false });
     } catch (err) {
       throw new UserError(
         `${hostPath}: ${(err as NodeJS.ErrnoException).code === "ENOENT" ? "no such file or directory" : (err as Error).message}`,
@@ -43,9 +46,12 @@ export async function addHostPath(tree: Tree, source: string, dest: string, opts
       gid: opts.owner?.gid ?? st.gid,
       mtime: Math.floor(st.mtimeMs / 1000),
     };
+    // Bodies are read when the image is written: say now, naming the file, if one cannot be.
+    if (kind === "file" || kind === "dir") await readable(hostPathBytes, hostPath);
     if (!shared) {
-      if (kind === "file") inode.content = hostFileContent(hostPath, st.size);
-      if (kind === "symlink") inode.target = await readlink(hostPath);
+      if (kind === "file") inode.content = hostFileContent(hostPathBytes, st.size);
+      if (kind === "symlink")
+        inode.target = nameFromBytes(await readlink(hostPathBytes, { encoding: "buffer" }));
       if (kind === "char" || kind === "block") {
         inode.rdevMajor = Math.floor(st.rdev / 256) & 0xfff;
         inode.rdevMinor = (st.rdev & 0xff) | (Math.floor(st.rdev / 4096) & 0xfff00);
@@ -83,11 +89,22 @@ export async function addHostPath(tree: Tree, source: string, dest: string, opts
       }
     }
     if (kind === "dir" && !opts.shallow) {
-      const names = await readdir(hostPath);
-      for (const name of names) await visit(join(hostPath, name), joinImagePath(imagePath, name));
+      const names = await readdir(hostPathBytes, { encoding: "buffer" });
+      for (const name of names) {
+        const child = Buffer.concat([hostPathBytes, Buffer.from("/"), name]);
+        await visit(child, joinImagePath(imagePath, nameFromBytes(name)));
+      }
     }
   };
-  await visit(source, target);
+  await visit(Buffer.from(source), target);
+}
+
+async function readable(path: Buffer, hostPath: string): Promise<void> {
+  await access(path, constants.R_OK).catch((err: NodeJS.ErrnoException) => {
+    throw new UserError(
+      `${hostPath}: cannot read (${err.code === "EACCES" ? "permission denied" : err.code})`,
+    );
+  });
 }
 
 function kindOfMode(mode: number): EntryKind | null {

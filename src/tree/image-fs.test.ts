@@ -24,6 +24,7 @@ const layout: Spec = {
   "etc/dangling": { link: "/usr/nothing" },
   "etc/empty": "",
   "etc/viadir": { link: "../lib/x86_64-linux-gnu/.." },
+  hostusr: { link: "/usr" },
 };
 
 function buildTree(spec: Spec): Tree {
@@ -75,8 +76,14 @@ for (const [name, fs] of impls) {
     assert.equal(fs.lstat("/lib")?.kind, "symlink");
     assert.equal(fs.lstat("/usr/lib")?.kind, "dir");
     assert.equal(fs.lstat("/missing"), undefined);
-    // Nothing follows links: a path through /lib is not there for lstat.
-    assert.equal(name === "treeFs" ? fs.lstat("/lib/x86_64-linux-gnu") : undefined, undefined);
+    // Nothing follows links: a path through /lib is not there for lstat, nor one through a
+    // link that leaves the root (/hostusr -> /usr, which the host has).
+    assert.equal(fs.lstat("/lib/x86_64-linux-gnu"), undefined);
+    assert.equal(fs.lstat("/hostusr/bin"), undefined);
+    assert.equal(fs.readlink("/lib/x86_64-linux-gnu/libx.so.1"), undefined);
+    assert.equal(await fs.readFile("/lib/x86_64-linux-gnu/libx.so.1.2.3"), undefined);
+    assert.equal(fs.readdir("/lib"), undefined);
+    assert.equal(fs.readdir("/hostusr/bin"), undefined);
     assert.equal(fs.readlink("/lib64"), "/usr/lib/x86_64-linux-gnu");
     assert.equal(fs.readlink("/usr/bin/tool"), undefined);
     assert.equal((await fs.readFile("/usr/bin/tool"))?.toString(), "#!/bin/sh\n");

@@ -1,5 +1,14 @@
-import { closeSync, lstatSync, openSync, readdirSync, readlinkSync, readSync, type Stats } from "node:fs";
-import { join } from "node:path";
+import {
+  closeSync,
+  lstatSync,
+  openSync,
+  readdirSync,
+  readlinkSync,
+  readSync,
+  realpathSync,
+  type Stats,
+} from "node:fs";
+import { dirname, join } from "node:path";
 import { compareNames, type EntryKind, type Tree } from "./tree.js";
 
 /**
@@ -102,14 +111,29 @@ function kindOf(st: Stats): EntryKind | undefined {
 
 /**
  * ImageFs over a host directory treated as an image root (root "/" for a host executable's
- * closure). The host kernel follows symlinks in the middle of a path, so paths should come
- * from resolvePath(), which never leaves them there.
+ * closure). The host kernel would follow a symlink in the middle of a path (an absolute one
+ * out of the root), so a path whose directory is not where it literally says is not there,
+ * as in treeFs.
  */
 export function hostFs(root = "/"): ImageFs {
-  const host = (path: string) => join(root, ...literal(path));
-  const stat = (path: string) => {
+  let base = root;
+  try {
+    base = realpathSync(root);
+  } catch {}
+  const host = (path: string): string | undefined => {
+    const h = join(base, ...literal(path));
+    const dir = dirname(h);
     try {
-      return lstatSync(host(path));
+      return h === base || realpathSync(dir) === dir ? h : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const stat = (path: string) => {
+    const h = host(path);
+    if (h === undefined) return undefined;
+    try {
+      return lstatSync(h);
     } catch {
       return undefined;
     }
@@ -123,8 +147,10 @@ export function hostFs(root = "/"): ImageFs {
       return { kind, mode: st.mode & 0o7777, size: kind === "dir" ? 0 : st.size };
     },
     readlink(path) {
+      const h = host(path);
+      if (h === undefined) return undefined;
       try {
-        return readlinkSync(host(path));
+        return readlinkSync(h);
       } catch {
         return undefined;
       }
@@ -134,7 +160,7 @@ export function hostFs(root = "/"): ImageFs {
       if (!st?.isFile()) return undefined;
       let fd: number;
       try {
-        fd = openSync(host(path), "r");
+        fd = openSync(host(path)!, "r");
       } catch {
         return undefined;
       }
@@ -155,8 +181,9 @@ export function hostFs(root = "/"): ImageFs {
       }
     },
     readdir(path) {
+      if (!stat(path)?.isDirectory()) return undefined;
       try {
-        return readdirSync(host(path)).sort(compareNames);
+        return readdirSync(host(path)!).sort(compareNames);
       } catch {
         return undefined;
       }

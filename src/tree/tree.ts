@@ -1,4 +1,4 @@
-import { baseOf, joinImagePath, parentOf } from "./path.js";
+import { baseOf, joinImagePath, nameBytes, parentOf } from "./path.js";
 import type { Content } from "./spool.js";
 
 export type EntryKind = "file" | "dir" | "symlink" | "char" | "block" | "fifo" | "socket";
@@ -19,6 +19,8 @@ export interface Inode {
   content?: Content;
   /** Symlinks only: the target exactly as given, never resolved on the host. */
   target?: string;
+  /** Extended attributes (e.g. security.capability), when the source had any. */
+  xattrs?: Map<string, Buffer>;
   /** Device nodes only. */
   rdevMajor?: number;
   rdevMinor?: number;
@@ -108,7 +110,11 @@ export class Tree {
   }
 }
 
-/** Byte-wise comparison of UTF-8 names, so the order does not depend on the locale. */
+/** Byte-wise comparison of names (see nameBytes), so the order does not depend on the locale. */
 export function compareNames(a: string, b: string): number {
-  return Buffer.compare(Buffer.from(a), Buffer.from(b));
+  // Without surrogates, UTF-16 code unit order is code point order, which is UTF-8 byte order.
+  if (!SURROGATE.test(a) && !SURROGATE.test(b)) return a < b ? -1 : a > b ? 1 : 0;
+  return Buffer.compare(nameBytes(a), nameBytes(b));
 }
+
+const SURROGATE = /[\ud800-\udfff]/;

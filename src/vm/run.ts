@@ -1,174 +1,92 @@
 /**
- * `slimroot run`: boots an image under QEMU with its app's console on our stdout and exits
- * with the app's status. See docs/run.md for the exit codes and the stop sequence.
+ * `slimroot run`: boots an image under a VMM (QEMU or Firecracker, see launcher.ts) with its
+ * app's console on our stdout and exits with the app's status. See docs/run.md for the exit
+ * codes and the stop sequence.
  */
 import { spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { readFileSync } from "node:fs";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
-import type { Arch } from "../arch/arch.js";
-import { embeddedAppKernel, resolveKernel } from "../kernel/resolve.js";
-import { GUEST_MODULES_DIR } from "../kmod/modules-cpio.js";
+import { join, resolve } from "node:path";
+import { embeddedAppKernel } from "../kernel/resolve.js";
+import { UserError } from "../util/errors.js";
+import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { ConsoleWatcher } from "./console.js";
+import { firecrackerLauncher } from "./firecracker-launcher.js";
 import { imageInfo } from "./image-info.js";
-import { joinInitrd } from "./initrd.js";
-import { checkPortsFree, type PortForward } from "./ports.js";
-import {
-  chooseAccel,
-  chooseMachine,
-  hostTscKhz,
-  type Machine,
-  qemuCommand,
-  qemuPackage,
-  shellQuote,
-} from "./qemu.js";
-import { runConfCpio, runConfText } from "./runconf.js";
-import { pressCtrlAltDel } from "./stop.js";
+import { type Launch, type Launcher, RunFailure, type Vmm, type VmRequest } from "./launcher.js";
+import { shellQuote } from "./qemu.js";
+import { qemuLauncher } from "./qemu-launcher.js";
+
+export { RunFailure };
 
 /** Exit statuses of `slimroot run` besides the app's own. */
 export const EXIT_FAILED = 125;
 export const EXIT_TIMEOUT = 124;
 export const EXIT_KILLED = 137;
 
-/** Anything that kept the VM from running the app: reported in one line, exit 125. */
-export class RunFailure extends Error {}
+const LAUNCHERS: Record<Vmm, Launcher> = { qemu: qemuLauncher, firecracker: firecrackerLauncher };
 
-export interface RunRequest {
-  image: string;
-  kernel?: string;
-  modules?: string;
-  forwards: readonly PortForward[];
-  memMiB: number;
-  cpus: number;
-  /** NAME=VALUE for run.conf. */
-  env: readonly string[];
-  /** Replaces the image's whole argv (run.conf `arg` lines replace app.conf's). */
-  args?: readonly string[];
+export interface RunRequest extends VmRequest {
+  /** The VMM (default qemu). */
+  vmm?: Vmm;
   timeoutMs?: number;
-  /** How long the app gets to stop after SIGTERM/SIGINT or the timeout, before QEMU is killed. */
+  /** How long the app gets to stop after SIGTERM/SIGINT or the timeout, before the VMM is killed. */
   stopGraceMs: number;
   dryRun: boolean;
-  /** Record mode (slimroot trace): the init prints SLIMROOT_TRACE lines before its exit report. */
-  trace?: boolean;
+  /** With dryRun: the directory the VM's files go to (default: a temp directory, kept). */
+  outDir?: string;
   /** Aborting it stops the app as SIGTERM to us would (Ctrl-Alt-Del, then the grace period). */
   stop?: AbortSignal;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
 }
 
-interface Prepared {
-  command: string[];
-  machine: Machine;
-  arch: Arch;
-  qmpSocket: string;
-}
-
-/** Builds the initrd and the QEMU command in `scratch`. */
-async function prepare(req: RunRequest, scratch: string): Promise<Prepared> {
-  const embedded = await embeddedAppKernel(req.image);
-  if (embedded) return prepareEmbedded(req, embedded.arch, scratch);
-  const { arch } = await imageInfo(req.image);
-  const accel = chooseAccel(arch);
-  const tscKhz = arch === "amd64" && accel === "tcg" ? hostTscKhz() : undefined;
-  const machine = chooseMachine(arch, accel, tscKhz);
-  const transport = machine === "pc" ? "pci" : "mmio";
-  const bk = await resolveKernel({ kernel: req.kernel, modules: req.modules, arch, transport, scratch });
-  if (bk.kind.arch !== arch) {
-    throw new RunFailure(`kernel ${bk.label} is ${bk.kind.arch}, but the image ${req.image} is ${arch}`);
-  }
-  const conf = runConfText({
-    network: true,
-    env: req.env,
-    ...(req.args ? { args: req.args } : {}),
-    ...(req.trace ? { trace: true } : {}),
-    ...(bk.modulesCpio ? { modulesDir: `/${GUEST_MODULES_DIR}` } : {}),
-  });
-  const initrd = join(scratch, "initrd");
-  await joinInitrd([req.image, ...(bk.modulesCpio ? [bk.modulesCpio] : []), await runConfCpio(conf)], initrd);
-  const qmpSocket = join(scratch, "qmp.sock");
-  const command = qemuCommand({
-    arch,
-    machine,
-    accel,
-    kernel: bk.kernel,
-    initrd,
-    acpi: !bk.cmdlineDevices,
-    memMiB: req.memMiB,
-    cpus: req.cpus,
-    forwards: req.forwards,
-    qmpSocket,
-    ...(tscKhz ? { tscKhz } : {}),
-  });
-  return { command, machine, arch, qmpSocket };
-}
-
-/**
- * The longest slimroot.conf= value we put on the kernel command line: the kernel keeps 2048
- * bytes of it on x86 and arm64, and QEMU and our own arguments take the rest.
- */
-const MAX_CMDLINE_CONF = 1536;
-
-/**
- * A kernel with the app built in (kernel build --embed): no initrd, so the run settings go
- * on the kernel command line as slimroot.conf=BASE64 (docs/run.md), and QEMU microvm runs
- * without ACPI (slimroot's kernel takes its devices from the command line).
- */
-async function prepareEmbedded(req: RunRequest, arch: Arch, scratch: string): Promise<Prepared> {
-  if (req.kernel !== undefined || req.modules !== undefined)
-    throw new RunFailure(
-      `${req.image} is a kernel with its app built in: --kernel and --modules do not apply`,
-    );
-  const accel = chooseAccel(arch);
-  const tscKhz = arch === "amd64" && accel === "tcg" ? hostTscKhz() : undefined;
-  const machine = chooseMachine(arch, accel, tscKhz);
-  const conf = runConfText({
-    network: true,
-    env: req.env,
-    ...(req.args ? { args: req.args } : {}),
-    ...(req.trace ? { trace: true } : {}),
-  });
-  const encoded = Buffer.from(conf.replace(/^#.*\n/gm, ""))
-    .toString("base64")
-    .replace(/=+$/, "");
-  if (encoded.length > MAX_CMDLINE_CONF)
-    throw new RunFailure(
-      `run settings too long for the kernel command line (${encoded.length} bytes of base64, at most ${MAX_CMDLINE_CONF}): use fewer -e/arguments or the initramfs form`,
-    );
-  const qmpSocket = join(scratch, "qmp.sock");
-  const command = qemuCommand({
-    arch,
-    machine,
-    accel,
-    kernel: req.image,
-    acpi: false,
-    extraCmdline: `slimroot.conf=${encoded}`,
-    memMiB: req.memMiB,
-    cpus: req.cpus,
-    forwards: req.forwards,
-    qmpSocket,
-    ...(tscKhz ? { tscKhz } : {}),
-  });
-  return { command, machine, arch, qmpSocket };
-}
-
 /** Runs the image; resolves with the exit status for `slimroot run`. */
 export async function runImage(req: RunRequest): Promise<number> {
+  if (req.outDir !== undefined && !req.dryRun) throw new UserError("-o DIR: only with --dry-run");
+  // A kernel file as the image carries its app (kernel build --embed): no initrd to read.
+  const embedded = await embeddedAppKernel(req.image);
+  if (embedded && (req.vmm ?? "qemu") !== "qemu")
+    throw new RunFailure(`${req.image} is a kernel with its app built in: only QEMU boots it so far`);
+  const { arch } = embedded ?? (await imageInfo(req.image));
   const scratch = await mkdtemp(join(tmpdir(), "slimroot-run-"));
+  // Removed by the CLI's exit paths too (a closed stdout ends the process at once).
+  trackTempPath(scratch);
+  let dir = scratch;
   let keep = false;
+  /** -o DIR made by us: removed again if the dry run fails, so a failure leaves nothing. */
+  let made: string | undefined;
   try {
-    const p = await prepare(req, scratch);
+    if (req.outDir !== undefined) {
+      dir = resolve(req.outDir);
+      made = await mkdir(dir, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
+        throw new UserError(`-o ${req.outDir}: cannot create the directory (${err.code ?? err.message})`);
+      });
+    }
+    const launch = await LAUNCHERS[req.vmm ?? "qemu"].prepare(req, arch, dir, scratch);
+    const notes = () => {
+      for (const n of launch.notes) req.stderr.write(`slimroot: ${n}\n`);
+    };
     if (req.dryRun) {
-      keep = true;
-      req.stdout.write(`${shellQuote(p.command)}\n`);
-      req.stderr.write(`slimroot: dry run: the initrd is kept in ${scratch} (remove it when done)\n`);
+      keep = dir === scratch;
+      notes();
+      req.stdout.write(`${shellQuote(launch.command)}\n`);
+      req.stderr.write(
+        req.outDir !== undefined
+          ? `slimroot: dry run: the VM's files are in ${dir}\n`
+          : `slimroot: dry run: the VM's files are kept in ${dir} (remove it when done)\n`,
+      );
+      made = undefined;
       return 0;
     }
-    await checkPortsFree(req.forwards).catch((err: Error) => {
-      throw new RunFailure(err.message);
-    });
-    return await boot(req, p);
+    await launch.preflight();
+    notes();
+    return await boot(req, launch);
   } finally {
     if (!keep) await rm(scratch, { recursive: true, force: true });
+    untrackTempPath(scratch);
+    if (made) await rm(made, { recursive: true, force: true });
   }
 }
 
@@ -178,12 +96,12 @@ const SIGNAL_NUMBERS: Record<(typeof SIGNALS)[number], number> = { SIGHUP: 1, SI
 /** Seconds for messages. */
 const secs = (ms: number) => `${Math.round(ms / 100) / 10} s`;
 
-function boot(req: RunRequest, p: Prepared): Promise<number> {
+function boot(req: RunRequest, p: Launch): Promise<number> {
   const [binary, ...args] = p.command as [string, ...string[]];
   // Its own process group: a Ctrl-C on the terminal reaches only us, and we stop the app
-  // gracefully instead of QEMU dying on the spot.
+  // gracefully instead of the VMM dying on the spot.
   const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
-  let qemuStderr = "";
+  let vmmStderr = "";
   let panic: string | undefined;
   let stopSignal: (typeof SIGNALS)[number] | undefined;
   let timedOut = false;
@@ -207,10 +125,14 @@ function boot(req: RunRequest, p: Prepared): Promise<number> {
   });
   child.stdout.pipe(watcher).pipe(req.stdout as NodeJS.WritableStream, { end: false });
   child.stderr.on("data", (d: Buffer) => {
-    qemuStderr = (qemuStderr + d.toString()).slice(-8192);
+    vmmStderr = (vmmStderr + d.toString()).slice(-8192);
   });
 
   const stop = () => {
+    if (!p.requestStop) {
+      kill(); // the VMM cannot tell the guest: end it now
+      return;
+    }
     const deadline = Date.now() + req.stopGraceMs;
     timers.push(
       setTimeout(() => {
@@ -218,8 +140,8 @@ function boot(req: RunRequest, p: Prepared): Promise<number> {
         kill();
       }, req.stopGraceMs),
     );
-    pressCtrlAltDel(p.qmpSocket, p.machine, deadline, () => exited).catch((err: Error) => {
-      // No QMP (QEMU is going away, or never came up): the grace timer ends it.
+    p.requestStop(deadline, () => exited).catch((err: Error) => {
+      // No way in (the VMM is going away, or never came up): the grace timer ends it.
       if (process.env.SLIMROOT_DEBUG) req.stderr.write(`slimroot: stop: ${err.message}\n`);
     });
   };
@@ -272,9 +194,7 @@ function boot(req: RunRequest, p: Prepared): Promise<number> {
       if (spawnError) {
         return reject(
           new RunFailure(
-            spawnError.code === "ENOENT"
-              ? `${binary} not found: install QEMU (apt-get install ${qemuPackage(p.arch)})`
-              : `cannot start ${binary}: ${spawnError.message}`,
+            spawnError.code === "ENOENT" ? p.notFound : `cannot start ${binary}: ${spawnError.message}`,
           ),
         );
       }
@@ -289,10 +209,22 @@ function boot(req: RunRequest, p: Prepared): Promise<number> {
       if (watcher.exitCode !== undefined) return resolve(watcher.exitCode);
       if (stopSignal) return resolve(128 + SIGNAL_NUMBERS[stopSignal]);
       const why =
-        panic ?? lastLine(qemuStderr) ?? (signal ? `QEMU killed by ${signal}` : `QEMU exit status ${code}`);
+        panic ??
+        lastLine(vmmStderr) ??
+        lastLine(p.log ? readTail(p.log) : "") ??
+        (signal ? `${p.vmmName} killed by ${signal}` : `${p.vmmName} exit status ${code}`);
       reject(new RunFailure(`the VM ended without an exit report from the init: ${why}`));
     });
   });
+}
+
+/** The end of a log file, or "" when there is none. */
+function readTail(path: string): string {
+  try {
+    return readFileSync(path, "utf8").slice(-8192);
+  } catch {
+    return "";
+  }
 }
 
 function lastLine(text: string): string | undefined {

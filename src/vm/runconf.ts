@@ -11,9 +11,16 @@ export const RUN_CONF_PATH = "etc/slimroot/run.conf";
 /** QEMU user networking's fixed addresses. */
 export const USER_NET = { ip: "10.0.2.15/24", gateway: "10.0.2.2", dns: "10.0.2.3" } as const;
 
+/** eth0's settings in the guest: address with prefix length, default route, resolver. */
+export interface GuestNetwork {
+  ip: string;
+  gateway?: string;
+  dns?: string;
+}
+
 export interface RunSettings {
-  /** Give eth0 QEMU user networking's address, route and resolver. */
-  network: boolean;
+  /** eth0's settings; true: QEMU user networking's address, route and resolver. */
+  network: boolean | GuestNetwork;
   /** NAME=VALUE, applied after the image's env. */
   env: readonly string[];
   /** Replaces the image's argv when given. */
@@ -28,7 +35,12 @@ export interface RunSettings {
 /** The text of run.conf, in the format of app.conf. */
 export function runConfText(s: RunSettings): string {
   const lines = ["# written by slimroot run", "version 1"];
-  if (s.network) lines.push(`ip ${USER_NET.ip}`, `gateway ${USER_NET.gateway}`, `dns ${USER_NET.dns}`);
+  const net: GuestNetwork | undefined = s.network === true ? USER_NET : s.network || undefined;
+  if (net) {
+    lines.push(`ip ${net.ip}`);
+    if (net.gateway) lines.push(`gateway ${net.gateway}`);
+    if (net.dns) lines.push(`dns ${net.dns}`);
+  }
   if (s.modulesDir) lines.push(`modules ${escapeConfValue(s.modulesDir, "modules directory")}`);
   if (s.hostname) lines.push(`hostname ${escapeConfValue(s.hostname, "hostname")}`);
   if (s.trace) lines.push("trace 1");

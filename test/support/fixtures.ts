@@ -1,6 +1,6 @@
 /**
  * Real container-image fixtures built from Debian packages (see test/fixtures/build.sh),
- * cached under $SLIMROOT_FIXTURES (default ~/.cache/slimroot/test-fixtures, outside the
+ * cached under $SLIMROOT_FIXTURES (default test-fixtures under the cache root of src/util/cache-dir.ts, outside the
  * checkout, so CI runs on fresh clones reuse them).
  *
  * Each fixture lives in `<name>-<arch>-<hash>/`, where the hash covers the recipe
@@ -15,9 +15,9 @@ import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { homedir } from "node:os";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { cacheRoot } from "../../src/util/cache-dir.js";
 import { withLock as lockFile, pidAlive } from "../../src/util/lock.js";
 
 export type FixtureArch = "amd64" | "arm64";
@@ -57,10 +57,7 @@ const SOURCE_DATE_EPOCH = 1700000000;
 const FORMAT_VERSION = 1;
 
 export function fixturesRoot(): string {
-  return path.resolve(
-    process.env.SLIMROOT_FIXTURES ||
-      path.join(process.env.XDG_CACHE_HOME || path.join(homedir(), ".cache"), "slimroot", "test-fixtures"),
-  );
+  return path.resolve(process.env.SLIMROOT_FIXTURES || path.join(cacheRoot(), "test-fixtures"));
 }
 
 export function nginxFixture(): Promise<ImageFixture> {

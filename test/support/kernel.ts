@@ -1,15 +1,15 @@
 /**
  * Debian's cloud kernels (and a static busybox) for the boot tests, fetched with apt and
- * unpacked into ~/.cache/slimroot/test-kernels/. Idempotent: a finished unpack is marked by a JSON file,
+ * unpacked into test-kernels/ under the cache root (src/util/cache-dir.ts). Idempotent: a finished unpack is marked by a JSON file,
  * and a half-done one (interrupted run) is thrown away and redone.
  */
 
 import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
-import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { candidateField, download, ensureArch, extract, qualified } from "../../src/kernel/apt.js";
+import { cacheRoot } from "../../src/util/cache-dir.js";
 
 export type DebianArch = "amd64" | "arm64";
 
@@ -24,7 +24,7 @@ export interface DebianKernel {
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "..");
 // Outside the checkout, so CI's fresh clones reuse the unpacked packages.
-const cacheRoot = join(process.env.XDG_CACHE_HOME || join(homedir(), ".cache"), "slimroot", "test-kernels");
+const kernelsRoot = join(cacheRoot(), "test-kernels");
 
 function hostArch(): DebianArch {
   return process.arch === "arm64" ? "arm64" : "amd64";
@@ -43,8 +43,8 @@ async function resolveDepends(meta: string, prefix: string): Promise<string> {
 
 /** apt-get download + dpkg -x of `packages` into `dest`, atomically (temp dir + rename). */
 async function unpack(packages: string[], dest: string, marker: object): Promise<void> {
-  await mkdir(cacheRoot, { recursive: true });
-  const work = await mkdtemp(join(cacheRoot, ".tmp-"));
+  await mkdir(kernelsRoot, { recursive: true });
+  const work = await mkdtemp(join(kernelsRoot, ".tmp-"));
   try {
     const debs = join(work, "debs");
     const tree = join(work, "tree");
@@ -65,7 +65,7 @@ async function unpack(packages: string[], dest: string, marker: object): Promise
 const kernels = new Map<DebianArch, Promise<DebianKernel>>();
 
 async function fetchKernel(arch: DebianArch): Promise<DebianKernel> {
-  const dest = join(cacheRoot, `debian-cloud-${arch}`);
+  const dest = join(kernelsRoot, `debian-cloud-${arch}`);
   const markerPath = join(dest, "slimroot-cache.json");
   if (!existsSync(markerPath)) {
     await ensureArch(arch, hostArch());
@@ -100,7 +100,7 @@ export async function debianKernel(arch: DebianArch): Promise<DebianKernel> {
  */
 export async function debianBusybox(arch: DebianArch): Promise<string> {
   if (arch === hostArch() && existsSync("/bin/busybox")) return "/bin/busybox";
-  const dest = join(cacheRoot, `busybox-${arch}`);
+  const dest = join(kernelsRoot, `busybox-${arch}`);
   if (!existsSync(join(dest, "slimroot-cache.json"))) {
     await ensureArch(arch, hostArch());
     await unpack([pkg("busybox-static", arch)], dest, { package: "busybox-static" });

@@ -4,10 +4,17 @@
  */
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { createHash } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
+import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { gunzipSync } from "node:zlib";
+import type { Readable } from "node:stream";
+import { gunzipSync, gzipSync } from "node:zlib";
+import { extract, pack } from "tar-stream";
+import type { Image } from "../../src/image/types.js";
 import { freePort } from "../../src/util/net.js";
 
 export interface RegistryServer {
@@ -242,4 +249,163 @@ export async function pushTestImage(
 
 function isGzip(b: Buffer): boolean {
   return b[0] === 0x1f && b[1] === 0x8b;
+}
+
+/** A tar (gzipped unless told otherwise) holding the given files. */
+export async function makeLayer(
+  files: Record<string, string>,
+  opts: { gzip?: boolean } = {},
+): Promise<Buffer> {
+  const p = pack();
+  for (const [name, body] of Object.entries(files)) p.entry({ name, mode: 0o644 }, body);
+  p.finalize();
+  const chunks: Buffer[] = [];
+  for await (const c of p as unknown as AsyncIterable<Buffer>) chunks.push(c);
+  const tar = Buffer.concat(chunks);
+  return opts.gzip === false ? tar : gzipSync(tar);
+}
+
+async function readTar(stream: Readable): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  const ex = extract();
+  stream.on("error", (err) => ex.destroy(err));
+  stream.pipe(ex);
+  for await (const entry of ex) {
+    const chunks: Buffer[] = [];
+    for await (const c of entry) chunks.push(c as Buffer);
+    out[entry.header.name] = Buffer.concat(chunks).toString();
+  }
+  return out;
+}
+
+/** Every layer's files, merged bottom first. */
+export async function contents(image: Image): Promise<Record<string, string>> {
+  const all: Record<string, string> = {};
+  for (const layer of image.layers) Object.assign(all, await readTar(await layer.open()));
+  return all;
+}
+
+/** What a fake registry serves on: plain http, or https with a key and certificate. */
+export interface FakeRegistryOptions {
+  tls?: { key: string; cert: string };
+  /** Listen address; "127.0.0.1" unless said (e.g. "0.0.0.0" to be reached on a non-loopback address). */
+  listen?: string;
+}
+
+/** A registry in a few lines of Node: whatever `handle` does, with its request log. */
+export async function fakeRegistry(
+  handle: (req: IncomingMessage, res: ServerResponse, host: string) => void,
+  opts: FakeRegistryOptions = {},
+) {
+  const log: string[] = [];
+  const listener = (req: IncomingMessage, res: ServerResponse) => {
+    log.push(`${req.method} ${req.url}`);
+    handle(req, res, `127.0.0.1:${(server.address() as AddressInfo).port}`);
+  };
+  const server = opts.tls ? createHttpsServer(opts.tls, listener) : createServer(listener);
+  await new Promise<void>((resolve) => server.listen(0, opts.listen ?? "127.0.0.1", resolve));
+  const port = (server.address() as AddressInfo).port;
+  const host = `127.0.0.1:${port}`;
+  return {
+    host,
+    port,
+    log,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}
+
+/**
+ * A test CA and a server certificate it signed for 127.0.0.1 and localhost, made with
+ * openssl in `dir`. Trust `caFile` (NODE_EXTRA_CA_CERTS in a child process) to talk https.
+ */
+export function makeTestCertificates(dir: string): { caFile: string; key: string; cert: string } {
+  const run = (args: string[]) =>
+    execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+  run([
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=slimroot test CA",
+  ]);
+  run(["req", ...ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]);
+  writeFileSync(join(dir, "ext.cnf"), "subjectAltName=IP:127.0.0.1,DNS:localhost\n");
+  run([
+    "x509",
+    "-req",
+    "-in",
+    "server.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "server.pem",
+    "-days",
+    "2",
+    "-extfile",
+    "ext.cnf",
+  ]);
+  return {
+    caFile: join(dir, "ca.pem"),
+    key: readFileSync(join(dir, "server.key"), "utf8"),
+    cert: readFileSync(join(dir, "server.pem"), "utf8"),
+  };
+}
+
+/** Content a fake registry serves: one image under repo "demo/app", tag "v1". */
+export async function fakeImage(
+  opts: { editManifest?: (m: { layers: Record<string, unknown>[] }) => void } = {},
+) {
+  const layer = await makeLayer({ fake: "yes" });
+  const config = Buffer.from(JSON.stringify({ os: "linux", architecture: "amd64", config: { Cmd: ["sh"] } }));
+  const doc = {
+    schemaVersion: 2,
+    mediaType: "application/vnd.oci.image.manifest.v1+json",
+    config: {
+      mediaType: "application/vnd.oci.image.config.v1+json",
+      digest: sha256(config),
+      size: config.length,
+    },
+    layers: [
+      {
+        mediaType: "application/vnd.oci.image.layer.v1.tar+gzip",
+        digest: sha256(layer),
+        size: layer.length,
+      } as Record<string, unknown>,
+    ],
+  };
+  opts.editManifest?.(doc);
+  const manifest = JSON.stringify(doc);
+  const blobs = new Map([
+    [sha256(layer), layer],
+    [sha256(config), config],
+  ]);
+  /** Serves the manifest (for tag v1 or its digest) and blobs; false if the path is not one of those. */
+  const serve = (req: IncomingMessage, res: ServerResponse): boolean => {
+    const m = /^\/v2\/demo\/app\/(manifests|blobs)\/(.+)$/.exec(req.url ?? "");
+    if (!m) return false;
+    if (m[1] === "manifests" && (m[2] === "v1" || m[2] === sha256(manifest))) {
+      res.writeHead(200, { "content-type": "application/vnd.oci.image.manifest.v1+json" }).end(manifest);
+    } else if (m[1] === "blobs" && blobs.has(m[2]!)) {
+      res.writeHead(200).end(blobs.get(m[2]!));
+    } else {
+      res.writeHead(404, { "content-type": "application/json" });
+      res.end(JSON.stringify({ errors: [{ code: "MANIFEST_UNKNOWN", message: "manifest unknown" }] }));
+    }
+    return true;
+  };
+  return { layer, config, manifest, serve };
 }

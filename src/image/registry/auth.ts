@@ -1,28 +1,19 @@
-import { spawn } from "node:child_process";
-import { readFile } from "node:fs/promises";
-import { homedir } from "node:os";
-import { join } from "node:path";
 import { EnvironmentError, UserError } from "../../util/errors.js";
-import { discard, httpFetch, readCapped, statusError, statusLine } from "./http.js";
-import { isDockerHub } from "./reference.js";
+import { readDocument } from "../schemas.js";
+import type { Credentials } from "./credentials.js";
+import { discard, type RequestOptions, readCapped, request, statusError, statusLine } from "./http.js";
 
-/** What docker login left for a registry: a password, or an OAuth2 refresh ("identity") token. */
-export interface Credentials {
-  username: string;
-  password: string;
-  identityToken?: string;
-  /** Where they came from, for messages. */
-  source: string;
-}
+/**
+ * The registry's side of authentication: WWW-Authenticate challenges, Basic auth and the
+ * Bearer token flow (docker's token spec, and the OAuth2 refresh grant for identity tokens).
+ * Credentials travel only where they are safe: see mayCarryCredentials.
+ */
 
 /** One challenge of a WWW-Authenticate header; scheme is lower-case. */
 export interface Challenge {
   scheme: string;
   params: Record<string, string>;
 }
-
-/** The key docker uses for Docker Hub in config.json and with credential helpers. */
-const HUB_SERVER = "https://index.docker.io/v1/";
 
 /**
  * Parses `Bearer realm="...",service="...",scope="..."` (RFC 7235), including several
@@ -83,134 +74,36 @@ export function parseWwwAuthenticate(header: string): Challenge[] {
   return out;
 }
 
-function dockerConfigFile(env: NodeJS.ProcessEnv): string {
-  return join(env.DOCKER_CONFIG || join(homedir(), ".docker"), "config.json");
-}
-
-/** config.json keys may be "host", "https://host" or "https://host/v1/": compare by host only. */
-function keyHost(key: string): string {
-  return key
-    .replace(/^[a-z]+:\/\//i, "")
-    .split("/")[0]!
-    .toLowerCase();
-}
-
-function matchesRegistry(key: string, registry: string): boolean {
-  const host = keyHost(key);
-  return isDockerHub(registry) ? isDockerHub(host) : host === registry.toLowerCase();
-}
-
-interface DockerConfig {
-  auths?: Record<string, { auth?: string; username?: string; password?: string; identitytoken?: string }>;
-  credsStore?: string;
-  credHelpers?: Record<string, string>;
+/** Loopback hosts, where plain http never leaves the machine. */
+function isLoopback(hostname: string): boolean {
+  const h = hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h);
 }
 
 /**
- * Looks up credentials for `registry` the way docker does: a credHelpers entry, then an
- * inline `auths` entry, then the default credsStore. `$DOCKER_CONFIG` moves the file.
+ * Credentials (passwords, identity tokens, and tokens obtained with them) go over https, or
+ * over plain http only to a loopback host and only with --insecure: a network path never
+ * sees them in clear text.
  */
-export async function loadCredentials(
-  registry: string,
-  where: string,
-  env: NodeJS.ProcessEnv = process.env,
-): Promise<Credentials | undefined> {
-  const file = dockerConfigFile(env);
-  let text: string;
-  try {
-    text = await readFile(file, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw new EnvironmentError(`${where}: cannot read ${file}: ${(err as Error).message}`);
-  }
-  let config: DockerConfig;
-  try {
-    config = JSON.parse(text) as DockerConfig;
-  } catch {
-    throw new UserError(`${where}: ${file} is not valid JSON`);
-  }
-  const server = isDockerHub(registry) ? HUB_SERVER : registry;
-
-  const helper = Object.entries(config.credHelpers ?? {}).find(([k]) => matchesRegistry(k, registry))?.[1];
-  if (helper) return runHelper(helper, server, where, env);
-
-  const entry = Object.entries(config.auths ?? {}).find(([k]) => matchesRegistry(k, registry))?.[1];
-  if (entry?.auth) {
-    const decoded = Buffer.from(entry.auth, "base64").toString("utf8");
-    const colon = decoded.indexOf(":");
-    if (colon < 0) throw new UserError(`${where}: ${file}: auth for ${registry} is not base64 user:password`);
-    return {
-      username: decoded.slice(0, colon),
-      password: decoded.slice(colon + 1),
-      ...(entry.identitytoken ? { identityToken: entry.identitytoken } : {}),
-      source: file,
-    };
-  }
-  if (entry?.username && entry.password !== undefined) {
-    return { username: entry.username, password: entry.password, source: file };
-  }
-  if (entry?.identitytoken) {
-    return { username: entry.username ?? "", password: "", identityToken: entry.identitytoken, source: file };
-  }
-  if (config.credsStore) return runHelper(config.credsStore, server, where, env);
-  return undefined;
-}
-
-/** Runs `docker-credential-NAME get`; "not found" means no credentials, anything else fails. */
-function runHelper(
-  name: string,
-  server: string,
-  where: string,
-  env: NodeJS.ProcessEnv,
-): Promise<Credentials | undefined> {
-  const command = `docker-credential-${name}`;
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, ["get"], { stdio: ["pipe", "pipe", "pipe"], env });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => {
-      stdout += d.toString();
-    });
-    child.stderr.on("data", (d: Buffer) => {
-      stderr += d.toString();
-    });
-    child.stdin.on("error", () => {
-      // EPIPE if the helper exits without reading; its exit status tells the story.
-    });
-    child.on("error", (err) => {
-      const why = (err as NodeJS.ErrnoException).code === "ENOENT" ? "not found in PATH" : err.message;
-      reject(new EnvironmentError(`${where}: credential helper ${command} ${why}`));
-    });
-    child.on("close", (code) => {
-      const said = `${stdout} ${stderr}`.trim().replace(/\s+/g, " ");
-      if (code !== 0) {
-        // The helper protocol signals "no credentials" with this message on stdout.
-        if (/credentials not found/i.test(said)) resolve(undefined);
-        else
-          reject(new EnvironmentError(`${where}: ${command} get failed: ${said || `exit status ${code}`}`));
-        return;
-      }
-      try {
-        const got = JSON.parse(stdout) as { Username?: string; Secret?: string };
-        if (typeof got.Secret !== "string") throw new Error("no Secret");
-        const source = `credential helper ${command}`;
-        // "<token>" as the user name marks an identity token (docker's convention).
-        if (got.Username === "<token>")
-          resolve({ username: "", password: "", identityToken: got.Secret, source });
-        else resolve({ username: got.Username ?? "", password: got.Secret, source });
-      } catch {
-        reject(
-          new EnvironmentError(`${where}: ${command} get printed something that is not credentials JSON`),
-        );
-      }
-    });
-    child.stdin.end(server);
-  });
+export function mayCarryCredentials(url: URL, insecure: boolean): boolean {
+  return url.protocol === "https:" || (insecure && url.protocol === "http:" && isLoopback(url.hostname));
 }
 
 interface Token {
   header: string;
   expiresAt: number;
+}
+
+/** Token answers are small JSON; a megabyte is plenty. */
+const MAX_TOKEN = 1 << 20;
+
+export interface AuthOptions {
+  /** The registry's API root, e.g. "https://host/v2/". */
+  registryUrl: string;
+  insecure: boolean;
+  credentials: Credentials | undefined;
+  /** The image reference, for messages. */
+  where: string;
 }
 
 /**
@@ -221,27 +114,28 @@ export class RegistryAuth {
   private basic = false;
   private readonly tokens = new Map<string, Token>();
   private readonly pending = new Map<string, Promise<string>>();
+  private readonly registry: URL;
+  private readonly where: string;
 
-  constructor(
-    private readonly registry: string,
-    private readonly credentials: Credentials | undefined,
-    private readonly where: string,
-  ) {}
+  constructor(private readonly o: AuthOptions) {
+    this.registry = new URL(o.registryUrl);
+    this.where = o.where;
+  }
 
-  /** GET/HEAD `url` with whatever authorization the registry wants for `scope`. */
-  async fetch(url: string, init: RequestInit & { headers?: Record<string, string> }, scope: string) {
+  /** GET `url` (on the registry) with whatever authorization the registry wants for `scope`. */
+  async fetch(url: string, opts: Omit<RequestOptions, "where">, scope: string): Promise<Response> {
     const send = (auth: string | undefined) =>
-      httpFetch(
-        url,
-        { ...init, headers: { ...init.headers, ...(auth ? { authorization: auth } : {}) } },
-        this.where,
-      );
+      request(url, {
+        ...opts,
+        where: this.where,
+        headers: { ...opts.headers, ...(auth ? { authorization: auth } : {}) },
+      });
     let res = await send(this.cached(scope));
     if (res.status !== 401) return res;
     const header = res.headers.get("www-authenticate") ?? "";
     await discard(res);
     this.tokens.delete(scope); // expired, or never had one
-    res = await send(await this.answer(header, scope, init.signal));
+    res = await send(await this.answer(header, scope, opts.signal));
     if (res.status === 401) {
       const again = res.headers.get("www-authenticate") ?? "";
       await discard(res);
@@ -251,18 +145,27 @@ export class RegistryAuth {
   }
 
   private cached(scope: string): string | undefined {
-    if (this.basic) return this.basicHeader();
+    if (this.basic) return this.basicHeader(this.registry);
     const token = this.tokens.get(scope);
     return token && token.expiresAt > Date.now() ? token.header : undefined;
   }
 
-  private basicHeader(): string | undefined {
-    const c = this.credentials;
+  /** Refuses (one line) to let the user's credentials, or what they buy, go to `url` in clear text. */
+  private checkCarrier(url: URL): void {
+    if (mayCarryCredentials(url, this.o.insecure)) return;
+    throw new UserError(
+      `${this.where}: refusing to send the credentials from ${this.o.credentials!.source} over plain http to ${url.host} (only https, or a loopback registry with --insecure)`,
+    );
+  }
+
+  private basicHeader(to: URL): string | undefined {
+    const c = this.o.credentials;
     if (!c || c.identityToken) return undefined;
+    this.checkCarrier(to);
     return `Basic ${Buffer.from(`${c.username}:${c.password}`).toString("base64")}`;
   }
 
-  private async answer(header: string, scope: string, signal?: AbortSignal | null): Promise<string> {
+  private async answer(header: string, scope: string, signal?: AbortSignal): Promise<string> {
     const challenges = parseWwwAuthenticate(header);
     const bearer = challenges.find((c) => c.scheme === "bearer");
     if (bearer) {
@@ -274,23 +177,38 @@ export class RegistryAuth {
       return p;
     }
     if (challenges.some((c) => c.scheme === "basic")) {
-      const basic = this.basicHeader();
+      const basic = this.basicHeader(this.registry);
       if (!basic) throw this.rejected("401 Unauthorized", "");
       this.basic = true;
       return basic;
     }
-    throw new UserError(
-      `${this.where}: registry asks for unsupported authentication "${header || "(none)"}"`,
-    );
+    const shown = header.replace(/[^\x20-\x7e]/g, "?").slice(0, 200);
+    throw new UserError(`${this.where}: registry asks for unsupported authentication "${shown || "(none)"}"`);
   }
 
-  private async fetchToken(params: Record<string, string>, ourScope: string, signal?: AbortSignal | null) {
-    const realm = params.realm;
-    if (!realm || !/^https?:\/\//.test(realm)) {
+  private async fetchToken(params: Record<string, string>, ourScope: string, signal?: AbortSignal) {
+    let realm: URL;
+    try {
+      realm = new URL(params.realm ?? "");
+      if (realm.protocol !== "https:" && realm.protocol !== "http:") throw new Error("not http(s)");
+    } catch {
       throw new UserError(`${this.where}: registry sent a Bearer challenge without a usable realm`);
     }
+    // A realm may live on another host (docker sends credentials there too), but an https
+    // registry never hands us to plain http: that would put the password on the wire.
+    if (this.registry.protocol === "https:" && realm.protocol === "http:") {
+      throw new UserError(
+        `${this.where}: refusing token realm ${realm.origin}: plain http from an https registry (a downgrade)`,
+      );
+    }
     const scope = params.scope ?? ourScope;
-    const c = this.credentials;
+    const c = this.o.credentials;
+    if (c) {
+      // The token bought with the credentials is as secret as they are.
+      this.checkCarrier(realm);
+      this.checkCarrier(this.registry);
+    }
+    const what = `token from ${realm.host}`;
     let res: Response;
     if (c?.identityToken) {
       // OAuth2 refresh-token grant, as docker does for identity tokens.
@@ -298,33 +216,42 @@ export class RegistryAuth {
       form.set("client_id", "slimroot");
       if (params.service) form.set("service", params.service);
       form.set("scope", scope);
-      res = await httpFetch(realm, { method: "POST", body: form, signal: signal ?? null }, this.where);
+      res = await request(realm.href, {
+        where: this.where,
+        what,
+        size: MAX_TOKEN,
+        method: "POST",
+        body: form,
+        signal,
+      });
     } else {
-      const url = new URL(realm);
-      if (params.service) url.searchParams.set("service", params.service);
-      url.searchParams.set("scope", scope);
-      const basic = this.basicHeader();
-      res = await httpFetch(
-        url.href,
-        { headers: basic ? { authorization: basic } : {}, signal: signal ?? null },
-        this.where,
-      );
+      if (params.service) realm.searchParams.set("service", params.service);
+      realm.searchParams.set("scope", scope);
+      const basic = this.basicHeader(realm);
+      res = await request(realm.href, {
+        where: this.where,
+        what,
+        size: MAX_TOKEN,
+        headers: basic ? { authorization: basic } : {},
+        signal,
+      });
     }
     if (res.status === 401 || res.status === 403) {
       await discard(res);
       throw this.rejected(statusLine(res), "");
     }
-    if (!res.ok) throw await statusError(res, `token request to ${new URL(realm).host}`, this.where);
+    if (!res.ok) throw await statusError(res, `token request to ${realm.host}`, this.where);
+    const bytes = await readCapped(res, MAX_TOKEN, what, this.where);
     let body: { token?: string; access_token?: string; expires_in?: number };
     try {
-      body = JSON.parse((await readCapped(res, 1 << 20, "token", this.where)).toString("utf8"));
+      body = readDocument("tokenResponse", bytes, `${this.where}: ${what}`);
     } catch (err) {
-      if (err instanceof UserError) throw err;
-      throw new EnvironmentError(`${this.where}: token server ${new URL(realm).host} sent invalid JSON`);
+      throw new EnvironmentError((err as Error).message);
     }
     const token = body.token || body.access_token;
-    if (!token)
-      throw new EnvironmentError(`${this.where}: token server ${new URL(realm).host} sent no token`);
+    if (!token) throw new EnvironmentError(`${this.where}: ${what}: the answer holds no token`);
+    if (/[^\x21-\x7e]/.test(token))
+      throw new EnvironmentError(`${this.where}: ${what}: the token holds characters a header cannot carry`);
     // The spec's default lifetime is 60 s; keep a margin so a token does not expire mid-request.
     const lifetime =
       (typeof body.expires_in === "number" && body.expires_in > 0 ? body.expires_in : 60) * 1000;
@@ -335,7 +262,7 @@ export class RegistryAuth {
 
   /** The one-line error for a registry that refused us. */
   private rejected(status: string, header: string): UserError {
-    const user = this.credentials?.username;
+    const user = this.o.credentials?.username;
     const error = parseWwwAuthenticate(header).find((c) => c.params.error)?.params.error;
     if (error === "insufficient_scope") {
       const who = user ? `user ${user}` : "anonymous users";
@@ -343,12 +270,12 @@ export class RegistryAuth {
         `${this.where}: access denied (${status}): the repository does not exist or ${who} may not pull it`,
       );
     }
-    if (this.credentials) {
-      const who = user ? `for user ${user}` : `with the identity token from ${this.credentials.source}`;
+    if (this.o.credentials) {
+      const who = user ? `for user ${user}` : `with the identity token from ${this.o.credentials.source}`;
       return new UserError(`${this.where}: authentication failed (${status}) ${who}`);
     }
     return new UserError(
-      `${this.where}: authentication required (${status}); no credentials for ${this.registry} (run docker login ${this.registry})`,
+      `${this.where}: authentication required (${status}); no credentials for ${this.registry.host} (run docker login ${this.registry.host})`,
     );
   }
 }

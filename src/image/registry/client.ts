@@ -1,16 +1,17 @@
-import { createHash } from "node:crypto";
-import { once } from "node:events";
-import { createReadStream } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { cacheRoot } from "../../util/cache-dir.js";
 import { EnvironmentError, UserError } from "../../util/errors.js";
+import { digestOf, openVerified, verifyDigest } from "../digest.js";
 import { decompressLayer } from "../layer-stream.js";
-import { type Descriptor, imageConfigFromJson, isIndex, MEDIA } from "../manifest.js";
-import { type IndexEntry, selectFromIndex } from "../platform.js";
+import { type Descriptor, imageConfigFromJson, type ManifestDoc, MEDIA, readManifest } from "../manifest.js";
+import { selectFromIndex } from "../platform.js";
+import { readDocument } from "../schemas.js";
 import type { Image, Layer, Platform } from "../types.js";
-import { loadCredentials, RegistryAuth } from "./auth.js";
-import { BlobCache, defaultCacheDir, digestHex } from "./blob-cache.js";
+import { RegistryAuth } from "./auth.js";
+import { BlobCache } from "./blob-cache.js";
+import { loadCredentials } from "./credentials.js";
 import { readCapped, statusError } from "./http.js";
 import { displayRef, parseReference } from "./reference.js";
 
@@ -18,7 +19,7 @@ export interface PullOptions {
   /** Talk plain http instead of https. */
   insecure?: boolean;
   platform: Platform;
-  /** Cache root; blobs go to `<cacheDir>/blobs/sha256/<hex>`. Default: defaultCacheDir(). */
+  /** Cache root; blobs go to `<cacheDir>/blobs/sha256/<hex>`. Default: cacheRoot(). */
   cacheDir?: string;
   progress?: (p: { done: number; total: number }) => void;
 }
@@ -35,14 +36,6 @@ const PARALLEL = 4;
 /** Indexes can nest (an index pointing at an index); this is plenty. */
 const MAX_INDEX_DEPTH = 3;
 
-interface Manifest {
-  schemaVersion?: number;
-  mediaType?: string;
-  config?: Descriptor;
-  layers?: Descriptor[];
-  manifests?: IndexEntry[];
-}
-
 /**
  * Pulls `ref` (`[docker://]host/repo[:tag][@digest]`) for `opts.platform` into the blob
  * cache and returns it as an Image whose layers open the cached, verified blobs.
@@ -52,51 +45,45 @@ interface Manifest {
 export async function pullImage(ref: string, opts: PullOptions): Promise<Image> {
   const where = displayRef(ref);
   const r = parseReference(ref);
-  const base = `${opts.insecure ? "http" : "https"}://${r.registry}/v2/${r.repository}`;
-  const auth = new RegistryAuth(r.registry, await loadCredentials(r.registry, where), where);
+  const registryUrl = `${opts.insecure ? "http" : "https"}://${r.registry}/v2/`;
+  const base = `${registryUrl}${r.repository}`;
+  const auth = new RegistryAuth({
+    registryUrl,
+    insecure: Boolean(opts.insecure),
+    credentials: await loadCredentials(r.registry, where),
+    where,
+  });
   const scope = `repository:${r.repository}:pull`;
-  const cache = new BlobCache(opts.cacheDir ?? defaultCacheDir());
+  const cache = new BlobCache(opts.cacheDir ?? cacheRoot());
 
   // Resolve tag or digest, then walk down indexes to the platform's image manifest.
-  let { manifest, digest } = await fetchManifest(r.digest ?? r.tag ?? "latest", r.digest);
+  let { manifest, digest } = await fetchManifest(r.digest ?? r.tag ?? "latest", r.digest, MAX_MANIFEST);
   let platform: Platform | undefined;
-  for (let depth = 0; isIndex(manifest); depth++) {
+  for (let depth = 0; manifest.kind === "index"; depth++) {
     if (depth >= MAX_INDEX_DEPTH) throw new UserError(`${where}: image indexes nested too deeply`);
-    if (!Array.isArray(manifest.manifests)) throw new UserError(`${where}: image index has no manifests`);
-    const entry = selectFromIndex(manifest.manifests, opts.platform, where);
-    digestHex(entry.digest, where);
+    const entry = selectFromIndex(manifest.doc.manifests, opts.platform, where);
     platform = entry.platform;
-    ({ manifest, digest } = await fetchManifest(entry.digest, entry.digest));
+    ({ manifest, digest } = await fetchManifest(entry.digest, entry.digest, entry.size ?? MAX_MANIFEST));
   }
-  if (manifest.schemaVersion === 1) {
-    throw new UserError(
-      `${where}: Docker schema 1 manifests are not supported; re-push the image with a current tool`,
-    );
+  const image = manifest.doc;
+  if (image.config.mediaType && !IMAGE_CONFIG_TYPES.has(image.config.mediaType)) {
+    throw new UserError(`${where}: not a container image (config type ${image.config.mediaType})`);
   }
-  if (!manifest.config || !Array.isArray(manifest.layers)) {
-    throw new UserError(
-      `${where}: manifest ${digest} is not an image manifest (${manifest.mediaType ?? "no mediaType"})`,
-    );
-  }
-  if (manifest.config.mediaType && !IMAGE_CONFIG_TYPES.has(manifest.config.mediaType)) {
-    throw new UserError(`${where}: not a container image (config type ${manifest.config.mediaType})`);
-  }
-  for (const layer of manifest.layers) {
-    digestHex(layer.digest, where);
+  for (const layer of image.layers) {
     if (layer.mediaType?.includes("encrypted")) {
       throw new UserError(`${where}: layer ${layer.digest} is encrypted (${layer.mediaType}); not supported`);
     }
   }
 
   // Config first (small), then layers in parallel; the same digest is fetched only once.
-  const configJson = await readConfig(manifest.config);
+  const configJson = await readConfig(image.config);
   const fromConfig = imageConfigFromJson(configJson, `${where}: config`);
   const have = fromConfig.platform ?? platform;
   // A single-platform image must still be for the platform we build for.
   if (have && !platform) selectFromIndex([{ digest, platform: have }], opts.platform, where);
 
-  const unique = [...new Map(manifest.layers.map((l) => [l.digest, l])).values()];
-  const total = unique.reduce((sum, l) => sum + (l.size ?? 0), 0);
+  const unique = [...new Map(image.layers.map((l) => [l.digest, l])).values()];
+  const total = unique.reduce((sum, l) => sum + l.size, 0);
   let done = 0;
   const tick = (n: number) => {
     done += n;
@@ -108,71 +95,61 @@ export async function pullImage(ref: string, opts: PullOptions): Promise<Image> 
     paths.set(layer.digest, await fetchBlob(layer, signal, tick));
   });
 
-  const layers: Layer[] = manifest.layers.map((l) => {
+  const layers: Layer[] = image.layers.map((l) => {
     const name = `${l.digest} of ${where}`;
     const file = paths.get(l.digest)!;
-    return { name, open: () => openBlob(file, name) };
+    // Verified again as it is read: the cache may change between the pull and the build.
+    return {
+      name,
+      open: async () => decompressLayer(await openVerified(file, l.digest, `layer ${name}`), name),
+    };
   });
-  const image: Image = { ref: where, digest, config: fromConfig.config, layers };
-  if (have) image.platform = have;
-  return image;
+  const pulled: Image = { ref: where, digest, config: fromConfig.config, layers };
+  if (have) pulled.platform = have;
+  return pulled;
 
-  async function fetchManifest(reference: string, expect: string | undefined) {
-    const res = await auth.fetch(`${base}/manifests/${reference}`, { headers: { accept: ACCEPT } }, scope);
-    if (!res.ok) throw await statusError(res, `cannot fetch manifest ${reference}`, where);
-    const bytes = await readCapped(res, MAX_MANIFEST, "manifest", where);
-    const got = `sha256:${createHash("sha256").update(bytes).digest("hex")}`;
-    if (expect && got !== expect) {
-      throw new UserError(
-        `${where}: manifest ${expect} failed verification (its content hashes to ${got}); refusing it`,
-      );
-    }
-    let manifest: Manifest;
-    try {
-      manifest = JSON.parse(bytes.toString("utf8")) as Manifest;
-      if (typeof manifest !== "object" || manifest === null) throw new Error("not an object");
-    } catch {
-      throw new UserError(`${where}: manifest ${reference} is not valid JSON`);
-    }
+  async function fetchManifest(
+    reference: string,
+    expect: string | undefined,
+    size: number,
+  ): Promise<{ manifest: ManifestDoc; digest: string }> {
+    if (size > MAX_MANIFEST)
+      throw new UserError(`${where}: manifest ${reference} is too large (${size} bytes)`);
+    const what = `manifest ${reference}`;
+    const res = await auth.fetch(
+      `${base}/manifests/${reference}`,
+      { what, size, headers: { accept: ACCEPT } },
+      scope,
+    );
+    if (!res.ok) throw await statusError(res, `cannot fetch ${what}`, where);
+    const bytes = await readCapped(res, size, what, where);
+    if (expect) verifyDigest(bytes, expect, `${where}: ${what}`);
     // Some registries omit mediaType in the body; the Content-Type header then says it.
-    manifest.mediaType ??= res.headers.get("content-type")?.split(";")[0]?.trim() || undefined;
-    return { manifest, digest: got };
+    const type = res.headers.get("content-type")?.split(";")[0]?.trim();
+    return { manifest: readManifest(bytes, `${where}: ${what}`, type), digest: expect ?? digestOf(bytes) };
   }
 
   async function fetchBlob(d: Descriptor, signal: AbortSignal | undefined, onBytes: (n: number) => void) {
-    if (await cache.has(d.digest, d.size, where)) {
-      onBytes(d.size ?? 0);
+    if (await cache.has(d, where)) {
+      onBytes(d.size);
       return cache.path(d.digest, where);
     }
-    const res = await auth.fetch(`${base}/blobs/${d.digest}`, { signal: signal ?? null }, scope);
-    if (!res.ok) throw await statusError(res, `cannot fetch blob ${d.digest}`, where);
-    if (!res.body) throw new EnvironmentError(`${where}: blob ${d.digest} came with no body`);
+    const what = `blob ${d.digest}`;
+    const res = await auth.fetch(`${base}/blobs/${d.digest}`, { what, size: d.size, signal }, scope);
+    if (!res.ok) throw await statusError(res, `cannot fetch ${what}`, where);
+    if (!res.body) throw new EnvironmentError(`${where}: ${what} came with no body`);
     const body = Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
-    return cache.store(d.digest, d.size, body, where, onBytes);
+    return cache.store(d, body, where, onBytes);
   }
 
-  async function readConfig(d: Descriptor): Promise<object> {
-    if ((d.size ?? 0) > MAX_CONFIG)
-      throw new UserError(`${where}: image config is too large (${d.size} bytes)`);
+  async function readConfig(d: Descriptor) {
+    if (d.size > MAX_CONFIG) throw new UserError(`${where}: image config is too large (${d.size} bytes)`);
     const file = await fetchBlob(d, undefined, () => {});
-    try {
-      const parsed: unknown = JSON.parse(await readFile(file, "utf8"));
-      if (typeof parsed !== "object" || parsed === null) throw new Error("not an object");
-      return parsed;
-    } catch {
-      throw new UserError(`${where}: image config ${d.digest} is not valid JSON`);
-    }
+    const what = `${where}: image config ${d.digest}`;
+    const bytes = await readFile(file);
+    verifyDigest(bytes, d.digest, what);
+    return readDocument("imageConfig", bytes, what);
   }
-}
-
-async function openBlob(file: string, name: string) {
-  const stream = createReadStream(file);
-  try {
-    await once(stream, "open");
-  } catch (err) {
-    throw new EnvironmentError(`layer ${name}: cannot open cached blob ${file}: ${(err as Error).message}`);
-  }
-  return decompressLayer(stream, name);
 }
 
 /**

@@ -4,15 +4,16 @@
  */
 import assert from "node:assert/strict";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, truncate, writeFile } from "node:fs/promises";
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Readable } from "node:stream";
 import { after, afterEach, before, beforeEach, describe, it } from "node:test";
-import { gzipSync } from "node:zlib";
-import { extract, pack } from "tar-stream";
 import {
+  contents,
+  fakeImage,
+  fakeRegistry,
+  makeLayer,
   pushBlob,
   pushManifest,
   pushTestImage,
@@ -21,42 +22,12 @@ import {
   startRegistry,
 } from "../../../test/support/registry-server.js";
 import { EnvironmentError, UserError } from "../../util/errors.js";
-import type { Image } from "../types.js";
 import { pullImage } from "./client.js";
 
 const AMD64 = { os: "linux", architecture: "amd64" };
 const ARM64 = { os: "linux", architecture: "arm64" };
 const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
-
-/** A gzipped tar holding the given files. */
-async function makeLayer(files: Record<string, string>): Promise<Buffer> {
-  const p = pack();
-  for (const [name, body] of Object.entries(files)) p.entry({ name, mode: 0o644 }, body);
-  p.finalize();
-  const chunks: Buffer[] = [];
-  for await (const c of p as unknown as AsyncIterable<Buffer>) chunks.push(c);
-  return gzipSync(Buffer.concat(chunks));
-}
-
-async function readTar(stream: Readable): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  const ex = extract();
-  stream.pipe(ex);
-  for await (const entry of ex) {
-    const chunks: Buffer[] = [];
-    for await (const c of entry) chunks.push(c as Buffer);
-    out[entry.header.name] = Buffer.concat(chunks).toString();
-  }
-  return out;
-}
-
-/** Every layer's files, merged bottom first. */
-async function contents(image: Image): Promise<Record<string, string>> {
-  const all: Record<string, string> = {};
-  for (const layer of image.layers) Object.assign(all, await readTar(await layer.open()));
-  return all;
-}
 
 /** Asserts a one-line error of the given class whose message starts with the reference. */
 function oneLineError(cls: typeof UserError | typeof EnvironmentError, where: string, pattern: RegExp) {
@@ -185,6 +156,38 @@ describe("pullImage from docker-registry (anonymous)", () => {
     );
   });
 
+  it("hashes cached blobs before use: a changed one is fetched again, and one changed later fails as it is read", async () => {
+    // An uncompressed layer, so that changed bytes still make a valid tar with other content.
+    const layer = await makeLayer({ "bin/app": "good" }, { gzip: false });
+    const pushed = await pushTestImage(reg.url, "demo/tamper", "t", [layer]);
+    const ref = `docker://${reg.host}/demo/tamper:t`;
+    const digest = pushed.layers[0]!.digest;
+    const cached = join(cacheDir, "blobs", "sha256", digest.slice(7));
+    await pullImage(ref, { insecure: true, platform: AMD64, cacheDir });
+    const tamper = async () => {
+      const bytes = await readFile(cached);
+      const at = bytes.indexOf("good");
+      assert.ok(at > 0);
+      bytes.write("evil", at);
+      await writeFile(cached, bytes);
+    };
+
+    await tamper();
+    const again = await pullImage(ref, { insecure: true, platform: AMD64, cacheDir });
+    assert.deepEqual(await contents(again), { "bin/app": "good" });
+    assert.ok((await readFile(cached)).equals(layer), "the cache holds the registry's bytes again");
+
+    await tamper();
+    await assert.rejects(
+      contents(again),
+      oneLineError(
+        UserError,
+        `layer ${digest} of ${ref}`,
+        new RegExp(`digest mismatch \\(expected ${digest}, `),
+      ),
+    );
+  });
+
   it("selects each platform from an OCI index, and lists them for an unknown one", async () => {
     const amd = await pushTestImage(reg.url, "demo/multi", "amd", [await makeLayer({ arch: "amd64" })]);
     const arm = await pushTestImage(reg.url, "demo/multi", "arm", [await makeLayer({ arch: "arm64" })], {
@@ -238,7 +241,7 @@ describe("pullImage from docker-registry (anonymous)", () => {
     const ref = `docker://${reg.host}/demo/corrupt:t`;
     await assert.rejects(
       pullImage(ref, { insecure: true, platform: AMD64, cacheDir }),
-      oneLineError(UserError, ref, new RegExp(`blob ${digest} failed verification.*refusing it`)),
+      oneLineError(UserError, ref, new RegExp(`blob ${digest}: digest mismatch.*refusing it`)),
     );
     assert.deepEqual(await cacheFiles(), [pushed.config.digest.slice(7)]);
   });
@@ -312,63 +315,6 @@ describe("pullImage from docker-registry with htpasswd (Basic) auth", () => {
     );
   });
 });
-
-/** A registry in a few lines of Node: whatever `handle` does, with its request log. */
-async function fakeRegistry(handle: (req: IncomingMessage, res: ServerResponse, host: string) => void) {
-  const log: string[] = [];
-  const server = createServer((req, res) => {
-    log.push(`${req.method} ${req.url}`);
-    handle(req, res, `127.0.0.1:${(server.address() as AddressInfo).port}`);
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const host = `127.0.0.1:${(server.address() as AddressInfo).port}`;
-  return {
-    host,
-    log,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
-
-/** Content a fake registry serves: one image under repo "demo/app", tag "v1". */
-async function fakeImage() {
-  const layer = await makeLayer({ fake: "yes" });
-  const config = Buffer.from(JSON.stringify({ os: "linux", architecture: "amd64", config: { Cmd: ["sh"] } }));
-  const manifest = JSON.stringify({
-    schemaVersion: 2,
-    mediaType: OCI_MANIFEST,
-    config: {
-      mediaType: "application/vnd.oci.image.config.v1+json",
-      digest: sha256(config),
-      size: config.length,
-    },
-    layers: [
-      { mediaType: "application/vnd.oci.image.layer.v1.tar+gzip", digest: sha256(layer), size: layer.length },
-    ],
-  });
-  const blobs = new Map([
-    [sha256(layer), layer],
-    [sha256(config), config],
-  ]);
-  /** Serves the manifest (for tag v1 or its digest) and blobs; false if the path is not one of those. */
-  const serve = (req: IncomingMessage, res: ServerResponse): boolean => {
-    const m = /^\/v2\/demo\/app\/(manifests|blobs)\/(.+)$/.exec(req.url ?? "");
-    if (!m) return false;
-    if (m[1] === "manifests" && (m[2] === "v1" || m[2] === sha256(manifest))) {
-      res.writeHead(200, { "content-type": OCI_MANIFEST }).end(manifest);
-    } else if (m[1] === "blobs" && blobs.has(m[2]!)) {
-      res.writeHead(200).end(blobs.get(m[2]!));
-    } else {
-      res.writeHead(404, { "content-type": "application/json" });
-      res.end(JSON.stringify({ errors: [{ code: "MANIFEST_UNKNOWN", message: "manifest unknown" }] }));
-    }
-    return true;
-  };
-  return { layer, manifest, serve };
-}
 
 describe("pullImage against a fake registry", () => {
   it("turns a 500 into a one-line EnvironmentError naming the reference", async () => {
@@ -460,7 +406,7 @@ describe("pullImage against a fake registry", () => {
       const ref = `docker://${fake.host}/demo/app@${wanted}`;
       await assert.rejects(
         pullImage(ref, { insecure: true, platform: AMD64, cacheDir }),
-        oneLineError(UserError, ref, new RegExp(`manifest ${wanted} failed verification`)),
+        oneLineError(UserError, ref, new RegExp(`manifest ${wanted}: digest mismatch`)),
       );
     } finally {
       await fake.close();

@@ -1,0 +1,103 @@
+/**
+ * One measured boot: start the VMM (through `slimroot run`, or QEMU itself for the hand-made
+ * routes), and time until every probe has passed, or until the init's exit report for the
+ * floor. Then the VM is stopped and waited for.
+ */
+import { type Probe, probePorts, waitForProbe } from "../trace/probe.js";
+import { freePort } from "../util/net.js";
+import { type Started, start, stop } from "./processes.js";
+
+/** Guest port -> a free host port for each port the probes use. */
+export async function portsFor(probes: readonly Probe[]): Promise<Map<number, number>> {
+  const ports = new Map<number, number>();
+  for (const p of probes) for (const g of probePorts(p)) if (!ports.has(g)) ports.set(g, await freePort());
+  return ports;
+}
+
+export type Ready = { seconds: number } | { error: string };
+
+/**
+ * Starts `argv` and resolves with the seconds from start until all `probes` pass (in order),
+ * or, without probes, until the console shows the init's exit report. The VM is stopped
+ * before this resolves.
+ */
+export async function timeReady(
+  argv: readonly string[],
+  probes: readonly Probe[],
+  ports: ReadonlyMap<number, number>,
+  timeoutMs: number,
+): Promise<Ready> {
+  const t0 = process.hrtime.bigint();
+  const s = start(argv);
+  const elapsed = () => Number(process.hrtime.bigint() - t0) / 1e9;
+  const deadline = Date.now() + timeoutMs;
+  try {
+    if (probes.length === 0) return await waitForExitReport(s, elapsed, deadline);
+    const gone = () => (s.done ? `the VM ended (${lastLine(s.output)})` : undefined);
+    for (const p of probes) await waitForProbe(p, ports, deadline, gone);
+    return { seconds: elapsed() };
+  } catch (err) {
+    return { error: (err as Error).message };
+  } finally {
+    await stop(s);
+  }
+}
+
+const EXIT_REPORT = /SLIMROOT_EXIT=\d+/;
+
+async function waitForExitReport(s: Started, elapsed: () => number, deadline: number): Promise<Ready> {
+  for (;;) {
+    if (EXIT_REPORT.test(s.output)) return { seconds: elapsed() };
+    if (s.done) return { error: `the VM ended without an exit report (${lastLine(s.output)})` };
+    if (Date.now() > deadline) return { error: "no exit report before the timeout" };
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+function lastLine(text: string): string {
+  const lines = text.trim().split("\n");
+  return (lines[lines.length - 1] ?? "").trim().slice(0, 200) || "no output";
+}
+
+/**
+ * The least guest memory (MiB) with which `boot(mib)` still passes, by bisection between
+ * `floorMiB` (assumed to fail) and `startMiB` (doubled until it passes, up to `maxMiB`).
+ * Every step is a real boot proven by the probes.
+ */
+export async function leastMemory(
+  boot: (mib: number) => Promise<boolean>,
+  o: { floorMiB: number; startMiB: number; maxMiB: number; onStep?: (mib: number, ok: boolean) => void },
+): Promise<number | undefined> {
+  let hi = o.startMiB;
+  for (;;) {
+    const ok = await boot(hi);
+    o.onStep?.(hi, ok);
+    if (ok) break;
+    if (hi >= o.maxMiB) return undefined;
+    hi = Math.min(hi * 2, o.maxMiB);
+  }
+  let lo = o.floorMiB;
+  while (hi - lo > 1) {
+    const mid = Math.floor((lo + hi) / 2);
+    const ok = await boot(mid);
+    o.onStep?.(mid, ok);
+    if (ok) hi = mid;
+    else lo = mid;
+  }
+  return hi;
+}
+
+export interface Stats {
+  min: number;
+  median: number;
+  max: number;
+  runs: number[];
+}
+
+export function stats(xs: readonly number[]): Stats | undefined {
+  if (xs.length === 0) return undefined;
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  const median = s.length % 2 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+  return { min: s[0]!, median, max: s[s.length - 1]!, runs: [...xs] };
+}

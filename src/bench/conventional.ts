@@ -1,0 +1,120 @@
+/**
+ * The routes people take by hand today, measured in the same run as slimroot: unpack the whole
+ * image with the usual tools (umoci, skopeo, tar, cp), put a static busybox and a shell-script
+ * init in it, then either `find | cpio | gzip` it into an initramfs or `mkfs.ext4 -d` it into
+ * a fixed 100 MB disk. Everything here runs fixed commands bench writes itself: nothing the
+ * image says is run on the host (the app's command only goes into the guest's script).
+ */
+import { execFile } from "node:child_process";
+import { copyFile, mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import type { Arch } from "../arch/arch.js";
+import { parseSourceRef } from "../image/source.js";
+import { bootModules, cachedKernel } from "../kernel/fetch.js";
+import type { Transport } from "../kernel/manifest.js";
+import { shellQuote } from "../vm/qemu.js";
+
+const run = promisify(execFile);
+
+/** What the app runs, as `slimroot inspect --json` reports it. */
+export interface AppCommand {
+  args: string[];
+  env: string[];
+  workdir: string;
+}
+
+/** Where busybox and the modules go in the hand-made tree: out of the image's way. */
+const TOOLS = ".handmade";
+
+/** The size people give the disk by hand (`dd bs=1M count=100`). */
+export const HANDMADE_DISK_MIB = 100;
+
+/** Unpacks `source` into `dir` the conventional way for its transport. */
+export async function unpackConventionally(
+  source: string,
+  dir: string,
+  scratch: string,
+  insecure: boolean,
+): Promise<void> {
+  const ref = parseSourceRef(source);
+  const viaOci = async (ociRef: string) => {
+    await run("umoci", ["raw", "unpack", "--image", ociRef, dir], { maxBuffer: 1 << 26 });
+  };
+  switch (ref.transport) {
+    case "oci":
+      return viaOci(ref.value);
+    case "docker-archive":
+    case "docker": {
+      const layout = join(scratch, "skopeo-oci");
+      const tls = ref.transport === "docker" && insecure ? ["--src-tls-verify=false"] : [];
+      await run("skopeo", ["copy", "--quiet", ...tls, source, `oci:${layout}:bench`], { maxBuffer: 1 << 26 });
+      return viaOci(`${layout}:bench`);
+    }
+    case "tar":
+      await mkdir(dir, { recursive: true });
+      await run("tar", ["-xpf", ref.value, "-C", dir], { maxBuffer: 1 << 26 });
+      return;
+    case "dir":
+      await mkdir(dir, { recursive: true });
+      await run("cp", ["-a", `${ref.value}/.`, dir]);
+      return;
+    default:
+      throw new Error(
+        `${source}: the hand-made routes start from an image or a rootfs, not ${ref.transport}:`,
+      );
+  }
+}
+
+/**
+ * Adds /init (a busybox shell script: mounts, module loading, the network as QEMU's user-mode
+ * net expects it, then exec of the app) and what it needs.
+ */
+export async function addScriptInit(
+  dir: string,
+  app: AppCommand,
+  o: { arch: Arch; kernelDir: string; transport: Transport; busybox: string },
+): Promise<void> {
+  await mkdir(join(dir, TOOLS, "modules"), { recursive: true });
+  await copyFile(o.busybox, join(dir, TOOLS, "busybox"));
+  const manifest = await cachedKernel(o.kernelDir);
+  const modules = manifest ? await bootModules(manifest, o.transport) : [];
+  const loads: string[] = [];
+  for (const [i, m] of modules.entries()) {
+    const name = `${String(i).padStart(2, "0")}-${m.name}.ko`;
+    await copyFile(join(o.kernelDir, m.file), join(dir, TOOLS, "modules", name));
+    loads.push(`$B insmod /${TOOLS}/modules/${name}`);
+  }
+  const script = [
+    `#!/${TOOLS}/busybox sh`,
+    `B=/${TOOLS}/busybox`,
+    "$B mkdir -p /proc /sys /dev /tmp /run",
+    "$B mount -t proc proc /proc",
+    "$B mount -t sysfs sys /sys",
+    "$B mount -t devtmpfs dev /dev",
+    ...loads,
+    "$B ip link set lo up",
+    "$B ip link set eth0 up",
+    "$B ip addr add 10.0.2.15/24 dev eth0",
+    "$B ip route add default via 10.0.2.2",
+    `cd ${shellQuote([app.workdir || "/"])}`,
+    `exec $B env -i ${shellQuote(app.env)} ${shellQuote(app.args)}`,
+    "",
+  ].join("\n");
+  await writeFile(join(dir, "init"), script, { mode: 0o755 });
+}
+
+/** `find . | cpio -o -H newc | gzip -6`, as the hand-made initramfs is packed. */
+export async function packInitramfs(dir: string, out: string): Promise<void> {
+  await run("sh", ["-c", `find . | cpio --quiet -o -H newc | gzip -6 > ${shellQuote([out])}`], { cwd: dir });
+}
+
+/** A fixed 100 MB ext4 holding the tree, made without mounting (`mkfs.ext4 -d`). */
+export async function packDisk(dir: string, out: string): Promise<void> {
+  await run("dd", ["if=/dev/zero", `of=${out}`, "bs=1M", `count=${HANDMADE_DISK_MIB}`, "status=none"]);
+  await run("mkfs.ext4", ["-q", "-F", "-d", dir, out]).catch((err: Error & { stderr?: string }) => {
+    throw new Error(
+      `mkfs.ext4 -d into ${HANDMADE_DISK_MIB} MB: ${(err.stderr ?? err.message).trim().split("\n").pop()}`,
+    );
+  });
+}

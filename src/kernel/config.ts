@@ -1,0 +1,47 @@
+/** A kernel's build configuration (the `config-RELEASE` Debian ships beside `vmlinuz-RELEASE`). */
+import { existsSync } from "node:fs";
+import { readFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { UserError } from "../util/errors.js";
+
+/** CONFIG_NAME (without the prefix) -> its value: "y", "m", a number or a quoted string. */
+export type KernelConfig = ReadonlyMap<string, string>;
+
+export function parseKernelConfig(text: string): KernelConfig {
+  const out = new Map<string, string>();
+  for (const line of text.split("\n")) {
+    const m = /^CONFIG_(\w+)=(.*)$/.exec(line.trim());
+    if (m) out.set(m[1]!, m[2]!);
+  }
+  return out;
+}
+
+export async function readKernelConfig(path: string): Promise<KernelConfig> {
+  const text = await readFile(path, "utf8").catch((err: NodeJS.ErrnoException) => {
+    throw new UserError(`${path}: cannot read the kernel config (${err.code ?? err.message})`);
+  });
+  return parseKernelConfig(text);
+}
+
+/** "y" or "m" when the option is on, else undefined. */
+export function configured(c: KernelConfig, name: string): "y" | "m" | undefined {
+  const v = c.get(name);
+  return v === "y" || v === "m" ? v : undefined;
+}
+
+/**
+ * virtio-mmio built in with devices from the kernel command line (`virtio_mmio.device=`,
+ * which Firecracker and QEMU microvm without ACPI give): a module would not see them, since
+ * our init loads modules without parameters.
+ */
+export function hasCmdlineDevices(c: KernelConfig): boolean {
+  return c.get("VIRTIO_MMIO") === "y" && c.get("VIRTIO_MMIO_CMDLINE_DEVICES") === "y";
+}
+
+/** Debian's layout: /boot/vmlinuz-RELEASE has /boot/config-RELEASE beside it. */
+export function configBeside(kernelFile: string): string | undefined {
+  const m = /^(?:vmlinuz|vmlinux|bzImage|Image)-(.+)$/.exec(basename(kernelFile));
+  if (!m) return undefined;
+  const path = join(dirname(kernelFile), `config-${m[1]}`);
+  return existsSync(path) ? path : undefined;
+}

@@ -1,0 +1,90 @@
+/** Thrown when the stream ends inside something that needed more bytes. */
+export class TruncatedError extends Error {}
+
+/**
+ * Pulls exact byte counts out of a stream of chunks (an archive being parsed), or streams a
+ * run of bytes through without joining them. `offset` counts the bytes taken so far.
+ */
+export class ByteReader {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  private readonly it: AsyncIterator<Buffer>;
+  offset = 0;
+
+  constructor(stream: AsyncIterable<Buffer> | Iterable<Buffer>) {
+    this.it =
+      Symbol.asyncIterator in stream
+        ? stream[Symbol.asyncIterator]()
+        : (async function* () {
+            yield* stream;
+          })();
+  }
+
+  private async fill(): Promise<boolean> {
+    const next = await this.it.next();
+    if (next.done) return false;
+    const chunk = Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value);
+    if (chunk.length) {
+      this.chunks.push(chunk);
+      this.buffered += chunk.length;
+    }
+    return true;
+  }
+
+  /** Exactly n bytes, or null at a clean end of stream before the first byte. */
+  async read(n: number): Promise<Buffer | null> {
+    while (this.buffered < n) {
+      if (!(await this.fill())) {
+        if (this.buffered === 0) return null;
+        throw new TruncatedError(`truncated at byte ${this.offset + this.buffered}`);
+      }
+    }
+    const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+    const out = all.subarray(0, n);
+    const rest = all.subarray(n);
+    this.chunks = rest.length ? [rest] : [];
+    this.buffered = rest.length;
+    this.offset += n;
+    return out;
+  }
+
+  /** Exactly n bytes; the end of the stream is an error. */
+  async must(n: number): Promise<Buffer> {
+    if (n === 0) return Buffer.alloc(0);
+    const b = await this.read(n);
+    if (!b) throw new TruncatedError(`truncated at byte ${this.offset}`);
+    return b;
+  }
+
+  /** The next n bytes as they arrive, without joining chunks. */
+  async *stream(n: number): AsyncGenerator<Buffer> {
+    while (n > 0) {
+      if (this.buffered === 0 && !(await this.fill()))
+        throw new TruncatedError(`truncated at byte ${this.offset}`);
+      if (this.buffered === 0) continue;
+      const first = this.chunks[0]!;
+      const take = Math.min(n, first.length);
+      if (take === first.length) this.chunks.shift();
+      else this.chunks[0] = first.subarray(take);
+      this.buffered -= take;
+      this.offset += take;
+      n -= take;
+      yield take === first.length ? first : first.subarray(0, take);
+    }
+  }
+
+  async skip(n: number): Promise<void> {
+    for await (const _ of this.stream(n));
+  }
+
+  /** Reads and drops the rest of the stream (so whatever checks it at its end gets to run). */
+  async drain(): Promise<void> {
+    this.chunks = [];
+    this.buffered = 0;
+    while (await this.fill()) {
+      this.offset += this.buffered;
+      this.chunks = [];
+      this.buffered = 0;
+    }
+  }
+}

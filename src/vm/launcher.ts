@@ -1,0 +1,138 @@
+/**
+ * A launcher turns a `slimroot run` request into a VMM process: QEMU (qemu-launcher.ts) or
+ * Firecracker (firecracker-launcher.ts). run.ts does what is the same for both: it finds the
+ * image's architecture, asks the launcher to prepare its files, then starts the command,
+ * watches the console for the init's exit report and stops the VM.
+ */
+import { randomBytes } from "node:crypto";
+import { rename, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { Arch } from "../arch/arch.js";
+import type { Transport } from "../kernel/manifest.js";
+import { type BootKernel, resolveKernel } from "../kernel/resolve.js";
+import { GUEST_MODULES_DIR } from "../kmod/modules-cpio.js";
+import { joinInitrd } from "./initrd.js";
+import type { PortForward } from "./ports.js";
+import { type GuestNetwork, runConfCpio, runConfText } from "./runconf.js";
+
+export type Vmm = "qemu" | "firecracker";
+export const VMMS: readonly Vmm[] = ["qemu", "firecracker"];
+
+/** Anything that kept the VM from running the app: reported in one line, exit 125. */
+export class RunFailure extends Error {}
+
+/**
+ * A disk for the VM: the image itself when it is a disk format (mounted at "/"), or a
+ * `--volume FILE:/path[:ro]`. Read-only disks are attached read-only, so the VMM itself
+ * refuses writes to the file.
+ */
+export interface Disk {
+  path: string;
+  /** Where the init mounts it: "/" for the root. */
+  mount: string;
+  readOnly: boolean;
+}
+
+/** What the VM is: the part of a run request a launcher reads. */
+export interface VmRequest {
+  image: string;
+  kernel?: string;
+  modules?: string;
+  forwards: readonly PortForward[];
+  memMiB: number;
+  cpus: number;
+  /** NAME=VALUE for run.conf. */
+  env: readonly string[];
+  /** Replaces the image's whole argv (run.conf `arg` lines replace app.conf's). */
+  args?: readonly string[];
+  /** Record mode (slimroot trace): the init prints SLIMROOT_TRACE lines before its exit report. */
+  trace?: boolean;
+  /** Firecracker: the host tap device for eth0. */
+  tap?: string;
+  /** Firecracker: eth0's address (A.B.C.D/N) and the gateway; defaults per tap. */
+  guestIp?: string;
+  gateway?: string;
+  /** Firecracker: a vsock device with this guest CID. */
+  vsockCid?: number;
+  disks?: readonly Disk[];
+}
+
+/** A prepared VM: its files are written, the command is ready to start. */
+export interface Launch {
+  /** For messages: "QEMU", "Firecracker". */
+  vmmName: string;
+  /** [binary, ...arguments]. */
+  command: string[];
+  /** What the user should know before it boots (how to reach the guest, kernel caveats). */
+  notes: string[];
+  /** Checks the host can run it now (ports free, KVM, the binary): throws RunFailure. */
+  preflight(): Promise<void>;
+  /**
+   * Asks the guest to stop its app gracefully; run.ts kills the VMM once the grace period
+   * is over. Absent when the VMM has no way to tell the guest: the VMM is killed at once.
+   */
+  requestStop?: (deadline: number, exited: () => boolean) => Promise<void>;
+  /** The one line for a VMM binary that is not installed. */
+  notFound: string;
+  /** A file the VMM logs its errors to (instead of stderr): its last line explains a failure. */
+  log?: string;
+}
+
+export interface Launcher {
+  /**
+   * Writes the VM's files into `dir` and builds the command; `scratch` is for intermediate
+   * files (a modules archive), removed after the run or the dry run.
+   */
+  prepare(req: VmRequest, arch: Arch, dir: string, scratch: string): Promise<Launch>;
+}
+
+/** The kernel for the image, its architecture checked against the image's. */
+export async function bootKernel(
+  req: VmRequest,
+  arch: Arch,
+  transport: Transport,
+  scratch: string,
+  extraModules: readonly string[] = [],
+): Promise<BootKernel> {
+  const bk = await resolveKernel({
+    kernel: req.kernel,
+    modules: req.modules,
+    arch,
+    transport,
+    scratch,
+    ...(extraModules.length ? { extraModules } : {}),
+  });
+  if (bk.kind.arch !== arch) {
+    throw new RunFailure(`kernel ${bk.label} is ${bk.kind.arch}, but the image ${req.image} is ${arch}`);
+  }
+  return bk;
+}
+
+/**
+ * The initrd every launcher boots: the image (when it is an initramfs), the kernel's modules
+ * archive and run.conf, joined into `dir`/initrd through a temp name, so a `--dry-run -o DIR`
+ * never holds half an initrd.
+ */
+export async function writeInitrd(
+  req: VmRequest,
+  bk: BootKernel,
+  network: boolean | GuestNetwork,
+  dir: string,
+): Promise<string> {
+  const conf = runConfText({
+    network,
+    env: req.env,
+    ...(req.args ? { args: req.args } : {}),
+    ...(req.trace ? { trace: true } : {}),
+    ...(bk.modulesCpio ? { modulesDir: `/${GUEST_MODULES_DIR}` } : {}),
+  });
+  const initrd = join(dir, "initrd");
+  const tmp = join(dir, `.initrd.${randomBytes(4).toString("hex")}.tmp`);
+  try {
+    await joinInitrd([req.image, ...(bk.modulesCpio ? [bk.modulesCpio] : []), await runConfCpio(conf)], tmp);
+    await rename(tmp, initrd);
+  } finally {
+    await rm(tmp, { force: true });
+  }
+  return initrd;
+}

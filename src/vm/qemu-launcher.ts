@@ -1,0 +1,98 @@
+/** The QEMU launcher: user networking with port forwards, Ctrl-Alt-Del through QMP to stop. */
+import { join } from "node:path";
+import type { Arch } from "../arch/arch.js";
+import { hasCmdlineDevices, readKernelConfig } from "../kernel/config.js";
+import type { Transport } from "../kernel/manifest.js";
+import { embeddedAppKernel } from "../kernel/resolve.js";
+import { bootKernel, type Launcher, RunFailure, type VmRequest, writeInitrd } from "./launcher.js";
+import { checkPortsFree } from "./ports.js";
+import { chooseAccel, chooseMachine, hostTscKhz, qemuCommand, qemuPackage } from "./qemu.js";
+import { runConfText } from "./runconf.js";
+import { pressCtrlAltDel } from "./stop.js";
+
+/** The kernel, initrd and ACPI choice of a VM booting an initramfs image. */
+async function initrdBoot(req: VmRequest, arch: Arch, transport: Transport, dir: string, scratch: string) {
+  const bk = await bootKernel(req, arch, transport, scratch);
+  const initrd = await writeInitrd(req, bk, true, dir);
+  // A kernel that takes its virtio-mmio devices from the command line runs microvm without
+  // ACPI (as Firecracker gives them); one with a modular virtio_mmio needs ACPI's tables.
+  const config = bk.config ? await readKernelConfig(bk.config) : undefined;
+  return { kernel: bk.kernel, initrd, acpi: !(config && hasCmdlineDevices(config)) };
+}
+
+/**
+ * The longest slimroot.conf= value we put on the kernel command line: the kernel keeps 2048
+ * bytes of it on x86 and arm64, and QEMU and our own arguments take the rest.
+ */
+const MAX_CMDLINE_CONF = 1536;
+
+/**
+ * A kernel with the app built in (kernel build --embed): no initrd, so the run settings go
+ * on the kernel command line as slimroot.conf=BASE64 (docs/run.md), and microvm runs without
+ * ACPI (slimroot's kernel takes its devices from the command line).
+ */
+function embeddedBoot(req: VmRequest) {
+  if (req.kernel !== undefined || req.modules !== undefined)
+    throw new RunFailure(
+      `${req.image} is a kernel with its app built in: --kernel and --modules do not apply`,
+    );
+  const conf = runConfText({
+    network: true,
+    env: req.env,
+    ...(req.args ? { args: req.args } : {}),
+    ...(req.trace ? { trace: true } : {}),
+  });
+  const encoded = Buffer.from(conf.replace(/^#.*\n/gm, ""))
+    .toString("base64")
+    .replace(/=+$/, "");
+  if (encoded.length > MAX_CMDLINE_CONF)
+    throw new RunFailure(
+      `run settings too long for the kernel command line (${encoded.length} bytes of base64, at most ${MAX_CMDLINE_CONF}): use fewer -e/arguments or the initramfs form`,
+    );
+  return { kernel: req.image, acpi: false, extraCmdline: `slimroot.conf=${encoded}` };
+}
+
+export const qemuLauncher: Launcher = {
+  async prepare(req, arch, dir, scratch) {
+    const firecrackerOnly = [
+      req.tap && "--tap",
+      req.guestIp && "--guest-ip",
+      req.gateway && "--gateway",
+      req.vsockCid !== undefined && "--vsock",
+    ].filter(Boolean);
+    if (firecrackerOnly.length)
+      throw new RunFailure(
+        `${firecrackerOnly.join(", ")}: only with --vmm firecracker (QEMU uses -p forwards)`,
+      );
+    const accel = chooseAccel(arch);
+    const tscKhz = arch === "amd64" && accel === "tcg" ? hostTscKhz() : undefined;
+    const machine = chooseMachine(arch, accel, tscKhz);
+    const qmpSocket = join(dir, "qmp.sock");
+    const boot = (await embeddedAppKernel(req.image))
+      ? embeddedBoot(req)
+      : await initrdBoot(req, arch, machine === "pc" ? "pci" : "mmio", dir, scratch);
+    const command = qemuCommand({
+      arch,
+      machine,
+      accel,
+      ...boot,
+      memMiB: req.memMiB,
+      cpus: req.cpus,
+      forwards: req.forwards,
+      qmpSocket,
+      ...(tscKhz ? { tscKhz } : {}),
+    });
+    return {
+      vmmName: "QEMU",
+      command,
+      notes: [],
+      async preflight() {
+        await checkPortsFree(req.forwards).catch((err: Error) => {
+          throw new RunFailure(err.message);
+        });
+      },
+      requestStop: (deadline, exited) => pressCtrlAltDel(qmpSocket, machine, deadline, exited),
+      notFound: `${command[0]} not found: install QEMU (apt-get install ${qemuPackage(arch)})`,
+    };
+  },
+};

@@ -8,7 +8,7 @@ import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs
 import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
-import { decompressor } from "../compress/compress.js";
+import { compressor, decompressor } from "../compress/compress.js";
 import { sniffCompression } from "../inspect/inspect.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
 import { EnvironmentError, UserError } from "../util/errors.js";
@@ -37,14 +37,13 @@ export interface EmbedResult {
 }
 
 /**
- * The built-in initramfs stays uncompressed inside vmlinux: the kernel image itself is
- * compressed (xz with the x86 BCJ filter on amd64), and compressing twice only adds bytes.
+ * The built-in initramfs goes in as gzip (a `.cpio.gz` CONFIG_INITRAMFS_SOURCE is copied in
+ * as is): an uncompressed cpio inside the xz-compressed kernel made a smaller file, but the
+ * kernel then holds the whole cpio while unpacking it. Measured on the traced nginx image
+ * (2026-11-29): plain 5.16 MB file, 45 MiB least RAM; gzip 6.15 MB, 39 MiB; the same time to
+ * the first HTTP 200 (3.3 s). gzip's decoder needs no dictionary, unlike xz's.
  */
-const INITRAMFS_SETTINGS = [
-  "CONFIG_INITRAMFS_COMPRESSION_NONE=y",
-  "CONFIG_INITRAMFS_ROOT_UID=0",
-  "CONFIG_INITRAMFS_ROOT_GID=0",
-];
+const INITRAMFS_SETTINGS = ["CONFIG_INITRAMFS_ROOT_UID=0", "CONFIG_INITRAMFS_ROOT_GID=0"];
 
 /**
  * The kernel's own objects are built with paths relative to the object tree, but objtool's
@@ -81,11 +80,12 @@ export async function embedImage(o: EmbedOptions): Promise<EmbedResult> {
   const work = await mkdtemp(join(dirname(kernel.dir), `.embed-${o.arch}-`));
   trackTempPath(work);
   try {
-    progress("unpacking the image");
-    const cpio = join(work, "initramfs.cpio");
+    progress("recompressing the image");
+    const cpio = join(work, "initramfs.cpio.gz");
     await pipeline(
       createReadStream(o.image),
       decompressor(await sniffCompression(o.image), o.image),
+      compressor("gzip"),
       createWriteStream(cpio),
     );
 

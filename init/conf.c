@@ -283,6 +283,14 @@ void conf_parse(struct conf *c, char *text, const char *path, int is_run_conf)
 			if (parse_uint(val, 1, &n))
 				goto bad;
 			c->trace = (int)n;
+		} else if (streq(key, "root")) {
+			if (!*val)
+				goto bad;
+			c->root = val;
+		} else if (streq(key, "volume")) {
+			if (!*val || c->nvolumes == MAX_VOLUMES)
+				goto bad;
+			c->volumes[c->nvolumes++] = val;
 		} else if (streq(key, "modules")) {
 			if (!*val)
 				goto bad;

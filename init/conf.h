@@ -6,6 +6,7 @@
 #define MAX_ENV 4096
 #define MAX_GROUPS 64
 #define MAX_DNS 3
+#define MAX_VOLUMES 15
 
 struct conf {
 	char *argv[MAX_ARGS + 1]; /* NULL-terminated */
@@ -23,6 +24,9 @@ struct conf {
 	int ndns;
 	const char *ip_text; /* as written, for /etc/hosts */
 	int trace;	     /* record mode: report the files the app opened (trace.c) */
+	const char *root;    /* disk root (root.c): "FSTYPE OFFSET HEXID ro|rw" */
+	const char *volumes[MAX_VOLUMES]; /* "FSTYPE OFFSET HEXID ro|rw PATH" */
+	int nvolumes;
 };
 
 /* Fills in the defaults, then applies `path`'s records. required: a missing file is fatal. */

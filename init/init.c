@@ -9,9 +9,7 @@
  */
 #include "init.h"
 
-#define APP_CONF "/etc/slimroot/app.conf"
-#define RUN_CONF "/etc/slimroot/run.conf"
-#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#include "guest.h" /* APP_CONF, RUN_CONF, DEFAULT_PATH: generated from src/ (scripts/guest-header.ts) */
 
 /* The kernel enters PID 1 here, with argc, argv and envp on the stack (unused). */
 #if defined(__x86_64__)
@@ -31,17 +29,20 @@ static const unsigned long forwarded = SIGBIT(SIGHUP) | SIGBIT(SIGINT) | SIGBIT(
 				       SIGBIT(SIGUSR1) | SIGBIT(SIGUSR2) | SIGBIT(SIGTERM);
 static const unsigned long waited = forwarded | SIGBIT(SIGCHLD);
 
+/* image_first: only where the image has nothing; the root is already writable RAM, and a
+ * tmpfs would hide what the image put there (docker shows it: postgres's /run/postgresql). */
 static const struct mnt {
 	const char *type, *dir, *data;
 	unsigned long flags;
+	int image_first;
 } mounts[] = {
-	{"devtmpfs", "/dev", "mode=0755", MS_NOSUID},
-	{"proc", "/proc", NULL, MS_NOSUID | MS_NODEV | MS_NOEXEC},
-	{"sysfs", "/sys", NULL, MS_NOSUID | MS_NODEV | MS_NOEXEC},
-	{"tmpfs", "/tmp", "mode=1777", MS_NOSUID | MS_NODEV},
-	{"tmpfs", "/run", "mode=0755", MS_NOSUID | MS_NODEV},
-	{"devpts", "/dev/pts", "mode=0620,ptmxmode=0666,gid=5", MS_NOSUID | MS_NOEXEC},
-	{"tmpfs", "/dev/shm", "mode=1777", MS_NOSUID | MS_NODEV},
+	{"devtmpfs", "/dev", "mode=0755", MS_NOSUID, 0},
+	{"proc", "/proc", NULL, MS_NOSUID | MS_NODEV | MS_NOEXEC, 0},
+	{"sysfs", "/sys", NULL, MS_NOSUID | MS_NODEV | MS_NOEXEC, 0},
+	{"tmpfs", "/tmp", "mode=1777", MS_NOSUID | MS_NODEV, 1},
+	{"tmpfs", "/run", "mode=0755", MS_NOSUID | MS_NODEV, 1},
+	{"devpts", "/dev/pts", "mode=0620,ptmxmode=0666,gid=5", MS_NOSUID | MS_NOEXEC, 0},
+	{"tmpfs", "/dev/shm", "mode=1777", MS_NOSUID | MS_NODEV, 0},
 };
 
 /* Reaps whatever has exited, for at most `ms`; returns early once no child is left. */
@@ -68,6 +69,7 @@ void finish(int status)
 		sys_kill(-1, SIGKILL);
 		reap_for(1000);
 		sys_sync();
+		disk_finish();
 	}
 	trace_report();
 	char line[32];
@@ -95,10 +97,30 @@ static void open_console(void)
 		sys_close((int)fd);
 }
 
+/* 1 when DIR is a directory holding anything besides . and .. */
+static int has_entries(const char *dir)
+{
+	long fd = sys_open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	char buf[512];
+	long n = sys_getdents64((int)fd, buf, sizeof(buf));
+	int found = 0;
+	for (long off = 0; off < n && !found;) {
+		struct dirent64_k *d = (struct dirent64_k *)(buf + off);
+		off += d->reclen;
+		found = !(d->name[0] == '.' && (!d->name[1] || (d->name[1] == '.' && !d->name[2])));
+	}
+	sys_close((int)fd);
+	return found;
+}
+
 static void mount_all(void)
 {
 	for (size_t i = 0; i < sizeof(mounts) / sizeof(mounts[0]); i++) {
 		const struct mnt *m = &mounts[i];
+		if (m->image_first && has_entries(m->dir))
+			continue;
 		long e = sys_mkdir(m->dir, 0755);
 		if (e < 0 && e != -EEXIST)
 			die(125, "mkdir %s: %e", m->dir, (int)-e);
@@ -205,7 +227,7 @@ static long exec_app(const struct conf *c, const char **no_interp)
 }
 
 /* mkdir -p, as root; errors surface at the chdir that follows. */
-static void mkdir_p(const char *path)
+void mkdir_p(const char *path)
 {
 	char buf[PATH_MAX_K];
 	size_t n = slen(path);
@@ -292,14 +314,17 @@ __attribute__((noreturn, used)) void start_c(long *sp)
 	sys_reboot(REBOOT_CMD_CAD_OFF);
 
 	mount_all();
+	static char run_conf[32] = RUN_CONF;
+	int on_disk = disk_root(run_conf, sizeof(run_conf));
 	conf_defaults(&c);
 	conf_read(&c, APP_CONF, 1, 0);
-	conf_read(&c, RUN_CONF, 0, 1);
+	conf_read(&c, run_conf, 0, 1);
 	conf_read_cmdline(&c);
 	if (!c.argc)
 		die(125, "%s: no arg record, nothing to run", APP_CONF);
 
-	load_modules(c.modules);
+	if (!on_disk) /* a disk root's modules were loaded before it was found */
+		load_modules(c.modules);
 	if ((e = sys_sethostname(c.hostname, slen(c.hostname))) < 0)
 		die(125, "hostname %s: %e", c.hostname, (int)-e);
 	net_setup(&c);

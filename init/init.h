@@ -17,6 +17,17 @@ void net_setup(const struct conf *c);
 void trace_start(const unsigned long *sigs);
 int trace_wait(void);
 void trace_report(void);
+/*
+ * root.c: with a `root` record in run.conf, finds the disk by its identity bytes, mounts it
+ * (read-only ones under a tmpfs overlay), mounts the volumes, moves /dev, /proc, /sys, /tmp
+ * and /run onto it and makes it the root. Returns 0 when there is no disk root; else 1, with
+ * `run_conf` set to a path that still reads the initramfs's run.conf.
+ */
+int disk_root(char *run_conf, size_t cap);
+/* Before the VM ends: volumes and a read-write root remounted read-only (clean on disk). */
+void disk_finish(void);
+/* mkdir -p, as root (init.c). */
+void mkdir_p(const char *path);
 /* The forked child sets this (lib.c): die() then exits instead of ending the VM. */
 extern int is_child;
 

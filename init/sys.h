@@ -21,7 +21,7 @@ enum {
 	NR_sethostname = 170, NR_init_module = 175, NR_getdents64 = 217, NR_exit_group = 231,
 	NR_openat = 257, NR_mkdirat = 258, NR_unlinkat = 263, NR_symlinkat = 266,
 	NR_readlinkat = 267, NR_faccessat = 269, NR_ppoll = 271, NR_signalfd4 = 289, NR_dup3 = 292,
-	NR_fanotify_init = 300, NR_fanotify_mark = 301, NR_finit_module = 313,
+	NR_fanotify_init = 300, NR_fanotify_mark = 301, NR_finit_module = 313, NR_chroot = 161,
 };
 #define O_DIRECTORY 0200000
 #define O_LARGEFILE 0100000
@@ -51,7 +51,7 @@ enum {
 	NR_sethostname = 161, NR_umask = 166, NR_getpid = 172, NR_socket = 198,
 	NR_munmap = 215, NR_clone = 220, NR_execve = 221, NR_mmap = 222, NR_wait4 = 260,
 	NR_finit_module = 273, NR_ppoll = 73, NR_signalfd4 = 74, NR_fanotify_init = 262,
-	NR_fanotify_mark = 263,
+	NR_fanotify_mark = 263, NR_chroot = 51,
 };
 #define O_DIRECTORY 040000
 #define O_LARGEFILE 0400000
@@ -89,7 +89,7 @@ CHK(kill); CHK(chdir); CHK(umask); CHK(setuid); CHK(setgid); CHK(setsid); CHK(se
 CHK(rt_sigtimedwait); CHK(sync); CHK(mount); CHK(reboot); CHK(sethostname); CHK(init_module);
 CHK(getdents64); CHK(exit_group); CHK(openat); CHK(mkdirat); CHK(unlinkat); CHK(symlinkat);
 CHK(readlinkat); CHK(faccessat); CHK(dup3); CHK(finit_module); CHK(ppoll); CHK(signalfd4);
-CHK(fanotify_init); CHK(fanotify_mark);
+CHK(fanotify_init); CHK(fanotify_mark); CHK(chroot);
 #endif
 
 /* A raw result that is an error (-4095..-1), as opposed to a value such as an address. */
@@ -143,9 +143,12 @@ CHK(fanotify_init); CHK(fanotify_mark);
 #define PROT_READ 1
 #define MAP_PRIVATE 2
 
+#define MS_RDONLY 1
 #define MS_NOSUID 2
 #define MS_NODEV 4
 #define MS_NOEXEC 8
+#define MS_REMOUNT 32
+#define MS_MOVE 8192
 
 #define SIGHUP 1
 #define SIGINT 2
@@ -275,6 +278,7 @@ static inline long sys_readlink(const char *p, char *b, size_t n) { return sys4(
 static inline long sys_getdents64(int fd, void *b, size_t n) { return sys3(NR_getdents64, fd, b, n); }
 static inline long sys_dup3(int a, int b) { return sys3(NR_dup3, a, b, 0); }
 static inline long sys_chdir(const char *p) { return sys1(NR_chdir, p); }
+static inline long sys_chroot(const char *p) { return sys1(NR_chroot, p); }
 static inline long sys_mount(const char *src, const char *dst, const char *type, unsigned long fl, const void *data) { return sys5(NR_mount, src, dst, type, fl, data); }
 static inline long sys_getpid(void) { return sys0(NR_getpid); }
 static inline long sys_kill(int pid, int sig) { return sys2(NR_kill, pid, sig); }

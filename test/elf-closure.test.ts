@@ -23,6 +23,7 @@ import { dirname, join } from "node:path";
 import { after, before, type TestContext, test } from "node:test";
 import { type Closure, type ClosureOptions, resolveClosure } from "../src/elf/closure.js";
 import { DT_RUNPATH, EM_AARCH64, EM_X86_64, PT_DYNAMIC, parseElf } from "../src/elf/elf.js";
+import { foundAs } from "../src/elf/testing.js";
 import { addHostPath } from "../src/tree/host.js";
 import { hostFs, type ImageFs, treeFs } from "../src/tree/image-fs.js";
 import { Tree } from "../src/tree/tree.js";
@@ -326,11 +327,6 @@ async function sameAsLdSo(t: TestContext, c: Closure, exe: string, env: string[]
     assert.deepEqual([...ours].sort(), [...real.files].sort(), `${exe}: loaded files`);
     assert.deepEqual([...missingOf(c)].sort(), [...real.missing].sort(), `${exe}: missing`);
   });
-}
-
-/** Which file satisfied a name, by its reason. */
-function foundAs(c: Closure, name: string): string[] {
-  return [...c.files].filter(([, why]) => why.endsWith(`(${name})`)).map(([p]) => p);
 }
 
 test("the loader can be traced in the scratch root (or cross-checks are skipped)", (t) => {

@@ -303,6 +303,30 @@ test("xattrs are kept in the tree and the cpio build warns once, naming the file
   );
 });
 
+test("xattrs from a layer reach a disk image: security.capability on ext4, no warning", async () => {
+  const cap = Buffer.from("0100000200040000000000000000000000000000", "hex");
+  const src = await rawSource("xattr-disk", [
+    paxMember([["SCHILY.xattr.security.capability", cap]]),
+    { name: "bin/ping", body: "elf", mode: 0o755 },
+  ]);
+  const out = join(await mkdtemp(join(work, "disk-")), "image.ext4");
+  const r = await runCli(["build", src, "-o", out, "--entrypoint", "/bin/ping"]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.doesNotMatch(r.stderr, /extended attributes/);
+  const got = execFileSync("debugfs", ["-R", "ea_get -x /bin/ping security.capability", out], {
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "ignore"],
+  });
+  // "security.capability (20) = 01 00 00 02 ...": the bytes after the "=".
+  assert.equal(
+    got
+      .slice(got.indexOf("=") + 1)
+      .replace(/[^0-9a-f]/gi, "")
+      .toLowerCase(),
+    cap.toString("hex"),
+  );
+});
+
 test("an entry of an unknown tar type is refused, naming the type, layer and entry", async () => {
   await expectRefused(
     await rawSource("unknown-type", [{ name: "weird", type: "Z" }]),

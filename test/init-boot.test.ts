@@ -388,6 +388,24 @@ describe("slimroot-init on amd64 (microvm)", { timeout: 20 * TEST_TIMEOUT_MS }, 
     assert.match(b.output, /^slimroot-init: mount proc on \/proc: not a directory\r?$/m);
   });
 
+  test("what the image has in /run and /tmp stays visible and writable (no tmpfs over it)", {
+    timeout: TEST_TIMEOUT_MS,
+  }, async (t) => {
+    const script = "cat /run/app/marker /tmp/seed && touch /run/app/pid /tmp/new && echo WROTE";
+    const b = await boot(t, {
+      arch: "amd64",
+      app: shApp(script),
+      files: [
+        ["/run/app/marker", "RUN_MARKER\n", 0o644],
+        ["/tmp/seed", "TMP_SEED\n", 0o644],
+      ],
+    });
+    assertExited(b, 0);
+    assert.match(b.output, /^RUN_MARKER\r?$/m);
+    assert.match(b.output, /^TMP_SEED\r?$/m);
+    assert.match(b.output, /^WROTE\r?$/m);
+  });
+
   test("a module that cannot load is one warning, not a failure", { timeout: TEST_TIMEOUT_MS }, async (t) => {
     const { modulesDir } = await debianKernel("amd64");
     // virtio_net without virtio, virtio_ring and net_failover: unknown symbols

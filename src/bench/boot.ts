@@ -3,6 +3,7 @@
  * routes), and time until every probe has passed, or until the init's exit report for the
  * floor. Then the VM is stopped and waited for.
  */
+import { KERNEL_LINE } from "../trace/console-trace.js";
 import { type Probe, probePorts, waitForProbe } from "../trace/probe.js";
 import { freePort } from "../util/net.js";
 import { type Started, start, stop } from "./processes.js";
@@ -54,9 +55,17 @@ async function waitForExitReport(s: Started, elapsed: () => number, deadline: nu
   }
 }
 
-function lastLine(text: string): string {
-  const lines = text.trim().split("\n");
-  return (lines[lines.length - 1] ?? "").trim().slice(0, 200) || "no output";
+/** The console's last line from the init or the app (not the kernel), with the exit report. */
+export function lastLine(text: string): string {
+  const lines = text
+    .trim()
+    .split("\n")
+    .map((l) => l.trim())
+    .filter((l) => l);
+  const said = lines.filter((l) => !KERNEL_LINE.test(l) && !EXIT_REPORT.test(l)).pop();
+  const exit = lines.find((l) => EXIT_REPORT.test(l))?.match(EXIT_REPORT)?.[0];
+  const line = said ?? lines.pop() ?? "no output";
+  return `${line.slice(0, 200)}${exit ? `; ${exit}` : ""}`;
 }
 
 /**

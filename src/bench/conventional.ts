@@ -10,9 +10,9 @@ import { copyFile, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { Arch } from "../arch/arch.js";
-import { parseSourceRef } from "../image/source.js";
 import { bootModules, cachedKernel } from "../kernel/fetch.js";
 import type { Transport } from "../kernel/manifest.js";
+import { parseSourceRef } from "../source/schemes.js";
 import { shellQuote } from "../vm/qemu.js";
 
 const run = promisify(execFile);

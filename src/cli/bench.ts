@@ -14,9 +14,8 @@ import { parseProbe } from "../trace/probe.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
 import { UserError } from "../util/errors.js";
 import { addImageOptions } from "./image-options.js";
-import { parseDuration } from "./run.js";
 
-const collect = (value: string, previous: string[] = []) => [...previous, value];
+import { collect, parseDuration } from "./parse.js";
 
 /** The image options as `build` and `trace` take them, passed on unchanged. */
 function imageArgs(opts: Record<string, unknown>): string[] {

@@ -1,15 +1,18 @@
 import type { Command } from "commander";
 import { Option } from "commander";
 import { COMPRESSIONS, type Compression, compressionForFileName } from "../compress/compress.js";
+import { diskFormatForFileName } from "../disk/formats.js";
+import { checkSizeOption } from "../disk/write.js";
 import { build, MINIMIZE_LEVELS, type MinimizeLevel } from "../pipeline/build.js";
+import { FORMATS, IMAGE_FORMATS, type ImageFormat } from "../pipeline/formats.js";
 import { checkOutput } from "../pipeline/output.js";
 import { parseProbe } from "../trace/probe.js";
-import { loadProfile, type Profile, profileProbes } from "../trace/profile.js";
+import { loadProfile, type Profile, profileCommandMismatch, profileProbes } from "../trace/profile.js";
 import { verifyImage } from "../trace/verify.js";
-import { printable } from "../util/errors.js";
-import { addImageOptions, collect, imageSettings } from "./image-options.js";
+import { printable, UserError } from "../util/errors.js";
+import { addImageOptions, imageSettings } from "./image-options.js";
+import { collect, parseDuration } from "./parse.js";
 import { byteProgress, clearStatus, statusLine } from "./progress.js";
-import { parseDuration } from "./run.js";
 
 export { parseAddition, parseOwner, sourceDateEpoch } from "./image-options.js";
 
@@ -17,11 +20,18 @@ export function registerBuild(program: Command): void {
   const cmd = program
     .command("build")
     .description(
-      "build an initramfs from an image: oci:PATH[:TAG], docker-archive:PATH, docker://REF, dir:PATH, tar:PATH",
+      "build an initramfs from an image: oci:PATH[:TAG], docker-archive:PATH, docker://REF, dir:PATH, tar:PATH, bin:PATH, list:FILE",
     )
     .argument("<source>", "the image to build from")
     .argument("[command...]", "after --: replaces the image's Cmd")
     .requiredOption("-o, --output <file>", "output file (written atomically)")
+    .addOption(
+      new Option(
+        "--format <format>",
+        "cpio; ext4, erofs, squashfs (disk images); or initramfs-list: a gen_init_cpio list and its files in the -o directory (default: from the output name: .ext4, .erofs, .sqfs/.squashfs, else cpio)",
+      ).choices(IMAGE_FORMATS as string[]),
+    )
+    .option("--size <size>", "ext4: image size, e.g. 512M or 2G (default: the content plus 20% and 24 MiB)")
     .addOption(
       new Option("--compress <kind>", "compression (default: from the output name, else gzip)").choices(
         COMPRESSIONS as string[],
@@ -56,6 +66,11 @@ export function registerBuild(program: Command): void {
     )
     .action(async (source: string, command: string[], opts: Record<string, unknown>) => {
       const output = opts.output as string;
+      const format = (opts.format as ImageFormat | undefined) ?? diskFormatForFileName(output) ?? "cpio";
+      const sizeBytes = opts.size === undefined ? undefined : parseSize(opts.size as string);
+      checkSizeOption(format, sizeBytes);
+      if (opts.compress !== undefined && !FORMATS[format].compressed)
+        throw new UserError(`--compress: only for cpio, not ${format}`);
       const compression =
         (opts.compress as Compression | undefined) ?? compressionForFileName(output) ?? "gzip";
       const profileFile = opts.profile as string | undefined;
@@ -69,12 +84,18 @@ export function registerBuild(program: Command): void {
           : []);
       const probes = specs.map(parseProbe);
       const verify = opts.verify !== false && probes.length > 0;
+      if (verify && !FORMATS[format].bootable)
+        throw new UserError(
+          `--probe: the verification boot takes a cpio image, not ${format} (give --no-verify)`,
+        );
       const verifyTimeoutMs = parseDuration(opts.verifyTimeout as string, "--verify-timeout");
       const bar = byteProgress("pulling");
       const writing = byteProgress(`writing ${compression}`);
       const result = await build({
         ...imageSettings(source, command, opts),
         output,
+        format,
+        ...(sizeBytes !== undefined ? { sizeBytes } : {}),
         compression,
         minimize: opts.minimize as MinimizeLevel,
         keep: opts.keep as string[] | undefined,
@@ -104,12 +125,24 @@ export function registerBuild(program: Command): void {
         writing.stop();
         clearStatus();
       });
-      for (const w of result.warnings) process.stderr.write(`slimroot: warning: ${printable(w)}\n`);
+      const mismatch = profile && profileCommandMismatch(profile, profileFile!, result.app.args);
+      for (const w of [...result.warnings, ...(mismatch ? [mismatch] : [])])
+        process.stderr.write(`slimroot: warning: ${printable(w)}\n`);
       process.stdout.write(
-        `${result.output}: ${result.bytes} bytes (${compression}), ${result.files} entries, ${result.arch}, runs ${JSON.stringify(result.app.args)}\n`,
+        `${result.output}: ${result.bytes} bytes (${FORMATS[format].compressed ? compression : format}), ${result.files} entries, ${result.arch}, runs ${JSON.stringify(result.app.args)}\n`,
       );
       if (verify) process.stdout.write(`verified: ${specs.join(", ")} passed\n`);
       else if (opts.minimize === "trace" && opts.verify !== false)
         process.stderr.write("slimroot: warning: not verified: the profile has no probes (give --probe)\n");
     });
+}
+
+/** "512M", "2G", "1048576" (bytes), "100MiB". */
+export function parseSize(text: string): number {
+  const m = /^(\d+)\s*([KMG]?)(i?B)?$/i.exec(text.trim());
+  if (!m) throw new UserError(`--size ${text}: expected a size such as 512M or 2G`);
+  const unit = { "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[m[2]!.toUpperCase() as "" | "K" | "M" | "G"];
+  const bytes = Number(m[1]) * unit;
+  if (bytes < 1024 * 1024) throw new UserError(`--size ${text}: at least 1M`);
+  return bytes;
 }

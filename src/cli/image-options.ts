@@ -6,8 +6,7 @@ import type { Command } from "commander";
 import { parsePlatform } from "../image/platform.js";
 import type { BuildOptions, HostAddition } from "../pipeline/build.js";
 import { UserError } from "../util/errors.js";
-
-export const collect = (value: string, previous: string[] = []) => [...previous, value];
+import { collect } from "./parse.js";
 
 export function parseAddition(spec: string): HostAddition {
   const i = spec.lastIndexOf(":");

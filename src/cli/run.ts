@@ -1,24 +1,11 @@
 import type { Command } from "commander";
+import { diskIdentity } from "../disk/identity.js";
 import { oneLine, UserError } from "../util/errors.js";
+import { parseVolume } from "../vm/disks.js";
 import { VMMS, type Vmm } from "../vm/launcher.js";
 import { parsePortForward } from "../vm/ports.js";
 import { EXIT_FAILED, runImage } from "../vm/run.js";
-
-const collect = (value: string, previous: string[] = []) => [...previous, value];
-
-/** `500ms`, `30`, `30s`, `2m`, `1h` -> milliseconds. */
-export function parseDuration(text: string, flag: string): number {
-  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(text.trim());
-  if (!m) throw new UserError(`${flag} ${text}: expected a duration such as 30s, 2m or 500ms`);
-  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(m[2] ?? "s") as "ms" | "s" | "m" | "h"];
-  return Math.round(Number(m[1]) * unit);
-}
-
-function positiveInt(text: string, flag: string, max: number): number {
-  const n = /^\d+$/.test(text) ? Number(text) : Number.NaN;
-  if (!(n >= 1 && n <= max)) throw new UserError(`${flag} ${text}: expected a whole number from 1 to ${max}`);
-  return n;
-}
+import { collect, parseDuration, positiveInt } from "./parse.js";
 
 /** `-e NAME=VALUE`, or `-e NAME` for the value NAME has here (skipped when unset). */
 function envEntries(specs: string[]): string[] {
@@ -70,7 +57,7 @@ export function registerRun(program: Command): void {
     .description(
       "boot an image built by slimroot build in a QEMU or Firecracker microVM; the console goes to stdout, and the exit status is the app's (125: slimroot or the VM failed, 124: --timeout)",
     )
-    .argument("<image>", "an initramfs from slimroot build")
+    .argument("<image>", "an initramfs or a disk image (ext4, erofs, squashfs) from slimroot build")
     .argument("[command...]", "after --: replaces the image's whole command (Entrypoint and Cmd)")
     .option(
       "--kernel <path>",
@@ -91,6 +78,15 @@ export function registerRun(program: Command): void {
       "how long the app gets to exit after SIGTERM/SIGINT or --timeout",
       "10s",
     )
+    .option(
+      "--volume <FILE:/path[:ro]>",
+      "attach an ext4, erofs or squashfs image as a virtio disk mounted at /path (repeatable)",
+      collect,
+    )
+    .option(
+      "--read-only",
+      "an ext4 root: mount it read-only under a tmpfs overlay (the file is never written)",
+    )
     .option("--vmm <vmm>", "qemu or firecracker", "qemu")
     .option("--tap <name>", "firecracker: attach eth0 to this host tap device")
     .option("--guest-ip <a.b.c.d/n>", "firecracker: eth0's address (default 172.16.N.2/30 for tapN)")
@@ -104,6 +100,13 @@ export function registerRun(program: Command): void {
     .action(async (image: string, command: string[], opts: Record<string, unknown>) => {
       try {
         const env = envEntries((opts.env as string[] | undefined) ?? []);
+        if (opts.readOnly) {
+          const root = await diskIdentity(image).catch(() => undefined);
+          if (root?.format !== "ext4")
+            throw new UserError(
+              `--read-only: for an ext4 root (${image} is ${root ? root.format : "not a disk image"}, read-only anyway)`,
+            );
+        }
         const code = await runImage({
           image,
           ...(opts.kernel ? { kernel: opts.kernel as string } : {}),
@@ -116,6 +119,8 @@ export function registerRun(program: Command): void {
           ...(opts.timeout ? { timeoutMs: parseDuration(opts.timeout as string, "--timeout") } : {}),
           stopGraceMs: parseDuration(opts.stopTimeout as string, "--stop-timeout"),
           dryRun: Boolean(opts.dryRun),
+          volumes: ((opts.volume as string[] | undefined) ?? []).map(parseVolume),
+          readOnly: Boolean(opts.readOnly),
           ...(opts.output ? { outDir: opts.output as string } : {}),
           vmm: parseVmm(opts.vmm as string),
           ...(opts.tap ? { tap: tapName(opts.tap as string) } : {}),

@@ -1,16 +1,9 @@
 import type { Command } from "commander";
 import { parseProbe } from "../trace/probe.js";
 import { traceImage } from "../trace/trace.js";
-import { UserError } from "../util/errors.js";
 import { parsePortForward } from "../vm/ports.js";
-import { addImageOptions, collect, imageSettings } from "./image-options.js";
-import { parseDuration } from "./run.js";
-
-function positiveInt(text: string, flag: string, max: number): number {
-  const n = /^\d+$/.test(text) ? Number(text) : Number.NaN;
-  if (!(n >= 1 && n <= max)) throw new UserError(`${flag} ${text}: expected a whole number from 1 to ${max}`);
-  return n;
-}
+import { addImageOptions, imageSettings } from "./image-options.js";
+import { collect, parseDuration, positiveInt } from "./parse.js";
 
 export function registerTrace(program: Command): void {
   const cmd = program

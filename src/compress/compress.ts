@@ -47,6 +47,14 @@ export function compressor(kind: Compression, arch?: Arch): Duplex {
   }
 }
 
+/** Each format's magic bytes at the start of a stream (lz4: the kernel's legacy frame). */
+export const MAGIC: Readonly<Record<Exclude<Compression, "none">, Buffer>> = {
+  gzip: Buffer.from([0x1f, 0x8b]),
+  zstd: Buffer.from([0x28, 0xb5, 0x2f, 0xfd]),
+  xz: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]),
+  lz4: Buffer.from([0x02, 0x21, 0x4c, 0x18]),
+};
+
 const GZIP_LEVEL = 6;
 
 /** The Debian tools' arguments (the tool is named as the compression). */
@@ -79,11 +87,9 @@ export async function compressorVersion(kind: Compression, arch?: Arch): Promise
 
 /** The compression a file uses, from its first bytes; "none" for anything unknown. */
 export function detectCompression(head: Buffer): Compression {
-  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return "gzip";
-  if (head.length >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return "zstd";
-  if (head.length >= 6 && head.subarray(0, 6).equals(Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00])))
-    return "xz";
-  if (head.length >= 4 && head.readUInt32LE(0) === 0x184c2102) return "lz4";
+  for (const [kind, magic] of Object.entries(MAGIC))
+    if (head.length >= magic.length && head.subarray(0, magic.length).equals(magic))
+      return kind as Compression;
   return "none";
 }
 
@@ -95,7 +101,7 @@ export function decompressor(kind: Compression, what: string): Duplex {
     case "zstd":
       return toolFilter("zstd", ["-d", "-q", "-c"], what);
     case "xz":
-      return toolFilter("xz", ["-d", "-c"], what);
+      return toolFilter("xz", ["-d", "-c", "-q"], what);
     case "lz4":
       return toolFilter("lz4", ["-d", "-q", "-c"], what);
     case "none":

@@ -8,8 +8,9 @@ import { test } from "node:test";
 import fc from "fast-check";
 import { bufferContent } from "../tree/spool.js";
 import { type Inode, Tree } from "../tree/tree.js";
+import { S_IFREG } from "./newc.js";
 import { readCpio } from "./reader.js";
-import { writeCpio } from "./writer.js";
+import { directoryChain, writeCpio, writeRecords } from "./writer.js";
 
 const segment = fc.stringMatching(/^[a-zA-Z0-9._-]{1,12}$/).filter((s) => s !== "." && s !== "..");
 
@@ -122,4 +123,19 @@ test("a truncated archive is reported", async () => {
   await assert.rejects(async () => {
     for await (const _ of readCpio([bytes.subarray(0, 200)]));
   }, /truncated cpio archive/);
+});
+
+test("records written directly give the bytes of the same tree written whole", async () => {
+  const tree = new Tree();
+  tree.ensureDir("etc/slimroot", 0);
+  const body = Buffer.from("version 1\n");
+  tree.set("etc/slimroot/x.conf", {
+    inode: { kind: "file", mode: 0o644, uid: 0, gid: 0, mtime: 0, content: bufferContent(body) },
+    layer: 0,
+  });
+  const direct = writeRecords([
+    ...directoryChain("etc/slimroot"),
+    { name: "etc/slimroot/x.conf", mode: S_IFREG | 0o644, uid: 0, gid: 0, mtime: 0, body },
+  ]);
+  assert.deepEqual(await buffer(direct), await buffer(writeCpio(tree, { clampMtime: 0 })));
 });

@@ -5,7 +5,7 @@ import { bufferContent } from "../tree/spool.js";
 import { Tree } from "../tree/tree.js";
 import { type Closure, type ClosureOptions, defaultLibraryDirs, resolveClosure } from "./closure.js";
 import { DF_1_NODEFLIB, EM_386, EM_AARCH64, EM_X86_64 } from "./elf.js";
-import { buildElf, buildLdCache, type ElfSpec } from "./testing.js";
+import { buildElf, buildLdCache, type ElfSpec, foundAs } from "./testing.js";
 
 type Entry = Buffer | string | { link: string };
 
@@ -52,11 +52,6 @@ const amd64: ClosureOptions = { machine: EM_X86_64, elfClass: 2 };
 
 function closure(files: Record<string, Entry>, roots: string[], env?: string[]): Promise<Closure> {
   return resolveClosure(image({ ...glibc, ...files }), roots, { ...amd64, env });
-}
-
-/** Which file satisfied a name: the closure entry whose reason mentions it. */
-function foundAs(c: Closure, name: string): string[] {
-  return [...c.files].filter(([, why]) => why.endsWith(`(${name})`)).map(([p]) => p);
 }
 
 test("an executable's interpreter, libraries and every symlink on the way", async () => {

@@ -3,6 +3,7 @@
  * libraries, found the way ld.so would find them inside the image, without running anything.
  */
 import { posix } from "node:path";
+import { DEFAULT_PATH } from "../guest/layout.js";
 import { type ImageFs, type ResolvedPath, resolvePath } from "../tree/image-fs.js";
 import {
   DF_1_NODEFLIB,
@@ -17,11 +18,8 @@ import {
   EM_S390,
   EM_X86_64,
   elfMachineName,
-  envCommand,
   isElf,
   parseElf,
-  parseShebang,
-  type Shebang,
 } from "./elf.js";
 import {
   type LdCacheEntry,
@@ -31,6 +29,7 @@ import {
   readLdSoConf,
   readMuslPath,
 } from "./ldconfig.js";
+import { envCommand, parseShebang, type Shebang } from "./shebang.js";
 
 export interface ClosureOptions {
   /** The target's e_machine (EM_X86_64, EM_AARCH64, ...); other objects are passed over. */
@@ -73,7 +72,6 @@ export function closureSession(fs: ImageFs, opts: ClosureOptions): (roots: strin
 
 export const GLIBC_CACHE = "/etc/ld.so.cache";
 const GLIBC_PRELOAD = "/etc/ld.so.preload";
-const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 /** Files are parsed from this much of their start, and read in full only when that is short. */
 const HEAD_BYTES = 4 << 20;
 /** Linux gives up after this many nested #! interpreters (ELOOP). */

@@ -13,12 +13,11 @@ import {
   EM_X86_64,
   elfMachineName,
   elfTargetForArch,
-  envCommand,
   isElf,
   PT_DYNAMIC,
   parseElf,
-  parseShebang,
 } from "./elf.js";
+import { envCommand, parseShebang } from "./shebang.js";
 import { buildElf } from "./testing.js";
 
 /** What readelf says about a file, in parseElf's terms. */

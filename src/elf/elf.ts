@@ -93,8 +93,8 @@ export function isElf(buf: Uint8Array): boolean {
   return buf.length >= 4 && MAGIC.every((b, i) => buf[i] === b);
 }
 
-/** Bounds-checked reads in one byte order. */
-class Reader {
+/** Bounds-checked reads in one byte order (also for src/elf/sections.ts). */
+export class Reader {
   constructor(
     readonly buf: Buffer,
     readonly le: boolean,
@@ -141,6 +141,35 @@ class Reader {
     }
     return this.buf.toString("utf8", off, nul);
   }
+}
+
+/** An ELF header's identification, type and machine: what its first 20 bytes say. */
+export interface ElfIdent {
+  elfClass: number;
+  data: number;
+  type: number;
+  machine: number;
+}
+
+/**
+ * The identification of `head` (an ELF file's first bytes, at least 20), or undefined when it
+ * is not an ELF header of a known class and byte order. Enough to tell a file's architecture
+ * without reading the rest (a kernel's vmlinux, a module).
+ */
+export function elfIdent(head: Uint8Array): ElfIdent | undefined {
+  if (head.length < 20 || !isElf(head)) return undefined;
+  const elfClass = head[4]!;
+  const data = head[5]!;
+  if (elfClass !== ELFCLASS32 && elfClass !== ELFCLASS64) return undefined;
+  if (data !== ELFDATA2LSB && data !== ELFDATA2MSB) return undefined;
+  const buf = Buffer.from(head.buffer, head.byteOffset, head.byteLength);
+  const le = data === ELFDATA2LSB;
+  return {
+    elfClass,
+    data,
+    type: le ? buf.readUInt16LE(16) : buf.readUInt16BE(16),
+    machine: le ? buf.readUInt16LE(18) : buf.readUInt16BE(18),
+  };
 }
 
 /** Parses the parts of an ELF object the loader looks at; throws ElfError on anything else. */
@@ -336,51 +365,4 @@ const TARGETS: Record<string, ElfTarget> = {
 /** The ELF machine and class of an OCI/Go architecture name ("amd64", "arm64", ...). */
 export function elfTargetForArch(arch: string): ElfTarget | undefined {
   return TARGETS[arch];
-}
-
-/** A "#!" line as the kernel reads it: the interpreter and at most one argument. */
-export interface Shebang {
-  interpreter: string;
-  arg?: string;
-}
-
-/** Linux reads this much of a script to find its interpreter (BINPRM_BUF_SIZE). */
-const SHEBANG_MAX = 256;
-
-export function parseShebang(buf: Uint8Array): Shebang | undefined {
-  if (buf.length < 2 || buf[0] !== 0x23 || buf[1] !== 0x21) return undefined;
-  const head = Buffer.from(buf.buffer, buf.byteOffset, Math.min(buf.length, SHEBANG_MAX));
-  const nl = head.indexOf(0x0a);
-  // Only spaces and tabs separate: the kernel keeps a "\r", which then fails to exec.
-  const line = head.toString("utf8", 2, nl < 0 ? head.length : nl).replace(/[ \t]+$/, "");
-  const m = /^[ \t]*([^ \t]+)(?:[ \t]+(.*))?$/.exec(line);
-  if (!m) return undefined;
-  return m[2] ? { interpreter: m[1]!, arg: m[2] } : { interpreter: m[1]! };
-}
-
-/** env options that take the next word as their value. */
-const ENV_OPTS_WITH_VALUE = new Set(["-u", "--unset", "-C", "--chdir", "-P", "-a", "--argv0"]);
-
-/**
- * The command `env` runs given a shebang's argument ("python3", "-S python3 -u",
- * "-i PATH=/x perl"). Whitespace always splits here, which is what -S asks for and the only
- * useful reading otherwise. Undefined when there is no command.
- */
-export function envCommand(arg: string | undefined): string | undefined {
-  if (!arg) return undefined;
-  const words = arg.split(/[ \t]+/).filter((w) => w !== "");
-  for (let i = 0; i < words.length; i++) {
-    const w = words[i]!;
-    if (w === "--") return words[i + 1];
-    if (ENV_OPTS_WITH_VALUE.has(w)) {
-      i++;
-      continue;
-    }
-    if (w.startsWith("-S") && w.length > 2) return envCommand(w.slice(2));
-    if (w.startsWith("--split-string=")) return envCommand(w.slice("--split-string=".length));
-    if (w.startsWith("-")) continue;
-    if (w.includes("=")) continue;
-    return w;
-  }
-  return undefined;
 }

@@ -3,6 +3,7 @@
  * names) for any class, byte order and machine, for parsing and search-order tests that
  * need objects no local compiler makes. They describe dependencies; they do not run.
  */
+import type { Closure } from "./closure.js";
 import {
   DT_FLAGS_1,
   DT_NEEDED,
@@ -157,4 +158,9 @@ export function buildLdCache(
   head.writeUInt32LE(strLen, 24);
   head[28] = 2;
   return Buffer.concat([head, table, ...strings]);
+}
+
+/** Which file of a closure satisfied a name: the entry whose reason ends with it. */
+export function foundAs(c: Closure, name: string): string[] {
+  return [...c.files].filter(([, why]) => why.endsWith(`(${name})`)).map(([p]) => p);
 }

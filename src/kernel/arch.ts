@@ -1,5 +1,7 @@
 import { gunzipSync, constants as zc } from "node:zlib";
 import { type Arch, archOfElfMachine } from "../arch/arch.js";
+import { detectCompression } from "../compress/compress.js";
+import { elfIdent } from "../elf/elf.js";
 
 export type KernelFormat = "bzImage" | "elf" | "arm64-image";
 
@@ -13,9 +15,8 @@ export const KERNEL_HEAD_BYTES = 4096;
 
 /** The architecture of an ELF file from its e_machine, or undefined for other machines. */
 export function elfArch(head: Buffer): Arch | undefined {
-  if (head.length < 20 || head.readUInt32BE(0) !== 0x7f454c46) return undefined;
-  const machine = head[5] === 2 ? head.readUInt16BE(18) : head.readUInt16LE(18);
-  return archOfElfMachine(machine);
+  const ident = elfIdent(head);
+  return ident && archOfElfMachine(ident.machine);
 }
 
 /**
@@ -32,7 +33,7 @@ export function kernelKind(head: Buffer): KernelKind | undefined {
   if (elf) return { arch: elf, format: "elf" };
   if (head.length >= 60 && head.readUInt32LE(56) === 0x644d5241)
     return { arch: "arm64", format: "arm64-image" };
-  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) {
+  if (detectCompression(head) === "gzip") {
     try {
       // A prefix of the stream: inflate what is there instead of failing on the missing end.
       const inner = gunzipSync(head, { finishFlush: zc.Z_SYNC_FLUSH });

@@ -151,3 +151,11 @@ async function modulesIn(dir: string, scratch: string): Promise<ModuleFile[]> {
   if (found.size === 0) throw new UserError(`--modules ${dir}: no .ko files in it`);
   return [...found.values()];
 }
+
+/** The architecture of `--kernel` (a fetched directory or a kernel file). */
+export async function kernelArch(path: string): Promise<Arch> {
+  const st = await stat(path).catch(() => undefined);
+  if (!st) throw new UserError(`--kernel ${path}: no such file or directory`);
+  if (st.isDirectory()) return (await readManifest(path)).arch;
+  return (await kindOf(path)).arch;
+}

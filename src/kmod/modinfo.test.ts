@@ -159,24 +159,7 @@ describe("modinfo of crafted ELF files", () => {
       { name: ".text", data: Buffer.alloc(40, 0x90) },
       { name: ".modinfo", data: modinfo("name=m", "depends=a") },
     ]);
-    fc.assert(
-      fc.property(
-        fc.array(fc.tuple(fc.nat(base.length - 1), fc.integer({ min: 0, max: 255 })), {
-          minLength: 1,
-          maxLength: 8,
-        }),
-        (edits) => {
-          const buf = Buffer.from(base);
-          for (const [at, v] of edits) buf[at] = v;
-          try {
-            readModinfo(buf);
-          } catch (err) {
-            if (!(err instanceof ModinfoError)) throw err;
-          }
-        },
-      ),
-      { numRuns: 3000 },
-    );
+    assertCorruptionIsModinfoError(base, fc.nat(base.length - 1), 8, 3000);
   });
 });
 
@@ -287,20 +270,30 @@ describe("modinfo of Debian's modules", { timeout: 300_000 }, () => {
     const shoff = Number(ko.readBigUInt64LE(0x28));
     // Positions in the ELF header and the section header table, where corruption matters.
     const spot = fc.oneof(fc.nat(63), fc.integer({ min: shoff, max: ko.length - 1 }));
-    fc.assert(
-      fc.property(
-        fc.array(fc.tuple(spot, fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 6 }),
-        (edits) => {
-          const buf = Buffer.from(ko);
-          for (const [at, v] of edits) buf[at] = v;
-          try {
-            readModinfo(buf);
-          } catch (err) {
-            if (!(err instanceof ModinfoError)) throw err;
-          }
-        },
-      ),
-      { numRuns: 1000 },
-    );
+    assertCorruptionIsModinfoError(ko, spot, 6, 1000);
   });
 });
+
+/** Overwriting up to `maxEdits` bytes of `base` at `spot`s gives a ModinfoError or a result. */
+function assertCorruptionIsModinfoError(
+  base: Buffer,
+  spot: fc.Arbitrary<number>,
+  maxEdits: number,
+  numRuns: number,
+): void {
+  fc.assert(
+    fc.property(
+      fc.array(fc.tuple(spot, fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: maxEdits }),
+      (edits) => {
+        const buf = Buffer.from(base);
+        for (const [at, v] of edits) buf[at] = v;
+        try {
+          readModinfo(buf);
+        } catch (err) {
+          if (!(err instanceof ModinfoError)) throw err;
+        }
+      },
+    ),
+    { numRuns },
+  );
+}

@@ -1,8 +1,9 @@
 import { stat } from "node:fs/promises";
 import { type Compression, compressor } from "../compress/compress.js";
-import { writeCpio } from "../cpio/writer.js";
+import { S_IFREG } from "../cpio/newc.js";
+import { type CpioRecord, directoryChain, writeRecords } from "../cpio/writer.js";
 import { hostFileContent } from "../tree/spool.js";
-import { Tree } from "../tree/tree.js";
+import { compareNames } from "../tree/tree.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
 
 /**
@@ -33,15 +34,20 @@ export async function writeModulesCpio(
   output: string,
   compression: Compression = "none",
 ): Promise<number> {
-  const tree = new Tree();
-  const { node: dir } = tree.ensureDir(GUEST_MODULES_DIR, 0);
-  if (!dir) throw new Error(`internal: cannot create ${GUEST_MODULES_DIR}`);
-  for (const m of modules) {
-    const size = (await stat(m.path)).size;
-    tree.set(`${GUEST_MODULES_DIR}/${m.name}.ko`, {
-      inode: { kind: "file", mode: 0o644, uid: 0, gid: 0, mtime: 0, content: hostFileContent(m.path, size) },
-      layer: 0,
+  const records: CpioRecord[] = directoryChain(GUEST_MODULES_DIR);
+  // Sorted as a tree walk would list them, so the same modules give the same bytes.
+  const byName = new Map(modules.map((m) => [`${m.name}.ko`, m.path]));
+  const sorted = [...byName].sort(([a], [b]) => compareNames(a, b));
+  for (const [name, path] of sorted) {
+    const body = hostFileContent(path, (await stat(path)).size);
+    records.push({
+      name: `${GUEST_MODULES_DIR}/${name}`,
+      mode: S_IFREG | 0o644,
+      uid: 0,
+      gid: 0,
+      mtime: 0,
+      body,
     });
   }
-  return writeFileAtomically(output, writeCpio(tree, { clampMtime: 0 }), [compressor(compression)]);
+  return writeFileAtomically(output, writeRecords(records), [compressor(compression)]);
 }

@@ -96,6 +96,16 @@ export async function minimize(tree: Tree, o: MinimizeOptions): Promise<Minimize
     }
     await applyRules(ctx, sel, o.epoch);
   }
+  // static and trace refuse a missing entrypoint; the whole image says so too (docker would
+  // build it and fail at run time).
+  if (o.level === "none" || o.level === "safe") {
+    try {
+      resolveCommand(tree, o.app);
+    } catch (err) {
+      if (!(err instanceof UserError)) throw err;
+      warnings.push(`${err.message}; the app cannot start (the init reports 127)`);
+    }
+  }
   for (const p of o.added) sel.add(p, "--add");
   if (o.keep.length) await applyKeeps({ tree, app: o.app, keepWithClosure }, o.keep);
   applyDrops(sel, o.drop);

@@ -1,15 +1,53 @@
+import { GUEST_MOUNTS } from "../guest/layout.js";
 import { resolvePath, treeFs } from "../tree/image-fs.js";
 import { parentOf } from "../tree/path.js";
 import type { RuleContext } from "./rules.js";
 import type { Selection } from "./selection.js";
 
-/** What the init mounts over the image: opens there are not traced (access.log -> /dev/stdout). */
-const MOUNTED = new Set(["dev", "proc", "sys", "run", "tmp"]);
+/**
+ * What a runtime reads without the trace seeing it: when a traced path matches `when`, each
+ * path `implies` names is kept too, if the image has it as that kind (a file with its ELF
+ * closure, a directory as it is). Rules run in this order, each over every traced path; a
+ * path keeps the first reason it was kept for. A new runtime is a few rows here.
+ */
+export interface RuntimeRule {
+  runtime: string;
+  when: RegExp;
+  implies(m: RegExpExecArray, traced: string): { path: string; kind: "file" | "dir"; why: string }[];
+}
 
-/** `dir/__pycache__/name.cpython-311[.opt-1].pyc` -> `dir/name.py`. */
-const PYC = /^(?:(.*)\/)?__pycache__\/([^/.]+)\.[^/]+\.pyc$/;
-/** A Python standard library directory holding a traced path. */
-const STDLIB = /^((?:.*\/)?lib\/python3\.\d+)\//;
+const under = (dir: string | undefined, name: string) => (dir ? `${dir}/${name}` : name);
+
+export const RUNTIME_RULES: readonly RuntimeRule[] = [
+  {
+    // Python reads a module's cached bytecode and only stat()s its source to check it is
+    // fresh, and its importer finds modules by the source's name:
+    // `dir/__pycache__/name.cpython-311[.opt-1].pyc` -> `dir/name.py`.
+    runtime: "python",
+    when: /^(?:(.*)\/)?__pycache__\/([^/.]+)\.[^/]+\.pyc$/,
+    implies: (m, traced) => [
+      {
+        path: under(m[1], `${m[2]}.py`),
+        kind: "file",
+        why: `source of traced /${traced} (Python stat()s it)`,
+      },
+    ],
+  },
+  {
+    // Startup looks for landmarks in the standard library directory holding a traced path;
+    // os is frozen into the interpreter, so never opened, yet os.py is the landmark.
+    runtime: "python",
+    when: /^((?:.*\/)?lib\/python3\.\d+)\//,
+    implies: (m) => [
+      { path: `${m[1]}/os.py`, kind: "file", why: "Python's landmark for its prefix (stat()ed at startup)" },
+      {
+        path: `${m[1]}/lib-dynload`,
+        kind: "dir",
+        why: "Python's landmark for its exec prefix (stat()ed at startup)",
+      },
+    ],
+  },
+];
 
 /**
  * What a trace implies beyond the files it saw. fanotify reports opens only, so:
@@ -19,10 +57,8 @@ const STDLIB = /^((?:.*\/)?lib\/python3\.\d+)\//;
  *   leads to a traced path or to a directory above one is kept, with the links on its way,
  *   and so is every symlink into the filesystems
  *   the init mounts (/dev, /proc, ...), which are not traced (a log linked to /dev/stdout);
- * - Python reads a module's cached bytecode and only stat()s its source to check it is
- *   fresh, and its importer finds modules by the source's name: the .py of every traced
- *   .pyc is kept, and so are the landmarks its startup looks for (lib/python3.N/os.py,
- *   lib-dynload).
+ * - runtimes read files the trace does not see (RUNTIME_RULES: Python's sources of
+ *   traced .pyc files and its startup landmarks).
  *
  * Libraries come with their ELF closure (keepWithClosure) whether or not they were traced.
  */
@@ -46,27 +82,20 @@ export async function applyTraceRules(
     else {
       const into = (to ?? (inode.target?.startsWith("/") ? inode.target.slice(1) : "")).split("/")[0]!;
       // Its target is not in the image: nothing to follow.
-      if (MOUNTED.has(into)) sel.add(path, `trace: symlink into /${into} (not traced there)`);
+      if (GUEST_MOUNTS.has(into)) sel.add(path, `trace: symlink into /${into} (not traced there)`);
     }
   }
-  const stdlibs = new Set<string>();
-  for (const p of traced) {
-    const lib = STDLIB.exec(p)?.[1];
-    if (lib) stdlibs.add(lib);
-    const m = PYC.exec(p);
-    if (!m) continue;
-    const source = `${m[1] ? `${m[1]}/` : ""}${m[2]}.py`;
-    if (ctx.tree.get(source)?.inode.kind === "file")
-      await ctx.keepWithClosure(source, `trace: source of traced /${p} (Python stat()s it)`);
-  }
-  for (const lib of stdlibs) {
-    // os is frozen into the interpreter, so never opened, yet os.py is the landmark
-    if (ctx.tree.get(`${lib}/os.py`)?.inode.kind === "file")
-      await ctx.keepWithClosure(
-        `${lib}/os.py`,
-        "trace: Python's landmark for its prefix (stat()ed at startup)",
-      );
-    if (ctx.tree.get(`${lib}/lib-dynload`)?.inode.kind === "dir")
-      sel.add(`${lib}/lib-dynload`, "trace: Python's landmark for its exec prefix (stat()ed at startup)");
+  for (const rule of RUNTIME_RULES) {
+    const done = new Set<string>();
+    for (const p of traced) {
+      const m = rule.when.exec(p);
+      if (!m) continue;
+      for (const { path, kind, why } of rule.implies(m, p)) {
+        if (done.has(path) || ctx.tree.get(path)?.inode.kind !== kind) continue;
+        done.add(path);
+        if (kind === "file") await ctx.keepWithClosure(path, `trace: ${why}`);
+        else sel.add(path, `trace: ${why}`);
+      }
+    }
   }
 }

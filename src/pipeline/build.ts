@@ -1,7 +1,5 @@
-import { createHash, type Hash } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { resolve as resolvePath } from "node:path";
-import { type Duplex, Readable, Transform } from "node:stream";
 import { text } from "node:stream/consumers";
 import {
   APP_CONFIG_PATH,
@@ -11,25 +9,23 @@ import {
   resolveAppConfig,
 } from "../appconfig/appconfig.js";
 import { type Arch, archOf } from "../arch/arch.js";
-import { type Compression, compressor, compressorVersion } from "../compress/compress.js";
-import { NEWC_MAX_FILE_SIZE } from "../cpio/newc.js";
-import { cpioWarnings, writeCpio } from "../cpio/writer.js";
-import { addHostBinary } from "../image/host-binary.js";
+import type { Compression } from "../compress/compress.js";
 import { formatPlatform, hostPlatform, platformMatches } from "../image/platform.js";
-import { type OpenOptions, openLayeredSource, parseSourceRef } from "../image/source.js";
-import type { ImageConfig, Platform } from "../image/types.js";
+import type { Platform } from "../image/types.js";
 import { treeClosureResolver } from "../minimize/closure.js";
 import type { MinimizeLevel } from "../minimize/minimize.js";
 import { minimize } from "../minimize/minimize.js";
-import { applyLayer } from "../tree/flatten.js";
+import { openSource } from "../source/schemes.js";
+import type { OpenOptions } from "../source/source.js";
+import type { LayerLimits } from "../tree/flatten.js";
 import { addHostPath } from "../tree/host.js";
 import { normalizeImagePath, parentOf } from "../tree/path.js";
 import { bufferContent, Spool } from "../tree/spool.js";
-import { Tree } from "../tree/tree.js";
-import { writeFilesAtomically } from "../util/atomic-file.js";
+import { dirInode, Tree } from "../tree/tree.js";
 import { UserError } from "../util/errors.js";
+import { FORMATS, type ImageFormat, type ImageWriter } from "./formats.js";
 import { initBinaryPath } from "./init-binary.js";
-import { checkOutput, imageInputs, WHY_HEADER, whyPath } from "./output.js";
+import { checkOutput, imageInputs, type WhyHeader } from "./output.js";
 
 export { MINIMIZE_LEVELS, type MinimizeLevel } from "../minimize/minimize.js";
 
@@ -41,6 +37,10 @@ export interface HostAddition {
 export interface BuildOptions {
   source: string;
   output: string;
+  /** What to write (default cpio); see ./formats.ts. */
+  format?: ImageFormat;
+  /** ext4: the image size in bytes (default: content plus a margin). */
+  sizeBytes?: number;
   compression: Compression;
   minimize: MinimizeLevel;
   platform?: Platform;
@@ -100,45 +100,29 @@ export interface LoadedImage {
 export type LoadOptions = Pick<
   BuildOptions,
   "source" | "platform" | "insecure" | "overrides" | "additions" | "addOwner" | "onProgress" | "onLayer"
->;
+> & { limits?: LayerLimits };
 
 /** source -> flattened tree (+ --add files) -> resolved app config. */
 export async function loadImage(o: LoadOptions): Promise<LoadedImage> {
-  const ref = parseSourceRef(o.source);
   const platform = o.platform ?? hostPlatform();
+  const image = await openSource(o.source, {
+    platform,
+    ...(o.platform ? { requested: o.platform } : {}),
+    insecure: o.insecure,
+    progress: o.onProgress,
+  });
+  if (image.platform && o.platform && !platformMatches(o.platform, image.platform)) {
+    throw new UserError(
+      `${o.source}: no image for platform ${formatPlatform(o.platform)}; available: ${formatPlatform(image.platform)}`,
+    );
+  }
+  const architecture = image.platform?.architecture ?? platform.architecture;
   const spool = await Spool.create();
   try {
     const tree = new Tree();
-    let imageConfig: ImageConfig = {};
-    let architecture = platform.architecture;
-    let digest: string | undefined;
-    let overrides = o.overrides;
-    const warnings: string[] = [];
-    if (ref.transport === "dir") {
-      await addHostPath(tree, ref.value, "/", { layer: 0 });
-    } else if (ref.transport === "bin") {
-      const added = await addHostBinary(tree, ref.value, o.platform);
-      architecture = added.arch;
-      overrides = { ...overrides, entrypoint: overrides.entrypoint ?? added.entrypoint };
-      warnings.push(...added.warnings);
-    } else {
-      const image = await openLayeredSource(ref, { platform, insecure: o.insecure, progress: o.onProgress });
-      imageConfig = image.config;
-      digest = image.digest;
-      if (image.platform) {
-        if (o.platform && !platformMatches(o.platform, image.platform)) {
-          throw new UserError(
-            `${ref.text}: no image for platform ${formatPlatform(o.platform)}; available: ${formatPlatform(image.platform)}`,
-          );
-        }
-        architecture = image.platform.architecture;
-      }
-      for (const [i, layer] of image.layers.entries()) {
-        o.onLayer?.(i, image.layers.length, layer.name);
-        await applyLayer(tree, await layer.open(), i, layer.name, spool, {
-          maxFileSize: { bytes: NEWC_MAX_FILE_SIZE, format: "newc cpio" },
-        });
-      }
+    for (const [index, layer] of image.layers.entries()) {
+      o.onLayer?.(index, image.layers.length, layer.name);
+      await layer.apply(tree, { index, spool, limits: o.limits ?? {} });
     }
     const arch = archOf(architecture);
     const added: string[] = [];
@@ -152,10 +136,11 @@ export async function loadImage(o: LoadOptions): Promise<LoadedImage> {
       });
       for (const { path } of tree.walk(normalizeImagePath(add.dest))) added.push(path);
     }
-    const app = resolveAppConfig(imageConfig, overrides, {
+    const app = resolveAppConfig(image.config, o.overrides, {
       passwd: await readImageText(tree, "etc/passwd"),
       group: await readImageText(tree, "etc/group"),
     });
+    const { warnings, digest } = image;
     return { tree, spool, app, arch, added, warnings, ...(digest ? { digest } : {}) };
   } catch (err) {
     await spool.dispose();
@@ -168,8 +153,9 @@ export async function loadImage(o: LoadOptions): Promise<LoadedImage> {
  * -> output file, plus OUTPUT.why saying why each path is in.
  */
 export async function build(o: BuildOptions): Promise<BuildResult> {
-  await checkOutput(o.output, imageInputs(o));
-  const image = await loadImage(o);
+  const format: ImageWriter = FORMATS[o.format ?? "cpio"];
+  await checkOutput(o.output, imageInputs(o), { directory: format.directory });
+  const image = await loadImage({ ...o, limits: format.limits });
   const { tree, app, arch } = image;
   try {
     const { reasons, warnings: minimizeWarnings } = await minimize(tree, {
@@ -182,39 +168,41 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       drop: o.drop ?? [],
       epoch: o.epoch,
     });
-    const warnings = [...image.warnings, ...minimizeWarnings, ...cpioWarnings(tree)];
+    const warnings = [...image.warnings, ...minimizeWarnings, ...format.warnings(tree)];
     if (o.strict && warnings.length) {
       const more = warnings.length > 1 ? ` (and ${warnings.length - 1} more)` : "";
       throw new UserError(`--strict: ${warnings[0]}${more}`);
     }
     addOwnFile(tree, APP_CONFIG_PATH, Buffer.from(encodeAppConfig(app)), 0o644, o.epoch);
     addOwnFile(tree, INIT_PATH, await readFile(initBinaryPath(arch)), 0o755, o.epoch);
+    if (format.mountPoints) for (const dir of DISK_MOUNT_POINTS) addOwnDir(tree, dir, o.epoch);
     for (const { path } of tree.walk()) {
       if (!reasons.has(path))
-        reasons.set(path, path === "" ? "image root" : "slimroot: guest init and app config");
+        reasons.set(
+          path,
+          path === ""
+            ? "image root"
+            : DISK_MOUNT_POINTS.includes(path)
+              ? "slimroot: mount point on a disk root"
+              : "slimroot: guest init and app config",
+        );
     }
 
     const files = reasons.size;
-    const archive = writeCpio(tree, { clampMtime: o.epoch });
-    const cpioHash = createHash("sha256");
-    const stages: Duplex[] = [hashTap(cpioHash), compressor(o.compression, arch)];
-    if (o.onWrite) stages.unshift(progressCounter(contentBytes(tree), o.onWrite));
-    const header = {
-      [WHY_HEADER.compressor]: await compressorVersion(o.compression, arch),
-      // Known once the image is written, when the .why's turn comes.
-      [WHY_HEADER.cpioSha256]: () => cpioHash.digest("hex"),
-    };
-    // The image and its .why are replaced together or not at all.
-    const [bytes] = await writeFilesAtomically(
-      [
-        { target: o.output, source: archive, transforms: stages },
-        { target: whyPath(o.output), source: () => Readable.from([encodeWhy(tree, reasons, header)]) },
-      ],
-      o.verify ? (tmps) => o.verify!(tmps[0]!) : undefined,
-    );
+    const bytes = await format.write(tree, {
+      output: o.output,
+      epoch: o.epoch,
+      compression: o.compression,
+      arch,
+      source: o.source,
+      why: (header) => encodeWhy(tree, reasons, header),
+      ...(o.verify ? { verify: o.verify } : {}),
+      ...(o.onWrite ? { onWrite: o.onWrite } : {}),
+      ...(o.sizeBytes !== undefined ? { sizeBytes: o.sizeBytes } : {}),
+    });
     return {
       output: o.output,
-      bytes: bytes!,
+      bytes,
       files,
       arch,
       app,
@@ -227,54 +215,8 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
   }
 }
 
-/** Bytes of file content in the tree, each hard-linked inode once. */
-function contentBytes(tree: Tree): number {
-  const seen = new Set<unknown>();
-  let total = 0;
-  for (const { inode } of tree.walk()) {
-    if (inode.content && !seen.has(inode)) total += inode.content.size;
-    seen.add(inode);
-  }
-  return total;
-}
-
-/** Passes bytes through into `hash`. */
-function hashTap(hash: Hash): Transform {
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      hash.update(chunk);
-      cb(null, chunk);
-    },
-  });
-}
-
-/** Passes bytes through, reporting the running count (capped at `total`) a few times a second. */
-function progressCounter(total: number, report: (p: { done: number; total: number }) => void): Transform {
-  let done = 0;
-  let last = 0;
-  return new Transform({
-    transform(chunk: Buffer, _enc, cb) {
-      done += chunk.length;
-      const now = Date.now();
-      if (now - last > 100) {
-        last = now;
-        report({ done: Math.min(done, total), total });
-      }
-      cb(null, chunk);
-    },
-    flush(cb) {
-      report({ done: total, total });
-      cb();
-    },
-  });
-}
-
 /** "path<TAB>reason" lines in the image's own order. */
-function encodeWhy(
-  tree: Tree,
-  reasons: Map<string, string>,
-  header: Record<string, string | (() => string)>,
-): string {
+function encodeWhy(tree: Tree, reasons: Map<string, string>, header: WhyHeader): string {
   const lines = ["# slimroot why v1: image path, tab, why it is in"];
   for (const [k, v] of Object.entries(header)) lines.push(`# ${k}: ${typeof v === "function" ? v() : v}`);
   for (const { path } of tree.walk()) lines.push(`/${path}\t${reasons.get(path) ?? "?"}`);
@@ -286,6 +228,15 @@ export async function readImageText(tree: Tree, path: string): Promise<string | 
   const node = tree.get(normalizeImagePath(path));
   if (node?.inode.kind !== "file" || !node.inode.content) return undefined;
   return text(node.inode.content.open());
+}
+
+/** Where the init mounts the API filesystems on a disk root (init/root.c). */
+const DISK_MOUNT_POINTS = ["dev", "proc", "sys", "tmp", "run"];
+
+/** A directory the init needs, unless the image has one (or something else) there. */
+function addOwnDir(tree: Tree, path: string, epoch: number): void {
+  if (tree.get(path)) return;
+  tree.set(path, { inode: { ...dirInode(), mtime: epoch }, children: new Map(), layer: 1_000_001 });
 }
 
 /** Adds one of slimroot's own files (root-owned, stamped with the build epoch). */

@@ -8,12 +8,13 @@ import { access, realpath, stat } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { splitArchiveRef } from "../image/docker-archive.js";
 import { splitLayoutRef } from "../image/oci-layout.js";
-import { parseSourceRef } from "../image/source.js";
+import { parseSourceRef } from "../source/schemes.js";
 import { UserError } from "../util/errors.js";
 
 /** The sidecar that explains an image: OUTPUT.why. */
 export function whyPath(output: string): string {
-  return `${output}.why`;
+  // A directory output (OUTPUT/) gets its OUTPUT.why beside it.
+  return `${output.replace(/(.)\/+$/, "$1")}.why`;
 }
 
 /**
@@ -22,6 +23,9 @@ export function whyPath(output: string): string {
  * can be compared honestly (same cpio, or not) whatever compressed them.
  */
 export const WHY_HEADER = { compressor: "compressor", cpioSha256: "cpio sha256" } as const;
+
+/** The .why's header: key -> value, or a function giving the value once the image is written. */
+export type WhyHeader = Record<string, string | (() => string)>;
 
 /** A host path the build reads, and how the user named it. */
 export interface InputPath {
@@ -66,7 +70,7 @@ async function realTarget(p: string): Promise<string> {
 export async function checkOutput(
   output: string,
   inputs: readonly InputPath[],
-  opts: { why?: boolean; flag?: string } = {},
+  opts: { why?: boolean; flag?: string; directory?: boolean } = {},
 ): Promise<void> {
   const name = `${opts.flag ?? "-o"} ${output}`;
   const dir = dirname(resolve(output));
@@ -79,7 +83,8 @@ export async function checkOutput(
   const outs: { path: string; real: string; st: Stats | undefined }[] = [];
   for (const t of targets) {
     const st = await stat(t).catch(() => undefined);
-    if (st && !st.isFile())
+    // A directory output (--format initramfs-list) is checked by its writer.
+    if (st && !st.isFile() && !(opts.directory && t === output && st.isDirectory()))
       throw new UserError(`${name}: ${t === output ? "" : `${t} `}is ${kindOf(st)}; give the path of a file`);
     outs.push({ path: t, real: await realTarget(t), st });
   }

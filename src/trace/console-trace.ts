@@ -4,6 +4,8 @@ const TRACE = "SLIMROOT_TRACE ";
 const LOST = /^SLIMROOT_TRACE_LOST (\d+)$/;
 const EXIT = /SLIMROOT_EXIT=\d+$/;
 const TAIL_LINES = 20;
+/** A kernel message ("[    1.94] reboot: ..."): it tells little about why an app failed. */
+export const KERNEL_LINE = /^\[\s*\d+\.\d+\]/;
 
 /** Undoes the init's escaping of a traced path: `\\`, `\n`, `\xHH` (init/trace.c). */
 export function decodeTracePath(text: string): string {
@@ -66,7 +68,7 @@ export class TraceCollector extends Writable {
       return;
     }
     if (EXIT.test(l)) this.sawExit = true;
-    if (!l.trim() || /^\[\s*\d+\.\d+\]/.test(l)) return; // kernel messages tell little here
+    if (!l.trim() || KERNEL_LINE.test(l)) return;
     this.tail.push(l);
     if (this.tail.length > TAIL_LINES) this.tail.shift();
   }

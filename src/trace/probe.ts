@@ -69,9 +69,19 @@ export function parseProbe(spec: string): Probe {
   throw new UserError(`--probe ${spec}: ${USAGE}`);
 }
 
-/** Guest ports a probe talks to. */
+/**
+ * A guest port nothing listens on. QEMU's user network also holds a forwarded connection
+ * open while the guest is still booting (nothing there to refuse it yet), so a tcp: probe
+ * without EXPECT passed before the app listened. A connection to this port closing at once
+ * shows the guest's network answers; only then does a held connection mean the app.
+ */
+export const UNUSED_GUEST_PORT = 1;
+
+/** Guest ports a probe talks to (a tcp: probe without EXPECT also needs the unused one). */
 export function probePorts(p: Probe): number[] {
-  return p.kind === "exec" ? p.ports : [p.port];
+  if (p.kind === "exec") return p.ports;
+  if (p.kind === "tcp" && !p.expect && p.port !== UNUSED_GUEST_PORT) return [p.port, UNUSED_GUEST_PORT];
+  return [p.port];
 }
 
 /** Guest port -> host port, as the VM's forwards say. */
@@ -103,7 +113,16 @@ async function httpAttempt(p: Extract<Probe, { kind: "http" }>, host: number): A
  */
 const QUIET_MS = 500;
 
-function tcpAttempt(p: Extract<Probe, { kind: "tcp" }>, host: number): Attempt {
+async function tcpAttempt(p: Extract<Probe, { kind: "tcp" }>, host: number, unused?: number): Attempt {
+  if (
+    unused !== undefined &&
+    (await tcpTry({ kind: "tcp", spec: "", port: UNUSED_GUEST_PORT }, unused)) === undefined
+  )
+    return "the guest's network does not answer yet";
+  return tcpTry(p, host);
+}
+
+function tcpTry(p: Extract<Probe, { kind: "tcp" }>, host: number): Attempt {
   return new Promise((resolve) => {
     const sock = connect({ host: "127.0.0.1", port: host });
     let got = "";
@@ -161,7 +180,9 @@ export function attemptProbe(p: Probe, ports: PortMap): Attempt {
   if (p.kind === "exec") return execAttempt(p, ports);
   const host = ports.get(p.port);
   if (host === undefined) return Promise.resolve(`guest port ${p.port} is not forwarded`);
-  return p.kind === "http" ? httpAttempt(p, host) : tcpAttempt(p, host);
+  if (p.kind === "http") return httpAttempt(p, host);
+  const guard = p.expect || p.port === UNUSED_GUEST_PORT ? undefined : ports.get(UNUSED_GUEST_PORT);
+  return tcpAttempt(p, host, guard);
 }
 
 /** A probe that never passed: the CLI prints its message as the one-line error. */

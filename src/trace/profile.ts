@@ -8,9 +8,27 @@ import { UserError } from "../util/errors.js";
  * stands for a backslash and `\n` for a newline (as in app.conf).
  */
 export interface Profile {
-  header: Record<string, string>;
+  header: ProfileHeader;
   /** Image paths without the leading "/". */
   paths: string[];
+}
+
+/** The header keys, the one list of them: what `slimroot trace` writes and readers look up. */
+export interface ProfileHeader {
+  /** The source reference traced. */
+  image?: string;
+  /** Its manifest digest, when it has one. */
+  digest?: string;
+  /** The app's argv, as JSON. */
+  command?: string;
+  /** The probes, as a JSON array of their specs. */
+  probes?: string;
+  date?: string;
+  kernel?: string;
+  arch?: string;
+  "exit status"?: string;
+  /** Why the trace may be incomplete. */
+  truncated?: string;
 }
 
 export function encodeProfile(p: Profile): string {
@@ -36,7 +54,7 @@ export function decodeProfile(text: string, file: string): Profile {
         `${file}:${i + 1}: expected an absolute path, got ${JSON.stringify(line.slice(0, 80))}`,
       );
   }
-  return { header, paths };
+  return { header: header as ProfileHeader, paths };
 }
 
 /** A profile file, header and paths. */
@@ -75,4 +93,15 @@ export function profileProbes(p: Profile, file: string, allowExec = false): stri
       `${file}: refusing the profile's probe ${JSON.stringify(local.slice(0, 80))}: probes from a profile are limited to http: and tcp: (an exec: probe runs on this host: give --allow-profile-exec to allow it, or --probe to replace the profile's probes)`,
     );
   return specs;
+}
+
+/** A warning when the profile was recorded for another command than the one being built. */
+export function profileCommandMismatch(
+  p: Profile,
+  file: string,
+  args: readonly string[],
+): string | undefined {
+  const recorded = p.header.command;
+  if (recorded === undefined || recorded === JSON.stringify(args)) return undefined;
+  return `${file} was recorded for ${recorded}, this image runs ${JSON.stringify(args)}: trace it again if that reads other files`;
 }

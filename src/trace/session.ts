@@ -30,6 +30,8 @@ export interface SessionOptions {
   runTimeoutMs?: number;
   /** Gets a copy of the guest console (--verbose). */
   echo?: NodeJS.WritableStream;
+  /** Never write the image (a disk image being verified). */
+  readOnly?: boolean;
 }
 
 export interface SessionResult {
@@ -85,6 +87,7 @@ export async function probeSession(o: SessionOptions): Promise<SessionResult> {
     stopGraceMs: o.stopGraceMs,
     dryRun: false,
     trace: o.trace,
+    ...(o.readOnly ? { readOnly: true } : {}),
     stop: stop.signal,
     stdout: consoleOut,
     stderr: runErr,

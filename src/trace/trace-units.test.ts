@@ -4,7 +4,7 @@ import { UserError } from "../util/errors.js";
 import { decodeTracePath, TraceCollector } from "./console-trace.js";
 import { imagePathOf, profilePaths } from "./paths.js";
 import { parseProbe, probePorts } from "./probe.js";
-import { decodeProfile, encodeProfile, profileProbes } from "./profile.js";
+import { decodeProfile, encodeProfile, profileCommandMismatch, profileProbes } from "./profile.js";
 
 test("probe specs", () => {
   assert.deepEqual(parseProbe("http:80"), { kind: "http", spec: "http:80", port: 80, path: "/" });
@@ -106,4 +106,23 @@ test("a profile's exec: probe is refused unless allowed; http: and tcp: pass", (
         ),
     );
   assert.deepEqual(profileProbes(of(["exec:true"]), "f", true), ["exec:true"]);
+});
+
+test("a profile recorded for another command is named in a warning", () => {
+  const p = decodeProfile(
+    '# slimroot profile v1\n# command: ["/usr/bin/redis-server","--bind","0.0.0.0"]\n/usr/bin/redis-server\n',
+    "r.profile",
+  );
+  assert.equal(
+    profileCommandMismatch(p, "r.profile", ["/usr/bin/redis-server", "--bind", "0.0.0.0"]),
+    undefined,
+  );
+  assert.match(
+    profileCommandMismatch(p, "r.profile", ["/usr/bin/redis-server"]) ?? "",
+    /^r\.profile was recorded for \["\/usr\/bin\/redis-server","--bind","0.0.0.0"\], this image runs \["\/usr\/bin\/redis-server"\]/,
+  );
+  assert.equal(
+    profileCommandMismatch(decodeProfile("# slimroot profile v1\n/a\n", "x"), "x", ["/a"]),
+    undefined,
+  );
 });

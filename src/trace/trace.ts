@@ -17,11 +17,8 @@ import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import type { PortForward } from "../vm/ports.js";
 import { profilePaths } from "./paths.js";
 import type { Probe } from "./probe.js";
-import { encodeProfile } from "./profile.js";
+import { encodeProfile, type ProfileHeader } from "./profile.js";
 import { probeSession } from "./session.js";
-
-/** Profile header key holding the probes, as a JSON array of their specs. */
-export const PROBES_KEY = "probes";
 
 export interface TraceOptions {
   /** How to build the image: the same source and settings `build` will get. */
@@ -88,11 +85,11 @@ export async function traceImage(o: TraceOptions): Promise<TraceResult> {
       ...(o.echo ? { echo: o.echo } : {}),
     });
     const { paths, created } = profilePaths(s.traced, (p) => built.reasons.has(p));
-    const header: Record<string, string> = {
+    const header: ProfileHeader = {
       image: o.image.source,
       ...(built.digest ? { digest: built.digest } : {}),
       command: JSON.stringify(built.app.args),
-      [PROBES_KEY]: JSON.stringify(o.probes.map((p) => p.spec)),
+      probes: JSON.stringify(o.probes.map((p) => p.spec)),
       date: new Date().toISOString(),
       kernel: await kernelLabel(o.kernel, built.arch),
       arch: built.arch,

@@ -25,6 +25,8 @@ export async function verifyImage(image: string, o: VerifyOptions): Promise<void
       readyTimeoutMs: o.readyTimeoutMs ?? 120_000,
       settleMs: 0,
       stopGraceMs: 10_000,
+      // A disk image must come out as built: an ext4 root boots under an overlay too.
+      readOnly: true,
       ...(o.echo ? { echo: o.echo } : {}),
     });
   } catch (err) {

@@ -11,7 +11,12 @@ import { trackTempPath, untrackTempPath } from "./temp-paths.js";
 export interface FileToWrite {
   target: string;
   /** A function is called when this file's turn comes (after the files before it are written). */
-  source: Readable | (() => Readable);
+  source?: Readable | (() => Readable);
+  /**
+   * Instead of `source`: writes the temp file itself, creating it (another program such as
+   * mke2fs or mksquashfs writes the disk images).
+   */
+  write?: (tmp: string) => Promise<void>;
   transforms?: Duplex[];
   mode?: number;
 }
@@ -26,6 +31,16 @@ function besideName(target: string, suffix: string): string {
 
 /** Writes one temp file and fsyncs it; returns its byte count. The caller removes `tmp`. */
 async function writeTemp(tmp: string, f: FileToWrite): Promise<number> {
+  if (f.write) {
+    await f.write(tmp);
+    const fh = await open(tmp, "r");
+    try {
+      await fh.sync();
+      return (await fh.stat()).size;
+    } finally {
+      await fh.close();
+    }
+  }
   let bytes = 0;
   const out = createWriteStream(tmp, { mode: f.mode ?? 0o644, flags: "wx" });
   let outError: unknown;
@@ -38,6 +53,7 @@ async function writeTemp(tmp: string, f: FileToWrite): Promise<number> {
       cb(null, chunk);
     },
   });
+  if (!f.source) throw new Error(`internal: ${f.target}: nothing to write`);
   const source = typeof f.source === "function" ? f.source() : f.source;
   await pipeline([source, ...(f.transforms ?? []), counter, out]).catch((err: NodeJS.ErrnoException) => {
     // Only the output's own errors are about the output; the rest are about what was read.

@@ -8,9 +8,11 @@ import { randomBytes } from "node:crypto";
 import { rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Arch } from "../arch/arch.js";
+import type { DiskFormat } from "../disk/formats.js";
 import type { Transport } from "../kernel/manifest.js";
 import { type BootKernel, resolveKernel } from "../kernel/resolve.js";
 import { GUEST_MODULES_DIR } from "../kmod/modules-cpio.js";
+import { checkKernelFor, initCpio } from "./disks.js";
 import { joinInitrd } from "./initrd.js";
 import type { PortForward } from "./ports.js";
 import { type GuestNetwork, runConfCpio, runConfText } from "./runconf.js";
@@ -31,6 +33,18 @@ export interface Disk {
   /** Where the init mounts it: "/" for the root. */
   mount: string;
   readOnly: boolean;
+  /** Its filesystem, when known (slimroot's disk plan): the kernel's config is checked for it. */
+  format?: DiskFormat;
+}
+
+/** What the init needs to find and mount the disks (src/vm/disks.ts plans it). */
+export interface DiskBoot {
+  /** The image is a disk: the initrd then carries only the init. */
+  rootIsDisk: boolean;
+  /** run.conf `root` / `volume` records. */
+  records: readonly string[];
+  /** Kernel modules: virtio_blk, the filesystems, overlay. */
+  modules: readonly string[];
 }
 
 /** What the VM is: the part of a run request a launcher reads. */
@@ -55,6 +69,7 @@ export interface VmRequest {
   /** Firecracker: a vsock device with this guest CID. */
   vsockCid?: number;
   disks?: readonly Disk[];
+  diskBoot?: DiskBoot;
 }
 
 /** A prepared VM: its files are written, the command is ready to start. */
@@ -94,17 +109,21 @@ export async function bootKernel(
   scratch: string,
   extraModules: readonly string[] = [],
 ): Promise<BootKernel> {
+  const extra = [...extraModules, ...(req.diskBoot?.modules ?? [])].filter(
+    (m, i, all) => all.indexOf(m) === i,
+  );
   const bk = await resolveKernel({
     kernel: req.kernel,
     modules: req.modules,
     arch,
     transport,
     scratch,
-    ...(extraModules.length ? { extraModules } : {}),
+    ...(extra.length ? { extraModules: extra } : {}),
   });
   if (bk.kind.arch !== arch) {
     throw new RunFailure(`kernel ${bk.label} is ${bk.kind.arch}, but the image ${req.image} is ${arch}`);
   }
+  await checkKernelFor(req.disks ?? [], bk.config, bk.label);
   return bk;
 }
 
@@ -125,11 +144,14 @@ export async function writeInitrd(
     ...(req.args ? { args: req.args } : {}),
     ...(req.trace ? { trace: true } : {}),
     ...(bk.modulesCpio ? { modulesDir: `/${GUEST_MODULES_DIR}` } : {}),
+    disks: req.diskBoot?.records ?? [],
   });
+  // A disk root's initramfs holds only our init (the image's own is on the disk).
+  const first = req.diskBoot?.rootIsDisk ? await initCpio(bk.kind.arch) : req.image;
   const initrd = join(dir, "initrd");
   const tmp = join(dir, `.initrd.${randomBytes(4).toString("hex")}.tmp`);
   try {
-    await joinInitrd([req.image, ...(bk.modulesCpio ? [bk.modulesCpio] : []), await runConfCpio(conf)], tmp);
+    await joinInitrd([first, ...(bk.modulesCpio ? [bk.modulesCpio] : []), await runConfCpio(conf)], tmp);
     await rename(tmp, initrd);
   } finally {
     await rm(tmp, { force: true });

@@ -80,6 +80,7 @@ export const qemuLauncher: Launcher = {
       cpus: req.cpus,
       forwards: req.forwards,
       qmpSocket,
+      drives: (req.disks ?? []).map((d) => ({ file: d.path, readOnly: d.readOnly })),
       ...(tscKhz ? { tscKhz } : {}),
     });
     return {

@@ -38,6 +38,8 @@ export interface VmConfig {
   cpus: number;
   forwards: readonly PortForward[];
   qmpSocket: string;
+  /** Disks in order (a disk root first): virtio-blk, raw. */
+  drives?: readonly { file: string; readOnly: boolean }[];
   /** amd64 on microvm under TCG: the host's TSC rate. */
   tscKhz?: number;
 }
@@ -153,6 +155,15 @@ export function qemuCommand(c: VmConfig): string[] {
     "-device",
     mmio ? "virtio-rng-device" : "virtio-rng-pci",
   );
+  for (const [i, d] of (c.drives ?? []).entries()) {
+    const file = d.file.replace(/,/g, ",,"); // QEMU's option syntax escapes commas by doubling
+    args.push(
+      "-drive",
+      `file=${file},format=raw,if=none,id=disk${i},cache=writeback${d.readOnly ? ",readonly=on" : ""}`,
+      "-device",
+      `${mmio ? "virtio-blk-device" : "virtio-blk-pci"},drive=disk${i}`,
+    );
+  }
   // pc has a PS/2 keyboard built in (atkbd is built into the kernel); the others get one.
   if (mmio) args.push("-device", `virtio-keyboard-device,id=${KEYBOARD_ID}`);
   args.push("-qmp", `unix:${c.qmpSocket},server=on,wait=off`);

@@ -8,10 +8,13 @@ import { readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { embeddedAppKernel } from "../kernel/resolve.js";
+import { hostArch } from "../arch/arch.js";
+import { diskIdentity } from "../disk/identity.js";
+import { embeddedAppKernel, kernelArch } from "../kernel/resolve.js";
 import { UserError } from "../util/errors.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { ConsoleWatcher } from "./console.js";
+import { planDisks, type VolumeSpec } from "./disks.js";
 import { firecrackerLauncher } from "./firecracker-launcher.js";
 import { imageInfo } from "./image-info.js";
 import { type Launch, type Launcher, RunFailure, type Vmm, type VmRequest } from "./launcher.js";
@@ -36,6 +39,10 @@ export interface RunRequest extends VmRequest {
   dryRun: boolean;
   /** With dryRun: the directory the VM's files go to (default: a temp directory, kept). */
   outDir?: string;
+  /** More disks (`--volume FILE:/path[:ro]`). */
+  volumes?: readonly VolumeSpec[];
+  /** Never write the image: an ext4 root is mounted read-only under a tmpfs overlay, as erofs and squashfs always are. */
+  readOnly?: boolean;
   /** Aborting it stops the app as SIGTERM to us would (Ctrl-Alt-Del, then the grace period). */
   stop?: AbortSignal;
   stdout: NodeJS.WritableStream;
@@ -49,7 +56,18 @@ export async function runImage(req: RunRequest): Promise<number> {
   const embedded = await embeddedAppKernel(req.image);
   if (embedded && (req.vmm ?? "qemu") !== "qemu")
     throw new RunFailure(`${req.image} is a kernel with its app built in: only QEMU boots it so far`);
-  const { arch } = embedded ?? (await imageInfo(req.image));
+  const root = embedded ? undefined : await diskIdentity(req.image).catch(() => undefined);
+  // A disk's /init is not read here (no filesystem reader on the host): it is the
+  // architecture of the kernel given, else of the host.
+  const arch = embedded
+    ? embedded.arch
+    : root
+      ? req.kernel
+        ? await kernelArch(req.kernel)
+        : (hostArch() ?? "amd64")
+      : (await imageInfo(req.image)).arch;
+  const plan = await planDisks(req.image, root, Boolean(req.readOnly), req.volumes ?? []);
+  if (plan.disks.length) req = { ...req, disks: plan.disks, diskBoot: plan };
   const scratch = await mkdtemp(join(tmpdir(), "slimroot-run-"));
   // Removed by the CLI's exit paths too (a closed stdout ends the process at once).
   trackTempPath(scratch);

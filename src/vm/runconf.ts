@@ -1,8 +1,8 @@
 import { buffer } from "node:stream/consumers";
 import { escapeConfValue } from "../appconfig/appconfig.js";
-import { writeCpio } from "../cpio/writer.js";
-import { bufferContent } from "../tree/spool.js";
-import { Tree } from "../tree/tree.js";
+import { S_IFREG } from "../cpio/newc.js";
+import { directoryChain, writeRecords } from "../cpio/writer.js";
+import { parentOf } from "../tree/path.js";
 import { UserError } from "../util/errors.js";
 
 /** Where the launcher's settings go in the guest (docs/app-config.md). */
@@ -30,6 +30,8 @@ export interface RunSettings {
   hostname?: string;
   /** Record mode: the init reports the files the app opened (init/trace.c). */
   trace?: boolean;
+  /** `root ...` and `volume ...` records for init/root.c (src/vm/disks.ts writes them). */
+  disks?: readonly string[];
 }
 
 /** The text of run.conf, in the format of app.conf. */
@@ -44,6 +46,7 @@ export function runConfText(s: RunSettings): string {
   if (s.modulesDir) lines.push(`modules ${escapeConfValue(s.modulesDir, "modules directory")}`);
   if (s.hostname) lines.push(`hostname ${escapeConfValue(s.hostname, "hostname")}`);
   if (s.trace) lines.push("trace 1");
+  for (const d of s.disks ?? []) lines.push(escapeConfValue(d, "disk record"));
   for (const a of s.args ?? []) lines.push(`arg ${escapeConfValue(a, "argument")}`);
   for (const e of s.env) {
     if (!/^[^=]+=/.test(e)) throw new UserError(`-e ${e}: expected NAME=VALUE`);
@@ -58,11 +61,10 @@ export function runConfText(s: RunSettings): string {
  * (the unpacker would replace a path of another type, so only real directories are named).
  */
 export async function runConfCpio(text: string): Promise<Buffer> {
-  const tree = new Tree();
-  tree.ensureDir("etc/slimroot", 0);
-  tree.set(RUN_CONF_PATH, {
-    inode: { kind: "file", mode: 0o644, uid: 0, gid: 0, mtime: 0, content: bufferContent(Buffer.from(text)) },
-    layer: 0,
-  });
-  return buffer(writeCpio(tree, { clampMtime: 0 }));
+  return buffer(
+    writeRecords([
+      ...directoryChain(parentOf(RUN_CONF_PATH)),
+      { name: RUN_CONF_PATH, mode: S_IFREG | 0o644, uid: 0, gid: 0, mtime: 0, body: Buffer.from(text) },
+    ]),
+  );
 }

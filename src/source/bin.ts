@@ -3,12 +3,14 @@ import { basename, resolve } from "node:path";
 import { type Arch, archOf, archOfElfMachine } from "../arch/arch.js";
 import { resolveClosure } from "../elf/closure.js";
 import { ElfError, ET_DYN, ET_EXEC, elfTargetForArch, isElf, PT_LOAD, parseElf } from "../elf/elf.js";
+import { parseShebang } from "../elf/shebang.js";
+import { formatPlatform } from "../image/platform.js";
+import type { Platform } from "../image/types.js";
 import { addHostPath } from "../tree/host.js";
 import { hostFs } from "../tree/image-fs.js";
 import type { Tree } from "../tree/tree.js";
 import { UserError } from "../util/errors.js";
-import { formatPlatform } from "./platform.js";
-import type { Platform } from "./types.js";
+import type { SourceScheme } from "./source.js";
 
 /** Where a host executable lands in the image it becomes. */
 export function hostBinaryImagePath(hostPath: string): string {
@@ -28,8 +30,7 @@ async function runnableArch(real: string, what: string, depth = 0): Promise<Arch
     throw new UserError(`${what}: cannot read ${real} (${err.code})`);
   });
   if (data.subarray(0, 2).toString("latin1") === "#!") {
-    const line = data.subarray(2, Math.max(2, data.indexOf(10))).toString("utf8");
-    const interp = line.trim().split(/[ \t]/)[0] ?? "";
+    const interp = parseShebang(data)?.interpreter ?? "";
     if (!interp.startsWith("/")) throw new UserError(`${what}: a #! script without an absolute interpreter`);
     if (depth >= MAX_SCRIPT_DEPTH) throw new UserError(`${what}: too many #! interpreters in a row`);
     const next = await realpath(interp).catch(() => {
@@ -65,13 +66,18 @@ async function runnableArch(real: string, what: string, depth = 0): Promise<Arch
  * resolver as for images), each file at its host path, symlink chains kept as links.
  * A symlink given as the binary is followed as the host would run it: the file it leads
  * to lands at /usr/local/bin/NAME, under the name given. The binary's ELF machine is the
- * image's architecture; a `platform` that says otherwise is an error.
+ * image's architecture; a `platform` (--platform) that says otherwise is an error.
+ * Everything is checked and resolved here; `addTo` only copies.
  */
-export async function addHostBinary(
-  tree: Tree,
+export async function prepareHostBinary(
   file: string,
   platform: Platform | undefined,
-): Promise<{ entrypoint: string; warnings: string[]; arch: Arch }> {
+): Promise<{
+  entrypoint: string;
+  warnings: string[];
+  arch: Arch;
+  addTo(tree: Tree, layer: number): Promise<void>;
+}> {
   const what = `bin:${file}`;
   const abs = resolve(file);
   const st = await stat(abs).catch(() => undefined);
@@ -88,10 +94,28 @@ export async function addHostBinary(
     elfClass: target.elfClass,
   });
   const entrypoint = hostBinaryImagePath(abs);
-  await addHostPath(tree, real, entrypoint, { owner: { uid: 0, gid: 0 }, layer: 0 });
-  // Links first, so a real directory never takes the place of a linked one (/lib -> usr/lib).
-  const paths = [...closure.files.keys()].filter((p) => p !== real).sort();
-  for (const p of paths)
-    await addHostPath(tree, p, p, { owner: { uid: 0, gid: 0 }, layer: 0, shallow: true });
-  return { entrypoint, warnings: closure.warnings, arch };
+  const owner = { uid: 0, gid: 0 };
+  const addTo = async (tree: Tree, layer: number) => {
+    await addHostPath(tree, real, entrypoint, { owner, layer });
+    // Links first, so a real directory never takes the place of a linked one (/lib -> usr/lib).
+    const paths = [...closure.files.keys()].filter((p) => p !== real).sort();
+    for (const p of paths) await addHostPath(tree, p, p, { owner, layer, shallow: true });
+  };
+  return { entrypoint, warnings: closure.warnings, arch, addTo };
 }
+
+/** `bin:PATH`: the executable is the entrypoint and its architecture the image's. */
+export const bin: SourceScheme = {
+  scheme: "bin",
+  usage: "bin:PATH",
+  open: async (file, text, opts) => {
+    const host = await prepareHostBinary(file, opts.requested);
+    return {
+      ref: text,
+      platform: { os: "linux", architecture: host.arch },
+      config: { entrypoint: [host.entrypoint] },
+      layers: [{ name: text, apply: (tree, { index }) => host.addTo(tree, index) }],
+      warnings: host.warnings,
+    };
+  },
+};

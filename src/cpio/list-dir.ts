@@ -1,0 +1,128 @@
+import { randomBytes } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { mkdir, readdir, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { basename, dirname, join, resolve } from "node:path";
+import { pipeline } from "node:stream/promises";
+import type { Inode, Tree } from "../tree/tree.js";
+import { UserError } from "../util/errors.js";
+import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
+import { encodeListLine, type ListEntry } from "./gen-list.js";
+
+/** The list's name inside the output directory; file bodies go under ROOT_DIR beside it. */
+export const LIST_NAME = "initramfs_list";
+export const ROOT_DIR = "root";
+
+export interface ListDirOptions {
+  /** Every mtime later than this is lowered to it, as in the cpio writer. */
+  clampMtime: number;
+  /** Said in the list's header comment. */
+  source?: string;
+}
+
+/**
+ * Writes `tree` as a gen_init_cpio list plus the file bodies it names, for a kernel build's
+ * CONFIG_INITRAMFS_SOURCE: OUTPUT/initramfs_list and OUTPUT/root/PATH. Locations are
+ * absolute (the kernel build reads them from its own directory). Modes, owners and devices
+ * are in the list; the bodies carry the image's mtimes (gen_init_cpio takes a file's mtime
+ * from its location). Hard links are one `file` line at the last name, so every parent is
+ * listed before it. The directory appears whole or not at all; an existing output is
+ * replaced only if it is empty or holds a list. Returns the bytes of the list and bodies.
+ */
+export async function writeListDir(tree: Tree, output: string, o: ListDirOptions): Promise<number> {
+  const target = resolve(output);
+  await checkReplaceable(target, output);
+  const tmp = join(
+    dirname(target),
+    `.${basename(target)}.${process.pid}-${randomBytes(4).toString("hex")}.tmp`,
+  );
+  trackTempPath(tmp);
+  try {
+    const bodies = join(target, ROOT_DIR);
+    word(bodies, output);
+    await mkdir(tmp);
+    const names = new Map<Inode, string[]>();
+    for (const { path, inode } of tree.walk()) names.set(inode, [...(names.get(inode) ?? []), path]);
+    const lines = [`# gen_init_cpio list written by slimroot${o.source ? ` from ${o.source}` : ""}`];
+    let bytes = 0;
+    const seen = new Map<Inode, number>();
+    for (const { path, inode } of tree.walk()) {
+      if (path === "") continue;
+      const all = names.get(inode)!;
+      const nth = (seen.get(inode) ?? 0) + 1;
+      seen.set(inode, nth);
+      if (inode.kind === "file" && nth < all.length) continue;
+      const entry = listEntry(path, inode, all, bodies);
+      lines.push(encodeListLine(entry));
+      if (entry.type === "file") {
+        const file = join(tmp, ROOT_DIR, path);
+        await mkdir(dirname(file), { recursive: true });
+        if (inode.content)
+          await pipeline(inode.content.open(), createWriteStream(file, { flags: "wx", mode: 0o644 }));
+        else await writeFile(file, "", { flag: "wx", mode: 0o644 });
+        const mtime = Math.max(0, Math.min(inode.mtime, o.clampMtime));
+        await utimes(file, mtime, mtime);
+        bytes += inode.content?.size ?? 0;
+      }
+    }
+    const text = `${lines.join("\n")}\n`;
+    await writeFile(join(tmp, LIST_NAME), text, { flag: "wx", mode: 0o644 });
+    bytes += Buffer.byteLength(text);
+    const old = `${tmp}.old`;
+    trackTempPath(old);
+    await rename(target, old).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== "ENOENT") throw err;
+    });
+    await rename(tmp, target);
+    await rm(old, { recursive: true, force: true });
+    untrackTempPath(old);
+    return bytes;
+  } catch (err) {
+    await rm(tmp, { recursive: true, force: true });
+    throw err;
+  } finally {
+    untrackTempPath(tmp);
+  }
+}
+
+function listEntry(path: string, inode: Inode, names: string[], bodies: string): ListEntry {
+  const owned = { mode: inode.mode & 0o7777, uid: inode.uid, gid: inode.gid };
+  const name = `/${path}`;
+  switch (inode.kind) {
+    case "file":
+      return { type: "file", names: names.map((n) => `/${n}`), location: join(bodies, path), ...owned };
+    case "dir":
+      return { type: "dir", name, ...owned };
+    case "symlink":
+      // Linux symlinks are always 0777 (as the cpio writer says too).
+      return { type: "slink", name, target: inode.target ?? "", ...owned, mode: 0o777 };
+    case "char":
+    case "block":
+      return {
+        type: "nod",
+        name,
+        dev: inode.kind === "block" ? "b" : "c",
+        major: inode.rdevMajor ?? 0,
+        minor: inode.rdevMinor ?? 0,
+        ...owned,
+      };
+    case "fifo":
+      return { type: "pipe", name, ...owned };
+    case "socket":
+      return { type: "sock", name, ...owned };
+  }
+}
+
+/** An output directory may be new, empty, or an earlier list; anything else is the user's. */
+async function checkReplaceable(target: string, output: string): Promise<void> {
+  const st = await stat(target).catch(() => undefined);
+  if (!st) return;
+  if (!st.isDirectory()) throw new UserError(`${output}: exists and is not a directory`);
+  const entries = await readdir(target);
+  if (entries.length && !entries.includes(LIST_NAME))
+    throw new UserError(`${output}: exists and holds no ${LIST_NAME}; give a new or empty directory`);
+}
+
+function word(path: string, output: string): void {
+  if (/\s/.test(path))
+    throw new UserError(`${output}: a gen_init_cpio list cannot name files under a path with whitespace`);
+}

@@ -1,0 +1,126 @@
+/**
+ * A disk image as the root, and --volume disks: what QEMU attaches, what run.conf tells the
+ * init (init/root.c) and which modules it needs. The initramfs of a disk boot holds only the
+ * init, the modules and run.conf.
+ */
+import { readFile, stat } from "node:fs/promises";
+import { buffer } from "node:stream/consumers";
+import type { Arch } from "../arch/arch.js";
+import { writeCpio } from "../cpio/writer.js";
+import { type DiskIdentity, diskIdentity, isReadOnlyFormat, missingKernelOptions } from "../disk/identity.js";
+import { INIT_PATH } from "../pipeline/build.js";
+import { initBinaryPath } from "../pipeline/init-binary.js";
+import { normalizeImagePath } from "../tree/path.js";
+import { hostFileContent } from "../tree/spool.js";
+import { Tree } from "../tree/tree.js";
+import type { Disk, DiskBoot } from "./launcher.js";
+import { RunFailure } from "./launcher.js";
+
+export interface VolumeSpec {
+  file: string;
+  /** Absolute path in the guest. */
+  path: string;
+  readOnly: boolean;
+}
+
+/** `FILE:/path[:ro]`. */
+export function parseVolume(text: string): VolumeSpec {
+  const m = /^(.+?):(\/[^:]*)(?::(ro|rw))?$/.exec(text);
+  if (!m) throw new RunFailure(`--volume ${text}: expected FILE:/path[:ro]`);
+  return { file: m[1]!, path: `/${normalizeImagePath(m[2]!)}`, readOnly: m[3] === "ro" };
+}
+
+export interface DiskPlan extends DiskBoot {
+  disks: Disk[];
+  records: string[];
+  modules: string[];
+}
+
+const record = (d: DiskIdentity, readOnly: boolean) =>
+  `${d.fstype} ${d.offset} ${d.id.toString("hex")} ${readOnly ? "ro" : "rw"}`;
+
+/**
+ * The disks of a run: `root` (the image, when it is a disk; undefined for an initramfs) then
+ * the volumes. A read-only root is attached read-only, so its bytes never change.
+ */
+export async function planDisks(
+  image: string,
+  root: DiskIdentity | undefined,
+  rootReadOnly: boolean,
+  volumes: readonly VolumeSpec[],
+): Promise<DiskPlan> {
+  const plan: DiskPlan = { rootIsDisk: Boolean(root), disks: [], records: [], modules: [] };
+  const seen = new Map<string, string>();
+  const fstypes = new Set<string>();
+  const add = (file: string, id: DiskIdentity) => {
+    const key = `${id.offset}:${id.id.toString("hex")}`;
+    const other = seen.get(key);
+    if (other) throw new RunFailure(`${file}: the same filesystem as ${other} (attach each disk once)`);
+    seen.set(key, file);
+    fstypes.add(id.fstype);
+  };
+  if (root) {
+    const ro = rootReadOnly || isReadOnlyFormat(root.format);
+    add(image, root);
+    plan.disks.push({ path: image, mount: "/", readOnly: ro, format: root.format });
+    plan.records.push(`root ${record(root, ro)}`);
+    if (ro) plan.modules.push("overlay");
+  }
+  const paths = new Set<string>();
+  for (const v of volumes) {
+    const st = await stat(v.file).catch(() => undefined);
+    if (!st?.isFile()) throw new RunFailure(`--volume ${v.file}: no such file`);
+    if (v.path === "/") throw new RunFailure(`--volume ${v.file}:/: the root is the image`);
+    if (paths.has(v.path))
+      throw new RunFailure(`--volume ${v.file}:${v.path}: ${v.path} is already a volume`);
+    paths.add(v.path);
+    const id = await diskIdentity(v.file);
+    if (!id) throw new RunFailure(`--volume ${v.file}: not an ext4, erofs or squashfs image`);
+    add(v.file, id);
+    const ro = v.readOnly || isReadOnlyFormat(id.format);
+    plan.disks.push({ path: v.file, mount: v.path, readOnly: ro, format: id.format });
+    plan.records.push(`volume ${record(id, ro)} ${v.path}`);
+  }
+  // Names a kernel builds in (Debian's has ext4) are simply not found among its modules.
+  if (plan.disks.length) plan.modules.push("virtio_blk", ...fstypes);
+  return plan;
+}
+
+/**
+ * Refuses disks the kernel cannot mount, when its config is known (a fetched kernel), rather
+ * than letting the init wait for a mount that cannot work.
+ */
+export async function checkKernelFor(
+  disks: readonly Disk[],
+  config: string | undefined,
+  label: string,
+): Promise<void> {
+  if (!config || !disks.length) return;
+  const text = await readFile(config, "utf8").catch(() => undefined);
+  if (text === undefined) return;
+  if (!/^CONFIG_VIRTIO_BLK=(y|m)$/m.test(text))
+    throw new RunFailure(`kernel ${label} cannot attach disks: it lacks CONFIG_VIRTIO_BLK`);
+  for (const d of disks) {
+    const missing = d.format ? missingKernelOptions(text, d.format) : [];
+    if (missing.length)
+      throw new RunFailure(`kernel ${label} cannot mount ${d.path}: it lacks ${missing.join(", ")}`);
+  }
+}
+
+/** The newc archive with only our init, for a disk root. */
+export async function initCpio(arch: Arch): Promise<Buffer> {
+  const path = initBinaryPath(arch);
+  const tree = new Tree();
+  tree.set(INIT_PATH, {
+    inode: {
+      kind: "file",
+      mode: 0o755,
+      uid: 0,
+      gid: 0,
+      mtime: 0,
+      content: hostFileContent(path, (await stat(path)).size),
+    },
+    layer: 0,
+  });
+  return buffer(writeCpio(tree, { clampMtime: 0 }));
+}

@@ -120,6 +120,75 @@ void conf_read(struct conf *c, const char *path, int required, int is_run_conf)
 			return;
 		die(125, "%s: %e", path, (int)err);
 	}
+	conf_parse(c, text, path, is_run_conf);
+}
+
+/* Base64 (RFC 4648, with or without padding) decoded in place; -1 on a bad character. */
+static long base64_decode(char *s)
+{
+	unsigned bits = 0, nbits = 0;
+	char *out = s;
+	for (const char *p = s; *p && *p != '='; p++) {
+		int v = *p >= 'A' && *p <= 'Z'	 ? *p - 'A'
+			: *p >= 'a' && *p <= 'z' ? *p - 'a' + 26
+			: *p >= '0' && *p <= '9' ? *p - '0' + 52
+			: *p == '+'		 ? 62
+			: *p == '/'		 ? 63
+						 : -1;
+		if (v < 0)
+			return -1;
+		bits = (bits << 6) | (unsigned)v;
+		nbits += 6;
+		if (nbits >= 8) {
+			nbits -= 8;
+			*out++ = (char)((bits >> nbits) & 0xff);
+		}
+	}
+	*out = 0;
+	return out - s;
+}
+
+/*
+ * A kernel with the app built in (slimroot kernel build --embed) has no initrd to carry
+ * run.conf: slimroot run passes it as `slimroot.conf=BASE64` on the kernel command line
+ * (docs/run.md). The kernel keeps dotted parameters from init's argv and environment, so
+ * the init reads them from /proc/cmdline.
+ */
+void conf_read_cmdline(struct conf *c)
+{
+	static const char key[] = "slimroot.conf=";
+	/* /proc files have no size to slurp by; the kernel keeps at most 2048 bytes (x86, arm64). */
+	static char text[4097];
+	long fd = sys_open("/proc/cmdline", O_RDONLY | O_CLOEXEC, 0), got = 0, r;
+	if (fd < 0)
+		return;
+	while (got < (long)sizeof(text) - 1 &&
+	       (r = sys_read((int)fd, text + got, sizeof(text) - 1 - (size_t)got)) > 0)
+		got += r;
+	sys_close((int)fd);
+	text[got] = 0;
+	for (char *p = text; *p;) {
+		while (*p == ' ' || *p == '\n')
+			p++;
+		char *end = p;
+		while (*end && *end != ' ' && *end != '\n')
+			end++;
+		int last = !*end;
+		*end = 0;
+		if (slen(p) >= sizeof(key) - 1 && !memcmp(p, key, sizeof(key) - 1)) {
+			char *val = p + sizeof(key) - 1;
+			if (base64_decode(val) < 0)
+				die(125, "kernel command line: slimroot.conf: not base64");
+			conf_parse(c, val, "slimroot.conf", 1);
+		}
+		if (last)
+			break;
+		p = end + 1;
+	}
+}
+
+void conf_parse(struct conf *c, char *text, const char *path, int is_run_conf)
+{
 	int line_no = 0, args_replaced = 0;
 	for (char *line = text, *next; *line; line = next) {
 		line_no++;

@@ -34,6 +34,10 @@ struct conf {
 /* Fills in the defaults, then applies `path`'s records. required: a missing file is fatal. */
 void conf_defaults(struct conf *c);
 void conf_read(struct conf *c, const char *path, int required, int is_run_conf);
+/* Applies the records of `text` (modified in place and kept), named `path` in messages. */
+void conf_parse(struct conf *c, char *text, const char *path, int is_run_conf);
+/* Applies run.conf records given on the kernel command line as slimroot.conf=BASE64. */
+void conf_read_cmdline(struct conf *c);
 /* The value of NAME in the app's environment, or NULL. */
 const char *conf_getenv(const struct conf *c, const char *name);
 

@@ -358,6 +358,7 @@ __attribute__((noreturn, used)) void start_c(long *sp)
 	conf_defaults(&c);
 	conf_read(&c, APP_CONF, 1, 0);
 	conf_read(&c, run_conf, 0, 1);
+	conf_read_cmdline(&c);
 	if (!c.argc)
 		die(125, "%s: no arg record, nothing to run", APP_CONF);
 

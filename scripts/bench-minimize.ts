@@ -3,8 +3,8 @@
 // build takes from an existing profile; and the least guest RAM at which the traced image
 // still serves its page with Debian's cloud kernel (`slimroot run --mem N`, bisected).
 // Prints a markdown table. Usage: node --import tsx scripts/bench-minimize.ts [--runs N]
-import { execFileSync, spawn, spawnSync } from "node:child_process";
-import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
@@ -12,23 +12,13 @@ import { pipeline } from "node:stream/promises";
 import { compressor } from "../src/compress/compress.js";
 import { fetchKernel } from "../src/kernel/fetch.js";
 import { decodeProfile } from "../src/trace/profile.js";
-import { freePort } from "../src/util/net.js";
-import { REPO } from "../test/support/cli.js";
 import { nginxFixture } from "../test/support/fixtures.js";
+import { cli, leastRam, median, slimroot } from "./bench-support.js";
 
 const args = process.argv.slice(2);
 const runs = Number(args[args.indexOf("--runs") + 1]) || 3;
-// The installed form when it is built with trace (dist/), else the sources through tsx.
-const cli = existsSync(join(REPO, "dist", "cli", "trace.js"))
-  ? [join(REPO, "dist", "cli", "main.js")]
-  : ["--import", "tsx", join(REPO, "src", "cli", "main.ts")];
 const work = mkdtempSync(join(tmpdir(), "slimroot-bench-minimize-"));
 const MiB = 1 << 20;
-
-function slimroot(argv: string[]): void {
-  const r = spawnSync(process.execPath, [...cli, ...argv], { cwd: REPO, encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`slimroot ${argv.join(" ")}: ${r.stderr.trim()}`);
-}
 
 /** Bytes of `file` compressed with the builder's own xz settings (what --compress xz writes). */
 async function xzBytes(file: string): Promise<number> {
@@ -50,35 +40,6 @@ function seconds(f: () => void): number {
   const t = process.hrtime.bigint();
   f();
   return Number(process.hrtime.bigint() - t) / 1e9;
-}
-
-function median(xs: number[]): number {
-  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-}
-
-/** Does the image serve nginx's page with `mem` MiB? Boots it, polls, stops it. */
-async function serves(image: string, mem: number): Promise<boolean> {
-  const port = await freePort();
-  const child = spawn(process.execPath, [...cli, "run", image, "--mem", String(mem), "-p", `${port}:80`], {
-    cwd: REPO,
-    stdio: ["ignore", "ignore", "ignore"],
-  });
-  const exited = new Promise<void>((r) => child.on("close", () => r()));
-  let ok = false;
-  const deadline = Date.now() + 45_000;
-  while (!ok && Date.now() < deadline && child.exitCode === null) {
-    try {
-      const res = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(3000) });
-      ok = res.status === 200 && (await res.text()).includes("Welcome to nginx");
-    } catch {
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
-  child.kill("SIGTERM");
-  const kill = setTimeout(() => child.kill("SIGKILL"), 20_000);
-  await exited;
-  clearTimeout(kill);
-  return ok;
 }
 
 try {
@@ -125,23 +86,11 @@ try {
   const tGzip = buildTimes("gzip");
   const tXz = buildTimes("xz");
 
-  // Least RAM that still serves: bisect on [32, 256] MiB. The compression matters: the
+  // Least RAM that still serves, bisected on [32, 256] MiB. The compression matters: the
   // kernel unpacks the initramfs while it still holds the compressed copy, and its xz
   // decoder allocates a dictionary, gzip's only a 32 KiB window.
-  const leastRam = async (image: string) => {
-    let lo = 32;
-    let hi = 256;
-    if (!(await serves(image, hi))) throw new Error(`${image} does not serve even with ${hi} MiB`);
-    if (await serves(image, lo)) return lo;
-    while (hi - lo > 1) {
-      const mid = Math.floor((lo + hi) / 2);
-      if (await serves(image, mid)) hi = mid;
-      else lo = mid;
-    }
-    return hi;
-  };
-  const ramGzip = await leastRam(join(work, "timed.cpio.gzip"));
-  const ramXz = await leastRam(join(work, "timed.cpio.xz"));
+  const ramGzip = await leastRam([join(work, "timed.cpio.gzip")], 32, 256);
+  const ramXz = await leastRam([join(work, "timed.cpio.xz")], 32, 256);
 
   const rootfsBytes = Number(execFileSync("du", ["-sb", nginx.unpacked]).toString().split("\t")[0]);
   const cpu = execFileSync("sh", ["-c", "grep -m1 'model name' /proc/cpuinfo | cut -d: -f2"])

@@ -10,6 +10,7 @@ import { pipeline } from "node:stream/promises";
 import { after, before, test } from "node:test";
 import { gunzipSync } from "node:zlib";
 import fc from "fast-check";
+import type { Arch } from "../arch/arch.js";
 import { type Compression, compressor, decompressor, detectCompression } from "./compress.js";
 
 let dir: string;
@@ -29,8 +30,8 @@ function sample(size: number): Buffer {
   return Buffer.concat([Buffer.from(s.slice(0, size)), randomBytes(4096)]);
 }
 
-async function compress(kind: Compression, data: Buffer): Promise<Buffer> {
-  const c = compressor(kind);
+async function compress(kind: Compression, data: Buffer, arch?: Arch): Promise<Buffer> {
+  const c = compressor(kind, arch);
   const out = buffer(c);
   await pipeline(Readable.from([data]), c);
   return out;
@@ -66,6 +67,21 @@ test("xz uses CRC32 checks, the only ones the kernel's decoder knows", async () 
   const robot = execFileSync("xz", ["--robot", "--list", file]).toString();
   const fileLine = robot.split("\n").find((l) => l.startsWith("file\t"))!;
   assert.equal(fileLine.split("\t")[6], "CRC32");
+});
+
+test("xz for amd64 uses the x86 BCJ filter and an 8 MiB dictionary; arm64 gets no BCJ", async () => {
+  const filters = async (arch: Arch) => {
+    const file = join(dir, `bcj-${arch}.xz`);
+    await writeFile(file, await compress("xz", sample(100_000), arch));
+    const robot = execFileSync("xz", ["--robot", "--list", "-vv", file]).toString();
+    return robot.split("\n").find((l) => l.startsWith("block\t"))!;
+  };
+  const amd64 = await filters("amd64");
+  assert.match(amd64, /--x86/);
+  assert.match(amd64, /dict=8MiB/);
+  const arm64 = await filters("arm64");
+  assert.doesNotMatch(arm64, /--x86|--arm/);
+  assert.match(arm64, /dict=8MiB/);
 });
 
 test("lz4 uses the legacy frame (magic 0x184C2102) the kernel unpacks", async () => {

@@ -22,6 +22,10 @@ export interface KernelManifest {
    * to an initrd (not all modules: each load costs boot time under emulation).
    */
   modulesCpio?: Partial<Record<Transport, string>>;
+  /** amd64 from `kernel build`: the ELF kernel Firecracker boots. */
+  vmlinux?: string;
+  /** From `kernel build`: the object tree `--embed` relinks, its source tree, the build log. */
+  build?: { dir: string; source: string; log: string };
 }
 
 /** How the VM's virtio devices are attached: microvm and virt use mmio, pc uses pci. */

@@ -27,6 +27,14 @@ export interface BootKernel {
   config?: string;
 }
 
+/**
+ * The kind of kernel `path` is when it is a kernel image rather than a slimroot image: then
+ * it carries its app (slimroot kernel build --embed). Undefined for anything else.
+ */
+export async function embeddedAppKernel(path: string): Promise<KernelKind | undefined> {
+  return kernelKind(await readHead(path, KERNEL_HEAD_BYTES));
+}
+
 export interface KernelRequest {
   /** `--kernel`: a fetched directory (with manifest.json) or a kernel image file. */
   kernel?: string;

@@ -193,6 +193,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       output: o.output,
       epoch: o.epoch,
       compression: o.compression,
+      arch,
       source: o.source,
       why: (header) => encodeWhy(tree, reasons, header),
       ...(o.verify ? { verify: o.verify } : {}),

@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import { type Duplex, Readable } from "node:stream";
+import type { Arch } from "../arch/arch.js";
 import { type Compression, compressor, compressorVersion } from "../compress/compress.js";
 import { writeListDir } from "../cpio/list-dir.js";
 import { NEWC_MAX_FILE_SIZE } from "../cpio/newc.js";
@@ -18,6 +19,8 @@ export interface WriteOptions {
   /** Mtimes later than this are clamped to it. */
   epoch: number;
   compression: Compression;
+  /** The image's architecture: xz's BCJ filter is chosen by it. */
+  arch: Arch;
   /** The source reference, for writers that record it. */
   source: string;
   /** The text of OUTPUT.why with this header; written beside the output. */
@@ -92,10 +95,10 @@ export const FORMATS = {
     directory: false,
     write: async (tree, o) => {
       const cpioHash = createHash("sha256");
-      const stages: Duplex[] = [hashTap(cpioHash), compressor(o.compression)];
+      const stages: Duplex[] = [hashTap(cpioHash), compressor(o.compression, o.arch)];
       if (o.onWrite) stages.unshift(progressCounter(contentBytes(tree), o.onWrite));
       const header = {
-        [WHY_HEADER.compressor]: await compressorVersion(o.compression),
+        [WHY_HEADER.compressor]: await compressorVersion(o.compression, o.arch),
         // Known once the image is written, when the .why's turn comes.
         [WHY_HEADER.cpioSha256]: () => cpioHash.digest("hex"),
       };

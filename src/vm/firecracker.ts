@@ -6,7 +6,7 @@
  */
 import { createHash } from "node:crypto";
 import type { Arch } from "../arch/arch.js";
-import { configured, type KernelConfig } from "../kernel/config.js";
+import { configured, hasCmdlineDevices, type KernelConfig } from "../kernel/config.js";
 import type { Disk } from "./launcher.js";
 import type { GuestNetwork } from "./runconf.js";
 
@@ -152,7 +152,7 @@ export function checkFirecrackerKernel(
     if (wanted && !configured(config, option)) return fail(`no CONFIG_${option}, so ${what}`);
   }
   if (arch === "arm64") return { notes: [] };
-  const cmdline = configured(config, "VIRTIO_MMIO") === "y" && !missing("VIRTIO_MMIO_CMDLINE_DEVICES");
+  const cmdline = hasCmdlineDevices(config);
   const acpi = !missing("ACPI") && !missing("PCI");
   if (cmdline) return { notes: [] };
   if (!acpi)

@@ -163,6 +163,7 @@ export async function writeInitrd(
   }
   // What unpacks into RAM: the image, unless it is a disk (then our init, a few KiB: the headroom covers it).
   const inRam = [...(typeof first === "string" ? [first] : []), ...modules];
-  const memMiB = chooseMemoryMiB(await initrdFootprint(inRam, initrd), arch, req.memMiB, req.image);
+  const kernel = bk.modulesCpio ? "modular" : "built-in";
+  const memMiB = chooseMemoryMiB(await initrdFootprint(inRam, initrd), arch, req.memMiB, req.image, kernel);
   return { initrd, memMiB };
 }

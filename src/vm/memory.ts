@@ -33,10 +33,30 @@ const SHORT_SYMLINK_LEN = 128;
  * failed ("Initramfs unpacking failed: write error") at 530, its rootfs 1 MiB smaller than
  * the unrounded fit said.
  */
-const KERNEL: Record<Arch, { fixedMiB: number; perRam: number }> = {
+const KERNEL: Record<Arch, KernelShare> = {
   amd64: { fixedMiB: 44, perRam: 58 },
   arm64: { fixedMiB: 94, perRam: 52 },
 };
+
+interface KernelShare {
+  fixedMiB: number;
+  perRam: number;
+}
+
+/**
+ * For a kernel with everything built in (slimroot kernel build, or the user's own), not
+ * measured per kernel: only what any kernel keeps (its page structs and a few MiB), so a
+ * --mem is refused only when the files alone cannot fit. Those kernels run in far less RAM
+ * than Debian's, and a least-RAM search must be able to find that.
+ */
+const SMALL_KERNEL: KernelShare = { fixedMiB: 4, perRam: 64 };
+
+/** Debian's modular cloud kernel (one that takes a modules archive) or any other. */
+export type KernelClass = "modular" | "built-in";
+
+function share(arch: Arch, kernel: KernelClass): KernelShare {
+  return kernel === "modular" ? KERNEL[arch] : SMALL_KERNEL;
+}
 
 /** Free space left in the rootfs after unpacking: the init's /etc files, the app's writes. */
 export const ROOTFS_HEADROOM_MIB = 16;
@@ -87,8 +107,13 @@ export async function initrdFootprint(archives: readonly string[], initrd: strin
  * below it is refused (a least-RAM search such as `slimroot bench`'s still finds the real floor
  * above it).
  */
-export function memoryNeededMiB(f: Footprint, arch: Arch, headroomMiB = 0): number {
-  const k = KERNEL[arch];
+export function memoryNeededMiB(
+  f: Footprint,
+  arch: Arch,
+  headroomMiB = 0,
+  kernel: KernelClass = "modular",
+): number {
+  const k = share(arch, kernel);
   const filesMiB = Math.max(f.tmpfsBytes, f.inodes * PAGE) / MiB;
   const fixed = k.fixedMiB + f.initrdBytes / MiB + 2 * (filesMiB + headroomMiB);
   // M - fixed - M/perRam >= 0
@@ -113,9 +138,11 @@ export function chooseMemoryMiB(
   arch: Arch,
   requested: number | undefined,
   image: string,
+  kernel: KernelClass = "modular",
 ): number {
+  // The default is sized for Debian's kernel whatever boots: generous costs nothing but RAM.
   if (requested === undefined) return defaultMemoryMiB(f, arch);
-  const need = memoryNeededMiB(f, arch);
+  const need = memoryNeededMiB(f, arch, 0, kernel);
   if (requested < need) {
     throw new MemoryTooSmall(
       `--mem ${requested}: ${image} needs at least ${need} MiB of guest memory (its ${Math.ceil(

@@ -1,9 +1,63 @@
 /** The QEMU launcher: user networking with port forwards, Ctrl-Alt-Del through QMP to stop. */
 import { join } from "node:path";
-import { bootKernel, type Launcher, RunFailure, writeInitrd } from "./launcher.js";
+import type { Arch } from "../arch/arch.js";
+import { hasCmdlineDevices, readKernelConfig } from "../kernel/config.js";
+import type { Transport } from "../kernel/manifest.js";
+import { embeddedAppKernel } from "../kernel/resolve.js";
+import { bootKernel, type Launcher, RunFailure, type VmRequest, writeInitrd } from "./launcher.js";
+import { MIN_DEFAULT_MIB } from "./memory.js";
 import { checkPortsFree } from "./ports.js";
 import { chooseAccel, chooseMachine, hostTscKhz, qemuCommand, qemuPackage } from "./qemu.js";
+import { runConfText } from "./runconf.js";
 import { pressCtrlAltDel } from "./stop.js";
+
+/** The kernel, initrd and ACPI choice of a VM booting an initramfs image. */
+async function initrdBoot(req: VmRequest, arch: Arch, transport: Transport, dir: string, scratch: string) {
+  const bk = await bootKernel(req, arch, transport, scratch);
+  const { initrd, memMiB } = await writeInitrd(req, bk, true, dir, arch);
+  // A kernel that takes its virtio-mmio devices from the command line runs microvm without
+  // ACPI (as Firecracker gives them); one with a modular virtio_mmio needs ACPI's tables.
+  const config = bk.config ? await readKernelConfig(bk.config) : undefined;
+  return { kernel: bk.kernel, initrd, memMiB, acpi: !(config && hasCmdlineDevices(config)) };
+}
+
+/**
+ * The longest slimroot.conf= value we put on the kernel command line: the kernel keeps 2048
+ * bytes of it on x86 and arm64, and QEMU and our own arguments take the rest.
+ */
+const MAX_CMDLINE_CONF = 1536;
+
+/**
+ * A kernel with the app built in (kernel build --embed): no initrd, so the run settings go
+ * on the kernel command line as slimroot.conf=BASE64 (docs/run.md), and microvm runs without
+ * ACPI (slimroot's kernel takes its devices from the command line).
+ */
+function embeddedBoot(req: VmRequest) {
+  if (req.kernel !== undefined || req.modules !== undefined)
+    throw new RunFailure(
+      `${req.image} is a kernel with its app built in: --kernel and --modules do not apply`,
+    );
+  const conf = runConfText({
+    network: true,
+    env: req.env,
+    ...(req.args ? { args: req.args } : {}),
+    ...(req.trace ? { trace: true } : {}),
+  });
+  const encoded = Buffer.from(conf.replace(/^#.*\n/gm, ""))
+    .toString("base64")
+    .replace(/=+$/, "");
+  if (encoded.length > MAX_CMDLINE_CONF)
+    throw new RunFailure(
+      `run settings too long for the kernel command line (${encoded.length} bytes of base64, at most ${MAX_CMDLINE_CONF}): use fewer -e/arguments or the initramfs form`,
+    );
+  // The app is inside the kernel image; its size is not known from here: --mem, or the default.
+  return {
+    kernel: req.image,
+    acpi: false,
+    extraCmdline: `slimroot.conf=${encoded}`,
+    memMiB: req.memMiB ?? MIN_DEFAULT_MIB,
+  };
+}
 
 export const qemuLauncher: Launcher = {
   async prepare(req, arch, dir, scratch) {
@@ -20,16 +74,15 @@ export const qemuLauncher: Launcher = {
     const accel = chooseAccel(arch);
     const tscKhz = arch === "amd64" && accel === "tcg" ? hostTscKhz() : undefined;
     const machine = chooseMachine(arch, accel, tscKhz);
-    const bk = await bootKernel(req, arch, machine === "pc" ? "pci" : "mmio", scratch);
-    const { initrd, memMiB } = await writeInitrd(req, bk, true, dir, arch);
     const qmpSocket = join(dir, "qmp.sock");
+    const boot = (await embeddedAppKernel(req.image))
+      ? embeddedBoot(req)
+      : await initrdBoot(req, arch, machine === "pc" ? "pci" : "mmio", dir, scratch);
     const command = qemuCommand({
       arch,
       machine,
       accel,
-      kernel: bk.kernel,
-      initrd,
-      memMiB,
+      ...boot,
       cpus: req.cpus,
       forwards: req.forwards,
       qmpSocket,

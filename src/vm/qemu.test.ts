@@ -72,6 +72,21 @@ test("QEMU command lines per machine", () => {
   assert.ok(virt.includes("cortex-a57"));
 });
 
+test("a kernel with command-line devices: microvm without ACPI; an embedded app: no initrd, settings appended", () => {
+  const withAcpi = qemuCommand(base);
+  assert.ok(withAcpi.includes("microvm,acpi=on"));
+  assert.ok(withAcpi.includes("-initrd"));
+  const embedded = qemuCommand({
+    ...base,
+    initrd: undefined,
+    acpi: false,
+    extraCmdline: "slimroot.conf=dmVyc2lvbiAx",
+  });
+  assert.ok(embedded.includes("microvm,acpi=off"));
+  assert.ok(!embedded.includes("-initrd"));
+  assert.match(embedded[embedded.indexOf("-append") + 1]!, /tsc=reliable slimroot\.conf=dmVyc2lvbiAx$/);
+});
+
 test("shell quoting", () => {
   assert.equal(shellQuote(["a", "b c", "it's", "-append", "x=1,y"]), `a 'b c' 'it'\\''s' -append x=1,y`);
 });

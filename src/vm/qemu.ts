@@ -28,7 +28,12 @@ export interface VmConfig {
   machine: Machine;
   accel: Accel;
   kernel: string;
-  initrd: string;
+  /** None when the kernel carries the app (kernel build --embed). */
+  initrd?: string;
+  /** Whether the kernel has ACPI; without it microvm lists its devices on the command line. */
+  acpi?: boolean;
+  /** Appended to the kernel command line (run settings of an embedded app). */
+  extraCmdline?: string;
   memMiB: number;
   cpus: number;
   forwards: readonly PortForward[];
@@ -97,14 +102,19 @@ export function chooseMachine(
   return accel === "kvm" || tscKhz ? "microvm" : "pc";
 }
 
-export function kernelCmdline(c: Pick<VmConfig, "arch" | "machine" | "accel" | "tscKhz">): string {
-  if (c.arch === "arm64") return "console=ttyAMA0 panic=-1 quiet";
+export function kernelCmdline(
+  c: Pick<VmConfig, "arch" | "machine" | "accel" | "tscKhz" | "acpi" | "extraCmdline">,
+): string {
+  const extra = c.extraCmdline ? ` ${c.extraCmdline}` : "";
+  if (c.arch === "arm64") return `console=ttyAMA0 panic=-1 quiet${extra}`;
   // reboot=t: the init ends the VM with a reboot; a triple fault is the quickest one.
   const args = ["console=ttyS0", "reboot=t", "panic=-1", "quiet"];
+  // microvm without ACPI has no PCI bus: say so instead of letting the kernel probe for one.
+  if (c.machine === "microvm" && c.acpi === false) args.push("pci=off");
   if (c.machine === "microvm" && c.accel === "tcg" && c.tscKhz) {
     args.push(`tsc_early_khz=${c.tscKhz}`, "tsc=reliable");
   }
-  return args.join(" ");
+  return args.join(" ") + extra;
 }
 
 /** [binary, ...arguments]. */
@@ -112,7 +122,7 @@ export function qemuCommand(c: VmConfig): string[] {
   const net = ["user", "id=n0", ...c.forwards.map(hostfwd)].join(",");
   const args = [qemuBinary(c.arch)];
   const mmio = c.machine !== "pc";
-  if (c.machine === "microvm") args.push("-M", "microvm,acpi=on");
+  if (c.machine === "microvm") args.push("-M", `microvm,acpi=${c.acpi === false ? "off" : "on"}`);
   else if (c.machine === "pc") args.push("-M", "pc");
   else args.push("-M", "virt", "-cpu", c.accel === "kvm" ? "host" : "cortex-a57");
   if (c.arch === "amd64" && c.accel === "kvm") args.push("-cpu", "host");
@@ -135,8 +145,7 @@ export function qemuCommand(c: VmConfig): string[] {
   args.push(
     "-kernel",
     c.kernel,
-    "-initrd",
-    c.initrd,
+    ...(c.initrd ? ["-initrd", c.initrd] : []),
     "-append",
     kernelCmdline(c),
     "-netdev",

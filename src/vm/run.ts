@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { hostArch } from "../arch/arch.js";
 import { diskIdentity } from "../disk/identity.js";
-import { kernelArch } from "../kernel/resolve.js";
+import { embeddedAppKernel, kernelArch } from "../kernel/resolve.js";
 import { UserError } from "../util/errors.js";
 import { hostExecutable } from "../util/host-path.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
@@ -59,14 +59,20 @@ export interface RunRequest extends VmRequest {
 /** Runs the image; resolves with the exit status for `slimroot run`. */
 export async function runImage(req: RunRequest): Promise<number> {
   if (req.outDir !== undefined && !req.dryRun) throw new UserError("-o DIR: only with --dry-run");
-  const root = await diskIdentity(req.image).catch(() => undefined);
+  // A kernel file as the image carries its app (kernel build --embed): no initrd to read.
+  const embedded = await embeddedAppKernel(req.image);
+  if (embedded && (req.vmm ?? "qemu") !== "qemu")
+    throw new RunFailure(`${req.image} is a kernel with its app built in: only QEMU boots it so far`);
+  const root = embedded ? undefined : await diskIdentity(req.image).catch(() => undefined);
   // A disk's /init is not read here (no filesystem reader on the host): it is the
   // architecture of the kernel given, else of the host.
-  const arch = root
-    ? req.kernel
-      ? await kernelArch(req.kernel)
-      : (hostArch() ?? "amd64")
-    : (await imageInfo(req.image)).arch;
+  const arch = embedded
+    ? embedded.arch
+    : root
+      ? req.kernel
+        ? await kernelArch(req.kernel)
+        : (hostArch() ?? "amd64")
+      : (await imageInfo(req.image)).arch;
   const plan = await planDisks(req.image, root, Boolean(req.readOnly), req.volumes ?? []);
   if (plan.disks.length) req = { ...req, disks: plan.disks, diskBoot: plan };
   const scratch = await mkdtemp(join(tmpdir(), "slimroot-run-"));

@@ -14,21 +14,11 @@
 import { spawn } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import {
-  copyFile,
-  mkdir,
-  open,
-  readdir,
-  readFile,
-  rename,
-  rm,
-  stat,
-  unlink,
-  writeFile,
-} from "node:fs/promises";
+import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { cacheRoot } from "../../src/util/cache-dir.js";
+import { withLock as lockFile, pidAlive } from "../../src/util/lock.js";
 
 export type FixtureArch = "amd64" | "arm64";
 
@@ -347,51 +337,11 @@ function spawnLogged(recipe: Recipe, outDir: string, logPath: string): Promise<v
   });
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Cross-process mutex: an O_EXCL file holding the owner's pid; a dead owner's lock is taken over. */
-async function withLock(lockPath: string, fn: () => Promise<void>): Promise<void> {
-  let announced = false;
-  for (;;) {
-    try {
-      const fh = await open(lockPath, "wx");
-      await fh.writeFile(String(process.pid));
-      await fh.close();
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-    }
-    const owner = Number.parseInt(await readFile(lockPath, "utf8").catch(() => ""), 10);
-    // An empty file is a lock being created right now; an old one is from a crash.
-    const age = await stat(lockPath).then(
-      (s) => Date.now() - s.mtimeMs,
-      () => 0,
-    );
-    const stale = Number.isNaN(owner) ? age > 10_000 : !pidAlive(owner);
-    if (stale) {
-      await unlink(lockPath).catch(() => {});
-      continue;
-    }
-    if (!announced) {
-      progress(`waiting for pid ${owner} to finish building ${path.basename(lockPath, ".lock")}`);
-      announced = true;
-    }
-    await sleep(500);
-  }
-  try {
-    await fn();
-  } finally {
-    await unlink(lockPath).catch(() => {});
-  }
+/** Cross-process mutex (src/util/lock.ts), saying whom it waits for. */
+function withLock(lockPath: string, fn: () => Promise<void>): Promise<void> {
+  return lockFile(lockPath, fn, (owner) =>
+    progress(`waiting for pid ${owner} to finish building ${path.basename(lockPath, ".lock")}`),
+  );
 }
 
 /** Removes builds of the same fixture from older recipes, and temp dirs of dead builders. */

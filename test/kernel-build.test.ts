@@ -1,0 +1,220 @@
+/**
+ * `slimroot kernel build` end to end: slimroot's own kernels (amd64 native, arm64 cross-built)
+ * boot real images under QEMU (TCG), alone and with the app built in (--embed).
+ *
+ * Kernel builds take many minutes on 2 cores: they go through the cache (~/.cache/slimroot/
+ * kernels), so a warm machine builds nothing. slimroot runs with TMPDIR set to this file's
+ * work directory, so its QEMU processes can be recognised and checked to be gone.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { buildKernel } from "../src/kernel/build.js";
+import { freePort } from "../src/util/net.js";
+import { type CliResult, type RunningCli, runCli, startCli } from "./support/cli.js";
+import { busyboxFixture, nginxFixture } from "./support/fixtures.js";
+import { qemusUsing } from "./support/qemu.js";
+
+/** A cold cache builds a kernel here: minutes on a loaded 2-core machine. */
+const BUILD_TIMEOUT_MS = 90 * 60_000;
+const BOOT_TIMEOUT_MS = 240_000;
+
+let work = "";
+const env = () => ({ TMPDIR: work });
+
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), "slimroot-kernel-test-"));
+});
+after(async () => {
+  assert.deepEqual(await qemusUsing(work), [], "QEMU processes left behind");
+  await rm(work, { recursive: true, force: true });
+});
+
+async function cli(args: string[]): Promise<CliResult> {
+  const r = await runCli(args, env());
+  assert.deepEqual(await qemusUsing(work), [], `QEMU still running after slimroot ${args[0]}`);
+  return r;
+}
+
+async function build(name: string, args: string[]): Promise<string> {
+  const out = join(work, `${name}.cpio.gz`);
+  const r = await cli(["build", "-o", out, ...args]);
+  assert.equal(r.code, 0, `build ${name}: ${r.stderr}`);
+  return out;
+}
+
+/** Polls the forwarded port until the page comes; returns its body ("" if it never did). */
+async function fetchPage(vm: RunningCli, port: number): Promise<string> {
+  const deadline = Date.now() + 180_000;
+  while (Date.now() < deadline && vm.child.exitCode === null) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(2000) });
+      if (res.status === 200) return await res.text();
+    } catch {
+      // not up yet
+    }
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  return "";
+}
+
+/** Boots `args` (a `slimroot run` command), fetches the page, stops the VM; returns the body. */
+async function serve(args: string[]): Promise<{ body: string; code: number; vm: RunningCli }> {
+  const port = await freePort();
+  const vm = startCli(["run", ...args.map((a) => a.replace("PORT", String(port)))], env());
+  try {
+    const body = await fetchPage(vm, port);
+    vm.child.kill("SIGTERM");
+    const code = await vm.exited;
+    assert.deepEqual(await qemusUsing(work), []);
+    return { body, code, vm };
+  } finally {
+    vm.child.kill("SIGKILL");
+  }
+}
+
+describe("kernel build: configuration", () => {
+  test("a fragment that turns off what the init needs is refused in one line", {
+    timeout: 10 * 60_000,
+  }, async () => {
+    const frag = join(work, "no-devtmpfs.config");
+    await writeFile(frag, "# CONFIG_DEVTMPFS is not set\n");
+    const r = await cli(["kernel", "build", "--arch", "amd64", "--config-fragment", frag]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.stdout, "");
+    const lines = r.stderr.split("\n").filter((l) => l.startsWith("slimroot:"));
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0]!, /no-devtmpfs\.config: .*CONFIG_DEVTMPFS=y/);
+  });
+});
+
+describe("kernel build: amd64", { timeout: BUILD_TIMEOUT_MS + 10 * BOOT_TIMEOUT_MS }, () => {
+  let kernelDir = "";
+  let busybox = "";
+  let busyboxRef = "";
+  before(async () => {
+    const k = await buildKernel({ arch: "amd64" });
+    kernelDir = k.dir;
+    busyboxRef = (await busyboxFixture("amd64")).ociRef;
+    busybox = await build("busybox", [busyboxRef, "--", "sh", "-c", "echo cpus=$(nproc); exit 7"]);
+  });
+
+  test("the directory has a bzImage, an ELF vmlinux, its config and a manifest", async () => {
+    const m = JSON.parse(await readFile(join(kernelDir, "manifest.json"), "utf8"));
+    assert.equal(m.arch, "amd64");
+    assert.deepEqual(m.modules, []);
+    assert.match(m.source, /linux-source-6\.1/);
+    const head = await readFile(join(kernelDir, m.vmlinux));
+    assert.equal(head.toString("latin1", 1, 4), "ELF");
+    const config = await readFile(join(kernelDir, m.config), "utf8");
+    for (const opt of [
+      "VIRTIO_MMIO_CMDLINE_DEVICES",
+      "DEVTMPFS",
+      "FANOTIFY",
+      "PVH",
+      "SMP",
+      "IPV6",
+      "EROFS_FS",
+    ])
+      assert.match(config, new RegExp(`^CONFIG_${opt}=y$`, "m"), opt);
+    assert.doesNotMatch(config, /^CONFIG_MODULES=y$/m);
+    assert.match(config, /^CONFIG_PHYSICAL_START=0x200000$/m);
+  });
+
+  test("microvm runs it without ACPI: the devices come on the command line", async () => {
+    const r = await cli(["run", "--dry-run", "--kernel", kernelDir, busybox]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /-M microvm,acpi=off /);
+    const scratch = /kept in (\S+)/.exec(r.stderr)?.[1];
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  });
+
+  test("--cpus 2: the guest sees two CPUs, and the exit code comes back", async () => {
+    const r = await cli(["run", "--kernel", kernelDir, "--cpus", "2", busybox]);
+    assert.equal(r.code, 7, `stdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
+    assert.match(r.stdout, /cpus=2/);
+    assert.match(r.stdout, /SLIMROOT_EXIT=7/);
+  });
+
+  test("nginx (--minimize static) serves through a forwarded port on microvm", async () => {
+    const nginx = await build("nginx-static", [
+      (await nginxFixture()).ociRef,
+      "--minimize",
+      "static",
+      "--keep",
+      "/var/www/html/**",
+    ]);
+    const { body, code, vm } = await serve([nginx, "--kernel", kernelDir, "-p", "PORT:80"]);
+    assert.match(body, /Welcome to nginx/, `stdout:\n${vm.stdout}\nstderr:\n${vm.stderr}`);
+    assert.equal(code, 0, vm.stderr);
+  });
+
+  test("slimroot trace works on it (fanotify is built in)", async () => {
+    const profile = join(work, "busybox.profile");
+    const r = await cli([
+      "trace",
+      busyboxRef,
+      "--kernel",
+      kernelDir,
+      "-o",
+      profile,
+      "--",
+      "sh",
+      "-c",
+      "cat /etc/os-release >/dev/null",
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(await readFile(profile, "utf8"), /etc\/os-release/);
+  });
+
+  test("--embed: one file boots with no initrd; ports, env and the exit code work as with an initramfs", async () => {
+    const app = await build("greet", [busyboxRef, "--", "sh", "-c", 'echo "greeting=$GREETING"; exit 3']);
+    const kernelFile = join(work, "greet.vmlinuz");
+    const e = await cli(["kernel", "build", "--embed", app, "-o", kernelFile]);
+    assert.equal(e.code, 0, e.stderr);
+    assert.ok((await stat(kernelFile)).size > 0);
+    const dry = await cli(["run", "--dry-run", kernelFile]);
+    assert.equal(dry.code, 0, dry.stderr);
+    assert.doesNotMatch(dry.stdout, /-initrd/);
+    const r = await cli(["run", kernelFile, "-e", "GREETING=hello there"]);
+    assert.equal(r.code, 3, `stdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
+    assert.match(r.stdout, /greeting=hello there/);
+    assert.match(r.stdout, /SLIMROOT_EXIT=3/);
+
+    const nginx = await build("nginx-embed", [
+      (await nginxFixture()).ociRef,
+      "--minimize",
+      "static",
+      "--keep",
+      "/var/www/html/**",
+    ]);
+    const nginxKernel = join(work, "nginx.vmlinuz");
+    const n = await cli(["kernel", "build", "--embed", nginx, "-o", nginxKernel]);
+    assert.equal(n.code, 0, n.stderr);
+    const { body, code, vm } = await serve([nginxKernel, "-p", "PORT:80"]);
+    assert.match(body, /Welcome to nginx/, `stdout:\n${vm.stdout}\nstderr:\n${vm.stderr}`);
+    assert.equal(code, 0, vm.stderr);
+  });
+});
+
+describe("kernel build: arm64 (cross-built)", { timeout: BUILD_TIMEOUT_MS + 2 * BOOT_TIMEOUT_MS }, () => {
+  let kernelDir = "";
+  before(async () => {
+    kernelDir = (await buildKernel({ arch: "arm64" })).dir;
+  });
+
+  test("boots the busybox image on qemu-system-aarch64 and returns its exit code", async () => {
+    const image = await build("busybox-arm64", [
+      (await busyboxFixture("arm64")).ociRef,
+      "--",
+      "sh",
+      "-c",
+      "echo arch=$(uname -m); exit 5",
+    ]);
+    const r = await cli(["run", "--kernel", kernelDir, image]);
+    assert.equal(r.code, 5, `stdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
+    assert.match(r.stdout, /arch=aarch64/);
+  });
+});

@@ -7,7 +7,7 @@
 APT_PACKAGES := mmdebstrap umoci skopeo docker-registry qemu-system-x86 qemu-system-arm \
 	cpio pigz zstd xz-utils lz4 time gcc libc6-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
 	binutils apache2-utils erofs-utils squashfs-tools e2fsprogs fakeroot attr busybox-static curl kmod \
-	util-linux chromium \
+	util-linux chromium linux-headers-cloud-amd64 \
 	build-essential flex bison bc libelf-dev libssl-dev linux-source-6.1
 
 .PHONY: all deps build init test demo lint typecheck clean bench

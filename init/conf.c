@@ -256,6 +256,7 @@ void conf_parse(struct conf *c, char *text, const char *path, int is_run_conf)
 			if (!*val || slen(val) > 64)
 				goto bad;
 			c->hostname = val;
+			c->run_hosts |= is_run_conf;
 		} else if (streq(key, "ip")) {
 			const char *rest = parse_ipv4(val, c->ip);
 			c->prefix = 32;
@@ -270,12 +271,17 @@ void conf_parse(struct conf *c, char *text, const char *path, int is_run_conf)
 			}
 			c->has_ip = 1;
 			c->ip_text = sdup(val, (size_t)(rest - val));
+			c->run_hosts |= is_run_conf;
 		} else if (streq(key, "gateway")) {
 			const char *rest = parse_ipv4(val, c->gateway);
 			if (!rest || *rest)
 				goto bad;
 			c->has_gateway = 1;
 		} else if (streq(key, "dns")) {
+			/* run.conf's dns records replace app.conf's */
+			if (is_run_conf && !c->run_resolv)
+				c->ndns = 0;
+			c->run_resolv |= is_run_conf;
 			if (!*val || c->ndns == MAX_DNS)
 				goto bad;
 			c->dns[c->ndns++] = val;

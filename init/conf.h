@@ -27,6 +27,8 @@ struct conf {
 	const char *root;    /* disk root (root.c): "FSTYPE OFFSET HEXID ro|rw" */
 	const char *volumes[MAX_VOLUMES]; /* "FSTYPE OFFSET HEXID ro|rw PATH" */
 	int nvolumes;
+	/* The launcher (run.conf) set the network or name: its /etc files replace the image's. */
+	int run_hosts, run_resolv;
 };
 
 /* Fills in the defaults, then applies `path`'s records. required: a missing file is fatal. */

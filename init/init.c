@@ -59,6 +59,14 @@ static void reap_for(int ms)
 	}
 }
 
+static void open_console(void);
+
+static long drain_console(const void *unused)
+{
+	(void)unused;
+	return sys_ioctl(1, TCSBRK, (void *)1);
+}
+
 void finish(int status)
 {
 	static int finishing;
@@ -71,13 +79,27 @@ void finish(int status)
 		sys_sync();
 		disk_finish();
 	}
+	/*
+	 * The app shared the console's open file description with us, so an O_NONBLOCK it left
+	 * there would make our report fail with EAGAIN once the UART's buffer fills: a fresh
+	 * open of the console gets a description of our own (and if that fails, the flag goes).
+	 */
+	open_console();
+	for (int fd = 1; fd <= 2; fd++) {
+		long fl = sys_fcntl(fd, F_GETFL, 0);
+		if (fl >= 0 && fl & O_NONBLOCK)
+			sys_fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+	}
+	/* Output the app suspended (tcflow, a ^S) would hold the report back: resume it. */
+	sys_ioctl(1, TCXONC, (void *)TCOON);
 	trace_report();
 	char line[32];
 	size_t n = fmt(line, sizeof(line), "SLIMROOT_EXIT=%d\n", status);
 	if (write_all(1, line, n) < 0)
 		write_all(2, line, n);
-	/* tcdrain: the UART may still hold output, and a reboot does not wait for it. */
-	sys_ioctl(1, TCSBRK, (void *)1);
+	/* tcdrain: the UART may still hold output, and a reboot does not wait for it; but a
+	 * stuck line (flow control) must not keep the VM up, so the wait is bounded. */
+	bounded_call(drain_console, NULL, 2000);
 	sys_reboot(REBOOT_CMD_RESTART);
 	sys_reboot(REBOOT_CMD_POWER_OFF);
 	/* Still here? PID 1 exiting panics the kernel, and panic=-1 reboots. */
@@ -158,17 +180,34 @@ static void write_file(const char *path, const char *text)
 		die(125, "%s: %e", path, (int)-e);
 }
 
+/*
+ * True when the init should write `path`: the image has none, or the launcher's settings
+ * (run.conf) replace the image's file, as docker's do. The old file or symlink is removed
+ * first, so nothing is written through a symlink.
+ */
+static int ours(const char *path, int replace)
+{
+	if (absent(path))
+		return 1;
+	if (!replace)
+		return 0;
+	long e = sys_unlink(path);
+	if (e < 0)
+		die(125, "%s: %e", path, (int)-e);
+	return 1;
+}
+
 static void write_etc(const struct conf *c)
 {
 	char text[1024];
 	sys_mkdir("/etc", 0755);
-	if (absent("/etc/hosts")) {
+	if (ours("/etc/hosts", c->run_hosts)) {
 		fmt(text, sizeof(text),
 		    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n",
 		    c->has_ip ? c->ip_text : "127.0.1.1", c->hostname);
 		write_file("/etc/hosts", text);
 	}
-	if (c->ndns && absent("/etc/resolv.conf")) {
+	if (c->ndns && ours("/etc/resolv.conf", c->run_resolv)) {
 		size_t n = 0;
 		for (int i = 0; i < c->ndns; i++)
 			n += fmt(text + n, sizeof(text) - n, "nameserver %s\n", c->dns[i]);

@@ -109,7 +109,7 @@ char *join3(const char *a, const char *b, const char *c)
 /* Texts for the errors an init is likely to meet; the rest print as "error N". */
 static const struct {
 	unsigned char no;
-	char text[23];
+	char text[24]; /* the longest, "operation not permitted", and its NUL */
 } errtab[] = {
 	{EPERM, "operation not permitted"}, {ENOENT, "no such file"},
 	{EIO, "I/O error"},                 {ENOEXEC, "exec format error"},
@@ -121,6 +121,7 @@ static const struct {
 	{ENOSPC, "no space left"},          {EROFS, "read-only filesystem"},
 	{ENAMETOOLONG, "name too long"},    {ENOSYS, "not implemented"},
 	{ELOOP, "too many symlinks"},       {ENETUNREACH, "network unreachable"},
+	{ETIMEDOUT, "timed out"},
 };
 
 static char *put_u(char *p, char *end, unsigned long v)
@@ -239,6 +240,30 @@ void die(int status, const char *f, ...)
 	if (is_child)
 		sys_exit(status);
 	finish(status);
+}
+
+long bounded_call(long (*fn)(const void *), const void *arg, int ms)
+{
+	static const unsigned long chld = SIGBIT(SIGCHLD);
+	static const struct timespec_k tick = {0, 100000000};
+	long pid = sys_fork();
+	if (pid < 0)
+		return pid;
+	if (pid == 0) {
+		is_child = 1;
+		long r = fn(arg);
+		sys_exit(r < 0 && r > -256 ? (int)-r : r ? 255 : 0);
+	}
+	/* SIGCHLD is blocked in PID 1: sleep until it comes or a tick passes (ms/100 ticks). */
+	for (int t = 0;; t += 100) {
+		int st;
+		if (sys_wait4((int)pid, &st, WNOHANG) == pid)
+			return st & 0x7f ? -EIO : -(long)((st >> 8) & 0xff);
+		if (t >= ms)
+			return -ETIMEDOUT;
+		int info[32];
+		sys_sigtimedwait(&chld, info, &tick);
+	}
 }
 
 void sleep_ms(long ms)

@@ -40,5 +40,11 @@ __attribute__((noreturn)) void die(int status, const char *f, ...);
 __attribute__((noreturn)) void finish(int status);
 
 void sleep_ms(long ms);
+/*
+ * Runs fn(arg) in a child process and waits for it at most `ms`: for kernel calls that may
+ * never return (a module's init, draining a stuck UART). Returns fn's result (0 or -errno)
+ * or -ETIMEDOUT, leaving the child behind.
+ */
+long bounded_call(long (*fn)(const void *), const void *arg, int ms);
 
 #endif

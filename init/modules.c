@@ -124,6 +124,34 @@ static void walk(const char *dir, int top)
 	sys_close((int)fd);
 }
 
+/*
+ * A module's init runs in the process that loads it and may never return (a driver waiting
+ * for hardware that is not there): each load runs in a child (bounded_call), waited for this
+ * long, so the app still starts.
+ */
+#define MODULE_WAIT_MS 10000
+
+/* Loads one module file; 0 or -errno. */
+static long insert(const void *arg)
+{
+	const char *path = arg;
+	long fd = sys_open(path, O_RDONLY | O_CLOEXEC, 0);
+	long r = fd;
+	if (fd >= 0) {
+		r = sys_finit_module((int)fd, "", 0);
+		if (r == -ENOSYS) { /* kernels before 3.8: hand over the bytes */
+			long size = sys_lseek((int)fd, 0, SEEK_END);
+			long map = sys_mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, (int)fd, 0);
+			if (!SYS_ERR(map)) {
+				r = sys_init_module((void *)map, (size_t)size, "");
+				sys_munmap((void *)map, (size_t)size);
+			}
+		}
+		sys_close((int)fd);
+	}
+	return r;
+}
+
 static struct module *find(const char *name, size_t len)
 {
 	for (int i = 0; i < nmods; i++)
@@ -149,22 +177,12 @@ static void load(struct module *m, int *loaded)
 	}
 	m->state = 2;
 
-	long fd = sys_open(m->path, O_RDONLY | O_CLOEXEC, 0);
-	long r = fd;
-	if (fd >= 0) {
-		r = sys_finit_module((int)fd, "", 0);
-		if (r == -ENOSYS) { /* kernels before 3.8: hand over the bytes */
-			long size = sys_lseek((int)fd, 0, SEEK_END);
-			long map = sys_mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, (int)fd, 0);
-			if (!SYS_ERR(map)) {
-				r = sys_init_module((void *)map, (size_t)size, "");
-				sys_munmap((void *)map, (size_t)size);
-			}
-		}
-		sys_close((int)fd);
-	}
+	long r = bounded_call(insert, m->path, MODULE_WAIT_MS);
 	if (r == 0)
 		++*loaded;
+	else if (r == -ETIMEDOUT)
+		warn("module %s: its init has not returned after %d s; going on without it", m->name,
+		     MODULE_WAIT_MS / 1000);
 	else if (r == -ENOENT) /* the kernel's answer to unknown symbols */
 		warn("module %s: unknown symbols (a module it needs is missing?)", m->name);
 	else if (r != -EEXIST) /* EEXIST: already loaded, or built in */

@@ -13,7 +13,7 @@
 
 #if defined(__x86_64__)
 enum {
-	NR_read = 0, NR_write = 1, NR_close = 3, NR_lseek = 8, NR_mmap = 9, NR_munmap = 11,
+	NR_read = 0, NR_write = 1, NR_close = 3, NR_fcntl = 72, NR_lseek = 8, NR_mmap = 9, NR_munmap = 11,
 	NR_rt_sigprocmask = 14, NR_ioctl = 16, NR_nanosleep = 35, NR_getpid = 39, NR_socket = 41,
 	NR_clone = 56, NR_execve = 59, NR_wait4 = 61, NR_kill = 62, NR_chdir = 80, NR_umask = 95,
 	NR_setuid = 105, NR_setgid = 106, NR_setsid = 112, NR_setgroups = 116,
@@ -42,7 +42,7 @@ static inline long sys6(long n, long a, long b, long c, long d, long e, long f)
 #elif defined(__aarch64__)
 /* The asm-generic table. */
 enum {
-	NR_dup3 = 24, NR_ioctl = 29, NR_mkdirat = 34, NR_unlinkat = 35, NR_symlinkat = 36,
+	NR_dup3 = 24, NR_fcntl = 25, NR_ioctl = 29, NR_mkdirat = 34, NR_unlinkat = 35, NR_symlinkat = 36,
 	NR_mount = 40, NR_faccessat = 48, NR_chdir = 49, NR_openat = 56, NR_close = 57,
 	NR_getdents64 = 61, NR_lseek = 62, NR_read = 63, NR_write = 64, NR_readlinkat = 78,
 	NR_sync = 81, NR_exit_group = 94, NR_nanosleep = 101, NR_init_module = 105,
@@ -89,7 +89,7 @@ CHK(kill); CHK(chdir); CHK(umask); CHK(setuid); CHK(setgid); CHK(setsid); CHK(se
 CHK(rt_sigtimedwait); CHK(sync); CHK(mount); CHK(reboot); CHK(sethostname); CHK(init_module);
 CHK(getdents64); CHK(exit_group); CHK(openat); CHK(mkdirat); CHK(unlinkat); CHK(symlinkat);
 CHK(readlinkat); CHK(faccessat); CHK(dup3); CHK(finit_module); CHK(ppoll); CHK(signalfd4);
-CHK(fanotify_init); CHK(fanotify_mark); CHK(chroot);
+CHK(fanotify_init); CHK(fanotify_mark); CHK(fcntl); CHK(chroot);
 #endif
 
 /* A raw result that is an error (-4095..-1), as opposed to a value such as an address. */
@@ -127,6 +127,7 @@ CHK(fanotify_init); CHK(fanotify_mark); CHK(chroot);
 #define ENOSYS 38
 #define ELOOP 40
 #define ENETUNREACH 101
+#define ETIMEDOUT 110
 
 #define AT_FDCWD -100
 #define O_RDONLY 0
@@ -138,6 +139,8 @@ CHK(fanotify_init); CHK(fanotify_mark); CHK(chroot);
 #define O_NONBLOCK 04000
 #define O_CLOEXEC 02000000
 #define F_OK 0
+#define F_GETFL 3
+#define F_SETFL 4
 #define SEEK_END 2
 
 #define PROT_READ 1
@@ -166,6 +169,8 @@ CHK(fanotify_init); CHK(fanotify_mark); CHK(chroot);
 #define WNOHANG 1
 
 #define TCSBRK 0x5409 /* with arg 1: tcdrain() */
+#define TCXONC 0x540a
+#define TCOON 1 /* with TCXONC: resume output (tcflow) */
 
 #define REBOOT_MAGIC1 0xfee1dead
 #define REBOOT_MAGIC2 672274793
@@ -277,6 +282,7 @@ static inline long sys_symlink(const char *t, const char *p) { return sys3(NR_sy
 static inline long sys_readlink(const char *p, char *b, size_t n) { return sys4(NR_readlinkat, AT_FDCWD, p, b, n); }
 static inline long sys_getdents64(int fd, void *b, size_t n) { return sys3(NR_getdents64, fd, b, n); }
 static inline long sys_dup3(int a, int b) { return sys3(NR_dup3, a, b, 0); }
+static inline long sys_fcntl(int fd, int cmd, long arg) { return sys3(NR_fcntl, fd, cmd, arg); }
 static inline long sys_chdir(const char *p) { return sys1(NR_chdir, p); }
 static inline long sys_chroot(const char *p) { return sys1(NR_chroot, p); }
 static inline long sys_mount(const char *src, const char *dst, const char *type, unsigned long fl, const void *data) { return sys5(NR_mount, src, dst, type, fl, data); }

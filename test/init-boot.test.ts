@@ -7,6 +7,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -51,7 +52,7 @@ interface Image {
   /** Kernel modules to put under /lib/modules/slimroot, as [path relative to it, source]. */
   modules?: [string, string][];
   /** Extra files: [absolute guest path, content, mode]. */
-  files?: [string, string, number][];
+  files?: [string, string | Buffer, number][];
   dirs?: string[];
 }
 
@@ -263,6 +264,13 @@ async function virtioNet(t: TestContext, arch: DebianArch): Promise<void> {
   }
 }
 
+/** test/fixtures/console-app.c, built static for amd64. */
+async function consoleApp(): Promise<Buffer> {
+  const out = join(await mkdtemp(join(workRoot, "console-app-")), "app");
+  await run("gcc", ["-static", "-O2", "-o", out, join(repoRoot, "test/fixtures/console-app.c")]);
+  return readFile(out);
+}
+
 before(async () => {
   await run("make", ["-C", join(repoRoot, "init")]);
   workRoot = await mkdtemp(join(tmpdir(), "slimroot-init-boot-"));
@@ -335,6 +343,49 @@ describe("slimroot-init on amd64 (microvm)", { timeout: 20 * TEST_TIMEOUT_MS }, 
     assert.match(b.output, /^ARG_OK\r?$/m);
     assert.deepEqual(linesWith(b.output, "HOST="), ["testbox"]);
     assert.ok(linesWith(b.output, "HOSTS:").includes("127.0.1.1\ttestbox"), b.output);
+  });
+
+  test("run.conf's dns and hostname win over the image's /etc/resolv.conf and /etc/hosts", {
+    timeout: TEST_TIMEOUT_MS,
+  }, async (t) => {
+    const script =
+      "sed 's/^/RESOLV:/' /etc/resolv.conf; sed 's/^/HOSTS:/' /etc/hosts; ls -l /etc/resolv.conf";
+    const b = await boot(t, {
+      arch: "amd64",
+      app: shApp(script),
+      run: [
+        ["dns", "10.0.2.3"],
+        ["hostname", "runbox"],
+      ],
+      files: [
+        ["/etc/hosts", "1.2.3.4\timagehost\n", 0o644],
+        ["/etc/resolv.conf", "nameserver 9.9.9.9\n", 0o644],
+      ],
+    });
+    assertExited(b, 0);
+    assert.deepEqual(linesWith(b.output, "RESOLV:"), ["nameserver 10.0.2.3"]);
+    const hosts = linesWith(b.output, "HOSTS:");
+    assert.ok(hosts.includes("127.0.1.1\trunbox"), b.output);
+    assert.ok(!hosts.some((l) => l.includes("imagehost")), b.output);
+  });
+
+  test("without run.conf settings the image's own /etc/resolv.conf and /etc/hosts stay", {
+    timeout: TEST_TIMEOUT_MS,
+  }, async (t) => {
+    const b = await boot(t, {
+      arch: "amd64",
+      app: [
+        ...shApp("sed 's/^/RESOLV:/' /etc/resolv.conf; sed 's/^/HOSTS:/' /etc/hosts"),
+        ["dns", "10.0.2.3"],
+      ],
+      files: [
+        ["/etc/hosts", "1.2.3.4\timagehost\n", 0o644],
+        ["/etc/resolv.conf", "nameserver 9.9.9.9\n", 0o644],
+      ],
+    });
+    assertExited(b, 0);
+    assert.deepEqual(linesWith(b.output, "RESOLV:"), ["nameserver 9.9.9.9"]);
+    assert.deepEqual(linesWith(b.output, "HOSTS:"), ["1.2.3.4\timagehost"]);
   });
 
   test("a missing entrypoint reports 127 and one not-found line", { timeout: TEST_TIMEOUT_MS }, async (t) => {
@@ -417,6 +468,42 @@ describe("slimroot-init on amd64 (microvm)", { timeout: 20 * TEST_TIMEOUT_MS }, 
     ]);
   });
 
+  test("a module whose init never returns does not keep the app from starting", {
+    timeout: TEST_TIMEOUT_MS,
+  }, async (t) => {
+    const { version } = await debianKernel("amd64");
+    const headers = `/usr/src/linux-headers-${version}`;
+    if (!existsSync(headers)) {
+      t.skip(`needs ${headers} to build the test module (apt-get install linux-headers-${version})`);
+      return;
+    }
+    const dir = await mkdtemp(join(workRoot, "hang-"));
+    await writeFile(
+      join(dir, "hang.c"),
+      [
+        "#include <linux/delay.h>",
+        "#include <linux/module.h>",
+        "static int __init hang_init(void) { msleep(3600 * 1000); return 0; }",
+        "module_init(hang_init);",
+        'MODULE_LICENSE("GPL");',
+        "",
+      ].join("\n"),
+    );
+    await writeFile(join(dir, "Kbuild"), "obj-m := hang.o\n");
+    await run("make", ["-C", headers, `M=${dir}`, "modules"]);
+    const b = await boot(t, {
+      arch: "amd64",
+      app: shApp("echo APP_RAN"),
+      modules: [["hang.ko", join(dir, "hang.ko")]],
+    });
+    assertExited(b, 0);
+    assert.match(b.output, /^APP_RAN\r?$/m);
+    assert.deepEqual(
+      linesWith(b.output, "slimroot-init: ").filter((l) => l.startsWith("module")),
+      ["module hang: its init has not returned after 10 s; going on without it"],
+    );
+  });
+
   test("orphans are reaped: no zombies", { timeout: TEST_TIMEOUT_MS }, async (t) => {
     // The subshell exits at once, so its three sleeps are reparented to PID 1 and exit
     // while the app still runs; only the init can reap them.
@@ -435,6 +522,41 @@ describe("slimroot-init on amd64 (microvm)", { timeout: 20 * TEST_TIMEOUT_MS }, 
     assertExited(b, 0);
     assert.deepEqual(linesWith(b.output, "ORPHAN_PPID="), ["1", "1", "1"], b.output);
     assert.deepEqual(linesWith(b.output, "ZOMBIES="), ["0"], b.output);
+  });
+
+  test("the trace and exit report survive an app that leaves the console non-blocking", {
+    timeout: TEST_TIMEOUT_MS,
+  }, async (t) => {
+    // The app shares the console's open file description with the init: its O_NONBLOCK made
+    // the init's writes fail with EAGAIN once the UART's buffer was full, losing the report.
+    const b = await boot(t, {
+      arch: "amd64",
+      app: [
+        ["arg", "/console-app"],
+        ["arg", "nonblock"],
+      ],
+      run: [["trace", "1"]],
+      files: [["/console-app", await consoleApp(), 0o755]],
+    });
+    assertExited(b, 5);
+    assert.match(b.output, /^APP_DONE\r?$/m);
+    const created = linesWith(b.output, "SLIMROOT_TRACE /nb/").filter((l) => /^\d{4}-a-long-/.test(l));
+    assert.equal(created.length, 2000, b.output.slice(-2000));
+  });
+
+  test("an app that suspends the console's output neither hangs the VM nor loses the report", {
+    timeout: TEST_TIMEOUT_MS,
+  }, async (t) => {
+    const b = await boot(t, {
+      arch: "amd64",
+      app: [
+        ["arg", "/console-app"],
+        ["arg", "stop"],
+      ],
+      files: [["/console-app", await consoleApp(), 0o755]],
+    });
+    assertExited(b, 6);
+    assert.match(b.output, /^APP_DONE\r?$/m);
   });
 
   test("leftover processes do not keep the VM up", { timeout: TEST_TIMEOUT_MS }, async (t) => {

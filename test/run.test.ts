@@ -8,13 +8,16 @@
  * be recognised (their -initrd lives there) and checked to be gone after each run.
  */
 import assert from "node:assert/strict";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Writable } from "node:stream";
 import { after, before, describe, test } from "node:test";
 import { fetchKernel } from "../src/kernel/fetch.js";
 import { freePort } from "../src/util/net.js";
+import { runImage } from "../src/vm/run.js";
 import { type CliResult, runCli, startCli } from "./support/cli.js";
 import { busyboxFixture, nginxFixture } from "./support/fixtures.js";
 import { qemusUsing } from "./support/qemu.js";
@@ -33,8 +36,8 @@ after(async () => {
   await rm(work, { recursive: true, force: true });
 });
 
-async function build(name: string, args: string[]): Promise<string> {
-  const out = join(work, "images", `${name}.cpio.gz`);
+async function build(name: string, args: string[], suffix = ".cpio.gz"): Promise<string> {
+  const out = join(work, "images", `${name}${suffix}`);
   const r = await runCli(["build", "-o", out, ...args], env());
   assert.equal(r.code, 0, `build ${name}: ${r.stderr}`);
   return out;
@@ -131,6 +134,74 @@ describe("slimroot run: busybox on amd64 (microvm)", { timeout: 10 * TEST_TIMEOU
     assert.equal(r.code, 124, r.stderr);
     assert.match(r.stderr, /timed out after 2 s/);
     assert.ok(Date.now() - started < 30_000);
+  });
+
+  for (const [kind, suffix] of [
+    ["zstd", ".cpio.zst"],
+    ["xz", ".cpio.xz"],
+    ["lz4", ".cpio.lz4"],
+  ] as const) {
+    test(`a ${kind} image boots (the kernel unpacks it)`, async () => {
+      const fx = await busyboxFixture("amd64");
+      const img = await build(
+        `busybox-${kind}`,
+        [fx.ociRef, "--", "sh", "-c", `echo unpacked ${kind}`],
+        suffix,
+      );
+      const r = await run([img]);
+      assert.equal(r.code, 0, `${r.stderr}\n${r.stdout.slice(-2000)}`);
+      assert.match(r.stdout, new RegExp(`^unpacked ${kind}$`, "m"));
+    });
+  }
+
+  test("the library leaves process signal listeners alone and stops on its AbortSignal", async () => {
+    const marker = () => {};
+    process.on("SIGHUP", marker);
+    const before = ["SIGINT", "SIGTERM", "SIGHUP"].map((s) => process.listeners(s as NodeJS.Signals));
+    let out = "";
+    const sink = (into: (t: string) => void) =>
+      new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          into(chunk.toString());
+          cb();
+        },
+      });
+    const stop = new AbortController();
+    const kill = new AbortController();
+    let running: Promise<number> | undefined;
+    const prevTmp = process.env.TMPDIR;
+    process.env.TMPDIR = work; // so qemusUsing(work) sees this QEMU too
+    try {
+      running = runImage({
+        image,
+        forwards: [],
+        cpus: 1,
+        env: [],
+        args: ["sh", "-c", "echo app ready; exec sleep 600"],
+        stopGraceMs: 20_000,
+        dryRun: false,
+        stop: stop.signal,
+        kill: kill.signal,
+        stdout: sink((t) => {
+          out += t;
+        }),
+        stderr: sink(() => {}),
+      });
+      const deadline = Date.now() + 120_000;
+      while (!out.includes("app ready") && Date.now() < deadline)
+        await new Promise((r) => setTimeout(r, 100));
+      assert.match(out, /app ready/);
+      const during = ["SIGINT", "SIGTERM", "SIGHUP"].map((s) => process.listeners(s as NodeJS.Signals));
+      assert.deepEqual(during, before, "runImage changed the process's signal listeners");
+      stop.abort(143);
+      assert.equal(await running, 143, out);
+    } finally {
+      kill.abort();
+      await running?.catch(() => undefined);
+      process.off("SIGHUP", marker);
+      if (prevTmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = prevTmp;
+    }
   });
 
   test("--dry-run prints the QEMU command line and starts nothing", async () => {
@@ -234,6 +305,123 @@ describe("slimroot run: stopping", { timeout: TEST_TIMEOUT_MS }, () => {
     } finally {
       child.kill("SIGKILL");
     }
+  });
+});
+
+describe("slimroot run: a 160 MiB image (the initramfs lives in guest RAM)", {
+  timeout: 3 * TEST_TIMEOUT_MS,
+}, () => {
+  let image = "";
+  before(async () => {
+    await fetchKernel({ arch: "amd64" });
+    // Random bytes: gzip cannot shrink them, so the initrd is as large as its files.
+    const big = join(work, "big-files");
+    await mkdir(big);
+    for (let i = 0; i < 160; i++) await writeFile(join(big, `r${i}.bin`), randomBytes(1 << 20));
+    image = await build("big", [
+      (await busyboxFixture("amd64")).ociRef,
+      "--add",
+      `${big}:/big`,
+      "--",
+      "sh",
+      "-c",
+      'echo "files $(ls /big | wc -l)"; head -c 20000000 /dev/zero > /big-written && echo wrote',
+    ]);
+    await rm(big, { recursive: true });
+  });
+
+  test("boots with the default memory, sized from the image, and the app can write to /", async () => {
+    const r = await run([image]);
+    assert.equal(r.code, 0, `${r.stderr}\n${r.stdout.slice(-2000)}`);
+    assert.match(r.stdout, /^files 160$/m);
+    assert.match(r.stdout, /^wrote$/m);
+  });
+
+  test("--mem too small for the image: refused before booting, naming the memory needed", async () => {
+    assertLaunchFailure(
+      await run([image, "--mem", "256"]),
+      /^slimroot: --mem 256: .*big\.cpio\.gz needs at least \d+ MiB of guest memory/,
+    );
+  });
+});
+
+describe("slimroot run: killed with SIGKILL", { timeout: TEST_TIMEOUT_MS }, () => {
+  test("QEMU dies with it (parent-death signal)", async () => {
+    await fetchKernel({ arch: "amd64" });
+    const image = await build("sleeper", [
+      (await busyboxFixture("amd64")).ociRef,
+      "--",
+      "sh",
+      "-c",
+      "echo app ready; exec sleep 600",
+    ]);
+    const vm = startCli(["run", image], env());
+    const { child, exited } = vm;
+    let qemus: number[] = [];
+    try {
+      const deadline = Date.now() + 120_000;
+      while (!vm.stdout.includes("app ready") && Date.now() < deadline && child.exitCode === null) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.match(vm.stdout, /app ready/, vm.stderr);
+      qemus = await qemusUsing(work);
+      assert.equal(qemus.length, 1, "one QEMU while the app runs");
+      child.kill("SIGKILL");
+      await exited;
+      const gone = Date.now() + 20_000;
+      while ((await qemusUsing(work)).length && Date.now() < gone)
+        await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(await qemusUsing(work), [], "QEMU outlived slimroot run killed with SIGKILL");
+    } finally {
+      child.kill("SIGKILL");
+      for (const pid of qemus) {
+        try {
+          process.kill(pid, "SIGKILL");
+        } catch {
+          // already gone
+        }
+      }
+    }
+  });
+});
+
+describe("slimroot run: --stop-timeout expires", { timeout: 3 * TEST_TIMEOUT_MS }, () => {
+  let image = "";
+  before(async () => {
+    await fetchKernel({ arch: "amd64" });
+    image = await build("deaf", [
+      (await busyboxFixture("amd64")).ociRef,
+      "--",
+      "sh",
+      "-c",
+      'trap "echo ignoring TERM" TERM; echo app ready; while :; do sleep 1; done',
+    ]);
+  });
+
+  test("an app that ignores SIGTERM is killed after --stop-timeout: 137", async () => {
+    const vm = startCli(["run", image, "--stop-timeout", "3s"], env());
+    const { child, exited } = vm;
+    try {
+      const deadline = Date.now() + 120_000;
+      while (!vm.stdout.includes("app ready") && Date.now() < deadline && child.exitCode === null) {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      assert.match(vm.stdout, /app ready/, vm.stderr);
+      child.kill("SIGTERM");
+      assert.equal(await exited, 137, `stdout:\n${vm.stdout}\nstderr:\n${vm.stderr}`);
+      assert.match(vm.stdout, /ignoring TERM/);
+      assert.match(vm.stderr, /the app did not stop within 3 s; VM killed/);
+      assert.deepEqual(await qemusUsing(work), []);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+
+  test("after --timeout too: 137, not 124, when the app had to be killed", async () => {
+    const r = await run([image, "--timeout", "5s", "--stop-timeout", "2s"]);
+    assert.equal(r.code, 137, `stdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
+    assert.match(r.stderr, /timed out after 5 s/);
+    assert.match(r.stderr, /the app did not stop within 2 s; VM killed/);
   });
 });
 

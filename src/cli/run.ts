@@ -1,3 +1,4 @@
+import { constants } from "node:os";
 import type { Command } from "commander";
 import { diskIdentity } from "../disk/identity.js";
 import { oneLine, UserError } from "../util/errors.js";
@@ -51,6 +52,38 @@ function vsockCid(text: string): number {
   return n;
 }
 
+const STOP_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+/**
+ * While `fn` runs, SIGINT, SIGTERM and SIGHUP stop the app gracefully instead of ending the
+ * process (the CLI's own handlers are set aside and put back after): the first aborts `stop`
+ * with 128+N as the status to report if the VM ends without an exit report, a second one
+ * aborts `kill`.
+ */
+export async function withStopSignals<T>(
+  fn: (stop: AbortSignal, kill: AbortSignal) => Promise<T>,
+): Promise<T> {
+  const stop = new AbortController();
+  const kill = new AbortController();
+  const saved = STOP_SIGNALS.map((s) => [s, process.listeners(s)] as const);
+  const onSignal = (s: NodeJS.Signals) => {
+    if (stop.signal.aborted) kill.abort();
+    else stop.abort(128 + constants.signals[s]);
+  };
+  for (const [s] of saved) {
+    process.removeAllListeners(s);
+    process.on(s, onSignal);
+  }
+  try {
+    return await fn(stop.signal, kill.signal);
+  } finally {
+    for (const [s, listeners] of saved) {
+      process.off(s, onSignal);
+      for (const l of listeners) process.on(s, l as NodeJS.SignalsListener);
+    }
+  }
+}
+
 export function registerRun(program: Command): void {
   program
     .command("run")
@@ -70,7 +103,7 @@ export function registerRun(program: Command): void {
       collect,
     )
     .option("-e, --env <K=V>", "set an environment variable for the app (repeatable)", collect)
-    .option("--mem <MiB>", "guest memory", "256")
+    .option("--mem <MiB>", "guest memory (default: sized from the image, which lives in RAM; at least 256)")
     .option("--cpus <n>", "virtual CPUs", "1")
     .option("--timeout <duration>", "stop the VM after this long and exit 124 (e.g. 30s, 5m)")
     .option(
@@ -107,29 +140,33 @@ export function registerRun(program: Command): void {
               `--read-only: for an ext4 root (${image} is ${root ? root.format : "not a disk image"}, read-only anyway)`,
             );
         }
-        const code = await runImage({
-          image,
-          ...(opts.kernel ? { kernel: opts.kernel as string } : {}),
-          ...(opts.modules ? { modules: opts.modules as string } : {}),
-          forwards: ((opts.publish as string[] | undefined) ?? []).map(parsePortForward),
-          memMiB: positiveInt(opts.mem as string, "--mem", 1 << 20),
-          cpus: positiveInt(opts.cpus as string, "--cpus", 64),
-          env,
-          ...(command.length ? { args: command } : {}),
-          ...(opts.timeout ? { timeoutMs: parseDuration(opts.timeout as string, "--timeout") } : {}),
-          stopGraceMs: parseDuration(opts.stopTimeout as string, "--stop-timeout"),
-          dryRun: Boolean(opts.dryRun),
-          volumes: ((opts.volume as string[] | undefined) ?? []).map(parseVolume),
-          readOnly: Boolean(opts.readOnly),
-          ...(opts.output ? { outDir: opts.output as string } : {}),
-          vmm: parseVmm(opts.vmm as string),
-          ...(opts.tap ? { tap: tapName(opts.tap as string) } : {}),
-          ...(opts.guestIp ? { guestIp: ipv4(opts.guestIp as string, "--guest-ip", true) } : {}),
-          ...(opts.gateway ? { gateway: ipv4(opts.gateway as string, "--gateway", false) } : {}),
-          ...(opts.vsock ? { vsockCid: vsockCid(opts.vsock as string) } : {}),
-          stdout: process.stdout,
-          stderr: process.stderr,
-        });
+        const code = await withStopSignals((stop, kill) =>
+          runImage({
+            image,
+            ...(opts.kernel ? { kernel: opts.kernel as string } : {}),
+            ...(opts.modules ? { modules: opts.modules as string } : {}),
+            forwards: ((opts.publish as string[] | undefined) ?? []).map(parsePortForward),
+            ...(opts.mem ? { memMiB: positiveInt(opts.mem as string, "--mem", 1 << 20) } : {}),
+            cpus: positiveInt(opts.cpus as string, "--cpus", 64),
+            env,
+            ...(command.length ? { args: command } : {}),
+            ...(opts.timeout ? { timeoutMs: parseDuration(opts.timeout as string, "--timeout") } : {}),
+            stopGraceMs: parseDuration(opts.stopTimeout as string, "--stop-timeout"),
+            dryRun: Boolean(opts.dryRun),
+            volumes: ((opts.volume as string[] | undefined) ?? []).map(parseVolume),
+            readOnly: Boolean(opts.readOnly),
+            ...(opts.output ? { outDir: opts.output as string } : {}),
+            vmm: parseVmm(opts.vmm as string),
+            ...(opts.tap ? { tap: tapName(opts.tap as string) } : {}),
+            ...(opts.guestIp ? { guestIp: ipv4(opts.guestIp as string, "--guest-ip", true) } : {}),
+            ...(opts.gateway ? { gateway: ipv4(opts.gateway as string, "--gateway", false) } : {}),
+            ...(opts.vsock ? { vsockCid: vsockCid(opts.vsock as string) } : {}),
+            stdout: process.stdout,
+            stderr: process.stderr,
+            stop,
+            kill,
+          }),
+        );
         process.exitCode = code;
       } catch (err) {
         // Like docker run: whatever kept the app from running is 125, so the app's own

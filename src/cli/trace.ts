@@ -35,7 +35,7 @@ export function registerTrace(program: Command): void {
       "3m",
     )
     .option("--stop-timeout <duration>", "how long the app gets to exit once stopped", "10s")
-    .option("--mem <MiB>", "guest memory (the whole image is in it)", "1024")
+    .option("--mem <MiB>", "guest memory (default: sized from the image, which lives in RAM)")
     .option("--cpus <n>", "virtual CPUs", "1")
     .option("-v, --verbose", "copy the guest console to stderr");
   addImageOptions(cmd).action(async (source: string, command: string[], opts: Record<string, unknown>) => {
@@ -48,7 +48,7 @@ export function registerTrace(program: Command): void {
       ...(opts.kernel ? { kernel: opts.kernel as string } : {}),
       probes,
       publish: ((opts.publish as string[] | undefined) ?? []).map(parsePortForward),
-      memMiB: positiveInt(opts.mem as string, "--mem", 1 << 20),
+      ...(opts.mem ? { memMiB: positiveInt(opts.mem as string, "--mem", 1 << 20) } : {}),
       cpus: positiveInt(opts.cpus as string, "--cpus", 64),
       readyTimeoutMs: timeoutMs,
       ...(probes.length ? {} : { runTimeoutMs: timeoutMs }),

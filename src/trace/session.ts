@@ -18,7 +18,8 @@ export interface SessionOptions {
   probes: readonly Probe[];
   /** `-p` forwards; probed guest ports without one get a free host port. */
   publish?: readonly PortForward[];
-  memMiB: number;
+  /** Default: sized from the image, as `run` does (src/vm/memory.ts). */
+  memMiB?: number;
   cpus?: number;
   trace: boolean;
   /** For all probes to pass, from the start of the boot. */
@@ -80,7 +81,7 @@ export async function probeSession(o: SessionOptions): Promise<SessionResult> {
     image: o.image,
     ...(o.kernel ? { kernel: o.kernel } : {}),
     forwards,
-    memMiB: o.memMiB,
+    ...(o.memMiB !== undefined ? { memMiB: o.memMiB } : {}),
     cpus: o.cpus ?? 1,
     env: [],
     ...(o.runTimeoutMs !== undefined && o.probes.length === 0 ? { timeoutMs: o.runTimeoutMs } : {}),

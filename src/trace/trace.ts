@@ -27,7 +27,7 @@ export interface TraceOptions {
   kernel?: string;
   probes: Probe[];
   publish: PortForward[];
-  memMiB: number;
+  memMiB?: number;
   cpus: number;
   readyTimeoutMs: number;
   settleMs: number;
@@ -75,7 +75,7 @@ export async function traceImage(o: TraceOptions): Promise<TraceResult> {
       ...(o.kernel ? { kernel: o.kernel } : {}),
       probes: o.probes,
       publish: o.publish,
-      memMiB: o.memMiB,
+      ...(o.memMiB !== undefined ? { memMiB: o.memMiB } : {}),
       cpus: o.cpus,
       trace: true,
       readyTimeoutMs: o.readyTimeoutMs,

@@ -20,7 +20,7 @@ export async function verifyImage(image: string, o: VerifyOptions): Promise<void
       image,
       ...(o.kernel ? { kernel: o.kernel } : {}),
       probes: o.probes,
-      memMiB: o.memMiB ?? 512,
+      ...(o.memMiB !== undefined ? { memMiB: o.memMiB } : {}),
       trace: false,
       readyTimeoutMs: o.readyTimeoutMs ?? 120_000,
       settleMs: 0,

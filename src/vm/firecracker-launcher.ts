@@ -7,7 +7,7 @@
 import { execFile } from "node:child_process";
 import { constants, createReadStream } from "node:fs";
 import { access, readFile, writeFile } from "node:fs/promises";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import type { Arch } from "../arch/arch.js";
@@ -16,6 +16,7 @@ import { readKernelConfig } from "../kernel/config.js";
 import type { BootKernel } from "../kernel/resolve.js";
 import { extractVmlinux } from "../kernel/vmlinux.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
+import { hostExecutable } from "../util/host-path.js";
 import { readHead } from "../util/read-head.js";
 import {
   checkFirecrackerKernel,
@@ -80,20 +81,6 @@ function reachLine(tap: string, net: GuestNetwork): string {
   return `the guest is ${addr} on ${tap}${host}`;
 }
 
-const executable = (path: string) =>
-  access(path, constants.X_OK).then(
-    () => true,
-    () => false,
-  );
-
-/** `command` on PATH, or undefined. */
-async function onPath(command: string): Promise<string | undefined> {
-  for (const d of (process.env.PATH ?? "").split(delimiter)) {
-    if (d && (await executable(join(d, command)))) return join(d, command);
-  }
-  return undefined;
-}
-
 function versionOf(binary: string): Promise<string> {
   return new Promise((resolve) => {
     execFile(binary, ["--version"], { timeout: 10_000 }, (_err, stdout, stderr) =>
@@ -128,7 +115,7 @@ export const firecrackerLauncher: Launcher = {
     );
     if (verdict.fatal) throw new RunFailure(verdict.fatal);
     const kernel = await bootableKernel(bk, dir);
-    const initrd = await writeInitrd(req, bk, net ?? false, dir);
+    const { initrd, memMiB } = await writeInitrd(req, bk, net ?? false, dir, arch);
     const logPath = join(dir, "firecracker.log");
     // Firecracker opens the log for appending and does not create it.
     await writeFile(logPath, "", { flag: "a" });
@@ -137,7 +124,7 @@ export const firecrackerLauncher: Launcher = {
       bootArgs: firecrackerBootArgs(arch),
       initrd,
       disks: req.disks ?? [],
-      memMiB: req.memMiB,
+      memMiB,
       cpus: req.cpus,
       ...(req.tap ? { tap: req.tap } : {}),
       ...(req.vsockCid !== undefined
@@ -154,7 +141,7 @@ export const firecrackerLauncher: Launcher = {
       command: [FIRECRACKER, "--no-api", "--config-file", configFile],
       notes,
       async preflight() {
-        const binary = await onPath(FIRECRACKER);
+        const binary = hostExecutable(FIRECRACKER);
         const kvm = await access("/dev/kvm", constants.R_OK | constants.W_OK).then(
           () => undefined,
           (err: NodeJS.ErrnoException) => `/dev/kvm is not usable (${err.code})`,

@@ -14,6 +14,7 @@ import { type BootKernel, resolveKernel } from "../kernel/resolve.js";
 import { GUEST_MODULES_DIR } from "../kmod/modules-cpio.js";
 import { checkKernelFor, initCpio } from "./disks.js";
 import { joinInitrd } from "./initrd.js";
+import { chooseMemoryMiB, initrdFootprint } from "./memory.js";
 import type { PortForward } from "./ports.js";
 import { type GuestNetwork, runConfCpio, runConfText } from "./runconf.js";
 
@@ -53,7 +54,8 @@ export interface VmRequest {
   kernel?: string;
   modules?: string;
   forwards: readonly PortForward[];
-  memMiB: number;
+  /** Guest memory; default: sized from the image (memory.ts). Too little for the image is an error. */
+  memMiB?: number;
   cpus: number;
   /** NAME=VALUE for run.conf. */
   env: readonly string[];
@@ -130,14 +132,16 @@ export async function bootKernel(
 /**
  * The initrd every launcher boots: the image (when it is an initramfs), the kernel's modules
  * archive and run.conf, joined into `dir`/initrd through a temp name, so a `--dry-run -o DIR`
- * never holds half an initrd.
+ * never holds half an initrd. With it, the guest memory: --mem, refused when the initrd cannot
+ * unpack in it, or sized from the initrd (it lives in guest RAM; memory.ts).
  */
 export async function writeInitrd(
   req: VmRequest,
   bk: BootKernel,
   network: boolean | GuestNetwork,
   dir: string,
-): Promise<string> {
+  arch: Arch,
+): Promise<{ initrd: string; memMiB: number }> {
   const conf = runConfText({
     network,
     env: req.env,
@@ -150,11 +154,15 @@ export async function writeInitrd(
   const first = req.diskBoot?.rootIsDisk ? await initCpio(bk.kind.arch) : req.image;
   const initrd = join(dir, "initrd");
   const tmp = join(dir, `.initrd.${randomBytes(4).toString("hex")}.tmp`);
+  const modules = bk.modulesCpio ? [bk.modulesCpio] : [];
   try {
-    await joinInitrd([first, ...(bk.modulesCpio ? [bk.modulesCpio] : []), await runConfCpio(conf)], tmp);
+    await joinInitrd([first, ...modules, await runConfCpio(conf)], tmp);
     await rename(tmp, initrd);
   } finally {
     await rm(tmp, { force: true });
   }
-  return initrd;
+  // What unpacks into RAM: the image, unless it is a disk (then our init, a few KiB: the headroom covers it).
+  const inRam = [...(typeof first === "string" ? [first] : []), ...modules];
+  const memMiB = chooseMemoryMiB(await initrdFootprint(inRam, initrd), arch, req.memMiB, req.image);
+  return { initrd, memMiB };
 }

@@ -5,6 +5,7 @@ import { hasCmdlineDevices, readKernelConfig } from "../kernel/config.js";
 import type { Transport } from "../kernel/manifest.js";
 import { embeddedAppKernel } from "../kernel/resolve.js";
 import { bootKernel, type Launcher, RunFailure, type VmRequest, writeInitrd } from "./launcher.js";
+import { MIN_DEFAULT_MIB } from "./memory.js";
 import { checkPortsFree } from "./ports.js";
 import { chooseAccel, chooseMachine, hostTscKhz, qemuCommand, qemuPackage } from "./qemu.js";
 import { runConfText } from "./runconf.js";
@@ -13,11 +14,11 @@ import { pressCtrlAltDel } from "./stop.js";
 /** The kernel, initrd and ACPI choice of a VM booting an initramfs image. */
 async function initrdBoot(req: VmRequest, arch: Arch, transport: Transport, dir: string, scratch: string) {
   const bk = await bootKernel(req, arch, transport, scratch);
-  const initrd = await writeInitrd(req, bk, true, dir);
+  const { initrd, memMiB } = await writeInitrd(req, bk, true, dir, arch);
   // A kernel that takes its virtio-mmio devices from the command line runs microvm without
   // ACPI (as Firecracker gives them); one with a modular virtio_mmio needs ACPI's tables.
   const config = bk.config ? await readKernelConfig(bk.config) : undefined;
-  return { kernel: bk.kernel, initrd, acpi: !(config && hasCmdlineDevices(config)) };
+  return { kernel: bk.kernel, initrd, memMiB, acpi: !(config && hasCmdlineDevices(config)) };
 }
 
 /**
@@ -49,7 +50,9 @@ function embeddedBoot(req: VmRequest) {
     throw new RunFailure(
       `run settings too long for the kernel command line (${encoded.length} bytes of base64, at most ${MAX_CMDLINE_CONF}): use fewer -e/arguments or the initramfs form`,
     );
-  return { kernel: req.image, acpi: false, extraCmdline: `slimroot.conf=${encoded}` };
+  // Its image is inside the kernel file, unseen here: --mem or the default.
+  const memMiB = req.memMiB ?? MIN_DEFAULT_MIB;
+  return { kernel: req.image, memMiB, acpi: false, extraCmdline: `slimroot.conf=${encoded}` };
 }
 
 export const qemuLauncher: Launcher = {
@@ -76,7 +79,6 @@ export const qemuLauncher: Launcher = {
       machine,
       accel,
       ...boot,
-      memMiB: req.memMiB,
       cpus: req.cpus,
       forwards: req.forwards,
       qmpSocket,

@@ -12,6 +12,7 @@ import { hostArch } from "../arch/arch.js";
 import { diskIdentity } from "../disk/identity.js";
 import { embeddedAppKernel, kernelArch } from "../kernel/resolve.js";
 import { UserError } from "../util/errors.js";
+import { hostExecutable } from "../util/host-path.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { ConsoleWatcher } from "./console.js";
 import { planDisks, type VolumeSpec } from "./disks.js";
@@ -43,8 +44,14 @@ export interface RunRequest extends VmRequest {
   volumes?: readonly VolumeSpec[];
   /** Never write the image: an ext4 root is mounted read-only under a tmpfs overlay, as erofs and squashfs always are. */
   readOnly?: boolean;
-  /** Aborting it stops the app as SIGTERM to us would (Ctrl-Alt-Del, then the grace period). */
+  /**
+   * Aborting it stops the app gracefully: Ctrl-Alt-Del, which the init turns into SIGTERM for
+   * the app, then the VMM is killed after the grace period. A number as the abort reason is
+   * the status to report if the VM ends without an exit report (default 143, as for SIGTERM).
+   */
   stop?: AbortSignal;
+  /** Aborting it kills the VMM at once. */
+  kill?: AbortSignal;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
 }
@@ -99,6 +106,11 @@ export async function runImage(req: RunRequest): Promise<number> {
       return 0;
     }
     await launch.preflight();
+    // Asked to stop while preparing: nothing has run, so nothing to stop.
+    if (req.stop?.aborted || req.kill?.aborted) {
+      const reason: unknown = req.stop?.reason;
+      return typeof reason === "number" ? reason : STOPPED_STATUS;
+    }
     notes();
     return await boot(req, launch);
   } finally {
@@ -108,20 +120,33 @@ export async function runImage(req: RunRequest): Promise<number> {
   }
 }
 
-const SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
-const SIGNAL_NUMBERS: Record<(typeof SIGNALS)[number], number> = { SIGHUP: 1, SIGINT: 2, SIGTERM: 15 };
+/** What a stop request without a status reports when the VM ends without an exit report. */
+const STOPPED_STATUS = 128 + 15;
 
 /** Seconds for messages. */
 const secs = (ms: number) => `${Math.round(ms / 100) / 10} s`;
 
+/**
+ * [binary, ...arguments] that start the VMM so that it dies with us, even when we are killed
+ * with SIGKILL (no exit handler runs then): util-linux's setpriv (essential in Debian) sets
+ * PR_SET_PDEATHSIG, which survives its exec of the VMM. Node cannot set it itself, and QEMU
+ * 7.2 has no such option (-run-with came in 8.1). Without setpriv, the VMM is still killed
+ * on every other way we end.
+ */
+export function guardedCommand(p: Pick<Launch, "command" | "notFound">): string[] {
+  if (!hostExecutable(p.command[0]!)) throw new RunFailure(p.notFound);
+  const setpriv = hostExecutable("setpriv");
+  return setpriv ? [setpriv, "--pdeathsig", "KILL", "--", ...p.command] : [...p.command];
+}
+
 function boot(req: RunRequest, p: Launch): Promise<number> {
-  const [binary, ...args] = p.command as [string, ...string[]];
+  const [binary, ...args] = guardedCommand(p) as [string, ...string[]];
   // Its own process group: a Ctrl-C on the terminal reaches only us, and we stop the app
   // gracefully instead of the VMM dying on the spot.
   const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
   let vmmStderr = "";
   let panic: string | undefined;
-  let stopSignal: (typeof SIGNALS)[number] | undefined;
+  let stopStatus: number | undefined;
   let timedOut = false;
   let killed = false;
   let exited = false;
@@ -164,31 +189,20 @@ function boot(req: RunRequest, p: Launch): Promise<number> {
     });
   };
 
-  const onSignal = (sig: (typeof SIGNALS)[number]) => {
-    if (stopSignal || timedOut) {
-      kill(); // a second request: no more waiting
-      return;
-    }
-    stopSignal = sig;
+  const onStop = () => {
+    if (stopStatus !== undefined || timedOut || exited) return;
+    const reason: unknown = req.stop?.reason;
+    stopStatus = typeof reason === "number" ? reason : STOPPED_STATUS;
     stop();
   };
-  const saved = new Map(SIGNALS.map((s) => [s, process.listeners(s)] as const));
-  const handlers = new Map(SIGNALS.map((s) => [s, () => onSignal(s)] as const));
-  for (const s of SIGNALS) {
-    process.removeAllListeners(s);
-    process.on(s, handlers.get(s)!);
-  }
-  const onAbort = () => {
-    if (stopSignal || timedOut || exited) return;
-    stopSignal = "SIGTERM";
-    stop();
-  };
-  req.stop?.addEventListener("abort", onAbort);
-  if (req.stop?.aborted) onAbort();
+  req.stop?.addEventListener("abort", onStop);
+  if (req.stop?.aborted) onStop();
+  req.kill?.addEventListener("abort", kill);
+  if (req.kill?.aborted) kill();
   if (req.timeoutMs !== undefined) {
     timers.push(
       setTimeout(() => {
-        if (stopSignal || exited) return;
+        if (stopStatus !== undefined || exited) return;
         timedOut = true;
         stop();
       }, req.timeoutMs),
@@ -204,11 +218,8 @@ function boot(req: RunRequest, p: Launch): Promise<number> {
       exited = true;
       for (const t of timers) clearTimeout(t);
       process.off("exit", killOnExit);
-      req.stop?.removeEventListener("abort", onAbort);
-      for (const s of SIGNALS) {
-        process.off(s, handlers.get(s)!);
-        for (const l of saved.get(s)!) process.on(s, l as () => void);
-      }
+      req.stop?.removeEventListener("abort", onStop);
+      req.kill?.removeEventListener("abort", kill);
       if (spawnError) {
         return reject(
           new RunFailure(
@@ -216,16 +227,20 @@ function boot(req: RunRequest, p: Launch): Promise<number> {
           ),
         );
       }
-      if (timedOut) {
-        req.stderr.write(`slimroot: timed out after ${secs(req.timeoutMs!)}; VM stopped\n`);
-        return resolve(EXIT_TIMEOUT);
-      }
+      const timeout = timedOut ? `timed out after ${secs(req.timeoutMs!)}; ` : "";
+      // Killed, after --timeout too: 137, as timeout(1) --kill-after reports its KILL.
       if (killed && watcher.exitCode === undefined) {
-        req.stderr.write(`slimroot: the app did not stop within ${secs(req.stopGraceMs)}; VM killed\n`);
+        req.stderr.write(
+          `slimroot: ${timeout}the app did not stop within ${secs(req.stopGraceMs)}; VM killed\n`,
+        );
         return resolve(EXIT_KILLED);
       }
+      if (timedOut) {
+        req.stderr.write(`slimroot: ${timeout}VM stopped\n`);
+        return resolve(EXIT_TIMEOUT);
+      }
       if (watcher.exitCode !== undefined) return resolve(watcher.exitCode);
-      if (stopSignal) return resolve(128 + SIGNAL_NUMBERS[stopSignal]);
+      if (stopStatus !== undefined) return resolve(stopStatus);
       const why =
         panic ??
         lastLine(vmmStderr) ??

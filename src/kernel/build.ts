@@ -368,7 +368,8 @@ async function compile(
     untrackTempPath(work);
     return { dir, manifest, built: true };
   } catch (err) {
-    if (existsSync(log)) await copyFile(log, keptLog(o.arch)).catch(() => {});
+    // A refused configuration says why in its message; a failed make points at this log.
+    if (!(err instanceof UserError) && existsSync(log)) await copyFile(log, keptLog(o.arch)).catch(() => {});
     throw err;
   } finally {
     if (existsSync(work)) await rm(work, { recursive: true, force: true });

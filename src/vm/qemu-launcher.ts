@@ -50,13 +50,9 @@ function embeddedBoot(req: VmRequest) {
     throw new RunFailure(
       `run settings too long for the kernel command line (${encoded.length} bytes of base64, at most ${MAX_CMDLINE_CONF}): use fewer -e/arguments or the initramfs form`,
     );
-  // The app is inside the kernel image; its size is not known from here: --mem, or the default.
-  return {
-    kernel: req.image,
-    acpi: false,
-    extraCmdline: `slimroot.conf=${encoded}`,
-    memMiB: req.memMiB ?? MIN_DEFAULT_MIB,
-  };
+  // Its image is inside the kernel file, unseen here: --mem or the default.
+  const memMiB = req.memMiB ?? MIN_DEFAULT_MIB;
+  return { kernel: req.image, memMiB, acpi: false, extraCmdline: `slimroot.conf=${encoded}` };
 }
 
 export const qemuLauncher: Launcher = {

@@ -7,14 +7,38 @@ import { readFile, stat } from "node:fs/promises";
 import { buffer } from "node:stream/consumers";
 import type { Arch } from "../arch/arch.js";
 import { writeCpio } from "../cpio/writer.js";
+import type { DiskFormat } from "../disk/formats.js";
 import { type DiskIdentity, diskIdentity, isReadOnlyFormat, missingKernelOptions } from "../disk/identity.js";
 import { INIT_PATH } from "../pipeline/build.js";
 import { initBinaryPath } from "../pipeline/init-binary.js";
 import { normalizeImagePath } from "../tree/path.js";
 import { hostFileContent } from "../tree/spool.js";
 import { Tree } from "../tree/tree.js";
-import type { Disk, DiskBoot } from "./launcher.js";
-import { RunFailure } from "./launcher.js";
+import { RunFailure } from "./failure.js";
+
+/**
+ * A disk for the VM: the image itself when it is a disk format (mounted at "/"), or a
+ * `--volume FILE:/path[:ro]`. Read-only disks are attached read-only, so the VMM itself
+ * refuses writes to the file.
+ */
+export interface Disk {
+  path: string;
+  /** Where the init mounts it: "/" for the root. */
+  mount: string;
+  readOnly: boolean;
+  /** Its filesystem, when known (slimroot's disk plan): the kernel's config is checked for it. */
+  format?: DiskFormat;
+}
+
+/** What the init needs to find and mount the disks (src/vm/disks.ts plans it). */
+export interface DiskBoot {
+  /** The image is a disk: the initrd then carries only the init. */
+  rootIsDisk: boolean;
+  /** run.conf `root` / `volume` records. */
+  records: readonly string[];
+  /** Kernel modules: virtio_blk, the filesystems, overlay. */
+  modules: readonly string[];
+}
 
 export interface VolumeSpec {
   file: string;

@@ -8,11 +8,11 @@ import { randomBytes } from "node:crypto";
 import { rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Arch } from "../arch/arch.js";
-import type { DiskFormat } from "../disk/formats.js";
 import type { Transport } from "../kernel/manifest.js";
 import { type BootKernel, resolveKernel } from "../kernel/resolve.js";
 import { GUEST_MODULES_DIR } from "../kmod/modules-cpio.js";
-import { checkKernelFor, initCpio } from "./disks.js";
+import { checkKernelFor, type Disk, type DiskBoot, initCpio } from "./disks.js";
+import { RunFailure } from "./failure.js";
 import { joinInitrd } from "./initrd.js";
 import { chooseMemoryMiB, initrdFootprint } from "./memory.js";
 import type { PortForward } from "./ports.js";
@@ -21,32 +21,8 @@ import { type GuestNetwork, runConfCpio, runConfText } from "./runconf.js";
 export type Vmm = "qemu" | "firecracker";
 export const VMMS: readonly Vmm[] = ["qemu", "firecracker"];
 
-/** Anything that kept the VM from running the app: reported in one line, exit 125. */
-export class RunFailure extends Error {}
-
-/**
- * A disk for the VM: the image itself when it is a disk format (mounted at "/"), or a
- * `--volume FILE:/path[:ro]`. Read-only disks are attached read-only, so the VMM itself
- * refuses writes to the file.
- */
-export interface Disk {
-  path: string;
-  /** Where the init mounts it: "/" for the root. */
-  mount: string;
-  readOnly: boolean;
-  /** Its filesystem, when known (slimroot's disk plan): the kernel's config is checked for it. */
-  format?: DiskFormat;
-}
-
-/** What the init needs to find and mount the disks (src/vm/disks.ts plans it). */
-export interface DiskBoot {
-  /** The image is a disk: the initrd then carries only the init. */
-  rootIsDisk: boolean;
-  /** run.conf `root` / `volume` records. */
-  records: readonly string[];
-  /** Kernel modules: virtio_blk, the filesystems, overlay. */
-  modules: readonly string[];
-}
+export type { Disk, DiskBoot } from "./disks.js";
+export { RunFailure } from "./failure.js";
 
 /** What the VM is: the part of a run request a launcher reads. */
 export interface VmRequest {

@@ -1,10 +1,12 @@
 // `make bench`: the README's performance section, as one `slimroot bench` run on Debian's nginx
 // (built from Debian packages, cached). Any arguments replace the default matrix options, e.g.
 //   node --import tsx scripts/bench.ts --runs 1 --kernels debian
-// Writes bench/nginx.json and docs/bench-nginx.svg; the table goes to stdout.
+// Writes bench/nginx.json, docs/bench-nginx.svg and bench/nginx.md (the README's tables).
 import { spawnSync } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { formatMarkdown } from "../src/bench/report.js";
+import type { BenchReport } from "../src/bench/schema.js";
 import { REPO } from "../test/support/cli.js";
 import { nginxFixture } from "../test/support/fixtures.js";
 
@@ -36,3 +38,7 @@ const args = [
 process.stderr.write(`$ slimroot ${args.slice(1).join(" ")}\n`);
 const r = spawnSync(process.execPath, args, { stdio: "inherit" });
 process.exitCode = r.status ?? 1;
+if (r.status === 0) {
+  const report = JSON.parse(readFileSync(join(REPO, "bench", "nginx.json"), "utf8")) as BenchReport;
+  writeFileSync(join(REPO, "bench", "nginx.md"), `${formatMarkdown(report)}\n`);
+}

@@ -130,3 +130,40 @@ export function renderSvg(r: BenchReport): string {
   );
   return `${parts.join("\n")}\n`;
 }
+
+/** The same numbers as a markdown table (for a README), with the floors and comparisons. */
+export function formatMarkdown(r: BenchReport): string {
+  const ready = (row: BenchRow) =>
+    row.ready ? `${s2(row.ready.min)} / ${s2(row.ready.median)} / ${s2(row.ready.max)}` : "-";
+  const out = [
+    "| variant | file MB | raw MB | build s | ready s (min / median / max) | x floor | least RAM MiB |",
+    "|---|---:|---:|---:|---:|---:|---:|",
+    ...r.rows.map((row) =>
+      row.error && !row.ready
+        ? `| ${row.id} | ${row.bytes ? mb(row.bytes.file) : "-"} | ${row.bytes ? mb(row.bytes.raw) : "-"} | ${row.buildSeconds === null ? "-" : s2(row.buildSeconds)} | failed: ${row.error.replace(/\|/g, "\\|")} | | |`
+        : `| ${row.id} | ${row.bytes ? mb(row.bytes.file) : "-"} | ${row.bytes ? mb(row.bytes.raw) : "-"} | ${row.buildSeconds === null ? "-" : s2(row.buildSeconds)} | ${ready(row)} | ${row.readyToFloor === null ? "-" : `${s2(row.readyToFloor)}x`} | ${row.leastMiB ?? (row.error ? `failed: ${row.error.replace(/\|/g, "\\|")}` : "-")} |`,
+    ),
+    "",
+  ];
+  for (const f of r.floors)
+    out.push(
+      "seconds" in f
+        ? `- floor/${f.kernel} (slimroot's init alone, ends the VM at once): ${s2(f.seconds.min)} / ${s2(f.seconds.median)} / ${s2(f.seconds.max)} s`
+        : `- floor/${f.kernel}: failed: ${f.error}`,
+    );
+  out.push("");
+  if (r.comparisons.length) {
+    out.push(
+      "| measure | best slimroot variant | hand-made route | ratio | goal | met |",
+      "|---|---|---|---:|---:|---|",
+    );
+    for (const c of r.comparisons) {
+      const v = (x: number) => (c.metric === "bytes" || c.metric === "ram" ? String(Math.round(x)) : s2(x));
+      const unit = { bytes: "bytes", ready: "s", ram: "MiB", build: "s" }[c.metric];
+      out.push(
+        `| ${c.metric} (${unit}) | ${c.row}: ${v(c.value)} | ${c.against}: ${v(c.baseline)} | ${c.ratio.toFixed(3)}x | <= ${c.goal.toFixed(3)}x | ${c.met ? "yes" : "no"} |`,
+      );
+    }
+  }
+  return out.join("\n");
+}

@@ -1,0 +1,60 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { formatMarkdown, formatTable, renderSvg } from "./report.js";
+import { BENCH_SCHEMA_ID, type BenchReport } from "./schema.js";
+
+const report: BenchReport = {
+  schema: BENCH_SCHEMA_ID,
+  date: "2026-11-29T00:00:00.000Z",
+  host: { cpus: 2, cpuModel: "cpu", memGiB: 24, os: "Debian", node: "v20", qemu: "QEMU 7.2", accel: "tcg" },
+  source: "oci:<x>",
+  probes: ["http:80/"],
+  runs: 1,
+  memMiB: null,
+  floors: [{ kernel: "debian", seconds: { min: 2, median: 2, max: 2, runs: [2] } }],
+  rows: [
+    {
+      id: "trace/cpio/debian",
+      kind: "slimroot",
+      level: "trace",
+      format: "cpio",
+      kernel: "debian",
+      bytes: { file: 4_000_000, raw: 10_000_000 },
+      buildSeconds: 1.5,
+      ready: { min: 2.5, median: 2.5, max: 2.5, runs: [2.5] },
+      readyToFloor: 1.25,
+      leastMiB: 80,
+    },
+    {
+      id: "hand-made ext4/debian",
+      kind: "conventional",
+      level: "none",
+      format: "ext4",
+      kernel: "debian",
+      bytes: null,
+      buildSeconds: null,
+      ready: null,
+      readyToFloor: null,
+      leastMiB: null,
+      error: "a | b",
+    },
+  ],
+  comparisons: [],
+};
+
+test("markdown, table and svg carry the measured values; errors stay in their row", () => {
+  const md = formatMarkdown(report);
+  assert.match(
+    md,
+    /^\| trace\/cpio\/debian \| 4\.00 \| 10\.00 \| 1\.50 \| 2\.50 \/ 2\.50 \/ 2\.50 \| 1\.25x \| 80 \|$/m,
+  );
+  assert.match(md, /^\| hand-made ext4\/debian \| - \| - \| - \| failed: a \\\| b \| \| \|$/m);
+  assert.match(md, /floor\/debian .*: 2\.00 \/ 2\.00 \/ 2\.00 s/);
+  assert.match(
+    formatTable(report),
+    /trace\/cpio\/debian\s+4\.00\s+10\.00\s+1\.50\s+2\.50 \/ 2\.50 \/ 2\.50\s+1\.25x\s+80/,
+  );
+  const svg = renderSvg(report);
+  assert.match(svg, /oci:&#60;x&#62;/);
+  assert.doesNotMatch(svg, /oci:<x>/);
+});

@@ -16,7 +16,7 @@ const defaults = [
   "--variants",
   "none,trace",
   "--formats",
-  "cpio,erofs,embedded",
+  "cpio,ext4,erofs,squashfs,embedded",
   "--kernels",
   "debian,slimroot",
   "--runs",

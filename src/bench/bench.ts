@@ -16,6 +16,7 @@ import { promisify } from "node:util";
 import { type Arch, hostArch } from "../arch/arch.js";
 import { decompressor } from "../compress/compress.js";
 import { sniffCompression } from "../inspect/inspect.js";
+import { hasCmdlineDevices, readKernelConfig } from "../kernel/config.js";
 import { cachedKernel } from "../kernel/fetch.js";
 import type { Probe } from "../trace/probe.js";
 import { imageInfo } from "../vm/image-info.js";
@@ -418,6 +419,10 @@ async function conventionalRow(
   const size = (await stat(image)).size;
   row.bytes = { file: size, raw: route === "ext4" ? size : await rawBytes(image, true) };
   const kernel = join(kernelDir, manifest.kernel);
+  // As slimroot's own boots do: a kernel that takes its devices from the command line runs
+  // microvm without ACPI.
+  const config = manifest.config ? await readKernelConfig(join(kernelDir, manifest.config)) : undefined;
+  const acpi = !(config && hasCmdlineDevices(config));
   const qmp = join(scratch, "qmp.sock");
   const argvFor = (mem: number | undefined, ports: Map<number, number>) => {
     const argv = qemuCommand({
@@ -426,6 +431,7 @@ async function conventionalRow(
       accel,
       kernel,
       initrd: image,
+      acpi,
       memMiB: mem ?? RAM_START_MIB,
       cpus: 1,
       forwards: [...ports].map(([guestPort, hostPort]) => ({

@@ -15,6 +15,9 @@ export async function portsFor(probes: readonly Probe[]): Promise<Map<number, nu
   return ports;
 }
 
+/** A timed boot's HTTP probe gives up on one request after this and asks again. */
+const HTTP_ATTEMPT_MS = 500;
+
 export type Ready = { seconds: number } | { error: string };
 
 /**
@@ -35,7 +38,9 @@ export async function timeReady(
   try {
     if (probes.length === 0) return await waitForExitReport(s, elapsed, deadline);
     const gone = () => (s.done ? `the VM ended (${lastLine(s.output)})` : undefined);
-    for (const p of probes) await waitForProbe(p, ports, deadline, gone);
+    // Short HTTP attempts: one sent before the guest's network is up would wait on the
+    // forwarder's TCP backoff, and every variant would read the same retry (docs/bench.md).
+    for (const p of probes) await waitForProbe(p, ports, deadline, gone, HTTP_ATTEMPT_MS);
     return { seconds: elapsed() };
   } catch (err) {
     return { error: (err as Error).message };

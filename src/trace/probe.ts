@@ -92,11 +92,11 @@ type Attempt = Promise<string | undefined>;
 
 const ATTEMPT_MS = 10_000;
 
-async function httpAttempt(p: Extract<Probe, { kind: "http" }>, host: number): Attempt {
+async function httpAttempt(p: Extract<Probe, { kind: "http" }>, host: number, attemptMs: number): Attempt {
   try {
     const res = await fetch(`http://127.0.0.1:${host}${p.path}`, {
       redirect: "manual",
-      signal: AbortSignal.timeout(ATTEMPT_MS),
+      signal: AbortSignal.timeout(attemptMs),
     });
     await res.arrayBuffer(); // the whole answer: the server reads what it serves
     return res.status >= 200 && res.status < 400 ? undefined : `HTTP ${res.status}`;
@@ -175,12 +175,16 @@ function execAttempt(p: Extract<Probe, { kind: "exec" }>, ports: PortMap): Attem
   });
 }
 
-/** One try of `p`: undefined when it passed, else why not. */
-export function attemptProbe(p: Probe, ports: PortMap): Attempt {
+/**
+ * One try of `p`: undefined when it passed, else why not. `httpMs` bounds an HTTP request: a
+ * request sent before the guest's network is up waits on QEMU's forwarder retrying its
+ * connection with TCP backoff, so a timer (bench) asks again sooner instead.
+ */
+export function attemptProbe(p: Probe, ports: PortMap, httpMs = ATTEMPT_MS): Attempt {
   if (p.kind === "exec") return execAttempt(p, ports);
   const host = ports.get(p.port);
   if (host === undefined) return Promise.resolve(`guest port ${p.port} is not forwarded`);
-  if (p.kind === "http") return httpAttempt(p, host);
+  if (p.kind === "http") return httpAttempt(p, host, httpMs);
   const guard = p.expect || p.port === UNUSED_GUEST_PORT ? undefined : ports.get(UNUSED_GUEST_PORT);
   return tcpAttempt(p, host, guard);
 }
@@ -199,13 +203,14 @@ export async function waitForProbe(
   ports: PortMap,
   deadline: number,
   gone: () => string | undefined,
+  httpMs = ATTEMPT_MS,
 ): Promise<void> {
   let why: string | undefined;
   for (;;) {
     const ended = gone();
     if (ended)
       throw new ProbeFailure(`probe ${p.spec}: ${ended} before it passed${why ? ` (last: ${why})` : ""}`);
-    why = await attemptProbe(p, ports);
+    why = await attemptProbe(p, ports, httpMs);
     if (why === undefined) return;
     if (Date.now() >= deadline)
       throw new ProbeFailure(`probe ${p.spec}: still failing when the time ran out: ${why}`);

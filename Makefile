@@ -4,6 +4,9 @@
 # Every package the demo and the tests need on a fresh Debian 12, checked with dpkg-query (a
 # command can exist without its package's files: aarch64-linux-gnu-gcc without the aarch64
 # crti.o of libc6-dev-arm64-cross). kmod: `modinfo`, the tests' independent .modinfo reader.
+# linux-headers-cloud-amd64 pulls the headers of Debian's current cloud kernel (today
+# linux-headers-6.1.0-57-cloud-amd64), the kernel `slimroot kernel fetch` gets: init-boot's
+# hanging-module test builds against them.
 APT_PACKAGES := mmdebstrap umoci skopeo docker-registry qemu-system-x86 qemu-system-arm \
 	cpio pigz zstd xz-utils lz4 time gcc libc6-dev gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
 	binutils apache2-utils erofs-utils squashfs-tools e2fsprogs fakeroot attr busybox-static curl kmod \

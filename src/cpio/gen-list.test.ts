@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
+import { nameFromBytes } from "../tree/path.js";
 import { encodeListLine, type ListEntry, parseList } from "./gen-list.js";
 
 test("every line type parses as gen_init_cpio reads it", () => {
@@ -55,7 +56,17 @@ test("a bad line is refused with FILE:LINE", () => {
     assert.throws(() => parseList(`# ok\n${line}\n`, "lst", {}), { message }, line);
 });
 
-const word = fc.stringMatching(/^\/?[a-zA-Z0-9._/-]{1,20}$/);
+/** Any bytes but NUL and the whitespace gen_init_cpio splits at: names are bytes (tree/path.ts). */
+const bytesWord = (exclude: number[]) =>
+  fc
+    .uint8Array({ minLength: 1, maxLength: 20 })
+    .map((a) => a.filter((b) => b !== 0 && !exclude.includes(b)))
+    .filter((a) => a.length > 0)
+    .map((a) => nameFromBytes(a));
+const SPACE = [0x20, 0x09, 0x0a, 0x0b, 0x0c, 0x0d];
+const word = bytesWord(SPACE);
+/** A location: gen_init_cpio expands ${VAR} there, so no "$" in generated ones. */
+const location = bytesWord([...SPACE, 0x24]);
 const owned = {
   mode: fc.integer({ min: 0, max: 0o7777 }),
   uid: fc.integer({ min: 0, max: 70000 }),
@@ -65,7 +76,7 @@ const entry: fc.Arbitrary<ListEntry> = fc.oneof(
   fc.record({
     type: fc.constant("file" as const),
     names: fc.array(word, { minLength: 1, maxLength: 3 }),
-    location: word,
+    location,
     ...owned,
   }),
   fc.record({
@@ -87,9 +98,9 @@ const entry: fc.Arbitrary<ListEntry> = fc.oneof(
 test("encoded lines parse back to the same entries", () => {
   fc.assert(
     fc.property(fc.array(entry, { maxLength: 20 }), (entries) => {
-      const text = entries.map(encodeListLine).join("\n");
+      const text = Buffer.concat(entries.flatMap((e) => [encodeListLine(e), Buffer.from("\n")]));
       assert.deepEqual(
-        parseList(text, "x", {}).map((e) => e.entry),
+        parseList(nameFromBytes(text), "x", {}).map((e) => e.entry),
         entries.map((e) => ({ ...e })),
       );
     }),
@@ -100,6 +111,6 @@ test("encoded lines parse back to the same entries", () => {
 test("names with whitespace are refused when writing", () => {
   assert.throws(
     () => encodeListLine({ type: "dir", name: "/a b", mode: 0o755, uid: 0, gid: 0 }),
-    /cannot hold an empty name or whitespace/,
+    /cannot hold an empty field or whitespace/,
   );
 });

@@ -13,7 +13,22 @@
  * environment, and names and locations hold no whitespace (the format cannot say it). Where
  * gen_init_cpio warns and goes on (an unknown type, a field too many), this reader refuses.
  */
+import { displayName, nameBytes } from "../tree/path.js";
 import { UserError } from "../util/errors.js";
+
+/**
+ * What a list field cannot hold: gen_init_cpio splits fields with sscanf's %s, at C's
+ * isspace() bytes (space, \t, \n, \v, \f, \r), and has no escape. Every other byte, `${`
+ * included, is kept: gen_init_cpio expands `${VAR}` only in a file's location, and slimroot's
+ * locations never hold a name (list-dir.ts).
+ */
+export const LIST_FORBIDDEN = {
+  pattern: /[ \t\n\v\f\r]/,
+  why: "a gen_init_cpio list cannot say whitespace",
+};
+
+/** gen_init_cpio reads a line with fgets into 2 * PATH_MAX + 50 bytes: longer ones are cut. */
+export const MAX_LINE_BYTES = 2 * 4096 + 50 - 2;
 
 interface Owned {
   /** Permission bits (0o7777). */
@@ -106,8 +121,22 @@ function expandVars(location: string, env: Record<string, string | undefined>, a
   });
 }
 
-/** One list line; throws for a name or location the format cannot hold. */
-export function encodeListLine(e: ListEntry): string {
+/**
+ * One list line, as bytes (names are bytes: see tree/path.ts); throws a UserError naming the
+ * entry for a field or a line the format cannot hold.
+ */
+export function encodeListLine(e: ListEntry): Buffer {
+  const line = nameBytes(listLine(e));
+  if (line.length > MAX_LINE_BYTES) {
+    const name = e.type === "file" ? e.names[0]! : e.name;
+    throw new UserError(
+      `${displayName(name)}: initramfs-list cannot hold a line of ${line.length} bytes (gen_init_cpio reads at most ${MAX_LINE_BYTES}; hard links are all on one line)`,
+    );
+  }
+  return line;
+}
+
+function listLine(e: ListEntry): string {
   const owned = `${e.mode.toString(8).padStart(4, "0")} ${e.uid} ${e.gid}`;
   switch (e.type) {
     case "file":
@@ -125,7 +154,7 @@ export function encodeListLine(e: ListEntry): string {
 }
 
 function word(s: string): string {
-  if (s === "" || /[\s]/.test(s))
-    throw new UserError(`${JSON.stringify(s)}: a gen_init_cpio list cannot hold an empty name or whitespace`);
+  if (s === "" || LIST_FORBIDDEN.pattern.test(s))
+    throw new UserError(`${displayName(s)}: initramfs-list cannot hold an empty field or whitespace`);
   return s;
 }

@@ -4,9 +4,9 @@ import { mkdir, readdir, rename, rm, stat, utimes, writeFile } from "node:fs/pro
 import { basename, dirname, join, resolve } from "node:path";
 import { pipeline } from "node:stream/promises";
 import type { Inode, Tree } from "../tree/tree.js";
-import { UserError } from "../util/errors.js";
+import { printable, UserError } from "../util/errors.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
-import { encodeListLine, type ListEntry } from "./gen-list.js";
+import { encodeListLine, LIST_FORBIDDEN, type ListEntry } from "./gen-list.js";
 
 /** The list's name inside the output directory; file bodies go under ROOT_DIR beside it. */
 export const LIST_NAME = "initramfs_list";
@@ -21,52 +21,62 @@ export interface ListDirOptions {
 
 /**
  * Writes `tree` as a gen_init_cpio list plus the file bodies it names, for a kernel build's
- * CONFIG_INITRAMFS_SOURCE: OUTPUT/initramfs_list and OUTPUT/root/PATH. Locations are
- * absolute (the kernel build reads them from its own directory). Modes, owners and devices
- * are in the list; the bodies carry the image's mtimes (gen_init_cpio takes a file's mtime
- * from its location). Hard links are one `file` line at the last name, so every parent is
- * listed before it. The directory appears whole or not at all; an existing output is
+ * CONFIG_INITRAMFS_SOURCE: OUTPUT/initramfs_list and OUTPUT/root/N, one body per file inode,
+ * numbered in list order. A location never holds an image name: gen_init_cpio expands `${VAR}`
+ * in locations (a name with `${Q}` would read another host file into the archive) and reads
+ * at most PATH_MAX of one, so names stay in name fields, byte for byte. Locations are absolute
+ * (the kernel build reads them from its own directory). Modes, owners and devices are in the
+ * list; the bodies carry the image's mtimes (gen_init_cpio takes a file's mtime from its
+ * location). Hard links are one `file` line at the last name, so every parent is listed
+ * before it. Every line is encoded before any body is written, so a tree the format cannot
+ * hold fails at once. The directory appears whole or not at all; an existing output is
  * replaced only if it is empty or holds a list. Returns the bytes of the list and bodies.
  */
 export async function writeListDir(tree: Tree, output: string, o: ListDirOptions): Promise<number> {
   const target = resolve(output);
   await checkReplaceable(target, output);
+  const bodies = join(target, ROOT_DIR);
+  if (LIST_FORBIDDEN.pattern.test(bodies) || bodies.includes("${"))
+    throw new UserError(
+      `${output}: a gen_init_cpio list cannot name files under a path with whitespace or \${`,
+    );
+  const names = new Map<Inode, string[]>();
+  for (const { path, inode } of tree.walk()) names.set(inode, [...(names.get(inode) ?? []), path]);
+  const header = `# gen_init_cpio list written by slimroot${o.source ? ` from ${printable(o.source)}` : ""}`;
+  const lines: Buffer[] = [Buffer.from(header)];
+  const files: { body: string; inode: Inode }[] = [];
+  const seen = new Map<Inode, number>();
+  for (const { path, inode } of tree.walk()) {
+    if (path === "") continue;
+    const all = names.get(inode)!;
+    const nth = (seen.get(inode) ?? 0) + 1;
+    seen.set(inode, nth);
+    if (inode.kind === "file" && nth < all.length) continue;
+    const body = String(files.length + 1);
+    const entry = listEntry(path, inode, all, join(bodies, body));
+    lines.push(encodeListLine(entry));
+    if (entry.type === "file") files.push({ body, inode });
+  }
   const tmp = join(
     dirname(target),
     `.${basename(target)}.${process.pid}-${randomBytes(4).toString("hex")}.tmp`,
   );
   trackTempPath(tmp);
   try {
-    const bodies = join(target, ROOT_DIR);
-    word(bodies, output);
-    await mkdir(tmp);
-    const names = new Map<Inode, string[]>();
-    for (const { path, inode } of tree.walk()) names.set(inode, [...(names.get(inode) ?? []), path]);
-    const lines = [`# gen_init_cpio list written by slimroot${o.source ? ` from ${o.source}` : ""}`];
+    await mkdir(join(tmp, ROOT_DIR), { recursive: true });
     let bytes = 0;
-    const seen = new Map<Inode, number>();
-    for (const { path, inode } of tree.walk()) {
-      if (path === "") continue;
-      const all = names.get(inode)!;
-      const nth = (seen.get(inode) ?? 0) + 1;
-      seen.set(inode, nth);
-      if (inode.kind === "file" && nth < all.length) continue;
-      const entry = listEntry(path, inode, all, bodies);
-      lines.push(encodeListLine(entry));
-      if (entry.type === "file") {
-        const file = join(tmp, ROOT_DIR, path);
-        await mkdir(dirname(file), { recursive: true });
-        if (inode.content)
-          await pipeline(inode.content.open(), createWriteStream(file, { flags: "wx", mode: 0o644 }));
-        else await writeFile(file, "", { flag: "wx", mode: 0o644 });
-        const mtime = Math.max(0, Math.min(inode.mtime, o.clampMtime));
-        await utimes(file, mtime, mtime);
-        bytes += inode.content?.size ?? 0;
-      }
+    for (const { body, inode } of files) {
+      const file = join(tmp, ROOT_DIR, body);
+      if (inode.content)
+        await pipeline(inode.content.open(), createWriteStream(file, { flags: "wx", mode: 0o644 }));
+      else await writeFile(file, "", { flag: "wx", mode: 0o644 });
+      const mtime = Math.max(0, Math.min(inode.mtime, o.clampMtime));
+      await utimes(file, mtime, mtime);
+      bytes += inode.content?.size ?? 0;
     }
-    const text = `${lines.join("\n")}\n`;
+    const text = Buffer.concat(lines.flatMap((l) => [l, Buffer.from("\n")]));
     await writeFile(join(tmp, LIST_NAME), text, { flag: "wx", mode: 0o644 });
-    bytes += Buffer.byteLength(text);
+    bytes += text.length;
     const old = `${tmp}.old`;
     trackTempPath(old);
     await rename(target, old).catch((err: NodeJS.ErrnoException) => {
@@ -84,12 +94,12 @@ export async function writeListDir(tree: Tree, output: string, o: ListDirOptions
   }
 }
 
-function listEntry(path: string, inode: Inode, names: string[], bodies: string): ListEntry {
+function listEntry(path: string, inode: Inode, names: string[], location: string): ListEntry {
   const owned = { mode: inode.mode & 0o7777, uid: inode.uid, gid: inode.gid };
   const name = `/${path}`;
   switch (inode.kind) {
     case "file":
-      return { type: "file", names: names.map((n) => `/${n}`), location: join(bodies, path), ...owned };
+      return { type: "file", names: names.map((n) => `/${n}`), location, ...owned };
     case "dir":
       return { type: "dir", name, ...owned };
     case "symlink":
@@ -120,9 +130,4 @@ async function checkReplaceable(target: string, output: string): Promise<void> {
   const entries = await readdir(target);
   if (entries.length && !entries.includes(LIST_NAME))
     throw new UserError(`${output}: exists and holds no ${LIST_NAME}; give a new or empty directory`);
-}
-
-function word(path: string, output: string): void {
-  if (/\s/.test(path))
-    throw new UserError(`${output}: a gen_init_cpio list cannot name files under a path with whitespace`);
 }

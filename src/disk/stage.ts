@@ -19,7 +19,9 @@ import { join } from "node:path";
 import { Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { inodeMode } from "../cpio/writer.js";
+import { displayName, hostPath, nameBytes } from "../tree/path.js";
 import type { Inode, Tree } from "../tree/tree.js";
+import { UserError } from "../util/errors.js";
 
 /** Extended attributes (security.capability, ...) of an inode, by name. */
 export type Xattrs = (inode: Inode) => ReadonlyMap<string, Buffer> | undefined;
@@ -63,48 +65,59 @@ export async function stageTree(
   const root = join(dir, "root");
   await mkdir(root, { mode: 0o700 });
   const hash = createHash("sha256");
-  const firstPath = new Map<Inode, string>();
+  const firstPath = new Map<Inode, Buffer>();
   const state: string[] = [];
-  const dirs: { path: string; mtime: number }[] = [];
-  const owners: { host: string; inode: Inode }[] = [];
-  const dump: string[] = [];
+  const dirs: { path: Buffer; mtime: number }[] = [];
+  const owners: { host: Buffer; inode: Inode }[] = [];
+  const dump: Buffer[] = [];
   let blocks4k = 0;
   let inodes = 0;
   for (const { path, inode } of tree.walk()) {
-    const host = join(root, path);
+    // Bytes, never a string: see hostPath.
+    const host = hostPath(root, path);
     const mtime = Math.max(0, Math.min(inode.mtime, epoch));
+    hash.update(nameBytes(path));
     hash.update(
-      `${path}\0${inode.kind}\0${inode.mode & 0o7777}\0${inode.uid}\0${inode.gid}\0${mtime}\0${inode.target ?? ""}\0${inode.rdevMajor ?? 0}\0${inode.rdevMinor ?? 0}\0${inode.content?.size ?? 0}\0`,
+      `\0${inode.kind}\0${inode.mode & 0o7777}\0${inode.uid}\0${inode.gid}\0${mtime}\0${inode.rdevMajor ?? 0}\0${inode.rdevMinor ?? 0}\0${inode.content?.size ?? 0}\0`,
     );
+    hash.update(Buffer.concat([nameBytes(inode.target ?? ""), Buffer.of(0)]));
     const earlier = firstPath.get(inode);
     if (earlier !== undefined) {
-      hash.update(`link ${earlier}\0`);
-      await link(join(root, earlier), host);
+      hash.update(Buffer.concat([Buffer.from("link "), earlier, Buffer.of(0)]));
+      await staged(path, link(earlier, host));
       continue;
     }
-    firstPath.set(inode, path);
+    firstPath.set(inode, host);
     inodes++;
-    const attrs = [...(xattrs(inode) ?? new Map<string, Buffer>())].sort(([a], [b]) => (a < b ? -1 : 1));
+    const attrs = [...(xattrs(inode) ?? new Map<string, Buffer>())]
+      .map(([name, value]) => [nameBytes(name), value] as const)
+      .sort(([a], [b]) => Buffer.compare(a, b));
     if (attrs.length) {
-      dump.push(`# file: ${escapeDumpPath(path === "" ? "." : path)}`);
+      dump.push(Buffer.from("# file: "), dumpQuote(path === "" ? Buffer.from(".") : nameBytes(path)), NL);
       for (const [name, value] of attrs) {
-        hash.update(`xattr ${name}\0${value.toString("hex")}\0`);
-        dump.push(`${name}=0x${value.toString("hex")}`);
+        hash.update(
+          Buffer.concat([Buffer.from("xattr "), name, Buffer.from(`\0${value.toString("hex")}\0`)]),
+        );
+        dump.push(dumpQuote(name, "="), Buffer.from(`=0x${value.toString("hex")}`), NL);
       }
-      dump.push("");
+      dump.push(NL);
     }
     if (inode.kind === "dir") {
-      if (path !== "") await mkdir(host, { mode: 0o700 });
+      if (path !== "") await staged(path, mkdir(host, { mode: 0o700 }));
       dirs.push({ path: host, mtime });
       blocks4k++;
     } else if (inode.kind === "symlink") {
-      await symlink(inode.target ?? "", host);
-      if ((inode.target ?? "").length >= 60) blocks4k++;
+      const target = nameBytes(inode.target ?? "");
+      await staged(path, symlink(target, host));
+      if (target.length >= 60) blocks4k++;
     } else if (inode.kind === "file" && inode.content) {
-      await pipeline(inode.content.open(), hashing(hash), createWriteStream(host, { mode: 0o600 }));
+      await staged(
+        path,
+        pipeline(inode.content.open(), hashing(hash), createWriteStream(host, { mode: 0o600 })),
+      );
       blocks4k += Math.ceil(inode.content.size / 4096);
     } else {
-      await writeFile(host, "", { mode: 0o600 });
+      await staged(path, writeFile(host, "", { mode: 0o600 }));
     }
     if (inode.kind === "symlink") await lutimes(host, mtime, mtime);
     else if (inode.kind !== "dir") await utimes(host, mtime, mtime);
@@ -129,7 +142,7 @@ export async function stageTree(
   let xattrDump: string | undefined;
   if (dump.length) {
     xattrDump = join(dir, "xattrs.dump");
-    await writeFile(xattrDump, `${dump.join("\n")}\n`);
+    await writeFile(xattrDump, Buffer.concat(dump));
   }
   return {
     root,
@@ -142,13 +155,35 @@ export async function stageTree(
   };
 }
 
-/** getfattr's quoting: backslash and bytes outside printable ASCII as \ooo. */
-function escapeDumpPath(path: string): string {
-  return [...Buffer.from(path)]
-    .map((b) =>
-      b > 0x20 && b < 0x7f && b !== 0x5c ? String.fromCharCode(b) : `\\${b.toString(8).padStart(3, "0")}`,
-    )
-    .join("");
+const NL = Buffer.from("\n");
+
+/**
+ * getfattr's quoting, which `setfattr --restore` undoes: a backslash and every byte outside
+ * printable ASCII as \ooo (and the bytes in `also`: "=" ends an attribute's name), so no
+ * name can start a line of its own or move an attribute to another file.
+ */
+function dumpQuote(bytes: Buffer, also = ""): Buffer {
+  const special = Buffer.from(`\\${also}`);
+  let out = "";
+  for (const b of bytes)
+    out +=
+      b > 0x20 && b < 0x7f && !special.includes(b)
+        ? String.fromCharCode(b)
+        : `\\${b.toString(8).padStart(3, "0")}`;
+  return Buffer.from(out, "latin1");
+}
+
+/**
+ * One staging step of image path `path`. tree/names.ts lets through only what Linux holds,
+ * so a failure here is the host's own limit (a long TMPDIR before a 4095-byte path): it
+ * names the entry in one line instead of a raw errno with a host path.
+ */
+function staged<T>(path: string, step: Promise<T>): Promise<T> {
+  return step.catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENAMETOOLONG")
+      throw new UserError(`${displayName(`/${path}`)}: cannot be staged on this host (${err.code})`);
+    throw err;
+  });
 }
 
 /**

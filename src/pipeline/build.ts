@@ -19,6 +19,7 @@ import { openSource } from "../source/schemes.js";
 import type { OpenOptions } from "../source/source.js";
 import type { LayerLimits } from "../tree/flatten.js";
 import { addHostPath } from "../tree/host.js";
+import { checkNames } from "../tree/names.js";
 import { normalizeImagePath, parentOf } from "../tree/path.js";
 import { bufferContent, Spool } from "../tree/spool.js";
 import { dirInode, Tree } from "../tree/tree.js";
@@ -188,6 +189,9 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
         );
     }
 
+    // What the format cannot hold is refused here, for every format the same way, before
+    // its writer writes a byte.
+    checkNames(tree, format.names);
     const files = reasons.size;
     const bytes = await format.write(tree, {
       output: o.output,

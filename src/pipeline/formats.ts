@@ -2,12 +2,14 @@ import { createHash } from "node:crypto";
 import { type Duplex, Readable } from "node:stream";
 import type { Arch } from "../arch/arch.js";
 import { type Compression, compressor, compressorVersion } from "../compress/compress.js";
+import { LIST_FORBIDDEN } from "../cpio/gen-list.js";
 import { writeListDir } from "../cpio/list-dir.js";
 import { NEWC_MAX_FILE_SIZE } from "../cpio/newc.js";
 import { cpioWarnings, writeCpio } from "../cpio/writer.js";
 import type { DiskFormat } from "../disk/formats.js";
 import { withDiskFile } from "../disk/write.js";
 import type { LayerLimits } from "../tree/flatten.js";
+import { LINUX_XATTR_NAMESPACES, type NameRules } from "../tree/names.js";
 import type { Tree } from "../tree/tree.js";
 import { writeFileAtomically, writeFilesAtomically } from "../util/atomic-file.js";
 import { WHY_HEADER, type WhyHeader, whyPath } from "./output.js";
@@ -43,6 +45,8 @@ export interface ImageWriter {
   directory: boolean;
   /** What the format cannot hold, checked while the layers are read. */
   limits: LayerLimits;
+  /** What names, symlink targets and xattrs it can hold: checked (tree/names.ts) before write. */
+  names: NameRules;
   /** What the format will leave out of this tree, as warnings. */
   warnings(tree: Tree): string[];
   /** A disk root: the init moves /dev, /proc, ... onto it, so their mount points must exist. */
@@ -50,8 +54,33 @@ export interface ImageWriter {
 }
 
 /**
+ * What each disk format stores of xattrs. Every one is staged under fakeroot (disk/stage.ts),
+ * whose daemon keeps one attribute of at most 1024 bytes with its name and NUL (fakeroot 1.31:
+ * setxattr fails with ERANGE above). squashfs has no system.* (POSIX ACL) attributes; ext4
+ * (4 KiB blocks, no ea_inode) keeps one inode's attributes in one block: a 32-byte header, a
+ * 4-byte end, and per attribute a 16-byte entry with the name after its namespace prefix,
+ * name and value each rounded up to 4 bytes (the 88 bytes it may also use inside a 256-byte
+ * inode are not counted).
+ */
+const DISK_XATTRS: Record<DiskFormat, NonNullable<NameRules["xattrs"]>> = {
+  ext4: {
+    namespaces: LINUX_XATTR_NAMESPACES,
+    maxEntryBytes: 1024,
+    maxInodeBytes: {
+      bytes: 4096 - 32 - 4,
+      entryBytes: (name, value) => {
+        const suffix = LINUX_XATTR_NAMESPACES.find((p) => name.toString("latin1").startsWith(p))!.length;
+        return ((name.length - suffix + 16 + 3) & ~3) + ((value.length + 3) & ~3);
+      },
+    },
+  },
+  erofs: { namespaces: LINUX_XATTR_NAMESPACES, maxEntryBytes: 1024 },
+  squashfs: { namespaces: ["user.", "trusted.", "security."], maxEntryBytes: 1024 },
+};
+
+/**
  * A disk image (src/disk/): made by the format's own mkfs tool into the temp file, replaced
- * together with its .why. No limits: the tree's sizes and xattrs all fit.
+ * together with its .why. No layer limits: the tree's sizes all fit.
  */
 function disk(format: DiskFormat): ImageWriter {
   return {
@@ -60,6 +89,8 @@ function disk(format: DiskFormat): ImageWriter {
     directory: false,
     mountPoints: true,
     limits: {},
+    // mkfs.erofs 1.5 fails on a 255-byte name ("Could not format the device: ENOENT").
+    names: { format, xattrs: DISK_XATTRS[format], ...(format === "erofs" ? { maxNameBytes: 254 } : {}) },
     warnings: () => [],
     write: async (tree, o) => {
       const d = { format, output: o.output, epoch: o.epoch };
@@ -90,6 +121,7 @@ const NEWC = {
 export const FORMATS = {
   cpio: {
     ...NEWC,
+    names: { format: "cpio" },
     bootable: true,
     compressed: true,
     directory: false,
@@ -115,6 +147,7 @@ export const FORMATS = {
   },
   "initramfs-list": {
     ...NEWC,
+    names: { format: "initramfs-list", forbidden: LIST_FORBIDDEN },
     bootable: false,
     compressed: false,
     directory: true,

@@ -1,7 +1,14 @@
 import { readFile, stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { type ListEntry, parseList } from "../cpio/gen-list.js";
-import { EscapeError, normalizeImagePath, parentOf } from "../tree/path.js";
+import {
+  displayName,
+  EscapeError,
+  nameBytes,
+  nameFromBytes,
+  normalizeImagePath,
+  parentOf,
+} from "../tree/path.js";
 import { hostFileContent } from "../tree/spool.js";
 import type { Inode, Tree } from "../tree/tree.js";
 import { UserError } from "../util/errors.js";
@@ -18,18 +25,20 @@ export const list: SourceScheme = {
   scheme: "list",
   usage: "list:FILE",
   open: async (file, text) => {
-    const listText = await readFile(file, "utf8").catch((err: NodeJS.ErrnoException) => {
+    // Names are bytes (tree/path.ts): a name that is not UTF-8 keeps its bytes.
+    const listText = await readFile(file).catch((err: NodeJS.ErrnoException) => {
       throw new UserError(`${text}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
     });
     const base = dirname(resolve(file));
-    const lines = parseList(listText, file);
+    const lines = parseList(nameFromBytes(listText), file);
     // Check every location now, so a missing file is named before anything is built.
-    const sizes = new Map<number, { path: string; size: number; mtime: number }>();
+    const sizes = new Map<number, { path: Buffer; size: number; mtime: number }>();
     for (const { entry, line } of lines) {
       if (entry.type !== "file") continue;
-      const path = resolve(base, entry.location);
+      const path = nameBytes(resolve(base, entry.location));
       const st = await stat(path).catch(() => undefined);
-      if (!st?.isFile()) throw new UserError(`${file}:${line}: ${entry.location}: no such regular file`);
+      if (!st?.isFile())
+        throw new UserError(`${file}:${line}: ${displayName(entry.location)}: no such regular file`);
       sizes.set(line, { path, size: st.size, mtime: Math.floor(st.mtimeMs / 1000) });
     }
     return {
@@ -48,7 +57,9 @@ export const list: SourceScheme = {
                 const path = imagePath(name, at);
                 const first = listed.get(path);
                 if (first !== undefined)
-                  throw new UserError(`${at}: /${path} is listed twice (first at line ${first})`);
+                  throw new UserError(
+                    `${at}: ${displayName(`/${path}`)} is listed twice (first at line ${first})`,
+                  );
                 listed.set(path, line);
                 place(tree, path, inode, index, at);
               }
@@ -70,7 +81,7 @@ function imagePath(name: string, at: string): string {
   }
 }
 
-function inodeOf(e: ListEntry, host?: { path: string; size: number; mtime: number }): Inode {
+function inodeOf(e: ListEntry, host?: { path: Buffer; size: number; mtime: number }): Inode {
   const owned = { mode: e.mode, uid: e.uid, gid: e.gid, mtime: 0 };
   switch (e.type) {
     case "file":

@@ -117,3 +117,13 @@ export function displayName(name: string): string {
   const bytes = name.replace(/[\udc80-\udcff]/g, (c) => `\\x${(c.charCodeAt(0) - 0xdc00).toString(16)}`);
   return `"${printable(bytes)}"`;
 }
+
+/**
+ * The host path of image path `path` under host directory `dir`, as bytes: the one way an
+ * image name becomes a host path. A string host path would be encoded as UTF-8 by Node, which
+ * turns every byte that is not UTF-8 into U+FFFD, so `caf\xe8` and `caf\xe9` would be one file.
+ */
+export function hostPath(dir: string | Buffer, path: string): Buffer {
+  const base = typeof dir === "string" ? Buffer.from(dir) : dir;
+  return path === "" ? base : Buffer.concat([base, Buffer.from("/"), nameBytes(path)]);
+}

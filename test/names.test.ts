@@ -48,7 +48,9 @@ function hostileTar(members: Member[]): Buffer {
   for (const m of members) {
     const records: [string, string | Buffer][] = [["path", m.path]];
     if (m.target) records.push(["linkpath", m.target]);
-    for (const [k, v] of m.xattrs ?? []) records.push([`SCHILY.xattr.${k}`, v]);
+    // libarchive's form: a SCHILY.xattr key ends at its first "=", this one is URI-encoded.
+    for (const [k, v] of m.xattrs ?? [])
+      records.push([`LIBARCHIVE.xattr.${encodeURIComponent(k)}`, v.toString("base64")]);
     const pax = paxBody(records);
     blocks.push(rawHeader({ name: "PaxHeader", type: "x", body: pax }), padded(pax));
     const type = { file: "0", dir: "5", symlink: "2" }[m.type];
@@ -144,7 +146,7 @@ async function buildAndRead(format: ImageFormat, tar: Buffer): Promise<{ held?: 
     await mkdir(x);
     await run("debugfs", ["-R", `rdump /h ${x}`, out]);
   } else if (format === "erofs") await run("fsck.erofs", [`--extract=${x}`, out]);
-  else await run("unsquashfs", ["-q", "-n", "-d", x, out]);
+  else await run("unsquashfs", ["-q", "-n", "-no-xattrs", "-d", x, out]);
   return { held: await heldInDir(Buffer.from(join(x, "h"))) };
 }
 
@@ -251,3 +253,149 @@ function fixedExample(pick: number[]): Member[] {
     { path: Buffer.from("h/l"), type: "symlink", target: HOSTILE[pick.at(-1)!]! },
   ];
 }
+
+const DISKS = ["ext4", "erofs", "squashfs"] as const;
+const CAPABILITY = Buffer.from("0100000200040000000000000000000000000000", "hex");
+
+/** `getfattr -d` of each path of a mounted image (names quoted by getfattr), or undefined. */
+async function xattrsOnMount(image: string, format: string, paths: string[]): Promise<string | undefined> {
+  const mnt = join(work, `mnt${++n}`);
+  await mkdir(mnt);
+  try {
+    await run("mount", ["-o", "loop,ro", "-t", format, image, mnt]);
+  } catch {
+    return undefined;
+  }
+  try {
+    const { stdout } = await run("getfattr", ["-h", "-d", "-m", "-", "-e", "hex", ...paths], { cwd: mnt });
+    return stdout;
+  } finally {
+    await run("umount", [mnt]);
+  }
+}
+
+describe("xattrs: the setfattr dump cannot be forged; what a format cannot hold is one line", () => {
+  const forged = "user.a=0x00\n\n# file: h/b\nsecurity.capability";
+  for (const format of DISKS) {
+    test(`${format}: a name with "=" and newlines stays one attribute of its own file`, async (t) => {
+      const dir = join(work, `forge-${format}`);
+      await mkdir(dir);
+      const tarFile = join(dir, "layer.tar");
+      await writeFile(
+        tarFile,
+        hostileTar([
+          { path: Buffer.from("h"), type: "dir" },
+          {
+            path: Buffer.from("h/a"),
+            type: "file",
+            body: Buffer.from("a\n"),
+            xattrs: [[forged, CAPABILITY]],
+          },
+          { path: Buffer.from("h/b"), type: "file", body: Buffer.from("b\n") },
+        ]),
+      );
+      const image = join(dir, "image");
+      await build({
+        source: `tar:${tarFile}`,
+        output: image,
+        format,
+        compression: "none",
+        minimize: "none",
+        overrides: { entrypoint: "/bin/app" },
+        additions: [],
+        epoch: 0,
+      });
+      const got = await xattrsOnMount(image, format, ["h/a", "h/b"]);
+      if (got === undefined) return t.skip("cannot loop-mount here (needs root and loop devices)");
+      // getfattr's quoting of the name: \075 is "=", \012 a newline.
+      assert.equal(
+        got,
+        `# file: h/a\nuser.a\\0750x00\\012\\012# file: h/b\\012security.capability=0x${CAPABILITY.toString("hex")}\n\n`,
+      );
+    });
+  }
+
+  const big = (k: number, bytes: number): [string, Buffer][] =>
+    Array.from({ length: k }, (_, i) => [`user.b${i}`, Buffer.alloc(bytes, i)]);
+  const cases: { what: string; xattrs: [string, Buffer][]; refused: string[]; message: RegExp }[] = [
+    {
+      what: "an unknown namespace",
+      xattrs: [["foo.bar", Buffer.from("x")]],
+      refused: [...DISKS],
+      message: /the extended attribute foo\.bar/,
+    },
+    {
+      what: "a namespace alone",
+      xattrs: [["user.", Buffer.from("x")]],
+      refused: [...DISKS],
+      message: /the extended attribute user\./,
+    },
+    {
+      what: "system.* but an ACL",
+      xattrs: [["system.sockprotoname", Buffer.from("x")]],
+      refused: [...DISKS],
+      message: /system\.sockprotoname/,
+    },
+    {
+      what: "a 256-byte name",
+      xattrs: [[`user.${"n".repeat(251)}`, Buffer.from("x")]],
+      refused: [...DISKS],
+      message: /name of 256 bytes/,
+    },
+    {
+      what: "a value over 64 KiB",
+      xattrs: [["user.v", Buffer.alloc(65537)]],
+      refused: [...DISKS],
+      message: /65537-byte value of user\.v/,
+    },
+    {
+      what: "a value fakeroot cannot stage",
+      xattrs: [["user.v", Buffer.alloc(1018)]],
+      refused: [...DISKS],
+      message: /1018-byte value of user\.v \(at most 1024/,
+    },
+    {
+      what: "more than one ext4 block",
+      xattrs: big(4, 1000),
+      refused: ["ext4"],
+      message: /extended attributes of 4080 bytes on one file \(at most 4060\)/,
+    },
+    {
+      what: "exactly one ext4 block",
+      xattrs: [...big(3, 1000), ["user.last", Buffer.alloc(980)]],
+      refused: [],
+      message: /^$/,
+    },
+    {
+      what: "an ACL in squashfs",
+      xattrs: [
+        [
+          "system.posix_acl_access",
+          Buffer.from("02000000010007000000000004000500000000002000050000000000", "hex"),
+        ],
+      ],
+      refused: ["squashfs"],
+      message: /system\.posix_acl_access \(it stores user\., trusted\., security\.\)/,
+    },
+  ];
+  for (const c of cases) {
+    test(`${c.what}: ${c.refused.length ? `refused by ${c.refused.join(", ")}` : "held"}, else held`, async () => {
+      const tar = hostileTar([
+        { path: Buffer.from("h"), type: "dir" },
+        { path: Buffer.from("h/f"), type: "file", body: Buffer.from("f\n"), xattrs: c.xattrs },
+      ]);
+      for (const format of DISKS) {
+        const { held, error } = await buildAndRead(format, tar);
+        if (c.refused.includes(format)) {
+          assert.ok(error instanceof UserError, `${format}: refused as bad input: ${error}`);
+          assert.match(error.message, new RegExp(`^/h/f: ${format} cannot hold `));
+          assert.match(error.message, c.message);
+          assert.ok(!error.message.includes("\n"), "one line");
+        } else {
+          assert.equal(error, undefined, `${format} holds it: ${error?.message}`);
+          assert.equal(held?.get(key(Buffer.from("f"))), `file:${Buffer.from("f\n").toString("hex")}`);
+        }
+      }
+    });
+  }
+});

@@ -35,7 +35,8 @@ after(async () => {
 /** One member of a hostile tree; every name is bytes, written as a PAX path. */
 interface Member {
   path: Buffer;
-  type: "file" | "dir" | "symlink";
+  /** "link": a hard link to `target`. */
+  type: "file" | "dir" | "symlink" | "link";
   body?: Buffer;
   target?: Buffer;
   xattrs?: [string, Buffer][];
@@ -53,7 +54,7 @@ function hostileTar(members: Member[]): Buffer {
       records.push([`LIBARCHIVE.xattr.${encodeURIComponent(k)}`, v.toString("base64")]);
     const pax = paxBody(records);
     blocks.push(rawHeader({ name: "PaxHeader", type: "x", body: pax }), padded(pax));
-    const type = { file: "0", dir: "5", symlink: "2" }[m.type];
+    const type = { file: "0", dir: "5", symlink: "2", link: "1" }[m.type];
     blocks.push(
       rawHeader({ name: "placeholder", type, body: m.body ?? Buffer.alloc(0), mode: 0o755 }),
       padded(m.body ?? Buffer.alloc(0)),
@@ -231,12 +232,31 @@ describe("hostile names x every writer: byte-exact, or one line naming the entry
         }),
         {
           numRuns: format === "cpio" || format === "initramfs-list" ? 40 : 8,
-          examples: [[fixedExample([0, 1, 2, 3, 4, 5, 6])], [fixedExample([0, 1, 4, 5, 8, 9])]],
+          examples: [
+            [fixedExample([0, 1, 2, 3, 4, 5, 6])],
+            [fixedExample([0, 1, 4, 5, 8, 9])],
+            [DOLLAR_DECOY],
+          ],
         },
       );
     });
   }
 });
+
+/**
+ * gen_init_cpio expands ${Q} (unset: "") in a location: were names in locations, the body of
+ * h/.${Q}./h/secret would be read from DIR/root/h/../h/secret, h/secret's.
+ */
+const DOLLAR_DECOY: Member[] = [
+  { path: Buffer.from("h"), type: "dir" },
+  { path: Buffer.from("h/secret"), type: "file", body: Buffer.from("secret\n") },
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: the variable gen_init_cpio expands
+  { path: Buffer.from("h/.${Q}."), type: "dir" },
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: the variable gen_init_cpio expands
+  { path: Buffer.from("h/.${Q}./h"), type: "dir" },
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: the variable gen_init_cpio expands
+  { path: Buffer.from("h/.${Q}./h/secret"), type: "file", body: Buffer.from("decoy\n") },
+];
 
 /**
  * The issue's cases together (the pair, newline, tab, `${Q}`, `=`, 255 bytes): every format
@@ -398,4 +418,58 @@ describe("xattrs: the setfattr dump cannot be forged; what a format cannot hold 
       }
     });
   }
+});
+
+describe("lists: names are bytes both ways", () => {
+  test("list: keeps names that differ only in bytes that are not UTF-8 (not 'listed twice')", async () => {
+    const dir = join(work, "list-source");
+    await mkdir(dir);
+    const loc = Buffer.from(join(dir, "body-\xe8"), "latin1");
+    await writeFile(loc, "e8\n");
+    await writeFile(join(dir, "b.txt"), "e9\n");
+    const list = Buffer.concat([
+      Buffer.from("dir /h 0755 0 0\nfile /h/caf\xe8 ", "latin1"),
+      loc,
+      Buffer.from(" 0644 0 0\nfile /h/caf\xe9 b.txt 0644 0 0\n", "latin1"),
+    ]);
+    await writeFile(join(dir, "initramfs_list"), list);
+    const out = join(dir, "out.cpio");
+    await build({
+      source: `list:${join(dir, "initramfs_list")}`,
+      output: out,
+      compression: "none",
+      minimize: "none",
+      overrides: { entrypoint: "/bin/app" },
+      additions: [],
+      epoch: 0,
+    });
+    const held = await heldInCpio(out);
+    assert.equal(
+      held.get(key(Buffer.from("caf\xe8", "latin1"))),
+      `file:${Buffer.from("e8\n").toString("hex")}`,
+    );
+    assert.equal(
+      held.get(key(Buffer.from("caf\xe9", "latin1"))),
+      `file:${Buffer.from("e9\n").toString("hex")}`,
+    );
+  });
+
+  test("a hard link line longer than gen_init_cpio reads is refused naming the file", async () => {
+    const names = Array.from({ length: 40 }, (_, i) =>
+      Buffer.from(`h/${String(i).padStart(3, "0")}${"n".repeat(240)}`),
+    );
+    const { error } = await buildAndRead(
+      "initramfs-list",
+      hostileTar([
+        { path: Buffer.from("h"), type: "dir" },
+        { path: names[0]!, type: "file", body: Buffer.from("x") },
+        ...names.slice(1).map((path) => ({ path, type: "link" as const, target: names[0]! })),
+      ]),
+    );
+    assert.ok(error instanceof UserError, String(error));
+    assert.match(
+      error.message,
+      /^\/h\/000n+: initramfs-list cannot hold a line of \d+ bytes \(gen_init_cpio reads at most 8240/,
+    );
+  });
 });

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -74,4 +75,16 @@ test("an earlier list is replaced whole; a directory of other files is refused a
     [],
     "no temp left behind",
   );
+});
+
+test("an output path gen_init_cpio would split or expand is refused before anything is written", async () => {
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: gen_init_cpio's own ${VAR}
+  for (const name of ["with space", "dollar-${HOME}"]) {
+    const out = join(work, name);
+    await assert.rejects(
+      writeListDir(sample("v"), out, { clampMtime: 0 }),
+      /cannot name files under a path with whitespace or \$\{/,
+    );
+    assert.equal(existsSync(out), false, name);
+  }
 });

@@ -65,7 +65,7 @@ export async function stageTree(
   const root = join(dir, "root");
   await mkdir(root, { mode: 0o700 });
   const hash = createHash("sha256");
-  const firstPath = new Map<Inode, Buffer>();
+  const firstPath = new Map<Inode, { host: Buffer; name: Buffer }>();
   const state: string[] = [];
   const dirs: { path: Buffer; mtime: number }[] = [];
   const owners: { host: Buffer; inode: Inode }[] = [];
@@ -83,11 +83,12 @@ export async function stageTree(
     hash.update(Buffer.concat([nameBytes(inode.target ?? ""), Buffer.of(0)]));
     const earlier = firstPath.get(inode);
     if (earlier !== undefined) {
-      hash.update(Buffer.concat([Buffer.from("link "), earlier, Buffer.of(0)]));
-      await staged(path, link(earlier, host));
+      // The image path, not the host one (the staging directory's name is random).
+      hash.update(Buffer.concat([Buffer.from("link "), earlier.name, Buffer.of(0)]));
+      await staged(path, link(earlier.host, host));
       continue;
     }
-    firstPath.set(inode, host);
+    firstPath.set(inode, { host, name: nameBytes(path) });
     inodes++;
     const attrs = [...(xattrs(inode) ?? new Map<string, Buffer>())]
       .map(([name, value]) => [nameBytes(name), value] as const)

@@ -473,3 +473,33 @@ describe("lists: names are bytes both ways", () => {
     );
   });
 });
+
+describe("what Linux cannot hold is refused the same way by every writer", () => {
+  const deep = Array.from({ length: 21 }, (_, i) => `${i}`.padStart(3, "0") + "d".repeat(200));
+  const cases: { what: string; members: Member[]; message: RegExp }[] = [
+    {
+      what: "a path over 4095 bytes",
+      members: deep.map((_, i) => ({
+        path: Buffer.from(`h/${deep.slice(0, i + 1).join("/")}`),
+        type: "dir",
+      })),
+      message: /cannot hold a path of 4\d{3} bytes \(Linux: at most 4095\)$/,
+    },
+    {
+      what: "a symlink with an empty target",
+      members: [{ path: Buffer.from("h/empty"), type: "symlink", target: Buffer.alloc(0) }],
+      message: /^\/h\/empty: \S+ cannot hold a symlink with an empty target/,
+    },
+  ];
+  for (const c of cases) {
+    test(c.what, async () => {
+      const tar = hostileTar([{ path: Buffer.from("h"), type: "dir" }, ...c.members]);
+      for (const format of WRITERS) {
+        const { error } = await buildAndRead(format, tar);
+        assert.ok(error instanceof UserError, `${format}: ${error}`);
+        assert.match(error.message, new RegExp(` ${format} cannot hold `));
+        assert.match(error.message, c.message);
+      }
+    });
+  }
+});

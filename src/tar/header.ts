@@ -144,7 +144,8 @@ export function parsePax(data: Buffer, entry: string): PaxRecord[] {
     const rec = data.subarray(sp + 1, pos + len - 1);
     const eq = rec.indexOf(0x3d);
     if (eq < 0) throw new TarFormatError(`malformed pax header record at byte ${pos}`, entry);
-    out.push([rec.toString("utf8", 0, eq), rec.subarray(eq + 1)]);
+    // Keys as names (bytes kept, tree/path.ts): an xattr name in SCHILY.xattr.NAME is one.
+    out.push([nameFromBytes(rec.subarray(0, eq)), rec.subarray(eq + 1)]);
     pos += len;
   }
   return out;

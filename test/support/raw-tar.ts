@@ -48,10 +48,10 @@ export function rawHeader(m: RawMember): Buffer {
 }
 
 /** A PAX extended header body: "%d key=value\n" records. */
-export function paxBody(records: [string, string | Buffer][]): Buffer {
+export function paxBody(records: [string | Buffer, string | Buffer][]): Buffer {
   return Buffer.concat(
     records.map(([k, v]) => {
-      const rest = Buffer.concat([Buffer.from(` ${k}=`), bytes(v), Buffer.from("\n")]);
+      const rest = Buffer.concat([Buffer.from(" "), bytes(k), Buffer.from("="), bytes(v), Buffer.from("\n")]);
       let len = rest.length + 1;
       while (String(len).length + rest.length !== len) len++;
       return Buffer.concat([Buffer.from(String(len)), rest]);

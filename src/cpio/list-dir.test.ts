@@ -88,3 +88,14 @@ test("an output path gen_init_cpio would split or expand is refused before anyth
     assert.equal(existsSync(out), false, name);
   }
 });
+
+test("a source reference with a newline stays inside the header comment", async () => {
+  const out = join(work, "header");
+  await writeListDir(sample("v"), out, {
+    clampMtime: 0,
+    source: "dir:x\nfile /etc/passwd /etc/shadow 0644 0 0",
+  });
+  const text = await readFile(join(out, LIST_NAME), "utf8");
+  assert.ok(!text.includes("\nfile /etc/passwd"), text);
+  assert.equal(parseList(text, LIST_NAME, {}).length, 5);
+});

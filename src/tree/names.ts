@@ -48,31 +48,35 @@ export interface NameRules {
  * path and a symlink target of at most PATH_MAX - 1 bytes, a symlink target not empty.
  */
 export function checkNames(tree: Tree, rules: NameRules): void {
+  const maxName = rules.maxNameBytes ?? NAME_MAX;
+  const forbidden = rules.forbidden;
   for (const { path, inode } of tree.walk()) {
-    if (path === "") continue;
-    const entry = displayName(`/${path}`);
-    const fail = (what: string) => new UserError(`${entry}: ${rules.format} cannot hold ${what}`);
-    const bytes = nameBytes(path);
-    if (bytes.length > PATH_MAX - 1)
-      throw fail(`a path of ${bytes.length} bytes (Linux: at most ${PATH_MAX - 1})`);
-    const maxName = rules.maxNameBytes ?? NAME_MAX;
-    let start = 0;
-    for (let i = 0; i <= bytes.length; i++) {
-      if (i < bytes.length && bytes[i] !== 0x2f) continue;
-      if (i - start > maxName)
-        throw fail(`a name of ${i - start} bytes (a directory entry holds at most ${maxName})`);
-      start = i + 1;
-    }
-    if (rules.forbidden?.pattern.test(path)) throw fail(`this name (${rules.forbidden.why})`);
+    const fail = (what: string) =>
+      new UserError(`${displayName(`/${path}`)}: ${rules.format} cannot hold ${what}`);
+    // byteLength never undercounts (a byte held as a surrogate counts 3): short paths are done.
+    if (path.length * 3 > maxName && Buffer.byteLength(path) > maxName)
+      checkLengths(nameBytes(path), maxName, fail);
+    if (forbidden?.pattern.test(path)) throw fail(`this name (${forbidden.why})`);
     if (inode.kind === "symlink") {
       const target = nameBytes(inode.target ?? "");
       if (target.length === 0) throw fail("a symlink with an empty target (Linux has none)");
       if (target.length > PATH_MAX - 1)
         throw fail(`a symlink target of ${target.length} bytes (Linux: at most ${PATH_MAX - 1})`);
-      if (rules.forbidden?.pattern.test(inode.target ?? ""))
-        throw fail(`this symlink target (${rules.forbidden.why})`);
+      if (forbidden?.pattern.test(inode.target ?? "")) throw fail(`this symlink target (${forbidden.why})`);
     }
     if (rules.xattrs && inode.xattrs?.size) checkXattrs(inode.xattrs, rules.xattrs, fail);
+  }
+}
+
+function checkLengths(bytes: Buffer, maxName: number, fail: (what: string) => UserError): void {
+  if (bytes.length > PATH_MAX - 1)
+    throw fail(`a path of ${bytes.length} bytes (Linux: at most ${PATH_MAX - 1})`);
+  let start = 0;
+  for (let i = 0; i <= bytes.length; i++) {
+    if (i < bytes.length && bytes[i] !== 0x2f) continue;
+    if (i - start > maxName)
+      throw fail(`a name of ${i - start} bytes (a directory entry holds at most ${maxName})`);
+    start = i + 1;
   }
 }
 

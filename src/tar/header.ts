@@ -58,31 +58,31 @@ function octal(buf: Buffer, start: number, length: number): number | undefined {
 
 /**
  * A numeric field: octal text, or base-256 when the first byte has its high bit set (bit 6
- * is then the sign, as GNU tar and Go read it). Negative values are only accepted where
- * `negative` says so (mtime); values past 2^53 are refused rather than rounded.
+ * is then the sign, as GNU tar and Go read it). Ranges (no negative size, owners that fit a
+ * uid_t, values past 2^53) are checked by the caller where the value is used, as Go does.
  */
 export function numberField(
   buf: Buffer,
   start: number,
   length: number,
   what: string,
-  negative = false,
+  entry?: string,
 ): number {
   const first = buf[start]!;
   if (first & 0x80) {
     const inv = first & 0x40 ? 0xff : 0;
-    let v = 0;
+    let v = 0n;
     for (let i = start; i < start + length; i++) {
-      v = v * 256 + ((buf[i]! ^ inv) & (i === start ? 0x7f : 0xff));
-      if (v > Number.MAX_SAFE_INTEGER) throw new TarFormatError(`${what} is out of range`);
+      v = (v << 8n) | BigInt((buf[i]! ^ inv) & (i === start ? 0x7f : 0xff));
     }
-    if (inv && !negative) throw new TarFormatError(`negative ${what}`);
-    return inv ? -v - 1 : v;
+    // Past 2^63 is malformed to Go too; past 2^53 is only refused where the value is used.
+    if (v >= 1n << 63n) throw new TarFormatError(`${what} is out of range`, entry);
+    return Number(inv ? -v - 1n : v);
   }
   const v = octal(buf, start, length);
   if (v === undefined) {
     const text = buf.toString("latin1", start, start + length);
-    throw new TarFormatError(`corrupt ${what} field ${JSON.stringify(text)}`);
+    throw new TarFormatError(`corrupt ${what} field ${JSON.stringify(text)}`, entry);
   }
   return v;
 }
@@ -128,8 +128,8 @@ export function parseHeader(block: Buffer, at: number): HeaderBlock {
   const entry = displayName(nameFromBytes(name));
   try {
     if (format === "star") {
-      numberField(block, 476, 12, "atime", true);
-      numberField(block, 488, 12, "ctime", true);
+      numberField(block, 476, 12, "atime");
+      numberField(block, 488, 12, "ctime");
     }
     return {
       name,
@@ -138,7 +138,7 @@ export function parseHeader(block: Buffer, at: number): HeaderBlock {
       uid: numberField(block, 108, 8, "uid"),
       gid: numberField(block, 116, 8, "gid"),
       size: numberField(block, 124, 12, "size"),
-      mtime: numberField(block, 136, 12, "mtime", true),
+      mtime: numberField(block, 136, 12, "mtime"),
       typeflag: String.fromCharCode(block[156]!),
       devmajor: format === "v7" ? 0 : numberField(block, 329, 8, "devmajor"),
       devminor: format === "v7" ? 0 : numberField(block, 337, 8, "devminor"),
@@ -155,7 +155,7 @@ function gnuTimesParse(block: Buffer): boolean {
   for (const at of [345, 357]) {
     if (block[at] === 0) continue;
     try {
-      numberField(block, at, 12, "time", true);
+      numberField(block, at, 12, "time");
     } catch {
       return false;
     }

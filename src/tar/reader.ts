@@ -110,6 +110,7 @@ export async function* readTar(input: AsyncIterable<Buffer> & Partial<Seekable>)
     const h = parseHeader(block, at);
     const metaName = () => displayName(nameFromBytes(pending.longName ?? h.name));
     const meta = async () => {
+      if (h.size < 0) throw new TarFormatError("negative size", metaName());
       if (h.size > MAX_META)
         throw new TarFormatError(`${h.size}-byte extended header is too large`, metaName());
       const data = await r.must(h.size);
@@ -137,6 +138,9 @@ export async function* readTar(input: AsyncIterable<Buffer> & Partial<Seekable>)
     pending = {};
     const { body, dataStart } = await bodyOf(r, h, entry);
     const { stored, sparse, ...rest } = entry;
+    // Data that is not a file's content (a dumpdir's list, a label's) is passed over first, so
+    // an archive cut short there is refused before the entry is used, as Go reading it would.
+    if (rest.kind !== "file") await r.skip(dataStart + stored - r.offset);
     if (h.typeflag !== "V") {
       const extent = rest.kind === "file" && !sparse ? { extent: { offset: dataStart, size: stored } } : {};
       yield { ...rest, ...extent, body };
@@ -241,25 +245,41 @@ function buildEntry(h: HeaderBlock, pending: Pending): Built {
   const mtime = paxTime(pax, "mtime", display) ?? h.mtime;
   const uid = paxInteger(pax, "uid", MAX_ID, display) ?? h.uid;
   const gid = paxInteger(pax, "gid", MAX_ID, display) ?? h.gid;
-  if (uid > MAX_ID) throw new TarFormatError(`uid ${uid} is out of range (0 to ${MAX_ID})`, display);
-  if (gid > MAX_ID) throw new TarFormatError(`gid ${gid} is out of range (0 to ${MAX_ID})`, display);
-  for (const [what, v] of [
-    ["devmajor", h.devmajor],
-    ["devminor", h.devminor],
+  for (const [what, v, max] of [
+    ["uid", uid, MAX_ID],
+    ["gid", gid, MAX_ID],
+    ["devmajor", h.devmajor, 0xffffffff],
+    ["devminor", h.devminor, 0xffffffff],
   ] as const) {
-    if (v > 0xffffffff) throw new TarFormatError(`${what} ${v} is out of range`, display);
+    if (v < 0 || v > max) throw new TarFormatError(`${what} ${v} is out of range (0 to ${max})`, display);
   }
   // Links, devices, fifos and directories are header-only whatever their size field says,
   // as Go's archive/tar (containerd, docker) reads them: a parser that skipped "their data"
   // would see different entries than the runtimes do.
-  const headerOnly = /^[1-6]$/.test(h.typeflag);
-  const paxSize = paxInteger(pax, "size", Number.MAX_SAFE_INTEGER, display);
-  const stored = headerOnly ? 0 : (paxSize ?? h.size);
+  // An old-style directory (NUL typeflag, trailing slash) is one of these too (Go decides after
+  // renaming it).
+  const headerOnly = /^[1-6]$/.test(h.typeflag) || (h.typeflag === "\0" && kind === "dir");
+  const sizeText = pax.get("size")?.toString("latin1");
+  // Go checks that a PAX size is a number everywhere, and that it is not negative where it counts.
+  if (headerOnly && sizeText !== undefined && decimal(sizeText) === undefined) {
+    throw new TarFormatError(`pax size ${JSON.stringify(sizeText)} is malformed`, display);
+  }
+  const stored = headerOnly ? 0 : (paxInteger(pax, "size", Number.MAX_SAFE_INTEGER, display) ?? h.size);
+  for (const [what, v] of [
+    ["size", stored],
+    ["mtime", mtime],
+  ] as const) {
+    if (!Number.isSafeInteger(v)) throw new TarFormatError(`${what} ${v} is out of range`, display);
+  }
+  if (stored < 0) throw new TarFormatError("negative size", display);
   let size = stored;
   if (sparse && headerOnly) throw new TarFormatError("sparse map on an entry that has no data", display);
   if (sparse === "old") {
     if (h.format !== "gnu") throw new TarFormatError("GNU sparse entry without a GNU header", display);
-    size = numberField(h.block, 483, 12, "sparse real size");
+    size = numberField(h.block, 483, 12, "sparse real size", display);
+    if (!Number.isSafeInteger(size) || size < 0) {
+      throw new TarFormatError(`sparse real size ${size} is out of range`, display);
+    }
   } else if (sparse) {
     const key = pax.has("GNU.sparse.size") ? "GNU.sparse.size" : "GNU.sparse.realsize";
     size = paxInteger(pax, key, Number.MAX_SAFE_INTEGER, display) ?? size;
@@ -364,8 +384,8 @@ async function bodyOf(
         const at = start + i * 24;
         if (block[at] === 0) break;
         map!.push({
-          offset: numberField(block, at, 12, "sparse offset", true),
-          numbytes: numberField(block, at + 12, 12, "sparse length", true),
+          offset: numberField(block, at, 12, "sparse offset", entry),
+          numbytes: numberField(block, at + 12, 12, "sparse length", entry),
         });
       }
     };

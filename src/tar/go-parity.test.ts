@@ -296,7 +296,7 @@ interface Spec {
 const nameArb = fc.oneof(
   fc.constantFrom("a", "dir/", "dir/f", "./x", "a b", "café", "x/../y"),
   fc.uint8Array({ minLength: 1, maxLength: 12 }).map((a) => Buffer.from(a.map((b) => b || 0x41))),
-  fc.integer({ min: 95, max: 160 }).map((n) => "L".repeat(n - 2) + "/z"),
+  fc.integer({ min: 95, max: 160 }).map((n) => `${"L".repeat(n - 2)}/z`),
 );
 const asBuf = (n: string | Buffer) => (typeof n === "string" ? Buffer.from(n) : n);
 

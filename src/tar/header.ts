@@ -198,10 +198,10 @@ export function parsePax(data: Buffer, entry: string): Map<string, Buffer> {
     const key = rec.toString("latin1", 0, eq);
     const value = rec.subarray(eq + 1);
     if (NUL_VALUE_KEYS.has(key) ? value.includes(0) : key.includes("\0")) {
-      throw new TarFormatError(
-        `pax ${NUL_VALUE_KEYS.has(key) ? key : "record name"} contains a NUL byte`,
-        entry,
-      );
+      const what = NUL_VALUE_KEYS.has(key)
+        ? `pax ${key} ${displayName(nameFromBytes(value))}`
+        : "pax record name";
+      throw new TarFormatError(`${what} contains a NUL byte`, entry);
     }
     if (key === "GNU.sparse.offset" || key === "GNU.sparse.numbytes") {
       const want = sparse.length % 2 ? "GNU.sparse.numbytes" : "GNU.sparse.offset";

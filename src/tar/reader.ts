@@ -154,7 +154,9 @@ export async function* readTar(input: AsyncIterable<Buffer> & Partial<Seekable>)
 /** The one line that says what is wrong with an archive; `current` is the entry being read. */
 export function tarErrorText(err: unknown, current: string | undefined): string | undefined {
   if (err instanceof TruncatedError) {
-    return current ? `truncated tar: entry ${current} is cut short` : "truncated tar";
+    return current
+      ? `truncated tar: entry ${current} is cut short`
+      : `truncated tar: ${err.message.replace(/^truncated/, "cut")}`;
   }
   if (err instanceof TarFormatError) {
     return err.entry !== undefined ? `entry ${err.entry}: ${err.message}` : err.message;

@@ -109,8 +109,10 @@ export async function* readTar(input: AsyncIterable<Buffer> & Partial<Seekable>)
     }
     const h = parseHeader(block, at);
     const metaName = () => displayName(nameFromBytes(pending.longName ?? h.name));
+    // Go refuses a negative size in the header itself, whatever a PAX size says after it,
+    // unless the typeflag alone says the entry has no data.
+    if (h.size < 0 && !/^[1-6]$/.test(h.typeflag)) throw new TarFormatError("negative size", metaName());
     const meta = async () => {
-      if (h.size < 0) throw new TarFormatError("negative size", metaName());
       if (h.size > MAX_META)
         throw new TarFormatError(`${h.size}-byte extended header is too large`, metaName());
       const data = await r.must(h.size);

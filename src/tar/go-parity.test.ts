@@ -251,7 +251,9 @@ async function slimrootOutcome(archive: Buffer): Promise<Outcome> {
 }
 
 /**
- * Where slimroot refuses what Go accepts, on purpose. `go` is Go's view of the entry slimroot
+ * Where slimroot refuses what Go accepts, on purpose. (Names that climb out with `..` or go
+ * through symlinks are read alike here: applyLayer refuses them, as containerd does, after
+ * the reader; that is not a difference between readers.) `go` is Go's view of the entry slimroot
  * refused must pass `go`.
  */
 const INTENDED: { refusal: RegExp; why: string; go: (e: Seen) => boolean }[] = [

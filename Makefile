@@ -12,6 +12,9 @@ APT_PACKAGES := mmdebstrap umoci skopeo docker-registry qemu-system-x86 qemu-sys
 	binutils apache2-utils erofs-utils squashfs-tools e2fsprogs fakeroot attr busybox-static curl kmod \
 	util-linux chromium linux-headers-cloud-amd64 \
 	build-essential flex bison bc libelf-dev libssl-dev linux-source-6.1
+# golang-go: src/tar/go-parity.test.ts builds a small Go archive/tar harness (docker's and
+# containerd's tar reader) to check slimroot's tar reader against it.
+APT_PACKAGES += golang-go
 
 .PHONY: all deps build init test demo lint typecheck clean bench
 

@@ -157,11 +157,12 @@ async function buildEntries(source: string, extra: string[] = ["--entrypoint", "
 test("a NUL byte in a PAX path or linkpath is refused, naming the layer and the entry", async () => {
   await expectRefused(
     await rawSource("nul-path", [paxMember([["path", "..\0x"]]), { name: "x", body: "owned", mode: 0o777 }]),
-    /^slimroot: layer tar:.*nul-path\.tar: entry "\.\.\\x00x": name contains a NUL byte$/,
+    // Refused at the PAX header, as Go refuses it (a record that cannot hold a name).
+    /^slimroot: layer tar:.*nul-path\.tar: entry PaxHeaders\/x: pax path "\.\.\\x00x" contains a NUL byte$/,
   );
   await expectRefused(
     await rawSource("nul-link", [paxMember([["linkpath", "etc/passwd\0junk"]]), { name: "l", type: "2" }]),
-    /layer tar:.*nul-link\.tar: entry l: link target contains a NUL byte$/,
+    /layer tar:.*nul-link\.tar: entry PaxHeaders\/x: pax linkpath "etc\/passwd\\x00junk" contains a NUL byte$/,
   );
 });
 

@@ -34,11 +34,13 @@ export async function openDockerArchive(spec: string): Promise<Image> {
   const ref = `docker-archive:${spec}`;
   const { path, name } = splitArchiveRef(spec);
   const members = await indexTar(path);
-  const readMember = async (memberName: string, what: string) => {
+  const member = (memberName: string, what: string) => {
     const m = members.get(normalizeImagePath(memberName));
     if (!m) throw new UserError(`${ref}: ${what} ${memberName} is missing from the archive`);
-    return readRange(path, m);
+    if (m.sparse) throw new UserError(`${ref}: ${what} ${memberName} is stored as a sparse file`);
+    return m;
   };
+  const readMember = async (memberName: string, what: string) => readRange(path, member(memberName, what));
 
   const manifests = readDocument(
     "dockerArchiveManifest",
@@ -64,16 +66,15 @@ export async function openDockerArchive(spec: string): Promise<Image> {
   const configDoc = readDocument("imageConfig", await readMember(chosen.Config, "config"), configWhat);
   const { config, platform } = imageConfigFromJson(configDoc, configWhat);
   const layers = chosen.Layers.map((layerName) => {
-    const member = members.get(normalizeImagePath(layerName));
-    if (!member) throw new UserError(`${ref}: layer ${layerName} is missing from the archive`);
+    const m = member(layerName, "layer");
     const label = `${layerName} of ${ref}`;
     return {
       name: label,
       open: async () =>
         decompressLayer(
-          member.size === 0
+          m.size === 0
             ? Readable.from([])
-            : createReadStream(path, { start: member.offset, end: member.offset + member.size - 1 }),
+            : createReadStream(path, { start: m.offset, end: m.offset + m.size - 1 }),
           label,
         ),
     };

@@ -1,14 +1,7 @@
-import { open } from "node:fs/promises";
-import {
-  BLOCK,
-  type HeaderBlock,
-  lastValues,
-  parseHeader,
-  parsePax,
-  TarFormatError,
-  trimNuls,
-} from "../tar/header.js";
-import { displayName, nameFromBytes, normalizeImagePath } from "../tree/path.js";
+import { type FileHandle, open } from "node:fs/promises";
+import { readTar, tarErrorText } from "../tar/reader.js";
+import { displayName, EscapeError, normalizeImagePath } from "../tree/path.js";
+import type { Seekable } from "../util/byte-reader.js";
 import { UserError } from "../util/errors.js";
 
 export interface TarMember {
@@ -16,68 +9,59 @@ export interface TarMember {
   /** Byte offset of the body in the archive. */
   offset: number;
   size: number;
+  /** Stored as a GNU sparse file: there is no one range of the archive to read. */
+  sparse?: true;
+}
+
+/** A file's bytes as chunks that can also be passed over without reading them. */
+class FileChunks implements AsyncIterable<Buffer>, Seekable {
+  private pos = 0;
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly size: number,
+  ) {}
+
+  seek(n: number): number {
+    const k = Math.min(n, this.size - this.pos);
+    this.pos += k;
+    return k;
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<Buffer> {
+    while (this.pos < this.size) {
+      const buf = Buffer.allocUnsafe(Math.min(16 * 1024, this.size - this.pos));
+      const { bytesRead } = await this.fh.read(buf, 0, buf.length, this.pos);
+      if (bytesRead === 0) return;
+      this.pos += bytesRead;
+      yield buf.subarray(0, bytesRead);
+    }
+  }
 }
 
 /**
- * Lists the regular files of an uncompressed tar by reading its headers only, seeking over
- * bodies, so members (such as a docker-archive's layers) can be streamed later by offset.
- * Understands ustar prefixes, GNU long names and pax `path` records.
+ * Lists the regular files of an uncompressed tar, so members (such as a docker-archive's
+ * layers) can be streamed later by offset. It is the layer reader itself (readTar) walking
+ * the headers, seeking over bodies: the archive is read as strictly, and names resolve the
+ * same way, as every layer is.
  */
 export async function indexTar(file: string): Promise<Map<string, TarMember>> {
   const fh = await open(file, "r").catch((err: NodeJS.ErrnoException) => {
     throw new UserError(`${file}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
   });
+  let current: string | undefined;
   try {
-    const { size: total } = await fh.stat();
     const members = new Map<string, TarMember>();
-    const header = Buffer.alloc(BLOCK);
-    let pos = 0;
-    let longName: Buffer | undefined;
-    let pax: Map<string, Buffer> | undefined;
-    while (pos + BLOCK <= total) {
-      await fh.read(header, 0, BLOCK, pos);
-      let h: HeaderBlock | null;
-      try {
-        h = parseHeader(header);
-      } catch (err) {
-        if (!(err instanceof TarFormatError)) throw err;
-        throw new UserError(`${file}: not a tar archive (bad header at byte ${pos}: ${err.message})`);
-      }
-      if (!h) break;
-      const size = pax?.has("size") ? Number(pax.get("size")!.toString("latin1")) : h.size;
-      const body = pos + BLOCK;
-      const rawName = pax?.get("path") ?? longName ?? h.name;
-      if (!Number.isSafeInteger(size) || body + size > total) {
-        throw new UserError(
-          `${file}: truncated: member ${displayName(nameFromBytes(rawName))} claims ${size} bytes, ${total - body} follow`,
-        );
-      }
-      const next = body + Math.ceil(size / BLOCK) * BLOCK;
-      if (h.typeflag === "L" || h.typeflag === "x") {
-        if (size > 1 << 20) throw new UserError(`${file}: ${size}-byte extended header at byte ${pos}`);
-        const data = Buffer.alloc(size);
-        await fh.read(data, 0, size, body);
-        if (h.typeflag === "L") longName = trimNuls(data);
-        else {
-          try {
-            pax = lastValues(parsePax(data, `byte ${pos}`));
-          } catch (err) {
-            if (!(err instanceof TarFormatError)) throw err;
-            throw new UserError(`${file}: ${err.message} (member at byte ${pos})`);
-          }
-        }
-      } else {
-        longName = pax = undefined;
-        if (rawName.includes(0))
-          throw new UserError(`${file}: member name at byte ${pos} contains a NUL byte`);
-        if (h.typeflag === "0" || h.typeflag === "\0" || h.typeflag === "7") {
-          const name = nameFromBytes(rawName);
-          members.set(normalizeImagePath(name), { name, offset: body, size });
-        }
-      }
-      pos = next;
+    for await (const e of readTar(new FileChunks(fh, (await fh.stat()).size))) {
+      current = displayName(e.name);
+      if (e.kind !== "file") continue;
+      const at = e.extent ?? { offset: -1, size: e.size };
+      members.set(normalizeImagePath(e.name), { name: e.name, ...at, ...(e.extent ? {} : { sparse: true }) });
     }
     return members;
+  } catch (err) {
+    if (err instanceof EscapeError) throw new UserError(`${file}: entry ${current}: ${err.message}`);
+    const text = tarErrorText(err, current);
+    throw text === undefined ? err : new UserError(`${file}: ${text}`);
   } finally {
     await fh.close();
   }

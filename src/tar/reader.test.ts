@@ -26,14 +26,15 @@ const file = (name: string | Buffer, body = "x", extra: Partial<RawMember> = {})
 });
 
 test("a NUL byte in any name or link target is refused, naming the entry", async () => {
+  // In a PAX record it makes the record malformed (as Go reads it): the PAX header is named.
   await assert.rejects(entries(rawTar([paxMember([["path", "..\0x"]]), file("a")])), {
     name: "Error",
-    message: "name contains a NUL byte",
-    entry: '"..\\x00x"',
+    message: 'pax path "..\\x00x" contains a NUL byte',
+    entry: "PaxHeaders/x",
   });
   await assert.rejects(
     entries(rawTar([paxMember([["linkpath", "etc/passwd\0junk"]]), { name: "l", type: "2" }])),
-    /link target contains a NUL byte/,
+    /pax linkpath "etc\/passwd\\x00junk" contains a NUL byte/,
   );
   await assert.rejects(
     entries(rawTar([{ name: "././@LongLink", type: "L", body: "a\0b\0" }, file("short")])),
@@ -257,5 +258,67 @@ test("links, devices and directories are header-only whatever their size says, a
       ["l", "symlink"],
       ["next", "file"],
     ],
+  );
+});
+
+// Issue 17, item 15: where formats leave a choice, read as Go's archive/tar (docker, containerd).
+test("a GNU long name beats a PAX path, and a GNU long link a PAX linkpath, as Go reads them", async () => {
+  const got = await entries(
+    rawTar([
+      { name: "././@LongLink", type: "L", body: "gnu/name\0" },
+      { name: "././@LongLink", type: "K", body: "gnu/target\0" },
+      paxMember([
+        ["path", "pax/name"],
+        ["linkpath", "pax/target"],
+      ]),
+      { name: "short", type: "2", linkname: "short-target" },
+    ]),
+  );
+  assert.deepEqual(
+    got.map((e) => [e.name, e.linkname]),
+    [["gnu/name", "gnu/target"]],
+  );
+});
+
+test("one zero block and then more entries is refused (Go: invalid header), not an end", async () => {
+  const a = rawTar([file("a")]).subarray(0, 1024);
+  const hidden = rawTar([file("hidden")]);
+  await assert.rejects(entries(Buffer.concat([a, Buffer.alloc(512), hidden])), (err: Error) => {
+    assert.equal(err.message, "a single zero block at byte 1024 is followed by more data");
+    assert.equal((err as { entry?: string }).entry, "a");
+    return true;
+  });
+  // One zero block at the very end of the stream is an end (Go too).
+  assert.deepEqual(
+    (await entries(Buffer.concat([a, Buffer.alloc(512)]))).map((e) => e.name),
+    ["a"],
+  );
+});
+
+test("a LIBARCHIVE xattr name is decoded as libarchive does; one that is not UTF-8 is refused naming the entry", async () => {
+  const xattr = (key: string) => rawTar([paxMember([[`LIBARCHIVE.xattr.${key}`, "aGk="]]), file("f")]);
+  const [e] = await entries(xattr("user.%zz%41%"));
+  assert.deepEqual([...e!.xattrs!.keys()], ["user.%zzA%"]);
+  await assert.rejects(entries(xattr("user.%ff")), (err: Error) => {
+    assert.equal(err.constructor.name, "TarFormatError");
+    assert.match(err.message, /^bad xattr name "user\.\\xff"$/);
+    assert.equal((err as { entry?: string }).entry, "f");
+    return true;
+  });
+});
+
+test("a global header or a volume label ends what the metadata before it said (Go returns each as an entry)", async () => {
+  const got = await entries(
+    rawTar([
+      { name: "././@LongLink", type: "L", body: "lost\0" },
+      { name: "label", type: "V" },
+      paxMember([["path", "lost-too"]]),
+      { ...paxMember([]), type: "g" },
+      file("kept"),
+    ]),
+  );
+  assert.deepEqual(
+    got.map((e) => e.name),
+    ["kept"],
   );
 });

@@ -1,6 +1,5 @@
 import type { Readable } from "node:stream";
-import { readTar, type TarEntry, TarFormatError } from "../tar/reader.js";
-import { TruncatedError } from "../util/byte-reader.js";
+import { readTar, type TarEntry, tarErrorText } from "../tar/reader.js";
 import { UserError } from "../util/errors.js";
 import {
   baseOf,
@@ -43,11 +42,8 @@ export async function applyLayer(
   } catch (err) {
     tar.destroy();
     if (err instanceof UserError) throw err;
-    if (err instanceof TruncatedError) {
-      throw fail(current ? `truncated tar: entry ${current} is cut short` : "truncated tar");
-    }
-    if (err instanceof TarFormatError && err.entry !== undefined)
-      throw fail(`entry ${err.entry}: ${err.message}`);
+    const text = tarErrorText(err, current);
+    if (text !== undefined) throw fail(text);
     if (err instanceof EscapeError || err instanceof EntryError)
       throw fail(`entry ${current}: ${err.message}`);
     throw fail(err instanceof Error ? err.message : String(err));

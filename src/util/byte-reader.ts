@@ -2,6 +2,14 @@
 export class TruncatedError extends Error {}
 
 /**
+ * A source that can pass over bytes without reading them (a file): `seek(n)` moves past up to
+ * n bytes not yet yielded and says how many there were.
+ */
+export interface Seekable {
+  seek(n: number): number;
+}
+
+/**
  * Pulls exact byte counts out of a stream of chunks (an archive being parsed), or streams a
  * run of bytes through without joining them. `offset` counts the bytes taken so far.
  */
@@ -9,9 +17,11 @@ export class ByteReader {
   private chunks: Buffer[] = [];
   private buffered = 0;
   private readonly it: AsyncIterator<Buffer>;
+  private readonly seekable?: Seekable;
   offset = 0;
 
-  constructor(stream: AsyncIterable<Buffer> | Iterable<Buffer>) {
+  constructor(stream: (AsyncIterable<Buffer> | Iterable<Buffer>) & Partial<Seekable>) {
+    if (typeof stream.seek === "function") this.seekable = stream as Seekable;
     this.it =
       Symbol.asyncIterator in stream
         ? stream[Symbol.asyncIterator]()
@@ -74,13 +84,36 @@ export class ByteReader {
   }
 
   async skip(n: number): Promise<void> {
-    for await (const _ of this.stream(n));
+    if ((await this.skipSome(n)) < n) throw new TruncatedError(`truncated at byte ${this.offset}`);
+  }
+
+  /** Passes over up to n bytes (seeking when the source can); fewer only at the end of the stream. */
+  async skipSome(n: number): Promise<number> {
+    let done = 0;
+    while (done < n) {
+      if (this.buffered === 0) {
+        const moved = this.seekable?.seek(n - done) ?? 0;
+        done += moved;
+        this.offset += moved;
+        if (done === n || !(await this.fill())) break;
+        continue;
+      }
+      const first = this.chunks[0]!;
+      const take = Math.min(n - done, first.length);
+      if (take === first.length) this.chunks.shift();
+      else this.chunks[0] = first.subarray(take);
+      this.buffered -= take;
+      this.offset += take;
+      done += take;
+    }
+    return done;
   }
 
   /** Reads and drops the rest of the stream (so whatever checks it at its end gets to run). */
   async drain(): Promise<void> {
     this.chunks = [];
     this.buffered = 0;
+    this.seekable?.seek(Number.POSITIVE_INFINITY);
     while (await this.fill()) {
       this.offset += this.buffered;
       this.chunks = [];

@@ -5,6 +5,7 @@
  */
 import { APP_CONFIG_PATH } from "../src/appconfig/appconfig.js";
 import { DEFAULT_PATH } from "../src/guest/layout.js";
+import { REPORT_KEY_PATH } from "../src/vm/report.js";
 import { RUN_CONF_PATH } from "../src/vm/runconf.js";
 
 const cString = (s: string) => JSON.stringify(s); // ASCII paths: JSON's escapes are C's
@@ -16,6 +17,7 @@ process.stdout.write(
     "#define SLIMROOT_GUEST_H",
     `#define APP_CONF ${cString(`/${APP_CONFIG_PATH}`)}`,
     `#define RUN_CONF ${cString(`/${RUN_CONF_PATH}`)}`,
+    `#define REPORT_KEY ${cString(`/${REPORT_KEY_PATH}`)}`,
     `#define DEFAULT_PATH ${cString(DEFAULT_PATH)}`,
     "#endif",
     "",

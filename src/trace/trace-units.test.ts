@@ -71,8 +71,6 @@ test("guest paths to image paths", () => {
     "/proc/self/maps",
     "/dev/null",
     "/sys/x",
-    "/tmp/a",
-    "/run/x.pid",
     "/init",
     "/etc/slimroot/app.conf",
     "/a/../b",
@@ -83,6 +81,12 @@ test("guest paths to image paths", () => {
   assert.equal(imagePathOf("/runner/x"), "runner/x");
   const r = profilePaths(["/b", "/a", "/b", "/made", "/dev/x"], (p) => p !== "made");
   assert.deepEqual(r, { paths: ["a", "b"], created: ["made"] });
+  // /tmp and /run are the image's where it ships content (src/guest/layout.ts): what the app
+  // read there is kept when the image has it; what it made there is not.
+  const scratch = profilePaths(["/run/app/seed.conf", "/run/app.pid", "/tmp/made"], (p) =>
+    p.includes("seed"),
+  );
+  assert.deepEqual(scratch, { paths: ["run/app/seed.conf"], created: ["run/app.pid", "tmp/made"] });
 });
 
 test("profile header round trip, probes as JSON", () => {

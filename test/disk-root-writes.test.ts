@@ -35,6 +35,9 @@ after(async () => {
 const debugfsCat = (image: string, path: string) =>
   execFileSync("debugfs", ["-R", `cat ${path}`, image], { stdio: ["ignore", "pipe", "ignore"] }).toString();
 
+const debugfsStat = (image: string, path: string) =>
+  execFileSync("debugfs", ["-R", `stat ${path}`, image], { stdio: ["ignore", "pipe", "ignore"] }).toString();
+
 describe("a read-write ext4 root is never edited by the init", { timeout: TEST_TIMEOUT_MS }, () => {
   test("the run's /etc/hosts goes over the image's; /tmp and /run start afresh each boot", async () => {
     const add = join(work, "add");
@@ -68,6 +71,7 @@ describe("a read-write ext4 root is never edited by the init", { timeout: TEST_T
       "ls /etc/resolv.conf 2>/dev/null || echo NO_RESOLV",
       "cat /tmp/seed /run/app/marker",
       "{ ls /tmp; ls /run/app; } | sed 's/^/LS:/'",
+      "stat -c 'MODE:%n %a %u:%g' /tmp /run",
       "echo x > /tmp/made && echo y > /run/app/app.pid && echo WROTE",
     ].join("; ");
     for (const bootNo of [1, 2]) {
@@ -85,6 +89,11 @@ describe("a read-write ext4 root is never edited by the init", { timeout: TEST_T
       const ls = r.stdout.split("\n").filter((l) => l.startsWith("LS:"));
       assert.deepEqual(ls.sort(), ["LS:marker", "LS:seed"], out);
       assert.match(r.stdout, /^WROTE$/m, out);
+      // The overlay's directory has the image's mode and owner (its upper one is made by the init).
+      for (const dir of ["/tmp", "/run"]) {
+        const mode = /Mode:\s+0*(\d+)/.exec(debugfsStat(image, dir))?.[1];
+        assert.match(r.stdout, new RegExp(`^MODE:${dir} ${mode} 0:0$`, "m"), out);
+      }
     }
     assert.equal(debugfsCat(image, "/etc/hosts"), IMAGE_HOSTS);
     assert.equal(debugfsCat(image, "/tmp/made"), "");

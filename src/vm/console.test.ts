@@ -4,7 +4,7 @@ import { text } from "node:stream/consumers";
 import { test } from "node:test";
 import fc from "fast-check";
 import { ConsoleWatcher } from "./console.js";
-import { GuestReport } from "./report.js";
+import { GuestReport, reportKeyFromEnv } from "./report.js";
 
 const KEY = "5a".repeat(16);
 const OPEN = `SLIMROOT_REPORT ${KEY}`;
@@ -75,4 +75,12 @@ test("property: output is the input with CRLF -> LF, and the status is the one a
       },
     ),
   );
+});
+
+test("SLIMROOT_REPORT_KEY: a key a driving program brings is checked", () => {
+  assert.equal(reportKeyFromEnv({}), undefined);
+  assert.equal(reportKeyFromEnv({ SLIMROOT_REPORT_KEY: KEY }), KEY);
+  for (const bad of ["", "abc", "Z".repeat(32), `${KEY} `, "0".repeat(129)])
+    assert.throws(() => reportKeyFromEnv({ SLIMROOT_REPORT_KEY: bad }), /SLIMROOT_REPORT_KEY: expected/, bad);
+  assert.notEqual(new GuestReport().key, new GuestReport().key);
 });

@@ -7,7 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -38,31 +39,37 @@ const debugfsCat = (image: string, path: string) =>
 const debugfsStat = (image: string, path: string) =>
   execFileSync("debugfs", ["-R", `stat ${path}`, image], { stdio: ["ignore", "pipe", "ignore"] }).toString();
 
-describe("a read-write ext4 root is never edited by the init", { timeout: TEST_TIMEOUT_MS }, () => {
+let image = "";
+before(async () => {
+  const add = join(work, "add");
+  await mkdir(join(add, "run"), { recursive: true });
+  await writeFile(join(add, "hosts"), IMAGE_HOSTS);
+  await writeFile(join(add, "seed"), "TMP_SEED\n");
+  await writeFile(join(add, "run", "marker"), "RUN_MARKER\n");
+  image = join(work, "busybox.ext4");
+  const fx = await busyboxFixture("amd64");
+  const built = await runCli(
+    [
+      "build",
+      fx.ociRef,
+      "--add",
+      `${join(add, "hosts")}:/etc/hosts`,
+      "--add",
+      `${join(add, "seed")}:/tmp/seed`,
+      "--add",
+      `${join(add, "run")}:/run/app`,
+      "-o",
+      image,
+    ],
+    env(),
+  );
+  assert.equal(built.code, 0, built.stderr);
+});
+
+describe("a disk root that is the image itself: the init writes none of it", {
+  timeout: 2 * TEST_TIMEOUT_MS,
+}, () => {
   test("the run's /etc/hosts goes over the image's; /tmp and /run start afresh each boot", async () => {
-    const add = join(work, "add");
-    await mkdir(join(add, "run"), { recursive: true });
-    await writeFile(join(add, "hosts"), IMAGE_HOSTS);
-    await writeFile(join(add, "seed"), "TMP_SEED\n");
-    await writeFile(join(add, "run", "marker"), "RUN_MARKER\n");
-    const image = join(work, "busybox.ext4");
-    const fx = await busyboxFixture("amd64");
-    const built = await runCli(
-      [
-        "build",
-        fx.ociRef,
-        "--add",
-        `${join(add, "hosts")}:/etc/hosts`,
-        "--add",
-        `${join(add, "seed")}:/tmp/seed`,
-        "--add",
-        `${join(add, "run")}:/run/app`,
-        "-o",
-        image,
-      ],
-      env(),
-    );
-    assert.equal(built.code, 0, built.stderr);
     // The image has /etc/hosts (a regular file) and no /etc/resolv.conf; run sets both
     // (QEMU's user network: address and resolver).
     const script = [
@@ -99,5 +106,53 @@ describe("a read-write ext4 root is never edited by the init", { timeout: TEST_T
     assert.equal(debugfsCat(image, "/tmp/made"), "");
     assert.equal(debugfsCat(image, "/run/app/app.pid"), "");
     execFileSync("e2fsck", ["-fn", image], { stdio: "pipe" });
+  });
+
+  test("a read-only root without overlayfs: it stays read-only, the run's /etc/hosts still goes over", async () => {
+    // The kernel's modules minus overlay: the init falls back to the bare read-only disk,
+    // where it used to die writing /etc/hosts (EROFS).
+    const k = await fetchKernel({ arch: "amd64" });
+    const mods = join(work, "no-overlay");
+    await mkdir(mods);
+    for (const m of k.manifest.modules.filter((m) =>
+      /^(virtio(_ring|_mmio|_blk|_net)?|(net_)?failover)$/.test(m.name),
+    ))
+      await copyFile(join(k.dir, m.file), join(mods, `${m.name}.ko`));
+    const sum = createHash("sha256")
+      .update(await readFile(image))
+      .digest("hex");
+    const script = [
+      "sed 's/^/HOSTS:/' /etc/hosts",
+      "touch /etc/new 2>/dev/null || echo ROOT_RO",
+      "echo x > /tmp/x && echo > /run/y && echo SCRATCH_WRITABLE",
+      "ls /tmp | sed 's/^/LS:/'",
+    ].join("; ");
+    const r = await runCli(
+      ["run", image, "--read-only", "--kernel", k.dir, "--modules", mods, "--", "sh", "-c", script],
+      env(),
+    );
+    const out = `${r.stdout}\n${r.stderr}`;
+    assert.equal(r.code, 0, out);
+    assert.match(
+      r.stdout,
+      /^slimroot-init: overlay on the read-only root: .*; the root stays read-only$/m,
+      out,
+    );
+    assert.match(r.stdout, /^HOSTS:10\.0\.2\.15\tslimroot$/m, out);
+    assert.match(r.stdout, /^ROOT_RO$/m, out);
+    // No overlay for /tmp either: a tmpfs over the image's (its content hidden), writable.
+    assert.match(r.stdout, /^slimroot-init: \/tmp: overlay: .*; a tmpfs hides the image's$/m, out);
+    assert.match(r.stdout, /^SCRATCH_WRITABLE$/m, out);
+    assert.deepEqual(
+      r.stdout.split("\n").filter((l) => l.startsWith("LS:")),
+      ["LS:x"],
+      out,
+    );
+    assert.equal(
+      createHash("sha256")
+        .update(await readFile(image))
+        .digest("hex"),
+      sum,
+    );
   });
 });

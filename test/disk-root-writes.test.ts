@@ -23,10 +23,6 @@ const IMAGE_HOSTS = "1.2.3.4\timagehost\n";
 let work = "";
 const env = () => ({ TMPDIR: work });
 
-before(async () => {
-  work = await mkdtemp(join(tmpdir(), "slimroot-disk-writes-"));
-  await fetchKernel({ arch: "amd64" });
-});
 after(async () => {
   assert.deepEqual(await qemusUsing(work), [], "QEMU processes left behind");
   await rm(work, { recursive: true, force: true });
@@ -40,7 +36,10 @@ const debugfsStat = (image: string, path: string) =>
   execFileSync("debugfs", ["-R", `stat ${path}`, image], { stdio: ["ignore", "pipe", "ignore"] }).toString();
 
 let image = "";
+// One hook: the work directory must exist before anything is built in it.
 before(async () => {
+  work = await mkdtemp(join(tmpdir(), "slimroot-disk-writes-"));
+  await fetchKernel({ arch: "amd64" });
   const add = join(work, "add");
   await mkdir(join(add, "run"), { recursive: true });
   await writeFile(join(add, "hosts"), IMAGE_HOSTS);

@@ -9,7 +9,7 @@
  */
 #include "init.h"
 
-#include "guest.h" /* APP_CONF, RUN_CONF, DEFAULT_PATH: generated from src/ (scripts/guest-header.ts) */
+#include "guest.h" /* APP_CONF, RUN_CONF, REPORT_KEY, DEFAULT_PATH...: generated from src/ (scripts/guest-header.ts) */
 
 /* The kernel enters PID 1 here, with argc, argv and envp on the stack (unused). */
 #if defined(__x86_64__)
@@ -29,8 +29,10 @@ static const unsigned long forwarded = SIGBIT(SIGHUP) | SIGBIT(SIGINT) | SIGBIT(
 				       SIGBIT(SIGUSR1) | SIGBIT(SIGUSR2) | SIGBIT(SIGTERM);
 static const unsigned long waited = forwarded | SIGBIT(SIGCHLD);
 
-/* image_first: only where the image has nothing; the root is already writable RAM, and a
- * tmpfs would hide what the image put there (docker shows it: postgres's /run/postgresql). */
+/* image_first: the scratch directories (src/guest/layout.ts) get a tmpfs only where the image
+ * has nothing; the root is already writable RAM, and a tmpfs would hide what the image put
+ * there (docker shows it: postgres's /run/postgresql). A disk root: root.c. */
+#define X(dir, mode) {"tmpfs", dir, mode, MS_NOSUID | MS_NODEV, 1},
 static const struct mnt {
 	const char *type, *dir, *data;
 	unsigned long flags;
@@ -39,11 +41,11 @@ static const struct mnt {
 	{"devtmpfs", "/dev", "mode=0755", MS_NOSUID, 0},
 	{"proc", "/proc", NULL, MS_NOSUID | MS_NODEV | MS_NOEXEC, 0},
 	{"sysfs", "/sys", NULL, MS_NOSUID | MS_NODEV | MS_NOEXEC, 0},
-	{"tmpfs", "/tmp", "mode=1777", MS_NOSUID | MS_NODEV, 1},
-	{"tmpfs", "/run", "mode=0755", MS_NOSUID | MS_NODEV, 1},
+	SCRATCH_DIRS
 	{"devpts", "/dev/pts", "mode=0620,ptmxmode=0666,gid=5", MS_NOSUID | MS_NOEXEC, 0},
 	{"tmpfs", "/dev/shm", "mode=1777", MS_NOSUID | MS_NODEV, 0},
 };
+#undef X
 
 /* Reaps whatever has exited, for at most `ms`; returns early once no child is left. */
 static void reap_for(int ms)
@@ -65,6 +67,29 @@ static long drain_console(const void *unused)
 {
 	(void)unused;
 	return sys_ioctl(1, TCSBRK, (void *)1);
+}
+
+/*
+ * "SLIMROOT_REPORT <key>\n": the launcher's per-boot key (src/vm/report.ts), from a file in
+ * the initramfs that is read and deleted before anything else runs, so the app finds it in
+ * no file, command line or log. Without the file there is no such line.
+ */
+static char report_open[16 + 128 + 1];
+static size_t report_len;
+
+static void read_key(void)
+{
+	long fd = sys_open(REPORT_KEY, O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	long n = sys_read((int)fd, report_open + 16, 128);
+	sys_close((int)fd);
+	sys_unlink(REPORT_KEY);
+	if (n > 0) {
+		memcpy(report_open, "SLIMROOT_REPORT ", 16);
+		report_open[16 + n] = '\n';
+		report_len = 16 + (size_t)n + 1;
+	}
 }
 
 void finish(int status)
@@ -92,6 +117,10 @@ void finish(int status)
 	}
 	/* Output the app suspended (tcflow, a ^S) would hold the report back: resume it. */
 	sys_ioctl(1, TCXONC, (void *)TCOON);
+	/* Every other process is gone: from here on, the console is ours alone. The key opens
+	 * the report, so that the launcher believes nothing the app printed (read_key()). */
+	if (report_len)
+		write_all(1, report_open, report_len);
 	trace_report();
 	char line[32];
 	size_t n = fmt(line, sizeof(line), "SLIMROOT_EXIT=%d\n", status);
@@ -119,8 +148,7 @@ static void open_console(void)
 		sys_close((int)fd);
 }
 
-/* 1 when DIR is a directory holding anything besides . and .. */
-static int has_entries(const char *dir)
+int has_entries(const char *dir)
 {
 	long fd = sys_open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (fd < 0)
@@ -159,17 +187,6 @@ static void mount_all(void)
 	sys_symlink("/proc/self/fd/2", "/dev/stderr");
 }
 
-/* True when the image has no `path`; a dangling symlink counts as none and is removed. */
-static int absent(const char *path)
-{
-	char t[1];
-	if (sys_faccess(path, F_OK) == 0)
-		return 0;
-	if (sys_readlink(path, t, sizeof(t)) >= 0)
-		sys_unlink(path);
-	return 1;
-}
-
 static void write_file(const char *path, const char *text)
 {
 	long fd = sys_open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
@@ -181,37 +198,48 @@ static void write_file(const char *path, const char *text)
 }
 
 /*
- * True when the init should write `path`: the image has none, or the launcher's settings
- * (run.conf) replace the image's file, as docker's do. The old file or symlink is removed
- * first, so nothing is written through a symlink.
+ * Gives the app the run's `text` at `path` when the image has no file there (a dangling
+ * symlink counts as none) or when the launcher's settings (run.conf) replace the image's, as
+ * docker's do. The image is never written: its file gets a tmpfs file bind-mounted over it,
+ * as docker does; a missing file (or a symlink) is replaced only on a root in RAM, not on a
+ * disk root that is the image itself (root_is_image), which is left as it is, with a warning.
  */
-static int ours(const char *path, int replace)
+static void put_etc(const char *path, const char *text, int replace)
 {
-	if (absent(path))
-		return 1;
-	if (!replace)
-		return 0;
-	long e = sys_unlink(path);
-	if (e < 0)
-		die(125, "%s: %e", path, (int)-e);
-	return 1;
+	static const char staged[] = "/dev/shm/.slimroot-etc";
+	char t[1];
+	int link = sys_readlink(path, t, sizeof(t)) >= 0, exists = sys_faccess(path, F_OK) == 0;
+	if (exists && !replace)
+		return;
+	if (exists && !link) {
+		write_file(staged, text);
+		long e = sys_mount(staged, path, NULL, MS_BIND, NULL);
+		sys_unlink(staged); /* the mount keeps the file */
+		if (e < 0)
+			die(125, "%s: %e", path, (int)-e);
+	} else if (root_is_image) {
+		warn("%s: left as the image has it (the root is the image itself, never written)", path);
+	} else {
+		if (link)
+			sys_unlink(path);
+		write_file(path, text);
+	}
 }
 
 static void write_etc(const struct conf *c)
 {
 	char text[1024];
-	sys_mkdir("/etc", 0755);
-	if (ours("/etc/hosts", c->run_hosts)) {
-		fmt(text, sizeof(text),
-		    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n",
-		    c->has_ip ? c->ip_text : "127.0.1.1", c->hostname);
-		write_file("/etc/hosts", text);
-	}
-	if (c->ndns && ours("/etc/resolv.conf", c->run_resolv)) {
+	if (!root_is_image)
+		sys_mkdir("/etc", 0755);
+	fmt(text, sizeof(text),
+	    "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n%s\t%s\n",
+	    c->has_ip ? c->ip_text : "127.0.1.1", c->hostname);
+	put_etc("/etc/hosts", text, c->run_hosts);
+	if (c->ndns) {
 		size_t n = 0;
 		for (int i = 0; i < c->ndns; i++)
 			n += fmt(text + n, sizeof(text) - n, "nameserver %s\n", c->dns[i]);
-		write_file("/etc/resolv.conf", text);
+		put_etc("/etc/resolv.conf", text, c->run_resolv);
 	}
 }
 
@@ -349,6 +377,7 @@ __attribute__((noreturn, used)) void start_c(long *sp)
 		sys_exit(125);
 	}
 	sys_umask(022);
+	read_key();
 	/* Ctrl-Alt-Del then sends SIGINT to PID 1 (forwarded to the app) instead of resetting. */
 	sys_reboot(REBOOT_CMD_CAD_OFF);
 

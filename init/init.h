@@ -26,6 +26,11 @@ void trace_report(void);
 int disk_root(char *run_conf, size_t cap);
 /* Before the VM ends: volumes and a read-write root remounted read-only (clean on disk). */
 void disk_finish(void);
+/* root.c: the root is the disk image itself (read-write, or read-only without overlayfs),
+ * not RAM over it: the init writes nothing there. */
+extern int root_is_image;
+/* init.c: 1 when DIR is a directory holding anything besides . and .. */
+int has_entries(const char *dir);
 /* mkdir -p, as root (init.c). */
 void mkdir_p(const char *path);
 /* The forked child sets this (lib.c): die() then exits instead of ending the VM. */

@@ -13,7 +13,8 @@
  */
 #include "init.h"
 
-#define RUN_CONF "/etc/slimroot/run.conf"
+#include "guest.h" /* RUN_CONF, SCRATCH_DIRS */
+
 #define MAX_ID 96
 #define LOWER "/.slimroot-lower"
 #define RW "/.slimroot-rw"
@@ -31,6 +32,7 @@ struct disk {
 
 static struct disk volumes[MAX_VOLUMES];
 static int nvolumes, root_rw;
+int root_is_image;
 
 /* Splits off the next space-separated word of *s (NUL-terminating it in place). */
 static char *word(char **s)
@@ -147,6 +149,34 @@ static void mount_volumes(const char *top)
 	}
 }
 
+/*
+ * An image's /tmp or /run with content, on a root that is the image itself: an overlay over
+ * it with its upper layer on the initramfs's tmpfs at `dir`, so the app can write there and
+ * every boot starts from the image's content again. 0 without overlayfs: the tmpfs then goes
+ * over the image's, as on a root with nothing there.
+ */
+static int scratch_overlay(const char *dir, const char *to)
+{
+	const char *upper = join3(dir, "", "/upper"), *work = join3(dir, "", "/work");
+	struct statx_k st;
+	char opts[128];
+	sys_mkdir(upper, 0700);
+	sys_mkdir(work, 0700);
+	/* The overlay's own directory is the upper one: it takes the image's mode and owner. */
+	if (sys_statx(to, &st) >= 0) {
+		sys_chown(upper, st.uid, st.gid);
+		sys_chmod(upper, st.mode & 07777);
+	}
+	fmt(opts, sizeof(opts), "lowerdir=%s,upperdir=%s,workdir=%s", to, upper, work);
+	long e = sys_mount("overlay", to, "overlay", 0, opts);
+	if (e >= 0)
+		return 1;
+	warn("%s: overlay: %e; a tmpfs hides the image's", dir, (int)-e);
+	sys_rmdir(upper);
+	sys_rmdir(work);
+	return 0;
+}
+
 int disk_root(char *run_conf, size_t cap)
 {
 	static struct conf pre; /* run.conf alone, for the root and volume records */
@@ -171,7 +201,7 @@ int disk_root(char *run_conf, size_t cap)
 	const char *top = NEWROOT;
 	if (root.rw) {
 		mount_disk(&root, NEWROOT, "root disk");
-		root_rw = 1;
+		root_rw = root_is_image = 1;
 	} else {
 		mount_disk(&root, LOWER, "root disk");
 		sys_mkdir(RW, 0755);
@@ -187,14 +217,20 @@ int disk_root(char *run_conf, size_t cap)
 			/* No overlayfs: the app still runs, but cannot write outside /tmp and /run. */
 			warn("overlay on the read-only root: %e; the root stays read-only", (int)-e);
 			top = LOWER;
+			root_is_image = 1;
 		}
 	}
 	mount_volumes(top);
 
-	/* The API filesystems move along (with /dev/pts and /dev/shm under /dev). */
-	static const char *const moved[] = {"/dev", "/proc", "/sys", "/tmp", "/run"};
+	/* The API filesystems move along (with /dev/pts and /dev/shm under /dev); so do the
+	 * tmpfs on /tmp and /run, unless the image has content there (scratch_overlay()). */
+#define X(dir, mode) dir,
+	static const char *const moved[] = {"/dev", "/proc", "/sys", SCRATCH_DIRS};
+#undef X
 	for (size_t i = 0; i < sizeof(moved) / sizeof(moved[0]); i++) {
 		const char *to = join3(top, "", moved[i]);
+		if (i >= 3 && has_entries(to) && (!root_is_image || scratch_overlay(moved[i], to)))
+			continue;
 		sys_mkdir(to, 0755);
 		long e = sys_mount(moved[i], to, NULL, MS_MOVE, NULL);
 		if (e < 0)

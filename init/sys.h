@@ -22,6 +22,7 @@ enum {
 	NR_openat = 257, NR_mkdirat = 258, NR_unlinkat = 263, NR_symlinkat = 266,
 	NR_readlinkat = 267, NR_faccessat = 269, NR_ppoll = 271, NR_signalfd4 = 289, NR_dup3 = 292,
 	NR_fanotify_init = 300, NR_fanotify_mark = 301, NR_finit_module = 313, NR_chroot = 161,
+	NR_statx = 332, NR_fchmodat = 268, NR_fchownat = 260,
 };
 #define O_DIRECTORY 0200000
 #define O_LARGEFILE 0100000
@@ -51,7 +52,7 @@ enum {
 	NR_sethostname = 161, NR_umask = 166, NR_getpid = 172, NR_socket = 198,
 	NR_munmap = 215, NR_clone = 220, NR_execve = 221, NR_mmap = 222, NR_wait4 = 260,
 	NR_finit_module = 273, NR_ppoll = 73, NR_signalfd4 = 74, NR_fanotify_init = 262,
-	NR_fanotify_mark = 263, NR_chroot = 51,
+	NR_fanotify_mark = 263, NR_chroot = 51, NR_statx = 291, NR_fchmodat = 53, NR_fchownat = 54,
 };
 #define O_DIRECTORY 040000
 #define O_LARGEFILE 0400000
@@ -89,7 +90,8 @@ CHK(kill); CHK(chdir); CHK(umask); CHK(setuid); CHK(setgid); CHK(setsid); CHK(se
 CHK(rt_sigtimedwait); CHK(sync); CHK(mount); CHK(reboot); CHK(sethostname); CHK(init_module);
 CHK(getdents64); CHK(exit_group); CHK(openat); CHK(mkdirat); CHK(unlinkat); CHK(symlinkat);
 CHK(readlinkat); CHK(faccessat); CHK(dup3); CHK(finit_module); CHK(ppoll); CHK(signalfd4);
-CHK(fanotify_init); CHK(fanotify_mark); CHK(fcntl); CHK(chroot);
+CHK(fanotify_init); CHK(fanotify_mark); CHK(fcntl); CHK(chroot); CHK(statx); CHK(fchmodat);
+CHK(fchownat);
 #endif
 
 /* A raw result that is an error (-4095..-1), as opposed to a value such as an address. */
@@ -151,6 +153,7 @@ CHK(fanotify_init); CHK(fanotify_mark); CHK(fcntl); CHK(chroot);
 #define MS_NODEV 4
 #define MS_NOEXEC 8
 #define MS_REMOUNT 32
+#define MS_BIND 4096
 #define MS_MOVE 8192
 
 #define SIGHUP 1
@@ -229,6 +232,17 @@ struct timespec_k {
 	long sec, nsec;
 };
 
+/* struct statx: what the init reads of it, padded to its 256 bytes. */
+#define STATX_OWNER_MODE 0x1a /* STATX_MODE | STATX_UID | STATX_GID */
+#define AT_REMOVEDIR 0x200
+struct statx_k {
+	uint32_t mask, blksize;
+	uint64_t attributes;
+	uint32_t nlink, uid, gid;
+	uint16_t mode;
+	char rest[226];
+};
+
 struct dirent64_k {
 	uint64_t ino;
 	int64_t off;
@@ -278,6 +292,10 @@ static inline long sys_ioctl(int fd, unsigned long req, void *arg) { return sys3
 static inline long sys_faccess(const char *p, int mode) { return sys4(NR_faccessat, AT_FDCWD, p, mode, 0); }
 static inline long sys_mkdir(const char *p, int mode) { return sys3(NR_mkdirat, AT_FDCWD, p, mode); }
 static inline long sys_unlink(const char *p) { return sys3(NR_unlinkat, AT_FDCWD, p, 0); }
+static inline long sys_rmdir(const char *p) { return sys3(NR_unlinkat, AT_FDCWD, p, AT_REMOVEDIR); }
+static inline long sys_statx(const char *p, struct statx_k *st) { return sys5(NR_statx, AT_FDCWD, p, 0, STATX_OWNER_MODE, st); }
+static inline long sys_chmod(const char *p, int mode) { return sys3(NR_fchmodat, AT_FDCWD, p, mode); }
+static inline long sys_chown(const char *p, unsigned u, unsigned g) { return sys5(NR_fchownat, AT_FDCWD, p, u, g, 0); }
 static inline long sys_symlink(const char *t, const char *p) { return sys3(NR_symlinkat, t, AT_FDCWD, p); }
 static inline long sys_readlink(const char *p, char *b, size_t n) { return sys4(NR_readlinkat, AT_FDCWD, p, b, n); }
 static inline long sys_getdents64(int fd, void *b, size_t n) { return sys3(NR_getdents64, fd, b, n); }

@@ -4,7 +4,8 @@
  * value each: node --import tsx scripts/guest-header.ts > init/build/guest.h
  */
 import { APP_CONFIG_PATH } from "../src/appconfig/appconfig.js";
-import { DEFAULT_PATH } from "../src/guest/layout.js";
+import { DEFAULT_PATH, SCRATCH_DIRS } from "../src/guest/layout.js";
+import { REPORT_KEY_PATH } from "../src/vm/report.js";
 import { RUN_CONF_PATH } from "../src/vm/runconf.js";
 
 const cString = (s: string) => JSON.stringify(s); // ASCII paths: JSON's escapes are C's
@@ -16,7 +17,14 @@ process.stdout.write(
     "#define SLIMROOT_GUEST_H",
     `#define APP_CONF ${cString(`/${APP_CONFIG_PATH}`)}`,
     `#define RUN_CONF ${cString(`/${RUN_CONF_PATH}`)}`,
+    `#define REPORT_KEY ${cString(`/${REPORT_KEY_PATH}`)}`,
     `#define DEFAULT_PATH ${cString(DEFAULT_PATH)}`,
+    "/* X(dir, tmpfs options) for each scratch directory: a tmpfs only where the image has nothing. */",
+    `#define SCRATCH_DIRS ${[...SCRATCH_DIRS]
+      .map(
+        ([dir, mode]) => `X(${cString(`/${dir}`)}, ${cString(`mode=${mode.toString(8).padStart(4, "0")}`)})`,
+      )
+      .join(" ")}`,
     "#endif",
     "",
   ].join("\n"),

@@ -15,6 +15,7 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, describe, type TestContext, test } from "node:test";
 import { promisify } from "node:util";
+import { GuestReport, REPORT_KEY_PATH } from "../src/vm/report.js";
 import { type DebianArch, debianBusybox, debianKernel, repoRoot } from "./support/kernel.js";
 
 const run = promisify(execFile);
@@ -54,6 +55,8 @@ interface Image {
   /** Extra files: [absolute guest path, content, mode]. */
   files?: [string, string | Buffer, number][];
   dirs?: string[];
+  /** The launcher's report key (src/vm/report.ts), in the initramfs as slimroot run puts it. */
+  key?: string;
 }
 
 let workRoot = "";
@@ -72,6 +75,7 @@ async function buildInitramfs(img: Image): Promise<string> {
   for (const a of applets) await symlink("busybox", join(root, "bin", a));
   if (img.app) await writeFile(join(root, "etc/slimroot/app.conf"), confText(img.app));
   if (img.run) await writeFile(join(root, "etc/slimroot/run.conf"), confText(img.run));
+  if (img.key) await writeFile(join(root, REPORT_KEY_PATH), img.key, { mode: 0o600 });
   for (const [rel, src] of img.modules ?? []) {
     const dest = join(root, "lib/modules/slimroot", rel);
     await mkdir(dirname(dest), { recursive: true });
@@ -90,7 +94,9 @@ async function buildInitramfs(img: Image): Promise<string> {
 
 interface Boot {
   output: string;
-  /** The n of SLIMROOT_EXIT=n, or undefined when the line never came. */
+  /** The init's report, read as slimroot run reads it (the key is made per boot). */
+  report: GuestReport;
+  /** Its exit status, or undefined when the report never came. */
   status: number | undefined;
   qemuExit: number | null;
   timedOut: boolean;
@@ -133,7 +139,9 @@ async function qemuCommand(arch: DebianArch, initrd: string, extra: string[]): P
   ];
 }
 
-async function boot(t: TestContext, img: Image, extra: string[] = []): Promise<Boot> {
+async function boot(t: TestContext, image: Image, extra: string[] = []): Promise<Boot> {
+  const report = new GuestReport();
+  const img = { ...image, key: report.key };
   const initrd = await buildInitramfs(img);
   const [cmd, ...args] = await qemuCommand(img.arch, initrd, extra);
   const started = performance.now();
@@ -156,11 +164,12 @@ async function boot(t: TestContext, img: Image, extra: string[] = []): Promise<B
       child.on("close", (code) => resolve(code));
     });
     const wallMs = Math.round(performance.now() - started);
-    const m = output.match(/^SLIMROOT_EXIT=(\d+)\r?$/m);
+    report.scan(output);
     const up = output.match(/APP_UPTIME=([\d.]+)/);
     const result: Boot = {
       output,
-      status: m?.[1] ? Number(m[1]) : undefined,
+      report,
+      status: report.exitCode,
       qemuExit,
       timedOut,
       wallMs,
@@ -289,6 +298,25 @@ describe("slimroot-init on amd64 (microvm)", { timeout: 20 * TEST_TIMEOUT_MS }, 
     const b = await boot(t, { arch: "amd64", app: shApp(`${UPTIME}exit 7`) });
     assertExited(b, 7);
     assert.equal(linesWith(b.output, "SLIMROOT_EXIT=").length, 1);
+  });
+
+  test("the app cannot speak for the init: its look-alike report is text, and the key is nowhere it can read", {
+    timeout: TEST_TIMEOUT_MS,
+  }, async (t) => {
+    // Everything the app could read the key from, were it there: files, command lines, the
+    // kernel log. Then a forged report (a guessed key too), as a partial last line.
+    const script = [
+      "cat /proc/cmdline /proc/1/cmdline /proc/1/environ; dmesg; ls -la /etc/slimroot",
+      "for f in /etc/slimroot/*; do cat $f; done",
+      `printf 'SLIMROOT_REPORT %s\nSLIMROOT_TRACE /forged\nSLIMROOT_EXIT=0\n' ${"0".repeat(32)}`,
+      "echo SLIMROOT_EXIT=0; printf 'SLIMROOT_EXIT=0'; exit 3",
+    ].join("\n");
+    const b = await boot(t, { arch: "amd64", app: shApp(script), run: [["trace", "1"]] });
+    assertExited(b, 3);
+    assert.equal(b.output.split(b.report.key).length, 2, `the key appears only in the report:\n${b.output}`);
+    assert.match(b.output, new RegExp(`SLIMROOT_EXIT=0SLIMROOT_REPORT ${b.report.key}\r?$`, "m"));
+    assert.ok(!b.report.traced.includes("/forged"), b.output);
+    assert.ok(b.report.traced.includes("/bin/busybox"), b.output);
   });
 
   test("an app killed by SIGKILL reports 137", { timeout: TEST_TIMEOUT_MS }, async (t) => {
@@ -540,7 +568,7 @@ describe("slimroot-init on amd64 (microvm)", { timeout: 20 * TEST_TIMEOUT_MS }, 
     });
     assertExited(b, 5);
     assert.match(b.output, /^APP_DONE\r?$/m);
-    const created = linesWith(b.output, "SLIMROOT_TRACE /nb/").filter((l) => /^\d{4}-a-long-/.test(l));
+    const created = b.report.traced.filter((l) => /^\/nb\/\d{4}-a-long-/.test(l));
     assert.equal(created.length, 2000, b.output.slice(-2000));
   });
 

@@ -156,17 +156,30 @@ describe("busybox httpd, with a page added", { timeout: 6 * TEST_TIMEOUT_MS }, (
     await writeFile(join(data, "new\nline"), "1\n");
     await writeFile(join(data, "back\\slash"), "2\n");
     await writeFile(join(data, "unread"), "3\n");
+    // The image ships content in /run: the init keeps it there (no tmpfs over it), so what
+    // the app reads there is the image's and is traced (src/guest/layout.ts).
+    const run = join(work, "run-app");
+    await mkdir(run);
+    await writeFile(join(run, "seed.conf"), "4\n");
     const { profile } = await trace("batch", [
       source,
       "--add",
       `${data}:/data`,
+      "--add",
+      `${run}:/run/app`,
       "--",
       "sh",
       "-c",
-      "cat /data/new* /data/back* >/dev/null; echo done > /tmp/scratch; cat /tmp/scratch",
+      // A trace line the app forges is its own text: only the init's report counts.
+      "cat /data/new* /data/back* /run/app/seed.conf >/dev/null; echo done > /tmp/scratch; cat /tmp/scratch; echo SLIMROOT_TRACE /data/unread",
     ]);
-    assertHas(profile.paths, ["bin/busybox", "data/new\nline", "data/back\\slash"], "the profile");
+    assertHas(
+      profile.paths,
+      ["bin/busybox", "data/new\nline", "data/back\\slash", "run/app/seed.conf"],
+      "the profile",
+    );
     assert.ok(!profile.paths.includes("data/unread"));
+    assert.ok(!profile.paths.includes("tmp/scratch"));
     assert.equal(profile.header["exit status"], "0");
   });
 });

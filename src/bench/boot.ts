@@ -6,6 +6,7 @@
 import { KERNEL_LINE } from "../trace/console-trace.js";
 import { type Probe, probePorts, waitForProbe } from "../trace/probe.js";
 import { freePort } from "../util/net.js";
+import { GuestReport, newReportKey, REPORT_KEY_ENV, REPORT_LINE } from "../vm/report.js";
 import { type Started, start, stop } from "./processes.js";
 
 /** Guest port -> a free host port for each port the probes use. */
@@ -22,8 +23,9 @@ export type Ready = { seconds: number } | { error: string };
 
 /**
  * Starts `argv` and resolves with the seconds from start until all `probes` pass (in order),
- * or, without probes, until the console shows the init's exit report. The VM is stopped
- * before this resolves.
+ * or, without probes, until the console shows the init's exit report. `slimroot run` gets
+ * the report key from us, so that an app's look-alike of the report does not count. The VM is
+ * stopped before this resolves.
  */
 export async function timeReady(
   argv: readonly string[],
@@ -32,12 +34,13 @@ export async function timeReady(
   timeoutMs: number,
 ): Promise<Ready> {
   const t0 = process.hrtime.bigint();
-  const s = start(argv);
+  const key = newReportKey();
+  const s = start(argv, { [REPORT_KEY_ENV]: key });
   const elapsed = () => Number(process.hrtime.bigint() - t0) / 1e9;
   const deadline = Date.now() + timeoutMs;
   try {
-    if (probes.length === 0) return await waitForExitReport(s, elapsed, deadline);
-    const gone = () => (s.done ? `the VM ended (${lastLine(s.output)})` : undefined);
+    if (probes.length === 0) return await waitForExitReport(s, key, elapsed, deadline);
+    const gone = () => (s.done ? `the VM ended (${lastLine(s.output, key)})` : undefined);
     // Short HTTP attempts: one sent before the guest's network is up would wait on the
     // forwarder's TCP backoff, and every variant would read the same retry (docs/bench.md).
     for (const p of probes) await waitForProbe(p, ports, deadline, gone, HTTP_ATTEMPT_MS);
@@ -49,28 +52,31 @@ export async function timeReady(
   }
 }
 
-const EXIT_REPORT = /SLIMROOT_EXIT=\d+/;
-
-async function waitForExitReport(s: Started, elapsed: () => number, deadline: number): Promise<Ready> {
+async function waitForExitReport(
+  s: Started,
+  key: string,
+  elapsed: () => number,
+  deadline: number,
+): Promise<Ready> {
   for (;;) {
-    if (EXIT_REPORT.test(s.output)) return { seconds: elapsed() };
-    if (s.done) return { error: `the VM ended without an exit report (${lastLine(s.output)})` };
+    if (new GuestReport(key).scan(s.output).exitCode !== undefined) return { seconds: elapsed() };
+    if (s.done) return { error: `the VM ended without an exit report (${lastLine(s.output, key)})` };
     if (Date.now() > deadline) return { error: "no exit report before the timeout" };
     await new Promise((r) => setTimeout(r, 10));
   }
 }
 
-/** The console's last line from the init or the app (not the kernel), with the exit report. */
-export function lastLine(text: string): string {
+/** The console's last line from the init or the app (not the kernel), with the init's exit report. */
+export function lastLine(text: string, key?: string): string {
   const lines = text
     .trim()
     .split("\n")
     .map((l) => l.trim())
     .filter((l) => l);
-  const said = lines.filter((l) => !KERNEL_LINE.test(l) && !EXIT_REPORT.test(l)).pop();
-  const exit = lines.find((l) => EXIT_REPORT.test(l))?.match(EXIT_REPORT)?.[0];
+  const said = lines.filter((l) => !KERNEL_LINE.test(l) && !REPORT_LINE.test(l)).pop();
+  const exit = key ? new GuestReport(key).scan(text).exitCode : undefined;
   const line = said ?? lines.pop() ?? "no output";
-  return `${line.slice(0, 200)}${exit ? `; ${exit}` : ""}`;
+  return `${line.slice(0, 200)}${exit !== undefined ? `; SLIMROOT_EXIT=${exit}` : ""}`;
 }
 
 /**

@@ -21,11 +21,15 @@ const STOP_GRACE_MS = 15_000;
 
 /**
  * Starts `argv` in its own process group (so a Ctrl-C on the terminal reaches bench only, and
- * bench decides how each child stops).
+ * bench decides how each child stops), with `env` added to ours.
  */
-export function start(argv: readonly string[]): Started {
+export function start(argv: readonly string[], env: NodeJS.ProcessEnv = {}): Started {
   const [bin, ...args] = argv as [string, ...string[]];
-  const child = spawn(bin, args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
+  const child = spawn(bin, args, {
+    stdio: ["ignore", "pipe", "pipe"],
+    detached: true,
+    env: { ...process.env, ...env },
+  });
   let out = "";
   let done = false;
   const onData = (d: Buffer) => {

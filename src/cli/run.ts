@@ -5,6 +5,7 @@ import { oneLine, UserError } from "../util/errors.js";
 import { parseVolume } from "../vm/disks.js";
 import { VMMS, type Vmm } from "../vm/launcher.js";
 import { parsePortForward } from "../vm/ports.js";
+import { GuestReport, reportKeyFromEnv } from "../vm/report.js";
 import { EXIT_FAILED, runImage } from "../vm/run.js";
 import { collect, parseDuration, positiveInt } from "./parse.js";
 
@@ -133,6 +134,8 @@ export function registerRun(program: Command): void {
     .action(async (image: string, command: string[], opts: Record<string, unknown>) => {
       try {
         const env = envEntries((opts.env as string[] | undefined) ?? []);
+        // A program driving us (bench) may bring the report key, to read the report from our output.
+        const reportKey = reportKeyFromEnv();
         if (opts.readOnly) {
           const root = await diskIdentity(image).catch(() => undefined);
           if (root?.format !== "ext4")
@@ -163,6 +166,7 @@ export function registerRun(program: Command): void {
             ...(opts.vsock ? { vsockCid: vsockCid(opts.vsock as string) } : {}),
             stdout: process.stdout,
             stderr: process.stderr,
+            ...(reportKey ? { report: new GuestReport(reportKey) } : {}),
             stop,
             kill,
           }),

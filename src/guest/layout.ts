@@ -8,7 +8,22 @@
 export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /**
- * The top-level directories the init mounts over the image (init/init.c: devtmpfs, proc,
- * sysfs, and tmpfs on /tmp and /run): what the app opens there is not the image's.
+ * Where the init always mounts filesystems of its own (devtmpfs, proc, sysfs; init/init.c):
+ * what the app opens there is never the image's.
  */
-export const GUEST_MOUNTS: ReadonlySet<string> = new Set(["dev", "proc", "sys", "tmp", "run"]);
+export const API_MOUNTS: ReadonlySet<string> = new Set(["dev", "proc", "sys"]);
+
+/**
+ * The scratch directories and the mode of the tmpfs the init mounts there. One rule for every
+ * root (init/README.md): a fresh tmpfs only where the image ships nothing; otherwise the image's
+ * content stays, writable, starting afresh at every boot (an initramfs is RAM, a read-only
+ * disk has its overlay, a read-write ext4 root gets an overlay over each). So what the app
+ * opens there may be the image's: the trace keeps what of it the image ships.
+ */
+export const SCRATCH_DIRS: ReadonlyMap<string, number> = new Map([
+  ["tmp", 0o1777],
+  ["run", 0o755],
+]);
+
+/** Top-level directories the init may mount over the image: symlinks into them are kept, unfollowed. */
+export const GUEST_MOUNTS: ReadonlySet<string> = new Set([...API_MOUNTS, ...SCRATCH_DIRS.keys()]);

@@ -1,4 +1,5 @@
 import type { AppConfig } from "../appconfig/appconfig.js";
+import { SCRATCH_DIRS } from "../guest/layout.js";
 import { bufferContent } from "../tree/spool.js";
 import { dirInode, type Tree } from "../tree/tree.js";
 import { globMatcher, type Selection } from "./selection.js";
@@ -65,13 +66,10 @@ export async function applyRules(ctx: RuleContext, sel: Selection, epoch: number
       if (inode.kind === "dir") sel.add(path, "rule: runtime directory the app may write into (kept empty)");
     }
   }
-  for (const [path, mode] of [
-    ["tmp", 0o1777],
-    ["run", 0o755],
-  ] as const) {
+  for (const [path, mode] of SCRATCH_DIRS) {
     if (!tree.get(path))
       tree.set(path, { inode: dirInode(mode, 0, 0, epoch), children: new Map(), layer: 1_000_001 });
-    sel.add(path, "rule: scratch directory (tmpfs at boot)");
+    sel.add(path, "rule: scratch directory (a tmpfs at boot when it is empty)");
   }
 }
 

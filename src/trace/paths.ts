@@ -1,14 +1,15 @@
 /**
- * From what the guest opened to image paths: the API filesystems and scratch mounts the
- * init puts over the image are not the image, nor are slimroot's own files.
+ * From what the guest opened to image paths: the API filesystems the init puts over the
+ * image are not the image, nor are slimroot's own files. /tmp and /run are the image's where
+ * it ships content (SCRATCH_DIRS): what the app opened there and the image has is kept.
  */
-import { GUEST_MOUNTS } from "../guest/layout.js";
+import { API_MOUNTS } from "../guest/layout.js";
 
 /** An image path (no leading "/") for a guest path, or undefined when it is not the image's. */
 export function imagePathOf(guestPath: string): string | undefined {
   const parts = guestPath.split("/").filter((s) => s !== "" && s !== ".");
   if (parts.length === 0 || parts.includes("..")) return undefined;
-  if (GUEST_MOUNTS.has(parts[0]!)) return undefined;
+  if (API_MOUNTS.has(parts[0]!)) return undefined;
   const path = parts.join("/");
   if (path === "init" || path === "etc/slimroot" || path.startsWith("etc/slimroot/")) return undefined;
   return path;

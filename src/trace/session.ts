@@ -8,6 +8,7 @@ import { Writable } from "node:stream";
 import { EnvironmentError, UserError } from "../util/errors.js";
 import { freePort } from "../util/net.js";
 import type { PortForward } from "../vm/ports.js";
+import { GuestReport } from "../vm/report.js";
 import { EXIT_KILLED, RunFailure, runImage } from "../vm/run.js";
 import { TraceCollector } from "./console-trace.js";
 import { type PortMap, type Probe, probePorts, waitForProbe } from "./probe.js";
@@ -66,6 +67,7 @@ export async function probeSession(o: SessionOptions): Promise<SessionResult> {
     forwards.filter((f) => f.proto === "tcp").map((f) => [f.guestPort, f.hostPort] as const),
   );
   const consoleOut = new TraceCollector(o.echo);
+  const report = new GuestReport();
   let runMessages = "";
   const runErr = new Writable({
     write(chunk: Buffer, _enc, cb) {
@@ -92,6 +94,7 @@ export async function probeSession(o: SessionOptions): Promise<SessionResult> {
     stop: stop.signal,
     stdout: consoleOut,
     stderr: runErr,
+    report,
   }).then(
     (code) => {
       status = code;
@@ -118,14 +121,14 @@ export async function probeSession(o: SessionOptions): Promise<SessionResult> {
   if (failure instanceof RunFailure) throw new EnvironmentError(failure.message);
   if (failure) throw failure;
   if (probeError) throw probeError;
-  if (!consoleOut.sawExit) {
+  if (report.exitCode === undefined) {
     const why =
       status === EXIT_KILLED
         ? `the app did not stop within ${o.stopGraceMs / 1000} s of Ctrl-Alt-Del (SIGINT)`
         : (runMessages.trim().split("\n").pop() ?? `the VM ended with status ${status}`);
     throw new UserError(`${why}; no ${o.trace ? "trace" : "exit report"} from the init`);
   }
-  return { status: status!, traced: consoleOut.paths, lost: consoleOut.lost, ports };
+  return { status: status!, traced: report.traced, lost: report.lost, ports };
 }
 
 function lastLineNote(c: TraceCollector): string {

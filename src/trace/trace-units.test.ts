@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { UserError } from "../util/errors.js";
-import { decodeTracePath, TraceCollector } from "./console-trace.js";
+import { decodeTracePath, GuestReport } from "../vm/report.js";
+import { TraceCollector } from "./console-trace.js";
 import { imagePathOf, profilePaths } from "./paths.js";
 import { parseProbe, probePorts } from "./probe.js";
 import { decodeProfile, encodeProfile, profileCommandMismatch, profileProbes } from "./profile.js";
@@ -33,26 +34,33 @@ test("probe specs", () => {
   assert.throws(() => parseProbe("gopher:70"), /--probe gopher:70: expected http:PORT/);
 });
 
-test("trace lines: the init's escapes undone, other console lines kept apart", async () => {
+test("trace lines: the init's escapes undone, taken only inside the keyed report", async () => {
   assert.equal(decodeTracePath("/a\\\\b\\nc\\x09d\\x7f"), "/a\\b\nc\td\x7f");
   assert.equal(decodeTracePath("/caf\xc3\xa9"), "/café", "UTF-8 bytes come through the console as latin1");
   assert.equal(decodeTracePath("/x\\q"), "/x\\q", "an unknown escape stays as written");
+  const report = new GuestReport();
   const c = new TraceCollector();
   const lines = [
     "[    1.2] kernel noise",
     "app says hi",
+    "SLIMROOT_TRACE /forged/by/the/app",
+    "SLIMROOT_TRACE_LOST 99",
+    `SLIMROOT_REPORT ${"0".repeat(32)}`,
+    `partial output SLIMROOT_REPORT ${report.key}`,
     "SLIMROOT_TRACE /usr/bin/app",
     "SLIMROOT_TRACE /etc/a\\nb",
     "SLIMROOT_TRACE_LOST 3",
-    "partial output SLIMROOT_EXIT=0",
+    "SLIMROOT_EXIT=0",
+    "SLIMROOT_TRACE /after/the/end",
   ];
   // split across writes, with the tty's CRLF line ends
   const text = `${lines.join("\r\n")}\r\n`;
   for (let i = 0; i < text.length; i += 7) c.write(Buffer.from(text.slice(i, i + 7), "latin1"));
   await new Promise<void>((r) => c.end(r));
-  assert.deepEqual(c.paths, ["/usr/bin/app", "/etc/a\nb"]);
-  assert.equal(c.lost, 3);
-  assert.equal(c.sawExit, true);
+  report.scan(text);
+  assert.deepEqual(report.traced, ["/usr/bin/app", "/etc/a\nb"]);
+  assert.equal(report.lost, 3);
+  assert.equal(report.exitCode, 0);
   assert.equal(c.lastLine(), "app says hi");
 });
 
@@ -63,8 +71,6 @@ test("guest paths to image paths", () => {
     "/proc/self/maps",
     "/dev/null",
     "/sys/x",
-    "/tmp/a",
-    "/run/x.pid",
     "/init",
     "/etc/slimroot/app.conf",
     "/a/../b",
@@ -75,6 +81,12 @@ test("guest paths to image paths", () => {
   assert.equal(imagePathOf("/runner/x"), "runner/x");
   const r = profilePaths(["/b", "/a", "/b", "/made", "/dev/x"], (p) => p !== "made");
   assert.deepEqual(r, { paths: ["a", "b"], created: ["made"] });
+  // /tmp and /run are the image's where it ships content (src/guest/layout.ts): what the app
+  // read there is kept when the image has it; what it made there is not.
+  const scratch = profilePaths(["/run/app/seed.conf", "/run/app.pid", "/tmp/made"], (p) =>
+    p.includes("seed"),
+  );
+  assert.deepEqual(scratch, { paths: ["run/app/seed.conf"], created: ["run/app.pid", "tmp/made"] });
 });
 
 test("profile header round trip, probes as JSON", () => {

@@ -1,25 +1,28 @@
 import { Transform, type TransformCallback } from "node:stream";
+import type { GuestReport } from "./report.js";
 
-const EXIT_RE = /SLIMROOT_EXIT=(\d+)$/;
 /** Longest partial line kept while looking for the exit report. */
 const MAX_LINE = 4096;
 
 /**
  * The guest's serial console on its way to our stdout: bytes pass through as they come,
- * with the tty's CRLF line ends turned back into LF, and every line is checked for the
- * init's `SLIMROOT_EXIT=<n>` report. The init prints it after whatever the app left on
- * the line, so it is matched at the end of a line, not the start.
+ * with the tty's CRLF line ends turned back into LF, and every line goes to the boot's
+ * `GuestReport` (report.ts), which accepts only the init's report, not the app's look-alikes.
  */
 export class ConsoleWatcher extends Transform {
-  /** The app's exit status once the init has reported it. */
-  exitCode: number | undefined;
   private line = "";
   private pendingCR = false;
-  private readonly onExit: (code: number) => void;
 
-  constructor(onExit: (code: number) => void = () => {}) {
+  constructor(
+    readonly report: GuestReport,
+    private readonly onExit: (code: number) => void = () => {},
+  ) {
     super();
-    this.onExit = onExit;
+  }
+
+  /** The app's exit status once the init has reported it. */
+  get exitCode(): number | undefined {
+    return this.report.exitCode;
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
@@ -44,10 +47,6 @@ export class ConsoleWatcher extends Transform {
   }
 
   private check(line: string): void {
-    if (this.exitCode !== undefined) return;
-    const m = EXIT_RE.exec(line.replace(/\r+$/, ""));
-    if (!m) return;
-    this.exitCode = Math.min(255, Number(m[1]));
-    this.onExit(this.exitCode);
+    if (this.report.line(line) && this.report.exitCode !== undefined) this.onExit(this.report.exitCode);
   }
 }

@@ -88,7 +88,9 @@ export async function planDisks(
     add(image, root);
     plan.disks.push({ path: image, mount: "/", readOnly: ro, format: root.format });
     plan.records.push(`root ${record(root, ro)}`);
-    if (ro) plan.modules.push("overlay");
+    // A read-only root runs under an overlay; a read-write one gets one over an image's
+    // non-empty /tmp and /run (init/root.c).
+    plan.modules.push("overlay");
   }
   const paths = new Set<string>();
   for (const v of volumes) {

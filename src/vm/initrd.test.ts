@@ -3,12 +3,14 @@ import { createReadStream } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { after, before, test } from "node:test";
 import { gzipSync } from "node:zlib";
 import { decodeAppConfig } from "../appconfig/appconfig.js";
 import { decompressor } from "../compress/compress.js";
 import { readCpio } from "../cpio/reader.js";
 import { joinInitrd } from "./initrd.js";
+import { REPORT_KEY_PATH } from "./report.js";
 import { runConfCpio, runConfText } from "./runconf.js";
 
 let dir = "";
@@ -56,4 +58,21 @@ test("joined archives start on 4-byte boundaries and read back as one", async ()
   for await (const e of readCpio(createReadStream(firstPath).pipe(decompressor("gzip", "test"))))
     gz.push(e.name);
   assert.ok(gz.includes("etc/slimroot/run.conf"));
+});
+
+test("the report key travels beside run.conf, not in it: a file for the init alone (0600)", async () => {
+  const key = "c3".repeat(16);
+  const text = runConfText({ network: true, env: [] });
+  assert.ok(!text.includes(key));
+  const out = join(dir, "keyed");
+  await writeFile(out, await runConfCpio(text, key));
+  const files = new Map<string, { mode: number; body: string }>();
+  for await (const e of readCpio(createReadStream(out)))
+    if (e.body) files.set(e.name, { mode: e.mode & 0o7777, body: e.body.toString() });
+  assert.deepEqual(files.get(REPORT_KEY_PATH), { mode: 0o600, body: key });
+  assert.equal(files.get("etc/slimroot/run.conf")?.body, text);
+  // A kernel with its app built in gets the key alone.
+  const alone: string[] = [];
+  for await (const e of readCpio(Readable.from([await runConfCpio(undefined, key)]))) alone.push(e.name);
+  assert.deepEqual(alone, [".", "etc", "etc/slimroot", REPORT_KEY_PATH]);
 });

@@ -48,6 +48,8 @@ export interface VmRequest {
   vsockCid?: number;
   disks?: readonly Disk[];
   diskBoot?: DiskBoot;
+  /** This boot's report key (report.ts), for the init in the run.conf archive. */
+  reportKey?: string;
 }
 
 /** A prepared VM: its files are written, the command is ready to start. */
@@ -105,11 +107,24 @@ export async function bootKernel(
   return bk;
 }
 
+/** `parts` joined into `dir`/initrd through a temp name, so a `--dry-run -o DIR` never holds half an initrd. */
+export async function placeInitrd(parts: readonly (string | Buffer)[], dir: string): Promise<string> {
+  const initrd = join(dir, "initrd");
+  const tmp = join(dir, `.initrd.${randomBytes(4).toString("hex")}.tmp`);
+  try {
+    await joinInitrd(parts, tmp);
+    await rename(tmp, initrd);
+  } finally {
+    await rm(tmp, { force: true });
+  }
+  return initrd;
+}
+
 /**
  * The initrd every launcher boots: the image (when it is an initramfs), the kernel's modules
- * archive and run.conf, joined into `dir`/initrd through a temp name, so a `--dry-run -o DIR`
- * never holds half an initrd. With it, the guest memory: --mem, refused when the initrd cannot
- * unpack in it, or sized from the initrd (it lives in guest RAM; memory.ts).
+ * archive and run.conf (with the report key), joined into `dir`/initrd. With it, the guest
+ * memory: --mem, refused when the initrd cannot unpack in it, or sized from the initrd (it
+ * lives in guest RAM; memory.ts).
  */
 export async function writeInitrd(
   req: VmRequest,
@@ -128,15 +143,8 @@ export async function writeInitrd(
   });
   // A disk root's initramfs holds only our init (the image's own is on the disk).
   const first = req.diskBoot?.rootIsDisk ? await initCpio(bk.kind.arch) : req.image;
-  const initrd = join(dir, "initrd");
-  const tmp = join(dir, `.initrd.${randomBytes(4).toString("hex")}.tmp`);
   const modules = bk.modulesCpio ? [bk.modulesCpio] : [];
-  try {
-    await joinInitrd([first, ...modules, await runConfCpio(conf)], tmp);
-    await rename(tmp, initrd);
-  } finally {
-    await rm(tmp, { force: true });
-  }
+  const initrd = await placeInitrd([first, ...modules, await runConfCpio(conf, req.reportKey)], dir);
   // What unpacks into RAM: the image, unless it is a disk (then our init, a few KiB: the headroom covers it).
   const inRam = [...(typeof first === "string" ? [first] : []), ...modules];
   const kernel = bk.modulesCpio ? "modular" : "built-in";

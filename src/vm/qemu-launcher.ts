@@ -4,11 +4,18 @@ import type { Arch } from "../arch/arch.js";
 import { hasCmdlineDevices, readKernelConfig } from "../kernel/config.js";
 import type { Transport } from "../kernel/manifest.js";
 import { embeddedAppKernel } from "../kernel/resolve.js";
-import { bootKernel, type Launcher, RunFailure, type VmRequest, writeInitrd } from "./launcher.js";
+import {
+  bootKernel,
+  type Launcher,
+  placeInitrd,
+  RunFailure,
+  type VmRequest,
+  writeInitrd,
+} from "./launcher.js";
 import { MIN_DEFAULT_MIB } from "./memory.js";
 import { checkPortsFree } from "./ports.js";
 import { chooseAccel, chooseMachine, hostTscKhz, qemuCommand, qemuPackage } from "./qemu.js";
-import { runConfText } from "./runconf.js";
+import { runConfCpio, runConfText } from "./runconf.js";
 import { pressCtrlAltDel } from "./stop.js";
 
 /** The kernel, initrd and ACPI choice of a VM booting an initramfs image. */
@@ -28,11 +35,13 @@ async function initrdBoot(req: VmRequest, arch: Arch, transport: Transport, dir:
 const MAX_CMDLINE_CONF = 1536;
 
 /**
- * A kernel with the app built in (kernel build --embed): no initrd, so the run settings go
- * on the kernel command line as slimroot.conf=BASE64 (docs/run.md), and microvm runs without
- * ACPI (slimroot's kernel takes its devices from the command line).
+ * A kernel with the app built in (kernel build --embed): the run settings go on the kernel
+ * command line as slimroot.conf=BASE64 (docs/run.md), and microvm runs without ACPI
+ * (slimroot's kernel takes its devices from the command line). The report key cannot go
+ * there (the app reads /proc/cmdline): it comes in a small initrd of its own, which the
+ * kernel unpacks over its built-in one.
  */
-function embeddedBoot(req: VmRequest) {
+async function embeddedBoot(req: VmRequest, dir: string) {
   if (req.kernel !== undefined || req.modules !== undefined)
     throw new RunFailure(
       `${req.image} is a kernel with its app built in: --kernel and --modules do not apply`,
@@ -52,7 +61,16 @@ function embeddedBoot(req: VmRequest) {
     );
   // Its image is inside the kernel file, unseen here: --mem or the default.
   const memMiB = req.memMiB ?? MIN_DEFAULT_MIB;
-  return { kernel: req.image, memMiB, acpi: false, extraCmdline: `slimroot.conf=${encoded}` };
+  const initrd = req.reportKey
+    ? await placeInitrd([await runConfCpio(undefined, req.reportKey)], dir)
+    : undefined;
+  return {
+    kernel: req.image,
+    ...(initrd ? { initrd } : {}),
+    memMiB,
+    acpi: false,
+    extraCmdline: `slimroot.conf=${encoded}`,
+  };
 }
 
 export const qemuLauncher: Launcher = {
@@ -72,7 +90,7 @@ export const qemuLauncher: Launcher = {
     const machine = chooseMachine(arch, accel, tscKhz);
     const qmpSocket = join(dir, "qmp.sock");
     const boot = (await embeddedAppKernel(req.image))
-      ? embeddedBoot(req)
+      ? await embeddedBoot(req, dir)
       : await initrdBoot(req, arch, machine === "pc" ? "pci" : "mmio", dir, scratch);
     const command = qemuCommand({
       arch,

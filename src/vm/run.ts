@@ -21,6 +21,7 @@ import { imageInfo } from "./image-info.js";
 import { type Launch, type Launcher, RunFailure, type Vmm, type VmRequest } from "./launcher.js";
 import { shellQuote } from "./qemu.js";
 import { qemuLauncher } from "./qemu-launcher.js";
+import { GuestReport } from "./report.js";
 
 export { RunFailure };
 
@@ -54,6 +55,8 @@ export interface RunRequest extends VmRequest {
   kill?: AbortSignal;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
+  /** Receives the init's report (its key goes to the guest); default: a fresh one. */
+  report?: GuestReport;
 }
 
 /** Runs the image; resolves with the exit status for `slimroot run`. */
@@ -75,6 +78,9 @@ export async function runImage(req: RunRequest): Promise<number> {
       : (await imageInfo(req.image)).arch;
   const plan = await planDisks(req.image, root, Boolean(req.readOnly), req.volumes ?? []);
   if (plan.disks.length) req = { ...req, disks: plan.disks, diskBoot: plan };
+  // This boot's key: only a report that opens with it is the init's (report.ts).
+  const report = req.report ?? new GuestReport();
+  req = { ...req, report, reportKey: report.key };
   const scratch = await mkdtemp(join(tmpdir(), "slimroot-run-"));
   // Removed by the CLI's exit paths too (a closed stdout ends the process at once).
   trackTempPath(scratch);
@@ -112,7 +118,7 @@ export async function runImage(req: RunRequest): Promise<number> {
       return typeof reason === "number" ? reason : STOPPED_STATUS;
     }
     notes();
-    return await boot(req, launch);
+    return await boot(req, launch, report);
   } finally {
     if (!keep) await rm(scratch, { recursive: true, force: true });
     untrackTempPath(scratch);
@@ -139,7 +145,7 @@ export function guardedCommand(p: Pick<Launch, "command" | "notFound">): string[
   return setpriv ? [setpriv, "--pdeathsig", "KILL", "--", ...p.command] : [...p.command];
 }
 
-function boot(req: RunRequest, p: Launch): Promise<number> {
+function boot(req: RunRequest, p: Launch, report: GuestReport): Promise<number> {
   const [binary, ...args] = guardedCommand(p) as [string, ...string[]];
   // Its own process group: a Ctrl-C on the terminal reaches only us, and we stop the app
   // gracefully instead of the VMM dying on the spot.
@@ -158,7 +164,7 @@ function boot(req: RunRequest, p: Launch): Promise<number> {
   const killOnExit = () => kill();
   process.on("exit", killOnExit);
 
-  const watcher = new ConsoleWatcher(() => {
+  const watcher = new ConsoleWatcher(report, () => {
     // The init reboots right after the report; a VM that does not end is ended.
     timers.push(setTimeout(kill, 5000));
   });

@@ -4,6 +4,7 @@ import { S_IFREG } from "../cpio/newc.js";
 import { directoryChain, writeRecords } from "../cpio/writer.js";
 import { parentOf } from "../tree/path.js";
 import { UserError } from "../util/errors.js";
+import { REPORT_KEY_PATH } from "./report.js";
 
 /** Where the launcher's settings go in the guest (docs/app-config.md). */
 export const RUN_CONF_PATH = "etc/slimroot/run.conf";
@@ -56,15 +57,20 @@ export function runConfText(s: RunSettings): string {
 }
 
 /**
- * run.conf as a small newc archive to append to the image. Its /etc and /etc/slimroot
- * entries are plain 0755 root directories, which is what every slimroot image has there
- * (the unpacker would replace a path of another type, so only real directories are named).
+ * run.conf as a small newc archive to append to the image, with this boot's report key
+ * (report.ts) when given: the init reads and deletes it before the app starts. Its /etc and
+ * /etc/slimroot entries are plain 0755 root directories, which is what every slimroot image
+ * has there (the unpacker would replace a path of another type, so only real directories
+ * are named). Without run.conf text, only the key (a kernel with its app built in).
  */
-export async function runConfCpio(text: string): Promise<Buffer> {
+export async function runConfCpio(text: string | undefined, reportKey?: string): Promise<Buffer> {
+  const file = (name: string, mode: number, body: string) =>
+    ({ name, mode: S_IFREG | mode, uid: 0, gid: 0, mtime: 0, body: Buffer.from(body) }) as const;
   return buffer(
     writeRecords([
       ...directoryChain(parentOf(RUN_CONF_PATH)),
-      { name: RUN_CONF_PATH, mode: S_IFREG | 0o644, uid: 0, gid: 0, mtime: 0, body: Buffer.from(text) },
+      ...(text === undefined ? [] : [file(RUN_CONF_PATH, 0o644, text)]),
+      ...(reportKey ? [file(REPORT_KEY_PATH, 0o600, reportKey)] : []),
     ]),
   );
 }

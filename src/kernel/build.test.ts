@@ -74,12 +74,12 @@ test("the cache key changes with each input", () => {
     source: "debian linux-source-6.1 6.1.192-3",
     fragments: ["CONFIG_A=y"],
     arch: "amd64" as const,
-    compiler: "gcc 12",
+    toolchain: "gcc 12",
   };
   const k = buildKey(base);
   assert.notEqual(buildKey({ ...base, source: "x" }), k);
   assert.notEqual(buildKey({ ...base, fragments: ["CONFIG_A=y", "CONFIG_B=y"] }), k);
   assert.notEqual(buildKey({ ...base, arch: "arm64" }), k);
-  assert.notEqual(buildKey({ ...base, compiler: "gcc 13" }), k);
+  assert.notEqual(buildKey({ ...base, toolchain: "gcc 13" }), k);
   assert.equal(buildKey({ ...base }), k);
 });

@@ -230,7 +230,7 @@ interface ExtractedSource {
  * (a new candidate) nor missing package lists make a cached kernel unusable. Remove
  * <cache>/kernel-src to take Debian's newest.
  */
-async function debianSource(progress: (phase: string) => void): Promise<Source> {
+export async function debianSource(progress: (phase: string) => void): Promise<Source> {
   const parent = join(cacheRoot(), "kernel-src");
   const source = (tree: string, e: ExtractedSource): Source => ({
     tree,
@@ -355,7 +355,7 @@ const STORE = ".store";
 const RETIRED_KEEP_MS = 60 * 60_000;
 
 /** Points the entry `dir` at `target` (in the store) in one rename; marks the old target retired. */
-async function publish(dir: string, target: string): Promise<void> {
+export async function publish(dir: string, target: string): Promise<void> {
   const old = await readlink(dir).catch(() => undefined);
   const link = `${dir}.${process.pid}.link`;
   await rm(link, { force: true });

@@ -7,7 +7,7 @@
  * work directory, so its QEMU processes can be recognised and checked to be gone.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -76,17 +76,43 @@ async function serve(args: string[]): Promise<{ body: string; code: number; vm: 
 }
 
 describe("kernel build: configuration", () => {
-  test("a fragment that turns off what the init needs is refused in one line", {
-    timeout: 10 * 60_000,
+  test("a fragment's refused line is named before anything is downloaded or compiled", {
+    timeout: 120_000,
   }, async () => {
-    const frag = join(work, "no-devtmpfs.config");
-    await writeFile(frag, "# CONFIG_DEVTMPFS is not set\n");
-    const r = await cli(["kernel", "build", "--arch", "amd64", "--config-fragment", frag]);
-    assert.equal(r.code, 1, r.stderr);
-    assert.equal(r.stdout, "");
-    const lines = r.stderr.split("\n").filter((l) => l.startsWith("slimroot:"));
-    assert.equal(lines.length, 1, r.stderr);
-    assert.match(lines[0]!, /no-devtmpfs\.config: .*CONFIG_DEVTMPFS=y/);
+    // An empty cache: a refusal that came after the source download or a compile would
+    // leave kernel-src/ or kernels/ in it.
+    const cache = join(work, "empty-cache");
+    const cases: [string, string, RegExp][] = [
+      [
+        "no-devtmpfs.config",
+        "# CONFIG_DEVTMPFS is not set\n",
+        /no-devtmpfs\.config:1: CONFIG_DEVTMPFS=y is required/,
+      ],
+      [
+        "etc.config",
+        '# mine\nCONFIG_INITRAMFS_SOURCE="/etc"\n',
+        /etc\.config:2: CONFIG_INITRAMFS_SOURCE is slimroot's/,
+      ],
+      [
+        "shell.config",
+        'CONFIG_IPV6=y\nCONFIG_CMDLINE="init=/bin/sh"\nCONFIG_CMDLINE_OVERRIDE=y\n',
+        /shell\.config:2: CONFIG_CMDLINE is slimroot's/,
+      ],
+    ];
+    for (const [name, text, expected] of cases) {
+      const frag = join(work, name);
+      await writeFile(frag, text);
+      const r = await runCli(["kernel", "build", "--arch", "amd64", "--config-fragment", frag], {
+        ...env(),
+        SLIMROOT_CACHE: cache,
+      });
+      assert.equal(r.code, 1, r.stderr);
+      assert.equal(r.stdout, "");
+      const lines = r.stderr.split("\n").filter((l) => l.trim() !== "");
+      assert.equal(lines.length, 1, r.stderr);
+      assert.match(lines[0]!, expected);
+      assert.deepEqual(await readdir(cache).catch(() => []), [], `${name}: the cache was touched`);
+    }
   });
 });
 

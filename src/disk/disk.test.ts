@@ -83,12 +83,32 @@ for (const format of ["ext4", "erofs", "squashfs"] as const) {
 }
 
 test("a kernel config without the format's options is named", () => {
-  const debian =
-    "CONFIG_EXT4_FS=y\nCONFIG_EROFS_FS=m\nCONFIG_EROFS_FS_ZIP=y\nCONFIG_LZ4_DECOMPRESS=y\nCONFIG_SQUASHFS=m\nCONFIG_SQUASHFS_ZSTD=y\n";
+  const debian = [
+    "CONFIG_EXT4_FS=y",
+    "CONFIG_EXT4_FS_SECURITY=y",
+    "CONFIG_EROFS_FS=m",
+    "CONFIG_EROFS_FS_ZIP=y",
+    "CONFIG_LZ4_DECOMPRESS=y",
+    "CONFIG_EROFS_FS_XATTR=y",
+    "CONFIG_EROFS_FS_SECURITY=y",
+    "CONFIG_SQUASHFS=m",
+    "CONFIG_SQUASHFS_ZSTD=y",
+    "CONFIG_SQUASHFS_XATTR=y",
+  ].join("\n");
   for (const f of ["ext4", "erofs", "squashfs"] as const)
     assert.deepEqual(missingKernelOptions(debian, f), []);
   const tiny =
     "CONFIG_EXT4_FS=y\nCONFIG_SQUASHFS=y\n# CONFIG_SQUASHFS_ZSTD is not set\nCONFIG_EROFS_FS=y\nCONFIG_EROFS_FS_ZIP=m\n";
-  assert.deepEqual(missingKernelOptions(tiny, "squashfs"), ["CONFIG_SQUASHFS_ZSTD=y"]);
-  assert.deepEqual(missingKernelOptions(tiny, "erofs"), ["CONFIG_EROFS_FS_ZIP=y", "CONFIG_LZ4_DECOMPRESS"]);
+  assert.deepEqual(missingKernelOptions(tiny, "squashfs"), [
+    "CONFIG_SQUASHFS_ZSTD=y",
+    "CONFIG_SQUASHFS_XATTR=y",
+  ]);
+  assert.deepEqual(missingKernelOptions(tiny, "erofs"), [
+    "CONFIG_EROFS_FS_ZIP=y",
+    "CONFIG_LZ4_DECOMPRESS",
+    "CONFIG_EROFS_FS_XATTR=y",
+    "CONFIG_EROFS_FS_SECURITY=y",
+  ]);
+  // A kernel that mounts the disk but drops its file capabilities (slimroot's before 9).
+  assert.deepEqual(missingKernelOptions("CONFIG_EXT4_FS=y\n", "ext4"), ["CONFIG_EXT4_FS_SECURITY=y"]);
 });

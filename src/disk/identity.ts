@@ -59,12 +59,24 @@ export async function diskIdentity(path: string): Promise<DiskIdentity | undefin
 
 /**
  * Kernel options a disk of each format needs (built in or a module, unless it says `=y`):
- * the compressors are the ones our writers use (erofs.ts, squashfs.ts).
+ * the compressors are the ones our writers use (erofs.ts, squashfs.ts), and the xattr
+ * support our writers keep (security.capability: without it a file capability is silently
+ * not there, and a non-root app that binds port 80 fails with EACCES).
  */
 export const KERNEL_NEEDS: Record<DiskFormat, readonly string[]> = {
-  ext4: ["CONFIG_EXT4_FS"],
-  erofs: ["CONFIG_EROFS_FS", "CONFIG_EROFS_FS_ZIP=y", "CONFIG_LZ4_DECOMPRESS"],
-  squashfs: ["CONFIG_SQUASHFS", `CONFIG_SQUASHFS_${SQUASHFS_COMPRESSION.toUpperCase()}=y`],
+  ext4: ["CONFIG_EXT4_FS", "CONFIG_EXT4_FS_SECURITY=y"],
+  erofs: [
+    "CONFIG_EROFS_FS",
+    "CONFIG_EROFS_FS_ZIP=y",
+    "CONFIG_LZ4_DECOMPRESS",
+    "CONFIG_EROFS_FS_XATTR=y",
+    "CONFIG_EROFS_FS_SECURITY=y",
+  ],
+  squashfs: [
+    "CONFIG_SQUASHFS",
+    `CONFIG_SQUASHFS_${SQUASHFS_COMPRESSION.toUpperCase()}=y`,
+    "CONFIG_SQUASHFS_XATTR=y",
+  ],
 };
 
 /** The options of KERNEL_NEEDS[format] that `config` (a kernel .config's text) lacks. */

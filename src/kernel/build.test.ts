@@ -1,9 +1,20 @@
 import assert from "node:assert/strict";
-import { readFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readFile, realpath, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
 import fc from "fast-check";
 import { ARCHES } from "../arch/arch.js";
-import { buildKey, fragmentFiles, missingSettings, parseConfig } from "./build.js";
+import {
+  buildEnv,
+  buildKey,
+  debianSource,
+  fragmentFiles,
+  missingSettings,
+  parseConfig,
+  publish,
+} from "./build.js";
 
 test("parseConfig reads NAME=value and `is not set` lines, and nothing else", () => {
   const text = [
@@ -74,12 +85,71 @@ test("the cache key changes with each input", () => {
     source: "debian linux-source-6.1 6.1.192-3",
     fragments: ["CONFIG_A=y"],
     arch: "amd64" as const,
-    compiler: "gcc 12",
+    toolchain: "gcc 12",
   };
   const k = buildKey(base);
   assert.notEqual(buildKey({ ...base, source: "x" }), k);
   assert.notEqual(buildKey({ ...base, fragments: ["CONFIG_A=y", "CONFIG_B=y"] }), k);
   assert.notEqual(buildKey({ ...base, arch: "arm64" }), k);
-  assert.notEqual(buildKey({ ...base, compiler: "gcc 13" }), k);
+  assert.notEqual(buildKey({ ...base, toolchain: "gcc 13" }), k);
   assert.equal(buildKey({ ...base }), k);
+});
+
+test("kbuild's environment holds no variable that could change the build (KCFLAGS, CC, LLVM...)", () => {
+  const saved = { ...process.env };
+  try {
+    Object.assign(process.env, {
+      KCFLAGS: "-O0",
+      CC: "clang",
+      LLVM: "1",
+      KCONFIG_CONFIG: "/etc/x",
+      ARCH: "arm",
+    });
+    const env = buildEnv();
+    assert.deepEqual(
+      Object.keys(env).sort(),
+      ["HOME", "LC_ALL", "PATH", ...(env.TMPDIR ? ["TMPDIR"] : [])].sort(),
+    );
+  } finally {
+    process.env = saved;
+  }
+});
+
+test("Debian's extracted source is used as it is: no apt, keyed by the .deb's sha256", async () => {
+  const cache = await mkdtemp(join(tmpdir(), "kernel-src-test-"));
+  const saved = { ...process.env };
+  try {
+    const tree = join(cache, "kernel-src", "linux-source-6.1_6.1.1-1_0123456789abcdef");
+    await mkdir(tree, { recursive: true });
+    await writeFile(join(tree, "Makefile"), "");
+    await writeFile(`${tree}.json`, JSON.stringify({ version: "6.1.1-1", sha256: "ab".repeat(32) }));
+    // No apt-get, apt-cache or dpkg to be found: a call to any of them fails the test.
+    Object.assign(process.env, { SLIMROOT_CACHE: cache, PATH: join(cache, "nothing") });
+    const s = await debianSource(() => assert.fail("it downloads"));
+    assert.equal(s.tree, tree);
+    assert.equal(s.content, `deb sha256 ${"ab".repeat(32)}`);
+  } finally {
+    process.env = saved;
+    await rm(cache, { recursive: true, force: true });
+  }
+});
+
+test("--force publishes a new directory; a reader of the old one keeps it whole", async () => {
+  const parent = await mkdtemp(join(tmpdir(), "kernel-store-test-"));
+  try {
+    const store = join(parent, ".store");
+    const dir = join(parent, "slimroot-amd64-k");
+    for (const v of ["a", "b"]) {
+      await mkdir(join(store, v), { recursive: true });
+      await writeFile(join(store, v, "bzImage"), v);
+    }
+    await publish(dir, join(store, "a"));
+    const reader = await realpath(dir);
+    await publish(dir, join(store, "b"));
+    assert.equal(await readFile(join(dir, "bzImage"), "utf8"), "b");
+    assert.equal(await readFile(join(reader, "bzImage"), "utf8"), "a");
+    assert.ok(existsSync(join(reader, "RETIRED")));
+  } finally {
+    await rm(parent, { recursive: true, force: true });
+  }
 });

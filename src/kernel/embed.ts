@@ -4,7 +4,7 @@
  * tree (the cache entry stays as built), so only the initramfs and the link are redone.
  */
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdtemp, readdir, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, realpath, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -77,6 +77,9 @@ export async function embedImage(o: EmbedOptions): Promise<EmbedResult> {
   if (!build)
     throw new EnvironmentError(`${kernel.dir}: no object tree to relink (build it again with --force)`);
 
+  // The entry's own directory: a `kernel build --force` meanwhile swaps the entry's link to a
+  // new one and leaves this one for us.
+  const kernelDir = await realpath(kernel.dir);
   const work = await mkdtemp(join(dirname(kernel.dir), `.embed-${o.arch}-`));
   trackTempPath(work);
   try {
@@ -92,14 +95,14 @@ export async function embedImage(o: EmbedOptions): Promise<EmbedResult> {
     progress("copying the kernel's object tree");
     const obj = join(work, BUILD_DIR);
     // -a keeps the timestamps: make then rebuilds only what the initramfs touches.
-    await capture("cp", ["-a", "--reflink=auto", join(kernel.dir, build.dir), obj]);
+    await capture("cp", ["-a", "--reflink=auto", join(kernelDir, build.dir), obj]);
     await relocateObjectTree(obj);
 
     const log = join(work, "embed.log");
     const make = (args: string[]) =>
       runLogged("make", ["-C", build.source, ...makeArgs(o.arch, obj), ...args], { log }).catch(
         async (err: Error) => {
-          const kept = join(kernel.dir, "last-embed.log");
+          const kept = join(kernelDir, "last-embed.log");
           await writeFile(kept, await readFile(log)).catch(() => {});
           throw new EnvironmentError(err.message.replace(log, kept));
         },

@@ -1,4 +1,6 @@
-import { open, readFile, stat, unlink } from "node:fs/promises";
+import { type ChildProcess, spawn } from "node:child_process";
+import { readFile, writeFile } from "node:fs/promises";
+import { EnvironmentError } from "./errors.js";
 
 /** Whether a process with this pid exists (EPERM: it does, as another user's). */
 export function pidAlive(pid: number): boolean {
@@ -10,47 +12,76 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** How long a lock may take before `onWait` is told someone else holds it. */
+const ANNOUNCE_AFTER_MS = 300;
 
 /**
- * Cross-process mutex: an O_EXCL file holding the owner's pid; a dead owner's lock is taken
- * over. `onWait` is told once when another live process holds it.
+ * Takes an exclusive flock(2) on `lockPath` through util-linux's flock(1), whose child holds
+ * it until its stdin closes: when we release it, or when this process dies in any way (the
+ * kernel closes the pipe), so a crash never leaves a stale lock and no two holders can
+ * ever coexist (the pid-file scheme this replaces could be taken twice when two waiters
+ * both judged it stale). The file itself stays: removing a flock'd file lets a late waiter
+ * lock a name that is no longer the lock.
+ */
+async function acquire(lockPath: string, onWait?: (owner: number) => void): Promise<ChildProcess> {
+  const child = spawn("flock", ["-x", lockPath, "sh", "-c", "echo locked && exec cat"], {
+    stdio: ["pipe", "pipe", "pipe"],
+    // Its own process group: Ctrl-C on the terminal must not release the lock before we
+    // have cleaned up.
+    detached: true,
+  });
+  let err = "";
+  child.stderr!.on("data", (d: Buffer) => {
+    err += d;
+  });
+  const timer = setTimeout(async () => {
+    const owner = Number.parseInt(await readFile(lockPath, "utf8").catch(() => ""), 10);
+    onWait?.(Number.isNaN(owner) ? 0 : owner);
+  }, ANNOUNCE_AFTER_MS);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.once("data", () => resolve());
+      child.once("error", (e: NodeJS.ErrnoException) =>
+        reject(
+          new EnvironmentError(
+            e.code === "ENOENT" ? "flock not found (apt-get install util-linux)" : `flock: ${e.message}`,
+          ),
+        ),
+      );
+      child.once("exit", (code) =>
+        reject(new EnvironmentError(`flock ${lockPath}: ${err.trim() || `exit ${code}`}`)),
+      );
+    });
+  } finally {
+    clearTimeout(timer);
+  }
+  child.removeAllListeners("exit");
+  // For the messages of those who wait: who holds it.
+  await writeFile(lockPath, String(process.pid)).catch(() => {});
+  return child;
+}
+
+function release(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    if (child.exitCode !== null || child.signalCode !== null) return resolve();
+    child.once("exit", () => resolve());
+    child.stdin!.end();
+  });
+}
+
+/**
+ * Cross-process mutex on `lockPath` (created if missing, never removed). `onWait` is told
+ * once, with the holder's pid (0 when unknown), when another process holds it.
  */
 export async function withLock<T>(
   lockPath: string,
   fn: () => Promise<T>,
   onWait?: (owner: number) => void,
 ): Promise<T> {
-  let announced = false;
-  for (;;) {
-    try {
-      const fh = await open(lockPath, "wx");
-      await fh.writeFile(String(process.pid));
-      await fh.close();
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw err;
-    }
-    const owner = Number.parseInt(await readFile(lockPath, "utf8").catch(() => ""), 10);
-    // An empty file is a lock being created right now; an old one is from a crash.
-    const age = await stat(lockPath).then(
-      (s) => Date.now() - s.mtimeMs,
-      () => 0,
-    );
-    const stale = Number.isNaN(owner) ? age > 10_000 : !pidAlive(owner);
-    if (stale) {
-      await unlink(lockPath).catch(() => {});
-      continue;
-    }
-    if (!announced) {
-      onWait?.(owner);
-      announced = true;
-    }
-    await sleep(500);
-  }
+  const held = await acquire(lockPath, onWait);
   try {
     return await fn();
   } finally {
-    await unlink(lockPath).catch(() => {});
+    await release(held);
   }
 }

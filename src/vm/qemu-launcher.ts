@@ -2,6 +2,7 @@
 import { join } from "node:path";
 import type { Arch } from "../arch/arch.js";
 import { hasCmdlineDevices, readKernelConfig } from "../kernel/config.js";
+import { embeddedApp } from "../kernel/embedded.js";
 import type { Transport } from "../kernel/manifest.js";
 import { embeddedAppKernel } from "../kernel/resolve.js";
 import {
@@ -12,7 +13,7 @@ import {
   type VmRequest,
   writeInitrd,
 } from "./launcher.js";
-import { MIN_DEFAULT_MIB } from "./memory.js";
+import { chooseMemoryMiB, initrdFootprint } from "./memory.js";
 import { checkPortsFree } from "./ports.js";
 import { chooseAccel, chooseMachine, hostTscKhz, qemuCommand, qemuPackage } from "./qemu.js";
 import { runConfCpio, runConfText } from "./runconf.js";
@@ -35,22 +36,26 @@ async function initrdBoot(req: VmRequest, arch: Arch, transport: Transport, dir:
 const MAX_CMDLINE_CONF = 1536;
 
 /**
- * A kernel with the app built in (kernel build --embed): the run settings go on the kernel
- * command line as slimroot.conf=BASE64 (docs/run.md), and microvm runs without ACPI
- * (slimroot's kernel takes its devices from the command line). The report key cannot go
- * there (the app reads /proc/cmdline): it comes in a small initrd of its own, which the
- * kernel unpacks over its built-in one.
+ * A kernel with the app built in (kernel build --embed): the run settings (with the disk
+ * records of --volume and --read-only) go on the kernel command line as slimroot.conf=BASE64
+ * (docs/run.md), and microvm runs without ACPI (slimroot's kernel takes its devices from the
+ * command line). The report key cannot go there (the app reads /proc/cmdline): it comes in a
+ * small initrd of its own, which the kernel unpacks over its built-in one. The memory is sized
+ * from the built-in image, as for an initramfs; a kernel file with no app in it is refused.
  */
-async function embeddedBoot(req: VmRequest, dir: string) {
+async function embeddedBoot(req: VmRequest, arch: Arch, dir: string, scratch: string) {
   if (req.kernel !== undefined || req.modules !== undefined)
     throw new RunFailure(
       `${req.image} is a kernel with its app built in: --kernel and --modules do not apply`,
     );
+  const app = await embeddedApp(req.image, scratch);
+  if (!app) throw new RunFailure(`${req.image}: not a kernel image`);
   const conf = runConfText({
     network: true,
     env: req.env,
     ...(req.args ? { args: req.args } : {}),
     ...(req.trace ? { trace: true } : {}),
+    disks: req.diskBoot?.records ?? [],
   });
   const encoded = Buffer.from(conf.replace(/^#.*\n/gm, ""))
     .toString("base64")
@@ -59,8 +64,9 @@ async function embeddedBoot(req: VmRequest, dir: string) {
     throw new RunFailure(
       `run settings too long for the kernel command line (${encoded.length} bytes of base64, at most ${MAX_CMDLINE_CONF}): use fewer -e/arguments or the initramfs form`,
     );
-  // Its image is inside the kernel file, unseen here: --mem or the default.
-  const memMiB = req.memMiB ?? MIN_DEFAULT_MIB;
+  // The kernel file holds the compressed image while it unpacks, as an initrd would.
+  const footprint = await initrdFootprint([app.initramfs], req.image);
+  const memMiB = chooseMemoryMiB(footprint, arch, req.memMiB, req.image, "built-in");
   const initrd = req.reportKey
     ? await placeInitrd([await runConfCpio(undefined, req.reportKey)], dir)
     : undefined;
@@ -90,7 +96,7 @@ export const qemuLauncher: Launcher = {
     const machine = chooseMachine(arch, accel, tscKhz);
     const qmpSocket = join(dir, "qmp.sock");
     const boot = (await embeddedAppKernel(req.image))
-      ? await embeddedBoot(req, dir)
+      ? await embeddedBoot(req, arch, dir, scratch)
       : await initrdBoot(req, arch, machine === "pc" ? "pci" : "mmio", dir, scratch);
     const command = qemuCommand({
       arch,

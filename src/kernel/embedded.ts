@@ -1,0 +1,73 @@
+/**
+ * The app a kernel file carries (`kernel build --embed`): its built-in initramfs, found in the
+ * vmlinux (decompressed from a bzImage; an arm64 Image or ELF vmlinux as is). embed.ts puts it
+ * in as a gzip cpio with a plain 10-byte gzip header; the kernel's own default initramfs (a
+ * bare /dev/console) and other gzip data (the IKCONFIG config) are no slimroot image. Any other
+ * kernel, such as a distribution's /boot/vmlinuz, carries no app: booting it alone would
+ * panic, so it is refused with what to do instead.
+ */
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { inflateRawSync, constants as zc } from "node:zlib";
+import { UserError } from "../util/errors.js";
+import { imageInfo } from "../vm/image-info.js";
+import { type KernelKind, kernelKind } from "./arch.js";
+import { extractVmlinux } from "./vmlinux.js";
+
+export interface EmbeddedApp {
+  kind: KernelKind;
+  /** The built-in initramfs, uncompressed, written into the scratch directory. */
+  initramfs: string;
+}
+
+/** A kernel file is at most this large (Debian's vmlinux is 60 MiB): a bound on what is read. */
+const MAX_KERNEL_BYTES = 256 << 20;
+/** gzip, deflate, no flags (what Node's gzip writes): then the deflate stream starts at 10. */
+const GZIP_PLAIN = Buffer.from([0x1f, 0x8b, 0x08, 0x00]);
+const NEWC = Buffer.from("070701");
+/** The largest built-in image looked at (a kernel's init section holds it in RAM). */
+const MAX_IMAGE_BYTES = 2 ** 31 - 1;
+
+/** The uncompressed cpio of each plain gzip stream in `vmlinux` that holds a newc archive. */
+function* gzipCpios(vmlinux: Buffer): Generator<Buffer> {
+  for (let at = vmlinux.indexOf(GZIP_PLAIN); at >= 0; at = vmlinux.indexOf(GZIP_PLAIN, at + 1)) {
+    const stream = vmlinux.subarray(at + 10);
+    try {
+      // A look at the first bytes first: most matches are not a cpio (or not gzip at all).
+      const head = inflateRawSync(stream.subarray(0, 1024), { finishFlush: zc.Z_SYNC_FLUSH });
+      if (!head.subarray(0, 6).equals(NEWC)) continue;
+      yield inflateRawSync(stream, { maxOutputLength: MAX_IMAGE_BYTES });
+    } catch {}
+  }
+}
+
+/**
+ * The app built into `path`, or undefined when `path` is not a kernel image at all. Throws
+ * a UserError naming the file when it is a kernel without a slimroot app in it.
+ */
+export async function embeddedApp(path: string, scratch: string): Promise<EmbeddedApp | undefined> {
+  const image = await readFile(path);
+  const kind = kernelKind(image.subarray(0, 4096));
+  if (!kind) return undefined;
+  if (image.length > MAX_KERNEL_BYTES)
+    throw new UserError(`${path}: ${image.length} bytes; a kernel file is at most ${MAX_KERNEL_BYTES}`);
+  let vmlinux = image;
+  if (kind.format === "bzImage") {
+    const work = await mkdtemp(join(scratch, "vmlinux-"));
+    try {
+      await extractVmlinux(image, path, join(work, "vmlinux"));
+      vmlinux = await readFile(join(work, "vmlinux"));
+    } finally {
+      await rm(work, { recursive: true, force: true });
+    }
+  }
+  for (const cpio of gzipCpios(vmlinux)) {
+    const initramfs = join(scratch, "embedded.cpio");
+    await writeFile(initramfs, cpio);
+    const app = await imageInfo(initramfs).catch(() => undefined);
+    if (app?.arch === kind.arch) return { kind, initramfs };
+  }
+  throw new UserError(
+    `${path}: a kernel with no slimroot app built in (slimroot kernel build --embed makes one); to boot an image on it: slimroot run IMAGE --kernel ${path}`,
+  );
+}

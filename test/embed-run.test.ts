@@ -1,0 +1,104 @@
+/**
+ * `run` of a kernel file (issue 17 item 8), without booting (`--dry-run`): only a kernel with a
+ * slimroot app built in boots alone (a distribution's vmlinuz is refused, saying what to do),
+ * its memory is sized from the built-in image as for an initramfs, and --volume and
+ * --read-only reach the init in the run settings on its command line.
+ *
+ * The "kernel" here is an ELF header with a gzip newc archive inside, the shape
+ * `kernel build --embed` leaves in a vmlinux: the run path reads no more of a kernel than that.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { buffer } from "node:stream/consumers";
+import { after, before, test } from "node:test";
+import { gzipSync } from "node:zlib";
+import { S_IFREG } from "../src/cpio/newc.js";
+import { writeRecords } from "../src/cpio/writer.js";
+import { fetchKernel } from "../src/kernel/fetch.js";
+import { runCli } from "./support/cli.js";
+
+let work = "";
+const env = () => ({ TMPDIR: work });
+
+/** A vmlinux-shaped file: an x86-64 ELF header, then `inside`, then padding. */
+async function fakeKernel(name: string, inside: Buffer): Promise<string> {
+  const elf = (await readFile("/bin/busybox")).subarray(0, 64);
+  const file = join(work, name);
+  await writeFile(file, Buffer.concat([elf, Buffer.alloc(4096), inside, Buffer.alloc(4096)]));
+  return file;
+}
+
+/** A slimroot-like image: /init (an x86-64 ELF) and `bytes` of app data. */
+async function appCpio(bytes: number): Promise<Buffer> {
+  const init = (await readFile("/bin/busybox")).subarray(0, 4096);
+  return buffer(
+    writeRecords([
+      { name: "init", mode: S_IFREG | 0o755, uid: 0, gid: 0, mtime: 0, body: init },
+      { name: "app", mode: S_IFREG | 0o644, uid: 0, gid: 0, mtime: 0, body: Buffer.alloc(bytes, 0x5a) },
+    ]),
+  );
+}
+
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), "slimroot-embed-run-"));
+});
+after(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+const memOf = (cmd: string) => Number(/ -m (\d+) /.exec(cmd)?.[1]);
+const confOf = (cmd: string) =>
+  Buffer.from(/slimroot\.conf=([A-Za-z0-9+/]+)/.exec(cmd)?.[1] ?? "", "base64").toString();
+
+test("a kernel with no app built in is refused before booting, saying what to do", {
+  timeout: 180_000,
+}, async () => {
+  const debian = await fetchKernel({ arch: "amd64" });
+  const vmlinuz = join(debian.dir, debian.manifest.kernel);
+  const r = await runCli(["run", vmlinuz, "--dry-run"], env());
+  assert.equal(r.code, 125, r.stderr);
+  assert.match(r.stderr, /a kernel with no slimroot app built in .*slimroot run IMAGE --kernel /);
+  const bare = await runCli(
+    ["run", await fakeKernel("bare", gzipSync(Buffer.from("not a cpio"))), "--dry-run"],
+    env(),
+  );
+  assert.equal(bare.code, 125, bare.stderr);
+  assert.match(bare.stderr, /no slimroot app built in/);
+});
+
+test("the memory follows the built-in image, and a --mem below its need is refused", {
+  timeout: 180_000,
+}, async () => {
+  const small = await fakeKernel("small", gzipSync(await appCpio(1 << 20)));
+  const big = await fakeKernel("big", gzipSync(await appCpio(150 << 20)));
+  const s = await runCli(["run", small, "--dry-run"], env());
+  assert.equal(s.code, 0, s.stderr);
+  const b = await runCli(["run", big, "--dry-run"], env());
+  assert.equal(b.code, 0, b.stderr);
+  // Before, both got a flat 256 MiB; 150 MiB of files need about twice that.
+  assert.equal(memOf(s.stdout), 256);
+  assert.ok(memOf(b.stdout) > 300, b.stdout);
+  const low = await runCli(["run", big, "--dry-run", "--mem", "256"], env());
+  assert.notEqual(low.code, 0);
+  assert.match(low.stderr, /--mem 256: .*big needs at least \d+ MiB/);
+});
+
+test("--volume and --read-only reach the init in the command line's run settings", {
+  timeout: 180_000,
+}, async () => {
+  const kernel = await fakeKernel("app", gzipSync(await appCpio(1024)));
+  // An ext4 superblock is all `run` reads of a volume before booting.
+  const disk = Buffer.alloc(1 << 20);
+  disk.writeUInt16LE(0xef53, 1024 + 0x38);
+  disk.fill(7, 1024 + 0x68, 1024 + 0x78);
+  await writeFile(join(work, "data.ext4"), disk);
+  const r = await runCli(
+    ["run", kernel, "--dry-run", "--volume", `${join(work, "data.ext4")}:/data:ro`],
+    env(),
+  );
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(confOf(r.stdout), /^volume .* \/data$/m);
+  assert.match(r.stdout, /data\.ext4/);
+});

@@ -51,6 +51,8 @@ export interface HostileRow {
   expected: Snapshot;
   /** Whether a refusal's one line names the offending entry. */
   names: (line: string) => boolean;
+  /** What `names` looks for, for the failure message. */
+  offenders: string;
   /** Why this column must refuse the row (no format or kernel can hold it), if it must. */
   mustRefuse?: (c: Capacity) => string | undefined;
   /** Why this column must build the row (the format holds it: refusing is a lost image), if it must. */
@@ -143,6 +145,9 @@ function treeRow(
     tar: () => tarMembers(entries),
     expected: expectedSnapshot(entries),
     names: (line) => shown.some((forms) => forms.some((f) => line.includes(f))),
+    offenders: shown
+      .map(([f]) => (f!.length > 40 ? `${f!.slice(0, 12)}... (${f!.length} characters)` : f))
+      .join(", "),
     ...rules,
   };
 }
@@ -246,6 +251,7 @@ export const HOSTILE_ROWS: HostileRow[] = [
     expected: new Map(),
     // The refusal names a path of d/d/...: at least 16 levels of it.
     names: (line) => line.includes("d/".repeat(16)),
+    offenders: "d/d/... (16 levels or more)",
     mustRefuse: inAll(
       "a 6001-byte path is over PATH_MAX: the kernel's unpacker cannot create it and no tool can read it back",
     ),
@@ -270,6 +276,7 @@ export const HOSTILE_ROWS: HostileRow[] = [
     },
     expected: new Map(),
     names: (line) => line.includes("bomb"),
+    offenders: "bomb",
     mustRefuse: inAll("1 TiB is over any budget: expanding it fills the disk"),
     writersOnly: true,
   },
@@ -290,7 +297,7 @@ export const HOSTILE_ROWS: HostileRow[] = [
   ...xattrRows(),
 ];
 
-/** One row per xattr shape: the xattr on f, and a neighbour g that must stay without. */
+/** One row per xattr shape: the xattr on one file, and a neighbour that must stay without. */
 function xattrRows(): HostileRow[] {
   const row = (
     name: string,
@@ -300,10 +307,10 @@ function xattrRows(): HostileRow[] {
     treeRow(
       `xattr ${name}`,
       [
-        { path: "f", kind: "file", body: "f\n", mode: 0o755, xattrs: [xattr] },
-        { path: "g", kind: "file", body: "g\n" },
+        { path: "xattr-holder", kind: "file", body: "f\n", mode: 0o755, xattrs: [xattr] },
+        { path: "no-xattrs", kind: "file", body: "g\n" },
       ],
-      ["f"],
+      ["xattr-holder"],
       rules,
     );
   const refusedWhereKept = (why: string) => ({ mustRefuse: (c: Capacity) => (c.xattrs ? why : undefined) });

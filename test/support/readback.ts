@@ -3,7 +3,7 @@
  * hostile matrix compares (test/support/hostile-trees.ts): names as bytes, contents, modes,
  * owners, devices, symlink targets and xattrs.
  */
-import { execFile, spawn } from "node:child_process";
+import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -52,27 +52,18 @@ export async function cpioSnapshot(stream: AsyncIterable<Buffer> | Iterable<Buff
   return out;
 }
 
-/** The stdout of `cmd args` as a stream of chunks; rejects (with its stderr) when it fails. */
-export async function* commandOutput(
-  cmd: string,
-  args: string[],
-  env?: NodeJS.ProcessEnv,
-): AsyncGenerator<Buffer> {
-  const child = spawn(cmd, args, { stdio: ["ignore", "pipe", "pipe"], ...(env ? { env } : {}) });
-  let stderr = "";
-  child.stderr.on("data", (d: Buffer) => {
-    stderr += d;
-  });
-  const done = new Promise<number>((resolve, reject) => {
-    child.on("error", reject);
-    child.on("close", (code) => resolve(code ?? -1));
-  });
+/** The whole stdout of `cmd args`; rejects with its stderr when it fails (before any of it is parsed). */
+export async function commandOutput(cmd: string, args: string[], env?: NodeJS.ProcessEnv): Promise<Buffer> {
   try {
-    for await (const chunk of child.stdout) yield chunk as Buffer;
-    const code = await done;
-    if (code !== 0) throw new Error(`${cmd} ${args.join(" ")}: exit ${code}: ${stderr.trim()}`);
-  } finally {
-    child.kill("SIGKILL");
+    const { stdout } = await run(cmd, args, {
+      encoding: "buffer",
+      maxBuffer: 1 << 30,
+      ...(env ? { env } : {}),
+    });
+    return stdout;
+  } catch (err) {
+    const e = err as { code?: number; stderr?: Buffer };
+    throw new Error(`${cmd} ${args.join(" ")}: exit ${e.code}: ${e.stderr?.toString().trim()}`);
   }
 }
 
@@ -95,14 +86,19 @@ for d, dirs, files in os.walk(root):
         if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode): e["rdev"] = "%d,%d" % (os.major(st.st_rdev), os.minor(st.st_rdev))
         x = {}
         for a in os.listxattr(p, follow_symlinks=False):
-            x[os.fsencode(a).hex()] = os.getxattr(p, a, follow_symlinks=False).hex()
+            try: x[os.fsencode(a).hex()] = os.getxattr(p, a, follow_symlinks=False).hex()
+            except OSError as err: x[os.fsencode(a).hex()] = "getxattr failed: " + os.strerror(err.errno)
         if x: e["xattrs"] = x
         out.append([os.path.relpath(p, root).hex(), e])
 json.dump(out, sys.stdout)
 `;
 
 export async function dirSnapshot(root: string): Promise<Snapshot> {
-  const { stdout } = await run("/usr/bin/python3", ["-c", WALK, root], { maxBuffer: 1 << 28 });
+  const { stdout } = await run("/usr/bin/python3", ["-c", WALK, root], { maxBuffer: 1 << 28 }).catch(
+    (err: { stderr?: string }) => {
+      throw new Error(`walking ${root}: ${err.stderr?.trim().split("\n").pop()}`);
+    },
+  );
   const out: Snapshot = new Map();
   const fromHex = (h: string) => nameFromBytes(Buffer.from(h, "hex"));
   for (const [path, e] of JSON.parse(stdout) as [

@@ -1,4 +1,3 @@
-import { open } from "node:fs/promises";
 import {
   BLOCK,
   type HeaderBlock,
@@ -10,6 +9,7 @@ import {
 } from "../tar/header.js";
 import { displayName, nameFromBytes, normalizeImagePath } from "../tree/path.js";
 import { UserError } from "../util/errors.js";
+import { openInput } from "../util/input-file.js";
 
 export interface TarMember {
   name: string;
@@ -24,9 +24,7 @@ export interface TarMember {
  * Understands ustar prefixes, GNU long names and pax `path` records.
  */
 export async function indexTar(file: string): Promise<Map<string, TarMember>> {
-  const fh = await open(file, "r").catch((err: NodeJS.ErrnoException) => {
-    throw new UserError(`${file}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
-  });
+  const { fh } = await openInput(file);
   try {
     const { size: total } = await fh.stat();
     const members = new Map<string, TarMember>();

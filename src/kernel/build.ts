@@ -16,6 +16,7 @@ import { ARCH, type Arch, hostArch } from "../arch/arch.js";
 import { PACKAGE_ROOT } from "../pipeline/init-binary.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { EnvironmentError, UserError } from "../util/errors.js";
+import { readInputText } from "../util/input-file.js";
 import { withLock } from "../util/lock.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { candidateField, download, extract } from "./apt.js";
@@ -248,9 +249,7 @@ export async function buildKernel(o: KernelBuildOptions): Promise<KernelBuildRes
   const ours = await Promise.all(fragmentFiles(o.arch).map((f) => readFile(f, "utf8")));
   const theirs: string[] = [];
   for (const f of o.fragments ?? []) {
-    const text = await readFile(f, "utf8").catch((err: NodeJS.ErrnoException) => {
-      throw new UserError(`--config-fragment ${f}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
-    });
+    const text = await readInputText(f, `--config-fragment ${f}`);
     if (parseConfig(text).length === 0) throw new UserError(`--config-fragment ${f}: no CONFIG_ lines in it`);
     theirs.push(text);
   }

@@ -7,9 +7,9 @@ import { NEWC_MAX_FILE_SIZE } from "../cpio/newc.js";
 import { cpioWarnings, writeCpio } from "../cpio/writer.js";
 import type { DiskFormat } from "../disk/formats.js";
 import { withDiskFile } from "../disk/write.js";
-import type { LayerLimits } from "../tree/flatten.js";
 import type { Tree } from "../tree/tree.js";
 import { writeFileAtomically, writeFilesAtomically } from "../util/atomic-file.js";
+import type { FormatLimits } from "../util/budget.js";
 import { WHY_HEADER, type WhyHeader, whyPath } from "./output.js";
 import { contentBytes, hashTap, progressCounter } from "./progress.js";
 
@@ -42,7 +42,7 @@ export interface ImageWriter {
   /** Whether -o names a directory. */
   directory: boolean;
   /** What the format cannot hold, checked while the layers are read. */
-  limits: LayerLimits;
+  limits: FormatLimits;
   /** What the format will leave out of this tree, as warnings. */
   warnings(tree: Tree): string[];
   /** A disk root: the init moves /dev, /proc, ... onto it, so their mount points must exist. */

@@ -1,10 +1,12 @@
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { type ListEntry, parseList } from "../cpio/gen-list.js";
 import { EscapeError, normalizeImagePath, parentOf } from "../tree/path.js";
 import { hostFileContent } from "../tree/spool.js";
 import type { Inode, Tree } from "../tree/tree.js";
+import { spending } from "../util/budget.js";
 import { UserError } from "../util/errors.js";
+import { readInputText } from "../util/input-file.js";
 import type { SourceScheme } from "./source.js";
 
 /**
@@ -18,9 +20,7 @@ export const list: SourceScheme = {
   scheme: "list",
   usage: "list:FILE",
   open: async (file, text) => {
-    const listText = await readFile(file, "utf8").catch((err: NodeJS.ErrnoException) => {
-      throw new UserError(`${text}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
-    });
+    const listText = await readInputText(file, text);
     const base = dirname(resolve(file));
     const lines = parseList(listText, file);
     // Check every location now, so a missing file is named before anything is built.
@@ -43,9 +43,11 @@ export const list: SourceScheme = {
             for (const { entry, line } of lines) {
               const at = `${file}:${line}`;
               const inode = inodeOf(entry, sizes.get(line));
+              if (inode.content) spending(at, () => tree.budget.file(inode.content!.size));
               const names = entry.type === "file" ? entry.names : [entry.name];
               for (const name of names) {
                 const path = imagePath(name, at);
+                spending(at, () => tree.budget.entry(path));
                 const first = listed.get(path);
                 if (first !== undefined)
                   throw new UserError(`${at}: /${path} is listed twice (first at line ${first})`);

@@ -1,8 +1,10 @@
-import { closeSync, createReadStream, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, openSync, readSync, statfsSync, writeSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
+import { EnvironmentError } from "../util/errors.js";
+import { inputStream } from "../util/input-file.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 
 /** Where a file's bytes live while the image is assembled. */
@@ -12,6 +14,10 @@ export interface Content {
 }
 
 const READ_CHUNK = 256 * 1024;
+/** The spool's filesystem is asked for its free space after this many bytes are promised... */
+const ROOM_CHECK_EVERY = 64 * 1024 * 1024;
+/** ...and must keep this much free beyond what is spooled (other writers share TMPDIR). */
+const ROOM_RESERVE = 64 * 1024 * 1024;
 
 /**
  * An append-only temp file holding the bodies of layer entries, so flattening streams each
@@ -21,6 +27,7 @@ const READ_CHUNK = 256 * 1024;
  */
 export class Spool {
   private length = 0;
+  private promised = 0;
 
   private constructor(
     private readonly dir: string,
@@ -44,6 +51,24 @@ export class Spool {
       this.length += chunk.length;
     }
     return this.contentAt(start, this.length - start);
+  }
+
+  /**
+   * Checks, before `size` bytes are appended, that the spool's filesystem has room for them:
+   * one statfs per 64 MiB promised, so a large body is checked before its first byte and many
+   * small ones now and then. A full disk is the machine's limit (exit 2), said at once.
+   */
+  reserve(size: number): void {
+    this.promised += size;
+    if (this.promised < ROOM_CHECK_EVERY) return;
+    this.promised = 0;
+    const fs = statfsSync(this.dir);
+    const free = fs.bavail * fs.bsize;
+    if (free < size + ROOM_RESERVE) {
+      throw new EnvironmentError(
+        `${size} bytes to spool, but ${this.dir} has only ${free} bytes free (set TMPDIR to a larger filesystem)`,
+      );
+    }
   }
 
   private contentAt(start: number, size: number): Content {
@@ -98,7 +123,20 @@ export function bufferContent(data: Buffer): Content {
   return { size: data.length, open: () => Readable.from([data]) };
 }
 
-/** Content of a host file, read when the image is written. */
+/**
+ * Content of a host file, read when the image is written: opened as an input (never a FIFO
+ * swapped in since) and read no further than the size it had when it was listed.
+ */
 export function hostFileContent(path: string | Buffer, size: number): Content {
-  return { size, open: () => createReadStream(path, { highWaterMark: READ_CHUNK }) };
+  return {
+    size,
+    open: () =>
+      Readable.from(
+        size === 0
+          ? []
+          : (async function* () {
+              yield* await inputStream(path, undefined, { start: 0, end: size - 1 });
+            })(),
+      ),
+  };
 }

@@ -1,9 +1,9 @@
-import { closeSync, openSync, readSync, statfsSync, writeSync } from "node:fs";
+import { closeSync, openSync, readSync, writeSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
-import { EnvironmentError } from "../util/errors.js";
+import { checkRoom } from "../util/budget.js";
 import { inputStream } from "../util/input-file.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 
@@ -14,10 +14,8 @@ export interface Content {
 }
 
 const READ_CHUNK = 256 * 1024;
-/** The spool's filesystem is asked for its free space after this many bytes are promised... */
+/** The spool's filesystem is asked for its free space after this many bytes are promised. */
 const ROOM_CHECK_EVERY = 64 * 1024 * 1024;
-/** ...and must keep this much free beyond what is spooled (other writers share TMPDIR). */
-const ROOM_RESERVE = 64 * 1024 * 1024;
 
 /**
  * An append-only temp file holding the bodies of layer entries, so flattening streams each
@@ -56,19 +54,13 @@ export class Spool {
   /**
    * Checks, before `size` bytes are appended, that the spool's filesystem has room for them:
    * one statfs per 64 MiB promised, so a large body is checked before its first byte and many
-   * small ones now and then. A full disk is the machine's limit (exit 2), said at once.
+   * small ones now and then.
    */
   reserve(size: number): void {
     this.promised += size;
     if (this.promised < ROOM_CHECK_EVERY) return;
     this.promised = 0;
-    const fs = statfsSync(this.dir);
-    const free = fs.bavail * fs.bsize;
-    if (free < size + ROOM_RESERVE) {
-      throw new EnvironmentError(
-        `${size} bytes to spool, but ${this.dir} has only ${free} bytes free (set TMPDIR to a larger filesystem)`,
-      );
-    }
+    checkRoom(this.dir, size);
   }
 
   private contentAt(start: number, size: number): Content {

@@ -137,6 +137,17 @@ export class Tree {
   }
 }
 
+/** Bytes of file content in the tree, each hard-linked inode once. */
+export function contentBytes(tree: Tree): number {
+  const seen = new Set<unknown>();
+  let total = 0;
+  for (const { inode } of tree.walk()) {
+    if (inode.content && !seen.has(inode)) total += inode.content.size;
+    seen.add(inode);
+  }
+  return total;
+}
+
 /** Byte-wise comparison of names (see nameBytes), so the order does not depend on the locale. */
 export function compareNames(a: string, b: string): number {
   // Without surrogates, UTF-16 code unit order is code point order, which is UTF-8 byte order.

@@ -1,4 +1,5 @@
-import { UserError } from "./errors.js";
+import { statfsSync } from "node:fs";
+import { EnvironmentError, UserError } from "./errors.js";
 
 /**
  * The one budget every byte count, entry count and depth read from an input is checked
@@ -26,7 +27,7 @@ const MiB = 1024 ** 2;
 
 /** Each limit: its variable and default. README "Input limits" is this table. */
 export const LIMITS: Record<keyof Limits, { env: string; fallback: number }> = {
-  bytes: { env: "SLIMROOT_MAX_BYTES", fallback: 64 * GiB },
+  bytes: { env: "SLIMROOT_MAX_BYTES", fallback: 32 * GiB },
   entries: { env: "SLIMROOT_MAX_ENTRIES", fallback: 10_000_000 },
   // The kernel refuses a path over PATH_MAX (4096 bytes) in an initramfs; 1024 one-letter
   // directories are 2048 bytes.
@@ -78,6 +79,22 @@ export function spending(where: string, spend: () => void): void {
   } catch (err) {
     throw err instanceof LimitError ? new LimitError(`${where}: ${err.message}`) : err;
   }
+}
+
+/** Free space kept beyond what slimroot writes to a temp filesystem (other writers share TMPDIR). */
+const ROOM_RESERVE = 64 * MiB;
+
+/**
+ * Refuses to write `bytes` more into `dir` when its filesystem has less than that free (plus a
+ * reserve): said before the first byte, not as ENOSPC half way. The machine's limit: exit 2.
+ */
+export function checkRoom(dir: string, bytes: number): void {
+  const fs = statfsSync(dir);
+  const free = fs.bavail * fs.bsize;
+  if (free < bytes + ROOM_RESERVE)
+    throw new EnvironmentError(
+      `${bytes} bytes to write in ${dir}, but its filesystem has ${free} bytes free (set TMPDIR to a larger one)`,
+    );
 }
 
 /** The largest file an output format can hold, and its name for the message. */

@@ -9,8 +9,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { readCpio } from "../src/cpio/reader.js";
+import { Spool } from "../src/tree/spool.js";
 import { Tree } from "../src/tree/tree.js";
-import { Budget, limitsFromEnv } from "../src/util/budget.js";
+import { Budget, checkRoom, limitsFromEnv } from "../src/util/budget.js";
+import { EnvironmentError } from "../src/util/errors.js";
 import { runCliWithin } from "./support/cli.js";
 import { octalField, paxMember, type RawMember, rawTar } from "./support/raw-tar.js";
 
@@ -273,4 +275,22 @@ test("a dir: source is counted too: entries and bytes of host files", async () =
     r.line,
     /a\/b\/f: 2000-byte file brings the expanded image to 2000 bytes, over the limit of 1000 bytes/,
   );
+});
+
+test("free space is checked before a large spool or staging: one line, exit 2 (the machine's limit)", async () => {
+  assert.throws(
+    () => checkRoom(tmp, 2 ** 60),
+    (err: Error) =>
+      err instanceof EnvironmentError &&
+      new RegExp(
+        `^\\d+ bytes to write in ${tmp}, but its filesystem has \\d+ bytes free \\(set TMPDIR to a larger one\\)$`,
+      ).test(err.message),
+  );
+  const spool = await Spool.create(tmp);
+  try {
+    spool.reserve(1000);
+    assert.throws(() => spool.reserve(2 ** 60), EnvironmentError);
+  } finally {
+    await spool.dispose();
+  }
 });

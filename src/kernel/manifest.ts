@@ -52,8 +52,8 @@ export async function readManifest(dir: string): Promise<KernelManifest> {
   try {
     text = await readInputText(path);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new UserError(`${dir}: not a kernel directory (${MANIFEST}: ${code ?? String(err)})`);
+    const why = (err as Error).message.replace(`${path}: `, "");
+    throw new UserError(`${dir}: not a kernel directory (${MANIFEST}: ${why})`);
   }
   let m: KernelManifest;
   try {

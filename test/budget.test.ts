@@ -146,7 +146,7 @@ test("a tree 3000 directories deep: refused by the depth limit in one line (cpio
   }
 });
 
-test("with the depth limit raised, a tree 3000 deep builds as a cpio (iterative walks)", async () => {
+test("with the depth limit raised, a tree 3000 deep builds as a cpio (iterative walks); ext4 names its path limit", async () => {
   const out = join(await mkdtemp(join(work, "deep-")), "deep.cpio");
   const r = await runCliWithin(
     120_000,
@@ -169,6 +169,16 @@ test("with the depth limit raised, a tree 3000 deep builds as a cpio (iterative 
   const { createReadStream } = await import("node:fs");
   for await (const e of readCpio(createReadStream(out))) names.push(e.name);
   assert.ok(names.includes(`${"d/".repeat(3000)}f`));
+  // A disk format stages the tree as host paths: a path over PATH_MAX is its limit, said at once.
+  const r2 = await refused([await deepTar(3000), "--format", "ext4", "--minimize", "none"], {
+    SLIMROOT_MAX_DEPTH: "4000",
+  });
+  assert.equal(r2.code, 1, r2.line);
+  assert.match(
+    r2.line,
+    /: 6001-byte path is longer than ext4 staging \(a host directory\) takes \(3840 bytes\)$/,
+  );
+  assert.deepEqual(r2.left, []);
 });
 
 test("Tree.walk goes 100,000 directories deep without recursion", () => {

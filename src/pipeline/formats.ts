@@ -51,7 +51,8 @@ export interface ImageWriter {
 
 /**
  * A disk image (src/disk/): made by the format's own mkfs tool into the temp file, replaced
- * together with its .why. No limits: the tree's sizes and xattrs all fit.
+ * together with its .why. The tree's sizes and xattrs all fit; its paths must fit a host path
+ * (PATH_MAX, 4096 bytes) under the staging directory, for which 256 bytes are kept.
  */
 function disk(format: DiskFormat): ImageWriter {
   return {
@@ -59,7 +60,7 @@ function disk(format: DiskFormat): ImageWriter {
     compressed: false,
     directory: false,
     mountPoints: true,
-    limits: {},
+    limits: { maxPathBytes: { bytes: 4096 - 256, format: `${format} staging (a host directory)` } },
     warnings: () => [],
     write: async (tree, o) => {
       const d = { format, output: o.output, epoch: o.epoch };

@@ -100,6 +100,8 @@ export function checkRoom(dir: string, bytes: number): void {
 /** The largest file an output format can hold, and its name for the message. */
 export interface FormatLimits {
   maxFileSize?: { bytes: number; format: string };
+  /** The longest path (bytes) a format can take, and the format's name for the message. */
+  maxPathBytes?: { bytes: number; format: string };
 }
 
 /**
@@ -125,6 +127,12 @@ export class Budget {
       for (let i = path.indexOf("/"); i >= 0; i = path.indexOf("/", i + 1)) depth++;
       if (depth > this.limits.depth) throw overLimit(`${depth} directories deep`, "depth", this.limits.depth);
     }
+    const max = this.format.maxPathBytes;
+    // Bytes are counted only for paths that may be too long (a character is 1 to 3 bytes).
+    if (max && path.length * 3 > max.bytes && Buffer.byteLength(path) > max.bytes)
+      throw new LimitError(
+        `${Buffer.byteLength(path)}-byte path is longer than ${max.format} takes (${max.bytes} bytes)`,
+      );
   }
 
   /** A regular file of `size` bytes is about to be added (spooled, or read later from the host). */

@@ -16,6 +16,7 @@ import { applyLayer } from "../src/tree/flatten.js";
 import { nameBytes } from "../src/tree/path.js";
 import { Spool } from "../src/tree/spool.js";
 import { Tree } from "../src/tree/tree.js";
+import { Budget } from "../src/util/budget.js";
 import { UserError } from "../src/util/errors.js";
 import { writeOciLayout } from "./support/layers.js";
 import { paxMember, type RawMember, rawTar } from "./support/raw-tar.js";
@@ -114,12 +115,10 @@ const layer = fc
   });
 
 async function flattenLayers(layers: Buffer[]): Promise<Tree | UserError> {
-  const tree = new Tree();
+  const tree = new Tree(new Budget(undefined, { maxFileSize: { bytes: 0xffffffff, format: "newc cpio" } }));
   for (const [i, tar] of layers.entries()) {
     try {
-      await applyLayer(tree, Readable.from([tar]), i, `L${i}`, spool, {
-        maxFileSize: { bytes: 0xffffffff, format: "newc cpio" },
-      });
+      await applyLayer(tree, Readable.from([tar]), i, `L${i}`, spool);
     } catch (err) {
       // Anything but a one-line UserError naming the layer is a bug (a crash, a raw message).
       assert.ok(err instanceof UserError, `not a UserError: ${(err as Error).stack}`);

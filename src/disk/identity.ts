@@ -4,7 +4,7 @@
  * are `id`). ext4 and erofs: the UUID (which our builds derive from the content). squashfs
  * has no UUID: its 96-byte superblock (counts, sizes, table offsets, build time) stands in.
  */
-import { open } from "node:fs/promises";
+import { openInput } from "../util/input-file.js";
 import type { DiskFormat } from "./formats.js";
 import { SQUASHFS_COMPRESSION } from "./squashfs.js";
 
@@ -25,7 +25,7 @@ const SQUASHFS_SUPERBLOCK = 96;
 
 /** The image's identity, or undefined when it is none of our disk formats (an initramfs). */
 export async function diskIdentity(path: string): Promise<DiskIdentity | undefined> {
-  const fh = await open(path, "r");
+  const { fh } = await openInput(path);
   try {
     const head = Buffer.alloc(2048);
     const { bytesRead } = await fh.read(head, 0, head.length, 0);

@@ -5,8 +5,9 @@
 import { mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Tree } from "../tree/tree.js";
+import { contentBytes, type Tree } from "../tree/tree.js";
 import type { FileToWrite } from "../util/atomic-file.js";
+import { checkRoom } from "../util/budget.js";
 import { UserError } from "../util/errors.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { writeErofs } from "./erofs.js";
@@ -44,6 +45,8 @@ export async function withDiskFile<T>(
       write: async (tmp) => {
         // Created here, so an unwritable directory is our one-line error, not a tool's.
         await (await open(tmp, "wx", 0o644).catch(outputError(o.output))).close();
+        // Staging copies every body: room for all of them, or one line now.
+        checkRoom(work, contentBytes(tree));
         const staged = await stageTree(tree, work, o.epoch, o.xattrs);
         const w = { output: o.output, epoch: o.epoch };
         if (o.format === "ext4")

@@ -1,9 +1,9 @@
 import { createHash } from "node:crypto";
-import { once } from "node:events";
-import { createReadStream } from "node:fs";
+import { createReadStream, existsSync } from "node:fs";
 import { pipeline as pipelineCb, type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
-import { EnvironmentError, UserError } from "../util/errors.js";
+import { UserError } from "../util/errors.js";
+import { inputStream } from "../util/input-file.js";
 
 /**
  * Content digests, for every source that trusts bytes by their digest (the registry client
@@ -76,14 +76,9 @@ export async function hashFile(file: string, like: string, what: string): Promis
  */
 export async function openVerified(file: string, digest: string, what: string): Promise<Readable> {
   const verify = digestVerifier(digest, what);
-  const stream = createReadStream(file);
-  try {
-    await once(stream, "open");
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === "ENOENT") throw new UserError(`${what}: blob ${digest} is missing (${file})`);
-    throw new EnvironmentError(`${what}: cannot open ${file}: ${(err as Error).message}`);
-  }
+  // A blob that is a FIFO or a device would hang or never end: refused like any input.
+  if (!existsSync(file)) throw new UserError(`${what}: blob ${digest} is missing (${file})`);
+  const stream = await inputStream(file, `${what}: blob ${digest} (${file})`);
   pipelineCb(stream, verify, () => undefined);
   return verify;
 }

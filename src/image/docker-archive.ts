@@ -1,8 +1,8 @@
-import { createReadStream, existsSync } from "node:fs";
-import { open } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import { Readable } from "node:stream";
 import { normalizeImagePath } from "../tree/path.js";
 import { UserError } from "../util/errors.js";
+import { inputStream, openInput } from "../util/input-file.js";
 import { decompressLayer } from "./layer-stream.js";
 import { imageConfigFromJson } from "./manifest.js";
 import { readDocument } from "./schemas.js";
@@ -19,7 +19,7 @@ export function splitArchiveRef(spec: string): { path: string; name?: string } {
 }
 
 async function readRange(path: string, member: TarMember): Promise<Buffer> {
-  const fh = await open(path, "r");
+  const { fh } = await openInput(path);
   try {
     const buf = Buffer.alloc(member.size);
     await fh.read(buf, 0, member.size, member.offset);
@@ -74,7 +74,7 @@ export async function openDockerArchive(spec: string): Promise<Image> {
         decompressLayer(
           m.size === 0
             ? Readable.from([])
-            : createReadStream(path, { start: m.offset, end: m.offset + m.size - 1 }),
+            : await inputStream(path, path, { start: m.offset, end: m.offset + m.size - 1 }),
           label,
         ),
     };

@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { UserError } from "../util/errors.js";
+import { readInput } from "../util/input-file.js";
 import { blobPath, openVerified, verifyDigest } from "./digest.js";
 import { decompressLayer } from "./layer-stream.js";
 import { imageConfigFromJson, readManifest } from "./manifest.js";
@@ -26,20 +26,15 @@ export async function openOciLayout(spec: string, platform: Platform): Promise<I
   const ref = `oci:${spec}`;
   const readBlob = async (digest: string, what: string) => {
     const file = join(path, blobPath(digest, ref));
-    const data = await readFile(file).catch(() => {
-      throw new UserError(`${ref}: ${what} blob ${digest} is missing from the layout`);
-    });
+    if (!existsSync(file)) throw new UserError(`${ref}: ${what} blob ${digest} is missing from the layout`);
+    const data = await readInput(file, `${ref}: ${what} blob ${digest}`);
     verifyDigest(data, digest, `${ref}: ${what} ${digest}`);
     return data;
   };
 
-  const indexText = await readFile(join(path, "index.json")).catch((err: NodeJS.ErrnoException) => {
-    throw new UserError(
-      err.code === "ENOENT"
-        ? `${ref}: ${path} is not an OCI layout (no index.json)`
-        : `${ref}: ${err.message}`,
-    );
-  });
+  if (!existsSync(join(path, "index.json")))
+    throw new UserError(`${ref}: ${path} is not an OCI layout (no index.json)`);
+  const indexText = await readInput(join(path, "index.json"), `${ref}: index.json`);
   const manifests = readDocument("index", indexText, `${ref}: index.json`).manifests;
   let entry: IndexEntry | undefined;
   if (tag) {

@@ -3,6 +3,7 @@ import { readTar, tarErrorText } from "../tar/reader.js";
 import { displayName, EscapeError, normalizeImagePath } from "../tree/path.js";
 import type { Seekable } from "../util/byte-reader.js";
 import { UserError } from "../util/errors.js";
+import { openInput } from "../util/input-file.js";
 
 export interface TarMember {
   name: string;
@@ -45,9 +46,7 @@ class FileChunks implements AsyncIterable<Buffer>, Seekable {
  * same way, as every layer is.
  */
 export async function indexTar(file: string): Promise<Map<string, TarMember>> {
-  const fh = await open(file, "r").catch((err: NodeJS.ErrnoException) => {
-    throw new UserError(`${file}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
-  });
+  const { fh } = await openInput(file);
   let current: string | undefined;
   try {
     const members = new Map<string, TarMember>();

@@ -58,15 +58,23 @@ export function reportData(r: Inspection, against?: Against): ReportData {
   const reasonIndex = new Map<string, number>();
   const root: PageNode = { n: "/", s: 0, k: [] };
   const dirs = new Map<string, PageNode>([["", root]]);
+  // Missing parents are made top down from a list, not by recursion (any depth).
   const dirNode = (path: string): PageNode => {
-    const known = dirs.get(path);
-    if (known) return known;
-    const cut = path.lastIndexOf("/");
-    const parent = dirNode(cut < 0 ? "" : path.slice(0, cut));
-    const node: PageNode = { n: path.slice(cut + 1), s: 0, k: [] };
-    parent.k!.push(node);
-    dirs.set(path, node);
-    return node;
+    const missing: string[] = [];
+    let p = path;
+    while (!dirs.has(p)) {
+      missing.push(p);
+      const cut = p.lastIndexOf("/");
+      p = cut < 0 ? "" : p.slice(0, cut);
+    }
+    let parent = dirs.get(p)!;
+    for (const m of missing.reverse()) {
+      const node: PageNode = { n: m.slice(m.lastIndexOf("/") + 1), s: 0, k: [] };
+      parent.k!.push(node);
+      dirs.set(m, node);
+      parent = node;
+    }
+    return parent;
   };
   const counted = new Set<number>();
   const kept = new Set<string>();
@@ -120,9 +128,15 @@ export function reportData(r: Inspection, against?: Against): ReportData {
   return data;
 }
 
-function sumSizes(node: PageNode): number {
-  if (node.k) node.s = node.k.reduce((n, k) => n + sumSizes(k), 0);
-  return node.s;
+/** Each directory's size is the sum of its children's, children first (a list, not recursion). */
+function sumSizes(root: PageNode): void {
+  const order: PageNode[] = [];
+  for (const stack = [root]; stack.length; ) {
+    const node = stack.pop()!;
+    order.push(node);
+    for (const k of node.k ?? []) stack.push(k);
+  }
+  for (const node of order.reverse()) if (node.k) node.s = node.k.reduce((n, k) => n + k.s, 0);
 }
 
 /** The page: data as inert JSON, drawn by a small script; `<` is escaped so no tag can end it. */

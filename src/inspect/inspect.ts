@@ -1,5 +1,4 @@
-import { createReadStream } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { pipeline } from "node:stream";
 import { APP_CONFIG_PATH, type AppConfig, decodeAppConfig } from "../appconfig/appconfig.js";
 import { type Compression, decompressor, detectCompression } from "../compress/compress.js";
@@ -7,8 +6,9 @@ import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK 
 import { type CpioEntry, readCpio } from "../cpio/reader.js";
 import { WHY_HEADER, whyPath } from "../pipeline/output.js";
 import { nameFromBytes } from "../tree/path.js";
+import { Budget, spending } from "../util/budget.js";
 import { printable, UserError } from "../util/errors.js";
-import { readHead } from "../util/read-head.js";
+import { inputStream, readHead, readInputText } from "../util/input-file.js";
 
 export interface InspectedFile {
   path: string;
@@ -39,16 +39,13 @@ export interface Inspection {
 
 /** The compression of a file, from its first bytes. */
 export async function sniffCompression(file: string): Promise<Compression> {
-  const head = await readHead(file, 8).catch((err: NodeJS.ErrnoException) => {
-    throw new UserError(`${file}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
-  });
-  return detectCompression(head);
+  return detectCompression(await readHead(file, 8));
 }
 
 /** Opens a (possibly compressed) cpio file as a stream of entries. */
 export async function* readArchiveFile(file: string): AsyncGenerator<CpioEntry> {
   const kind = await sniffCompression(file);
-  const raw = createReadStream(file);
+  const raw = await inputStream(file);
   const plain = decompressor(kind, file);
   pipeline(raw, plain, () => undefined);
   try {
@@ -66,10 +63,10 @@ export async function* readArchiveFile(file: string): AsyncGenerator<CpioEntry> 
 export async function readWhy(
   file: string,
 ): Promise<{ reasons: Map<string, string>; header: Map<string, string> }> {
-  const text = await readFile(whyPath(file), "utf8").catch((err: NodeJS.ErrnoException) => {
+  const text = await readInputText(whyPath(file)).catch((err: Error) => {
     throw new UserError(
-      err.code === "ENOENT"
-        ? `${whyPath(file)}: no such file (it is written by slimroot build next to the image)`
+      err.message === `${whyPath(file)}: no such file`
+        ? `${err.message} (it is written by slimroot build next to the image)`
         : err.message,
     );
   });
@@ -105,7 +102,10 @@ export async function inspectArchive(file: string, opts: { why?: boolean } = {})
   if (compressor || cpioSha256)
     result.build = { ...(compressor ? { compressor } : {}), ...(cpioSha256 ? { cpioSha256 } : {}) };
   const counted = new Set<number>();
+  // Every entry is held, and the page nests directories: both bounded as when building.
+  const budget = new Budget();
   for await (const e of readArchiveFile(file)) {
+    spending(file, () => budget.entry(e.name));
     const type = e.mode & S_IFMT;
     const f: InspectedFile = {
       path: e.name,

@@ -1,8 +1,7 @@
 /** A kernel's build configuration (the `config-RELEASE` Debian ships beside `vmlinuz-RELEASE`). */
 import { existsSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
-import { UserError } from "../util/errors.js";
+import { readInputText } from "../util/input-file.js";
 
 /** CONFIG_NAME (without the prefix) -> its value: "y", "m", a number or a quoted string. */
 export type KernelConfig = ReadonlyMap<string, string>;
@@ -17,10 +16,7 @@ export function parseKernelConfig(text: string): KernelConfig {
 }
 
 export async function readKernelConfig(path: string): Promise<KernelConfig> {
-  const text = await readFile(path, "utf8").catch((err: NodeJS.ErrnoException) => {
-    throw new UserError(`${path}: cannot read the kernel config (${err.code ?? err.message})`);
-  });
-  return parseKernelConfig(text);
+  return parseKernelConfig(await readInputText(path, `${path} (the kernel config)`));
 }
 
 /** "y" or "m" when the option is on, else undefined. */

@@ -12,6 +12,7 @@ import { compressor, decompressor } from "../compress/compress.js";
 import { sniffCompression } from "../inspect/inspect.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
 import { EnvironmentError, UserError } from "../util/errors.js";
+import { inputStream } from "../util/input-file.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { imageInfo } from "../vm/image-info.js";
 import {
@@ -86,7 +87,7 @@ export async function embedImage(o: EmbedOptions): Promise<EmbedResult> {
     progress("recompressing the image");
     const cpio = join(work, "initramfs.cpio.gz");
     await pipeline(
-      createReadStream(o.image),
+      await inputStream(o.image),
       decompressor(await sniffCompression(o.image), o.image),
       compressor("gzip"),
       createWriteStream(cpio),

@@ -1,8 +1,8 @@
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Arch } from "../arch/arch.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { UserError } from "../util/errors.js";
+import { readInputText } from "../util/input-file.js";
 
 /** What `slimroot kernel fetch` leaves in a kernel directory, as manifest.json. */
 export interface KernelManifest {
@@ -50,10 +50,10 @@ export async function readManifest(dir: string): Promise<KernelManifest> {
   const path = join(dir, MANIFEST);
   let text: string;
   try {
-    text = await readFile(path, "utf8");
+    text = await readInputText(path);
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new UserError(`${dir}: not a kernel directory (${MANIFEST}: ${code ?? String(err)})`);
+    const why = (err as Error).message.replace(`${path}: `, "");
+    throw new UserError(`${dir}: not a kernel directory (${MANIFEST}: ${why})`);
   }
   let m: KernelManifest;
   try {

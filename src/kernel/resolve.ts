@@ -10,7 +10,7 @@ import { ModinfoError, readModinfo } from "../kmod/modinfo.js";
 import { readModuleBytes } from "../kmod/module-file.js";
 import { type ModuleFile, writeModulesCpio } from "../kmod/modules-cpio.js";
 import { UserError } from "../util/errors.js";
-import { readHead } from "../util/read-head.js";
+import { readHead } from "../util/input-file.js";
 import { KERNEL_HEAD_BYTES, type KernelKind, kernelKind } from "./arch.js";
 import { configBeside } from "./config.js";
 import { bootModules, cachedKernel } from "./fetch.js";

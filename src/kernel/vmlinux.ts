@@ -10,7 +10,7 @@ import { Readable } from "node:stream";
 import { type Compression, decompressor, detectCompression } from "../compress/compress.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
 import { EnvironmentError, UserError } from "../util/errors.js";
-import { readHead } from "../util/read-head.js";
+import { readHead } from "../util/input-file.js";
 import { toolFilter } from "../util/tool-filter.js";
 import { elfArch } from "./arch.js";
 

@@ -1,8 +1,8 @@
-import { readFile } from "node:fs/promises";
 import { PassThrough, Readable } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import { pipeline } from "node:stream/promises";
 import { decompressor, detectCompression } from "../compress/compress.js";
+import { readInput } from "../util/input-file.js";
 
 /**
  * A module file's plain ELF bytes. Distributions may ship `.ko.xz`, `.ko.zst` or `.ko.gz`
@@ -10,7 +10,7 @@ import { decompressor, detectCompression } from "../compress/compress.js";
  * without flags, so they are decompressed here, judged by content rather than name.
  */
 export async function readModuleBytes(path: string): Promise<Buffer> {
-  const raw = await readFile(path);
+  const raw = await readInput(path);
   const kind = detectCompression(raw.subarray(0, 8));
   if (kind === "none") return raw;
   const out = new PassThrough();

@@ -1,6 +1,6 @@
 import picomatch from "picomatch";
 import { joinImagePath, parentOf } from "../tree/path.js";
-import type { Tree } from "../tree/tree.js";
+import type { Node, Tree } from "../tree/tree.js";
 
 /**
  * The set of image paths to keep, each with the first reason it was kept for. Paths are
@@ -45,16 +45,16 @@ export function pruneTree(tree: Tree, keep: Selection): void {
   for (const path of keep.reasons.keys()) {
     for (let p = path; p !== "" && !needed.has(p); p = parentOf(p)) needed.add(p);
   }
-  const visit = (dir: string) => {
-    const node = tree.get(dir);
-    if (!node?.children) return;
-    for (const [name, child] of node.children) {
+  // A stack, not recursion: an image may be thousands of directories deep.
+  const dirs: [string, Node][] = [["", tree.root]];
+  for (let next = dirs.pop(); next; next = dirs.pop()) {
+    const [dir, node] = next;
+    for (const [name, child] of node.children!) {
       const path = joinImagePath(dir, name);
-      if (!needed.has(path)) node.children.delete(name);
-      else if (child.children) visit(path);
+      if (!needed.has(path)) node.children!.delete(name);
+      else if (child.children) dirs.push([path, child]);
     }
-  };
-  visit("");
+  }
 }
 
 /** Reasons for the parents that pruning keeps implicitly, so every entry has one. */

@@ -17,12 +17,12 @@ import type { MinimizeLevel } from "../minimize/minimize.js";
 import { minimize } from "../minimize/minimize.js";
 import { openSource } from "../source/schemes.js";
 import type { OpenOptions } from "../source/source.js";
-import type { LayerLimits } from "../tree/flatten.js";
 import { addHostPath } from "../tree/host.js";
 import { checkNames } from "../tree/names.js";
 import { normalizeImagePath, parentOf } from "../tree/path.js";
 import { bufferContent, Spool } from "../tree/spool.js";
 import { dirInode, Tree } from "../tree/tree.js";
+import { Budget, type FormatLimits } from "../util/budget.js";
 import { UserError } from "../util/errors.js";
 import { FORMATS, type ImageFormat, type ImageWriter } from "./formats.js";
 import { initBinaryPath } from "./init-binary.js";
@@ -101,7 +101,7 @@ export interface LoadedImage {
 export type LoadOptions = Pick<
   BuildOptions,
   "source" | "platform" | "insecure" | "overrides" | "additions" | "addOwner" | "onProgress" | "onLayer"
-> & { limits?: LayerLimits };
+> & { limits?: FormatLimits };
 
 /** source -> flattened tree (+ --add files) -> resolved app config. */
 export async function loadImage(o: LoadOptions): Promise<LoadedImage> {
@@ -118,12 +118,13 @@ export async function loadImage(o: LoadOptions): Promise<LoadedImage> {
     );
   }
   const architecture = image.platform?.architecture ?? platform.architecture;
+  // One budget for everything read into the tree: every layer, then the --add files.
+  const tree = new Tree(new Budget(undefined, o.limits));
   const spool = await Spool.create();
   try {
-    const tree = new Tree();
     for (const [index, layer] of image.layers.entries()) {
       o.onLayer?.(index, image.layers.length, layer.name);
-      await layer.apply(tree, { index, spool, limits: o.limits ?? {} });
+      await layer.apply(tree, { index, spool });
     }
     const arch = archOf(architecture);
     const added: string[] = [];

@@ -8,10 +8,10 @@ import { NEWC_MAX_FILE_SIZE } from "../cpio/newc.js";
 import { cpioWarnings, writeCpio } from "../cpio/writer.js";
 import type { DiskFormat } from "../disk/formats.js";
 import { withDiskFile } from "../disk/write.js";
-import type { LayerLimits } from "../tree/flatten.js";
 import { LINUX_XATTR_NAMESPACES, type NameRules } from "../tree/names.js";
 import type { Tree } from "../tree/tree.js";
 import { writeFileAtomically, writeFilesAtomically } from "../util/atomic-file.js";
+import type { FormatLimits } from "../util/budget.js";
 import { WHY_HEADER, type WhyHeader, whyPath } from "./output.js";
 import { contentBytes, hashTap, progressCounter } from "./progress.js";
 
@@ -44,7 +44,7 @@ export interface ImageWriter {
   /** Whether -o names a directory. */
   directory: boolean;
   /** What the format cannot hold, checked while the layers are read. */
-  limits: LayerLimits;
+  limits: FormatLimits;
   /** What names, symlink targets and xattrs it can hold: checked (tree/names.ts) before write. */
   names: NameRules;
   /** What the format will leave out of this tree, as warnings. */
@@ -80,7 +80,8 @@ const DISK_XATTRS: Record<DiskFormat, NonNullable<NameRules["xattrs"]>> = {
 
 /**
  * A disk image (src/disk/): made by the format's own mkfs tool into the temp file, replaced
- * together with its .why. No layer limits: the tree's sizes all fit.
+ * together with its .why. The tree's sizes and xattrs all fit; its paths must fit a host path
+ * (PATH_MAX, 4096 bytes) under the staging directory, for which 256 bytes are kept.
  */
 function disk(format: DiskFormat): ImageWriter {
   return {
@@ -88,7 +89,7 @@ function disk(format: DiskFormat): ImageWriter {
     compressed: false,
     directory: false,
     mountPoints: true,
-    limits: {},
+    limits: { maxPathBytes: { bytes: 4096 - 256, format: `${format} staging (a host directory)` } },
     // mkfs.erofs 1.5 fails on a 255-byte name ("Could not format the device: ENOENT").
     names: { format, xattrs: DISK_XATTRS[format], ...(format === "erofs" ? { maxNameBytes: 254 } : {}) },
     warnings: () => [],

@@ -1,17 +1,7 @@
 import type { Hash } from "node:crypto";
 import { Transform } from "node:stream";
-import type { Tree } from "../tree/tree.js";
 
-/** Bytes of file content in the tree, each hard-linked inode once. */
-export function contentBytes(tree: Tree): number {
-  const seen = new Set<unknown>();
-  let total = 0;
-  for (const { inode } of tree.walk()) {
-    if (inode.content && !seen.has(inode)) total += inode.content.size;
-    seen.add(inode);
-  }
-  return total;
-}
+export { contentBytes } from "../tree/tree.js";
 
 /** Passes bytes through, reporting the running count (capped at `total`) a few times a second. */
 export function progressCounter(

@@ -1,4 +1,4 @@
-import { readFile, realpath, stat } from "node:fs/promises";
+import { realpath, stat } from "node:fs/promises";
 import { basename, resolve } from "node:path";
 import { type Arch, archOf, archOfElfMachine } from "../arch/arch.js";
 import { resolveClosure } from "../elf/closure.js";
@@ -9,7 +9,9 @@ import type { Platform } from "../image/types.js";
 import { addHostPath } from "../tree/host.js";
 import { hostFs } from "../tree/image-fs.js";
 import type { Tree } from "../tree/tree.js";
+import { limitsFromEnv } from "../util/budget.js";
 import { UserError } from "../util/errors.js";
+import { readInput } from "../util/input-file.js";
 import type { SourceScheme } from "./source.js";
 
 /** Where a host executable lands in the image it becomes. */
@@ -26,9 +28,8 @@ const MAX_SCRIPT_DEPTH = 4;
  * whose interpreter is one. Returns the architecture; anything else is a one-line error.
  */
 async function runnableArch(real: string, what: string, depth = 0): Promise<Arch> {
-  const data = await readFile(real).catch((err: NodeJS.ErrnoException) => {
-    throw new UserError(`${what}: cannot read ${real} (${err.code})`);
-  });
+  // Read whole (the ELF checks need every segment), so bounded like the image it becomes.
+  const data = await readInput(real, `${what}: ${real}`, { bytes: limitsFromEnv().bytes, key: "bytes" });
   if (data.subarray(0, 2).toString("latin1") === "#!") {
     const interp = parseShebang(data)?.interpreter ?? "";
     if (!interp.startsWith("/")) throw new UserError(`${what}: a #! script without an absolute interpreter`);

@@ -1,4 +1,4 @@
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { dirname, resolve } from "node:path";
 import { type ListEntry, parseList } from "../cpio/gen-list.js";
 import {
@@ -11,7 +11,9 @@ import {
 } from "../tree/path.js";
 import { hostFileContent } from "../tree/spool.js";
 import type { Inode, Tree } from "../tree/tree.js";
+import { spending } from "../util/budget.js";
 import { UserError } from "../util/errors.js";
+import { readInputLines } from "../util/input-file.js";
 import type { SourceScheme } from "./source.js";
 
 /**
@@ -26,9 +28,7 @@ export const list: SourceScheme = {
   usage: "list:FILE",
   open: async (file, text) => {
     // Names are bytes (tree/path.ts): a name that is not UTF-8 keeps its bytes.
-    const listText = await readFile(file).catch((err: NodeJS.ErrnoException) => {
-      throw new UserError(`${text}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
-    });
+    const listText = await readInputLines(file, text);
     const base = dirname(resolve(file));
     const lines = parseList(nameFromBytes(listText), file);
     // Check every location now, so a missing file is named before anything is built.
@@ -52,9 +52,11 @@ export const list: SourceScheme = {
             for (const { entry, line } of lines) {
               const at = `${file}:${line}`;
               const inode = inodeOf(entry, sizes.get(line));
+              if (inode.content) spending(at, () => tree.budget.file(inode.content!.size));
               const names = entry.type === "file" ? entry.names : [entry.name];
               for (const name of names) {
                 const path = imagePath(name, at);
+                spending(at, () => tree.budget.entry(path));
                 const first = listed.get(path);
                 if (first !== undefined)
                   throw new UserError(

@@ -1,5 +1,4 @@
 import type { ImageConfig, Platform } from "../image/types.js";
-import type { LayerLimits } from "../tree/flatten.js";
 import type { Spool } from "../tree/spool.js";
 import type { Tree } from "../tree/tree.js";
 
@@ -28,7 +27,7 @@ export interface TreeLayer {
   /** Names the layer in errors and progress, e.g. "sha256:ab12... of oci:./nginx". */
   name: string;
   /** Adds this layer's entries; `index` orders layers (whiteouts hide lower layers only). */
-  apply(tree: Tree, at: { index: number; spool: Spool; limits?: LayerLimits }): Promise<void>;
+  apply(tree: Tree, at: { index: number; spool: Spool }): Promise<void>;
 }
 
 export interface OpenOptions {

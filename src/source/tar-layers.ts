@@ -11,8 +11,7 @@ export function fromTarLayers(image: Image): SourceImage {
     config: image.config,
     layers: image.layers.map((layer) => ({
       name: layer.name,
-      apply: async (tree, { index, spool, limits }) =>
-        applyLayer(tree, await layer.open(), index, layer.name, spool, limits),
+      apply: async (tree, { index, spool }) => applyLayer(tree, await layer.open(), index, layer.name, spool),
     })),
     warnings: [],
   };

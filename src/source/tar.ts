@@ -1,6 +1,5 @@
-import { createReadStream, existsSync, statSync } from "node:fs";
 import { decompressLayer } from "../image/layer-stream.js";
-import { UserError } from "../util/errors.js";
+import { inputStream, statInput } from "../util/input-file.js";
 import type { SourceScheme } from "./source.js";
 import { fromTarLayers } from "./tar-layers.js";
 
@@ -9,11 +8,11 @@ export const tar: SourceScheme = {
   scheme: "tar",
   usage: "tar:PATH",
   open: async (path, text) => {
-    if (!existsSync(path) || !statSync(path).isFile()) throw new UserError(`${text}: no such file`);
+    await statInput(path, text);
     return fromTarLayers({
       ref: text,
       config: {},
-      layers: [{ name: text, open: async () => decompressLayer(createReadStream(path), text) }],
+      layers: [{ name: text, open: async () => decompressLayer(await inputStream(path, text), text) }],
     });
   },
 };

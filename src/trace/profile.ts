@@ -1,6 +1,6 @@
-import { readFile } from "node:fs/promises";
 import { escapeConfValue, unescapeConfValue } from "../appconfig/appconfig.js";
 import { UserError } from "../util/errors.js";
+import { readInputText } from "../util/input-file.js";
 
 /**
  * A trace profile: a text file, one absolute image path per line, after a header of
@@ -59,10 +59,7 @@ export function decodeProfile(text: string, file: string): Profile {
 
 /** A profile file, header and paths. */
 export async function loadProfile(file: string): Promise<Profile> {
-  const text = await readFile(file, "utf8").catch((err: NodeJS.ErrnoException) => {
-    throw new UserError(`${file}: ${err.code === "ENOENT" ? "no such file" : err.message}`);
-  });
-  return decodeProfile(text, file);
+  return decodeProfile(await readInputText(file), file);
 }
 
 /** The paths of a profile file. */

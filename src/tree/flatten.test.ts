@@ -3,6 +3,7 @@ import { Readable } from "node:stream";
 import { after, before, test } from "node:test";
 import { tarOf } from "../../test/support/layers.js";
 import { paxMember, rawTar } from "../../test/support/raw-tar.js";
+import { Budget } from "../util/budget.js";
 import { applyLayer } from "./flatten.js";
 import { Spool } from "./spool.js";
 import { Tree } from "./tree.js";
@@ -49,9 +50,13 @@ test("a file too big for the output format is refused at its header, before any 
   // The header claims 5 GiB and no body follows: a reader that spooled first would say "truncated".
   const tar = rawTar([{ name: "huge", size: 5 * 2 ** 30 }]).subarray(0, 512);
   await assert.rejects(
-    applyLayer(new Tree(), Readable.from([tar]), 0, "L0", spool, {
-      maxFileSize: { bytes: 0xffffffff, format: "newc cpio" },
-    }),
+    applyLayer(
+      new Tree(new Budget(undefined, { maxFileSize: { bytes: 0xffffffff, format: "newc cpio" } })),
+      Readable.from([tar]),
+      0,
+      "L0",
+      spool,
+    ),
     /^Error: layer L0: entry huge: 5368709120-byte file is larger than newc cpio can hold \(4294967295 bytes\)$/,
   );
 });

@@ -1,6 +1,7 @@
 import type { Readable } from "node:stream";
 import { readTar, type TarEntry, tarErrorText } from "../tar/reader.js";
-import { UserError } from "../util/errors.js";
+import { LimitError } from "../util/budget.js";
+import { EnvironmentError, UserError } from "../util/errors.js";
 import {
   baseOf,
   displayName,
@@ -22,7 +23,8 @@ const OPAQUE_MARKER = ".wh..wh..opq";
  * unpacks it: whiteouts and opaque directories hide lower layers, a later entry replaces
  * an earlier one (a directory replaced by a file drops its subtree; a directory over a
  * directory keeps its children), hard links share an inode. Bodies go to `spool`.
- * Anything that would land outside the root or be written through a symlink is refused.
+ * Anything that would land outside the root or be written through a symlink is refused, and
+ * every entry is counted against the tree's budget before its body is spooled.
  */
 export async function applyLayer(
   tree: Tree,
@@ -30,17 +32,19 @@ export async function applyLayer(
   layerIndex: number,
   layerName: string,
   spool: Spool,
-  limits: LayerLimits = {},
 ): Promise<void> {
   let current = "";
   const fail = (msg: string) => new UserError(`layer ${layerName}: ${msg}`);
   try {
     for await (const entry of readTar(tar)) {
       current = displayName(entry.name);
-      await applyEntry(tree, entry, layerIndex, spool, limits);
+      await applyEntry(tree, entry, layerIndex, spool);
     }
   } catch (err) {
     tar.destroy();
+    if (err instanceof LimitError) throw fail(`entry ${shortName(current)}: ${err.message}`);
+    if (err instanceof EnvironmentError)
+      throw new EnvironmentError(`layer ${layerName}: entry ${shortName(current)}: ${err.message}`);
     if (err instanceof UserError) throw err;
     const text = tarErrorText(err, current);
     if (text !== undefined) throw fail(text);
@@ -50,9 +54,9 @@ export async function applyLayer(
   }
 }
 
-export interface LayerLimits {
-  /** Largest file the output format can hold, and the format's name for the message. */
-  maxFileSize?: { bytes: number; format: string };
+/** A name for a message: a path thousands of directories deep is cut to its start and end. */
+function shortName(name: string): string {
+  return name.length <= 200 ? name : `${name.slice(0, 80)}...${name.slice(-80)} (${name.length} characters)`;
 }
 
 class EntryError extends Error {}
@@ -71,14 +75,9 @@ function checkWhiteout(base: string): void {
   }
 }
 
-async function applyEntry(
-  tree: Tree,
-  header: TarEntry,
-  layer: number,
-  spool: Spool,
-  limits: LayerLimits,
-): Promise<void> {
+async function applyEntry(tree: Tree, header: TarEntry, layer: number, spool: Spool): Promise<void> {
   const path = normalizeImagePath(header.name);
+  tree.budget.entry(path);
   const kind = header.kind;
   const base = flatCopy(baseOf(path));
   const dir = parentOf(path);
@@ -132,12 +131,9 @@ async function applyEntry(
   const { mode, uid, gid, mtime } = meta;
   let inode: Inode;
   if (kind === "file") {
-    const max = limits.maxFileSize;
-    if (max && header.size > max.bytes) {
-      throw new EntryError(
-        `${header.size}-byte file is larger than ${max.format} can hold (${max.bytes} bytes)`,
-      );
-    }
+    // Before a byte of the body is read: a 5 KiB tar may declare a 1 TiB sparse file.
+    tree.budget.file(header.size);
+    spool.reserve(header.size);
     const content = await spool.append(header.body);
     if (content.size !== header.size) throw new EntryError("body shorter than its header says");
     inode = { kind, mode, uid, gid, mtime, content };

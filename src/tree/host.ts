@@ -1,5 +1,6 @@
 import { constants } from "node:fs";
 import { access, lstat, readdir, readlink } from "node:fs/promises";
+import { spending } from "../util/budget.js";
 import { UserError } from "../util/errors.js";
 import { baseOf, displayName, joinImagePath, nameFromBytes, normalizeImagePath, parentOf } from "./path.js";
 import { hostFileContent } from "./spool.js";
@@ -37,6 +38,10 @@ export async function addHostPath(tree: Tree, source: string, dest: string, opts
     }
     const kind = kindOfMode(st.mode);
     if (!kind) return;
+    spending(hostPath, () => {
+      tree.budget.entry(imagePath);
+      if (kind === "file") tree.budget.file(st.size);
+    });
     const key = `${st.dev}:${st.ino}`;
     const shared = kind !== "dir" && st.nlink > 1 ? byHostInode.get(key) : undefined;
     const inode: Inode = shared ?? {

@@ -1,8 +1,10 @@
-import { closeSync, createReadStream, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, openSync, readSync, writeSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
+import { checkRoom } from "../util/budget.js";
+import { inputStream } from "../util/input-file.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 
 /** Where a file's bytes live while the image is assembled. */
@@ -12,6 +14,8 @@ export interface Content {
 }
 
 const READ_CHUNK = 256 * 1024;
+/** The spool's filesystem is asked for its free space after this many bytes are promised. */
+const ROOM_CHECK_EVERY = 64 * 1024 * 1024;
 
 /**
  * An append-only temp file holding the bodies of layer entries, so flattening streams each
@@ -21,6 +25,7 @@ const READ_CHUNK = 256 * 1024;
  */
 export class Spool {
   private length = 0;
+  private promised = 0;
 
   private constructor(
     private readonly dir: string,
@@ -44,6 +49,18 @@ export class Spool {
       this.length += chunk.length;
     }
     return this.contentAt(start, this.length - start);
+  }
+
+  /**
+   * Checks, before `size` bytes are appended, that the spool's filesystem has room for them:
+   * one statfs per 64 MiB promised, so a large body is checked before its first byte and many
+   * small ones now and then.
+   */
+  reserve(size: number): void {
+    this.promised += size;
+    if (this.promised < ROOM_CHECK_EVERY) return;
+    this.promised = 0;
+    checkRoom(this.dir, size);
   }
 
   private contentAt(start: number, size: number): Content {
@@ -98,7 +115,20 @@ export function bufferContent(data: Buffer): Content {
   return { size: data.length, open: () => Readable.from([data]) };
 }
 
-/** Content of a host file, read when the image is written. */
+/**
+ * Content of a host file, read when the image is written: opened as an input (never a FIFO
+ * swapped in since) and read no further than the size it had when it was listed.
+ */
 export function hostFileContent(path: string | Buffer, size: number): Content {
-  return { size, open: () => createReadStream(path, { highWaterMark: READ_CHUNK }) };
+  return {
+    size,
+    open: () =>
+      Readable.from(
+        size === 0
+          ? []
+          : (async function* () {
+              yield* await inputStream(path, undefined, { start: 0, end: size - 1 });
+            })(),
+      ),
+  };
 }

@@ -1,3 +1,4 @@
+import { Budget } from "../util/budget.js";
 import { baseOf, joinImagePath, nameBytes, parentOf } from "./path.js";
 import type { Content } from "./spool.js";
 
@@ -46,9 +47,14 @@ export function dirInode(mode = 0o755, uid = 0, gid = 0, mtime = 0): Inode {
   return { kind: "dir", mode, uid, gid, mtime };
 }
 
-/** A filesystem tree held as metadata; file bodies live in a Spool or on the host. */
+/**
+ * A filesystem tree held as metadata; file bodies live in a Spool or on the host. Its budget
+ * is what every reader that adds to it checks before adding (entries, depth, bytes).
+ */
 export class Tree {
   readonly root: Node = { inode: dirInode(), children: new Map(), layer: -1 };
+
+  constructor(readonly budget: Budget = new Budget()) {}
 
   get(path: string): Node | undefined {
     if (path === "") return this.root;
@@ -100,14 +106,46 @@ export class Tree {
     return parent?.children?.delete(baseOf(path)) ?? false;
   }
 
-  /** Every path, depth first, children in byte order of their names: parents come first. */
+  /**
+   * Every path, depth first, children in byte order of their names: parents come first.
+   * Iterative (a stack of sorted name lists), so a tree thousands of directories deep cannot
+   * overflow the call stack.
+   */
   *walk(from = "", node: Node | undefined = this.get(from)): Generator<TreeEntry> {
     if (!node) return;
     yield { path: from, inode: node.inode };
-    if (!node.children) return;
-    const names = [...node.children.keys()].sort(compareNames);
-    for (const name of names) yield* this.walk(joinImagePath(from, name), node.children.get(name));
+    const stack: { dir: string; node: Node; names: string[]; next: number }[] = [];
+    const enter = (dir: string, n: Node) => {
+      if (n.children?.size)
+        stack.push({ dir, node: n, names: [...n.children.keys()].sort(compareNames), next: 0 });
+    };
+    enter(from, node);
+    while (stack.length) {
+      const top = stack[stack.length - 1]!;
+      if (top.next === top.names.length) {
+        stack.pop();
+        continue;
+      }
+      const name = top.names[top.next++]!;
+      const child = top.node.children!.get(name);
+      // A name removed while the walk is under way (pruning) is passed over, as before.
+      if (!child) continue;
+      const path = joinImagePath(top.dir, name);
+      yield { path, inode: child.inode };
+      enter(path, child);
+    }
   }
+}
+
+/** Bytes of file content in the tree, each hard-linked inode once. */
+export function contentBytes(tree: Tree): number {
+  const seen = new Set<unknown>();
+  let total = 0;
+  for (const { inode } of tree.walk()) {
+    if (inode.content && !seen.has(inode)) total += inode.content.size;
+    seen.add(inode);
+  }
+  return total;
 }
 
 /** Byte-wise comparison of names (see nameBytes), so the order does not depend on the locale. */

@@ -3,7 +3,7 @@
  * init (init/root.c) and which modules it needs. The initramfs of a disk boot holds only the
  * init, the modules and run.conf.
  */
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { buffer } from "node:stream/consumers";
 import type { Arch } from "../arch/arch.js";
 import { writeCpio } from "../cpio/writer.js";
@@ -14,6 +14,7 @@ import { initBinaryPath } from "../pipeline/init-binary.js";
 import { normalizeImagePath } from "../tree/path.js";
 import { hostFileContent } from "../tree/spool.js";
 import { Tree } from "../tree/tree.js";
+import { readInputText } from "../util/input-file.js";
 import { RunFailure } from "./failure.js";
 
 /**
@@ -122,7 +123,7 @@ export async function checkKernelFor(
   label: string,
 ): Promise<void> {
   if (!config || !disks.length) return;
-  const text = await readFile(config, "utf8").catch(() => undefined);
+  const text = await readInputText(config).catch(() => undefined);
   if (text === undefined) return;
   if (!/^CONFIG_VIRTIO_BLK=(y|m)$/m.test(text))
     throw new RunFailure(`kernel ${label} cannot attach disks: it lacks CONFIG_VIRTIO_BLK`);

@@ -5,8 +5,8 @@
  * VM ends Firecracker at once.
  */
 import { execFile } from "node:child_process";
-import { constants, createReadStream } from "node:fs";
-import { access, readFile, writeFile } from "node:fs/promises";
+import { constants } from "node:fs";
+import { access, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
@@ -17,7 +17,7 @@ import type { BootKernel } from "../kernel/resolve.js";
 import { extractVmlinux } from "../kernel/vmlinux.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
 import { hostExecutable } from "../util/host-path.js";
-import { readHead } from "../util/read-head.js";
+import { inputStream, readHead, readInput } from "../util/input-file.js";
 import {
   checkFirecrackerKernel,
   defaultTapNetwork,
@@ -50,14 +50,14 @@ async function bootableKernel(bk: BootKernel, dir: string): Promise<string> {
   if (bk.kind.arch === "amd64") {
     if (bk.kind.format === "elf") return bk.kernel;
     const out = join(dir, "vmlinux");
-    await extractVmlinux(await readFile(bk.kernel), bk.kernel, out);
+    await extractVmlinux(await readInput(bk.kernel), bk.kernel, out);
     return out;
   }
   if (bk.kind.format === "elf")
     throw new RunFailure(`kernel ${bk.label}: Firecracker on aarch64 boots an Image, not an ELF vmlinux`);
   if (detectCompression(await readHead(bk.kernel, 8)) !== "gzip") return bk.kernel;
   const out = join(dir, "Image");
-  await writeFileAtomically(out, createReadStream(bk.kernel), [createGunzip()]);
+  await writeFileAtomically(out, await inputStream(bk.kernel), [createGunzip()]);
   return out;
 }
 

@@ -1,6 +1,7 @@
-import { createReadStream, createWriteStream } from "node:fs";
+import { createWriteStream } from "node:fs";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { inputStream } from "../util/input-file.js";
 
 /**
  * Joins initramfs archives into one initrd file, each starting on a 4-byte boundary. The
@@ -12,7 +13,7 @@ export async function joinInitrd(parts: readonly (string | Buffer)[], output: st
   let written = 0;
   async function* chunks(): AsyncGenerator<Buffer> {
     for (const part of parts) {
-      const src = typeof part === "string" ? createReadStream(part) : Readable.from([part]);
+      const src = typeof part === "string" ? await inputStream(part) : Readable.from([part]);
       for await (const chunk of src) {
         written += (chunk as Buffer).length;
         yield chunk as Buffer;

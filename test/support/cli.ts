@@ -55,3 +55,23 @@ export async function runCli(args: string[], env: Record<string, string> = {}): 
   const code = await running.exited;
   return { code, stdout: running.stdout, stderr: running.stderr };
 }
+
+/**
+ * Runs the CLI and expects it to end by itself within `ms`: one that does not (blocked in an
+ * open(), say) fails the test, after a SIGTERM that must still end it within 5 s.
+ */
+export async function runCliWithin(ms: number, args: string[], env: Record<string, string> = {}) {
+  const started = Date.now();
+  const running = startCli(args, env);
+  const timer = (t: number) => new Promise<"late">((resolve) => setTimeout(resolve, t, "late").unref());
+  const first = await Promise.race([running.exited, timer(ms)]);
+  if (first === "late") {
+    running.child.kill("SIGTERM");
+    const after = await Promise.race([running.exited, timer(5000)]);
+    if (after === "late") running.child.kill("SIGKILL");
+    throw new Error(
+      `slimroot ${args.join(" ")}: still running after ${ms} ms; SIGTERM ${after === "late" ? "did not end it" : "ended it"}`,
+    );
+  }
+  return { code: first, stdout: running.stdout, stderr: running.stderr, ms: Date.now() - started };
+}

@@ -1,8 +1,9 @@
 import { spawn } from "node:child_process";
-import { readFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { EnvironmentError, UserError } from "../../util/errors.js";
+import { readInputText } from "../../util/input-file.js";
 import { readDocument } from "../schemas.js";
 import { isDockerHub } from "./reference.js";
 
@@ -50,13 +51,9 @@ export async function loadCredentials(
   env: NodeJS.ProcessEnv = process.env,
 ): Promise<Credentials | undefined> {
   const file = dockerConfigFile(env);
-  let text: string;
-  try {
-    text = await readFile(file, "utf8");
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
-    throw new EnvironmentError(`${where}: cannot read ${file}: ${(err as Error).message}`);
-  }
+  if (!existsSync(file)) return undefined;
+  // Through the input module: a FIFO or a device at $DOCKER_CONFIG must not hang a pull.
+  const text = await readInputText(file, `${where}: ${file}`);
   const config = readDocument("dockerConfig", text, `${where}: ${file}`);
   const server = isDockerHub(registry) ? HUB_SERVER : registry;
 

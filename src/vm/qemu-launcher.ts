@@ -1,9 +1,9 @@
 /** The QEMU launcher: user networking with port forwards, Ctrl-Alt-Del through QMP to stop. */
-import { join } from "node:path";
 import type { Arch } from "../arch/arch.js";
 import { hasCmdlineDevices, readKernelConfig } from "../kernel/config.js";
 import type { Transport } from "../kernel/manifest.js";
 import { embeddedAppKernel } from "../kernel/resolve.js";
+import type { OutputDir } from "../output/dir.js";
 import { bootKernel, type Launcher, RunFailure, type VmRequest, writeInitrd } from "./launcher.js";
 import { MIN_DEFAULT_MIB } from "./memory.js";
 import { checkPortsFree } from "./ports.js";
@@ -12,9 +12,9 @@ import { runConfText } from "./runconf.js";
 import { pressCtrlAltDel } from "./stop.js";
 
 /** The kernel, initrd and ACPI choice of a VM booting an initramfs image. */
-async function initrdBoot(req: VmRequest, arch: Arch, transport: Transport, dir: string, scratch: string) {
+async function initrdBoot(req: VmRequest, arch: Arch, transport: Transport, out: OutputDir, scratch: string) {
   const bk = await bootKernel(req, arch, transport, scratch);
-  const { initrd, memMiB } = await writeInitrd(req, bk, true, dir, arch);
+  const { initrd, memMiB } = await writeInitrd(req, bk, true, out, arch);
   // A kernel that takes its virtio-mmio devices from the command line runs microvm without
   // ACPI (as Firecracker gives them); one with a modular virtio_mmio needs ACPI's tables.
   const config = bk.config ? await readKernelConfig(bk.config) : undefined;
@@ -56,7 +56,7 @@ function embeddedBoot(req: VmRequest) {
 }
 
 export const qemuLauncher: Launcher = {
-  async prepare(req, arch, dir, scratch) {
+  async prepare(req, arch, out, scratch) {
     const firecrackerOnly = [
       req.tap && "--tap",
       req.guestIp && "--guest-ip",
@@ -70,10 +70,11 @@ export const qemuLauncher: Launcher = {
     const accel = chooseAccel(arch);
     const tscKhz = arch === "amd64" && accel === "tcg" ? hostTscKhz() : undefined;
     const machine = chooseMachine(arch, accel, tscKhz);
-    const qmpSocket = join(dir, "qmp.sock");
+    // Made by QEMU when it starts.
+    const qmpSocket = out.file("qmp.sock");
     const boot = (await embeddedAppKernel(req.image))
       ? embeddedBoot(req)
-      : await initrdBoot(req, arch, machine === "pc" ? "pci" : "mmio", dir, scratch);
+      : await initrdBoot(req, arch, machine === "pc" ? "pci" : "mmio", out, scratch);
     const command = qemuCommand({
       arch,
       machine,

@@ -124,6 +124,7 @@ export async function checkOutputs(
   inputs: readonly InputPath[],
 ): Promise<void> {
   const all: Target[] = [];
+  const dirs: { path: string; name: string }[] = [];
   for (const spec of specs) {
     const name = spec.label ?? `${spec.flag ?? "-o"} ${spec.path}`;
     const dir = dirname(resolve(spec.path));
@@ -135,7 +136,7 @@ export async function checkOutputs(
     const targets = spec.why === false ? [spec.path] : [spec.path, whyPath(spec.path)];
     for (const t of targets) {
       const st = await stat(t).catch(() => undefined);
-      if (spec.directory && t === spec.path) await checkOutputDir(resolve(t), name);
+      if (spec.directory && t === spec.path) dirs.push({ path: resolve(t), name });
       else if (st && !st.isFile())
         throw new UserError(
           `${name}: ${t === spec.path ? "" : `${t} `}is ${kindOf(st)}; give the path of a file`,
@@ -163,6 +164,8 @@ export async function checkOutputs(
         );
     }
   }
+  // A directory output last: "is the input" says more than "is not a directory".
+  for (const d of dirs) await checkOutputDir(d.path, d.name);
 }
 
 function sameFile(a: Target, b: Target): boolean {

@@ -95,7 +95,7 @@ interface Pair {
   directory: boolean;
 }
 
-function lstatOrUndefined(path: string) {
+export function lstatOrUndefined(path: string) {
   try {
     return lstatSync(path);
   } catch {

@@ -5,13 +5,13 @@
  * into place together, with the mark, at `commit`; before it nothing in the directory has
  * changed. Only names the old mark lists are ever replaced or removed.
  */
-import { lstatSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { mkdir, rm } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { Readable } from "node:stream";
 import { UserError } from "../util/errors.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
-import { Batch, type FileWriter } from "./atomic.js";
+import { Batch, type FileWriter, lstatOrUndefined } from "./atomic.js";
 import { checkOutputDir, checkOutputs, type InputPath, OUTPUT_MARK, outputMark } from "./output.js";
 
 export class OutputDir {
@@ -104,13 +104,5 @@ export class OutputDir {
       await rm(this.path, { recursive: true, force: true });
       untrackTempPath(this.path);
     }
-  }
-}
-
-function lstatOrUndefined(path: string) {
-  try {
-    return lstatSync(path);
-  } catch {
-    return undefined;
   }
 }

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { link, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from "node:fs/promises";
+import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
@@ -28,6 +29,9 @@ test("every trick on a file output and on a directory output is refused in one l
   await symlink(input, join(dir, "symlink"));
   await link(input, join(dir, "hardlink"));
   execFileSync("mkfifo", [join(dir, "fifo")]);
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(join(dir, "socket"), resolve));
+  t.after(() => server.close());
   await mkdir(join(dir, "user"));
   await writeFile(join(dir, "user", "mine"), "the user's\n");
   const cases: [string, RegExp, RegExp][] = [
@@ -36,6 +40,7 @@ test("every trick on a file output and on a directory output is refused in one l
     [join(dir, "hardlink"), /is the input tar:/, /is the input tar:/],
     ["/dev/null", /is a character device; give the path of a file/, /is a character device, not a directory/],
     [join(dir, "fifo"), /is a named pipe; give the path of a file/, /is a named pipe, not a directory/],
+    [join(dir, "socket"), /is a socket; give the path of a file/, /is a socket, not a directory/],
     [join(dir, "user"), /is a directory; give the path of a file/, /holds files slimroot did not write/],
     [join(dir, "no", "x"), /no such directory/, /no such directory/],
   ];

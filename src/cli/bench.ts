@@ -14,7 +14,7 @@ import { checkOutputs } from "../output/output.js";
 import { imageInputs } from "../pipeline/output.js";
 import { parseProbe } from "../trace/probe.js";
 import { UserError } from "../util/errors.js";
-import { addImageOptions } from "./image-options.js";
+import { addImageOptions, parseAddition } from "./image-options.js";
 
 import { collect, parseDuration } from "./parse.js";
 
@@ -73,7 +73,7 @@ export function registerBench(program: Command): void {
         const path = opts[flag.slice(2)] as string | undefined;
         return path ? [{ path, flag, why: false }] : [];
       }),
-      imageInputs({ source, additions: [] }),
+      imageInputs({ source, additions: ((opts.add as string[] | undefined) ?? []).map(parseAddition) }),
     );
     const work = await mkdtemp(join(tmpdir(), "slimroot-bench-"));
     const abort = new AbortController();

@@ -16,7 +16,6 @@
  * the RAM the tmpfs limit is taken from (a 161 MiB initrd at -m 1024 gave exactly that much
  * less). docs/run.md has the numbers.
  */
-import { stat } from "node:fs/promises";
 import type { Arch } from "../arch/arch.js";
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from "../cpio/newc.js";
 import { readArchiveFile } from "../inspect/inspect.js";
@@ -96,10 +95,6 @@ export async function archivesFootprint(files: readonly string[], initrdBytes: n
   return { tmpfsBytes, inodes, initrdBytes };
 }
 
-/** The tmpfs footprint and initrd size of files joined into one initrd (see joinInitrd). */
-export async function initrdFootprint(archives: readonly string[], initrd: string): Promise<Footprint> {
-  return archivesFootprint(archives, (await stat(initrd)).size);
-}
 
 /**
  * The least guest memory (MiB) whose rootfs holds the image's files with `headroomMiB` to

@@ -95,7 +95,6 @@ export async function archivesFootprint(files: readonly string[], initrdBytes: n
   return { tmpfsBytes, inodes, initrdBytes };
 }
 
-
 /**
  * The least guest memory (MiB) whose rootfs holds the image's files with `headroomMiB` to
  * spare. With no headroom: below it the kernel cannot unpack the image at all, so a --mem

@@ -95,7 +95,13 @@ describe("slimroot run --vmm firecracker", { timeout: 10 * TEST_TIMEOUT_MS }, ()
     const r = await run(["--tap", "tap0", "--cpus", "2", "--mem", "512", "--dry-run", "-o", out]);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, `firecracker --no-api --config-file ${join(out, "vm.json")}\n`);
-    assert.deepEqual((await readdir(out)).sort(), ["firecracker.log", "initrd", "vm.json", "vmlinux"]);
+    assert.deepEqual((await readdir(out)).sort(), [
+      ".slimroot-output",
+      "firecracker.log",
+      "initrd",
+      "vm.json",
+      "vmlinux",
+    ]);
     const config = JSON.parse(await readFile(join(out, "vm.json"), "utf8"));
     assert.deepEqual(config["boot-source"], {
       kernel_image_path: join(out, "vmlinux"),

@@ -9,11 +9,12 @@ import { FORMATS, KERNELS, LEVELS, pick } from "../bench/matrix.js";
 import { stopAll } from "../bench/processes.js";
 import { formatTable, renderSvg } from "../bench/report.js";
 import { BENCH_JSON_SCHEMA } from "../bench/schema.js";
-import { checkOutput, imageInputs } from "../pipeline/output.js";
+import { writeFileAtomically } from "../output/atomic.js";
+import { checkOutputs } from "../output/output.js";
+import { imageInputs } from "../pipeline/output.js";
 import { parseProbe } from "../trace/probe.js";
-import { writeFileAtomically } from "../util/atomic-file.js";
 import { UserError } from "../util/errors.js";
-import { addImageOptions } from "./image-options.js";
+import { addImageOptions, parseAddition } from "./image-options.js";
 
 import { collect, parseDuration } from "./parse.js";
 
@@ -67,10 +68,13 @@ export function registerBench(program: Command): void {
     if (mem !== undefined && !(Number.isInteger(mem) && mem >= 8))
       throw new UserError(`--mem ${opts.mem}: expected MiB, at least 8`);
     // Outputs are checked now, not after an hour of benchmarks.
-    for (const flag of ["--json", "--svg"] as const) {
-      const out = opts[flag.slice(2)] as string | undefined;
-      if (out) await checkOutput(out, imageInputs({ source, additions: [] }), { why: false, flag });
-    }
+    await checkOutputs(
+      (["--json", "--svg"] as const).flatMap((flag) => {
+        const path = opts[flag.slice(2)] as string | undefined;
+        return path ? [{ path, flag, why: false }] : [];
+      }),
+      imageInputs({ source, additions: ((opts.add as string[] | undefined) ?? []).map(parseAddition) }),
+    );
     const work = await mkdtemp(join(tmpdir(), "slimroot-bench-"));
     const abort = new AbortController();
     // Signals end bench here, not in main: every VM is stopped and the scratch removed first.

@@ -4,8 +4,9 @@ import { parsePlatform } from "../image/platform.js";
 import { sourceFiles } from "../inspect/against.js";
 import { renderHtml, reportData } from "../inspect/html.js";
 import { formatInspection, inspectArchive } from "../inspect/inspect.js";
-import { checkOutput, imageInputs, whyPath } from "../pipeline/output.js";
-import { writeFileAtomically } from "../util/atomic-file.js";
+import { writeFileAtomically } from "../output/atomic.js";
+import { checkOutput, whyPath } from "../output/output.js";
+import { imageInputs } from "../pipeline/output.js";
 import { UserError } from "../util/errors.js";
 
 interface InspectOpts {

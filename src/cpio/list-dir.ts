@@ -1,11 +1,10 @@
-import { randomBytes } from "node:crypto";
 import { createWriteStream } from "node:fs";
-import { mkdir, readdir, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
-import { basename, dirname, join, resolve } from "node:path";
+import { mkdir, utimes, writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
+import { OUTPUT_MARK, outputMark } from "../output/output.js";
 import type { Inode, Tree } from "../tree/tree.js";
 import { printable, UserError } from "../util/errors.js";
-import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { encodeListLine, LIST_FORBIDDEN, type ListEntry } from "./gen-list.js";
 
 /** The list's name inside the output directory; file bodies go under ROOT_DIR beside it. */
@@ -20,25 +19,29 @@ export interface ListDirOptions {
 }
 
 /**
- * Writes `tree` as a gen_init_cpio list plus the file bodies it names, for a kernel build's
- * CONFIG_INITRAMFS_SOURCE: OUTPUT/initramfs_list and OUTPUT/root/N, one body per file inode,
- * numbered in list order. A location never holds an image name: gen_init_cpio expands `${VAR}`
- * in locations (a name with `${Q}` would read another host file into the archive) and reads
- * at most PATH_MAX of one, so names stay in name fields, byte for byte. Locations are absolute
- * (the kernel build reads them from its own directory). Modes, owners and devices are in the
- * list; the bodies carry the image's mtimes (gen_init_cpio takes a file's mtime from its
- * location). Hard links are one `file` line at the last name, so every parent is listed
- * before it. Every line is encoded before any body is written, so a tree the format cannot
- * hold fails at once. The directory appears whole or not at all; an existing output is
- * replaced only if it is empty or holds a list. Returns the bytes of the list and bodies.
+ * Writes `tree` as a gen_init_cpio list plus the file bodies it names into the new directory
+ * `dir`, for a kernel build's CONFIG_INITRAMFS_SOURCE once `dir` is renamed to `target`
+ * (src/output/ does that, with the .why): TARGET/initramfs_list and TARGET/root/N, one body
+ * per file inode, numbered in list order. A location never holds an image name: gen_init_cpio
+ * expands `${VAR}` in locations (a name with `${Q}` would read another host file into the
+ * archive) and reads at most PATH_MAX of one, so names stay in name fields, byte for byte.
+ * Locations are absolute (the kernel build reads them from its own directory). Modes, owners
+ * and devices are in the list; the bodies carry the image's mtimes (gen_init_cpio takes a
+ * file's mtime from its location). Hard links are one `file` line at the last name, so every
+ * parent is listed before it. Every line is encoded before any body is written, so a tree the
+ * format cannot hold fails at once. The directory's mark lists what is in it, so a later build
+ * may replace it. Returns the bytes of the list and bodies.
  */
-export async function writeListDir(tree: Tree, output: string, o: ListDirOptions): Promise<number> {
-  const target = resolve(output);
-  await checkReplaceable(target, output);
+export async function writeListDir(
+  tree: Tree,
+  dir: string,
+  target: string,
+  o: ListDirOptions,
+): Promise<number> {
   const bodies = join(target, ROOT_DIR);
   if (LIST_FORBIDDEN.pattern.test(bodies) || bodies.includes("${"))
     throw new UserError(
-      `${output}: a gen_init_cpio list cannot name files under a path with whitespace or \${`,
+      `${target}: a gen_init_cpio list cannot name files under a path with whitespace or \${`,
     );
   const names = new Map<Inode, string[]>();
   for (const { path, inode } of tree.walk()) names.set(inode, [...(names.get(inode) ?? []), path]);
@@ -57,41 +60,21 @@ export async function writeListDir(tree: Tree, output: string, o: ListDirOptions
     lines.push(encodeListLine(entry));
     if (entry.type === "file") files.push({ body, inode });
   }
-  const tmp = join(
-    dirname(target),
-    `.${basename(target)}.${process.pid}-${randomBytes(4).toString("hex")}.tmp`,
-  );
-  trackTempPath(tmp);
-  try {
-    await mkdir(join(tmp, ROOT_DIR), { recursive: true });
-    let bytes = 0;
-    for (const { body, inode } of files) {
-      const file = join(tmp, ROOT_DIR, body);
-      if (inode.content)
-        await pipeline(inode.content.open(), createWriteStream(file, { flags: "wx", mode: 0o644 }));
-      else await writeFile(file, "", { flag: "wx", mode: 0o644 });
-      const mtime = Math.max(0, Math.min(inode.mtime, o.clampMtime));
-      await utimes(file, mtime, mtime);
-      bytes += inode.content?.size ?? 0;
-    }
-    const text = Buffer.concat(lines.flatMap((l) => [l, Buffer.from("\n")]));
-    await writeFile(join(tmp, LIST_NAME), text, { flag: "wx", mode: 0o644 });
-    bytes += text.length;
-    const old = `${tmp}.old`;
-    trackTempPath(old);
-    await rename(target, old).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== "ENOENT") throw err;
-    });
-    await rename(tmp, target);
-    await rm(old, { recursive: true, force: true });
-    untrackTempPath(old);
-    return bytes;
-  } catch (err) {
-    await rm(tmp, { recursive: true, force: true });
-    throw err;
-  } finally {
-    untrackTempPath(tmp);
+  await mkdir(join(dir, ROOT_DIR), { recursive: true });
+  let bytes = 0;
+  for (const { body, inode } of files) {
+    const file = join(dir, ROOT_DIR, body);
+    if (inode.content)
+      await pipeline(inode.content.open(), createWriteStream(file, { flags: "wx", mode: 0o644 }));
+    else await writeFile(file, "", { flag: "wx", mode: 0o644 });
+    const mtime = Math.max(0, Math.min(inode.mtime, o.clampMtime));
+    await utimes(file, mtime, mtime);
+    bytes += inode.content?.size ?? 0;
   }
+  const text = Buffer.concat(lines.flatMap((l) => [l, Buffer.from("\n")]));
+  await writeFile(join(dir, LIST_NAME), text, { flag: "wx", mode: 0o644 });
+  await writeFile(join(dir, OUTPUT_MARK), outputMark([LIST_NAME, ROOT_DIR]), { flag: "wx", mode: 0o644 });
+  return bytes + text.length;
 }
 
 function listEntry(path: string, inode: Inode, names: string[], location: string): ListEntry {
@@ -120,14 +103,4 @@ function listEntry(path: string, inode: Inode, names: string[], location: string
     case "socket":
       return { type: "sock", name, ...owned };
   }
-}
-
-/** An output directory may be new, empty, or an earlier list; anything else is the user's. */
-async function checkReplaceable(target: string, output: string): Promise<void> {
-  const st = await stat(target).catch(() => undefined);
-  if (!st) return;
-  if (!st.isDirectory()) throw new UserError(`${output}: exists and is not a directory`);
-  const entries = await readdir(target);
-  if (entries.length && !entries.includes(LIST_NAME))
-    throw new UserError(`${output}: exists and holds no ${LIST_NAME}; give a new or empty directory`);
 }

@@ -5,8 +5,8 @@
 import { mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { FileToWrite } from "../output/atomic.js";
 import { contentBytes, type Tree } from "../tree/tree.js";
-import type { FileToWrite } from "../util/atomic-file.js";
 import { checkRoom } from "../util/budget.js";
 import { UserError } from "../util/errors.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";

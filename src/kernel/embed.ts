@@ -10,7 +10,8 @@ import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { compressor, decompressor } from "../compress/compress.js";
 import { sniffCompression } from "../inspect/inspect.js";
-import { writeFileAtomically } from "../util/atomic-file.js";
+import { writeFileAtomically } from "../output/atomic.js";
+import { checkOutput, whyPath } from "../output/output.js";
 import { EnvironmentError, UserError } from "../util/errors.js";
 import { inputStream } from "../util/input-file.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
@@ -70,6 +71,18 @@ export async function relocateObjectTree(obj: string): Promise<void> {
 
 export async function embedImage(o: EmbedOptions): Promise<EmbedResult> {
   const progress = o.progress ?? (() => {});
+  // Before the minutes of relinking: -o is never what the build reads (the image, its .why,
+  // the fragments, the source tree).
+  await checkOutput(
+    o.output,
+    [
+      { path: o.image, what: `--embed ${o.image}` },
+      { path: whyPath(o.image), what: whyPath(o.image) },
+      ...(o.fragments ?? []).map((f) => ({ path: f, what: `--config-fragment ${f}` })),
+      ...(o.source ? [{ path: o.source, what: `--source ${o.source}` }] : []),
+    ],
+    { why: false },
+  );
   const { arch } = await imageInfo(o.image);
   if (arch !== o.arch)
     throw new UserError(`${o.image}: its /init is ${arch}, not ${o.arch} (give --arch ${arch})`);

@@ -8,7 +8,7 @@
 import { stat } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { type Compression, decompressor, detectCompression } from "../compress/compress.js";
-import { writeFileAtomically } from "../util/atomic-file.js";
+import { type FileWriter, writeFilesAtomically } from "../output/atomic.js";
 import { EnvironmentError, UserError } from "../util/errors.js";
 import { readHead } from "../util/input-file.js";
 import { toolFilter } from "../util/tool-filter.js";
@@ -87,16 +87,25 @@ function payloadDecompressor(c: KernelCompression, what: string) {
  * Writes the vmlinux inside the bzImage `image` (already read) to `output`, atomically, and
  * checks it is an x86-64 ELF of the size Kbuild recorded. Returns the payload's description.
  */
-export async function extractVmlinux(image: Buffer, label: string, output: string): Promise<BzImagePayload> {
+export async function extractVmlinux(
+  image: Buffer,
+  label: string,
+  output: string,
+  write: FileWriter = writeFilesAtomically,
+): Promise<BzImagePayload> {
   const p = bzImagePayload(image, label);
   const what = `${label}: ${p.compression} payload`;
   try {
-    await writeFileAtomically(
-      output,
-      Readable.from([image.subarray(p.offset, p.offset + p.length)]),
-      [payloadDecompressor(p.compression, what)],
-      0o644,
-      async (tmp) => {
+    await write(
+      [
+        {
+          target: output,
+          source: Readable.from([image.subarray(p.offset, p.offset + p.length)]),
+          transforms: [payloadDecompressor(p.compression, what)],
+        },
+      ],
+      async (tmps) => {
+        const tmp = tmps[0]!;
         const arch = elfArch(await readHead(tmp, 64));
         if (arch !== "amd64") throw new UserError(`${what}: does not decompress to an x86-64 ELF vmlinux`);
         const { size } = await stat(tmp);

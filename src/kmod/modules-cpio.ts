@@ -2,9 +2,9 @@ import { stat } from "node:fs/promises";
 import { type Compression, compressor } from "../compress/compress.js";
 import { S_IFREG } from "../cpio/newc.js";
 import { type CpioRecord, directoryChain, writeRecords } from "../cpio/writer.js";
+import { writeFileAtomically } from "../output/atomic.js";
 import { hostFileContent } from "../tree/spool.js";
 import { compareNames } from "../tree/tree.js";
-import { writeFileAtomically } from "../util/atomic-file.js";
 
 /**
  * Where the modules archive puts its `.ko` files in the guest; run.conf's `modules` record

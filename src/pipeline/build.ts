@@ -15,6 +15,7 @@ import type { Platform } from "../image/types.js";
 import { treeClosureResolver } from "../minimize/closure.js";
 import type { MinimizeLevel } from "../minimize/minimize.js";
 import { minimize } from "../minimize/minimize.js";
+import { checkOutput } from "../output/output.js";
 import { openSource } from "../source/schemes.js";
 import type { OpenOptions } from "../source/source.js";
 import { addHostPath } from "../tree/host.js";
@@ -26,7 +27,7 @@ import { Budget, type FormatLimits } from "../util/budget.js";
 import { UserError } from "../util/errors.js";
 import { FORMATS, type ImageFormat, type ImageWriter } from "./formats.js";
 import { initBinaryPath } from "./init-binary.js";
-import { checkOutput, imageInputs, type WhyHeader } from "./output.js";
+import { imageInputs, type WhyHeader } from "./output.js";
 
 export { MINIMIZE_LEVELS, type MinimizeLevel } from "../minimize/minimize.js";
 

@@ -1,4 +1,5 @@
 import { createHash } from "node:crypto";
+import { resolve } from "node:path";
 import { type Duplex, Readable } from "node:stream";
 import type { Arch } from "../arch/arch.js";
 import { type Compression, compressor, compressorVersion } from "../compress/compress.js";
@@ -8,11 +9,12 @@ import { NEWC_MAX_FILE_SIZE } from "../cpio/newc.js";
 import { cpioWarnings, writeCpio } from "../cpio/writer.js";
 import type { DiskFormat } from "../disk/formats.js";
 import { withDiskFile } from "../disk/write.js";
+import { writeFileAtomically, writeFilesAtomically } from "../output/atomic.js";
+import { checkOutputDir, whyPath } from "../output/output.js";
 import { LINUX_XATTR_NAMESPACES, type NameRules } from "../tree/names.js";
 import type { Tree } from "../tree/tree.js";
-import { writeFileAtomically, writeFilesAtomically } from "../util/atomic-file.js";
 import type { FormatLimits } from "../util/budget.js";
-import { WHY_HEADER, type WhyHeader, whyPath } from "./output.js";
+import { WHY_HEADER, type WhyHeader } from "./output.js";
 import { contentBytes, hashTap, progressCounter } from "./progress.js";
 
 /** What a writer needs besides the finished tree. */
@@ -153,9 +155,20 @@ export const FORMATS = {
     compressed: false,
     directory: true,
     write: async (tree, o) => {
-      const bytes = await writeListDir(tree, o.output, { clampMtime: o.epoch, source: o.source });
-      await writeFileAtomically(whyPath(o.output), Readable.from([o.why({})]));
-      return bytes;
+      const target = resolve(o.output);
+      // The directory and its .why are replaced together; the old directory only if it is slimroot's.
+      const [bytes] = await writeFilesAtomically([
+        {
+          target,
+          directory: true,
+          write: async (tmp) => {
+            await checkOutputDir(target, `-o ${o.output}`);
+            return writeListDir(tree, tmp, target, { clampMtime: o.epoch, source: o.source });
+          },
+        },
+        { target: whyPath(o.output), source: () => Readable.from([o.why({})]) },
+      ]);
+      return bytes!;
     },
   },
   ext4: disk("ext4"),

@@ -6,8 +6,7 @@
  */
 import { execFile } from "node:child_process";
 import { constants } from "node:fs";
-import { access, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { access } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
 import type { Arch } from "../arch/arch.js";
@@ -15,7 +14,7 @@ import { detectCompression } from "../compress/compress.js";
 import { readKernelConfig } from "../kernel/config.js";
 import type { BootKernel } from "../kernel/resolve.js";
 import { extractVmlinux } from "../kernel/vmlinux.js";
-import { writeFileAtomically } from "../util/atomic-file.js";
+import type { OutputDir } from "../output/dir.js";
 import { hostExecutable } from "../util/host-path.js";
 import { inputStream, readHead, readInput } from "../util/input-file.js";
 import {
@@ -44,21 +43,21 @@ function extraModules(req: VmRequest): string[] {
 
 /**
  * The kernel file Firecracker boots: on x86_64 an ELF vmlinux (a bzImage's is extracted
- * into `dir`), on aarch64 an uncompressed `Image` (an Image.gz is inflated into `dir`).
+ * into `out`), on aarch64 an uncompressed `Image` (an Image.gz is inflated into `out`).
  */
-async function bootableKernel(bk: BootKernel, dir: string): Promise<string> {
+async function bootableKernel(bk: BootKernel, out: OutputDir): Promise<string> {
   if (bk.kind.arch === "amd64") {
     if (bk.kind.format === "elf") return bk.kernel;
-    const out = join(dir, "vmlinux");
-    await extractVmlinux(await readInput(bk.kernel), bk.kernel, out);
-    return out;
+    const vmlinux = out.file("vmlinux");
+    await extractVmlinux(await readInput(bk.kernel), bk.kernel, vmlinux, out.write);
+    return vmlinux;
   }
   if (bk.kind.format === "elf")
     throw new RunFailure(`kernel ${bk.label}: Firecracker on aarch64 boots an Image, not an ELF vmlinux`);
   if (detectCompression(await readHead(bk.kernel, 8)) !== "gzip") return bk.kernel;
-  const out = join(dir, "Image");
-  await writeFileAtomically(out, await inputStream(bk.kernel), [createGunzip()]);
-  return out;
+  const image = out.file("Image");
+  await out.write([{ target: image, source: await inputStream(bk.kernel), transforms: [createGunzip()] }]);
+  return image;
 }
 
 /** The tap's guest settings: --guest-ip/--gateway, else the tap's default. */
@@ -90,7 +89,7 @@ function versionOf(binary: string): Promise<string> {
 }
 
 export const firecrackerLauncher: Launcher = {
-  async prepare(req, arch: Arch, dir, scratch) {
+  async prepare(req, arch: Arch, out, scratch) {
     const net = tapNetwork(req);
     if (req.forwards.length) {
       const where =
@@ -114,11 +113,11 @@ export const firecrackerLauncher: Launcher = {
       devices,
     );
     if (verdict.fatal) throw new RunFailure(verdict.fatal);
-    const kernel = await bootableKernel(bk, dir);
-    const { initrd, memMiB } = await writeInitrd(req, bk, net ?? false, dir, arch);
-    const logPath = join(dir, "firecracker.log");
+    const kernel = await bootableKernel(bk, out);
+    const { initrd, memMiB } = await writeInitrd(req, bk, net ?? false, out, arch);
+    const logPath = out.file("firecracker.log");
     // Firecracker opens the log for appending and does not create it.
-    await writeFile(logPath, "", { flag: "a" });
+    await out.write([{ target: logPath, source: Readable.from([]) }]);
     const config = firecrackerConfig({
       kernel,
       bootArgs: firecrackerBootArgs(arch),
@@ -128,12 +127,14 @@ export const firecrackerLauncher: Launcher = {
       cpus: req.cpus,
       ...(req.tap ? { tap: req.tap } : {}),
       ...(req.vsockCid !== undefined
-        ? { vsock: { cid: req.vsockCid, udsPath: join(dir, "vsock.sock") } }
+        ? { vsock: { cid: req.vsockCid, udsPath: out.file("vsock.sock") } }
         : {}),
       logPath,
     });
-    const configFile = join(dir, CONFIG_FILE);
-    await writeFileAtomically(configFile, Readable.from([`${JSON.stringify(config, null, 2)}\n`]));
+    const configFile = out.file(CONFIG_FILE);
+    await out.write([
+      { target: configFile, source: Readable.from([`${JSON.stringify(config, null, 2)}\n`]) },
+    ]);
     const notes = [...verdict.notes];
     if (req.tap && net) notes.push(reachLine(req.tap, net));
     return {

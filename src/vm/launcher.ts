@@ -4,17 +4,15 @@
  * image's architecture, asks the launcher to prepare its files, then starts the command,
  * watches the console for the init's exit report and stops the VM.
  */
-import { randomBytes } from "node:crypto";
-import { rename, rm } from "node:fs/promises";
-import { join } from "node:path";
 import type { Arch } from "../arch/arch.js";
 import type { Transport } from "../kernel/manifest.js";
 import { type BootKernel, resolveKernel } from "../kernel/resolve.js";
 import { GUEST_MODULES_DIR } from "../kmod/modules-cpio.js";
+import type { OutputDir } from "../output/dir.js";
 import { checkKernelFor, type Disk, type DiskBoot, initCpio } from "./disks.js";
 import { RunFailure } from "./failure.js";
 import { joinInitrd } from "./initrd.js";
-import { chooseMemoryMiB, initrdFootprint } from "./memory.js";
+import { archivesFootprint, chooseMemoryMiB } from "./memory.js";
 import type { PortForward } from "./ports.js";
 import { type GuestNetwork, runConfCpio, runConfText } from "./runconf.js";
 
@@ -75,10 +73,11 @@ export interface Launch {
 
 export interface Launcher {
   /**
-   * Writes the VM's files into `dir` and builds the command; `scratch` is for intermediate
-   * files (a modules archive), removed after the run or the dry run.
+   * Writes the VM's files into `out` (renamed into place together once it returns) and
+   * builds the command; `scratch` is for intermediate files (a modules archive), removed
+   * after the run or the dry run.
    */
-  prepare(req: VmRequest, arch: Arch, dir: string, scratch: string): Promise<Launch>;
+  prepare(req: VmRequest, arch: Arch, out: OutputDir, scratch: string): Promise<Launch>;
 }
 
 /** The kernel for the image, its architecture checked against the image's. */
@@ -108,29 +107,26 @@ export async function bootKernel(
 }
 
 /** `parts` joined into `dir`/initrd through a temp name, so a `--dry-run -o DIR` never holds half an initrd. */
-export async function placeInitrd(parts: readonly (string | Buffer)[], dir: string): Promise<string> {
-  const initrd = join(dir, "initrd");
-  const tmp = join(dir, `.initrd.${randomBytes(4).toString("hex")}.tmp`);
-  try {
-    await joinInitrd(parts, tmp);
-    await rename(tmp, initrd);
-  } finally {
-    await rm(tmp, { force: true });
-  }
-  return initrd;
+export async function placeInitrd(
+  parts: readonly (string | Buffer)[],
+  out: OutputDir,
+): Promise<{ initrd: string; bytes: number }> {
+  const initrd = out.file("initrd");
+  const [bytes] = await out.write([{ target: initrd, mode: 0o600, write: (tmp) => joinInitrd(parts, tmp) }]);
+  return { initrd, bytes: bytes! };
 }
 
 /**
  * The initrd every launcher boots: the image (when it is an initramfs), the kernel's modules
- * archive and run.conf (with the report key), joined into `dir`/initrd. With it, the guest
- * memory: --mem, refused when the initrd cannot unpack in it, or sized from the initrd (it
- * lives in guest RAM; memory.ts).
+ * archive and run.conf (with the report key), joined into `out`/initrd, so a `--dry-run -o DIR`
+ * never holds half an initrd. With it, the guest memory: --mem, refused when the initrd cannot
+ * unpack in it, or sized from the initrd (it lives in guest RAM; memory.ts).
  */
 export async function writeInitrd(
   req: VmRequest,
   bk: BootKernel,
   network: boolean | GuestNetwork,
-  dir: string,
+  out: OutputDir,
   arch: Arch,
 ): Promise<{ initrd: string; memMiB: number }> {
   const conf = runConfText({
@@ -144,10 +140,10 @@ export async function writeInitrd(
   // A disk root's initramfs holds only our init (the image's own is on the disk).
   const first = req.diskBoot?.rootIsDisk ? await initCpio(bk.kind.arch) : req.image;
   const modules = bk.modulesCpio ? [bk.modulesCpio] : [];
-  const initrd = await placeInitrd([first, ...modules, await runConfCpio(conf, req.reportKey)], dir);
+  const { initrd, bytes } = await placeInitrd([first, ...modules, await runConfCpio(conf, req.reportKey)], out);
   // What unpacks into RAM: the image, unless it is a disk (then our init, a few KiB: the headroom covers it).
   const inRam = [...(typeof first === "string" ? [first] : []), ...modules];
   const kernel = bk.modulesCpio ? "modular" : "built-in";
-  const memMiB = chooseMemoryMiB(await initrdFootprint(inRam, initrd), arch, req.memMiB, req.image, kernel);
+  const memMiB = chooseMemoryMiB(await archivesFootprint(inRam, bytes), arch, req.memMiB, req.image, kernel);
   return { initrd, memMiB };
 }

@@ -1,10 +1,10 @@
 /** The QEMU launcher: user networking with port forwards, Ctrl-Alt-Del through QMP to stop. */
-import { join } from "node:path";
 import type { Arch } from "../arch/arch.js";
 import { hasCmdlineDevices, readKernelConfig } from "../kernel/config.js";
 import { embeddedApp } from "../kernel/embedded.js";
 import type { Transport } from "../kernel/manifest.js";
 import { embeddedAppKernel } from "../kernel/resolve.js";
+import type { OutputDir } from "../output/dir.js";
 import {
   bootKernel,
   type Launcher,
@@ -20,9 +20,9 @@ import { runConfCpio, runConfText } from "./runconf.js";
 import { pressCtrlAltDel } from "./stop.js";
 
 /** The kernel, initrd and ACPI choice of a VM booting an initramfs image. */
-async function initrdBoot(req: VmRequest, arch: Arch, transport: Transport, dir: string, scratch: string) {
+async function initrdBoot(req: VmRequest, arch: Arch, transport: Transport, out: OutputDir, scratch: string) {
   const bk = await bootKernel(req, arch, transport, scratch);
-  const { initrd, memMiB } = await writeInitrd(req, bk, true, dir, arch);
+  const { initrd, memMiB } = await writeInitrd(req, bk, true, out, arch);
   // A kernel that takes its virtio-mmio devices from the command line runs microvm without
   // ACPI (as Firecracker gives them); one with a modular virtio_mmio needs ACPI's tables.
   const config = bk.config ? await readKernelConfig(bk.config) : undefined;
@@ -43,7 +43,7 @@ const MAX_CMDLINE_CONF = 1536;
  * small initrd of its own, which the kernel unpacks over its built-in one. The memory is sized
  * from the built-in image, as for an initramfs; a kernel file with no app in it is refused.
  */
-async function embeddedBoot(req: VmRequest, arch: Arch, dir: string, scratch: string) {
+async function embeddedBoot(req: VmRequest, arch: Arch, out: OutputDir, scratch: string) {
   if (req.kernel !== undefined || req.modules !== undefined)
     throw new RunFailure(
       `${req.image} is a kernel with its app built in: --kernel and --modules do not apply`,
@@ -68,7 +68,7 @@ async function embeddedBoot(req: VmRequest, arch: Arch, dir: string, scratch: st
   const footprint = await initrdFootprint([app.initramfs], req.image);
   const memMiB = chooseMemoryMiB(footprint, arch, req.memMiB, req.image, "built-in");
   const initrd = req.reportKey
-    ? await placeInitrd([await runConfCpio(undefined, req.reportKey)], dir)
+    ? (await placeInitrd([await runConfCpio(undefined, req.reportKey)], out)).initrd
     : undefined;
   return {
     kernel: req.image,
@@ -80,7 +80,7 @@ async function embeddedBoot(req: VmRequest, arch: Arch, dir: string, scratch: st
 }
 
 export const qemuLauncher: Launcher = {
-  async prepare(req, arch, dir, scratch) {
+  async prepare(req, arch, out, scratch) {
     const firecrackerOnly = [
       req.tap && "--tap",
       req.guestIp && "--guest-ip",
@@ -94,10 +94,11 @@ export const qemuLauncher: Launcher = {
     const accel = chooseAccel(arch);
     const tscKhz = arch === "amd64" && accel === "tcg" ? hostTscKhz() : undefined;
     const machine = chooseMachine(arch, accel, tscKhz);
-    const qmpSocket = join(dir, "qmp.sock");
+    // Made by QEMU when it starts.
+    const qmpSocket = out.file("qmp.sock");
     const boot = (await embeddedAppKernel(req.image))
-      ? await embeddedBoot(req, arch, dir, scratch)
-      : await initrdBoot(req, arch, machine === "pc" ? "pci" : "mmio", dir, scratch);
+      ? await embeddedBoot(req, arch, out, scratch)
+      : await initrdBoot(req, arch, machine === "pc" ? "pci" : "mmio", out, scratch);
     const command = qemuCommand({
       arch,
       machine,

@@ -5,12 +5,14 @@
  */
 import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { hostArch } from "../arch/arch.js";
 import { diskIdentity } from "../disk/identity.js";
 import { embeddedAppKernel, kernelArch } from "../kernel/resolve.js";
+import { OutputDir } from "../output/dir.js";
+import type { InputPath } from "../output/output.js";
 import { UserError } from "../util/errors.js";
 import { hostExecutable } from "../util/host-path.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
@@ -84,31 +86,25 @@ export async function runImage(req: RunRequest): Promise<number> {
   const scratch = await mkdtemp(join(tmpdir(), "slimroot-run-"));
   // Removed by the CLI's exit paths too (a closed stdout ends the process at once).
   trackTempPath(scratch);
-  let dir = scratch;
   let keep = false;
-  /** -o DIR made by us: removed again if the dry run fails, so a failure leaves nothing. */
-  let made: string | undefined;
+  let out: OutputDir | undefined;
   try {
-    if (req.outDir !== undefined) {
-      dir = resolve(req.outDir);
-      made = await mkdir(dir, { recursive: true }).catch((err: NodeJS.ErrnoException) => {
-        throw new UserError(`-o ${req.outDir}: cannot create the directory (${err.code ?? err.message})`);
-      });
-    }
-    const launch = await LAUNCHERS[req.vmm ?? "qemu"].prepare(req, arch, dir, scratch);
+    // The VM's files: in -o DIR (new, empty or an earlier dry run's, never over an input) or the scratch.
+    out = await OutputDir.open(req.outDir ?? scratch, "-o", runInputs(req));
+    const launch = await LAUNCHERS[req.vmm ?? "qemu"].prepare(req, arch, out, scratch);
+    await out.commit();
     const notes = () => {
       for (const n of launch.notes) req.stderr.write(`slimroot: ${n}\n`);
     };
     if (req.dryRun) {
-      keep = dir === scratch;
+      keep = req.outDir === undefined;
       notes();
       req.stdout.write(`${shellQuote(launch.command)}\n`);
       req.stderr.write(
         req.outDir !== undefined
-          ? `slimroot: dry run: the VM's files are in ${dir}\n`
-          : `slimroot: dry run: the VM's files are kept in ${dir} (remove it when done)\n`,
+          ? `slimroot: dry run: the VM's files are in ${out.path}\n`
+          : `slimroot: dry run: the VM's files are kept in ${out.path} (remove it when done)\n`,
       );
-      made = undefined;
       return 0;
     }
     await launch.preflight();
@@ -120,10 +116,20 @@ export async function runImage(req: RunRequest): Promise<number> {
     notes();
     return await boot(req, launch, report);
   } finally {
+    await out?.discard();
     if (!keep) await rm(scratch, { recursive: true, force: true });
     untrackTempPath(scratch);
-    if (made) await rm(made, { recursive: true, force: true });
   }
+}
+
+/** What a run reads from the host, which its files must never replace. */
+function runInputs(req: RunRequest): InputPath[] {
+  return [
+    { path: req.image, what: req.image },
+    ...(req.kernel ? [{ path: req.kernel, what: `--kernel ${req.kernel}` }] : []),
+    ...(req.modules ? [{ path: req.modules, what: `--modules ${req.modules}` }] : []),
+    ...(req.volumes ?? []).map((v) => ({ path: v.file, what: `--volume ${v.file}` })),
+  ];
 }
 
 /** What a stop request without a status reports when the VM ends without an exit report. */

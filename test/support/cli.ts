@@ -19,10 +19,17 @@ export interface RunningCli {
   exited: Promise<number>;
 }
 
+/** Where the CLI runs (default: the repository) and how long it may take before it is killed. */
+export interface CliOptions {
+  cwd?: string;
+  timeoutMs?: number;
+}
+
 /** Starts the slimroot CLI from source, as a user would run the command, without waiting. */
-export function startCli(args: string[], env: Record<string, string> = {}): RunningCli {
-  const child = spawn(process.execPath, ["--import", "tsx", MAIN, ...args], {
-    cwd: REPO,
+export function startCli(args: string[], env: Record<string, string> = {}, o: CliOptions = {}): RunningCli {
+  // tsx by its full URL: `--import` is resolved from the working directory.
+  const child = spawn(process.execPath, ["--import", import.meta.resolve("tsx"), MAIN, ...args], {
+    cwd: o.cwd ?? REPO,
     env: { ...process.env, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
@@ -33,9 +40,13 @@ export function startCli(args: string[], env: Record<string, string> = {}): Runn
   child.stderr!.on("data", (d: Buffer) => {
     out.stderr += d;
   });
+  const timer = o.timeoutMs === undefined ? undefined : setTimeout(() => child.kill("SIGKILL"), o.timeoutMs);
   const exited = new Promise<number>((resolve, reject) => {
     child.on("error", reject);
-    child.on("close", (code) => resolve(code ?? -1));
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      resolve(code ?? -1);
+    });
   });
   return {
     child,
@@ -50,8 +61,12 @@ export function startCli(args: string[], env: Record<string, string> = {}): Runn
 }
 
 /** Runs the slimroot CLI from source to the end. */
-export async function runCli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
-  const running = startCli(args, env);
+export async function runCli(
+  args: string[],
+  env: Record<string, string> = {},
+  o: CliOptions = {},
+): Promise<CliResult> {
+  const running = startCli(args, env, o);
   const code = await running.exited;
   return { code, stdout: running.stdout, stderr: running.stderr };
 }

@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Readable } from "node:stream";
 import { test } from "node:test";
-import { writeFileAtomically, writeFilesAtomically } from "./atomic-file.js";
+import { writeFileAtomically, writeFilesAtomically } from "./atomic.js";
 
 test("files written together: a rename that fails puts back the ones already replaced", async () => {
   const dir = await mkdtemp(join(tmpdir(), "slimroot-atomic-"));

@@ -1,11 +1,11 @@
 import { createReadStream } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { pipeline } from "node:stream";
 import { APP_CONFIG_PATH, type AppConfig, decodeAppConfig } from "../appconfig/appconfig.js";
 import { type Compression, decompressor, detectCompression } from "../compress/compress.js";
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from "../cpio/newc.js";
 import { type CpioEntry, readCpio } from "../cpio/reader.js";
-import { WHY_HEADER, whyPath } from "../pipeline/output.js";
+import { checkWhyImage, fileSha256, readWhy, type Why, WhyMissing } from "../pipeline/why.js";
 import { nameFromBytes } from "../tree/path.js";
 import { printable, UserError } from "../util/errors.js";
 import { readHead } from "../util/read-head.js";
@@ -62,36 +62,40 @@ export async function* readArchiveFile(file: string): AsyncGenerator<CpioEntry> 
   }
 }
 
-/** Reads OUTPUT.why (written by build): image path -> reason, and its `# key: value` header. */
-export async function readWhy(
-  file: string,
-): Promise<{ reasons: Map<string, string>; header: Map<string, string> }> {
-  const text = await readFile(whyPath(file), "utf8").catch((err: NodeJS.ErrnoException) => {
-    throw new UserError(
-      err.code === "ENOENT"
-        ? `${whyPath(file)}: no such file (it is written by slimroot build next to the image)`
-        : err.message,
-    );
-  });
-  const reasons = new Map<string, string>();
-  const header = new Map<string, string>();
-  for (const line of text.split("\n")) {
-    if (!line) continue;
-    if (line.startsWith("#")) {
-      const m = /^# ([^:]+): (.*)$/.exec(line);
-      if (m) header.set(m[1]!, m[2]!);
-      continue;
-    }
-    const tab = line.indexOf("\t");
-    if (tab > 0) reasons.set(line.slice(1, tab), line.slice(tab + 1));
-  }
-  return { reasons, header };
+export interface InspectOptions {
+  /**
+   * Why each file is in, from FILE.why: "required" fails if it is missing, unreadable or
+   * written for another image; "wanted" goes on without reasons, saying why through `warn`.
+   */
+  why?: "required" | "wanted";
+  /** One line for a .why that is not used (without `why`, a missing .why is not worth one). */
+  warn?: (line: string) => void;
 }
 
-export async function inspectArchive(file: string, opts: { why?: boolean } = {}): Promise<Inspection> {
-  // The .why is optional unless --why asks for it (an image copied alone has none).
-  const sidecar = opts.why ? await readWhy(file) : await readWhy(file).catch(() => undefined);
-  const why = opts.why ? sidecar?.reasons : undefined;
+/**
+ * FILE.why, once it is known to be written with FILE as it is (`sha256`); else undefined,
+ * or the error when the reasons are required. A stale .why would put another build's
+ * reasons and compressor on this image.
+ */
+async function checkedWhy(
+  file: string,
+  read: Promise<Why>,
+  sha256: Promise<string>,
+  o: InspectOptions,
+): Promise<Why | undefined> {
+  try {
+    const why = await read;
+    checkWhyImage(why, file, await sha256);
+    return why;
+  } catch (err) {
+    if (!(err instanceof UserError) || o.why === "required") throw err;
+    if (o.why === "wanted") o.warn?.(`${err.message}; showing sizes without reasons`);
+    else if (!(err instanceof WhyMissing)) o.warn?.(`${err.message}; ignored`);
+    return undefined;
+  }
+}
+
+export async function inspectArchive(file: string, opts: InspectOptions = {}): Promise<Inspection> {
   const result: Inspection = {
     file,
     compression: await sniffCompression(file),
@@ -100,10 +104,11 @@ export async function inspectArchive(file: string, opts: { why?: boolean } = {})
     counts: { files: 0, dirs: 0, symlinks: 0, other: 0 },
     entries: [],
   };
-  const compressor = sidecar?.header.get(WHY_HEADER.compressor);
-  const cpioSha256 = sidecar?.header.get(WHY_HEADER.cpioSha256);
-  if (compressor || cpioSha256)
-    result.build = { ...(compressor ? { compressor } : {}), ...(cpioSha256 ? { cpioSha256 } : {}) };
+  // Hashed while the entries are read; the .why is used once the hash matches its record.
+  const sha256 = fileSha256(file);
+  const why = readWhy(file);
+  for (const p of [sha256, why]) p.catch(() => undefined);
+  if (opts.why === "required") await why; // --why without a readable .why: say so at once
   const counted = new Set<number>();
   for await (const e of readArchiveFile(file)) {
     const type = e.mode & S_IFMT;
@@ -130,11 +135,19 @@ export async function inspectArchive(file: string, opts: { why?: boolean } = {})
       result.counts.other++;
       if (e.rdevMajor || e.rdevMinor) f.rdev = [e.rdevMajor, e.rdevMinor];
     }
-    if (why)
-      f.why =
-        why.get(e.name === "." ? "" : e.name) ?? "(not in the .why file: the image changed after the build?)";
     if (e.name === APP_CONFIG_PATH) result.app = decodeAppConfig(e.body.toString());
     result.entries.push(f);
+  }
+  const sidecar = await checkedWhy(file, why, sha256, opts);
+  if (sidecar) {
+    const { compressor, cpioSha256 } = sidecar.header;
+    if (compressor || cpioSha256)
+      result.build = { ...(compressor ? { compressor } : {}), ...(cpioSha256 ? { cpioSha256 } : {}) };
+    if (opts.why)
+      for (const f of result.entries)
+        f.why =
+          sidecar.reasons.get(f.path === "." ? "" : f.path) ??
+          "(not in the .why file: the image changed after the build?)";
   }
   return result;
 }

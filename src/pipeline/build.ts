@@ -25,7 +25,8 @@ import { dirInode, Tree } from "../tree/tree.js";
 import { UserError } from "../util/errors.js";
 import { FORMATS, type ImageFormat, type ImageWriter } from "./formats.js";
 import { initBinaryPath } from "./init-binary.js";
-import { checkOutput, imageInputs, type WhyHeader } from "./output.js";
+import { checkOutput, imageInputs } from "./output.js";
+import { encodeWhy } from "./why.js";
 
 export { MINIMIZE_LEVELS, type MinimizeLevel } from "../minimize/minimize.js";
 
@@ -195,7 +196,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       compression: o.compression,
       arch,
       source: o.source,
-      why: (header) => encodeWhy(tree, reasons, header),
+      why: (header) => encodeWhy(header, whyEntries(tree, reasons)),
       ...(o.verify ? { verify: o.verify } : {}),
       ...(o.onWrite ? { onWrite: o.onWrite } : {}),
       ...(o.sizeBytes !== undefined ? { sizeBytes: o.sizeBytes } : {}),
@@ -215,12 +216,9 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
   }
 }
 
-/** "path<TAB>reason" lines in the image's own order. */
-function encodeWhy(tree: Tree, reasons: Map<string, string>, header: WhyHeader): string {
-  const lines = ["# slimroot why v1: image path, tab, why it is in"];
-  for (const [k, v] of Object.entries(header)) lines.push(`# ${k}: ${typeof v === "function" ? v() : v}`);
-  for (const { path } of tree.walk()) lines.push(`/${path}\t${reasons.get(path) ?? "?"}`);
-  return `${lines.join("\n")}\n`;
+/** Each path of the tree with its reason, in the image's own order. */
+function* whyEntries(tree: Tree, reasons: Map<string, string>): Iterable<[string, string]> {
+  for (const { path } of tree.walk()) yield [path, reasons.get(path) ?? "?"];
 }
 
 /** A regular file of the tree as text (following no links), or undefined. */

@@ -10,8 +10,9 @@ import { withDiskFile } from "../disk/write.js";
 import type { LayerLimits } from "../tree/flatten.js";
 import type { Tree } from "../tree/tree.js";
 import { writeFileAtomically, writeFilesAtomically } from "../util/atomic-file.js";
-import { WHY_HEADER, type WhyHeader, whyPath } from "./output.js";
+import { whyPath } from "./output.js";
 import { contentBytes, hashTap, progressCounter } from "./progress.js";
+import type { WhyHeader } from "./why.js";
 
 /** What a writer needs besides the finished tree. */
 export interface WriteOptions {
@@ -69,7 +70,7 @@ function disk(format: DiskFormat): ImageWriter {
             file,
             {
               target: whyPath(o.output),
-              source: () => Readable.from([o.why({ [WHY_HEADER.compressor]: format })]),
+              source: () => Readable.from([o.why({ format })]),
             },
           ],
           o.verify ? (tmps) => o.verify!(tmps[0]!) : undefined,
@@ -95,18 +96,22 @@ export const FORMATS = {
     directory: false,
     write: async (tree, o) => {
       const cpioHash = createHash("sha256");
-      const stages: Duplex[] = [hashTap(cpioHash), compressor(o.compression, o.arch)];
+      const imageHash = createHash("sha256");
+      const stages: Duplex[] = [hashTap(cpioHash), compressor(o.compression, o.arch), hashTap(imageHash)];
       if (o.onWrite) stages.unshift(progressCounter(contentBytes(tree), o.onWrite));
-      const header = {
-        [WHY_HEADER.compressor]: await compressorVersion(o.compression, o.arch),
-        // Known once the image is written, when the .why's turn comes.
-        [WHY_HEADER.cpioSha256]: () => cpioHash.digest("hex"),
-      };
+      const compressorName = await compressorVersion(o.compression, o.arch);
+      // Known once the image is written, when the .why's turn comes.
+      const header = (): WhyHeader => ({
+        format: "cpio",
+        compressor: compressorName,
+        cpioSha256: cpioHash.digest("hex"),
+        imageSha256: imageHash.digest("hex"),
+      });
       // The image and its .why are replaced together or not at all.
       const [bytes] = await writeFilesAtomically(
         [
           { target: o.output, source: writeCpio(tree, { clampMtime: o.epoch }), transforms: stages },
-          { target: whyPath(o.output), source: () => Readable.from([o.why(header)]) },
+          { target: whyPath(o.output), source: () => Readable.from([o.why(header())]) },
         ],
         o.verify ? (tmps) => o.verify!(tmps[0]!) : undefined,
       );
@@ -120,7 +125,7 @@ export const FORMATS = {
     directory: true,
     write: async (tree, o) => {
       const bytes = await writeListDir(tree, o.output, { clampMtime: o.epoch, source: o.source });
-      await writeFileAtomically(whyPath(o.output), Readable.from([o.why({})]));
+      await writeFileAtomically(whyPath(o.output), Readable.from([o.why({ format: "initramfs-list" })]));
       return bytes;
     },
   },

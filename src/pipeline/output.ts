@@ -17,16 +17,6 @@ export function whyPath(output: string): string {
   return `${output.replace(/(.)\/+$/, "$1")}.why`;
 }
 
-/**
- * What the .why's `# key: value` header records about the build (inspect shows them): the
- * compressor and its version, and the sha256 of the cpio before compression, so two images
- * can be compared honestly (same cpio, or not) whatever compressed them.
- */
-export const WHY_HEADER = { compressor: "compressor", cpioSha256: "cpio sha256" } as const;
-
-/** The .why's header: key -> value, or a function giving the value once the image is written. */
-export type WhyHeader = Record<string, string | (() => string)>;
-
 /** A host path the build reads, and how the user named it. */
 export interface InputPath {
   path: string;

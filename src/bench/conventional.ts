@@ -13,7 +13,7 @@ import type { Arch } from "../arch/arch.js";
 import { bootModules, cachedKernel } from "../kernel/fetch.js";
 import type { Transport } from "../kernel/manifest.js";
 import { parseSourceRef } from "../source/schemes.js";
-import { shellQuote } from "../vm/qemu.js";
+import { shellQuote } from "../util/shell.js";
 
 const run = promisify(execFile);
 

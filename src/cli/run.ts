@@ -3,6 +3,7 @@ import type { Command } from "commander";
 import { diskIdentity } from "../disk/identity.js";
 import { oneLine, UserError } from "../util/errors.js";
 import { parseVolume } from "../vm/disks.js";
+import { interfaceNameProblem } from "../vm/firecracker.js";
 import { VMMS, type Vmm } from "../vm/launcher.js";
 import { parsePortForward } from "../vm/ports.js";
 import { EXIT_FAILED, runImage } from "../vm/run.js";
@@ -25,9 +26,10 @@ function parseVmm(text: string): Vmm {
   return text as Vmm;
 }
 
-/** Linux interface names: 1-15 bytes, no slash, colon or whitespace. */
+/** A host interface name, as the kernel takes them (and not one that reads as an option). */
 function tapName(text: string): string {
-  if (!/^[^/:\s]{1,15}$/.test(text)) throw new UserError(`--tap ${text}: not a network interface name`);
+  const problem = interfaceNameProblem(text);
+  if (problem) throw new UserError(`--tap ${text}: ${problem}`);
   return text;
 }
 

@@ -18,6 +18,7 @@ import { extractVmlinux } from "../kernel/vmlinux.js";
 import { writeFileAtomically } from "../util/atomic-file.js";
 import { hostExecutable } from "../util/host-path.js";
 import { readHead } from "../util/read-head.js";
+import { shellQuote } from "../util/shell.js";
 import {
   checkFirecrackerKernel,
   defaultTapNetwork,
@@ -76,7 +77,7 @@ function tapNetwork(req: VmRequest): GuestNetwork | undefined {
 function reachLine(tap: string, net: GuestNetwork): string {
   const addr = net.ip.replace(/\/\d+$/, "");
   const host = net.gateway
-    ? ` (host side, as root: ip addr add ${net.gateway}/${net.ip.split("/")[1] ?? "24"} dev ${tap} && ip link set ${tap} up)`
+    ? ` (host side, as root: ${shellQuote(["ip", "addr", "add", `${net.gateway}/${net.ip.split("/")[1] ?? "24"}`, "dev", tap])} && ${shellQuote(["ip", "link", "set", tap, "up"])})`
     : "";
   return `the guest is ${addr} on ${tap}${host}`;
 }

@@ -13,13 +13,13 @@ import { diskIdentity } from "../disk/identity.js";
 import { embeddedAppKernel, kernelArch } from "../kernel/resolve.js";
 import { UserError } from "../util/errors.js";
 import { hostExecutable } from "../util/host-path.js";
+import { shellQuote } from "../util/shell.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { ConsoleWatcher } from "./console.js";
 import { planDisks, type VolumeSpec } from "./disks.js";
 import { firecrackerLauncher } from "./firecracker-launcher.js";
 import { imageInfo } from "./image-info.js";
 import { type Launch, type Launcher, RunFailure, type Vmm, type VmRequest } from "./launcher.js";
-import { shellQuote } from "./qemu.js";
 import { qemuLauncher } from "./qemu-launcher.js";
 
 export { RunFailure };

@@ -7,7 +7,7 @@ import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK 
 import { type CpioEntry, readCpio } from "../cpio/reader.js";
 import { checkWhyImage, fileSha256, readWhy, type Why, WhyMissing } from "../pipeline/why.js";
 import { nameFromBytes } from "../tree/path.js";
-import { printable, UserError } from "../util/errors.js";
+import { EnvironmentError, printable, UserError } from "../util/errors.js";
 import { readHead } from "../util/read-head.js";
 
 export interface InspectedFile {
@@ -54,6 +54,8 @@ export async function* readArchiveFile(file: string): AsyncGenerator<CpioEntry> 
   try {
     yield* readCpio(plain);
   } catch (err) {
+    // A missing decompressor is the machine's problem (exit 2) and already names the file.
+    if (err instanceof EnvironmentError) throw err;
     throw new UserError(`${file}: ${(err as Error).message}`);
   } finally {
     // A reader that stops early (image-info stops at /init) must not leave a decompressor running.

@@ -23,6 +23,7 @@ import { normalizeImagePath, parentOf } from "../tree/path.js";
 import { bufferContent, Spool } from "../tree/spool.js";
 import { dirInode, Tree } from "../tree/tree.js";
 import { UserError } from "../util/errors.js";
+import { requireTools } from "../util/tools.js";
 import { FORMATS, type ImageFormat, type ImageWriter } from "./formats.js";
 import { initBinaryPath } from "./init-binary.js";
 import { checkOutput, imageInputs } from "./output.js";
@@ -156,6 +157,8 @@ export async function loadImage(o: LoadOptions): Promise<LoadedImage> {
 export async function build(o: BuildOptions): Promise<BuildResult> {
   const format: ImageWriter = FORMATS[o.format ?? "cpio"];
   await checkOutput(o.output, imageInputs(o), { directory: format.directory });
+  const what = format.compressed ? `build --compress ${o.compression}` : `build --format ${o.format}`;
+  requireTools(what, format.tools(o.compression));
   const image = await loadImage({ ...o, limits: format.limits });
   const { tree, app, arch } = image;
   try {

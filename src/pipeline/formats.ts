@@ -1,11 +1,11 @@
 import { createHash } from "node:crypto";
 import { type Duplex, Readable } from "node:stream";
 import type { Arch } from "../arch/arch.js";
-import { type Compression, compressor, compressorVersion } from "../compress/compress.js";
+import { type Compression, compressionTools, compressor, compressorVersion } from "../compress/compress.js";
 import { writeListDir } from "../cpio/list-dir.js";
 import { NEWC_MAX_FILE_SIZE } from "../cpio/newc.js";
 import { cpioWarnings, writeCpio } from "../cpio/writer.js";
-import type { DiskFormat } from "../disk/formats.js";
+import { DISK_TOOLS, type DiskFormat } from "../disk/formats.js";
 import { withDiskFile } from "../disk/write.js";
 import type { LayerLimits } from "../tree/flatten.js";
 import type { Tree } from "../tree/tree.js";
@@ -42,6 +42,8 @@ export interface ImageWriter {
   compressed: boolean;
   /** Whether -o names a directory. */
   directory: boolean;
+  /** The host tools it runs (util/tools.ts), checked before the build starts. */
+  tools(compression: Compression): readonly string[];
   /** What the format cannot hold, checked while the layers are read. */
   limits: LayerLimits;
   /** What the format will leave out of this tree, as warnings. */
@@ -60,6 +62,7 @@ function disk(format: DiskFormat): ImageWriter {
     compressed: false,
     directory: false,
     mountPoints: true,
+    tools: () => DISK_TOOLS[format],
     limits: {},
     warnings: () => [],
     write: async (tree, o) => {
@@ -94,6 +97,7 @@ export const FORMATS = {
     bootable: true,
     compressed: true,
     directory: false,
+    tools: compressionTools,
     write: async (tree, o) => {
       const cpioHash = createHash("sha256");
       const imageHash = createHash("sha256");
@@ -123,6 +127,7 @@ export const FORMATS = {
     bootable: false,
     compressed: false,
     directory: true,
+    tools: () => [],
     write: async (tree, o) => {
       const bytes = await writeListDir(tree, o.output, { clampMtime: o.epoch, source: o.source });
       await writeFileAtomically(whyPath(o.output), Readable.from([o.why({ format: "initramfs-list" })]));

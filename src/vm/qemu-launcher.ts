@@ -4,10 +4,11 @@ import type { Arch } from "../arch/arch.js";
 import { hasCmdlineDevices, readKernelConfig } from "../kernel/config.js";
 import type { Transport } from "../kernel/manifest.js";
 import { embeddedAppKernel } from "../kernel/resolve.js";
+import { toolNotFound } from "../util/tools.js";
 import { bootKernel, type Launcher, RunFailure, type VmRequest, writeInitrd } from "./launcher.js";
 import { MIN_DEFAULT_MIB } from "./memory.js";
 import { checkPortsFree } from "./ports.js";
-import { chooseAccel, chooseMachine, hostTscKhz, qemuCommand, qemuPackage } from "./qemu.js";
+import { chooseAccel, chooseMachine, hostTscKhz, qemuCommand } from "./qemu.js";
 import { runConfText } from "./runconf.js";
 import { pressCtrlAltDel } from "./stop.js";
 
@@ -95,7 +96,7 @@ export const qemuLauncher: Launcher = {
         });
       },
       requestStop: (deadline, exited) => pressCtrlAltDel(qmpSocket, machine, deadline, exited),
-      notFound: `${command[0]} not found: install QEMU (apt-get install ${qemuPackage(arch)})`,
+      notFound: toolNotFound(command[0]!),
     };
   },
 };

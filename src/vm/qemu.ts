@@ -49,11 +49,6 @@ export function qemuBinary(arch: Arch): string {
   return ARCH[arch].qemuBinary;
 }
 
-/** Debian's package for each binary, for the "not found" message. */
-export function qemuPackage(arch: Arch): string {
-  return ARCH[arch].qemuPackage;
-}
-
 /**
  * TCG unless SLIMROOT_ACCEL=kvm: on this project's machines /dev/kvm exists but a guest
  * started with it hangs, so KVM is never assumed. KVM can only run the host's architecture.

@@ -106,9 +106,10 @@ export async function inspectArchive(file: string, opts: InspectOptions = {}): P
     counts: { files: 0, dirs: 0, symlinks: 0, other: 0 },
     entries: [],
   };
-  // Hashed while the entries are read; the .why is used once the hash matches its record.
-  const sha256 = fileSha256(file);
+  // Hashed (when there is a .why) while the entries are read; the .why is used once the hash
+  // matches its record.
   const why = readWhy(file);
+  const sha256 = why.then(() => fileSha256(file));
   for (const p of [sha256, why]) p.catch(() => undefined);
   if (opts.why === "required") await why; // --why without a readable .why: say so at once
   const counted = new Set<number>();

@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { EnvironmentError, UserError } from "../util/errors.js";
-import { TOOL_PACKAGES, toolNotFound } from "../util/tools.js";
+import { isKnownTool, toolNotFound } from "../util/tools.js";
 
 export interface ToolRun {
   /** Also named in messages. */
@@ -44,7 +44,7 @@ export function runTool(command: string, args: readonly string[], r: ToolRun): P
       if (/No space left on device/i.test(text))
         return reject(new UserError(`${r.output}: no space left on the output's filesystem`));
       // Under fakeroot, the failure is the tool it ran.
-      const tool = command === "fakeroot" ? (args.find((a) => a in TOOL_PACKAGES) ?? command) : command;
+      const tool = command === "fakeroot" ? (args.find(isKnownTool) ?? command) : command;
       const last = text
         .split("\n")
         .map((l) => l.trim())

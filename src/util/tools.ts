@@ -31,7 +31,12 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
 
 /** Debian's package for `tool` (its own name when the table does not know it). */
 export function toolPackage(tool: string): string {
-  return TOOL_PACKAGES[tool] ?? tool;
+  return isKnownTool(tool) ? TOOL_PACKAGES[tool]! : tool;
+}
+
+/** Whether the table has `name` (its own keys only: never "constructor" and the like). */
+export function isKnownTool(name: string): boolean {
+  return Object.hasOwn(TOOL_PACKAGES, name);
 }
 
 /** "TOOL not found on PATH (apt-get install PACKAGE)". */

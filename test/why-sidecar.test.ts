@@ -2,7 +2,7 @@
 // only for the image it was written with.
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
-import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -96,4 +96,40 @@ test("a .why written for another image is refused by inspect --why and ignored o
   assert.equal(old.code, 0, old.stderr);
   assert.match(old.stderr, /not a slimroot\.why version 2 file .*; ignored\n$/);
   assert.equal(JSON.parse(old.stdout).build, undefined);
+});
+
+test("a name that is not UTF-8 keeps its reason: stored as its bytes, matched byte for byte", async () => {
+  const root = join(work, "latin1");
+  await mkdir(join(root, "bin"), { recursive: true });
+  await writeFile(join(root, "bin", "app"), "#!/bin/sh\n", { mode: 0o755 });
+  // caf\xe8 and caf\xe9: two names that a lossy decoding would make one.
+  for (const b of [0xe8, 0xe9])
+    await writeFile(Buffer.concat([Buffer.from(`${root}/caf`), Buffer.of(b)]), String(b));
+  const image = join(work, "latin1.cpio");
+  const b = await runCli([
+    "build",
+    `dir:${root}`,
+    "--entrypoint",
+    "/bin/app",
+    "--minimize",
+    "none",
+    "-o",
+    image,
+  ]);
+  assert.equal(b.code, 0, b.stderr);
+  const lines = (await readFile(`${image}.why`, "utf8"))
+    .trimEnd()
+    .split("\n")
+    .slice(1)
+    .map((l) => JSON.parse(l));
+  const stored = lines
+    .filter((l) => l.pathBase64)
+    .map((l) => Buffer.from(l.pathBase64, "base64").toString("latin1"));
+  assert.deepEqual(stored.sort(), ["/caf\xe8", "/caf\xe9"]);
+  const info = JSON.parse((await runCli(["inspect", "--json", "--why", image])).stdout);
+  const odd = info.entries.filter((e: { path: string }) => e.path.startsWith("caf"));
+  assert.deepEqual(odd.map((e: { path: string; why: string }) => [e.path, e.why]).sort(), [
+    ["caf\udce8", "image (--minimize none)"],
+    ["caf\udce9", "image (--minimize none)"],
+  ]);
 });

@@ -166,6 +166,32 @@ describe("slimroot run --vmm firecracker", { timeout: 10 * TEST_TIMEOUT_MS }, ()
     );
   });
 
+  test("--tap: any name the kernel takes is printed quoted in the host command; others are one line", async () => {
+    for (const tap of ["tap0;reboot", "$(id)"]) {
+      const out = join(work, `dry-tap-${tap.length}`);
+      const r = await run(["--tap", tap, "--dry-run", "-o", out]);
+      assert.equal(r.code, 0, r.stderr);
+      const q = `'${tap}'`;
+      assert.ok(r.stderr.includes(`ip addr add 172.16.0.1/30 dev ${q} && ip link set ${q} up)`), r.stderr);
+      assert.equal(
+        JSON.parse(await readFile(join(out, "vm.json"), "utf8"))["network-interfaces"][0].host_dev_name,
+        tap,
+      );
+      await rm(out, { recursive: true });
+    }
+    for (const [tap, why] of [
+      ["-rf", /would read as an option/],
+      ["a/b", /no "\/"/],
+      ["tap 0", /no whitespace/],
+      ["tap-with-16bytes", /1 to 15 bytes/],
+      ["..", /not an interface name/],
+    ] as const)
+      await assertRefused(
+        await run([`--tap=${tap}`, "--dry-run"]),
+        new RegExp(`^slimroot: --tap ${tap.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")}: .*${why.source}`),
+      );
+  });
+
   test("-p has no equivalent on a tap: refused with the guest's address", async () => {
     await assertRefused(
       await run(["-p", "8080:80", "--tap", "tap5"]),

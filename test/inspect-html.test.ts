@@ -67,7 +67,7 @@ test("inspect --html: totals, one cell per file, reasons, no console errors", as
   const html = join(work, "app.html");
   const r = await runCli(["inspect", image, "--html", html]);
   assert.equal(r.code, 0, r.stderr);
-  const expected = await inspectArchive(image, { why: true });
+  const expected = await inspectArchive(image, { why: "required" });
   const nonEmpty = expected.entries.filter((e) => (e.mode & 0o170000) === 0o100000 && e.size > 0).length;
 
   const { page, problems } = await openPage(html, "inspect-html.png");

@@ -22,7 +22,6 @@ export interface ArchFacts {
   debian: string;
   /** QEMU system emulator and the Debian package that has it. */
   qemuBinary: string;
-  qemuPackage: string;
   /** Node's process.arch for this architecture. */
   nodeArch: string;
 }
@@ -35,7 +34,6 @@ export const ARCH: Readonly<Record<Arch, ArchFacts>> = {
     gnuTriplet: "x86_64-linux-gnu",
     debian: "amd64",
     qemuBinary: "qemu-system-x86_64",
-    qemuPackage: "qemu-system-x86",
     nodeArch: "x64",
   },
   arm64: {
@@ -45,7 +43,6 @@ export const ARCH: Readonly<Record<Arch, ArchFacts>> = {
     gnuTriplet: "aarch64-linux-gnu",
     debian: "arm64",
     qemuBinary: "qemu-system-aarch64",
-    qemuPackage: "qemu-system-arm",
     nodeArch: "arm64",
   },
 };

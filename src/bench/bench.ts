@@ -19,12 +19,14 @@ import { sniffCompression } from "../inspect/inspect.js";
 import { hasCmdlineDevices, readKernelConfig } from "../kernel/config.js";
 import { cachedKernel } from "../kernel/fetch.js";
 import type { Probe } from "../trace/probe.js";
+import { requireTools } from "../util/tools.js";
 import { imageInfo } from "../vm/image-info.js";
 import { chooseAccel, chooseMachine, hostTscKhz, qemuBinary, qemuCommand } from "../vm/qemu.js";
 import { leastMemory, portsFor, type Ready, type Stats, stats, timeReady } from "./boot.js";
 import {
   type AppCommand,
   addScriptInit,
+  conventionalTools,
   packDisk,
   packInitramfs,
   unpackConventionally,
@@ -90,6 +92,7 @@ export async function bench(o: BenchOptions): Promise<BenchReport> {
     const v = await f();
     return [v, Number(process.hrtime.bigint() - t0) / 1e9];
   };
+  if (o.conventional) requireTools("bench (the hand-made routes)", conventionalTools(o.source));
   await mkdir(o.work, { recursive: true });
   const cmdArgs = o.command.length ? ["--", ...o.command] : [];
   const insecure = o.insecure ? ["--insecure"] : [];

@@ -13,7 +13,7 @@ import type { Arch } from "../arch/arch.js";
 import { bootModules, cachedKernel } from "../kernel/fetch.js";
 import type { Transport } from "../kernel/manifest.js";
 import { parseSourceRef } from "../source/schemes.js";
-import { shellQuote } from "../vm/qemu.js";
+import { shellQuote } from "../util/shell.js";
 
 const run = promisify(execFile);
 
@@ -29,6 +29,18 @@ const TOOLS = ".handmade";
 
 /** The size people give the disk by hand (`dd bs=1M count=100`). */
 export const HANDMADE_DISK_MIB = 100;
+
+/** The host tools the hand-made routes run for `source` (checked before bench starts). */
+export function conventionalTools(source: string): string[] {
+  const unpack: Record<string, string[]> = {
+    oci: ["umoci"],
+    "docker-archive": ["skopeo", "umoci"],
+    docker: ["skopeo", "umoci"],
+    tar: ["tar"],
+    dir: ["cp"],
+  };
+  return [...(unpack[parseSourceRef(source).transport] ?? []), "cpio", "gzip", "dd", "mkfs.ext4"];
+}
 
 /** Unpacks `source` into `dir` the conventional way for its transport. */
 export async function unpackConventionally(

@@ -46,19 +46,14 @@ export function registerInspect(program: Command): void {
         ];
         await checkOutput(opts.html, inputs, { why: false, flag: "--html" });
       }
+      const warn = (line: string) => process.stderr.write(`slimroot: ${line}\n`);
       if (!opts.html) {
-        const r = await inspectArchive(file, { why: opts.why });
+        const r = await inspectArchive(file, { ...(opts.why ? { why: "required" } : {}), warn });
         process.stdout.write(opts.json ? `${JSON.stringify(r, null, 2)}\n` : `${formatInspection(r)}\n`);
         return;
       }
       // The picture is coloured by reason: use FILE.why when build wrote one, plain sizes otherwise.
-      const r = await inspectArchive(file, { why: true }).catch((err: Error) => {
-        if (!err.message.startsWith(`${whyPath(file)}: no such file`)) throw err;
-        process.stderr.write(
-          `slimroot: ${whyPath(file)}: no such file; the page shows sizes without reasons\n`,
-        );
-        return inspectArchive(file);
-      });
+      const r = await inspectArchive(file, { why: "wanted", warn });
       const against = opts.against
         ? {
             source: opts.against,

@@ -56,8 +56,9 @@ try {
   await program.parseAsync(process.argv);
 } catch (err) {
   if (err instanceof CommanderError) {
-    // Help and version are not errors; usage errors were already printed as one line.
-    process.exitCode = err.exitCode === 0 ? 0 : 1;
+    // Help and version are not errors (0); usage errors were already printed as one line:
+    // 1, or 125 for run (its own rule, cli/run.ts).
+    process.exitCode = err.exitCode;
   } else {
     process.stderr.write(`slimroot: ${oneLine(err)}\n`);
     if (process.env.SLIMROOT_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);

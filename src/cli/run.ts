@@ -1,8 +1,9 @@
 import { constants } from "node:os";
-import type { Command } from "commander";
+import { type Command, CommanderError } from "commander";
 import { diskIdentity } from "../disk/identity.js";
 import { oneLine, UserError } from "../util/errors.js";
 import { parseVolume } from "../vm/disks.js";
+import { interfaceNameProblem } from "../vm/firecracker.js";
 import { VMMS, type Vmm } from "../vm/launcher.js";
 import { parsePortForward } from "../vm/ports.js";
 import { GuestReport, reportKeyFromEnv } from "../vm/report.js";
@@ -26,9 +27,10 @@ function parseVmm(text: string): Vmm {
   return text as Vmm;
 }
 
-/** Linux interface names: 1-15 bytes, no slash, colon or whitespace. */
+/** A host interface name, as the kernel takes them (and not one that reads as an option). */
 function tapName(text: string): string {
-  if (!/^[^/:\s]{1,15}$/.test(text)) throw new UserError(`--tap ${text}: not a network interface name`);
+  const problem = interfaceNameProblem(text);
+  if (problem) throw new UserError(`--tap ${text}: ${problem}`);
   return text;
 }
 
@@ -127,6 +129,11 @@ export function registerRun(program: Command): void {
     .option("--gateway <a.b.c.d>", "firecracker: the guest's default route (default 172.16.N.1 for tapN)")
     .option("--vsock <cid>", "firecracker: add a vsock device with this guest CID (3 or more)")
     .option("--dry-run", "write the VM's files, print the VMM command line and exit")
+    // docker run's rule: every error of slimroot's own, a bad option or argument too, is 125,
+    // so that any other status is the app's (see EXIT_FAILED).
+    .exitOverride((err) => {
+      throw err.exitCode === 0 ? err : new CommanderError(EXIT_FAILED, err.code, err.message);
+    })
     .option(
       "-o, --output <dir>",
       "with --dry-run: the directory for the VM's files (vm.json, vmlinux, initrd)",

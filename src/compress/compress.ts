@@ -9,6 +9,11 @@ import { parallelGzip } from "./gzip.js";
 export type Compression = "gzip" | "zstd" | "xz" | "lz4" | "none";
 export const COMPRESSIONS: readonly Compression[] = ["gzip", "zstd", "xz", "lz4", "none"];
 
+/** The host tool that (de)compresses `kind`: gzip is zlib inside Node, none needs nothing. */
+export function compressionTools(kind: Compression): string[] {
+  return kind === "gzip" || kind === "none" ? [] : [kind];
+}
+
 /**
  * xz's branch-converting filter for each architecture's code, where the kernels slimroot
  * boots have its decoder: Debian's amd64 6.1 kernel and slimroot's own have XZ_DEC_X86;

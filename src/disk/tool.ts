@@ -1,15 +1,6 @@
 import { spawn } from "node:child_process";
 import { EnvironmentError, UserError } from "../util/errors.js";
-
-/** Debian's package for each tool a disk writer runs, for the "not found" message. */
-const PACKAGES: Record<string, string> = {
-  fakeroot: "fakeroot",
-  mke2fs: "e2fsprogs",
-  debugfs: "e2fsprogs",
-  "mkfs.erofs": "erofs-utils",
-  mksquashfs: "squashfs-tools",
-  setfattr: "attr",
-};
+import { isKnownTool, toolNotFound } from "../util/tools.js";
 
 export interface ToolRun {
   /** Also named in messages. */
@@ -45,19 +36,15 @@ export function runTool(command: string, args: readonly string[], r: ToolRun): P
       child.stdin!.end(r.stdin);
     }
     child.on("error", (e: NodeJS.ErrnoException) => {
-      const tool = command === "fakeroot" ? (args.find((a) => PACKAGES[a]) ?? command) : command;
-      reject(
-        e.code === "ENOENT"
-          ? new EnvironmentError(`${command} not found: apt-get install ${PACKAGES[command] ?? tool}`)
-          : e,
-      );
+      reject(e.code === "ENOENT" ? new EnvironmentError(toolNotFound(command)) : e);
     });
     child.on("close", (code, signal) => {
       if (code === 0) return resolve(out);
       const text = `${err}\n${out}`;
       if (/No space left on device/i.test(text))
         return reject(new UserError(`${r.output}: no space left on the output's filesystem`));
-      const tool = command === "fakeroot" ? (args.find((a) => PACKAGES[a]) ?? command) : command;
+      // Under fakeroot, the failure is the tool it ran.
+      const tool = command === "fakeroot" ? (args.find(isKnownTool) ?? command) : command;
       const last = text
         .split("\n")
         .map((l) => l.trim())

@@ -1,13 +1,14 @@
+import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { pipeline } from "node:stream";
 import { APP_CONFIG_PATH, type AppConfig, decodeAppConfig } from "../appconfig/appconfig.js";
 import { type Compression, decompressor, detectCompression } from "../compress/compress.js";
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from "../cpio/newc.js";
 import { type CpioEntry, readCpio } from "../cpio/reader.js";
-import { WHY_HEADER, whyPath } from "../pipeline/output.js";
+import { checkWhyImage, fileSha256, readWhy, type Why, WhyMissing } from "../pipeline/why.js";
 import { nameFromBytes } from "../tree/path.js";
 import { Budget, spending } from "../util/budget.js";
-import { printable, UserError } from "../util/errors.js";
+import { EnvironmentError, printable, UserError } from "../util/errors.js";
 import { inputStream, readHead, readInputText } from "../util/input-file.js";
 
 export interface InspectedFile {
@@ -51,6 +52,8 @@ export async function* readArchiveFile(file: string): AsyncGenerator<CpioEntry> 
   try {
     yield* readCpio(plain);
   } catch (err) {
+    // A missing decompressor is the machine's problem (exit 2) and already names the file.
+    if (err instanceof EnvironmentError) throw err;
     throw new UserError(`${file}: ${(err as Error).message}`);
   } finally {
     // A reader that stops early (image-info stops at /init) must not leave a decompressor running.
@@ -59,36 +62,40 @@ export async function* readArchiveFile(file: string): AsyncGenerator<CpioEntry> 
   }
 }
 
-/** Reads OUTPUT.why (written by build): image path -> reason, and its `# key: value` header. */
-export async function readWhy(
-  file: string,
-): Promise<{ reasons: Map<string, string>; header: Map<string, string> }> {
-  const text = await readInputText(whyPath(file)).catch((err: Error) => {
-    throw new UserError(
-      err.message === `${whyPath(file)}: no such file`
-        ? `${err.message} (it is written by slimroot build next to the image)`
-        : err.message,
-    );
-  });
-  const reasons = new Map<string, string>();
-  const header = new Map<string, string>();
-  for (const line of text.split("\n")) {
-    if (!line) continue;
-    if (line.startsWith("#")) {
-      const m = /^# ([^:]+): (.*)$/.exec(line);
-      if (m) header.set(m[1]!, m[2]!);
-      continue;
-    }
-    const tab = line.indexOf("\t");
-    if (tab > 0) reasons.set(line.slice(1, tab), line.slice(tab + 1));
-  }
-  return { reasons, header };
+export interface InspectOptions {
+  /**
+   * Why each file is in, from FILE.why: "required" fails if it is missing, unreadable or
+   * written for another image; "wanted" goes on without reasons, saying why through `warn`.
+   */
+  why?: "required" | "wanted";
+  /** One line for a .why that is not used (without `why`, a missing .why is not worth one). */
+  warn?: (line: string) => void;
 }
 
-export async function inspectArchive(file: string, opts: { why?: boolean } = {}): Promise<Inspection> {
-  // The .why is optional unless --why asks for it (an image copied alone has none).
-  const sidecar = opts.why ? await readWhy(file) : await readWhy(file).catch(() => undefined);
-  const why = opts.why ? sidecar?.reasons : undefined;
+/**
+ * FILE.why, once it is known to be written with FILE as it is (`sha256`); else undefined,
+ * or the error when the reasons are required. A stale .why would put another build's
+ * reasons and compressor on this image.
+ */
+async function checkedWhy(
+  file: string,
+  read: Promise<Why>,
+  sha256: Promise<string>,
+  o: InspectOptions,
+): Promise<Why | undefined> {
+  try {
+    const why = await read;
+    checkWhyImage(why, file, await sha256);
+    return why;
+  } catch (err) {
+    if (!(err instanceof UserError) || o.why === "required") throw err;
+    if (o.why === "wanted") o.warn?.(`${err.message}; showing sizes without reasons`);
+    else if (!(err instanceof WhyMissing)) o.warn?.(`${err.message}; ignored`);
+    return undefined;
+  }
+}
+
+export async function inspectArchive(file: string, opts: InspectOptions = {}): Promise<Inspection> {
   const result: Inspection = {
     file,
     compression: await sniffCompression(file),
@@ -97,10 +104,12 @@ export async function inspectArchive(file: string, opts: { why?: boolean } = {})
     counts: { files: 0, dirs: 0, symlinks: 0, other: 0 },
     entries: [],
   };
-  const compressor = sidecar?.header.get(WHY_HEADER.compressor);
-  const cpioSha256 = sidecar?.header.get(WHY_HEADER.cpioSha256);
-  if (compressor || cpioSha256)
-    result.build = { ...(compressor ? { compressor } : {}), ...(cpioSha256 ? { cpioSha256 } : {}) };
+  // Hashed (when there is a .why) while the entries are read; the .why is used once the hash
+  // matches its record.
+  const why = readWhy(file);
+  const sha256 = why.then(() => fileSha256(file));
+  for (const p of [sha256, why]) p.catch(() => undefined);
+  if (opts.why === "required") await why; // --why without a readable .why: say so at once
   const counted = new Set<number>();
   // Every entry is held, and the page nests directories: both bounded as when building.
   const budget = new Budget();
@@ -130,11 +139,19 @@ export async function inspectArchive(file: string, opts: { why?: boolean } = {})
       result.counts.other++;
       if (e.rdevMajor || e.rdevMinor) f.rdev = [e.rdevMajor, e.rdevMinor];
     }
-    if (why)
-      f.why =
-        why.get(e.name === "." ? "" : e.name) ?? "(not in the .why file: the image changed after the build?)";
     if (e.name === APP_CONFIG_PATH) result.app = decodeAppConfig(e.body.toString());
     result.entries.push(f);
+  }
+  const sidecar = await checkedWhy(file, why, sha256, opts);
+  if (sidecar) {
+    const { compressor, cpioSha256 } = sidecar.header;
+    if (compressor || cpioSha256)
+      result.build = { ...(compressor ? { compressor } : {}), ...(cpioSha256 ? { cpioSha256 } : {}) };
+    if (opts.why)
+      for (const f of result.entries)
+        f.why =
+          sidecar.reasons.get(f.path === "." ? "" : f.path) ??
+          "(not in the .why file: the image changed after the build?)";
   }
   return result;
 }

@@ -25,9 +25,11 @@ import { bufferContent, Spool } from "../tree/spool.js";
 import { dirInode, Tree } from "../tree/tree.js";
 import { Budget, type FormatLimits } from "../util/budget.js";
 import { UserError } from "../util/errors.js";
+import { requireTools } from "../util/tools.js";
 import { FORMATS, type ImageFormat, type ImageWriter } from "./formats.js";
 import { initBinaryPath } from "./init-binary.js";
-import { imageInputs, type WhyHeader } from "./output.js";
+import { imageInputs } from "./output.js";
+import { encodeWhy } from "./why.js";
 
 export { MINIMIZE_LEVELS, type MinimizeLevel } from "../minimize/minimize.js";
 
@@ -158,6 +160,8 @@ export async function loadImage(o: LoadOptions): Promise<LoadedImage> {
 export async function build(o: BuildOptions): Promise<BuildResult> {
   const format: ImageWriter = FORMATS[o.format ?? "cpio"];
   await checkOutput(o.output, imageInputs(o), { directory: format.directory });
+  const what = format.compressed ? `build --compress ${o.compression}` : `build --format ${o.format}`;
+  requireTools(what, format.tools(o.compression));
   const image = await loadImage({ ...o, limits: format.limits });
   const { tree, app, arch } = image;
   try {
@@ -201,7 +205,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       compression: o.compression,
       arch,
       source: o.source,
-      why: (header) => encodeWhy(tree, reasons, header),
+      why: (header) => encodeWhy(header, whyEntries(tree, reasons)),
       ...(o.verify ? { verify: o.verify } : {}),
       ...(o.onWrite ? { onWrite: o.onWrite } : {}),
       ...(o.sizeBytes !== undefined ? { sizeBytes: o.sizeBytes } : {}),
@@ -221,12 +225,9 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
   }
 }
 
-/** "path<TAB>reason" lines in the image's own order. */
-function encodeWhy(tree: Tree, reasons: Map<string, string>, header: WhyHeader): string {
-  const lines = ["# slimroot why v1: image path, tab, why it is in"];
-  for (const [k, v] of Object.entries(header)) lines.push(`# ${k}: ${typeof v === "function" ? v() : v}`);
-  for (const { path } of tree.walk()) lines.push(`/${path}\t${reasons.get(path) ?? "?"}`);
-  return `${lines.join("\n")}\n`;
+/** Each path of the tree with its reason, in the image's own order. */
+function* whyEntries(tree: Tree, reasons: Map<string, string>): Iterable<[string, string]> {
+  for (const { path } of tree.walk()) yield [path, reasons.get(path) ?? "?"];
 }
 
 /** A regular file of the tree as text (following no links), or undefined. */

@@ -2,20 +2,20 @@ import { createHash } from "node:crypto";
 import { resolve } from "node:path";
 import { type Duplex, Readable } from "node:stream";
 import type { Arch } from "../arch/arch.js";
-import { type Compression, compressor, compressorVersion } from "../compress/compress.js";
+import { type Compression, compressionTools, compressor, compressorVersion } from "../compress/compress.js";
 import { LIST_FORBIDDEN } from "../cpio/gen-list.js";
 import { writeListDir } from "../cpio/list-dir.js";
 import { NEWC_MAX_FILE_SIZE } from "../cpio/newc.js";
 import { cpioWarnings, writeCpio } from "../cpio/writer.js";
-import type { DiskFormat } from "../disk/formats.js";
+import { DISK_TOOLS, type DiskFormat } from "../disk/formats.js";
 import { withDiskFile } from "../disk/write.js";
 import { writeFileAtomically, writeFilesAtomically } from "../output/atomic.js";
 import { checkOutputDir, whyPath } from "../output/output.js";
 import { LINUX_XATTR_NAMESPACES, type NameRules } from "../tree/names.js";
 import type { Tree } from "../tree/tree.js";
 import type { FormatLimits } from "../util/budget.js";
-import { WHY_HEADER, type WhyHeader } from "./output.js";
 import { contentBytes, hashTap, progressCounter } from "./progress.js";
+import type { WhyHeader } from "./why.js";
 
 /** What a writer needs besides the finished tree. */
 export interface WriteOptions {
@@ -45,6 +45,8 @@ export interface ImageWriter {
   compressed: boolean;
   /** Whether -o names a directory. */
   directory: boolean;
+  /** The host tools it runs (util/tools.ts), checked before the build starts. */
+  tools(compression: Compression): readonly string[];
   /** What the format cannot hold, checked while the layers are read. */
   limits: FormatLimits;
   /** What names, symlink targets and xattrs it can hold: checked (tree/names.ts) before write. */
@@ -94,6 +96,7 @@ function disk(format: DiskFormat): ImageWriter {
     limits: { maxPathBytes: { bytes: 4096 - 256, format: `${format} staging (a host directory)` } },
     // mkfs.erofs 1.5 fails on a 255-byte name ("Could not format the device: ENOENT").
     names: { format, xattrs: DISK_XATTRS[format], ...(format === "erofs" ? { maxNameBytes: 254 } : {}) },
+    tools: () => DISK_TOOLS[format],
     warnings: () => [],
     write: async (tree, o) => {
       const d = { format, output: o.output, epoch: o.epoch };
@@ -103,7 +106,7 @@ function disk(format: DiskFormat): ImageWriter {
             file,
             {
               target: whyPath(o.output),
-              source: () => Readable.from([o.why({ [WHY_HEADER.compressor]: format })]),
+              source: () => Readable.from([o.why({ format })]),
             },
           ],
           o.verify ? (tmps) => o.verify!(tmps[0]!) : undefined,
@@ -128,20 +131,25 @@ export const FORMATS = {
     bootable: true,
     compressed: true,
     directory: false,
+    tools: compressionTools,
     write: async (tree, o) => {
       const cpioHash = createHash("sha256");
-      const stages: Duplex[] = [hashTap(cpioHash), compressor(o.compression, o.arch)];
+      const imageHash = createHash("sha256");
+      const stages: Duplex[] = [hashTap(cpioHash), compressor(o.compression, o.arch), hashTap(imageHash)];
       if (o.onWrite) stages.unshift(progressCounter(contentBytes(tree), o.onWrite));
-      const header = {
-        [WHY_HEADER.compressor]: await compressorVersion(o.compression, o.arch),
-        // Known once the image is written, when the .why's turn comes.
-        [WHY_HEADER.cpioSha256]: () => cpioHash.digest("hex"),
-      };
+      const compressorName = await compressorVersion(o.compression, o.arch);
+      // Known once the image is written, when the .why's turn comes.
+      const header = (): WhyHeader => ({
+        format: "cpio",
+        compressor: compressorName,
+        cpioSha256: cpioHash.digest("hex"),
+        imageSha256: imageHash.digest("hex"),
+      });
       // The image and its .why are replaced together or not at all.
       const [bytes] = await writeFilesAtomically(
         [
           { target: o.output, source: writeCpio(tree, { clampMtime: o.epoch }), transforms: stages },
-          { target: whyPath(o.output), source: () => Readable.from([o.why(header)]) },
+          { target: whyPath(o.output), source: () => Readable.from([o.why(header())]) },
         ],
         o.verify ? (tmps) => o.verify!(tmps[0]!) : undefined,
       );
@@ -154,6 +162,7 @@ export const FORMATS = {
     bootable: false,
     compressed: false,
     directory: true,
+    tools: () => [],
     write: async (tree, o) => {
       const target = resolve(o.output);
       // The directory and its .why are replaced together; the old directory only if it is slimroot's.
@@ -166,7 +175,7 @@ export const FORMATS = {
             return writeListDir(tree, tmp, target, { clampMtime: o.epoch, source: o.source });
           },
         },
-        { target: whyPath(o.output), source: () => Readable.from([o.why({})]) },
+        { target: whyPath(o.output), source: () => Readable.from([o.why({ format: "initramfs-list" })]) },
       ]);
       return bytes!;
     },

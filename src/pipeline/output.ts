@@ -9,15 +9,6 @@ import { parseSourceRef } from "../source/schemes.js";
 
 export { whyPath } from "../output/output.js";
 
-/**
- * What the .why's `# key: value` header records about the build (inspect shows them): the
- * compressor and its version, and the sha256 of the cpio before compression, so two images
- * can be compared honestly (same cpio, or not) whatever compressed them.
- */
-export const WHY_HEADER = { compressor: "compressor", cpioSha256: "cpio sha256" } as const;
-
-/** The .why's header: key -> value, or a function giving the value once the image is written. */
-export type WhyHeader = Record<string, string | (() => string)>;
 
 /** The host paths an image is read from: its source (not a registry) and the --add sources. */
 export function imageInputs(o: {

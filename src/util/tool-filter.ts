@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { Duplex, PassThrough } from "node:stream";
 import { EnvironmentError } from "./errors.js";
+import { toolNotFound } from "./tools.js";
 
 /**
  * Runs `command args` as a stream filter: what is written goes to its stdin, its stdout is
@@ -27,7 +28,7 @@ export function toolFilter(command: string, args: string[], what: string): Duple
   child.on("error", (err) => {
     const e =
       (err as NodeJS.ErrnoException).code === "ENOENT"
-        ? new EnvironmentError(`${what}: ${command} not found (install it, e.g. apt-get install ${command})`)
+        ? new EnvironmentError(`${what}: ${toolNotFound(command)}`)
         : new EnvironmentError(`${what}: cannot run ${command}: ${err.message}`);
     duplex.destroy(e);
   });

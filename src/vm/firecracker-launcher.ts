@@ -17,6 +17,7 @@ import { extractVmlinux } from "../kernel/vmlinux.js";
 import type { OutputDir } from "../output/dir.js";
 import { hostExecutable } from "../util/host-path.js";
 import { inputStream, readHead, readInput } from "../util/input-file.js";
+import { shellQuote } from "../util/shell.js";
 import {
   checkFirecrackerKernel,
   defaultTapNetwork,
@@ -75,7 +76,7 @@ function tapNetwork(req: VmRequest): GuestNetwork | undefined {
 function reachLine(tap: string, net: GuestNetwork): string {
   const addr = net.ip.replace(/\/\d+$/, "");
   const host = net.gateway
-    ? ` (host side, as root: ip addr add ${net.gateway}/${net.ip.split("/")[1] ?? "24"} dev ${tap} && ip link set ${tap} up)`
+    ? ` (host side, as root: ${shellQuote(["ip", "addr", "add", `${net.gateway}/${net.ip.split("/")[1] ?? "24"}`, "dev", tap])} && ${shellQuote(["ip", "link", "set", tap, "up"])})`
     : "";
   return `the guest is ${addr} on ${tap}${host}`;
 }

@@ -17,6 +17,7 @@ import {
   firecrackerBootArgs,
   firecrackerConfig,
   guestMac,
+  interfaceNameProblem,
   parseFirecrackerVersion,
   versionAtLeast,
 } from "./firecracker.js";
@@ -279,4 +280,26 @@ describe("checkFirecrackerKernel", () => {
     assert.ok(versionAtLeast([2, 0], [1, 8]));
     assert.ok(!versionAtLeast([1, 7], [1, 8]));
   });
+});
+
+test("interface names: the kernel's rule (dev_valid_name) and no leading '-' or control character", () => {
+  for (const ok of ["tap0", "tap0;reboot", "$(id)", "a", "x".repeat(15), "t\u00e9p"])
+    assert.equal(interfaceNameProblem(ok), undefined, ok);
+  const refused: [string, RegExp][] = [
+    ["", /1 to 15 bytes \(this is 0\)/],
+    ["x".repeat(16), /1 to 15 bytes \(this is 16\)/],
+    ["\u00e9".repeat(8), /this is 16/],
+    [".", /not an interface name/],
+    ["..", /not an interface name/],
+    ["-rf", /would read as an option/],
+    ["a/b", /no "\/"/],
+    ["eth0:1", /no ":"/],
+    ["tap 0", /no whitespace/],
+    ["tap\t0", /no whitespace/],
+    ["tap\n0", /no whitespace/],
+    ["t\u00e0", /no whitespace/], // UTF-8 C3 A0: the kernel's isspace() takes 0xa0
+    ["tap\x1b[2J", /no control characters/],
+  ];
+  for (const [name, why] of refused)
+    assert.match(interfaceNameProblem(name) ?? "(accepted)", why, JSON.stringify(name));
 });

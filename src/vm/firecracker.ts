@@ -26,6 +26,34 @@ export function firecrackerBootArgs(arch: Arch): string {
   return args.join(" ");
 }
 
+/** IFNAMSIZ less the NUL: the longest interface name, in bytes. */
+const MAX_INTERFACE_NAME = 15;
+
+/**
+ * Why `name` cannot be a network interface name, or undefined when it can: the kernel's own
+ * rule (dev_valid_name(): 1-15 bytes, not "." or "..", no "/", ":" or byte its isspace()
+ * takes, which includes 0xa0) and ours: no leading "-", which a command printed with it
+ * (`ip link set -rf up`) would read as an option, and no control character (printed, it
+ * would be a terminal's escape sequence). Anything else (`tap0;reboot`, `$(id)`) is a valid
+ * name, and every command printed with it quotes it (util/shell.ts).
+ */
+export function interfaceNameProblem(name: string): string | undefined {
+  const bytes = Buffer.from(name);
+  if (bytes.length < 1 || bytes.length > MAX_INTERFACE_NAME)
+    return `an interface name is 1 to ${MAX_INTERFACE_NAME} bytes (this is ${bytes.length})`;
+  if (name === "." || name === "..") return `"${name}" is not an interface name`;
+  if (name.startsWith("-")) return "an interface name starting with - would read as an option";
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding them is the point
+  if (/[\x00-\x1f\x7f]/.test(name.replace(/[\t\n\v\f\r]/g, " ")))
+    return "an interface name has no control characters";
+  const bad = bytes.find(
+    (b) => b === 0x2f || b === 0x3a || (b >= 0x09 && b <= 0x0d) || b === 0x20 || b === 0xa0,
+  );
+  if (bad !== undefined)
+    return `an interface name has no ${bad === 0x2f ? '"/"' : bad === 0x3a ? '":"' : "whitespace"}`;
+  return undefined;
+}
+
 /**
  * A locally administered unicast MAC (first octet 06, as in Firecracker's examples) whose
  * other bytes come from a hash of the tap's name: the same tap always gives the guest the

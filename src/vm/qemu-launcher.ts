@@ -5,6 +5,7 @@ import { embeddedApp } from "../kernel/embedded.js";
 import type { Transport } from "../kernel/manifest.js";
 import { embeddedAppKernel } from "../kernel/resolve.js";
 import type { OutputDir } from "../output/dir.js";
+import { toolNotFound } from "../util/tools.js";
 import {
   bootKernel,
   type Launcher,
@@ -15,7 +16,7 @@ import {
 } from "./launcher.js";
 import { chooseMemoryMiB, initrdFootprint } from "./memory.js";
 import { checkPortsFree } from "./ports.js";
-import { chooseAccel, chooseMachine, hostTscKhz, qemuCommand, qemuPackage } from "./qemu.js";
+import { chooseAccel, chooseMachine, hostTscKhz, qemuCommand } from "./qemu.js";
 import { runConfCpio, runConfText } from "./runconf.js";
 import { pressCtrlAltDel } from "./stop.js";
 
@@ -120,7 +121,7 @@ export const qemuLauncher: Launcher = {
         });
       },
       requestStop: (deadline, exited) => pressCtrlAltDel(qmpSocket, machine, deadline, exited),
-      notFound: `${command[0]} not found: install QEMU (apt-get install ${qemuPackage(arch)})`,
+      notFound: toolNotFound(command[0]!),
     };
   },
 };

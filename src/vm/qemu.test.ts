@@ -1,15 +1,8 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
+import { shellQuote } from "../util/shell.js";
 import { parsePortForward } from "./ports.js";
-import {
-  chooseAccel,
-  chooseMachine,
-  hostTscKhz,
-  kernelCmdline,
-  qemuCommand,
-  shellQuote,
-  type VmConfig,
-} from "./qemu.js";
+import { chooseAccel, chooseMachine, hostTscKhz, kernelCmdline, qemuCommand, type VmConfig } from "./qemu.js";
 
 const base: VmConfig = {
   arch: "amd64",

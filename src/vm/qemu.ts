@@ -13,6 +13,7 @@
  *   Ctrl-Alt-Del, refuses legacy devices.
  */
 import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
 import { ARCH, type Arch, hostArch } from "../arch/arch.js";
 import { UserError } from "../util/errors.js";
 import { hostfwd, type PortForward } from "./ports.js";
@@ -46,11 +47,6 @@ export interface VmConfig {
 
 export function qemuBinary(arch: Arch): string {
   return ARCH[arch].qemuBinary;
-}
-
-/** Debian's package for each binary, for the "not found" message. */
-export function qemuPackage(arch: Arch): string {
-  return ARCH[arch].qemuPackage;
 }
 
 /**
@@ -156,21 +152,26 @@ export function qemuCommand(c: VmConfig): string[] {
     mmio ? "virtio-rng-device" : "virtio-rng-pci",
   );
   for (const [i, d] of (c.drives ?? []).entries()) {
-    const file = d.file.replace(/,/g, ",,"); // QEMU's option syntax escapes commas by doubling
     args.push(
       "-drive",
-      `file=${file},format=raw,if=none,id=disk${i},cache=writeback${d.readOnly ? ",readonly=on" : ""}`,
+      `file=${optionPath(d.file)},format=raw,if=none,id=disk${i},cache=writeback${d.readOnly ? ",readonly=on" : ""}`,
       "-device",
       `${mmio ? "virtio-blk-device" : "virtio-blk-pci"},drive=disk${i}`,
     );
   }
   // pc has a PS/2 keyboard built in (atkbd is built into the kernel); the others get one.
   if (mmio) args.push("-device", `virtio-keyboard-device,id=${KEYBOARD_ID}`);
-  args.push("-qmp", `unix:${c.qmpSocket},server=on,wait=off`);
+  args.push("-qmp", `unix:${optionPath(c.qmpSocket)},server=on,wait=off`);
   return args;
 }
 
-/** POSIX shell quoting, for printing a command someone can paste. */
-export function shellQuote(args: readonly string[]): string {
-  return args.map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(" ");
+/**
+ * A host path as a value inside a `-opt key=value,...` option (-drive file=, -qmp unix:,
+ * any chardev path): QEMU splits those on "," and reads ",," as one comma. Made absolute
+ * too, so that a name like "nbd:x" is never taken for a protocol. Every such path in the
+ * command line goes through here; -kernel, -initrd and -append take their argument whole
+ * and are never escaped (a doubled comma there would be two).
+ */
+export function optionPath(path: string): string {
+  return resolve(path).replace(/,/g, ",,");
 }

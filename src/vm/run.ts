@@ -15,13 +15,15 @@ import { OutputDir } from "../output/dir.js";
 import type { InputPath } from "../output/output.js";
 import { UserError } from "../util/errors.js";
 import { hostExecutable } from "../util/host-path.js";
+import { shellQuote } from "../util/shell.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
+import { requireTools } from "../util/tools.js";
 import { ConsoleWatcher } from "./console.js";
 import { planDisks, type VolumeSpec } from "./disks.js";
 import { firecrackerLauncher } from "./firecracker-launcher.js";
 import { imageInfo } from "./image-info.js";
 import { type Launch, type Launcher, RunFailure, type Vmm, type VmRequest } from "./launcher.js";
-import { shellQuote } from "./qemu.js";
+import { qemuBinary } from "./qemu.js";
 import { qemuLauncher } from "./qemu-launcher.js";
 import { GuestReport } from "./report.js";
 
@@ -78,6 +80,9 @@ export async function runImage(req: RunRequest): Promise<number> {
         ? await kernelArch(req.kernel)
         : (hostArch() ?? "amd64")
       : (await imageInfo(req.image)).arch;
+  // The VMM is run last, after the kernel and initrd are ready: said missing at once instead.
+  // (Firecracker is no Debian package: its launcher's preflight says where to get it.)
+  if (!req.dryRun && (req.vmm ?? "qemu") === "qemu") requireTools("run", [qemuBinary(arch)]);
   const plan = await planDisks(req.image, root, Boolean(req.readOnly), req.volumes ?? []);
   if (plan.disks.length) req = { ...req, disks: plan.disks, diskBoot: plan };
   // This boot's key: only a report that opens with it is the init's (report.ts).

@@ -1,0 +1,88 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import fc from "fast-check";
+import { nameBytes, nameFromBytes } from "../tree/path.js";
+import { checkWhyImage, encodeWhy, parseWhy, type WhyHeader } from "./why.js";
+
+/** Any name a tar can carry (bytes, no NUL), as the tree holds it. */
+const anyName = fc
+  .uint8Array({ minLength: 1, maxLength: 24 })
+  .map((b) => nameFromBytes(Buffer.from(b.map((x) => x || 0x0a))));
+const header: WhyHeader = {
+  format: "cpio",
+  compressor: "xz 5.4.1",
+  cpioSha256: "a".repeat(64),
+  imageSha256: "b".repeat(64),
+};
+
+test(".why: every name and reason round-trips byte for byte, and none forges a line or the header", () => {
+  fc.assert(
+    fc.property(
+      fc.uniqueArray(fc.tuple(anyName, anyName), { selector: ([p]) => p, maxLength: 20 }),
+      (entries) => {
+        const text = encodeWhy(header, entries);
+        assert.equal(text.split("\n").length, entries.length + 2, "one line per path, after the header");
+        const why = parseWhy(text, "x.why");
+        assert.deepEqual(why.header, header);
+        assert.deepEqual([...why.reasons], entries);
+        for (const [p, r] of entries) {
+          assert.deepEqual(nameBytes(why.reasons.get(p) ?? ""), nameBytes(r));
+        }
+      },
+    ),
+  );
+});
+
+test(".why: the names that forged v1's lines stay names", () => {
+  const forged = `etc/x\n# cpio sha256: ${"0".repeat(64)}\n/etc/shadow\tforged`;
+  const why = parseWhy(encodeWhy(header, [[forged, "kept"]]), "x.why");
+  assert.equal(why.header.cpioSha256, header.cpioSha256);
+  assert.deepEqual([...why.reasons], [[forged, "kept"]]);
+  // A name that is not UTF-8 is written as its bytes, so any JSON reader can read the line.
+  const latin1 = nameFromBytes(Buffer.from("caf\xe9", "latin1"));
+  const line = encodeWhy(header, [[latin1, "x"]]).split("\n")[1]!;
+  assert.deepEqual(JSON.parse(line), {
+    pathBase64: Buffer.from("/caf\xe9", "latin1").toString("base64"),
+    why: "x",
+  });
+});
+
+test(".why: an old (v1) file, a bad line or a path twice is refused, naming the file and line", () => {
+  assert.throws(
+    () => parseWhy("# slimroot why v1: image path, tab, why it is in\n/\timage root\n", "a.why"),
+    /^Error: a\.why: not a slimroot\.why version 2 file/,
+  );
+  const head = `${JSON.stringify({ type: "slimroot.why", version: 2, format: "cpio" })}\n`;
+  assert.throws(() => parseWhy(`${head}/etc\tx\n`, "a.why"), /a\.why: line 2: not a JSON object/);
+  assert.throws(
+    () => parseWhy(`${head}{"path":"/a","pathBase64":"L2E=","why":"x"}\n`, "a.why"),
+    /line 2: expected a string "path" or "pathBase64"/,
+  );
+  assert.throws(
+    () => parseWhy(`${head}{"path":"/a\\udce9","why":"x"}\n`, "a.why"),
+    /line 2: "path" is not valid UTF-8/,
+  );
+  assert.throws(
+    () => parseWhy(`${head}{"path":"/a","why":"x"}\n{"path":"/a","why":"y"}\n`, "a.why"),
+    /line 3: \/a is listed twice/,
+  );
+  assert.throws(
+    () =>
+      parseWhy(
+        `${JSON.stringify({ type: "slimroot.why", version: 2, format: "cpio", cpioSha256: "0" })}\n`,
+        "a.why",
+      ),
+    /line 1: bad "cpioSha256"/,
+  );
+});
+
+test(".why: used only for the image it was written with", () => {
+  const why = parseWhy(encodeWhy(header, []), "img.why");
+  checkWhyImage(why, "img", "b".repeat(64));
+  assert.throws(
+    () => checkWhyImage(why, "img", "c".repeat(64)),
+    /^Error: img\.why: written for another image \(sha256 bbbbbbbbbbbb\.\.\., img is cccccccccccc\.\.\.\)$/,
+  );
+  const unchecked = parseWhy(encodeWhy({ format: "ext4" }, []), "img.why");
+  assert.throws(() => checkWhyImage(unchecked, "img", "c".repeat(64)), /records no image sha256/);
+});

@@ -1,0 +1,160 @@
+/**
+ * OUTPUT.why, the sidecar that says why each path is in an image (docs/why.md): the one
+ * module that writes and reads it. JSON lines, so no name can forge a line or a field: a
+ * header object, then one object per path. A name or reason that is not valid UTF-8 (a
+ * surrogateescape string, see tree/path.ts) is stored as its bytes in base64 (`pathBase64`,
+ * `whyBase64`) instead of as text, so every byte round-trips and every JSON reader can parse
+ * the file. The header records the sha256 of the image it was written with; a reader uses
+ * the file only for that image.
+ */
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { readFile, stat } from "node:fs/promises";
+import { nameBytes, nameFromBytes } from "../tree/path.js";
+import { printable, UserError } from "../util/errors.js";
+import { whyPath } from "./output.js";
+
+/** The first line's `type`, and the version this module writes and reads. */
+export const WHY_TYPE = "slimroot.why";
+export const WHY_VERSION = 2;
+
+/** What the header records about the build (inspect shows it). */
+export interface WhyHeader {
+  /** The --format it was written for. */
+  format: string;
+  /** The compressor and its version (cpio), or the disk format. */
+  compressor?: string;
+  /** cpio: the sha256 of the cpio before compression, the same whatever compressed it. */
+  cpioSha256?: string;
+  /** The sha256 of the image file as written; readers check it. */
+  imageSha256?: string;
+}
+
+export interface Why {
+  header: WhyHeader;
+  /** Image path ("" for the root, no leading "/") -> why it is in. */
+  reasons: Map<string, string>;
+}
+
+/** A .why that is not there: the one problem an optional reader stays quiet about. */
+export class WhyMissing extends UserError {}
+
+/** A larger .why is not one slimroot wrote (about 100 bytes a path). */
+export const MAX_WHY_BYTES = 256 * 1024 * 1024;
+
+// A lone surrogate (from a byte that is not UTF-8) cannot be written as JSON text that every
+// reader takes: such a string goes as its bytes instead.
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+function textField(key: string, value: string): Record<string, string> {
+  return LONE_SURROGATE.test(value)
+    ? { [`${key}Base64`]: nameBytes(value).toString("base64") }
+    : { [key]: value };
+}
+
+/** The .why's text: the header line, then a line per path in the order given. */
+export function encodeWhy(header: WhyHeader, entries: Iterable<readonly [string, string]>): string {
+  const lines = [JSON.stringify({ type: WHY_TYPE, version: WHY_VERSION, ...header })];
+  for (const [path, why] of entries)
+    lines.push(JSON.stringify({ ...textField("path", `/${path}`), ...textField("why", why) }));
+  return `${lines.join("\n")}\n`;
+}
+
+const HEADER_KEYS = ["format", "compressor", "cpioSha256", "imageSha256"] as const;
+const SHA256 = /^[0-9a-f]{64}$/;
+
+/** One of `key` (UTF-8 text) or `keyBase64` (bytes), as a surrogateescape string. */
+function readTextField(o: Record<string, unknown>, key: string, where: string): string {
+  const text = o[key];
+  const b64 = o[`${key}Base64`];
+  if (typeof text === "string" && b64 === undefined) {
+    if (LONE_SURROGATE.test(text)) throw new UserError(`${where}: "${key}" is not valid UTF-8 text`);
+    return text;
+  }
+  if (typeof b64 === "string" && text === undefined) {
+    const bytes = Buffer.from(b64, "base64");
+    if (bytes.toString("base64") !== b64) throw new UserError(`${where}: "${key}Base64" is not base64`);
+    return nameFromBytes(bytes);
+  }
+  throw new UserError(`${where}: expected a string "${key}" or "${key}Base64"`);
+}
+
+function parseLine(line: string, where: string): Record<string, unknown> {
+  let o: unknown;
+  try {
+    o = JSON.parse(line);
+  } catch {
+    throw new UserError(`${where}: not a JSON object`);
+  }
+  if (typeof o !== "object" || o === null || Array.isArray(o))
+    throw new UserError(`${where}: not a JSON object`);
+  return o as Record<string, unknown>;
+}
+
+/** Parses a .why's text (`file` names it in messages); anything not as written is refused. */
+export function parseWhy(text: string, file: string): Why {
+  const lines = text.split("\n");
+  if (lines.at(-1) === "") lines.pop();
+  const first = lines[0] ?? "";
+  const h = first.startsWith("{") ? parseLine(first, `${file}: line 1`) : {};
+  if (h.type !== WHY_TYPE || h.version !== WHY_VERSION)
+    throw new UserError(
+      `${file}: not a ${WHY_TYPE} version ${WHY_VERSION} file (an older slimroot's .why, whose names could forge its lines, is not read: rebuild the image)`,
+    );
+  const header: WhyHeader = { format: "" };
+  for (const k of HEADER_KEYS) {
+    const v = h[k];
+    if (v === undefined) continue;
+    if (typeof v !== "string" || (k.endsWith("Sha256") && !SHA256.test(v)))
+      throw new UserError(`${file}: line 1: bad "${k}"`);
+    header[k] = v;
+  }
+  const reasons = new Map<string, string>();
+  for (let i = 1; i < lines.length; i++) {
+    const where = `${file}: line ${i + 1}`;
+    const o = parseLine(lines[i]!, where);
+    const path = readTextField(o, "path", where);
+    if (!path.startsWith("/")) throw new UserError(`${where}: the path does not start with /`);
+    const key = path.slice(1);
+    if (reasons.has(key)) throw new UserError(`${where}: /${printable(key)} is listed twice`);
+    reasons.set(key, readTextField(o, "why", where));
+  }
+  return { header, reasons };
+}
+
+/** Reads IMAGE.why: a regular file of bounded size, never opened if it could block (a FIFO). */
+export async function readWhy(image: string): Promise<Why> {
+  const file = whyPath(image);
+  const st = await stat(file).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === "ENOENT")
+      throw new WhyMissing(`${file}: no such file (it is written by slimroot build next to the image)`);
+    throw new UserError(`${file}: ${err.code ?? err.message}`);
+  });
+  if (!st.isFile()) throw new UserError(`${file}: not a regular file`);
+  if (st.size > MAX_WHY_BYTES)
+    throw new UserError(`${file}: ${st.size} bytes, more than a .why can be (${MAX_WHY_BYTES})`);
+  return parseWhy(await readFile(file, "utf8"), file);
+}
+
+/** The sha256 of a file, streamed. */
+export async function fileSha256(file: string): Promise<string> {
+  const hash = createHash("sha256");
+  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  return hash.digest("hex");
+}
+
+/**
+ * Refuses a .why that was not written with `image` as it is now (its sha256 is `sha256`): its
+ * reasons and header would describe another build.
+ */
+export function checkWhyImage(why: Why, image: string, sha256: string): void {
+  const recorded = why.header.imageSha256;
+  if (recorded === undefined)
+    throw new UserError(
+      `${whyPath(image)}: records no image sha256, so it cannot be checked against ${image}`,
+    );
+  if (recorded !== sha256)
+    throw new UserError(
+      `${whyPath(image)}: written for another image (sha256 ${recorded.slice(0, 12)}..., ${image} is ${sha256.slice(0, 12)}...)`,
+    );
+}

@@ -1,4 +1,4 @@
-import { type FileHandle, open } from "node:fs/promises";
+import type { FileHandle } from "node:fs/promises";
 import { readTar, tarErrorText } from "../tar/reader.js";
 import { displayName, EscapeError, normalizeImagePath } from "../tree/path.js";
 import type { Seekable } from "../util/byte-reader.js";

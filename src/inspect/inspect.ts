@@ -1,4 +1,3 @@
-import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { pipeline } from "node:stream";
 import { APP_CONFIG_PATH, type AppConfig, decodeAppConfig } from "../appconfig/appconfig.js";
@@ -9,7 +8,7 @@ import { checkWhyImage, fileSha256, readWhy, type Why, WhyMissing } from "../pip
 import { nameFromBytes } from "../tree/path.js";
 import { Budget, spending } from "../util/budget.js";
 import { EnvironmentError, printable, UserError } from "../util/errors.js";
-import { inputStream, readHead, readInputText } from "../util/input-file.js";
+import { inputStream, readHead } from "../util/input-file.js";
 
 export interface InspectedFile {
   path: string;

@@ -31,7 +31,6 @@ import { ARCH, type Arch, hostArch } from "../arch/arch.js";
 import { PACKAGE_ROOT } from "../pipeline/init-binary.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { EnvironmentError, UserError } from "../util/errors.js";
-import { readInputText } from "../util/input-file.js";
 import { withLock } from "../util/lock.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { download, extract } from "./apt.js";

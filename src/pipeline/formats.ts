@@ -9,7 +9,7 @@ import { NEWC_MAX_FILE_SIZE } from "../cpio/newc.js";
 import { cpioWarnings, writeCpio } from "../cpio/writer.js";
 import { DISK_TOOLS, type DiskFormat } from "../disk/formats.js";
 import { withDiskFile } from "../disk/write.js";
-import { writeFileAtomically, writeFilesAtomically } from "../output/atomic.js";
+import { writeFilesAtomically } from "../output/atomic.js";
 import { checkOutputDir, whyPath } from "../output/output.js";
 import { LINUX_XATTR_NAMESPACES, type NameRules } from "../tree/names.js";
 import type { Tree } from "../tree/tree.js";

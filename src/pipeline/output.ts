@@ -9,7 +9,6 @@ import { parseSourceRef } from "../source/schemes.js";
 
 export { whyPath } from "../output/output.js";
 
-
 /** The host paths an image is read from: its source (not a registry) and the --add sources. */
 export function imageInputs(o: {
   source: string;

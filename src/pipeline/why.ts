@@ -9,9 +9,10 @@
  */
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { readFile, stat } from "node:fs/promises";
+import { stat } from "node:fs/promises";
 import { nameBytes, nameFromBytes } from "../tree/path.js";
 import { printable, UserError } from "../util/errors.js";
+import { readInputText } from "../util/input-file.js";
 import { whyPath } from "./output.js";
 
 /** The first line's `type`, and the version this module writes and reads. */
@@ -133,7 +134,7 @@ export async function readWhy(image: string): Promise<Why> {
   if (!st.isFile()) throw new UserError(`${file}: not a regular file`);
   if (st.size > MAX_WHY_BYTES)
     throw new UserError(`${file}: ${st.size} bytes, more than a .why can be (${MAX_WHY_BYTES})`);
-  return parseWhy(await readFile(file, "utf8"), file);
+  return parseWhy(await readInputText(file), file);
 }
 
 /** The sha256 of a file, streamed. */

@@ -140,7 +140,10 @@ export async function writeInitrd(
   // A disk root's initramfs holds only our init (the image's own is on the disk).
   const first = req.diskBoot?.rootIsDisk ? await initCpio(bk.kind.arch) : req.image;
   const modules = bk.modulesCpio ? [bk.modulesCpio] : [];
-  const { initrd, bytes } = await placeInitrd([first, ...modules, await runConfCpio(conf, req.reportKey)], out);
+  const { initrd, bytes } = await placeInitrd(
+    [first, ...modules, await runConfCpio(conf, req.reportKey)],
+    out,
+  );
   // What unpacks into RAM: the image, unless it is a disk (then our init, a few KiB: the headroom covers it).
   const inRam = [...(typeof first === "string" ? [first] : []), ...modules];
   const kernel = bk.modulesCpio ? "modular" : "built-in";

@@ -34,8 +34,17 @@ interface Outcome {
   stderr: string;
 }
 
+/** Batches still running: fast-check's time limit can end a property while one is in flight. */
+const inFlight = new Set<Promise<Outcome>>();
+
 /** One harness process for a batch of inputs. */
-async function feed(records: readonly Rec[]): Promise<Outcome> {
+function feed(records: readonly Rec[]): Promise<Outcome> {
+  const run = feedBatch(records);
+  inFlight.add(run);
+  return run.finally(() => inFlight.delete(run));
+}
+
+async function feedBatch(records: readonly Rec[]): Promise<Outcome> {
   const dir = await mkdtemp(join(work, "batch-"));
   const child = spawn(harness, [dir], {
     stdio: ["pipe", "pipe", "pipe"],
@@ -274,6 +283,8 @@ before(async () => {
 });
 
 after(async () => {
+  // A batch cut off by the time limit may still be writing in `work`: let it end first.
+  await Promise.allSettled(inFlight);
   if (work) await rm(work, { recursive: true, force: true });
 });
 

@@ -5,10 +5,10 @@
  * the build read a host file, any path or make expansion in a string value, turning off an
  * option of the table of kernel requirements, and lines kconfig would not understand.
  */
-import { constants } from "node:fs";
-import { open } from "node:fs/promises";
 import type { Arch } from "../arch/arch.js";
+import { limitsFromEnv } from "../util/budget.js";
 import { UserError } from "../util/errors.js";
+import { readInputText, statInput } from "../util/input-file.js";
 import { lockedOptions } from "./requirements.js";
 
 /** Options slimroot sets itself, or that would let a fragment replace what runs as PID 1. */
@@ -121,25 +121,9 @@ export function checkFragment(file: string, text: string, arch: Arch): FragmentS
 
 /** Reads a fragment: a regular file, bounded in size (a FIFO or /dev/zero is refused). */
 export async function readFragment(file: string): Promise<string> {
-  // Non-blocking: a FIFO would otherwise hang in open().
-  const fh = await open(file, constants.O_RDONLY | constants.O_NONBLOCK).catch(
-    (err: NodeJS.ErrnoException) => {
-      throw new UserError(
-        `--config-fragment ${file}: ${err.code === "ENOENT" ? "no such file" : err.message}`,
-      );
-    },
-  );
-  try {
-    const st = await fh.stat();
-    if (!st.isFile()) throw new UserError(`--config-fragment ${file}: not a regular file`);
-    if (st.size > MAX_FRAGMENT_BYTES)
-      throw new UserError(
-        `--config-fragment ${file}: ${st.size} bytes; a fragment is at most ${MAX_FRAGMENT_BYTES}`,
-      );
-    const buf = Buffer.alloc(st.size);
-    const { bytesRead } = await fh.read(buf, 0, st.size, 0);
-    return buf.subarray(0, bytesRead).toString("utf8");
-  } finally {
-    await fh.close();
-  }
+  const what = `--config-fragment ${file}`;
+  const st = await statInput(file, what);
+  if (st.size > MAX_FRAGMENT_BYTES)
+    throw new UserError(`${what}: ${st.size} bytes; a fragment is at most ${MAX_FRAGMENT_BYTES}`);
+  return readInputText(file, what, { ...limitsFromEnv(), read: MAX_FRAGMENT_BYTES });
 }

@@ -109,7 +109,8 @@ const COLUMNS: Column[] = [
   {
     name: "erofs",
     ext: "erofs",
-    capacity: { xattrs: true, list: false },
+    // mkfs.erofs 1.5 fails on a 255-byte name (pipeline/formats.ts says so in its row).
+    capacity: { xattrs: true, list: false, maxNameBytes: 254 },
     skip: needsRoot,
     args: build(["--format", "erofs"]),
     readBack: (out, scratch) => mountedSnapshot(out, "erofs", scratch),

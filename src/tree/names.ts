@@ -14,6 +14,9 @@ export const NAME_MAX = 255;
 export const PATH_MAX = 4096;
 export const XATTR_NAME_MAX = 255;
 export const XATTR_SIZE_MAX = 65536;
+/** The kernel's dev_t (linux/kdev_t.h): a 12-bit major, a 20-bit minor. */
+export const DEV_MAJOR_MAX = 0xfff;
+export const DEV_MINOR_MAX = 0xfffff;
 
 /** The xattr namespaces Linux filesystems store (system.* only as POSIX ACLs). */
 export const LINUX_XATTR_NAMESPACES = [
@@ -45,7 +48,8 @@ export interface NameRules {
 /**
  * Throws one UserError naming the first entry (in walk order) that `rules.format` cannot
  * hold. Linux's own limits hold for every format: a name of at most NAME_MAX bytes, a
- * path and a symlink target of at most PATH_MAX - 1 bytes, a symlink target not empty.
+ * path and a symlink target of at most PATH_MAX - 1 bytes, a symlink target not empty, a
+ * device number the kernel's dev_t holds.
  */
 export function checkNames(tree: Tree, rules: NameRules): void {
   const maxName = rules.maxNameBytes ?? NAME_MAX;
@@ -63,6 +67,13 @@ export function checkNames(tree: Tree, rules: NameRules): void {
       if (target.length > PATH_MAX - 1)
         throw fail(`a symlink target of ${target.length} bytes (Linux: at most ${PATH_MAX - 1})`);
       if (forbidden?.pattern.test(inode.target ?? "")) throw fail(`this symlink target (${forbidden.why})`);
+    }
+    if (inode.kind === "char" || inode.kind === "block") {
+      const [major, minor] = [inode.rdevMajor ?? 0, inode.rdevMinor ?? 0];
+      if (major > DEV_MAJOR_MAX || minor > DEV_MINOR_MAX)
+        throw fail(
+          `device ${major}:${minor} (Linux: major at most ${DEV_MAJOR_MAX}, minor at most ${DEV_MINOR_MAX})`,
+        );
     }
     if (rules.xattrs && inode.xattrs?.size) checkXattrs(inode.xattrs, rules.xattrs, fail);
   }

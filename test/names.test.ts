@@ -479,9 +479,11 @@ describe("lists: names are bytes both ways", () => {
 
 describe("what Linux cannot hold is refused the same way by every writer", () => {
   const deep = Array.from({ length: 21 }, (_, i) => `${i}`.padStart(3, "0") + "d".repeat(200));
-  const cases: { what: string; members: Member[]; message: RegExp }[] = [
+  const cases: { what: string; members: Member[]; message: RegExp; staged?: RegExp }[] = [
     {
       what: "a path over 4095 bytes",
+      // A disk format stages the tree as host paths: its own limit (util/budget.ts) comes first, while reading.
+      staged: /path is longer than \S+ staging \(a host directory\) takes \(3840 bytes\)$/,
       members: deep.map((_, i) => ({
         path: Buffer.from(`h/${deep.slice(0, i + 1).join("/")}`),
         type: "dir",
@@ -500,6 +502,10 @@ describe("what Linux cannot hold is refused the same way by every writer", () =>
       for (const format of WRITERS) {
         const { error } = await buildAndRead(format, tar);
         assert.ok(error instanceof UserError, `${format}: ${error}`);
+        if (c.staged && ["ext4", "erofs", "squashfs"].includes(format)) {
+          assert.match(error.message, c.staged);
+          continue;
+        }
         assert.match(error.message, new RegExp(` ${format} cannot hold `));
         assert.match(error.message, c.message);
       }

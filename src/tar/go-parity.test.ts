@@ -238,7 +238,7 @@ async function slimrootOutcome(archive: Buffer): Promise<Outcome> {
         ...(e.kind === "file" ? { size: e.size, body: sum.digest("hex") } : {}),
         dev: [e.devmajor, e.devminor],
         xattrs: [...(e.xattrs ?? [])]
-          .map(([k, v]) => [hex(Buffer.from(k)), hex(v)] as [string, string])
+          .map(([k, v]) => [hex(nameBytes(k)), hex(v)] as [string, string])
           .sort(),
       });
     }
@@ -284,7 +284,7 @@ const INTENDED: { refusal: RegExp; why: string; go: (e: Seen) => boolean }[] = [
   },
   {
     refusal: /bad xattr name|empty xattr name/,
-    why: "an xattr name that is empty or not UTF-8 cannot be set the same way by every writer; Go keeps it (or ignores LIBARCHIVE records)",
+    why: "an empty xattr name (or one with NUL) cannot be set at all; Go keeps it (or ignores LIBARCHIVE records)",
     go: () => true,
   },
 ];

@@ -306,7 +306,6 @@ function buildEntry(h: HeaderBlock, pending: Pending): Built {
   };
 }
 
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
 
 /** libarchive's url_decode: %XX is a byte, any other % is itself. */
 function percentDecode(text: Buffer): Buffer {
@@ -329,15 +328,13 @@ function percentDecode(text: Buffer): Buffer {
 /**
  * xattrs from SCHILY.xattr.NAME (raw value: what Go, so docker, reads) and libarchive's
  * LIBARCHIVE.xattr.URL-ENCODED-NAME (base64 value; Go ignores them); SCHILY wins a tie. A name
- * must be UTF-8 text without NUL: an xattr name is a C string that every writer handles as text.
+ * is a C string: bytes without NUL, kept as bytes (surrogateescape, tree/path.ts), so two names
+ * that differ only in bytes that are not UTF-8 stay two attributes.
  */
 function xattrsOf(pax: Map<string, Buffer>, entry: string): { xattrs?: Map<string, Buffer> } {
   let xattrs: Map<string, Buffer> | undefined;
   const add = (raw: Buffer, data: Buffer) => {
-    let name = "";
-    try {
-      name = strictUtf8.decode(raw);
-    } catch {}
+    const name = nameFromBytes(raw);
     if (!name || name.includes("\0"))
       throw new TarFormatError(`bad xattr name ${displayName(nameFromBytes(raw))}`, entry);
     xattrs ??= new Map();

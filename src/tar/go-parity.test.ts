@@ -237,9 +237,7 @@ async function slimrootOutcome(archive: Buffer): Promise<Outcome> {
         mtime: e.mtime,
         ...(e.kind === "file" ? { size: e.size, body: sum.digest("hex") } : {}),
         dev: [e.devmajor, e.devminor],
-        xattrs: [...(e.xattrs ?? [])]
-          .map(([k, v]) => [hex(nameBytes(k)), hex(v)] as [string, string])
-          .sort(),
+        xattrs: [...(e.xattrs ?? [])].map(([k, v]) => [hex(nameBytes(k)), hex(v)] as [string, string]).sort(),
       });
     }
   } catch (err) {

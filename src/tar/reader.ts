@@ -306,7 +306,6 @@ function buildEntry(h: HeaderBlock, pending: Pending): Built {
   };
 }
 
-
 /** libarchive's url_decode: %XX is a byte, any other % is itself. */
 function percentDecode(text: Buffer): Buffer {
   const out: number[] = [];

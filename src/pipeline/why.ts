@@ -131,7 +131,7 @@ export async function readWhy(image: string): Promise<Why> {
       throw new WhyMissing(`${file}: no such file (it is written by slimroot build next to the image)`);
     throw new UserError(`${file}: ${err.code ?? err.message}`);
   });
-  if (!st.isFile()) throw new UserError(`${file}: not a regular file`);
+  // Its type (never a FIFO or a device) is checked as it is opened, by readInputText.
   if (st.size > MAX_WHY_BYTES)
     throw new UserError(`${file}: ${st.size} bytes, more than a .why can be (${MAX_WHY_BYTES})`);
   return parseWhy(await readInputText(file), file);

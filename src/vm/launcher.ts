@@ -5,10 +5,12 @@
  * watches the console for the init's exit report and stops the VM.
  */
 import type { Arch } from "../arch/arch.js";
+import { detectCompression } from "../compress/compress.js";
 import type { Transport } from "../kernel/manifest.js";
 import { type BootKernel, resolveKernel } from "../kernel/resolve.js";
 import { GUEST_MODULES_DIR } from "../kmod/modules-cpio.js";
 import type { OutputDir } from "../output/dir.js";
+import { readHead } from "../util/input-file.js";
 import { checkKernelFor, type Disk, type DiskBoot, initCpio } from "./disks.js";
 import { RunFailure } from "./failure.js";
 import { joinInitrd } from "./initrd.js";
@@ -140,8 +142,12 @@ export async function writeInitrd(
   // A disk root's initramfs holds only our init (the image's own is on the disk).
   const first = req.diskBoot?.rootIsDisk ? await initCpio(bk.kind.arch) : req.image;
   const modules = bk.modulesCpio ? [bk.modulesCpio] : [];
+  const runConf = await runConfCpio(conf, req.reportKey);
+  // The kernel's legacy-lz4 decoder has no end mark: it reads on into the next archive and
+  // fails there, losing it (run.conf and its report key). An lz4 image therefore goes last.
+  const lz4 = typeof first === "string" && detectCompression(await readHead(first, 8)) === "lz4";
   const { initrd, bytes } = await placeInitrd(
-    [first, ...modules, await runConfCpio(conf, req.reportKey)],
+    lz4 ? [...modules, runConf, first] : [first, ...modules, runConf],
     out,
   );
   // What unpacks into RAM: the image, unless it is a disk (then our init, a few KiB: the headroom covers it).

@@ -30,7 +30,7 @@ import {
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { gunzipSync } from "node:zlib";
+import { inflateRawSync } from "node:zlib";
 import { extractVmlinux } from "../src/kernel/vmlinux.js";
 import { cacheRoot } from "../src/util/cache-dir.js";
 import { REPO } from "./support/cli.js";
@@ -180,6 +180,16 @@ function embedInput(tar: string): Promise<string | { refused: string }> {
   return p;
 }
 
+/** The length of the gzip header at `at` (RFC 1952: FEXTRA, FNAME, FCOMMENT, FHCRC). */
+function gzipHeaderBytes(b: Buffer, at: number): number {
+  const flags = b[at + 3]!;
+  let n = at + 10;
+  if (flags & 4) n += 2 + b.readUInt16LE(n);
+  for (const bit of [8, 16]) if (flags & bit) n = b.indexOf(0, n) + 1;
+  if (flags & 2) n += 2;
+  return n - at;
+}
+
 /** The initramfs built into a kernel: the gzip stream in its vmlinux that holds a newc archive. */
 async function embeddedSnapshot(kernel: string, scratch: string): Promise<Snapshot> {
   const vmlinux = join(await mkdtemp(join(scratch, "vmlinux-")), "vmlinux");
@@ -188,7 +198,11 @@ async function embeddedSnapshot(kernel: string, scratch: string): Promise<Snapsh
   for (let at = image.indexOf("1f8b08", 0, "hex"); at >= 0; at = image.indexOf("1f8b08", at + 1, "hex")) {
     let cpio: Buffer;
     try {
-      cpio = gunzipSync(image.subarray(at), { finishFlush: 2 /* Z_SYNC_FLUSH */ });
+      // Raw deflate past the header: Node's gunzip takes any non-zero byte after a member for
+      // the next member's header and throws, and the kernel's own data follows the archive.
+      cpio = inflateRawSync(image.subarray(at + gzipHeaderBytes(image, at)), {
+        finishFlush: 2 /* Z_SYNC_FLUSH */,
+      });
     } catch {
       continue;
     }

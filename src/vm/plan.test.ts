@@ -7,7 +7,7 @@ import { test } from "node:test";
 import fc from "fast-check";
 import type { DiskIdentity } from "../disk/identity.js";
 import type { VolumeFacts } from "./disks.js";
-import { panicReason } from "./panic.js";
+import { failureReason } from "./panic.js";
 import { type BootFacts, type BootOptions, describePlan, kernelNeeds, planBoot } from "./plan.js";
 import { runConfCpio, runConfCpioSize } from "./runconf.js";
 
@@ -302,23 +302,40 @@ test("the run.conf archive's size is known before it is written (the plan sizes 
   );
 });
 
-test("a panic while the image unpacks says the memory was too small, and how much to give", () => {
+test("a VM that ends while the image unpacks: the memory was too small, and what to give", () => {
   const p = planBoot(embedded(), opts());
+  assert.equal(p.memory.sizedMiB, 256);
+  // The kernel's line can be empty, and it can come in pieces among others.
   assert.equal(
-    panicReason("Kernel panic - not syncing: \r", p),
-    `the built-in initramfs did not fit in ${p.memory.mib} MiB of guest memory (Kernel panic - not syncing:); give --mem ${p.memory.mib * 2}`,
+    failureReason("...\r\nKernel panic - not syncing: \r\n", true, p),
+    "the built-in initramfs did not fit in 256 MiB of guest memory (Kernel panic - not syncing:); give --mem 512",
+  );
+  const small = planBoot(embedded(), opts({ memMiB: 20 }));
+  assert.equal(
+    failureReason(
+      "Kernel panic - not syncing: System is deadlocked on memory\r\nKernel Offset: disabled",
+      true,
+      small,
+    ),
+    "the built-in initramfs did not fit in 20 MiB of guest memory (Kernel panic - not syncing: System is deadlocked on memory); give --mem 256 (or leave --mem out)",
   );
   assert.match(
-    panicReason("Kernel panic - not syncing: write error", planBoot(initramfs(), opts())),
+    failureReason("", false, small) ?? "",
+    /^the kernel stopped before its first console line in 20 MiB .* give --mem 256/,
+  );
+  assert.match(
+    failureReason("Kernel panic - not syncing: write error", true, planBoot(initramfs(), opts())) ?? "",
     /^the initramfs did not fit/,
   );
-  // Other panics stay as the kernel said them.
+  // Other panics stay as the kernel said them; a console with nothing in it says nothing.
   assert.equal(
-    panicReason("Kernel panic - not syncing: VFS: Unable to mount root fs", p),
+    failureReason("Kernel panic - not syncing: VFS: Unable to mount root fs\n", true, p),
     "Kernel panic - not syncing: VFS: Unable to mount root fs",
   );
   assert.equal(
-    panicReason("Kernel panic - not syncing: ", planBoot(disk(), opts())),
+    failureReason("Kernel panic - not syncing: ", true, planBoot(disk(), opts())),
     "Kernel panic - not syncing:",
   );
+  assert.equal(failureReason("booting\n", true, p), undefined);
+  assert.equal(failureReason("", false, p), undefined);
 });

@@ -131,7 +131,8 @@ export interface BootPlan {
   /** Root disk first, then the volumes, each with its mode. */
   disks: Disk[];
   cmdline: string;
-  memory: { mib: number; reason: string };
+  /** `sizedMiB`: what it is when sized from the image (the default without --mem). */
+  memory: { mib: number; reason: string; sizedMiB: number };
   cpus: number;
   /** QEMU: the machine it runs (ACPI on or off for microvm). */
   qemu?: HostFacts & { acpi: boolean };
@@ -286,13 +287,14 @@ function planMemory(
 ): BootPlan["memory"] {
   const fp: Footprint = { ...inRam, initrdBytes };
   const mib = chooseMemoryMiB(fp, f.arch, o.memMiB, f.image.path, kernel);
+  const sizedMiB = defaultMemoryMiB(fp, f.arch);
   const files = `${Math.ceil(inRam.tmpfsBytes / MiB)} MiB of files unpacked into RAM`;
   const need = memoryNeededMiB(fp, f.arch, 0, kernel);
   const reason =
     o.memMiB !== undefined
       ? `--mem (${files}: at least ${need} MiB)`
-      : `sized from the image (${files}: at least ${need} MiB, ${defaultMemoryMiB(fp, f.arch)} MiB with room for the app)`;
-  return { mib, reason };
+      : `sized from the image (${files}: at least ${need} MiB, ${sizedMiB} MiB with room for the app)`;
+  return { mib, reason, sizedMiB };
 }
 
 /**

@@ -20,7 +20,7 @@ import type { VolumeSpec } from "./disks.js";
 import { bootFacts } from "./facts.js";
 import { firecrackerLauncher } from "./firecracker-launcher.js";
 import { type Launch, type Launcher, RunFailure } from "./launcher.js";
-import { panicReason } from "./panic.js";
+import { failureReason } from "./panic.js";
 import { type BootOptions, type BootPlan, describePlan, planBoot, type Vmm } from "./plan.js";
 import { qemuBinary } from "./qemu.js";
 import { qemuLauncher } from "./qemu-launcher.js";
@@ -156,7 +156,9 @@ function boot(req: RunRequest, plan: BootPlan, p: Launch, report: GuestReport): 
   // gracefully instead of the VMM dying on the spot.
   const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
   let vmmStderr = "";
-  let panic: string | undefined;
+  // The console's last bytes: a panic line may come split over several chunks.
+  let consoleTail = "";
+  let printed = false;
   let stopStatus: number | undefined;
   let timedOut = false;
   let killed = false;
@@ -174,8 +176,8 @@ function boot(req: RunRequest, plan: BootPlan, p: Launch, report: GuestReport): 
     timers.push(setTimeout(kill, 5000));
   });
   watcher.on("data", (d: Buffer) => {
-    const m = /Kernel panic - not syncing: [^\n]*/.exec(d.toString("latin1"));
-    if (m) panic = m[0];
+    printed = true;
+    consoleTail = (consoleTail + d.toString("latin1")).slice(-8192);
   });
   child.stdout.pipe(watcher).pipe(req.stdout as NodeJS.WritableStream, { end: false });
   child.stderr.on("data", (d: Buffer) => {
@@ -253,7 +255,7 @@ function boot(req: RunRequest, plan: BootPlan, p: Launch, report: GuestReport): 
       if (watcher.exitCode !== undefined) return resolve(watcher.exitCode);
       if (stopStatus !== undefined) return resolve(stopStatus);
       const why =
-        (panic !== undefined ? panicReason(panic, plan) : undefined) ??
+        failureReason(consoleTail, printed, plan) ??
         lastLine(vmmStderr) ??
         lastLine(p.log ? readTail(p.log) : "") ??
         (signal ? `${p.vmmName} killed by ${signal}` : `${p.vmmName} exit status ${code}`);

@@ -162,6 +162,7 @@ export function registerRun(program: Command): void {
             ...(opts.json ? { json: true } : {}),
             volumes: ((opts.volume as string[] | undefined) ?? []).map(parseVolume),
             readOnly: Boolean(opts.readOnly),
+            readOnlyFlag: Boolean(opts.readOnly),
             ...(opts.output ? { outDir: opts.output as string } : {}),
             vmm: parseVmm(opts.vmm as string),
             ...(opts.tap ? { tap: tapName(opts.tap as string) } : {}),

@@ -209,9 +209,13 @@ test("every refusal, in one line", () => {
     ],
     [initramfs(), { vmm: "firecracker", cpus: 33 }, /at most 32 vCPUs/],
     [initramfs(), { vmm: "firecracker", guestIp: "10.0.0.2/24" }, /--guest-ip and --gateway need --tap/],
-    [initramfs(), { readOnly: true }, /^--read-only: for an ext4 root \(app\.cpio\.gz is not a disk image/],
-    [disk("erofs"), { readOnly: true }, /^--read-only: .* is erofs, read-only anyway/],
-    [embedded(), { readOnly: true }, /^--read-only: .*a kernel with its app in RAM/],
+    [
+      initramfs(),
+      { readOnlyFlag: true },
+      /^--read-only: for an ext4 root \(app\.cpio\.gz is not a disk image/,
+    ],
+    [disk("erofs"), { readOnlyFlag: true }, /^--read-only: .* is erofs, read-only anyway/],
+    [embedded(), { readOnlyFlag: true }, /^--read-only: .*a kernel with its app in RAM/],
     [embedded(), { vmm: "firecracker" }, /only QEMU boots it so far/],
     [embedded(), { kernel: "/k" }, /--kernel and --modules do not apply/],
     [
@@ -274,6 +278,15 @@ test("every refusal, in one line", () => {
       },
     );
   }
+});
+
+test("a boot that must not write its image (build's verification) takes any root; only the user's --read-only is refused", () => {
+  assert.equal(planBoot(initramfs(), opts({ readOnly: true })).disks.length, 0);
+  const erofs = disk("erofs");
+  const withErofs = { ...erofs.kernel!, config: undefined };
+  assert.equal(planBoot({ ...erofs, kernel: withErofs }, opts({ readOnly: true })).disks[0]?.readOnly, true);
+  assert.equal(planBoot(disk("ext4"), opts({ readOnly: true })).disks[0]?.readOnly, true);
+  assert.equal(planBoot(disk("ext4"), opts()).disks[0]?.readOnly, false);
 });
 
 test("Firecracker: the tap's network, its boot args, the vmlinux extracted from a bzImage, no stop request", () => {

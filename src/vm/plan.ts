@@ -92,6 +92,8 @@ export interface BootOptions {
   trace?: boolean;
   /** Never write the image: an ext4 root is mounted read-only under a tmpfs overlay. */
   readOnly?: boolean;
+  /** The user's `--read-only`: refused where it would change nothing (any root but ext4). */
+  readOnlyFlag?: boolean;
   /** Firecracker: the host tap device for eth0, eth0's address (A.B.C.D/N) and gateway. */
   tap?: string;
   guestIp?: string;
@@ -216,7 +218,7 @@ function checkOptions(f: BootFacts, o: BootOptions, net: GuestNetwork | undefine
     if (o.cpus > MAX_FIRECRACKER_VCPUS)
       throw new RunFailure(`--cpus ${o.cpus}: Firecracker runs at most ${MAX_FIRECRACKER_VCPUS} vCPUs`);
   }
-  if (o.readOnly && (f.image.kind !== "disk" || f.image.identity.format !== "ext4"))
+  if (o.readOnlyFlag && (f.image.kind !== "disk" || f.image.identity.format !== "ext4"))
     throw new RunFailure(
       `--read-only: for an ext4 root (${f.image.path} is ${
         f.image.kind === "disk"

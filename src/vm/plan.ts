@@ -331,7 +331,7 @@ export function planBoot(f: BootFacts, o: BootOptions): BootPlan {
     disks: disks.records,
   });
   const conf: InitrdPart = { kind: "run.conf", bytes: runConfCpioSize(runConf, o.reportKey) };
-  const mods: InitrdPart[] = modules ? [{ kind: "modules", ...modules }] : [];
+  const mods: InitrdPart[] = modules ? [{ kind: "modules", path: modules.path, bytes: modules.bytes }] : [];
   let initrd: InitrdPart[];
   if (f.image.kind === "embedded") initrd = [conf];
   else if (f.image.kind === "disk") initrd = [{ kind: "init", bytes: f.image.initBytes }, ...mods, conf];

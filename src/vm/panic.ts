@@ -14,7 +14,11 @@ const OUT_OF_MEMORY =
 /** The last `Kernel panic - not syncing:` line in `console`, trimmed. */
 export function panicLine(console: string): string | undefined {
   const all = [...console.matchAll(/Kernel panic - not syncing:[^\n]*/g)];
-  return all.at(-1)?.[0].trim();
+  // The kernel may close with "---[ end Kernel panic - not syncing: ... ]---": the same reason.
+  return all
+    .at(-1)?.[0]
+    .replace(/\s*\]---\s*$/, "")
+    .trim();
 }
 
 /** What to give instead of the plan's memory. */

@@ -332,6 +332,14 @@ test("a VM that ends while the image unpacks: the memory was too small, and what
     ),
     "the built-in initramfs did not fit in 20 MiB of guest memory (Kernel panic - not syncing: System is deadlocked on memory); give --mem 256 (or leave --mem out)",
   );
+  assert.equal(
+    failureReason(
+      "Kernel panic - not syncing: write error\n---[ end Kernel panic - not syncing: write error ]---\n",
+      true,
+      small,
+    ),
+    "the built-in initramfs did not fit in 20 MiB of guest memory (Kernel panic - not syncing: write error); give --mem 256 (or leave --mem out)",
+  );
   assert.match(
     failureReason("", false, small) ?? "",
     /^the kernel stopped before its first console line in 20 MiB .* give --mem 256/,

@@ -149,10 +149,11 @@ static long base64_decode(char *s)
 }
 
 /*
- * A kernel with the app built in (slimroot kernel build --embed) has no initrd to carry
- * run.conf: slimroot run passes it as `slimroot.conf=BASE64` on the kernel command line
- * (docs/run.md). The kernel keeps dotted parameters from init's argv and environment, so
- * the init reads them from /proc/cmdline.
+ * Run settings given as `slimroot.conf=BASE64` on the kernel command line, for a kernel with
+ * the app built in booted by hand without an initrd (slimroot run gives it run.conf in a small
+ * initrd of its own, docs/run.md). The kernel keeps dotted parameters from init's argv and
+ * environment, so the init reads them from /proc/cmdline. Disk records here come too late
+ * to be mounted (disk_root() reads run.conf alone).
  */
 void conf_read_cmdline(struct conf *c)
 {

@@ -1,8 +1,9 @@
 /**
  * `run` of a kernel file (issue 17 item 8), without booting (`--dry-run`): only a kernel with a
  * slimroot app built in boots alone (a distribution's vmlinuz is refused, saying what to do),
- * its memory is sized from the built-in image as for an initramfs, and --volume and
- * --read-only reach the init in the run settings on its command line.
+ * its memory is sized from the built-in image as for an initramfs, --volume reaches the init in
+ * run.conf (in an initrd of its own, which the kernel unpacks over its built-in one), and
+ * --read-only is refused (the image is in RAM).
  *
  * The "kernel" here is an ELF header with a gzip newc archive inside, the shape
  * `kernel build --embed` leaves in a vmlinux: the run path reads no more of a kernel than that.
@@ -49,8 +50,6 @@ after(async () => {
 });
 
 const memOf = (cmd: string) => Number(/ -m (\d+) /.exec(cmd)?.[1]);
-const confOf = (cmd: string) =>
-  Buffer.from(/slimroot\.conf=([A-Za-z0-9+/]+)/.exec(cmd)?.[1] ?? "", "base64").toString();
 
 test("a kernel with no app built in is refused before booting, saying what to do", {
   timeout: 180_000,
@@ -85,7 +84,7 @@ test("the memory follows the built-in image, and a --mem below its need is refus
   assert.match(low.stderr, /--mem 256: .*big needs at least \d+ MiB/);
 });
 
-test("--volume and --read-only reach the init in the command line's run settings", {
+test("--volume reaches the init in run.conf, in an initrd of its own; --read-only is refused", {
   timeout: 180_000,
 }, async () => {
   const kernel = await fakeKernel("app", gzipSync(await appCpio(1024)));
@@ -94,11 +93,21 @@ test("--volume and --read-only reach the init in the command line's run settings
   disk.writeUInt16LE(0xef53, 1024 + 0x38);
   disk.fill(7, 1024 + 0x68, 1024 + 0x78);
   await writeFile(join(work, "data.ext4"), disk);
+  const out = join(work, "dry");
   const r = await runCli(
-    ["run", kernel, "--dry-run", "--volume", `${join(work, "data.ext4")}:/data:ro`],
+    ["run", kernel, "--dry-run", "-o", out, "--volume", `${join(work, "data.ext4")}:/data:ro`],
     env(),
   );
   assert.equal(r.code, 0, r.stderr);
-  assert.match(confOf(r.stdout), /^volume .* \/data$/m);
+  // The run settings are not on the command line, where the app could read them.
+  assert.doesNotMatch(r.stdout, /slimroot\.conf=/);
+  assert.match(
+    (await readFile(join(out, "initrd"))).toString("latin1"),
+    /^volume ext4 1128 (07){16} ro \/data$/m,
+  );
   assert.match(r.stdout, /data\.ext4/);
+  assert.match(r.stderr, /^slimroot: plan: kernel: .*app \(the app built in\)$/m);
+  const ro = await runCli(["run", kernel, "--dry-run", "--read-only"], env());
+  assert.equal(ro.code, 125);
+  assert.match(ro.stderr, /^slimroot: --read-only: for an ext4 root \(.*app is a kernel with its app in RAM/);
 });

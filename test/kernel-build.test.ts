@@ -7,7 +7,8 @@
  * work directory, so its QEMU processes can be recognised and checked to be gone.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -195,8 +196,14 @@ describe("kernel build: amd64", { timeout: BUILD_TIMEOUT_MS + 10 * BOOT_TIMEOUT_
     assert.match(await readFile(profile, "utf8"), /etc\/os-release/);
   });
 
-  test("--embed: one file boots with no image initrd; ports, env and the exit code work as with an initramfs", async () => {
-    const app = await build("greet", [busyboxRef, "--", "sh", "-c", 'echo "greeting=$GREETING"; exit 3']);
+  test("--embed: one file boots with no image initrd; ports, env, --volume and the exit code work as with an initramfs", async () => {
+    const app = await build("greet", [
+      busyboxRef,
+      "--",
+      "sh",
+      "-c",
+      'echo "greeting=$GREETING"; cat /data/note 2>/dev/null && echo written > /data/new; exit 3',
+    ]);
     const kernelFile = join(work, "greet.vmlinuz");
     const e = await cli(["kernel", "build", "--embed", app, "-o", kernelFile]);
     assert.equal(e.code, 0, e.stderr);
@@ -210,6 +217,26 @@ describe("kernel build: amd64", { timeout: BUILD_TIMEOUT_MS + 10 * BOOT_TIMEOUT_
     assert.equal(r.code, 3, `stdout:\n${r.stdout}\nstderr:\n${r.stderr}`);
     assert.match(r.stdout, /greeting=hello there/);
     assert.match(r.stdout, /SLIMROOT_EXIT=3/);
+    // --volume: mounted by the init (its record in run.conf, in the small initrd), read and written.
+    const volume = join(work, "embed-data.ext4");
+    const seed = join(work, "embed-data");
+    await mkdir(seed, { recursive: true });
+    await writeFile(join(seed, "note"), "from the volume\n");
+    execFileSync("mke2fs", ["-q", "-F", "-t", "ext4", "-d", seed, volume, "8M"]);
+    const v = await cli(["run", kernelFile, "--volume", `${volume}:/data`]);
+    assert.equal(v.code, 3, `stdout:\n${v.stdout}\nstderr:\n${v.stderr}`);
+    assert.match(v.stdout, /^from the volume\r?$/m);
+    assert.match(
+      execFileSync("debugfs", ["-R", "cat /new", volume], { stdio: "pipe" }).toString(),
+      /^written$/m,
+    );
+    // Far below its need: the kernel's panic (or its silence) becomes one line naming the memory.
+    const low = await cli(["run", kernelFile, "--mem", "20"]);
+    assert.equal(low.code, 125, `stdout:\n${low.stdout}\nstderr:\n${low.stderr}`);
+    assert.match(
+      low.stderr,
+      /^slimroot: the VM ended without an exit report from the init: (the built-in initramfs did not fit in 20 MiB|the kernel stopped before its first console line in 20 MiB).*give --mem \d+/,
+    );
 
     const nginx = await build("nginx-embed", [
       (await nginxFixture()).ociRef,

@@ -1,10 +1,9 @@
 import { constants } from "node:os";
 import { type Command, CommanderError } from "commander";
-import { diskIdentity } from "../disk/identity.js";
 import { oneLine, UserError } from "../util/errors.js";
 import { parseVolume } from "../vm/disks.js";
 import { interfaceNameProblem } from "../vm/firecracker.js";
-import { VMMS, type Vmm } from "../vm/launcher.js";
+import { VMMS, type Vmm } from "../vm/plan.js";
 import { parsePortForward } from "../vm/ports.js";
 import { GuestReport, reportKeyFromEnv } from "../vm/report.js";
 import { EXIT_FAILED, runImage } from "../vm/run.js";
@@ -128,7 +127,11 @@ export function registerRun(program: Command): void {
     .option("--guest-ip <a.b.c.d/n>", "firecracker: eth0's address (default 172.16.N.2/30 for tapN)")
     .option("--gateway <a.b.c.d>", "firecracker: the guest's default route (default 172.16.N.1 for tapN)")
     .option("--vsock <cid>", "firecracker: add a vsock device with this guest CID (3 or more)")
-    .option("--dry-run", "write the VM's files, print the VMM command line and exit")
+    .option(
+      "--dry-run",
+      "write the VM's files, print the VMM command line (and the boot plan on stderr) and exit",
+    )
+    .option("--json", "with --dry-run: print the boot plan as JSON (with the command) instead")
     // docker run's rule: every error of slimroot's own, a bad option or argument too, is 125,
     // so that any other status is the app's (see EXIT_FAILED).
     .exitOverride((err) => {
@@ -143,13 +146,6 @@ export function registerRun(program: Command): void {
         const env = envEntries((opts.env as string[] | undefined) ?? []);
         // A program driving us (bench) may bring the report key, to read the report from our output.
         const reportKey = reportKeyFromEnv();
-        if (opts.readOnly) {
-          const root = await diskIdentity(image).catch(() => undefined);
-          if (root?.format !== "ext4")
-            throw new UserError(
-              `--read-only: for an ext4 root (${image} is ${root ? root.format : "not a disk image"}, read-only anyway)`,
-            );
-        }
         const code = await withStopSignals((stop, kill) =>
           runImage({
             image,
@@ -163,8 +159,10 @@ export function registerRun(program: Command): void {
             ...(opts.timeout ? { timeoutMs: parseDuration(opts.timeout as string, "--timeout") } : {}),
             stopGraceMs: parseDuration(opts.stopTimeout as string, "--stop-timeout"),
             dryRun: Boolean(opts.dryRun),
+            ...(opts.json ? { json: true } : {}),
             volumes: ((opts.volume as string[] | undefined) ?? []).map(parseVolume),
             readOnly: Boolean(opts.readOnly),
+            readOnlyFlag: Boolean(opts.readOnly),
             ...(opts.output ? { outDir: opts.output as string } : {}),
             vmm: parseVmm(opts.vmm as string),
             ...(opts.tap ? { tap: tapName(opts.tap as string) } : {}),

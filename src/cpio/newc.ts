@@ -51,6 +51,19 @@ export function pad4(n: number): number {
   return (4 - (n % 4)) % 4;
 }
 
+/**
+ * The bytes of a newc archive of entries with these names and body sizes, trailer included,
+ * as writeRecords writes it: a header with its name padded to 4, then the body padded to 4.
+ */
+export function newcArchiveSize(entries: readonly { name: string; size: number }[]): number {
+  let n = 0;
+  for (const e of [...entries, { name: TRAILER_NAME, size: 0 }]) {
+    const head = HEADER_SIZE + nameBytes(e.name).length + 1;
+    n += head + pad4(head) + e.size + pad4(e.size);
+  }
+  return n;
+}
+
 /** Header plus NUL-terminated name plus padding, ready to be followed by the body. */
 export function encodeHeader(h: NewcHeader): Buffer {
   // The kernel and GNU cpio stop a name at its first NUL: "..\0x" would be read as "..".

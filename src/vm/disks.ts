@@ -14,7 +14,6 @@ import { initBinaryPath } from "../pipeline/init-binary.js";
 import { normalizeImagePath } from "../tree/path.js";
 import { hostFileContent } from "../tree/spool.js";
 import { Tree } from "../tree/tree.js";
-import { readInputText } from "../util/input-file.js";
 import { RunFailure } from "./failure.js";
 
 /**
@@ -61,19 +60,36 @@ export interface DiskPlan extends DiskBoot {
   modules: string[];
 }
 
+/** What `run` read of a --volume before planning: whether it is a file, its filesystem's identity. */
+export interface VolumeFacts extends VolumeSpec {
+  isFile: boolean;
+  identity?: DiskIdentity;
+}
+
+/** Reads each volume's identity (the only I/O of a disk plan). */
+export async function volumeFacts(volumes: readonly VolumeSpec[]): Promise<VolumeFacts[]> {
+  const out: VolumeFacts[] = [];
+  for (const v of volumes) {
+    const st = await stat(v.file).catch(() => undefined);
+    const identity = st?.isFile() ? await diskIdentity(v.file) : undefined;
+    out.push({ ...v, isFile: Boolean(st?.isFile()), ...(identity ? { identity } : {}) });
+  }
+  return out;
+}
+
 const record = (d: DiskIdentity, readOnly: boolean) =>
   `${d.fstype} ${d.offset} ${d.id.toString("hex")} ${readOnly ? "ro" : "rw"}`;
 
 /**
  * The disks of a run: `root` (the image, when it is a disk; undefined for an initramfs) then
- * the volumes. A read-only root is attached read-only, so its bytes never change.
+ * the volumes. A read-only root is attached read-only, so its bytes never change. Pure: the
+ * boot plan (plan.ts) calls it with what `run` read.
  */
-export async function planDisks(
-  image: string,
-  root: DiskIdentity | undefined,
+export function planDisks(
+  root: { path: string; identity: DiskIdentity } | undefined,
   rootReadOnly: boolean,
-  volumes: readonly VolumeSpec[],
-): Promise<DiskPlan> {
+  volumes: readonly VolumeFacts[],
+): DiskPlan {
   const plan: DiskPlan = { rootIsDisk: Boolean(root), disks: [], records: [], modules: [] };
   const seen = new Map<string, string>();
   const fstypes = new Set<string>();
@@ -85,23 +101,22 @@ export async function planDisks(
     fstypes.add(id.fstype);
   };
   if (root) {
-    const ro = rootReadOnly || isReadOnlyFormat(root.format);
-    add(image, root);
-    plan.disks.push({ path: image, mount: "/", readOnly: ro, format: root.format });
-    plan.records.push(`root ${record(root, ro)}`);
+    const ro = rootReadOnly || isReadOnlyFormat(root.identity.format);
+    add(root.path, root.identity);
+    plan.disks.push({ path: root.path, mount: "/", readOnly: ro, format: root.identity.format });
+    plan.records.push(`root ${record(root.identity, ro)}`);
     // A read-only root runs under an overlay; a read-write one gets one over an image's
     // non-empty /tmp and /run (init/root.c).
     plan.modules.push("overlay");
   }
   const paths = new Set<string>();
   for (const v of volumes) {
-    const st = await stat(v.file).catch(() => undefined);
-    if (!st?.isFile()) throw new RunFailure(`--volume ${v.file}: no such file`);
+    if (!v.isFile) throw new RunFailure(`--volume ${v.file}: no such file`);
     if (v.path === "/") throw new RunFailure(`--volume ${v.file}:/: the root is the image`);
     if (paths.has(v.path))
       throw new RunFailure(`--volume ${v.file}:${v.path}: ${v.path} is already a volume`);
     paths.add(v.path);
-    const id = await diskIdentity(v.file);
+    const id = v.identity;
     if (!id) throw new RunFailure(`--volume ${v.file}: not an ext4, erofs or squashfs image`);
     add(v.file, id);
     const ro = v.readOnly || isReadOnlyFormat(id.format);
@@ -114,24 +129,22 @@ export async function planDisks(
 }
 
 /**
- * Refuses disks the kernel cannot mount, when its config is known (a fetched kernel), rather
- * than letting the init wait for a mount that cannot work.
+ * Why the kernel cannot mount these disks, when its config (text) is known (a fetched
+ * kernel), rather than letting the init wait for a mount that cannot work.
  */
-export async function checkKernelFor(
+export function kernelDiskProblem(
   disks: readonly Disk[],
   config: string | undefined,
   label: string,
-): Promise<void> {
-  if (!config || !disks.length) return;
-  const text = await readInputText(config).catch(() => undefined);
-  if (text === undefined) return;
-  if (!/^CONFIG_VIRTIO_BLK=(y|m)$/m.test(text))
-    throw new RunFailure(`kernel ${label} cannot attach disks: it lacks CONFIG_VIRTIO_BLK`);
+): string | undefined {
+  if (config === undefined || !disks.length) return undefined;
+  if (!/^CONFIG_VIRTIO_BLK=(y|m)$/m.test(config))
+    return `kernel ${label} cannot attach disks: it lacks CONFIG_VIRTIO_BLK`;
   for (const d of disks) {
-    const missing = d.format ? missingKernelOptions(text, d.format) : [];
-    if (missing.length)
-      throw new RunFailure(`kernel ${label} cannot mount ${d.path}: it lacks ${missing.join(", ")}`);
+    const missing = d.format ? missingKernelOptions(config, d.format) : [];
+    if (missing.length) return `kernel ${label} cannot mount ${d.path}: it lacks ${missing.join(", ")}`;
   }
+  return undefined;
 }
 
 /** The newc archive with only our init, for a disk root. */

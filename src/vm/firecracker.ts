@@ -7,7 +7,7 @@
 import { createHash } from "node:crypto";
 import type { Arch } from "../arch/arch.js";
 import { configured, hasCmdlineDevices, type KernelConfig } from "../kernel/config.js";
-import type { Disk } from "./launcher.js";
+import type { Disk } from "./disks.js";
 import type { GuestNetwork } from "./runconf.js";
 
 /** The Firecracker release from which x86_64 guests find virtio devices through ACPI. */

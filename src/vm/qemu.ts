@@ -29,12 +29,11 @@ export interface VmConfig {
   machine: Machine;
   accel: Accel;
   kernel: string;
-  /** None when the kernel carries the app (kernel build --embed). */
   initrd?: string;
   /** Whether the kernel has ACPI; without it microvm lists its devices on the command line. */
   acpi?: boolean;
-  /** Appended to the kernel command line (run settings of an embedded app). */
-  extraCmdline?: string;
+  /** The kernel command line (the boot plan's); default: kernelCmdline(this). */
+  cmdline?: string;
   memMiB: number;
   cpus: number;
   forwards: readonly PortForward[];
@@ -98,11 +97,8 @@ export function chooseMachine(
   return accel === "kvm" || tscKhz ? "microvm" : "pc";
 }
 
-export function kernelCmdline(
-  c: Pick<VmConfig, "arch" | "machine" | "accel" | "tscKhz" | "acpi" | "extraCmdline">,
-): string {
-  const extra = c.extraCmdline ? ` ${c.extraCmdline}` : "";
-  if (c.arch === "arm64") return `console=ttyAMA0 panic=-1 quiet${extra}`;
+export function kernelCmdline(c: Pick<VmConfig, "arch" | "machine" | "accel" | "tscKhz" | "acpi">): string {
+  if (c.arch === "arm64") return "console=ttyAMA0 panic=-1 quiet";
   // reboot=t: the init ends the VM with a reboot; a triple fault is the quickest one.
   const args = ["console=ttyS0", "reboot=t", "panic=-1", "quiet"];
   // microvm without ACPI has no PCI bus: say so instead of letting the kernel probe for one.
@@ -110,7 +106,7 @@ export function kernelCmdline(
   if (c.machine === "microvm" && c.accel === "tcg" && c.tscKhz) {
     args.push(`tsc_early_khz=${c.tscKhz}`, "tsc=reliable");
   }
-  return args.join(" ") + extra;
+  return args.join(" ");
 }
 
 /** [binary, ...arguments]. */
@@ -143,7 +139,7 @@ export function qemuCommand(c: VmConfig): string[] {
     c.kernel,
     ...(c.initrd ? ["-initrd", c.initrd] : []),
     "-append",
-    kernelCmdline(c),
+    c.cmdline ?? kernelCmdline(c),
     "-netdev",
     net,
     "-device",

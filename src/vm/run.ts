@@ -8,9 +8,6 @@ import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { hostArch } from "../arch/arch.js";
-import { diskIdentity } from "../disk/identity.js";
-import { embeddedAppKernel, kernelArch } from "../kernel/resolve.js";
 import { OutputDir } from "../output/dir.js";
 import type { InputPath } from "../output/output.js";
 import { UserError } from "../util/errors.js";
@@ -19,10 +16,12 @@ import { shellQuote } from "../util/shell.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { requireTools } from "../util/tools.js";
 import { ConsoleWatcher } from "./console.js";
-import { planDisks, type VolumeSpec } from "./disks.js";
+import type { VolumeSpec } from "./disks.js";
+import { bootFacts } from "./facts.js";
 import { firecrackerLauncher } from "./firecracker-launcher.js";
-import { imageInfo } from "./image-info.js";
-import { type Launch, type Launcher, RunFailure, type Vmm, type VmRequest } from "./launcher.js";
+import { type Launch, type Launcher, RunFailure } from "./launcher.js";
+import { failureReason } from "./panic.js";
+import { type BootOptions, type BootPlan, describePlan, planBoot, type Vmm } from "./plan.js";
 import { qemuBinary } from "./qemu.js";
 import { qemuLauncher } from "./qemu-launcher.js";
 import { GuestReport } from "./report.js";
@@ -36,19 +35,17 @@ export const EXIT_KILLED = 137;
 
 const LAUNCHERS: Record<Vmm, Launcher> = { qemu: qemuLauncher, firecracker: firecrackerLauncher };
 
-export interface RunRequest extends VmRequest {
+export interface RunRequest extends Omit<BootOptions, "vmm" | "reportKey"> {
+  image: string;
   /** The VMM (default qemu). */
   vmm?: Vmm;
-  timeoutMs?: number;
-  /** How long the app gets to stop after SIGTERM/SIGINT or the timeout, before the VMM is killed. */
-  stopGraceMs: number;
   dryRun: boolean;
+  /** With dryRun: print the plan as JSON on stdout instead of the command. */
+  json?: boolean;
   /** With dryRun: the directory the VM's files go to (default: a temp directory, kept). */
   outDir?: string;
   /** More disks (`--volume FILE:/path[:ro]`). */
   volumes?: readonly VolumeSpec[];
-  /** Never write the image: an ext4 root is mounted read-only under a tmpfs overlay, as erofs and squashfs always are. */
-  readOnly?: boolean;
   /**
    * Aborting it stops the app gracefully: Ctrl-Alt-Del, which the init turns into SIGTERM for
    * the app, then the VMM is killed after the grace period. A number as the abort reason is
@@ -66,45 +63,40 @@ export interface RunRequest extends VmRequest {
 /** Runs the image; resolves with the exit status for `slimroot run`. */
 export async function runImage(req: RunRequest): Promise<number> {
   if (req.outDir !== undefined && !req.dryRun) throw new UserError("-o DIR: only with --dry-run");
-  // A kernel file as the image carries its app (kernel build --embed): no initrd to read.
-  const embedded = await embeddedAppKernel(req.image);
-  if (embedded && (req.vmm ?? "qemu") !== "qemu")
-    throw new RunFailure(`${req.image} is a kernel with its app built in: only QEMU boots it so far`);
-  const root = embedded ? undefined : await diskIdentity(req.image).catch(() => undefined);
-  // A disk's /init is not read here (no filesystem reader on the host): it is the
-  // architecture of the kernel given, else of the host.
-  const arch = embedded
-    ? embedded.arch
-    : root
-      ? req.kernel
-        ? await kernelArch(req.kernel)
-        : (hostArch() ?? "amd64")
-      : (await imageInfo(req.image)).arch;
-  // The VMM is run last, after the kernel and initrd are ready: said missing at once instead.
-  // (Firecracker is no Debian package: its launcher's preflight says where to get it.)
-  if (!req.dryRun && (req.vmm ?? "qemu") === "qemu") requireTools("run", [qemuBinary(arch)]);
-  const plan = await planDisks(req.image, root, Boolean(req.readOnly), req.volumes ?? []);
-  if (plan.disks.length) req = { ...req, disks: plan.disks, diskBoot: plan };
+  if (req.json && !req.dryRun) throw new UserError("--json: only with --dry-run");
   // This boot's key: only a report that opens with it is the init's (report.ts).
   const report = req.report ?? new GuestReport();
-  req = { ...req, report, reportKey: report.key };
+  const options: BootOptions = { ...req, vmm: req.vmm ?? "qemu", reportKey: report.key };
+  // `scratch`: the VM's files unless -o DIR; `work`: what reading the facts makes (an
+  // extracted built-in image, a modules archive), never kept.
   const scratch = await mkdtemp(join(tmpdir(), "slimroot-run-"));
+  const work = await mkdtemp(join(tmpdir(), "slimroot-facts-"));
   // Removed by the CLI's exit paths too (a closed stdout ends the process at once).
   trackTempPath(scratch);
+  trackTempPath(work);
   let keep = false;
   let out: OutputDir | undefined;
   try {
+    const plan = planBoot(await bootFacts(req.image, req.volumes ?? [], options, work), options);
+    // The VMM is run last, after the kernel and initrd are ready: said missing at once instead.
+    // (Firecracker is no Debian package: its launcher's preflight says where to get it.)
+    if (!req.dryRun && plan.vmm === "qemu") requireTools("run", [qemuBinary(plan.arch)]);
     // The VM's files: in -o DIR (new, empty or an earlier dry run's, never over an input) or the scratch.
     out = await OutputDir.open(req.outDir ?? scratch, "-o", runInputs(req));
-    const launch = await LAUNCHERS[req.vmm ?? "qemu"].prepare(req, arch, out, scratch);
+    const launch = await LAUNCHERS[plan.vmm].render(plan, out);
     await out.commit();
     const notes = () => {
-      for (const n of launch.notes) req.stderr.write(`slimroot: ${n}\n`);
+      for (const n of plan.notes) req.stderr.write(`slimroot: ${n}\n`);
     };
     if (req.dryRun) {
       keep = req.outDir === undefined;
       notes();
-      req.stdout.write(`${shellQuote(launch.command)}\n`);
+      for (const line of describePlan(plan)) req.stderr.write(`slimroot: plan: ${line}\n`);
+      req.stdout.write(
+        req.json
+          ? `${JSON.stringify({ ...plan, reportKey: undefined, command: launch.command }, null, 2)}\n`
+          : `${shellQuote(launch.command)}\n`,
+      );
       req.stderr.write(
         req.outDir !== undefined
           ? `slimroot: dry run: the VM's files are in ${out.path}\n`
@@ -119,11 +111,13 @@ export async function runImage(req: RunRequest): Promise<number> {
       return typeof reason === "number" ? reason : STOPPED_STATUS;
     }
     notes();
-    return await boot(req, launch, report);
+    return await boot(req, plan, launch, report);
   } finally {
     await out?.discard();
     if (!keep) await rm(scratch, { recursive: true, force: true });
+    await rm(work, { recursive: true, force: true });
     untrackTempPath(scratch);
+    untrackTempPath(work);
   }
 }
 
@@ -156,13 +150,15 @@ export function guardedCommand(p: Pick<Launch, "command" | "notFound">): string[
   return setpriv ? [setpriv, "--pdeathsig", "KILL", "--", ...p.command] : [...p.command];
 }
 
-function boot(req: RunRequest, p: Launch, report: GuestReport): Promise<number> {
+function boot(req: RunRequest, plan: BootPlan, p: Launch, report: GuestReport): Promise<number> {
   const [binary, ...args] = guardedCommand(p) as [string, ...string[]];
   // Its own process group: a Ctrl-C on the terminal reaches only us, and we stop the app
   // gracefully instead of the VMM dying on the spot.
   const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
   let vmmStderr = "";
-  let panic: string | undefined;
+  // The console's last bytes: a panic line may come split over several chunks.
+  let consoleTail = "";
+  let printed = false;
   let stopStatus: number | undefined;
   let timedOut = false;
   let killed = false;
@@ -180,8 +176,8 @@ function boot(req: RunRequest, p: Launch, report: GuestReport): Promise<number> 
     timers.push(setTimeout(kill, 5000));
   });
   watcher.on("data", (d: Buffer) => {
-    const m = /Kernel panic - not syncing: [^\n]*/.exec(d.toString("latin1"));
-    if (m) panic = m[0];
+    printed = true;
+    consoleTail = (consoleTail + d.toString("latin1")).slice(-8192);
   });
   child.stdout.pipe(watcher).pipe(req.stdout as NodeJS.WritableStream, { end: false });
   child.stderr.on("data", (d: Buffer) => {
@@ -259,7 +255,7 @@ function boot(req: RunRequest, p: Launch, report: GuestReport): Promise<number> 
       if (watcher.exitCode !== undefined) return resolve(watcher.exitCode);
       if (stopStatus !== undefined) return resolve(stopStatus);
       const why =
-        panic ??
+        failureReason(consoleTail, printed, plan) ??
         lastLine(vmmStderr) ??
         lastLine(p.log ? readTail(p.log) : "") ??
         (signal ? `${p.vmmName} killed by ${signal}` : `${p.vmmName} exit status ${code}`);

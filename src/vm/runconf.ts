@@ -1,7 +1,7 @@
 import { buffer } from "node:stream/consumers";
 import { escapeConfValue } from "../appconfig/appconfig.js";
-import { S_IFREG } from "../cpio/newc.js";
-import { directoryChain, writeRecords } from "../cpio/writer.js";
+import { newcArchiveSize, S_IFREG } from "../cpio/newc.js";
+import { type CpioRecord, directoryChain, writeRecords } from "../cpio/writer.js";
 import { parentOf } from "../tree/path.js";
 import { UserError } from "../util/errors.js";
 import { REPORT_KEY_PATH } from "./report.js";
@@ -61,16 +61,28 @@ export function runConfText(s: RunSettings): string {
  * (report.ts) when given: the init reads and deletes it before the app starts. Its /etc and
  * /etc/slimroot entries are plain 0755 root directories, which is what every slimroot image
  * has there (the unpacker would replace a path of another type, so only real directories
- * are named). Without run.conf text, only the key (a kernel with its app built in).
+ * are named). Without run.conf text, only the key.
  */
-export async function runConfCpio(text: string | undefined, reportKey?: string): Promise<Buffer> {
+function runConfRecords(text: string | undefined, reportKey?: string): CpioRecord[] {
   const file = (name: string, mode: number, body: string) =>
     ({ name, mode: S_IFREG | mode, uid: 0, gid: 0, mtime: 0, body: Buffer.from(body) }) as const;
-  return buffer(
-    writeRecords([
-      ...directoryChain(parentOf(RUN_CONF_PATH)),
-      ...(text === undefined ? [] : [file(RUN_CONF_PATH, 0o644, text)]),
-      ...(reportKey ? [file(REPORT_KEY_PATH, 0o600, reportKey)] : []),
-    ]),
+  return [
+    ...directoryChain(parentOf(RUN_CONF_PATH)),
+    ...(text === undefined ? [] : [file(RUN_CONF_PATH, 0o644, text)]),
+    ...(reportKey ? [file(REPORT_KEY_PATH, 0o600, reportKey)] : []),
+  ];
+}
+
+export async function runConfCpio(text: string | undefined, reportKey?: string): Promise<Buffer> {
+  return buffer(writeRecords(runConfRecords(text, reportKey)));
+}
+
+/** The size of runConfCpio(text, reportKey), known without writing it (the boot plan sizes the initrd). */
+export function runConfCpioSize(text: string | undefined, reportKey?: string): number {
+  return newcArchiveSize(
+    runConfRecords(text, reportKey).map((r) => ({
+      name: r.name,
+      size: Buffer.isBuffer(r.body) ? r.body.length : 0,
+    })),
   );
 }

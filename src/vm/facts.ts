@@ -1,0 +1,121 @@
+/**
+ * What `run` reads before it plans a boot (plan.ts): the image (an initramfs, a disk, or a
+ * kernel with its app built in), the volumes, the host's QEMU choices and the kernel with its
+ * modules archive. All of run's reading of its inputs happens here; the plan is pure.
+ */
+import { stat } from "node:fs/promises";
+import { type Arch, hostArch } from "../arch/arch.js";
+import { detectCompression } from "../compress/compress.js";
+import { diskIdentity } from "../disk/identity.js";
+import { embeddedApp } from "../kernel/embedded.js";
+import { embeddedAppKernel, kernelArch, resolveKernel } from "../kernel/resolve.js";
+import { readHead, readInputText } from "../util/input-file.js";
+import { initCpio, type VolumeSpec, volumeFacts } from "./disks.js";
+import { imageInfo } from "./image-info.js";
+import { archivesFootprint } from "./memory.js";
+import {
+  type BootFacts,
+  type BootOptions,
+  type Files,
+  type HostFacts,
+  type ImageFacts,
+  type KernelFacts,
+  kernelNeeds,
+} from "./plan.js";
+import { chooseAccel, chooseMachine, hostTscKhz } from "./qemu.js";
+
+/** The tmpfs footprint of one archive (memory.ts). */
+async function filesOf(archive: string): Promise<Files> {
+  const { tmpfsBytes, inodes } = await archivesFootprint([archive], 0);
+  return { tmpfsBytes, inodes };
+}
+
+const sizeOf = async (path: string) => (await stat(path)).size;
+
+/**
+ * The image and the guest architecture. `kernel`: the --kernel given (a disk's /init is not
+ * read on the host: a disk boots the architecture of the kernel given, else of the host).
+ */
+export async function imageFacts(
+  image: string,
+  kernel: string | undefined,
+  scratch: string,
+): Promise<{ arch: Arch; image: ImageFacts }> {
+  // A kernel file as the image carries its app (kernel build --embed).
+  const kind = await embeddedAppKernel(image);
+  if (kind) {
+    const app = await embeddedApp(image, scratch);
+    if (!app) throw new Error(`${image}: not a kernel image`);
+    const files = await filesOf(app.initramfs);
+    return {
+      arch: kind.arch,
+      image: { kind: "embedded", path: image, kernel: kind, bytes: await sizeOf(image), files },
+    };
+  }
+  const identity = await diskIdentity(image).catch(() => undefined);
+  if (identity) {
+    const arch = kernel ? await kernelArch(kernel) : (hostArch() ?? "amd64");
+    const initBytes = (await initCpio(arch)).length;
+    return { arch, image: { kind: "disk", path: image, identity, initBytes } };
+  }
+  const { arch } = await imageInfo(image);
+  const lz4 = detectCompression(await readHead(image, 8)) === "lz4";
+  const files = await filesOf(image);
+  return { arch, image: { kind: "initramfs", path: image, arch, bytes: await sizeOf(image), lz4, files } };
+}
+
+/** QEMU's accelerator and machine for this host (environment overrides included). */
+export function hostFacts(arch: Arch): HostFacts {
+  const accel = chooseAccel(arch);
+  const tscKhz = arch === "amd64" && accel === "tcg" ? hostTscKhz() : undefined;
+  return { accel, machine: chooseMachine(arch, accel, tscKhz), ...(tscKhz ? { tscKhz } : {}) };
+}
+
+/** The kernel for the boot, with the modules its devices and disks need. */
+async function kernelFacts(
+  f: Omit<BootFacts, "kernel">,
+  o: BootOptions,
+  scratch: string,
+): Promise<KernelFacts> {
+  const needs = kernelNeeds(f, o);
+  const bk = await resolveKernel({
+    kernel: o.kernel,
+    modules: o.modules,
+    arch: f.arch,
+    transport: needs.transport,
+    scratch,
+    ...(needs.modules.length ? { extraModules: needs.modules } : {}),
+  });
+  const config = bk.config ? await readInputText(bk.config, `${bk.config} (the kernel config)`) : undefined;
+  const gzip = bk.kind.arch === "arm64" && detectCompression(await readHead(bk.kernel, 8)) === "gzip";
+  const modules = bk.modulesCpio
+    ? { path: bk.modulesCpio, bytes: await sizeOf(bk.modulesCpio), files: await filesOf(bk.modulesCpio) }
+    : undefined;
+  return {
+    path: bk.kernel,
+    kind: bk.kind,
+    label: bk.label,
+    ...(config !== undefined ? { config } : {}),
+    gzip,
+    ...(modules ? { modules } : {}),
+  };
+}
+
+/** Everything a boot plan is made from; `scratch` takes an extracted or built archive. */
+export async function bootFacts(
+  image: string,
+  volumes: readonly VolumeSpec[],
+  o: BootOptions,
+  scratch: string,
+): Promise<BootFacts> {
+  const { arch, image: img } = await imageFacts(image, o.kernel, scratch);
+  const partial = {
+    arch,
+    image: img,
+    volumes: await volumeFacts(volumes),
+    ...(o.vmm === "qemu" ? { host: hostFacts(arch) } : {}),
+  };
+  // An embedded kernel is the image: nothing to resolve (the plan refuses --kernel for it).
+  if (img.kind === "embedded") return partial;
+  return { ...partial, kernel: await kernelFacts(partial, o, scratch) };
+}

@@ -14,13 +14,12 @@ import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
 import { type Arch, hostArch } from "../arch/arch.js";
+import { imageInfo, sniffCompression } from "../artifact/initramfs.js";
 import { decompressor } from "../compress/compress.js";
-import { sniffCompression } from "../inspect/inspect.js";
 import { hasCmdlineDevices, readKernelConfig } from "../kernel/config.js";
 import { cachedKernel } from "../kernel/fetch.js";
 import type { Probe } from "../trace/probe.js";
 import { requireTools } from "../util/tools.js";
-import { imageInfo } from "../vm/image-info.js";
 import { chooseAccel, chooseMachine, hostTscKhz, qemuBinary, qemuCommand } from "../vm/qemu.js";
 import { leastMemory, portsFor, type Ready, type Stats, stats, timeReady } from "./boot.js";
 import {

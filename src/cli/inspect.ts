@@ -1,12 +1,12 @@
 import { Readable } from "node:stream";
 import type { Command } from "commander";
 import { parsePlatform } from "../image/platform.js";
-import { sourceFiles } from "../inspect/against.js";
 import { renderHtml, reportData } from "../inspect/html.js";
 import { formatInspection, inspectArchive } from "../inspect/inspect.js";
 import { writeFileAtomically } from "../output/atomic.js";
 import { checkOutput, whyPath } from "../output/output.js";
 import { imageInputs } from "../pipeline/output.js";
+import { sourceFiles } from "../pipeline/source-files.js";
 import { UserError } from "../util/errors.js";
 
 interface InspectOpts {

@@ -1,11 +1,11 @@
 import { type Command, Option } from "commander";
 import { archOf } from "../arch/arch.js";
+import { imageInfo } from "../artifact/initramfs.js";
 import { hostPlatform } from "../image/platform.js";
 import { buildKernel } from "../kernel/build.js";
 import { embedImage } from "../kernel/embed.js";
 import { fetchKernel } from "../kernel/fetch.js";
 import { UserError } from "../util/errors.js";
-import { imageInfo } from "../vm/image-info.js";
 
 interface KernelBuildFlags {
   arch?: string;

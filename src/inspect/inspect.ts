@@ -1,14 +1,12 @@
 import { stat } from "node:fs/promises";
-import { pipeline } from "node:stream";
 import { APP_CONFIG_PATH, type AppConfig, decodeAppConfig } from "../appconfig/appconfig.js";
-import { type Compression, decompressor, detectCompression } from "../compress/compress.js";
+import { readArchiveFile, sniffCompression } from "../artifact/initramfs.js";
+import type { Compression } from "../compress/compress.js";
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from "../cpio/newc.js";
-import { type CpioEntry, readCpio } from "../cpio/reader.js";
-import { checkWhyImage, fileSha256, readWhy, type Why, WhyMissing } from "../pipeline/why.js";
+import { checkWhyImage, fileSha256, readWhy, type Why, WhyMissing } from "../output/why.js";
 import { nameFromBytes } from "../tree/path.js";
 import { Budget, spending } from "../util/budget.js";
-import { EnvironmentError, printable, UserError } from "../util/errors.js";
-import { inputStream, readHead } from "../util/input-file.js";
+import { printable, UserError } from "../util/errors.js";
 
 export interface InspectedFile {
   path: string;
@@ -35,30 +33,6 @@ export interface Inspection {
   app?: AppConfig;
   /** From FILE.why's header, when build wrote one: what compressed it, and the cpio's sha256. */
   build?: { compressor?: string; cpioSha256?: string };
-}
-
-/** The compression of a file, from its first bytes. */
-export async function sniffCompression(file: string): Promise<Compression> {
-  return detectCompression(await readHead(file, 8));
-}
-
-/** Opens a (possibly compressed) cpio file as a stream of entries. */
-export async function* readArchiveFile(file: string): AsyncGenerator<CpioEntry> {
-  const kind = await sniffCompression(file);
-  const raw = await inputStream(file);
-  const plain = decompressor(kind, file);
-  pipeline(raw, plain, () => undefined);
-  try {
-    yield* readCpio(plain);
-  } catch (err) {
-    // A missing decompressor is the machine's problem (exit 2) and already names the file.
-    if (err instanceof EnvironmentError) throw err;
-    throw new UserError(`${file}: ${(err as Error).message}`);
-  } finally {
-    // A reader that stops early (image-info stops at /init) must not leave a decompressor running.
-    plain.destroy();
-    raw.destroy();
-  }
 }
 
 export interface InspectOptions {

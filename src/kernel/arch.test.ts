@@ -3,7 +3,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { gzipSync } from "node:zlib";
-import { PACKAGE_ROOT } from "../pipeline/init-binary.js";
+import { PACKAGE_ROOT } from "../guest/init-binary.js";
 import { readHead } from "../util/input-file.js";
 import { KERNEL_HEAD_BYTES, kernelKind } from "./arch.js";
 import { fetchKernel } from "./fetch.js";

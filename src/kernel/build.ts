@@ -28,7 +28,7 @@ import {
 import { availableParallelism } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
 import { ARCH, type Arch, hostArch } from "../arch/arch.js";
-import { PACKAGE_ROOT } from "../pipeline/init-binary.js";
+import { PACKAGE_ROOT } from "../guest/init-binary.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { EnvironmentError, UserError } from "../util/errors.js";
 import { withLock } from "../util/lock.js";

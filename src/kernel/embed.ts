@@ -8,14 +8,13 @@ import { mkdtemp, readdir, readFile, realpath, rm, stat, utimes, writeFile } fro
 import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
+import { imageInfo, sniffCompression } from "../artifact/initramfs.js";
 import { compressor, decompressor } from "../compress/compress.js";
-import { sniffCompression } from "../inspect/inspect.js";
 import { writeFileAtomically } from "../output/atomic.js";
 import { checkOutput, whyPath } from "../output/output.js";
 import { EnvironmentError, UserError } from "../util/errors.js";
 import { inputStream } from "../util/input-file.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
-import { imageInfo } from "../vm/image-info.js";
 import {
   BUILD_DIR,
   buildKernel,

@@ -9,8 +9,8 @@
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { inflateRawSync, constants as zc } from "node:zlib";
+import { imageInfo } from "../artifact/initramfs.js";
 import { UserError } from "../util/errors.js";
-import { imageInfo } from "../vm/image-info.js";
 import { type KernelKind, kernelKind } from "./arch.js";
 import { extractVmlinux } from "./vmlinux.js";
 

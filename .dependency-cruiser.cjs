@@ -25,7 +25,7 @@ const LAYERS = {
   minimize: ["appconfig", "elf", "tree"],
   pipeline: ["appconfig", "cpio", "disk", "elf", "image", "minimize", "source", "tree"],
   artifact: ["appconfig", "cpio", "disk", "elf", "tree"],
-  inspect: ["appconfig", "artifact", "cpio", "image", "tree"],
+  inspect: ["appconfig", "artifact", "cpio", "disk", "image", "tree"],
   kernel: ["artifact", "disk", "elf", "kmod", "tree"],
   vm: ["appconfig", "artifact", "cpio", "disk", "kernel", "kmod", "tree"],
   // trace drives a whole build (the probed boot), so it alone of the stages imports pipeline/.

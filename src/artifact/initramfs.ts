@@ -1,23 +1,21 @@
 /**
  * Reading a built initramfs (a cpio archive, possibly compressed) without unpacking it: its
- * compression from the first bytes, its entries as a stream, its /init's architecture.
+ * compression from the first bytes, its entries as a stream, its /init's architecture and its
+ * app config.
  */
 import { pipeline } from "node:stream";
+import { APP_CONFIG_PATH, type AppConfig, decodeAppConfig } from "../appconfig/appconfig.js";
 import type { Arch } from "../arch/arch.js";
 import { type Compression, decompressor, detectCompression } from "../compress/compress.js";
 import { type CpioEntry, readCpio } from "../cpio/reader.js";
 import { elfArch } from "../elf/elf.js";
+import { INIT_PATH } from "../guest/init-binary.js";
 import { EnvironmentError, UserError } from "../util/errors.js";
 import { inputStream, readHead } from "../util/input-file.js";
 
-/** The compression of a file, from its first bytes. */
-export async function sniffCompression(file: string): Promise<Compression> {
-  return detectCompression(await readHead(file, 8));
-}
-
-/** Opens a (possibly compressed) cpio file as a stream of entries. */
-export async function* readArchiveFile(file: string): AsyncGenerator<CpioEntry> {
-  const kind = await sniffCompression(file);
+/** Opens a (possibly compressed) cpio file as a stream of entries (`compression`: when known). */
+export async function* readArchiveFile(file: string, compression?: Compression): AsyncGenerator<CpioEntry> {
+  const kind = compression ?? detectCompression(await readHead(file, 8));
   const raw = await inputStream(file);
   const plain = decompressor(kind, file);
   pipeline(raw, plain, () => undefined);
@@ -28,27 +26,38 @@ export async function* readArchiveFile(file: string): AsyncGenerator<CpioEntry> 
     if (err instanceof EnvironmentError) throw err;
     throw new UserError(`${file}: ${(err as Error).message}`);
   } finally {
-    // A reader that stops early (image-info stops at /init) must not leave a decompressor running.
+    // A reader that stops early (initramfsFacts stops at /init) must not leave a decompressor running.
     plain.destroy();
     raw.destroy();
   }
 }
 
-export interface ImageInfo {
-  /** From the ELF header of the image's /init. */
-  arch: Arch;
+/** What an initramfs says about its app: /init's architecture and /etc/slimroot/app.conf. */
+export interface InitramfsFacts {
+  /** From the ELF header of the image's /init; undefined with `noArch` saying why. */
+  arch?: Arch;
+  noArch?: string;
+  app?: AppConfig;
 }
 
 /**
- * Finds the image's /init and reads its architecture. Entries come sorted by name, so the
- * scan stops at "init", long before most of a large image is decompressed.
+ * Reads /init's architecture and the app config from cpio entries. Entries come sorted by
+ * name ("etc/slimroot/app.conf" before "init"), so the scan stops at "init", long before most
+ * of a large image is decompressed.
  */
-export async function imageInfo(path: string): Promise<ImageInfo> {
-  for await (const entry of readArchiveFile(path)) {
-    if (entry.name.replace(/^\.?\//, "") !== "init") continue;
+export async function initramfsFacts(
+  entries: AsyncIterable<CpioEntry>,
+  what: string,
+): Promise<InitramfsFacts> {
+  let app: AppConfig | undefined;
+  for await (const entry of entries) {
+    const name = entry.name.replace(/^\.?\//, "");
+    if (name === APP_CONFIG_PATH) app = decodeAppConfig(entry.body.toString());
+    if (name !== INIT_PATH) continue;
     const arch = elfArch(entry.body);
-    if (!arch) throw new UserError(`${path}: /init is not an x86-64 or arm64 ELF executable`);
-    return { arch };
+    return arch
+      ? { arch, ...(app ? { app } : {}) }
+      : { noArch: `${what}: /init is not an x86-64 or arm64 ELF executable`, ...(app ? { app } : {}) };
   }
-  throw new UserError(`${path}: no /init in the image: build it with slimroot build`);
+  return { noArch: `${what}: no /init in the image: build it with slimroot build`, ...(app ? { app } : {}) };
 }

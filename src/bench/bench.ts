@@ -14,7 +14,7 @@ import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
 import { type Arch, hostArch } from "../arch/arch.js";
-import { imageInfo, sniffCompression } from "../artifact/initramfs.js";
+import { type Artifact, artifactArch, identify } from "../artifact/identify.js";
 import { decompressor } from "../compress/compress.js";
 import { hasCmdlineDevices, readKernelConfig } from "../kernel/config.js";
 import { cachedKernel } from "../kernel/fetch.js";
@@ -251,10 +251,8 @@ export async function bench(o: BenchOptions): Promise<BenchReport> {
         ]),
       );
       row.buildSeconds = buildSeconds;
-      if (!app && image.includes(".cpio")) {
-        app = await appOf(slimroot, image);
-        arch = (await imageInfo(image)).arch;
-      }
+      const built = await identify(image, { embedded: false });
+      if (!app && built.kind === "initramfs") ({ app, arch } = appOf(built));
       let booted = image;
       if (format.embed) {
         // One file: the kernel with the image built in (its build counts as build time).
@@ -266,7 +264,7 @@ export async function bench(o: BenchOptions): Promise<BenchReport> {
         );
         row.buildSeconds += embedSeconds;
       }
-      row.bytes = { file: (await stat(booted)).size, raw: await rawBytes(image, format.compressed) };
+      row.bytes = { file: (await stat(booted)).size, raw: await rawBytes(built) };
       await measure(
         `[${i + 1}/${all.length}] ${v.id}`,
         (mem, ports) => runArgs(booted, format.embed ? undefined : kernel, mem, ports),
@@ -294,8 +292,7 @@ export async function bench(o: BenchOptions): Promise<BenchReport> {
       ...cmdArgs,
     ])
       .then(async () => {
-        app = await appOf(slimroot, plain);
-        arch = (await imageInfo(plain)).arch;
+        ({ app, arch } = appOf(await identify(plain)));
       })
       .catch(() => undefined);
   }
@@ -362,20 +359,21 @@ function platformArg(imageArgs: string[]): string[] {
   return i >= 0 && imageArgs[i + 1] ? ["--platform", imageArgs[i + 1]!] : [];
 }
 
-async function rawBytes(image: string, compressed: boolean): Promise<number> {
-  if (!compressed) return (await stat(image)).size;
+/** An image's bytes uncompressed (a disk's as they are). */
+async function rawBytes(image: Artifact): Promise<number> {
+  if (image.kind !== "initramfs" || image.compression === "none") return image.bytes;
   let n = 0;
-  await pipeline(createReadStream(image), decompressor(await sniffCompression(image), image), async (src) => {
+  await pipeline(createReadStream(image.path), decompressor(image.compression, image.path), async (src) => {
     for await (const chunk of src) n += (chunk as Buffer).length;
   });
   return n;
 }
 
-/** The app's command and the architecture, read back from an initramfs slimroot built. */
-async function appOf(slimroot: (args: string[]) => Promise<string>, image: string): Promise<AppCommand> {
-  const r = JSON.parse(await slimroot(["inspect", "--json", image])) as { app?: AppCommand };
-  if (!r.app) throw new Error(`${image}: no app config in the image`);
-  return { args: r.app.args, env: r.app.env, workdir: r.app.workdir };
+/** The app's command and the architecture, read back from an image slimroot built. */
+function appOf(image: Artifact): { app: AppCommand; arch: Arch } {
+  const app = image.kind === "kernel" ? undefined : image.app;
+  if (!app) throw new Error(`${image.path}: no app config in the image`);
+  return { app: { args: app.args, env: app.env, workdir: app.workdir }, arch: artifactArch(image) };
 }
 
 async function conventionalRow(
@@ -419,7 +417,7 @@ async function conventionalRow(
   else await packInitramfs(tree, image);
   row.buildSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const size = (await stat(image)).size;
-  row.bytes = { file: size, raw: route === "ext4" ? size : await rawBytes(image, true) };
+  row.bytes = { file: size, raw: await rawBytes(await identify(image, { embedded: false })) };
   const kernel = join(kernelDir, manifest.kernel);
   // As slimroot's own boots do: a kernel that takes its devices from the command line runs
   // microvm without ACPI.

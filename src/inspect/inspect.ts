@@ -1,8 +1,13 @@
-import { stat } from "node:fs/promises";
 import { APP_CONFIG_PATH, type AppConfig, decodeAppConfig } from "../appconfig/appconfig.js";
-import { readArchiveFile, sniffCompression } from "../artifact/initramfs.js";
+import type { Arch } from "../arch/arch.js";
+import { type Artifact, describe, type InitramfsArtifact, type ListArtifact } from "../artifact/identify.js";
+import { readArchiveFile } from "../artifact/initramfs.js";
+import type { KernelFormat } from "../artifact/kernel.js";
+import { readListDir } from "../artifact/list.js";
 import type { Compression } from "../compress/compress.js";
+import type { ListEntry } from "../cpio/gen-list.js";
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from "../cpio/newc.js";
+import type { DiskFormat } from "../disk/formats.js";
 import { checkWhyImage, fileSha256, readWhy, type Why, WhyMissing } from "../output/why.js";
 import { nameFromBytes } from "../tree/path.js";
 import { Budget, spending } from "../util/budget.js";
@@ -24,13 +29,26 @@ export interface InspectedFile {
 
 export interface Inspection {
   file: string;
+  kind: Artifact["kind"];
+  /** What it is, in words (artifact/identify's describe). */
+  what: string;
+  /** An initramfs's; "none" for every other kind. */
   compression: Compression;
+  /** The file's bytes (a list directory's: the list and its bodies). */
   archiveBytes: number;
   /** Sum of regular file bodies, counting each hard-linked inode once. */
   contentBytes: number;
   counts: { files: number; dirs: number; symlinks: number; other: number };
   entries: InspectedFile[];
   app?: AppConfig;
+  /** Of the app's /init (a kernel's own, for a kernel). */
+  arch?: Arch;
+  /** One line each for what could not be read (a disk's files, an erofs disk's app). */
+  unread: string[];
+  /** A disk's format and the bytes the init finds it by (hex, at `offset`). */
+  disk?: { format: DiskFormat; offset: number; id: string };
+  /** A kernel's format, its config file, and whether a slimroot app is built in. */
+  kernel?: { format: KernelFormat; config?: string; embedded: boolean | "not looked for" };
   /** From FILE.why's header, when build wrote one: what compressed it, and the cpio's sha256. */
   build?: { compressor?: string; cpioSha256?: string };
 }
@@ -68,14 +86,70 @@ async function checkedWhy(
   }
 }
 
-export async function inspectArchive(file: string, opts: InspectOptions = {}): Promise<Inspection> {
-  const result: Inspection = {
-    file,
-    compression: await sniffCompression(file),
-    archiveBytes: (await stat(file)).size,
+/**
+ * Reads every kind artifact/identify knows back: an initramfs or a list directory entry by
+ * entry (with reasons from the .why); a disk or a kernel as what identify read of it, with one
+ * line in `unread` for what cannot be read on the host.
+ */
+export async function inspectArtifact(a: Artifact, opts: InspectOptions = {}): Promise<Inspection> {
+  if (a.kind === "initramfs") return inspectArchive(a, opts);
+  if (opts.why === "required")
+    throw new UserError(`--why: ${a.path} is ${describe(a)}: reasons are read for an initramfs only`);
+  const base = {
+    file: a.path,
+    kind: a.kind,
+    what: describe(a),
+    compression: "none" as const,
+    archiveBytes: a.bytes,
     contentBytes: 0,
     counts: { files: 0, dirs: 0, symlinks: 0, other: 0 },
     entries: [],
+    unread: [] as string[],
+  };
+  if (a.kind === "list") return { ...base, ...(await listEntries(a)) };
+  if (a.kind === "disk") {
+    const { format, offset, id } = a.identity;
+    return {
+      ...base,
+      disk: { format, offset, id: id.toString("hex") },
+      ...(a.arch ? { arch: a.arch } : {}),
+      ...(a.app ? { app: a.app } : {}),
+      unread: [
+        ...(a.noArch ? [a.noArch] : []),
+        `${a.path}: the files of a disk image are not listed (its tools read single files only)`,
+      ],
+    };
+  }
+  const embedded = typeof a.embedded === "object" ? a.embedded : undefined;
+  return {
+    ...base,
+    arch: a.arch,
+    kernel: {
+      format: a.format,
+      ...(a.config ? { config: a.config } : {}),
+      embedded: a.embedded === "not looked for" ? a.embedded : Boolean(embedded),
+    },
+    ...(embedded?.app ? { app: embedded.app } : {}),
+    unread: embedded ? [`${a.path}: the files of the built-in image are not listed`] : [],
+  };
+}
+
+export async function inspectArchive(
+  image: InitramfsArtifact,
+  opts: InspectOptions = {},
+): Promise<Inspection> {
+  const file = image.path;
+  const result: Inspection = {
+    file,
+    kind: "initramfs",
+    what: describe(image),
+    compression: image.compression,
+    archiveBytes: image.bytes,
+    contentBytes: 0,
+    counts: { files: 0, dirs: 0, symlinks: 0, other: 0 },
+    entries: [],
+    ...(image.arch ? { arch: image.arch } : {}),
+    unread: [],
   };
   // Hashed (when there is a .why) while the entries are read; the .why is used once the hash
   // matches its record.
@@ -86,7 +160,7 @@ export async function inspectArchive(file: string, opts: InspectOptions = {}): P
   const counted = new Set<number>();
   // Every entry is held, and the page nests directories: both bounded as when building.
   const budget = new Budget();
-  for await (const e of readArchiveFile(file)) {
+  for await (const e of readArchiveFile(file, image.compression)) {
     spending(file, () => budget.entry(e.name));
     const type = e.mode & S_IFMT;
     const f: InspectedFile = {
@@ -129,6 +203,56 @@ export async function inspectArchive(file: string, opts: InspectOptions = {}): P
   return result;
 }
 
+const LIST_TYPE: Record<ListEntry["type"], number> = {
+  file: S_IFREG,
+  dir: S_IFDIR,
+  slink: S_IFLNK,
+  pipe: S_IFIFO,
+  sock: S_IFSOCK,
+  nod: 0,
+};
+
+/** A list directory's entries, as an archive's (each file's size is its body's). */
+async function listEntries(
+  a: ListArtifact,
+): Promise<Pick<Inspection, "entries" | "counts" | "contentBytes" | "app" | "arch">> {
+  const counts = { files: 0, dirs: 0, symlinks: 0, other: 0 };
+  const entries: InspectedFile[] = [];
+  let contentBytes = 0;
+  for (const [ino, { entry, size }] of (await readListDir(a.path)).entries()) {
+    const type = entry.type === "nod" ? (entry.dev === "b" ? S_IFBLK : S_IFCHR) : LIST_TYPE[entry.type];
+    const names = entry.type === "file" ? entry.names : [entry.name];
+    const common = {
+      mode: type | entry.mode,
+      uid: entry.uid,
+      gid: entry.gid,
+      ino: ino + 1,
+      nlink: names.length,
+    };
+    if (entry.type === "file") {
+      counts.files += names.length;
+      contentBytes += size;
+    } else if (entry.type === "dir") counts.dirs++;
+    else if (entry.type === "slink") counts.symlinks++;
+    else counts.other++;
+    for (const name of names)
+      entries.push({
+        path: name.replace(/^\/+/, "") || ".",
+        ...common,
+        size,
+        ...(entry.type === "slink" ? { target: entry.target } : {}),
+        ...(entry.type === "nod" ? { rdev: [entry.major, entry.minor] as [number, number] } : {}),
+      });
+  }
+  return {
+    entries,
+    counts,
+    contentBytes,
+    ...(a.app ? { app: a.app } : {}),
+    ...(a.arch ? { arch: a.arch } : {}),
+  };
+}
+
 const TYPE_CHAR: Record<number, string> = {
   [S_IFSOCK]: "s",
   [S_IFLNK]: "l",
@@ -162,10 +286,21 @@ export function formatInspection(r: Inspection): string {
     );
   }
   const c = r.counts;
-  lines.push(
-    "",
-    `${r.file}: ${r.compression}, ${r.archiveBytes} bytes; ${c.files} files, ${c.dirs} directories, ${c.symlinks} symlinks, ${c.other} other; ${r.contentBytes} bytes of file content`,
-  );
+  if (r.kind === "initramfs" || r.kind === "list")
+    lines.push(
+      "",
+      `${r.file}: ${r.kind === "list" ? "initramfs-list" : r.compression}, ${r.archiveBytes} bytes; ${c.files} files, ${c.dirs} directories, ${c.symlinks} symlinks, ${c.other} other; ${r.contentBytes} bytes of file content`,
+    );
+  else lines.push(`${r.file}: ${r.what}, ${r.archiveBytes} bytes${r.arch ? `; ${r.arch}` : ""}`);
+  if (r.disk)
+    lines.push(
+      `  identity: ${r.disk.id.length > 64 ? "superblock" : "uuid"} ${r.disk.id} at byte ${r.disk.offset}`,
+    );
+  if (r.kernel) {
+    const e = r.kernel.embedded;
+    lines.push(`  config: ${r.kernel.config ?? "none beside it"}`);
+    lines.push(`  app built in: ${e === "not looked for" ? e : e ? "yes" : "no"}`);
+  }
   if (r.app) {
     lines.push(
       `app: ${JSON.stringify(r.app.args)}`,
@@ -174,6 +309,7 @@ export function formatInspection(r: Inspection): string {
     );
     if (r.app.ports.length) lines.push(`  ports: ${r.app.ports.join(" ")}`);
   }
+  for (const line of r.unread) lines.push(`not read: ${line}`);
   if (r.build) {
     lines.push(`built: compressor ${r.build.compressor ?? "unknown"}`);
     if (r.build.cpioSha256) lines.push(`  cpio sha256: ${r.build.cpioSha256}`);

@@ -1,7 +1,7 @@
 /** The QEMU launcher: user networking with port forwards, Ctrl-Alt-Del through QMP to stop. */
 import type { Arch } from "../arch/arch.js";
+import { embeddedApp } from "../artifact/embedded.js";
 import { hasCmdlineDevices, readKernelConfig } from "../kernel/config.js";
-import { embeddedApp } from "../kernel/embedded.js";
 import type { Transport } from "../kernel/manifest.js";
 import { embeddedAppKernel } from "../kernel/resolve.js";
 import type { OutputDir } from "../output/dir.js";

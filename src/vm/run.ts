@@ -9,9 +9,8 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hostArch } from "../arch/arch.js";
-import { imageInfo } from "../artifact/initramfs.js";
-import { diskIdentity } from "../disk/identity.js";
-import { embeddedAppKernel, kernelArch } from "../kernel/resolve.js";
+import { artifactArch, describe, identify } from "../artifact/identify.js";
+import { kernelArch } from "../kernel/resolve.js";
 import { OutputDir } from "../output/dir.js";
 import type { InputPath } from "../output/output.js";
 import { UserError } from "../util/errors.js";
@@ -67,19 +66,23 @@ export interface RunRequest extends VmRequest {
 export async function runImage(req: RunRequest): Promise<number> {
   if (req.outDir !== undefined && !req.dryRun) throw new UserError("-o DIR: only with --dry-run");
   // A kernel file as the image carries its app (kernel build --embed): no initrd to read.
-  const embedded = await embeddedAppKernel(req.image);
+  const image = await identify(req.image, { embedded: false });
+  if (image.kind === "list")
+    throw new RunFailure(
+      `${req.image}: ${describe(image)} is for kernel build --embed; run an initramfs or a disk`,
+    );
+  const embedded = image.kind === "kernel" ? image : undefined;
   if (embedded && (req.vmm ?? "qemu") !== "qemu")
     throw new RunFailure(`${req.image} is a kernel with its app built in: only QEMU boots it so far`);
-  const root = embedded ? undefined : await diskIdentity(req.image).catch(() => undefined);
-  // A disk's /init is not read here (no filesystem reader on the host): it is the
-  // architecture of the kernel given, else of the host.
+  const root = image.kind === "disk" ? image.identity : undefined;
+  // A disk's: the architecture of the kernel given, else of its /init, else of the host.
   const arch = embedded
     ? embedded.arch
     : root
       ? req.kernel
         ? await kernelArch(req.kernel)
-        : (hostArch() ?? "amd64")
-      : (await imageInfo(req.image)).arch;
+        : (image.arch ?? hostArch() ?? "amd64")
+      : artifactArch(image);
   // The VMM is run last, after the kernel and initrd are ready: said missing at once instead.
   // (Firecracker is no Debian package: its launcher's preflight says where to get it.)
   if (!req.dryRun && (req.vmm ?? "qemu") === "qemu") requireTools("run", [qemuBinary(arch)]);

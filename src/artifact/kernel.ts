@@ -1,3 +1,5 @@
+import { existsSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { gunzipSync, constants as zc } from "node:zlib";
 import type { Arch } from "../arch/arch.js";
 import { detectCompression } from "../compress/compress.js";
@@ -38,4 +40,12 @@ export function kernelKind(head: Buffer): KernelKind | undefined {
     }
   }
   return undefined;
+}
+
+/** Debian's layout: /boot/vmlinuz-RELEASE has /boot/config-RELEASE beside it. */
+export function configBeside(kernelFile: string): string | undefined {
+  const m = /^(?:vmlinuz|vmlinux|bzImage|Image)-(.+)$/.exec(basename(kernelFile));
+  if (!m) return undefined;
+  const path = join(dirname(kernelFile), `config-${m[1]}`);
+  return existsSync(path) ? path : undefined;
 }

@@ -15,15 +15,8 @@ import { checkOutput, whyPath } from "../output/output.js";
 import { EnvironmentError, UserError } from "../util/errors.js";
 import { inputStream } from "../util/input-file.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
-import {
-  BUILD_DIR,
-  buildKernel,
-  capture,
-  type KernelBuildOptions,
-  makeArgs,
-  runLogged,
-  TARGET,
-} from "./build.js";
+import { BUILD_DIR, buildKernel, type KernelBuildOptions, TARGET } from "./build.js";
+import { capture, makeArgs, runLogged } from "./make.js";
 
 export interface EmbedOptions extends KernelBuildOptions {
   /** The image to build in (identify()'s value: an initramfs). */

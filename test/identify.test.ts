@@ -136,3 +136,24 @@ test("anything else is one line naming the file; a FIFO is never opened", async 
   await assert.rejects(identify(fifo), (err: Error) => err instanceof UserError && /fifo/i.test(err.message));
   await assert.rejects(identify(join(work, "missing")), /no such file/);
 });
+
+test("inspect reads every kind, and says in one line what it cannot", async () => {
+  for (const format of ["ext4", "squashfs", "initramfs-list"] as const) {
+    const path = await built(`i.${format}`, ["--format", format]);
+    const r = await runCli(["inspect", path]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^-rwxr-xr-x 0:0 +18 {2}\/usr\/bin\/app$/m, format);
+    assert.match(r.stdout, /^app: \["\/usr\/bin\/app"\]$/m, format);
+    const json = JSON.parse((await runCli(["inspect", "--json", path])).stdout);
+    assert.equal(json.kind, format === "initramfs-list" ? "list" : "disk");
+    assert.equal(json.arch, "amd64");
+  }
+  const erofs = await built("i.erofs", ["--format", "erofs"]);
+  const r = await runCli(["inspect", erofs]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /an erofs disk image, \d+ bytes/);
+  assert.match(r.stdout, /^not read: .*erofs-utils 1\.5/m);
+  const why = await runCli(["inspect", "--why", erofs]);
+  assert.equal(why.code, 1);
+  assert.equal(why.stderr.trim().split("\n").length, 1, why.stderr);
+});

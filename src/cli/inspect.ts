@@ -58,9 +58,10 @@ export function registerInspect(program: Command): void {
         return;
       }
       // The picture is coloured by reason: use FILE.why when build wrote one, plain sizes otherwise.
-      if (image.kind !== "initramfs" && image.kind !== "list")
+      if (image.kind === "kernel")
         throw new UserError(`--html: ${file} is ${describe(image)}: its files cannot be listed here`);
       const r = await inspectArtifact(image, { why: "wanted", warn });
+      if (!r.entries.length) throw new UserError(`--html: ${r.unread.at(-1) ?? `${file}: no files`}`);
       const against = opts.against
         ? {
             source: opts.against,

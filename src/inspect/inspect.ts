@@ -1,5 +1,6 @@
 import { APP_CONFIG_PATH, type AppConfig, decodeAppConfig } from "../appconfig/appconfig.js";
 import type { Arch } from "../arch/arch.js";
+import { diskEntries } from "../artifact/disk.js";
 import { type Artifact, describe, type InitramfsArtifact, type ListArtifact } from "../artifact/identify.js";
 import { readArchiveFile } from "../artifact/initramfs.js";
 import type { KernelFormat } from "../artifact/kernel.js";
@@ -93,8 +94,10 @@ async function checkedWhy(
  */
 export async function inspectArtifact(a: Artifact, opts: InspectOptions = {}): Promise<Inspection> {
   if (a.kind === "initramfs") return inspectArchive(a, opts);
-  if (opts.why === "required")
-    throw new UserError(`--why: ${a.path} is ${describe(a)}: reasons are read for an initramfs only`);
+  if (opts.why === "required" && a.kind !== "disk")
+    throw new UserError(
+      `--why: ${a.path} is ${describe(a)}: reasons are read for an image with its .why only`,
+    );
   const base = {
     file: a.path,
     kind: a.kind,
@@ -109,16 +112,29 @@ export async function inspectArtifact(a: Artifact, opts: InspectOptions = {}): P
   if (a.kind === "list") return { ...base, ...(await listEntries(a)) };
   if (a.kind === "disk") {
     const { format, offset, id } = a.identity;
-    return {
+    const listed = await diskEntries(a.path, format);
+    if (typeof listed === "string" && opts.why === "required") throw new UserError(`--why: ${listed}`);
+    const { why, sha256 } = startWhy(a.path);
+    const result: Inspection = {
       ...base,
+      what: describe(a),
       disk: { format, offset, id: id.toString("hex") },
       ...(a.arch ? { arch: a.arch } : {}),
       ...(a.app ? { app: a.app } : {}),
-      unread: [
-        ...(a.noArch ? [a.noArch] : []),
-        `${a.path}: the files of a disk image are not listed (its tools read single files only)`,
-      ],
+      unread: [...(a.noArch ? [a.noArch] : []), ...(typeof listed === "string" ? [listed] : [])],
     };
+    for (const e of typeof listed === "string" ? [] : listed) {
+      const type = e.mode & S_IFMT;
+      if (type === S_IFREG) {
+        result.counts.files++;
+        result.contentBytes += e.size;
+      } else if (type === S_IFDIR) result.counts.dirs++;
+      else if (type === S_IFLNK) result.counts.symlinks++;
+      else result.counts.other++;
+      result.entries.push({ ...e, nlink: 1 });
+    }
+    if (typeof listed !== "string") await addWhy(result, why, sha256, opts);
+    return result;
   }
   const embedded = typeof a.embedded === "object" ? a.embedded : undefined;
   return {
@@ -153,9 +169,7 @@ export async function inspectArchive(
   };
   // Hashed (when there is a .why) while the entries are read; the .why is used once the hash
   // matches its record.
-  const why = readWhy(file);
-  const sha256 = why.then(() => fileSha256(file));
-  for (const p of [sha256, why]) p.catch(() => undefined);
+  const { why, sha256 } = startWhy(file);
   if (opts.why === "required") await why; // --why without a readable .why: say so at once
   const counted = new Set<number>();
   // Every entry is held, and the page nests directories: both bounded as when building.
@@ -189,6 +203,13 @@ export async function inspectArchive(
     if (e.name === APP_CONFIG_PATH) result.app = decodeAppConfig(e.body.toString());
     result.entries.push(f);
   }
+  await addWhy(result, why, sha256, opts);
+  return result;
+}
+
+/** Reasons and the build's record from FILE.why onto `result`, once FILE.why is FILE's. */
+async function addWhy(result: Inspection, why: Promise<Why>, sha256: Promise<string>, opts: InspectOptions) {
+  const file = result.file;
   const sidecar = await checkedWhy(file, why, sha256, opts);
   if (sidecar) {
     const { compressor, cpioSha256 } = sidecar.header;
@@ -200,7 +221,14 @@ export async function inspectArchive(
           sidecar.reasons.get(f.path === "." ? "" : f.path) ??
           "(not in the .why file: the image changed after the build?)";
   }
-  return result;
+}
+
+/** FILE.why and FILE's sha256 (hashed while the entries are read), read early. */
+function startWhy(file: string): { why: Promise<Why>; sha256: Promise<string> } {
+  const why = readWhy(file);
+  const sha256 = why.then(() => fileSha256(file));
+  for (const p of [sha256, why]) p.catch(() => undefined);
+  return { why, sha256 };
 }
 
 const LIST_TYPE: Record<ListEntry["type"], number> = {
@@ -291,10 +319,15 @@ export function formatInspection(r: Inspection): string {
       "",
       `${r.file}: ${r.kind === "list" ? "initramfs-list" : r.compression}, ${r.archiveBytes} bytes; ${c.files} files, ${c.dirs} directories, ${c.symlinks} symlinks, ${c.other} other; ${r.contentBytes} bytes of file content`,
     );
-  else lines.push(`${r.file}: ${r.what}, ${r.archiveBytes} bytes${r.arch ? `; ${r.arch}` : ""}`);
+  else
+    lines.push(
+      `${r.file}: ${r.what}, ${r.archiveBytes} bytes${r.arch ? `; ${r.arch}` : ""}${r.entries.length ? `; ${c.files} files, ${c.dirs} directories, ${c.symlinks} symlinks, ${c.other} other; ${r.contentBytes} bytes of file content` : ""}`,
+    );
   if (r.disk)
     lines.push(
-      `  identity: ${r.disk.id.length > 64 ? "superblock" : "uuid"} ${r.disk.id} at byte ${r.disk.offset}`,
+      r.disk.format === "squashfs"
+        ? `  identity: its ${r.disk.id.length / 2}-byte superblock`
+        : `  identity: uuid ${r.disk.id} at byte ${r.disk.offset}`,
     );
   if (r.kernel) {
     const e = r.kernel.embedded;

@@ -11,7 +11,7 @@ import { access, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } fro
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { elfArch } from "../src/kernel/arch.js";
+import { elfArch } from "../src/elf/elf.js";
 import { fetchKernel } from "../src/kernel/fetch.js";
 import { guestMac } from "../src/vm/firecracker.js";
 import { type CliResult, runCli, startCli } from "./support/cli.js";

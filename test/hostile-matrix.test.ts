@@ -31,7 +31,7 @@ import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { inflateRawSync } from "node:zlib";
-import { extractVmlinux } from "../src/kernel/vmlinux.js";
+import { extractVmlinux } from "../src/artifact/vmlinux.js";
 import { cacheRoot } from "../src/util/cache-dir.js";
 import { REPO } from "./support/cli.js";
 import { genInitCpio } from "./support/gen-init-cpio.js";

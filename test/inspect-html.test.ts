@@ -10,7 +10,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { type Browser, chromium } from "playwright-core";
-import { inspectArchive } from "../src/inspect/inspect.js";
+import { identify } from "../src/artifact/identify.js";
+import { inspectArtifact } from "../src/inspect/inspect.js";
 import { REPO, runCli } from "./support/cli.js";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -67,7 +68,7 @@ test("inspect --html: totals, one cell per file, reasons, no console errors", as
   const html = join(work, "app.html");
   const r = await runCli(["inspect", image, "--html", html]);
   assert.equal(r.code, 0, r.stderr);
-  const expected = await inspectArchive(image, { why: "required" });
+  const expected = await inspectArtifact(await identify(image), { why: "required" });
   const nonEmpty = expected.entries.filter((e) => (e.mode & 0o170000) === 0o100000 && e.size > 0).length;
 
   const { page, problems } = await openPage(html, "inspect-html.png");

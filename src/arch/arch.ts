@@ -1,8 +1,7 @@
 /**
  * Facts about the two target architectures, in one leaf module every other module may import
- * (it imports only leaves: the ELF constants and the error type).
+ * (it imports only the error type).
  */
-import { EM_AARCH64, EM_X86_64 } from "../elf/elf.js";
 import { UserError } from "../util/errors.js";
 
 export type Arch = "amd64" | "arm64";
@@ -28,7 +27,7 @@ export interface ArchFacts {
 
 export const ARCH: Readonly<Record<Arch, ArchFacts>> = {
   amd64: {
-    elfMachine: EM_X86_64,
+    elfMachine: 62, // EM_X86_64 (elf/elf.ts; elf.test.ts checks they agree)
     uname: "x86_64",
     kernelArch: "x86",
     gnuTriplet: "x86_64-linux-gnu",
@@ -37,7 +36,7 @@ export const ARCH: Readonly<Record<Arch, ArchFacts>> = {
     nodeArch: "x64",
   },
   arm64: {
-    elfMachine: EM_AARCH64,
+    elfMachine: 183, // EM_AARCH64
     uname: "aarch64",
     kernelArch: "arm64",
     gnuTriplet: "aarch64-linux-gnu",

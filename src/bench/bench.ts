@@ -14,13 +14,12 @@ import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
 import { type Arch, hostArch } from "../arch/arch.js";
+import { type Artifact, artifactArch, identify } from "../artifact/identify.js";
 import { decompressor } from "../compress/compress.js";
-import { sniffCompression } from "../inspect/inspect.js";
 import { hasCmdlineDevices, readKernelConfig } from "../kernel/config.js";
 import { cachedKernel } from "../kernel/fetch.js";
 import type { Probe } from "../trace/probe.js";
 import { requireTools } from "../util/tools.js";
-import { imageInfo } from "../vm/image-info.js";
 import { chooseAccel, chooseMachine, hostTscKhz, qemuBinary, qemuCommand } from "../vm/qemu.js";
 import { leastMemory, portsFor, type Ready, type Stats, stats, timeReady } from "./boot.js";
 import {
@@ -71,7 +70,62 @@ const RAM_FLOOR_MIB = 8;
 
 class Aborted extends Error {}
 
+/** What every stage of one bench run shares. */
+interface Run {
+  o: BenchOptions;
+  /** Says what is next; throws Aborted once the run is interrupted. */
+  step: (line: string) => void;
+  /** The slimroot CLI with `args`; its stdout. */
+  slimroot: (args: string[]) => Promise<string>;
+  /** After -- for build and trace: the app's command. */
+  cmdArgs: string[];
+  insecure: string[];
+}
+
+type Measure = (
+  label: string,
+  argvFor: (mem: number | undefined, ports: Map<number, number>) => string[],
+  row: BenchRow,
+) => Promise<void>;
+
+/** Kernel directories (or the error every row on one gets) -> the result. */
+type KernelDirs = Map<string, string | Error>;
+
 export async function bench(o: BenchOptions): Promise<BenchReport> {
+  const run = startRun(o);
+  if (o.conventional) requireTools("bench (the hand-made routes)", conventionalTools(o.source));
+  await mkdir(o.work, { recursive: true });
+  const kernelDirs = await kernels(run);
+  const profile = await traceProfile(run, kernelDirs);
+  const floors = await measureFloors(run, kernelDirs);
+  const variantsDone = await measureVariants(run, kernelDirs, profile);
+  const rows = [...variantsDone.rows];
+  let { app, arch } = variantsDone;
+  if (o.conventional) {
+    if (!app) ({ app, arch } = (await appForConventional(run)) ?? { app, arch });
+    rows.push(...(await conventionalRows(run, kernelDirs, app, arch)));
+  }
+  for (const row of rows) {
+    const floor = floors.get(row.kernel);
+    if (row.ready && floor && !(floor instanceof Error)) row.readyToFloor = row.ready.median / floor.median;
+  }
+  return {
+    schema: BENCH_SCHEMA_ID,
+    date: new Date().toISOString(),
+    host: await hostFacts(arch),
+    source: o.source,
+    probes: o.probes.map((p) => p.spec),
+    runs: o.runs,
+    memMiB: o.memMiB ?? null,
+    floors: [...floors].map(([kernel, f]) =>
+      f instanceof Error ? { kernel, error: f.message } : { kernel, seconds: f },
+    ),
+    rows,
+    comparisons: compare(rows),
+  };
+}
+
+function startRun(o: BenchOptions): Run {
   const step = (line: string) => {
     if (o.signal.aborted) throw new Aborted("interrupted");
     o.progress(line);
@@ -87,17 +141,23 @@ export async function bench(o: BenchOptions): Promise<BenchReport> {
       throw new Error(lastLine(e.stderr) || e.message);
     }
   };
-  const timed = async <T>(f: () => Promise<T>): Promise<[T, number]> => {
-    const t0 = process.hrtime.bigint();
-    const v = await f();
-    return [v, Number(process.hrtime.bigint() - t0) / 1e9];
+  return {
+    o,
+    step,
+    slimroot,
+    cmdArgs: o.command.length ? ["--", ...o.command] : [],
+    insecure: o.insecure ? ["--insecure"] : [],
   };
-  if (o.conventional) requireTools("bench (the hand-made routes)", conventionalTools(o.source));
-  await mkdir(o.work, { recursive: true });
-  const cmdArgs = o.command.length ? ["--", ...o.command] : [];
-  const insecure = o.insecure ? ["--insecure"] : [];
+}
 
-  // Kernels: a directory each, or the error every row on it gets.
+async function timed<T>(f: () => Promise<T>): Promise<[T, number]> {
+  const t0 = process.hrtime.bigint();
+  const v = await f();
+  return [v, Number(process.hrtime.bigint() - t0) / 1e9];
+}
+
+/** Each kernel's directory, from its `slimroot kernel` command. */
+async function kernels({ o, step, slimroot }: Run): Promise<KernelDirs> {
   const kernelDirs = new Map<string, string | Error>();
   for (const k of o.kernels) {
     step(`kernel ${k}: ${KERNELS[k]!.command.join(" ")}`);
@@ -109,7 +169,14 @@ export async function bench(o: BenchOptions): Promise<BenchReport> {
     );
   }
 
-  // A profile for the traced level, recorded once on the first kernel that works.
+  return kernelDirs;
+}
+
+/** A profile for the traced level, recorded once on the first kernel that works. */
+async function traceProfile(
+  { o, step, slimroot, cmdArgs, insecure }: Run,
+  kernelDirs: KernelDirs,
+): Promise<string | Error | undefined> {
   let profile: string | Error | undefined;
   if (o.levels.some((l) => LEVELS[l]!.traced)) {
     const kernel = [...kernelDirs.values()].find((d): d is string => typeof d === "string");
@@ -131,13 +198,18 @@ export async function bench(o: BenchOptions): Promise<BenchReport> {
       .catch((err: Error) => new Error(`trace: ${err.message}`));
   }
 
-  /** `slimroot run IMAGE`; without a kernel for a kernel file that carries the app. */
-  const runArgs = (
-    image: string,
-    kernel: string | undefined,
-    mem: number | undefined,
-    ports: Map<number, number>,
-  ) => [
+  return profile;
+}
+
+/** `slimroot run IMAGE`; without a kernel for a kernel file that carries the app. */
+function runArgs(
+  o: BenchOptions,
+  image: string,
+  kernel: string | undefined,
+  mem: number | undefined,
+  ports: Map<number, number>,
+): string[] {
+  return [
     ...o.cli,
     "run",
     image,
@@ -148,12 +220,11 @@ export async function bench(o: BenchOptions): Promise<BenchReport> {
     "2s",
     ...[...ports].flatMap(([guest, host]) => ["-p", `${host}:${guest}`]),
   ];
-  /** N timed boots and (optionally) the RAM bisection, for any way of starting the VM. */
-  const measure = async (
-    label: string,
-    argvFor: (mem: number | undefined, ports: Map<number, number>) => string[],
-    row: BenchRow,
-  ) => {
+}
+
+/** N timed boots and (optionally) the RAM bisection, for any way of starting the VM. */
+function measurer({ o, step }: Run): Measure {
+  return async (label, argvFor, row) => {
     const times: number[] = [];
     for (let i = 0; i < o.runs; i++) {
       step(`${label}: boot ${i + 1}/${o.runs}`);
@@ -177,8 +248,13 @@ export async function bench(o: BenchOptions): Promise<BenchReport> {
         { floorMiB: RAM_FLOOR_MIB, startMiB: o.memMiB ?? RAM_START_MIB, maxMiB: RAM_MAX_MIB },
       )) ?? null;
   };
+}
 
-  // Floors: our init alone, whose app is missing: it reports and ends the VM at once.
+/** Floors: our init alone, whose app is missing: it reports and ends the VM at once. */
+async function measureFloors(
+  { o, step, slimroot }: Run,
+  kernelDirs: KernelDirs,
+): Promise<Map<string, Stats | Error>> {
   const floors = new Map<string, Stats | Error>();
   const empty = join(o.work, "empty");
   await mkdir(empty, { recursive: true });
@@ -209,7 +285,7 @@ export async function bench(o: BenchOptions): Promise<BenchReport> {
     for (let i = 0; i < o.runs && !failed; i++) {
       step(`floor/${k}: boot ${i + 1}/${o.runs}`);
       const r = await timeReady(
-        runArgs(floorImage, dir, o.memMiB, new Map()),
+        runArgs(o, floorImage, dir, o.memMiB, new Map()),
         [],
         new Map(),
         o.bootTimeoutMs,
@@ -220,6 +296,17 @@ export async function bench(o: BenchOptions): Promise<BenchReport> {
     floors.set(k, failed ?? stats(times)!);
   }
 
+  return floors;
+}
+
+/** Every slimroot variant: built, booted, timed; the app's command and arch from the first initramfs. */
+async function measureVariants(
+  run: Run,
+  kernelDirs: KernelDirs,
+  profile: string | Error | undefined,
+): Promise<{ rows: BenchRow[]; app?: AppCommand; arch: Arch }> {
+  const { o, step, slimroot, cmdArgs, insecure } = run;
+  const measure = measurer(run);
   const rows: BenchRow[] = [];
   let app: AppCommand | undefined;
   let arch: Arch = hostArch() ?? "amd64";
@@ -252,10 +339,8 @@ export async function bench(o: BenchOptions): Promise<BenchReport> {
         ]),
       );
       row.buildSeconds = buildSeconds;
-      if (!app && image.includes(".cpio")) {
-        app = await appOf(slimroot, image);
-        arch = (await imageInfo(image)).arch;
-      }
+      const built = await identify(image, { embedded: false });
+      if (!app && built.kind === "initramfs") ({ app, arch } = appOf(built));
       let booted = image;
       if (format.embed) {
         // One file: the kernel with the image built in (its build counts as build time).
@@ -267,10 +352,10 @@ export async function bench(o: BenchOptions): Promise<BenchReport> {
         );
         row.buildSeconds += embedSeconds;
       }
-      row.bytes = { file: (await stat(booted)).size, raw: await rawBytes(image, format.compressed) };
+      row.bytes = { file: (await stat(booted)).size, raw: await rawBytes(built) };
       await measure(
         `[${i + 1}/${all.length}] ${v.id}`,
-        (mem, ports) => runArgs(booted, format.embed ? undefined : kernel, mem, ports),
+        (mem, ports) => runArgs(o, booted, format.embed ? undefined : kernel, mem, ports),
         row,
       );
     } catch (err) {
@@ -279,67 +364,64 @@ export async function bench(o: BenchOptions): Promise<BenchReport> {
     }
   }
 
-  if (o.conventional && !app) {
-    // Only disk variants ran (or none built): the hand-made routes need the app's command.
-    step("the app's command for the hand-made routes");
-    const plain = join(o.work, "app.cpio");
-    await slimroot([
-      "build",
-      o.source,
-      ...o.imageArgs,
-      ...insecure,
-      "--compress",
-      "none",
-      "-o",
-      plain,
-      ...cmdArgs,
-    ])
-      .then(async () => {
-        app = await appOf(slimroot, plain);
-        arch = (await imageInfo(plain)).arch;
-      })
-      .catch(() => undefined);
-  }
-  if (o.conventional) {
-    for (const k of o.kernels) {
-      for (const route of ["initramfs", "ext4"] as const) {
-        const row = emptyRow(`hand-made ${route}/${k}`, "conventional", {
-          level: "none",
-          format: route,
-          kernel: k,
-        });
-        rows.push(row);
-        try {
-          const kernel = kernelDirs.get(k)!;
-          if (typeof kernel !== "string") throw kernel;
-          if (!app) throw new Error("no slimroot variant was built, so the app's command is unknown");
-          await conventionalRow(row, route, kernel, app, arch, o, step, measure);
-        } catch (err) {
-          if (err instanceof Aborted) throw err;
-          row.error = (err as Error).message;
-        }
+  return { rows, ...(app ? { app } : {}), arch };
+}
+
+/** Only disk variants ran (or none built): the hand-made routes need the app's command. */
+async function appForConventional({
+  o,
+  step,
+  slimroot,
+  cmdArgs,
+  insecure,
+}: Run): Promise<{ app: AppCommand; arch: Arch } | undefined> {
+  step("the app's command for the hand-made routes");
+  const plain = join(o.work, "app.cpio");
+  return slimroot([
+    "build",
+    o.source,
+    ...o.imageArgs,
+    ...insecure,
+    "--compress",
+    "none",
+    "-o",
+    plain,
+    ...cmdArgs,
+  ])
+    .then(async () => appOf(await identify(plain)))
+    .catch(() => undefined);
+}
+
+/** The hand-made routes (initramfs, ext4) on every kernel. */
+async function conventionalRows(
+  run: Run,
+  kernelDirs: KernelDirs,
+  app: AppCommand | undefined,
+  arch: Arch,
+): Promise<BenchRow[]> {
+  const { o, step } = run;
+  const measure = measurer(run);
+  const rows: BenchRow[] = [];
+  for (const k of o.kernels) {
+    for (const route of ["initramfs", "ext4"] as const) {
+      const row = emptyRow(`hand-made ${route}/${k}`, "conventional", {
+        level: "none",
+        format: route,
+        kernel: k,
+      });
+      rows.push(row);
+      try {
+        const kernel = kernelDirs.get(k)!;
+        if (typeof kernel !== "string") throw kernel;
+        if (!app) throw new Error("no slimroot variant was built, so the app's command is unknown");
+        await conventionalRow(row, route, kernel, app, arch, o, step, measure);
+      } catch (err) {
+        if (err instanceof Aborted) throw err;
+        row.error = (err as Error).message;
       }
     }
   }
-
-  for (const row of rows) {
-    const floor = floors.get(row.kernel);
-    if (row.ready && floor && !(floor instanceof Error)) row.readyToFloor = row.ready.median / floor.median;
-  }
-  return {
-    schema: BENCH_SCHEMA_ID,
-    date: new Date().toISOString(),
-    host: await hostFacts(arch),
-    source: o.source,
-    probes: o.probes.map((p) => p.spec),
-    runs: o.runs,
-    memMiB: o.memMiB ?? null,
-    floors: [...floors].map(([kernel, f]) =>
-      f instanceof Error ? { kernel, error: f.message } : { kernel, seconds: f },
-    ),
-    rows,
-    comparisons: compare(rows),
-  };
+  return rows;
 }
 
 function emptyRow(id: string, kind: BenchRow["kind"], v: Omit<Variant, "id">): BenchRow {
@@ -363,20 +445,21 @@ function platformArg(imageArgs: string[]): string[] {
   return i >= 0 && imageArgs[i + 1] ? ["--platform", imageArgs[i + 1]!] : [];
 }
 
-async function rawBytes(image: string, compressed: boolean): Promise<number> {
-  if (!compressed) return (await stat(image)).size;
+/** An image's bytes uncompressed (a disk's as they are). */
+async function rawBytes(image: Artifact): Promise<number> {
+  if (image.kind !== "initramfs" || image.compression === "none") return image.bytes;
   let n = 0;
-  await pipeline(createReadStream(image), decompressor(await sniffCompression(image), image), async (src) => {
+  await pipeline(createReadStream(image.path), decompressor(image.compression, image.path), async (src) => {
     for await (const chunk of src) n += (chunk as Buffer).length;
   });
   return n;
 }
 
-/** The app's command and the architecture, read back from an initramfs slimroot built. */
-async function appOf(slimroot: (args: string[]) => Promise<string>, image: string): Promise<AppCommand> {
-  const r = JSON.parse(await slimroot(["inspect", "--json", image])) as { app?: AppCommand };
-  if (!r.app) throw new Error(`${image}: no app config in the image`);
-  return { args: r.app.args, env: r.app.env, workdir: r.app.workdir };
+/** The app's command and the architecture, read back from an image slimroot built. */
+function appOf(image: Artifact): { app: AppCommand; arch: Arch } {
+  const app = image.kind === "kernel" ? undefined : image.app;
+  if (!app) throw new Error(`${image.path}: no app config in the image`);
+  return { app: { args: app.args, env: app.env, workdir: app.workdir }, arch: artifactArch(image) };
 }
 
 async function conventionalRow(
@@ -387,11 +470,7 @@ async function conventionalRow(
   arch: Arch,
   o: BenchOptions,
   step: (line: string) => void,
-  measure: (
-    label: string,
-    argvFor: (mem: number | undefined, ports: Map<number, number>) => string[],
-    row: BenchRow,
-  ) => Promise<void>,
+  measure: Measure,
 ): Promise<void> {
   const manifest = await cachedKernel(kernelDir);
   if (!manifest) throw new Error(`${kernelDir}: no manifest.json (not a kernel directory from slimroot)`);
@@ -420,7 +499,7 @@ async function conventionalRow(
   else await packInitramfs(tree, image);
   row.buildSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const size = (await stat(image)).size;
-  row.bytes = { file: size, raw: route === "ext4" ? size : await rawBytes(image, true) };
+  row.bytes = { file: size, raw: await rawBytes(await identify(image, { embedded: false })) };
   const kernel = join(kernelDir, manifest.kernel);
   // As slimroot's own boots do: a kernel that takes its devices from the command line runs
   // microvm without ACPI.

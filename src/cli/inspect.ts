@@ -1,12 +1,13 @@
 import { Readable } from "node:stream";
 import type { Command } from "commander";
+import { describe, identify } from "../artifact/identify.js";
 import { parsePlatform } from "../image/platform.js";
-import { sourceFiles } from "../inspect/against.js";
 import { renderHtml, reportData } from "../inspect/html.js";
-import { formatInspection, inspectArchive } from "../inspect/inspect.js";
+import { formatInspection, inspectArtifact } from "../inspect/inspect.js";
 import { writeFileAtomically } from "../output/atomic.js";
 import { checkOutput, whyPath } from "../output/output.js";
 import { imageInputs } from "../pipeline/output.js";
+import { sourceFiles } from "../pipeline/source-files.js";
 import { UserError } from "../util/errors.js";
 
 interface InspectOpts {
@@ -21,8 +22,11 @@ interface InspectOpts {
 export function registerInspect(program: Command): void {
   program
     .command("inspect")
-    .description("list an initramfs: files, sizes, totals and the app config it carries")
-    .argument("<file>", "a cpio archive, compressed or not")
+    .description("list an image: files, sizes, totals and the app config it carries")
+    .argument(
+      "<file>",
+      "an image: a cpio archive (compressed or not), an initramfs-list directory, a disk image or a kernel",
+    )
     .option("--json", "machine-readable output")
     .option("--why", "every file, its size, and why it is in (from FILE.why, written by build)")
     .option(
@@ -47,13 +51,17 @@ export function registerInspect(program: Command): void {
         await checkOutput(opts.html, inputs, { why: false, flag: "--html" });
       }
       const warn = (line: string) => process.stderr.write(`slimroot: ${line}\n`);
+      const image = await identify(file);
       if (!opts.html) {
-        const r = await inspectArchive(file, { ...(opts.why ? { why: "required" } : {}), warn });
+        const r = await inspectArtifact(image, { ...(opts.why ? { why: "required" } : {}), warn });
         process.stdout.write(opts.json ? `${JSON.stringify(r, null, 2)}\n` : `${formatInspection(r)}\n`);
         return;
       }
       // The picture is coloured by reason: use FILE.why when build wrote one, plain sizes otherwise.
-      const r = await inspectArchive(file, { why: "wanted", warn });
+      if (image.kind === "kernel")
+        throw new UserError(`--html: ${file} is ${describe(image)}: its files cannot be listed here`);
+      const r = await inspectArtifact(image, { why: "wanted", warn });
+      if (!r.entries.length) throw new UserError(`--html: ${r.unread.at(-1) ?? `${file}: no files`}`);
       const against = opts.against
         ? {
             source: opts.against,

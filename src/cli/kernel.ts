@@ -1,11 +1,11 @@
 import { type Command, Option } from "commander";
 import { archOf } from "../arch/arch.js";
+import { artifactArch, describe, identify } from "../artifact/identify.js";
 import { hostPlatform } from "../image/platform.js";
 import { buildKernel } from "../kernel/build.js";
 import { embedImage } from "../kernel/embed.js";
 import { fetchKernel } from "../kernel/fetch.js";
 import { UserError } from "../util/errors.js";
-import { imageInfo } from "../vm/image-info.js";
 
 interface KernelBuildFlags {
   arch?: string;
@@ -83,9 +83,14 @@ export function registerKernel(program: Command): void {
         if (last && process.stderr.isTTY) process.stderr.write("\n");
       };
       if (opts.embed && opts.output) {
+        const image = await identify(opts.embed, { embedded: false });
+        if (image.kind !== "initramfs")
+          throw new UserError(
+            `--embed ${opts.embed}: ${describe(image)}; it takes an initramfs (slimroot build)`,
+          );
         // The image's /init says which kernel it needs.
-        const arch = opts.arch ? archOf(opts.arch) : (await imageInfo(opts.embed)).arch;
-        const r = await embedImage({ ...common, arch, image: opts.embed, output: opts.output });
+        const arch = opts.arch ? archOf(opts.arch) : artifactArch(image);
+        const r = await embedImage({ ...common, arch, image, output: opts.output });
         endProgress();
         process.stderr.write(`${r.output}: ${r.bytes} bytes (kernel ${r.kernelDir})\n`);
         process.stdout.write(`${r.output}\n`);

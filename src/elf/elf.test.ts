@@ -3,6 +3,7 @@ import { execFileSync } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, realpathSync } from "node:fs";
 import { test } from "node:test";
 import fc from "fast-check";
+import { ARCH } from "../arch/arch.js";
 import {
   DF_1_NODEFLIB,
   ElfError,
@@ -245,4 +246,7 @@ test("machine names and OCI architectures", () => {
   assert.deepEqual(elfTargetForArch("amd64"), { machine: EM_X86_64, elfClass: 2 });
   assert.deepEqual(elfTargetForArch("arm64"), { machine: EM_AARCH64, elfClass: 2 });
   assert.equal(elfTargetForArch("sparc"), undefined);
+  // arch/ (a leaf) holds the machine numbers too, as literals: they must be these.
+  assert.equal(ARCH.amd64.elfMachine, EM_X86_64);
+  assert.equal(ARCH.arm64.elfMachine, EM_AARCH64);
 });

@@ -4,6 +4,8 @@
  * and anything wrong is an ElfError, never another exception or a long loop.
  */
 
+import { type Arch, archOfElfMachine } from "../arch/arch.js";
+
 export class ElfError extends Error {
   /** True when the data ran out: the same file read in full may parse. */
   readonly truncated: boolean;
@@ -365,4 +367,10 @@ const TARGETS: Record<string, ElfTarget> = {
 /** The ELF machine and class of an OCI/Go architecture name ("amd64", "arm64", ...). */
 export function elfTargetForArch(arch: string): ElfTarget | undefined {
   return TARGETS[arch];
+}
+
+/** The architecture of an ELF file from its e_machine, or undefined for other machines. */
+export function elfArch(head: Buffer): Arch | undefined {
+  const ident = elfIdent(head);
+  return ident && archOfElfMachine(ident.machine);
 }

@@ -1,14 +1,18 @@
-import { stat } from "node:fs/promises";
-import { pipeline } from "node:stream";
 import { APP_CONFIG_PATH, type AppConfig, decodeAppConfig } from "../appconfig/appconfig.js";
-import { type Compression, decompressor, detectCompression } from "../compress/compress.js";
+import type { Arch } from "../arch/arch.js";
+import { diskEntries } from "../artifact/disk.js";
+import { type Artifact, describe, type InitramfsArtifact, type ListArtifact } from "../artifact/identify.js";
+import { readArchiveFile } from "../artifact/initramfs.js";
+import type { KernelFormat } from "../artifact/kernel.js";
+import { readListDir } from "../artifact/list.js";
+import type { Compression } from "../compress/compress.js";
+import type { ListEntry } from "../cpio/gen-list.js";
 import { S_IFBLK, S_IFCHR, S_IFDIR, S_IFIFO, S_IFLNK, S_IFMT, S_IFREG, S_IFSOCK } from "../cpio/newc.js";
-import { type CpioEntry, readCpio } from "../cpio/reader.js";
-import { checkWhyImage, fileSha256, readWhy, type Why, WhyMissing } from "../pipeline/why.js";
+import type { DiskFormat } from "../disk/formats.js";
+import { checkWhyImage, fileSha256, readWhy, type Why, WhyMissing } from "../output/why.js";
 import { nameFromBytes } from "../tree/path.js";
 import { Budget, spending } from "../util/budget.js";
-import { EnvironmentError, printable, UserError } from "../util/errors.js";
-import { inputStream, readHead } from "../util/input-file.js";
+import { printable, UserError } from "../util/errors.js";
 
 export interface InspectedFile {
   path: string;
@@ -26,39 +30,28 @@ export interface InspectedFile {
 
 export interface Inspection {
   file: string;
+  kind: Artifact["kind"];
+  /** What it is, in words (artifact/identify's describe). */
+  what: string;
+  /** An initramfs's; "none" for every other kind. */
   compression: Compression;
+  /** The file's bytes (a list directory's: the list and its bodies). */
   archiveBytes: number;
   /** Sum of regular file bodies, counting each hard-linked inode once. */
   contentBytes: number;
   counts: { files: number; dirs: number; symlinks: number; other: number };
   entries: InspectedFile[];
   app?: AppConfig;
+  /** Of the app's /init (a kernel's own, for a kernel). */
+  arch?: Arch;
+  /** One line each for what could not be read (a disk's files, an erofs disk's app). */
+  unread: string[];
+  /** A disk's format and the bytes the init finds it by (hex, at `offset`). */
+  disk?: { format: DiskFormat; offset: number; id: string };
+  /** A kernel's format, its config file, and whether a slimroot app is built in. */
+  kernel?: { format: KernelFormat; config?: string; embedded: boolean | "not looked for" };
   /** From FILE.why's header, when build wrote one: what compressed it, and the cpio's sha256. */
   build?: { compressor?: string; cpioSha256?: string };
-}
-
-/** The compression of a file, from its first bytes. */
-export async function sniffCompression(file: string): Promise<Compression> {
-  return detectCompression(await readHead(file, 8));
-}
-
-/** Opens a (possibly compressed) cpio file as a stream of entries. */
-export async function* readArchiveFile(file: string): AsyncGenerator<CpioEntry> {
-  const kind = await sniffCompression(file);
-  const raw = await inputStream(file);
-  const plain = decompressor(kind, file);
-  pipeline(raw, plain, () => undefined);
-  try {
-    yield* readCpio(plain);
-  } catch (err) {
-    // A missing decompressor is the machine's problem (exit 2) and already names the file.
-    if (err instanceof EnvironmentError) throw err;
-    throw new UserError(`${file}: ${(err as Error).message}`);
-  } finally {
-    // A reader that stops early (image-info stops at /init) must not leave a decompressor running.
-    plain.destroy();
-    raw.destroy();
-  }
 }
 
 export interface InspectOptions {
@@ -94,25 +87,94 @@ async function checkedWhy(
   }
 }
 
-export async function inspectArchive(file: string, opts: InspectOptions = {}): Promise<Inspection> {
-  const result: Inspection = {
-    file,
-    compression: await sniffCompression(file),
-    archiveBytes: (await stat(file)).size,
+/**
+ * Reads every kind artifact/identify knows back: an initramfs or a list directory entry by
+ * entry (with reasons from the .why); a disk or a kernel as what identify read of it, with one
+ * line in `unread` for what cannot be read on the host.
+ */
+export async function inspectArtifact(a: Artifact, opts: InspectOptions = {}): Promise<Inspection> {
+  if (a.kind === "initramfs") return inspectArchive(a, opts);
+  if (opts.why === "required" && a.kind !== "disk")
+    throw new UserError(
+      `--why: ${a.path} is ${describe(a)}: reasons are read for an image with its .why only`,
+    );
+  const base = {
+    file: a.path,
+    kind: a.kind,
+    what: describe(a),
+    compression: "none" as const,
+    archiveBytes: a.bytes,
     contentBytes: 0,
     counts: { files: 0, dirs: 0, symlinks: 0, other: 0 },
     entries: [],
+    unread: [] as string[],
+  };
+  if (a.kind === "list") return { ...base, ...(await listEntries(a)) };
+  if (a.kind === "disk") {
+    const { format, offset, id } = a.identity;
+    const listed = await diskEntries(a.path, format);
+    if (typeof listed === "string" && opts.why === "required") throw new UserError(`--why: ${listed}`);
+    const { why, sha256 } = startWhy(a.path);
+    const result: Inspection = {
+      ...base,
+      what: describe(a),
+      disk: { format, offset, id: id.toString("hex") },
+      ...(a.arch ? { arch: a.arch } : {}),
+      ...(a.app ? { app: a.app } : {}),
+      unread: [...(a.noArch ? [a.noArch] : []), ...(typeof listed === "string" ? [listed] : [])],
+    };
+    for (const e of typeof listed === "string" ? [] : listed) {
+      const type = e.mode & S_IFMT;
+      if (type === S_IFREG) {
+        result.counts.files++;
+        result.contentBytes += e.size;
+      } else if (type === S_IFDIR) result.counts.dirs++;
+      else if (type === S_IFLNK) result.counts.symlinks++;
+      else result.counts.other++;
+      result.entries.push({ ...e, nlink: 1 });
+    }
+    if (typeof listed !== "string") await addWhy(result, why, sha256, opts);
+    return result;
+  }
+  const embedded = typeof a.embedded === "object" ? a.embedded : undefined;
+  return {
+    ...base,
+    arch: a.arch,
+    kernel: {
+      format: a.format,
+      ...(a.config ? { config: a.config } : {}),
+      embedded: a.embedded === "not looked for" ? a.embedded : Boolean(embedded),
+    },
+    ...(embedded?.app ? { app: embedded.app } : {}),
+    unread: embedded ? [`${a.path}: the files of the built-in image are not listed`] : [],
+  };
+}
+
+export async function inspectArchive(
+  image: InitramfsArtifact,
+  opts: InspectOptions = {},
+): Promise<Inspection> {
+  const file = image.path;
+  const result: Inspection = {
+    file,
+    kind: "initramfs",
+    what: describe(image),
+    compression: image.compression,
+    archiveBytes: image.bytes,
+    contentBytes: 0,
+    counts: { files: 0, dirs: 0, symlinks: 0, other: 0 },
+    entries: [],
+    ...(image.arch ? { arch: image.arch } : {}),
+    unread: [],
   };
   // Hashed (when there is a .why) while the entries are read; the .why is used once the hash
   // matches its record.
-  const why = readWhy(file);
-  const sha256 = why.then(() => fileSha256(file));
-  for (const p of [sha256, why]) p.catch(() => undefined);
+  const { why, sha256 } = startWhy(file);
   if (opts.why === "required") await why; // --why without a readable .why: say so at once
   const counted = new Set<number>();
   // Every entry is held, and the page nests directories: both bounded as when building.
   const budget = new Budget();
-  for await (const e of readArchiveFile(file)) {
+  for await (const e of readArchiveFile(file, image.compression)) {
     spending(file, () => budget.entry(e.name));
     const type = e.mode & S_IFMT;
     const f: InspectedFile = {
@@ -141,6 +203,13 @@ export async function inspectArchive(file: string, opts: InspectOptions = {}): P
     if (e.name === APP_CONFIG_PATH) result.app = decodeAppConfig(e.body.toString());
     result.entries.push(f);
   }
+  await addWhy(result, why, sha256, opts);
+  return result;
+}
+
+/** Reasons and the build's record from FILE.why onto `result`, once FILE.why is FILE's. */
+async function addWhy(result: Inspection, why: Promise<Why>, sha256: Promise<string>, opts: InspectOptions) {
+  const file = result.file;
   const sidecar = await checkedWhy(file, why, sha256, opts);
   if (sidecar) {
     const { compressor, cpioSha256 } = sidecar.header;
@@ -152,7 +221,64 @@ export async function inspectArchive(file: string, opts: InspectOptions = {}): P
           sidecar.reasons.get(f.path === "." ? "" : f.path) ??
           "(not in the .why file: the image changed after the build?)";
   }
-  return result;
+}
+
+/** FILE.why and FILE's sha256 (hashed while the entries are read), read early. */
+function startWhy(file: string): { why: Promise<Why>; sha256: Promise<string> } {
+  const why = readWhy(file);
+  const sha256 = why.then(() => fileSha256(file));
+  for (const p of [sha256, why]) p.catch(() => undefined);
+  return { why, sha256 };
+}
+
+const LIST_TYPE: Record<ListEntry["type"], number> = {
+  file: S_IFREG,
+  dir: S_IFDIR,
+  slink: S_IFLNK,
+  pipe: S_IFIFO,
+  sock: S_IFSOCK,
+  nod: 0,
+};
+
+/** A list directory's entries, as an archive's (each file's size is its body's). */
+async function listEntries(
+  a: ListArtifact,
+): Promise<Pick<Inspection, "entries" | "counts" | "contentBytes" | "app" | "arch">> {
+  const counts = { files: 0, dirs: 0, symlinks: 0, other: 0 };
+  const entries: InspectedFile[] = [];
+  let contentBytes = 0;
+  for (const [ino, { entry, size }] of (await readListDir(a.path)).entries()) {
+    const type = entry.type === "nod" ? (entry.dev === "b" ? S_IFBLK : S_IFCHR) : LIST_TYPE[entry.type];
+    const names = entry.type === "file" ? entry.names : [entry.name];
+    const common = {
+      mode: type | entry.mode,
+      uid: entry.uid,
+      gid: entry.gid,
+      ino: ino + 1,
+      nlink: names.length,
+    };
+    if (entry.type === "file") {
+      counts.files += names.length;
+      contentBytes += size;
+    } else if (entry.type === "dir") counts.dirs++;
+    else if (entry.type === "slink") counts.symlinks++;
+    else counts.other++;
+    for (const name of names)
+      entries.push({
+        path: name.replace(/^\/+/, "") || ".",
+        ...common,
+        size,
+        ...(entry.type === "slink" ? { target: entry.target } : {}),
+        ...(entry.type === "nod" ? { rdev: [entry.major, entry.minor] as [number, number] } : {}),
+      });
+  }
+  return {
+    entries,
+    counts,
+    contentBytes,
+    ...(a.app ? { app: a.app } : {}),
+    ...(a.arch ? { arch: a.arch } : {}),
+  };
 }
 
 const TYPE_CHAR: Record<number, string> = {
@@ -188,10 +314,26 @@ export function formatInspection(r: Inspection): string {
     );
   }
   const c = r.counts;
-  lines.push(
-    "",
-    `${r.file}: ${r.compression}, ${r.archiveBytes} bytes; ${c.files} files, ${c.dirs} directories, ${c.symlinks} symlinks, ${c.other} other; ${r.contentBytes} bytes of file content`,
-  );
+  if (r.kind === "initramfs" || r.kind === "list")
+    lines.push(
+      "",
+      `${r.file}: ${r.kind === "list" ? "initramfs-list" : r.compression}, ${r.archiveBytes} bytes; ${c.files} files, ${c.dirs} directories, ${c.symlinks} symlinks, ${c.other} other; ${r.contentBytes} bytes of file content`,
+    );
+  else
+    lines.push(
+      `${r.file}: ${r.what}, ${r.archiveBytes} bytes${r.arch ? `; ${r.arch}` : ""}${r.entries.length ? `; ${c.files} files, ${c.dirs} directories, ${c.symlinks} symlinks, ${c.other} other; ${r.contentBytes} bytes of file content` : ""}`,
+    );
+  if (r.disk)
+    lines.push(
+      r.disk.format === "squashfs"
+        ? `  identity: its ${r.disk.id.length / 2}-byte superblock`
+        : `  identity: uuid ${r.disk.id} at byte ${r.disk.offset}`,
+    );
+  if (r.kernel) {
+    const e = r.kernel.embedded;
+    lines.push(`  config: ${r.kernel.config ?? "none beside it"}`);
+    lines.push(`  app built in: ${e === "not looked for" ? e : e ? "yes" : "no"}`);
+  }
   if (r.app) {
     lines.push(
       `app: ${JSON.stringify(r.app.args)}`,
@@ -200,6 +342,7 @@ export function formatInspection(r: Inspection): string {
     );
     if (r.app.ports.length) lines.push(`  ports: ${r.app.ports.join(" ")}`);
   }
+  for (const line of r.unread) lines.push(`not read: ${line}`);
   if (r.build) {
     lines.push(`built: compressor ${r.build.compressor ?? "unknown"}`);
     if (r.build.cpioSha256) lines.push(`  cpio sha256: ${r.build.cpioSha256}`);

@@ -6,15 +6,10 @@ import { join } from "node:path";
 import { test } from "node:test";
 import fc from "fast-check";
 import { ARCHES } from "../arch/arch.js";
-import {
-  buildEnv,
-  buildKey,
-  debianSource,
-  fragmentFiles,
-  missingSettings,
-  parseConfig,
-  publish,
-} from "./build.js";
+import { buildKey, publish } from "./cache.js";
+import { fragmentFiles, missingSettings, parseConfig } from "./kconfig.js";
+import { buildEnv } from "./make.js";
+import { debianSource } from "./source.js";
 
 test("parseConfig reads NAME=value and `is not set` lines, and nothing else", () => {
   const text = [

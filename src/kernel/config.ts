@@ -1,6 +1,4 @@
 /** A kernel's build configuration (the `config-RELEASE` Debian ships beside `vmlinuz-RELEASE`). */
-import { existsSync } from "node:fs";
-import { basename, dirname, join } from "node:path";
 import { readInputText } from "../util/input-file.js";
 
 /** CONFIG_NAME (without the prefix) -> its value: "y", "m", a number or a quoted string. */
@@ -32,12 +30,4 @@ export function configured(c: KernelConfig, name: string): "y" | "m" | undefined
  */
 export function hasCmdlineDevices(c: KernelConfig): boolean {
   return c.get("VIRTIO_MMIO") === "y" && c.get("VIRTIO_MMIO_CMDLINE_DEVICES") === "y";
-}
-
-/** Debian's layout: /boot/vmlinuz-RELEASE has /boot/config-RELEASE beside it. */
-export function configBeside(kernelFile: string): string | undefined {
-  const m = /^(?:vmlinuz|vmlinux|bzImage|Image)-(.+)$/.exec(basename(kernelFile));
-  if (!m) return undefined;
-  const path = join(dirname(kernelFile), `config-${m[1]}`);
-  return existsSync(path) ? path : undefined;
 }

@@ -8,26 +8,19 @@ import { mkdtemp, readdir, readFile, realpath, rm, stat, utimes, writeFile } fro
 import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
+import { artifactArch, type InitramfsArtifact } from "../artifact/identify.js";
 import { compressor, decompressor } from "../compress/compress.js";
-import { sniffCompression } from "../inspect/inspect.js";
 import { writeFileAtomically } from "../output/atomic.js";
 import { checkOutput, whyPath } from "../output/output.js";
 import { EnvironmentError, UserError } from "../util/errors.js";
 import { inputStream } from "../util/input-file.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
-import { imageInfo } from "../vm/image-info.js";
-import {
-  BUILD_DIR,
-  buildKernel,
-  capture,
-  type KernelBuildOptions,
-  makeArgs,
-  runLogged,
-  TARGET,
-} from "./build.js";
+import { BUILD_DIR, buildKernel, type KernelBuildOptions, TARGET } from "./build.js";
+import { capture, makeArgs, runLogged } from "./make.js";
 
 export interface EmbedOptions extends KernelBuildOptions {
-  image: string;
+  /** The image to build in (identify()'s value: an initramfs). */
+  image: InitramfsArtifact;
   output: string;
 }
 
@@ -76,16 +69,16 @@ export async function embedImage(o: EmbedOptions): Promise<EmbedResult> {
   await checkOutput(
     o.output,
     [
-      { path: o.image, what: `--embed ${o.image}` },
-      { path: whyPath(o.image), what: whyPath(o.image) },
+      { path: o.image.path, what: `--embed ${o.image.path}` },
+      { path: whyPath(o.image.path), what: whyPath(o.image.path) },
       ...(o.fragments ?? []).map((f) => ({ path: f, what: `--config-fragment ${f}` })),
       ...(o.source ? [{ path: o.source, what: `--source ${o.source}` }] : []),
     ],
     { why: false },
   );
-  const { arch } = await imageInfo(o.image);
+  const arch = artifactArch(o.image);
   if (arch !== o.arch)
-    throw new UserError(`${o.image}: its /init is ${arch}, not ${o.arch} (give --arch ${arch})`);
+    throw new UserError(`${o.image.path}: its /init is ${arch}, not ${o.arch} (give --arch ${arch})`);
   const kernel = await buildKernel(o);
   const build = kernel.manifest.build;
   if (!build)
@@ -100,8 +93,8 @@ export async function embedImage(o: EmbedOptions): Promise<EmbedResult> {
     progress("recompressing the image");
     const cpio = join(work, "initramfs.cpio.gz");
     await pipeline(
-      await inputStream(o.image),
-      decompressor(await sniffCompression(o.image), o.image),
+      await inputStream(o.image.path),
+      decompressor(o.image.compression, o.image.path),
       compressor("gzip"),
       createWriteStream(cpio),
     );

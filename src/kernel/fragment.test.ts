@@ -7,8 +7,8 @@ import { test } from "node:test";
 import fc from "fast-check";
 import { ARCHES } from "../arch/arch.js";
 import { UserError } from "../util/errors.js";
-import { fragmentFiles, parseConfig } from "./build.js";
 import { checkFragment, OWNED_OPTIONS, ownedInConfig, readFragment } from "./fragment.js";
+import { fragmentFiles, parseConfig } from "./kconfig.js";
 import { KERNEL_REQUIREMENTS, lockedOptions } from "./requirements.js";
 
 /** The one-line message checkFragment refuses `text` with ("" when it accepts it). */

@@ -6,13 +6,12 @@ import { existsSync } from "node:fs";
 import { mkdir, readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Arch } from "../arch/arch.js";
+import { describe, identify } from "../artifact/identify.js";
+import { configBeside, type KernelKind } from "../artifact/kernel.js";
 import { ModinfoError, readModinfo } from "../kmod/modinfo.js";
 import { readModuleBytes } from "../kmod/module-file.js";
 import { type ModuleFile, writeModulesCpio } from "../kmod/modules-cpio.js";
 import { UserError } from "../util/errors.js";
-import { readHead } from "../util/input-file.js";
-import { KERNEL_HEAD_BYTES, type KernelKind, kernelKind } from "./arch.js";
-import { configBeside } from "./config.js";
 import { bootModules, cachedKernel } from "./fetch.js";
 import { fetchedKernelDir, type KernelManifest, readManifest, type Transport } from "./manifest.js";
 
@@ -25,14 +24,6 @@ export interface BootKernel {
   label: string;
   /** Its build config, when known (a fetched kernel's, or config-RELEASE beside vmlinuz-RELEASE). */
   config?: string;
-}
-
-/**
- * The kind of kernel `path` is when it is a kernel image rather than a slimroot image: then
- * it carries its app (slimroot kernel build --embed). Undefined for anything else.
- */
-export async function embeddedAppKernel(path: string): Promise<KernelKind | undefined> {
-  return kernelKind(await readHead(path, KERNEL_HEAD_BYTES));
 }
 
 export interface KernelRequest {
@@ -51,13 +42,12 @@ export interface KernelRequest {
 }
 
 async function kindOf(path: string): Promise<KernelKind> {
-  const kind = kernelKind(await readHead(path, KERNEL_HEAD_BYTES));
-  if (!kind) {
+  const a = await identify(path, { embedded: false });
+  if (a.kind !== "kernel")
     throw new UserError(
-      `${path}: not a kernel image (no bzImage header, x86-64/arm64 ELF or arm64 Image magic)`,
+      `${path}: not a kernel image but ${describe(a)} (no bzImage header, x86-64/arm64 ELF or arm64 Image magic)`,
     );
-  }
-  return kind;
+  return { arch: a.arch, format: a.format };
 }
 
 export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {

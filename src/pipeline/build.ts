@@ -10,12 +10,14 @@ import {
 } from "../appconfig/appconfig.js";
 import { type Arch, archOf } from "../arch/arch.js";
 import type { Compression } from "../compress/compress.js";
+import { INIT_PATH, initBinaryPath } from "../guest/init-binary.js";
 import { formatPlatform, hostPlatform, platformMatches } from "../image/platform.js";
 import type { Platform } from "../image/types.js";
 import { treeClosureResolver } from "../minimize/closure.js";
 import type { MinimizeLevel } from "../minimize/minimize.js";
 import { minimize } from "../minimize/minimize.js";
 import { checkOutput } from "../output/output.js";
+import { encodeWhy } from "../output/why.js";
 import { openSource } from "../source/schemes.js";
 import type { OpenOptions } from "../source/source.js";
 import { addHostPath } from "../tree/host.js";
@@ -27,9 +29,7 @@ import { Budget, type FormatLimits } from "../util/budget.js";
 import { UserError } from "../util/errors.js";
 import { requireTools } from "../util/tools.js";
 import { FORMATS, type ImageFormat, type ImageWriter } from "./formats.js";
-import { initBinaryPath } from "./init-binary.js";
 import { imageInputs } from "./output.js";
-import { encodeWhy } from "./why.js";
 
 export { MINIMIZE_LEVELS, type MinimizeLevel } from "../minimize/minimize.js";
 
@@ -84,9 +84,6 @@ export interface BuildResult {
   reasons: Map<string, string>;
   warnings: string[];
 }
-
-/** The image path of our init: the kernel runs /init from an initramfs. */
-export const INIT_PATH = "init";
 
 /** An image flattened into a tree, with its resolved run settings. Dispose the spool after use. */
 export interface LoadedImage {

@@ -11,11 +11,11 @@ import { DISK_TOOLS, type DiskFormat } from "../disk/formats.js";
 import { withDiskFile } from "../disk/write.js";
 import { writeFilesAtomically } from "../output/atomic.js";
 import { checkOutputDir, whyPath } from "../output/output.js";
+import type { WhyHeader } from "../output/why.js";
 import { LINUX_XATTR_NAMESPACES, type NameRules } from "../tree/names.js";
 import type { Tree } from "../tree/tree.js";
 import type { FormatLimits } from "../util/budget.js";
 import { contentBytes, hashTap, progressCounter } from "./progress.js";
-import type { WhyHeader } from "./why.js";
 
 /** What a writer needs besides the finished tree. */
 export interface WriteOptions {

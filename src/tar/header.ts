@@ -1,4 +1,4 @@
-import { displayName, nameFromBytes } from "../tree/path.js";
+import { displayName, nameFromBytes } from "../util/name-bytes.js";
 
 /**
  * One 512-byte tar header block, as POSIX ustar, GNU, star and old v7 tar write it. Numbers

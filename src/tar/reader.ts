@@ -1,5 +1,5 @@
-import { displayName, nameFromBytes } from "../tree/path.js";
 import { ByteReader, type Seekable, TruncatedError } from "../util/byte-reader.js";
+import { displayName, nameFromBytes } from "../util/name-bytes.js";
 import {
   BLOCK,
   decimal,

@@ -17,7 +17,7 @@ export function toolFilter(command: string, args: string[], what: string): Duple
   });
   child.stdout.pipe(output, { end: false });
   const duplex = Duplex.from({ writable: child.stdin, readable: output });
-  // A reader that stops early (imageInfo reads only up to /init) destroys the stream: the
+  // A reader that stops early (initramfsFacts reads only up to /init) destroys the stream: the
   // tool, its input cut off, would otherwise wait forever and keep our process alive.
   duplex.on("close", () => {
     if (child.exitCode === null && child.signalCode === null) child.kill();

@@ -5,13 +5,13 @@
  */
 import { stat } from "node:fs/promises";
 import { type Arch, hostArch } from "../arch/arch.js";
+import { embeddedApp } from "../artifact/embedded.js";
+import { artifactArch, describe, identify } from "../artifact/identify.js";
 import { detectCompression } from "../compress/compress.js";
-import { diskIdentity } from "../disk/identity.js";
-import { embeddedApp } from "../kernel/embedded.js";
-import { embeddedAppKernel, kernelArch, resolveKernel } from "../kernel/resolve.js";
+import { kernelArch, resolveKernel } from "../kernel/resolve.js";
+import { UserError } from "../util/errors.js";
 import { readHead, readInputText } from "../util/input-file.js";
 import { initCpio, type VolumeSpec, volumeFacts } from "./disks.js";
-import { imageInfo } from "./image-info.js";
 import { archivesFootprint } from "./memory.js";
 import {
   type BootFacts,
@@ -33,35 +33,41 @@ async function filesOf(archive: string): Promise<Files> {
 const sizeOf = async (path: string) => (await stat(path)).size;
 
 /**
- * The image and the guest architecture. `kernel`: the --kernel given (a disk's /init is not
- * read on the host: a disk boots the architecture of the kernel given, else of the host).
+ * The image and the guest architecture. `kernel`: the --kernel given. A disk boots the
+ * architecture of the kernel given, else of its /init, else of the host.
  */
 export async function imageFacts(
   image: string,
   kernel: string | undefined,
   scratch: string,
 ): Promise<{ arch: Arch; image: ImageFacts }> {
-  // A kernel file as the image carries its app (kernel build --embed).
-  const kind = await embeddedAppKernel(image);
-  if (kind) {
-    const app = await embeddedApp(image, scratch);
-    if (!app) throw new Error(`${image}: not a kernel image`);
-    const files = await filesOf(app.initramfs);
-    return {
-      arch: kind.arch,
-      image: { kind: "embedded", path: image, kernel: kind, bytes: await sizeOf(image), files },
-    };
+  // What the file is, asked once (artifact/identify); a kernel's app is extracted below.
+  const a = await identify(image, { embedded: false });
+  switch (a.kind) {
+    case "list":
+      throw new UserError(`${image}: ${describe(a)} is for kernel build --embed; run an initramfs or a disk`);
+    case "kernel": {
+      // A kernel file as the image carries its app (kernel build --embed).
+      const app = await embeddedApp(image, scratch);
+      if (!app) throw new Error(`${image}: not a kernel image`);
+      const files = await filesOf(app.initramfs);
+      const kind = { arch: a.arch, format: a.format };
+      return { arch: a.arch, image: { kind: "embedded", path: image, kernel: kind, bytes: a.bytes, files } };
+    }
+    case "disk": {
+      const arch = kernel ? await kernelArch(kernel) : (a.arch ?? hostArch() ?? "amd64");
+      const initBytes = (await initCpio(arch)).length;
+      return { arch, image: { kind: "disk", path: image, identity: a.identity, initBytes } };
+    }
+    case "initramfs": {
+      const arch = artifactArch(a);
+      const files = await filesOf(image);
+      return {
+        arch,
+        image: { kind: "initramfs", path: image, arch, bytes: a.bytes, lz4: a.compression === "lz4", files },
+      };
+    }
   }
-  const identity = await diskIdentity(image).catch(() => undefined);
-  if (identity) {
-    const arch = kernel ? await kernelArch(kernel) : (hostArch() ?? "amd64");
-    const initBytes = (await initCpio(arch)).length;
-    return { arch, image: { kind: "disk", path: image, identity, initBytes } };
-  }
-  const { arch } = await imageInfo(image);
-  const lz4 = detectCompression(await readHead(image, 8)) === "lz4";
-  const files = await filesOf(image);
-  return { arch, image: { kind: "initramfs", path: image, arch, bytes: await sizeOf(image), lz4, files } };
 }
 
 /** QEMU's accelerator and machine for this host (environment overrides included). */

@@ -9,7 +9,7 @@ import { constants } from "node:fs";
 import { access } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { createGunzip } from "node:zlib";
-import { extractVmlinux } from "../kernel/vmlinux.js";
+import { extractVmlinux } from "../artifact/vmlinux.js";
 import type { OutputDir } from "../output/dir.js";
 import { hostExecutable } from "../util/host-path.js";
 import { inputStream, readInput } from "../util/input-file.js";

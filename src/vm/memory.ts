@@ -18,8 +18,8 @@
  */
 import { stat } from "node:fs/promises";
 import type { Arch } from "../arch/arch.js";
+import { readArchiveFile } from "../artifact/initramfs.js";
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from "../cpio/newc.js";
-import { readArchiveFile } from "../inspect/inspect.js";
 import { UserError } from "../util/errors.js";
 
 const MiB = 1 << 20;

@@ -8,7 +8,7 @@
 import type { Arch } from "../arch/arch.js";
 import { pad4 } from "../cpio/newc.js";
 import type { DiskIdentity } from "../disk/identity.js";
-import type { KernelKind } from "../kernel/arch.js";
+import type { KernelKind } from "../artifact/kernel.js";
 import { hasCmdlineDevices, parseKernelConfig } from "../kernel/config.js";
 import type { Transport } from "../kernel/manifest.js";
 import { GUEST_MODULES_DIR } from "../kmod/modules-cpio.js";

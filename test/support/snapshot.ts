@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { lstat, readdir, readFile, readlink } from "node:fs/promises";
 import { join } from "node:path";
+import { readArchiveFile } from "../../src/artifact/initramfs.js";
 import {
   S_IFBLK,
   S_IFCHR,
@@ -11,7 +12,6 @@ import {
   S_IFREG,
   S_IFSOCK,
 } from "../../src/cpio/newc.js";
-import { readArchiveFile } from "../../src/inspect/inspect.js";
 
 /** What two trees must agree on, path by path. */
 export interface Snap {

@@ -2,7 +2,7 @@
  * OUTPUT.why, the sidecar that says why each path is in an image (docs/why.md): the one
  * module that writes and reads it. JSON lines, so no name can forge a line or a field: a
  * header object, then one object per path. A name or reason that is not valid UTF-8 (a
- * surrogateescape string, see tree/path.ts) is stored as its bytes in base64 (`pathBase64`,
+ * surrogateescape string, see util/name-bytes.ts) is stored as its bytes in base64 (`pathBase64`,
  * `whyBase64`) instead of as text, so every byte round-trips and every JSON reader can parse
  * the file. The header records the sha256 of the image it was written with; a reader uses
  * the file only for that image.
@@ -10,9 +10,9 @@
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
-import { nameBytes, nameFromBytes } from "../tree/path.js";
 import { printable, UserError } from "../util/errors.js";
 import { readInputText } from "../util/input-file.js";
+import { nameBytes, nameFromBytes } from "../util/name-bytes.js";
 import { whyPath } from "./output.js";
 
 /** The first line's `type`, and the version this module writes and reads. */

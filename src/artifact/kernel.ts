@@ -1,7 +1,9 @@
+import { existsSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { gunzipSync, constants as zc } from "node:zlib";
-import { type Arch, archOfElfMachine } from "../arch/arch.js";
+import type { Arch } from "../arch/arch.js";
 import { detectCompression } from "../compress/compress.js";
-import { elfIdent } from "../elf/elf.js";
+import { elfArch } from "../elf/elf.js";
 
 export type KernelFormat = "bzImage" | "elf" | "arm64-image";
 
@@ -12,12 +14,6 @@ export interface KernelKind {
 
 /** How many leading bytes `kernelKind` needs. */
 export const KERNEL_HEAD_BYTES = 4096;
-
-/** The architecture of an ELF file from its e_machine, or undefined for other machines. */
-export function elfArch(head: Buffer): Arch | undefined {
-  const ident = elfIdent(head);
-  return ident && archOfElfMachine(ident.machine);
-}
 
 /**
  * What kind of kernel image `head` (its first bytes) starts: an x86 bzImage (the boot
@@ -44,4 +40,12 @@ export function kernelKind(head: Buffer): KernelKind | undefined {
     }
   }
   return undefined;
+}
+
+/** Debian's layout: /boot/vmlinuz-RELEASE has /boot/config-RELEASE beside it. */
+export function configBeside(kernelFile: string): string | undefined {
+  const m = /^(?:vmlinuz|vmlinux|bzImage|Image)-(.+)$/.exec(basename(kernelFile));
+  if (!m) return undefined;
+  const path = join(dirname(kernelFile), `config-${m[1]}`);
+  return existsSync(path) ? path : undefined;
 }

@@ -9,9 +9,11 @@
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { inflateRawSync, constants as zc } from "node:zlib";
+import { readCpio } from "../cpio/reader.js";
 import { UserError } from "../util/errors.js";
-import { imageInfo } from "../vm/image-info.js";
-import { type KernelKind, kernelKind } from "./arch.js";
+import { openInput, readHead } from "../util/input-file.js";
+import { type InitramfsFacts, initramfsFacts } from "./initramfs.js";
+import { KERNEL_HEAD_BYTES, type KernelKind, kernelKind } from "./kernel.js";
 import { extractVmlinux } from "./vmlinux.js";
 
 export interface EmbeddedApp {
@@ -42,15 +44,23 @@ function* gzipCpios(vmlinux: Buffer): Generator<Buffer> {
 }
 
 /**
- * The app built into `path`, or undefined when `path` is not a kernel image at all. Throws
- * a UserError naming the file when it is a kernel without a slimroot app in it.
+ * The slimroot image built into kernel file `path` (of `kind`): the uncompressed cpio and what
+ * it says, or undefined when the kernel carries none.
  */
-export async function embeddedApp(path: string, scratch: string): Promise<EmbeddedApp | undefined> {
-  const image = await readFile(path);
-  const kind = kernelKind(image.subarray(0, 4096));
-  if (!kind) return undefined;
-  if (image.length > MAX_KERNEL_BYTES)
-    throw new UserError(`${path}: ${image.length} bytes; a kernel file is at most ${MAX_KERNEL_BYTES}`);
+export async function findEmbedded(
+  path: string,
+  kind: KernelKind,
+  scratch: string,
+): Promise<{ cpio: Buffer; facts: InitramfsFacts } | undefined> {
+  const { fh, size } = await openInput(path);
+  let image: Buffer;
+  try {
+    if (size > MAX_KERNEL_BYTES)
+      throw new UserError(`${path}: ${size} bytes; a kernel file is at most ${MAX_KERNEL_BYTES}`);
+    image = await fh.readFile();
+  } finally {
+    await fh.close();
+  }
   let vmlinux = image;
   if (kind.format === "bzImage") {
     const work = await mkdtemp(join(scratch, "vmlinux-"));
@@ -62,12 +72,27 @@ export async function embeddedApp(path: string, scratch: string): Promise<Embedd
     }
   }
   for (const cpio of gzipCpios(vmlinux)) {
-    const initramfs = join(scratch, "embedded.cpio");
-    await writeFile(initramfs, cpio);
-    const app = await imageInfo(initramfs).catch(() => undefined);
-    if (app?.arch === kind.arch) return { kind, initramfs };
+    const facts = await initramfsFacts(readCpio([cpio]), path).catch(() => undefined);
+    if (facts?.arch === kind.arch) return { cpio, facts };
   }
-  throw new UserError(
-    `${path}: a kernel with no slimroot app built in (slimroot kernel build --embed makes one); to boot an image on it: slimroot run IMAGE --kernel ${path}`,
-  );
+  return undefined;
+}
+
+/**
+ * The app built into `path`, or undefined when `path` is not a kernel image at all. Throws
+ * a UserError naming the file when it is a kernel without a slimroot app in it.
+ */
+export async function embeddedApp(path: string, scratch: string): Promise<EmbeddedApp | undefined> {
+  const kind = kernelKind(await readHead(path, KERNEL_HEAD_BYTES));
+  if (!kind) return undefined;
+  const found = await findEmbedded(path, kind, scratch);
+  if (!found) throw new UserError(noEmbeddedApp(path));
+  const initramfs = join(scratch, "embedded.cpio");
+  await writeFile(initramfs, found.cpio);
+  return { kind, initramfs };
+}
+
+/** The one line for a kernel that carries no app. */
+export function noEmbeddedApp(path: string): string {
+  return `${path}: a kernel with no slimroot app built in (slimroot kernel build --embed makes one); to boot an image on it: slimroot run IMAGE --kernel ${path}`;
 }

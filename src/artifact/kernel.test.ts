@@ -3,10 +3,10 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, test } from "node:test";
 import { gzipSync } from "node:zlib";
-import { PACKAGE_ROOT } from "../pipeline/init-binary.js";
+import { PACKAGE_ROOT } from "../guest/init-binary.js";
+import { fetchKernel } from "../kernel/fetch.js";
 import { readHead } from "../util/input-file.js";
-import { KERNEL_HEAD_BYTES, kernelKind } from "./arch.js";
-import { fetchKernel } from "./fetch.js";
+import { KERNEL_HEAD_BYTES, kernelKind } from "./kernel.js";
 
 describe("kernel architecture from the bytes", { timeout: 300_000 }, () => {
   test("Debian's amd64 vmlinuz is a bzImage, its arm64 vmlinuz an Image", async () => {

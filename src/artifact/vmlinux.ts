@@ -8,11 +8,11 @@
 import { stat } from "node:fs/promises";
 import { Readable } from "node:stream";
 import { type Compression, decompressor, detectCompression } from "../compress/compress.js";
+import { elfArch } from "../elf/elf.js";
 import { type FileWriter, writeFilesAtomically } from "../output/atomic.js";
 import { EnvironmentError, UserError } from "../util/errors.js";
 import { readHead } from "../util/input-file.js";
 import { toolFilter } from "../util/tool-filter.js";
-import { elfArch } from "./arch.js";
 
 /** Compressions Kbuild can wrap vmlinux in (CONFIG_KERNEL_*). */
 export type KernelCompression = Exclude<Compression, "none"> | "lzma" | "bzip2" | "lzo" | "elf";

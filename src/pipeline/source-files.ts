@@ -1,19 +1,21 @@
 import type { Platform } from "../image/types.js";
-import { loadImage } from "../pipeline/build.js";
 import type { Inode } from "../tree/tree.js";
-import type { SourceFile } from "./html.js";
+import { loadImage } from "./build.js";
 
-/** The regular files of a source image (flattened, as build sees it), each hard link once. */
+/**
+ * The regular files of a source image (flattened, as build sees it), each hard link once:
+ * what `inspect --html --against` compares an image with.
+ */
 export async function sourceFiles(
   source: string,
   o: { platform?: Platform; insecure?: boolean } = {},
-): Promise<SourceFile[]> {
+): Promise<{ path: string; size: number }[]> {
   // Only the files matter here: a stand-in command keeps an image without Entrypoint or Cmd
   // (a plain rootfs) from being refused for lacking one.
   const image = await loadImage({ source, overrides: { entrypoint: "/" }, additions: [], ...o });
   try {
     const seen = new Set<Inode>();
-    const out: SourceFile[] = [];
+    const out: { path: string; size: number }[] = [];
     for (const { path, inode } of image.tree.walk()) {
       if (inode.kind !== "file" || seen.has(inode)) continue;
       seen.add(inode);

@@ -5,8 +5,8 @@ import { mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { elfArch } from "./arch.js";
-import { fetchKernel } from "./fetch.js";
+import { elfArch } from "../elf/elf.js";
+import { fetchKernel } from "../kernel/fetch.js";
 import { bzImagePayload, extractVmlinux, type KernelCompression } from "./vmlinux.js";
 
 let work = "";

@@ -4,7 +4,10 @@ import { fileURLToPath } from "node:url";
 import type { Arch } from "../arch/arch.js";
 import { EnvironmentError } from "../util/errors.js";
 
-/** The repository (or installed package) root: this file lives in src/pipeline or dist/pipeline. */
+/** The image path of our init: the kernel runs /init from an initramfs. */
+export const INIT_PATH = "init";
+
+/** The repository (or installed package) root: this file lives in src/guest or dist/guest. */
 export const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 /** Path of our guest init for `arch`, built from init/ by `make`. */

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
-import { nameBytes, nameFromBytes } from "../tree/path.js";
+import { nameBytes, nameFromBytes } from "../util/name-bytes.js";
 import { checkWhyImage, encodeWhy, parseWhy, type WhyHeader } from "./why.js";
 
 /** Any name a tar can carry (bytes, no NUL), as the tree holds it. */

@@ -25,6 +25,8 @@ export interface BootKernel {
   label: string;
   /** Its build config, when known (a fetched kernel's, or config-RELEASE beside vmlinuz-RELEASE). */
   config?: string;
+  /** A kernel directory's release and origin (manifest.json): what identifies it (identity.ts). */
+  manifest?: { version: string; source: string };
 }
 
 /**
@@ -65,6 +67,7 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
   let modulesCpio: string | undefined;
   let label: string;
   let config: string | undefined;
+  let manifest: { version: string; source: string } | undefined;
   if (r.kernel === undefined) {
     const dir = fetchedKernelDir(r.arch);
     const m = await cachedKernel(dir);
@@ -76,6 +79,7 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
     modulesCpio = await manifestModules(dir, m, r);
     label = `${m.version} (${dir})`;
     if (m.config) config = join(dir, m.config);
+    manifest = manifestIdentity(m);
   } else {
     const st = await stat(r.kernel).catch(() => undefined);
     if (!st) throw new UserError(`--kernel ${r.kernel}: no such file or directory`);
@@ -85,6 +89,7 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
       modulesCpio = await manifestModules(r.kernel, m, r);
       label = `${m.version} (${r.kernel})`;
       if (m.config) config = join(r.kernel, m.config);
+      manifest = manifestIdentity(m);
     } else {
       kernel = r.kernel;
       label = r.kernel;
@@ -96,8 +101,21 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
     await writeModulesCpio(await modulesIn(r.modules, r.scratch), modulesCpio);
   }
   const kind = await kindOf(kernel);
-  return { kernel, kind, ...(modulesCpio ? { modulesCpio } : {}), label, ...(config ? { config } : {}) };
+  return {
+    kernel,
+    kind,
+    ...(modulesCpio ? { modulesCpio } : {}),
+    label,
+    ...(config ? { config } : {}),
+    ...(manifest ? { manifest } : {}),
+  };
 }
+
+/** What a manifest says of the kernel's identity (an older manifest may lack its source). */
+const manifestIdentity = (m: KernelManifest) => ({
+  version: m.version,
+  source: typeof m.source === "string" ? m.source : "",
+});
 
 /** The cached boot-modules archive of a kernel directory, else one made now. */
 async function manifestModules(

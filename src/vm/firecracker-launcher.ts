@@ -115,7 +115,7 @@ export const firecrackerLauncher: Launcher = {
     );
     if (verdict.fatal) throw new RunFailure(verdict.fatal);
     const kernel = await bootableKernel(bk, out);
-    const { initrd, memMiB } = await writeInitrd(req, bk, net ?? false, out, arch);
+    const { initrd, memMiB, notes: memoryNotes } = await writeInitrd(req, bk, net ?? false, out, arch);
     const logPath = out.file("firecracker.log");
     // Firecracker opens the log for appending and does not create it.
     await out.write([{ target: logPath, source: Readable.from([]) }]);
@@ -136,7 +136,7 @@ export const firecrackerLauncher: Launcher = {
     await out.write([
       { target: configFile, source: Readable.from([`${JSON.stringify(config, null, 2)}\n`]) },
     ]);
-    const notes = [...verdict.notes];
+    const notes = [...verdict.notes, ...memoryNotes];
     if (req.tap && net) notes.push(reachLine(req.tap, net));
     return {
       vmmName: "Firecracker",

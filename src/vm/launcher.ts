@@ -14,7 +14,7 @@ import { readHead } from "../util/input-file.js";
 import { checkKernelFor, type Disk, type DiskBoot, initCpio } from "./disks.js";
 import { RunFailure } from "./failure.js";
 import { joinInitrd } from "./initrd.js";
-import { archivesFootprint, chooseMemoryMiB } from "./memory.js";
+import { archivesFootprint, chooseMemoryMiB, memoryWarning, readKernelRule } from "./memory.js";
 import type { PortForward } from "./ports.js";
 import { type GuestNetwork, runConfCpio, runConfText } from "./runconf.js";
 
@@ -122,7 +122,8 @@ export async function placeInitrd(
  * The initrd every launcher boots: the image (when it is an initramfs), the kernel's modules
  * archive and run.conf (with the report key), joined into `out`/initrd, so a `--dry-run -o DIR`
  * never holds half an initrd. With it, the guest memory: --mem, refused when the initrd cannot
- * unpack in it, or sized from the initrd (it lives in guest RAM; memory.ts).
+ * unpack in it, or sized from the initrd (it lives in guest RAM; memory.ts) for this kernel,
+ * with a warning among `notes` when the kernel's memory use was never measured.
  */
 export async function writeInitrd(
   req: VmRequest,
@@ -130,7 +131,7 @@ export async function writeInitrd(
   network: boolean | GuestNetwork,
   out: OutputDir,
   arch: Arch,
-): Promise<{ initrd: string; memMiB: number }> {
+): Promise<{ initrd: string; memMiB: number; notes: string[] }> {
   const conf = runConfText({
     network,
     env: req.env,
@@ -152,7 +153,11 @@ export async function writeInitrd(
   );
   // What unpacks into RAM: the image, unless it is a disk (then our init, a few KiB: the headroom covers it).
   const inRam = [...(typeof first === "string" ? [first] : []), ...modules];
-  const kernel = bk.modulesCpio ? "modular" : "built-in";
-  const memMiB = chooseMemoryMiB(await archivesFootprint(inRam, bytes), arch, req.memMiB, req.image, kernel);
-  return { initrd, memMiB };
+  const rule = await readKernelRule(bk.kernel, bk.kind, {
+    ...(bk.manifest ? { manifest: bk.manifest } : {}),
+    ...(bk.config ? { configFile: bk.config } : {}),
+  });
+  const memMiB = chooseMemoryMiB(await archivesFootprint(inRam, bytes), arch, req.memMiB, req.image, rule);
+  const warning = memoryWarning(rule, bk.label, memMiB, req.memMiB);
+  return { initrd, memMiB, notes: warning ? [warning] : [] };
 }

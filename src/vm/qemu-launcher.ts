@@ -14,7 +14,7 @@ import {
   type VmRequest,
   writeInitrd,
 } from "./launcher.js";
-import { chooseMemoryMiB, initrdFootprint } from "./memory.js";
+import { chooseMemoryMiB, initrdFootprint, memoryWarning, readKernelRule } from "./memory.js";
 import { checkPortsFree } from "./ports.js";
 import { chooseAccel, chooseMachine, hostTscKhz, qemuCommand } from "./qemu.js";
 import { runConfCpio, runConfText } from "./runconf.js";
@@ -23,11 +23,11 @@ import { pressCtrlAltDel } from "./stop.js";
 /** The kernel, initrd and ACPI choice of a VM booting an initramfs image. */
 async function initrdBoot(req: VmRequest, arch: Arch, transport: Transport, out: OutputDir, scratch: string) {
   const bk = await bootKernel(req, arch, transport, scratch);
-  const { initrd, memMiB } = await writeInitrd(req, bk, true, out, arch);
+  const { initrd, memMiB, notes } = await writeInitrd(req, bk, true, out, arch);
   // A kernel that takes its virtio-mmio devices from the command line runs microvm without
   // ACPI (as Firecracker gives them); one with a modular virtio_mmio needs ACPI's tables.
   const config = bk.config ? await readKernelConfig(bk.config) : undefined;
-  return { kernel: bk.kernel, initrd, memMiB, acpi: !(config && hasCmdlineDevices(config)) };
+  return { kernel: bk.kernel, initrd, memMiB, acpi: !(config && hasCmdlineDevices(config)), notes };
 }
 
 /**
@@ -67,7 +67,9 @@ async function embeddedBoot(req: VmRequest, arch: Arch, out: OutputDir, scratch:
     );
   // The kernel file holds the compressed image while it unpacks, as an initrd would.
   const footprint = await initrdFootprint([app.initramfs], req.image);
-  const memMiB = chooseMemoryMiB(footprint, arch, req.memMiB, req.image, "built-in");
+  const rule = await readKernelRule(req.image, app.kind, { embedded: true });
+  const memMiB = chooseMemoryMiB(footprint, arch, req.memMiB, req.image, rule);
+  const warning = memoryWarning(rule, req.image, memMiB, req.memMiB);
   const initrd = req.reportKey
     ? (await placeInitrd([await runConfCpio(undefined, req.reportKey)], out)).initrd
     : undefined;
@@ -77,6 +79,7 @@ async function embeddedBoot(req: VmRequest, arch: Arch, out: OutputDir, scratch:
     memMiB,
     acpi: false,
     extraCmdline: `slimroot.conf=${encoded}`,
+    notes: warning ? [warning] : [],
   };
 }
 
@@ -97,7 +100,7 @@ export const qemuLauncher: Launcher = {
     const machine = chooseMachine(arch, accel, tscKhz);
     // Made by QEMU when it starts.
     const qmpSocket = out.file("qmp.sock");
-    const boot = (await embeddedAppKernel(req.image))
+    const { notes, ...boot } = (await embeddedAppKernel(req.image))
       ? await embeddedBoot(req, arch, out, scratch)
       : await initrdBoot(req, arch, machine === "pc" ? "pci" : "mmio", out, scratch);
     const command = qemuCommand({
@@ -114,7 +117,7 @@ export const qemuLauncher: Launcher = {
     return {
       vmmName: "QEMU",
       command,
-      notes: [],
+      notes,
       async preflight() {
         await checkPortsFree(req.forwards).catch((err: Error) => {
           throw new RunFailure(err.message);

@@ -125,3 +125,41 @@ for (const arch of ["amd64", "arm64"] as const) {
     assert.doesNotMatch(out, /^rootfs \/ rootfs /m);
   });
 }
+
+const amd64Kernel = cachedSlimrootKernel("amd64");
+test("a kernel the rule has not measured: the memory is sized with a one-line warning, and --mem is taken as given", {
+  timeout: 180_000,
+  skip: amd64Kernel
+    ? false
+    : "no cached slimroot amd64 kernel (slimroot kernel build --arch amd64 makes one)",
+}, async () => {
+  // slimroot's own bzImage away from its directory: a 6.1.192 kernel of unknown origin.
+  const kernel = join(work, "bzImage-copy");
+  await copyFile(join(amd64Kernel!, "bzImage"), kernel);
+  const dir = join(work, "tree-small");
+  await mkdir(join(dir, "bin"), { recursive: true });
+  await copyFile(await debianBusybox("amd64"), join(dir, "bin", "busybox"));
+  const image = join(work, "small.cpio.gz");
+  const b = await runCli(
+    ["build", `dir:${dir}`, "--platform", "linux/amd64", "--entrypoint", "/bin/busybox", "-o", image],
+    env(),
+  );
+  assert.equal(b.code, 0, b.stderr);
+  const sized = await runCli(["run", "--dry-run", "--kernel", kernel, image], env());
+  assert.equal(sized.code, 0, sized.stderr);
+  const warnings = sized.stderr.split("\n").filter((l) => l.includes("warning:"));
+  assert.equal(warnings.length, 1, sized.stderr);
+  assert.match(
+    warnings[0]!,
+    /^slimroot: warning: kernel .*bzImage-copy \(release 6\.1\.192, builder unknown, 4 KiB pages\) is not one whose memory use slimroot has measured: 256 MiB .*--mem overrides$/,
+  );
+  // Only the files are held against --mem: 24 MiB is far below any measured kernel's minimum.
+  const given = await runCli(["run", "--dry-run", "--kernel", kernel, "--mem", "24", image], env());
+  assert.equal(given.code, 0, given.stderr);
+  assert.doesNotMatch(given.stderr, /warning:/);
+  assert.match(given.stdout, / -m 24 /);
+  // The same kernel in its directory is the measured one: no warning.
+  const known = await runCli(["run", "--dry-run", "--kernel", amd64Kernel!, image], env());
+  assert.equal(known.code, 0, known.stderr);
+  assert.doesNotMatch(known.stderr, /warning:/);
+});

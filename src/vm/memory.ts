@@ -11,14 +11,14 @@
  *
  * kernel(M) = fixed MiB + M / perRam is what the kernel has reserved for itself when it mounts
  * the rootfs (its image with the init sections, its page structs, early tables; on Debian's
- * arm64 kernel also the 64 MiB CMA area, released to the kernel only later). It depends on the
- * kernel, so it is measured per kernel (MEASURED below, keyed on the kernel's identity:
- * kernel/identity.ts), from the rootfs `size=` the kernel chose for a ~1 MiB initrd at several
+ * arm64 kernel probably also its 64 MiB CMA area, handed to the kernel only later). It
+ * depends on the kernel, so it is measured per kernel (MEASURED below, keyed on the kernel's
+ * identity: kernel/identity.ts), from the rootfs `size=` the kernel chose for a ~1 MiB initrd at several
  * -m values (the initrd is not counted in the RAM the tmpfs limit is taken from: a 161 MiB
  * initrd at -m 1024 gave exactly that much less). docs/run.md has the numbers.
  *
- * A kernel not in the table gets an estimate that holds for the largest kernel measured on its
- * architecture (Debian's), with a warning; a --mem for it is refused only when the files
+ * A kernel not in the table gets the largest share measured on its architecture (Debian's),
+ * an estimate, with a warning; a --mem for it is refused only when the files
  * alone cannot fit.
  */
 import { stat } from "node:fs/promises";
@@ -134,8 +134,8 @@ const MEASURED: readonly MeasuredKernel[] = [
 
 /**
  * For a kernel not measured: the largest share measured on its architecture (Debian's cloud
- * kernel: it has modules, CMA on arm64, a large image), so that a typical distribution kernel
- * still fits. Only an estimate: the default it gives comes with a warning.
+ * kernel: modules, CMA on arm64, a large image), so that a distribution kernel like it fits;
+ * a larger one may not (--mem then). Only an estimate: the default it gives comes with a warning.
  */
 export function unknownKernelRule(arch: Arch, pageSize = PAGE, why = "an unmeasured kernel"): KernelRule {
   const same = MEASURED.filter((k) => k.arch === arch);

@@ -66,8 +66,9 @@ interface MeasuredKernel {
 }
 
 /**
- * Options that reserve memory at boot beyond what the measured slimroot kernels have: a user
- * fragment that turns one on makes the kernel an unmeasured one.
+ * Options the measured slimroot kernels lack that reserve memory at boot (CMA's area, KASAN's
+ * shadow, page_ext, DEBUG_PAGEALLOC) or make another kind of kernel (MODULES): a user fragment
+ * that turns one on makes the kernel an unmeasured one.
  */
 function slimrootUnlike(c: KernelConfig): string | undefined {
   for (const o of ["CMA", "KASAN", "PAGE_EXTENSION", "DEBUG_PAGEALLOC", "MODULES"])

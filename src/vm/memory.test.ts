@@ -15,6 +15,7 @@ import {
   chooseMemoryMiB,
   defaultMemoryMiB,
   type Footprint,
+  keptMiB,
   kernelRule,
   MemoryTooSmall,
   MIN_DEFAULT_MIB,
@@ -124,11 +125,11 @@ test("--mem too small: one line naming the memory needed", () => {
 
 test("the known kernels: Debian's cloud kernels by release and builder, slimroot's by builder and release", () => {
   assert.deepEqual(
-    [debianAmd64, slimrootAmd64, slimrootArm64].map((r) => [r.name, r.fixedMiB, r.perRam, r.measured]),
+    [debianAmd64, slimrootAmd64, slimrootArm64].map((r) => [r.name, keptMiB(r, 1024), r.measured]),
     [
-      ["Debian 12 cloud kernel 6.1 (amd64)", 44, 58, true],
-      ["slimroot kernel 6.1 (amd64)", 17, 64, true],
-      ["slimroot kernel 6.1 (arm64)", 11, 64, true],
+      ["Debian 12 cloud kernel 6.1 (amd64)", 44 + 1024 / 58, true],
+      ["slimroot kernel 6.1 (amd64)", 14.5 + 16, true],
+      ["slimroot kernel 6.1 (arm64)", 8 + 16, true],
     ],
   );
   const arm = kernelRule(id({ arch: "arm64", release: "6.1.0-41-cloud-arm64", builder: "debian" }));
@@ -176,8 +177,8 @@ test("slimroot's kernels: the minimum is at or above what the measured kernel ke
     [slimrootArm64, "arm64"],
   ] as const)
     for (const [m, k] of Object.entries(kept[arch])) {
-      const predicted = rule.fixedMiB + Number(m) / rule.perRam;
-      assert.ok(predicted >= k + 0.5 && predicted - k < 6, `${arch} -m ${m}: ${predicted} vs ${k}`);
+      const predicted = keptMiB(rule, Number(m));
+      assert.ok(predicted >= k + 0.4 && predicted - k < 3, `${arch} -m ${m}: ${predicted} vs ${k}`);
     }
 });
 
@@ -222,11 +223,15 @@ test("an unmeasured kernel: a warning when sized automatically, and --mem refuse
 
 test("a slimroot kernel is held to its own measured share: small --mem values stay possible", () => {
   // A 3 MiB traced nginx: Debian's kernel needs more than 50 MiB before the files; slimroot's
-  // kernel keeps about 17 MiB.
+  // kernel keeps about 15 MiB.
   const f = { tmpfsBytes: 10 << 20, inodes: 200, initrdBytes: 3 << 20 };
   assert.throws(() => chooseMemoryMiB(f, "amd64", 64, "img", debianAmd64), MemoryTooSmall);
-  // (17 + 3 + 2 x 10) x 64/63
-  assert.equal(memoryNeededMiB(f, "amd64", 0, slimrootAmd64), 41);
-  assert.equal(chooseMemoryMiB(f, "amd64", 41, "img", slimrootAmd64), 41);
-  assert.throws(() => chooseMemoryMiB(f, "amd64", 40, "img", slimrootAmd64), MemoryTooSmall);
+  // 14.5 + 2 (one section) + 3 + 2 x 10
+  assert.equal(memoryNeededMiB(f, "amd64", 0, slimrootAmd64), 40);
+  assert.equal(chooseMemoryMiB(f, "amd64", 40, "img", slimrootAmd64), 40);
+  assert.throws(() => chooseMemoryMiB(f, "amd64", 39, "img", slimrootAmd64), MemoryTooSmall);
+  // Just past a section the next 2 MiB of page structs count: 110 MiB of files need 4 more than 100.
+  const at = (mib: number) => memoryNeededMiB({ ...f, tmpfsBytes: mib << 20 }, "amd64", 0, slimrootAmd64);
+  assert.equal(at(50), 14.5 + 2 + 3 + 100 + 0.5);
+  assert.equal(at(55), 14.5 + 4 + 3 + 110 + 0.5);
 });

@@ -9,7 +9,7 @@
  * where `files` is the image's tmpfs footprint (regular files rounded up to pages, a page
  * per long symlink; or one page per inode when the inode limit is the tighter one).
  *
- * kernel(M) = fixed MiB + M / perRam is what the kernel has reserved for itself when it mounts
+ * kernel(M) (keptMiB) is what the kernel has reserved for itself when it mounts
  * the rootfs (its image with the init sections, its page structs, early tables; on Debian's
  * arm64 kernel probably also its 64 MiB CMA area, handed to the kernel only later). It
  * depends on the kernel, so it is measured per kernel (MEASURED below, keyed on the kernel's
@@ -42,25 +42,42 @@ const LARGE_PAGES = [16384, 65536] as const;
 /** tmpfs keeps a symlink target shorter than this inline, a longer one in a page (mm/shmem.c). */
 const SHORT_SYMLINK_LEN = 128;
 
-/** What a kernel keeps for itself when it mounts the rootfs: fixed MiB + RAM / perRam. */
-export interface KernelRule {
+/**
+ * What a kernel keeps for itself when it mounts the rootfs: fixed MiB + RAM / perRam +
+ * perSectionMiB for each 128 MiB memory section begun (see keptMiB).
+ */
+export interface KernelShare {
+  fixedMiB: number;
+  perRam?: number;
+  perSectionMiB?: number;
+}
+
+/** Linux's memory sections on x86-64 and on arm64 with 4 KiB pages (SECTION_SIZE_BITS 27). */
+const SECTION_MIB = 128;
+
+/**
+ * MiB a kernel keeps of `mib` of RAM. Its page structs (64 bytes per 4 KiB page) come a
+ * section at a time: 2 MiB for each 128 MiB begun, a step, which a fit by RAM / perRam
+ * (Debian's numbers) only approximates.
+ */
+export function keptMiB(k: KernelShare, mib: number): number {
+  return k.fixedMiB + (k.perRam ? mib / k.perRam : 0) + (k.perSectionMiB ?? 0) * Math.ceil(mib / SECTION_MIB);
+}
+
+export interface KernelRule extends KernelShare {
   /** For messages: which kernel the numbers are for. */
   name: string;
-  fixedMiB: number;
-  perRam: number;
   /** The kernel's page size (bytes): the unit files are rounded up to in the tmpfs. */
   pageSize: number;
   /** Measured on this kernel; false: an estimate (see unknownKernelRule). */
   measured: boolean;
 }
 
-interface MeasuredKernel {
+interface MeasuredKernel extends KernelShare {
   name: string;
   arch: Arch;
   builder: KernelBuilder;
   release: RegExp;
-  fixedMiB: number;
-  perRam: number;
   /** What its config must not turn on for the numbers to hold (when the config is known). */
   unlike?: (c: KernelConfig) => string | undefined;
 }
@@ -89,10 +106,10 @@ function slimrootUnlike(c: KernelConfig): string | undefined {
  *   2026-12-02, -m 32/48/64/128/256/512/1024/2048, 8 boots each: the kernel kept amd64 15.3 MiB
  *   at 32 to 44.2 at 2048, arm64 8.9 to 37.8, in steps: 2 MiB of page structs (64 bytes per
  *   4 KiB page) per 128 MiB memory section begun, so the most just above each multiple of 128
- *   (amd64 19.6 at 266). Bounded above by 17 + M/64 (amd64) and 11 + M/64 (arm64), at least
- *   1 MiB above every point. Checked with bench's least-RAM bisection (scripts/memory-fit.ts)
- *   on an 82 MiB image of random data: amd64 unpacked from 266 MiB up (265 failed), arm64
- *   from 259 (258 failed); the rule says 267 and 261. Matched by builder (a kernel directory of
+ *   (amd64 19.6 at 266). Bounded above by 14.5 MiB (amd64) and 8 (arm64) + 2 MiB per section
+ *   begun, at least 0.4 MiB above every point. Checked with bench's least-RAM bisection
+ *   (scripts/memory-fit.ts) on an 82 MiB image of random data: amd64 unpacked it from 266 MiB
+ *   up (265 failed), arm64 from 259 (258 failed); the rule says 267 and 260. Matched by builder (a kernel directory of
  *   `kernel build`, or a kernel carrying an embedded app) and release 6.1.x, unless its config
  *   turns on one of slimrootUnlike's options.
  */
@@ -118,8 +135,8 @@ const MEASURED: readonly MeasuredKernel[] = [
     arch: "amd64",
     builder: "slimroot",
     release: /^6\.1\.\d+$/,
-    fixedMiB: 17,
-    perRam: 64,
+    fixedMiB: 14.5,
+    perSectionMiB: 2,
     unlike: slimrootUnlike,
   },
   {
@@ -127,8 +144,8 @@ const MEASURED: readonly MeasuredKernel[] = [
     arch: "arm64",
     builder: "slimroot",
     release: /^6\.1\.\d+$/,
-    fixedMiB: 11,
-    perRam: 64,
+    fixedMiB: 8,
+    perSectionMiB: 2,
     unlike: slimrootUnlike,
   },
 ];
@@ -139,11 +156,14 @@ const MEASURED: readonly MeasuredKernel[] = [
  * a larger one may not (--mem then). Only an estimate: the default it gives comes with a warning.
  */
 export function unknownKernelRule(arch: Arch, pageSize = PAGE, why = "an unmeasured kernel"): KernelRule {
-  const same = MEASURED.filter((k) => k.arch === arch);
+  const largest = MEASURED.filter((k) => k.arch === arch).sort(
+    (a, b) => keptMiB(b, 1024) - keptMiB(a, 1024),
+  )[0]!;
   return {
     name: why,
-    fixedMiB: Math.max(...same.map((k) => k.fixedMiB)),
-    perRam: Math.min(...same.map((k) => k.perRam)),
+    fixedMiB: largest.fixedMiB,
+    ...(largest.perRam ? { perRam: largest.perRam } : {}),
+    ...(largest.perSectionMiB ? { perSectionMiB: largest.perSectionMiB } : {}),
     pageSize,
     measured: false,
   };
@@ -162,7 +182,15 @@ export function kernelRule(id: KernelIdentity): KernelRule {
     if (unlike) return unknownKernelRule(id.arch, id.pageSize, `${what}, with ${unlike}`);
     // Measured with 4 KiB pages: the page structs of larger pages take less, files more (counted).
     if (id.pageSize !== PAGE) break;
-    return { name: k.name, fixedMiB: k.fixedMiB, perRam: k.perRam, pageSize: PAGE, measured: true };
+    const { name, fixedMiB, perRam, perSectionMiB } = k;
+    return {
+      name,
+      fixedMiB,
+      ...(perRam ? { perRam } : {}),
+      ...(perSectionMiB ? { perSectionMiB } : {}),
+      pageSize: PAGE,
+      measured: true,
+    };
   }
   const pages = id.pageSizeKnown ? `${id.pageSize / 1024} KiB pages` : "page size unknown, 4 KiB assumed";
   return unknownKernelRule(id.arch, id.pageSize, `${what}, ${pages}`);
@@ -251,9 +279,15 @@ export function memoryNeededMiB(
   kernel: KernelRule = unknownKernelRule(arch),
 ): number {
   const filesMiB = filesBytes(f, kernel.pageSize) / MiB;
-  const fixed = kernel.fixedMiB + f.initrdBytes / MiB + 2 * (filesMiB + headroomMiB);
-  // M - fixed - M/perRam >= 0
-  return Math.ceil((fixed * kernel.perRam) / (kernel.perRam - 1));
+  const held = f.initrdBytes / MiB + 2 * (filesMiB + headroomMiB);
+  // The least M with M >= held + kept(M): kept only grows with M, so from below the first
+  // M that holds its own kept share is the least.
+  let m = Math.ceil(held + kernel.fixedMiB);
+  for (;;) {
+    const want = Math.ceil(held + keptMiB(kernel, m));
+    if (want <= m) return m;
+    m = want;
+  }
 }
 
 /** Below this --mem is refused: the measured minimum, or for an unmeasured kernel the files alone (it keeping nothing). */

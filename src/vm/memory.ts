@@ -101,7 +101,9 @@ function slimrootUnlike(c: KernelConfig): string | undefined {
  * - Debian 12's cloud kernels 6.1.0-57, 2026-11-29, -m 256/512/1024/2048 (amd64), 256/1024
  *   (arm64): amd64 (-M microvm) 41.5 MiB + M/58.5, arm64 (-M virt) 91.8 + M/52.2; fixed
  *   rounded up by 2 MiB after a 162 MiB image predicted to unpack from 538 MiB up failed at 530
- *   and booted at 544. Matched by release (6.1.0-N-cloud-ARCH) and builder (Debian's packages).
+ *   and booted at 544. Re-checked 2026-12-02 by bisection on an 82 MiB image: amd64 296 MiB
+ *   (rule 297), arm64 346 (rule 347). Matched by release (6.1.0-N-cloud-ARCH) and builder
+ *   (Debian's packages).
  * - slimroot's kernels (kernel build, linux-source-6.1 6.1.192-3, tinyconfig + src/kernel/config),
  *   2026-12-02, -m 32/48/64/128/256/512/1024/2048, 8 boots each: the kernel kept amd64 15.3 MiB
  *   at 32 to 44.2 at 2048, arm64 8.9 to 37.8, in steps: 2 MiB of page structs (64 bytes per

@@ -11,7 +11,7 @@ import type { Arch } from "../arch/arch.js";
 import { inputStream, readHead } from "../util/input-file.js";
 import type { KernelKind } from "./arch.js";
 import type { KernelConfig } from "./config.js";
-import { readManifest } from "./manifest.js";
+import { manifestIdentity, readManifest } from "./manifest.js";
 
 export type KernelBuilder = "debian" | "slimroot";
 
@@ -116,7 +116,7 @@ export async function kernelVersionString(path: string, kind: KernelKind): Promi
 async function manifestNaming(path: string): Promise<{ version: string; source: string } | undefined> {
   const m = await readManifest(dirname(path)).catch(() => undefined);
   if (!m || ![m.kernel, m.vmlinux].includes(basename(path))) return undefined;
-  return { version: m.version, source: typeof m.source === "string" ? m.source : "" };
+  return manifestIdentity(m);
 }
 
 /**

@@ -14,7 +14,13 @@ import { readHead } from "../util/input-file.js";
 import { KERNEL_HEAD_BYTES, type KernelKind, kernelKind } from "./arch.js";
 import { configBeside } from "./config.js";
 import { bootModules, cachedKernel } from "./fetch.js";
-import { fetchedKernelDir, type KernelManifest, readManifest, type Transport } from "./manifest.js";
+import {
+  fetchedKernelDir,
+  type KernelManifest,
+  manifestIdentity,
+  readManifest,
+  type Transport,
+} from "./manifest.js";
 
 export interface BootKernel {
   kernel: string;
@@ -110,12 +116,6 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
     ...(manifest ? { manifest } : {}),
   };
 }
-
-/** What a manifest says of the kernel's identity (an older manifest may lack its source). */
-const manifestIdentity = (m: KernelManifest) => ({
-  version: m.version,
-  source: typeof m.source === "string" ? m.source : "",
-});
 
 /** The cached boot-modules archive of a kernel directory, else one made now. */
 async function manifestModules(

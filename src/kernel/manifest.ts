@@ -40,6 +40,12 @@ export interface ManifestModule {
 
 export const MANIFEST = "manifest.json";
 
+/** What a manifest says of the kernel's identity (kernel/identity.ts); an older one may lack its source. */
+export const manifestIdentity = (m: KernelManifest) => ({
+  version: m.version,
+  source: typeof m.source === "string" ? m.source : "",
+});
+
 /** The directory `slimroot kernel fetch --arch ARCH` fills. */
 export function fetchedKernelDir(arch: Arch, env: NodeJS.ProcessEnv = process.env): string {
   return join(cacheRoot(env), "kernels", `debian-cloud-${arch}`);

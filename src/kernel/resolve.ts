@@ -13,7 +13,13 @@ import { readModuleBytes } from "../kmod/module-file.js";
 import { type ModuleFile, writeModulesCpio } from "../kmod/modules-cpio.js";
 import { UserError } from "../util/errors.js";
 import { bootModules, cachedKernel } from "./fetch.js";
-import { fetchedKernelDir, type KernelManifest, readManifest, type Transport } from "./manifest.js";
+import {
+  fetchedKernelDir,
+  type KernelManifest,
+  manifestIdentity,
+  readManifest,
+  type Transport,
+} from "./manifest.js";
 
 export interface BootKernel {
   kernel: string;
@@ -24,6 +30,8 @@ export interface BootKernel {
   label: string;
   /** Its build config, when known (a fetched kernel's, or config-RELEASE beside vmlinuz-RELEASE). */
   config?: string;
+  /** A kernel directory's release and origin (manifest.json): what identifies it (identity.ts). */
+  manifest?: { version: string; source: string };
 }
 
 export interface KernelRequest {
@@ -55,6 +63,7 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
   let modulesCpio: string | undefined;
   let label: string;
   let config: string | undefined;
+  let manifest: { version: string; source: string } | undefined;
   if (r.kernel === undefined) {
     const dir = fetchedKernelDir(r.arch);
     const m = await cachedKernel(dir);
@@ -66,6 +75,7 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
     modulesCpio = await manifestModules(dir, m, r);
     label = `${m.version} (${dir})`;
     if (m.config) config = join(dir, m.config);
+    manifest = manifestIdentity(m);
   } else {
     const st = await stat(r.kernel).catch(() => undefined);
     if (!st) throw new UserError(`--kernel ${r.kernel}: no such file or directory`);
@@ -75,6 +85,7 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
       modulesCpio = await manifestModules(r.kernel, m, r);
       label = `${m.version} (${r.kernel})`;
       if (m.config) config = join(r.kernel, m.config);
+      manifest = manifestIdentity(m);
     } else {
       kernel = r.kernel;
       label = r.kernel;
@@ -86,7 +97,14 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
     await writeModulesCpio(await modulesIn(r.modules, r.scratch), modulesCpio);
   }
   const kind = await kindOf(kernel);
-  return { kernel, kind, ...(modulesCpio ? { modulesCpio } : {}), label, ...(config ? { config } : {}) };
+  return {
+    kernel,
+    kind,
+    ...(modulesCpio ? { modulesCpio } : {}),
+    label,
+    ...(config ? { config } : {}),
+    ...(manifest ? { manifest } : {}),
+  };
 }
 
 /** The cached boot-modules archive of a kernel directory, else one made now. */

@@ -12,7 +12,7 @@ import { kernelArch, resolveKernel } from "../kernel/resolve.js";
 import { UserError } from "../util/errors.js";
 import { readHead, readInputText } from "../util/input-file.js";
 import { initCpio, type VolumeSpec, volumeFacts } from "./disks.js";
-import { archivesFootprint } from "./memory.js";
+import { archivesFootprint, readKernelRule } from "./memory.js";
 import {
   type BootFacts,
   type BootOptions,
@@ -26,8 +26,8 @@ import { chooseAccel, chooseMachine, hostTscKhz } from "./qemu.js";
 
 /** The tmpfs footprint of one archive (memory.ts). */
 async function filesOf(archive: string): Promise<Files> {
-  const { tmpfsBytes, inodes } = await archivesFootprint([archive], 0);
-  return { tmpfsBytes, inodes };
+  const { initrdBytes: _, ...files } = await archivesFootprint([archive], 0);
+  return files;
 }
 
 const sizeOf = async (path: string) => (await stat(path)).size;
@@ -52,7 +52,11 @@ export async function imageFacts(
       if (!app) throw new Error(`${image}: not a kernel image`);
       const files = await filesOf(app.initramfs);
       const kind = { arch: a.arch, format: a.format };
-      return { arch: a.arch, image: { kind: "embedded", path: image, kernel: kind, bytes: a.bytes, files } };
+      const rule = await readKernelRule(image, kind, { embedded: true });
+      return {
+        arch: a.arch,
+        image: { kind: "embedded", path: image, kernel: kind, bytes: a.bytes, files, rule },
+      };
     }
     case "disk": {
       const arch = kernel ? await kernelArch(kernel) : (a.arch ?? hostArch() ?? "amd64");
@@ -97,9 +101,14 @@ async function kernelFacts(
   const modules = bk.modulesCpio
     ? { path: bk.modulesCpio, bytes: await sizeOf(bk.modulesCpio), files: await filesOf(bk.modulesCpio) }
     : undefined;
+  const rule = await readKernelRule(bk.kernel, bk.kind, {
+    ...(bk.manifest ? { manifest: bk.manifest } : {}),
+    ...(bk.config ? { configFile: bk.config } : {}),
+  });
   return {
     path: bk.kernel,
     kind: bk.kind,
+    rule,
     label: bk.label,
     ...(config !== undefined ? { config } : {}),
     gzip,

@@ -7,6 +7,7 @@ import { test } from "node:test";
 import fc from "fast-check";
 import type { DiskIdentity } from "../disk/identity.js";
 import type { VolumeFacts } from "./disks.js";
+import { kernelRule } from "./memory.js";
 import { failureReason } from "./panic.js";
 import { type BootFacts, type BootOptions, describePlan, kernelNeeds, planBoot } from "./plan.js";
 import { runConfCpio, runConfCpioSize } from "./runconf.js";
@@ -40,6 +41,9 @@ const SLIM_CONFIG = DEBIAN_CONFIG.replace(
   .replace("CONFIG_ACPI=y", "")
   .replace("CONFIG_VIRTIO_BLK=m", "CONFIG_VIRTIO_BLK=y");
 
+/** The memory rule of a measured kernel (memory.ts). */
+const rule = (builder: "debian" | "slimroot", release: string) =>
+  kernelRule({ arch: "amd64", builder, release, pageSize: 4096, pageSizeKnown: true });
 const initramfs = (over: Partial<{ lz4: boolean; mib: number }> = {}): BootFacts => ({
   arch: "amd64",
   image: {
@@ -58,6 +62,7 @@ const initramfs = (over: Partial<{ lz4: boolean; mib: number }> = {}): BootFacts
     config: DEBIAN_CONFIG,
     gzip: false,
     modules: { path: "/k/modules.cpio", bytes: 400_000, files: files(1) },
+    rule: rule("debian", "6.1.0-27-cloud-amd64"),
   },
   host: { accel: "tcg", machine: "microvm", tscKhz: 2_000_000 },
 });
@@ -73,6 +78,7 @@ const embedded = (): BootFacts => ({
     kernel: { arch: "amd64", format: "bzImage" },
     bytes: 4_000_000,
     files: files(2),
+    rule: rule("slimroot", "6.1.119"),
   },
   volumes: [],
   host: { accel: "tcg", machine: "microvm", tscKhz: 2_000_000 },
@@ -323,14 +329,14 @@ test("a VM that ends while the image unpacks: the memory was too small, and what
     failureReason("...\r\nKernel panic - not syncing: \r\n", true, p),
     "the built-in initramfs did not fit in 256 MiB of guest memory (Kernel panic - not syncing:); give --mem 512",
   );
-  const small = planBoot(embedded(), opts({ memMiB: 20 }));
+  const small = planBoot(embedded(), opts({ memMiB: 25 }));
   assert.equal(
     failureReason(
       "Kernel panic - not syncing: System is deadlocked on memory\r\nKernel Offset: disabled",
       true,
       small,
     ),
-    "the built-in initramfs did not fit in 20 MiB of guest memory (Kernel panic - not syncing: System is deadlocked on memory); give --mem 256 (or leave --mem out)",
+    "the built-in initramfs did not fit in 25 MiB of guest memory (Kernel panic - not syncing: System is deadlocked on memory); give --mem 256 (or leave --mem out)",
   );
   assert.equal(
     failureReason(
@@ -338,11 +344,11 @@ test("a VM that ends while the image unpacks: the memory was too small, and what
       true,
       small,
     ),
-    "the built-in initramfs did not fit in 20 MiB of guest memory (Kernel panic - not syncing: write error); give --mem 256 (or leave --mem out)",
+    "the built-in initramfs did not fit in 25 MiB of guest memory (Kernel panic - not syncing: write error); give --mem 256 (or leave --mem out)",
   );
   assert.match(
     failureReason("", false, small) ?? "",
-    /^the kernel stopped before its first console line in 20 MiB .* give --mem 256/,
+    /^the kernel stopped before its first console line in 25 MiB .* give --mem 256/,
   );
   assert.match(
     failureReason("Kernel panic - not syncing: write error", true, planBoot(initramfs(), opts())) ?? "",

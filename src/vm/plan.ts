@@ -6,9 +6,9 @@
  * vm.json and write its files. `run --dry-run` prints it.
  */
 import type { Arch } from "../arch/arch.js";
+import type { KernelKind } from "../artifact/kernel.js";
 import { pad4 } from "../cpio/newc.js";
 import type { DiskIdentity } from "../disk/identity.js";
-import type { KernelKind } from "../artifact/kernel.js";
 import { hasCmdlineDevices, parseKernelConfig } from "../kernel/config.js";
 import type { Transport } from "../kernel/manifest.js";
 import { GUEST_MODULES_DIR } from "../kmod/modules-cpio.js";
@@ -20,8 +20,10 @@ import {
   chooseMemoryMiB,
   defaultMemoryMiB,
   type Footprint,
-  type KernelClass,
-  memoryNeededMiB,
+  type KernelRule,
+  memoryRefusedBelowMiB,
+  memoryWarning,
+  unknownKernelRule,
 } from "./memory.js";
 import type { PortForward } from "./ports.js";
 import { type Accel, kernelCmdline, type Machine } from "./qemu.js";
@@ -40,7 +42,7 @@ export type ImageFacts =
   /** A disk image (ext4, erofs, squashfs); `initBytes`: the archive of our init alone that boots it. */
   | { kind: "disk"; path: string; identity: DiskIdentity; initBytes: number }
   /** A kernel with its app built in (kernel build --embed): the built-in image's files. */
-  | { kind: "embedded"; path: string; kernel: KernelKind; bytes: number; files: Files };
+  | { kind: "embedded"; path: string; kernel: KernelKind; bytes: number; files: Files; rule: KernelRule };
 
 /** The kernel `--kernel` (or the fetched default) resolved to, for a non-embedded boot. */
 export interface KernelFacts {
@@ -54,6 +56,8 @@ export interface KernelFacts {
   gzip: boolean;
   /** The modules archive appended to the initrd. */
   modules?: { path: string; bytes: number; files: Files };
+  /** What it keeps of the guest's RAM for itself (memory.ts: measured, or an estimate). */
+  rule: KernelRule;
 }
 
 /** QEMU's host-side choices (qemu.ts): accelerator, machine, the TSC rate for microvm. */
@@ -274,28 +278,37 @@ function planKernel(f: BootFacts, o: BootOptions, disks: readonly Disk[]): BootP
 }
 
 const MiB = 1 << 20;
-const sum = (fs: readonly Files[]): Files => ({
-  tmpfsBytes: fs.reduce((n, x) => n + x.tmpfsBytes, 0),
-  inodes: fs.reduce((n, x) => n + x.inodes, 0),
-});
+const sum = (fs: readonly Files[]): Files => {
+  const total = (get: (x: Files) => number | undefined) => fs.reduce((n, x) => n + (get(x) ?? 0), 0);
+  const sizes = [...new Set(fs.flatMap((x) => Object.keys(x.largePages ?? {}).map(Number)))];
+  return {
+    tmpfsBytes: total((x) => x.tmpfsBytes),
+    inodes: total((x) => x.inodes),
+    // A part without a count for a page size leaves memory.ts to bound it.
+    ...(fs.every((x) => x.largePages)
+      ? { largePages: Object.fromEntries(sizes.map((p) => [p, total((x) => x.largePages?.[p])])) }
+      : {}),
+  };
+};
 
-/** --mem when it is enough (else refused, memory.ts), or sized from what unpacks into RAM; with why. */
+/** --mem when it is enough (else refused, memory.ts), or sized from what unpacks into RAM on this kernel; with why. */
 function planMemory(
   f: BootFacts,
   o: BootOptions,
   inRam: Files,
   initrdBytes: number,
-  kernel: KernelClass,
+  rule: KernelRule,
 ): BootPlan["memory"] {
   const fp: Footprint = { ...inRam, initrdBytes };
-  const mib = chooseMemoryMiB(fp, f.arch, o.memMiB, f.image.path, kernel);
-  const sizedMiB = defaultMemoryMiB(fp, f.arch);
+  const mib = chooseMemoryMiB(fp, f.arch, o.memMiB, f.image.path, rule);
+  const sizedMiB = defaultMemoryMiB(fp, f.arch, rule);
   const files = `${Math.ceil(inRam.tmpfsBytes / MiB)} MiB of files unpacked into RAM`;
-  const need = memoryNeededMiB(fp, f.arch, 0, kernel);
+  const need = memoryRefusedBelowMiB(fp, f.arch, rule);
+  const kernel = rule.measured ? "" : `; ${rule.name}: an estimate`;
   const reason =
     o.memMiB !== undefined
-      ? `--mem (${files}: at least ${need} MiB)`
-      : `sized from the image (${files}: at least ${need} MiB, ${sizedMiB} MiB with room for the app)`;
+      ? `--mem (${files}: at least ${need} MiB${kernel})`
+      : `sized from the image (${files}: at least ${need} MiB, ${sizedMiB} MiB with room for the app${kernel})`;
   return { mib, reason, sizedMiB };
 }
 
@@ -350,7 +363,15 @@ export function planBoot(f: BootFacts, o: BootOptions): BootPlan {
     ...(modules ? [modules.files] : []),
   ]);
   const held = initrdBytes + (f.image.kind === "embedded" ? f.image.bytes : 0);
-  const memory = planMemory(f, o, inRam, held, modules ? "modular" : "built-in");
+  const rule = f.image.kind === "embedded" ? f.image.rule : (f.kernel?.rule ?? unknownKernelRule(f.arch));
+  const memory = planMemory(f, o, inRam, held, rule);
+  const warning = memoryWarning(
+    rule,
+    f.image.kind === "embedded" ? f.image.path : kernel.label,
+    memory.mib,
+    o.memMiB,
+  );
+  if (warning) notes.push(warning);
 
   let cmdline: string;
   let qemu: BootPlan["qemu"];

@@ -36,16 +36,20 @@ function layerBlobs(dir: string): string[] {
   return manifest.layers.map((l: { digest: string }) => blob(l.digest));
 }
 
-/** Wall seconds and peak RSS (KiB, of the largest process: GNU time's %M) of one command. */
-function timed(argv: string[]): { seconds: number; rssKiB: number } {
+/**
+ * Wall seconds, CPU seconds (user + system, of every process it waited for) and peak RSS (KiB,
+ * of the largest process: GNU time's %M) of one command.
+ */
+function timed(argv: string[]): { seconds: number; cpu: number; rssKiB: number } {
   const report = join(work, "time.txt");
   const start = process.hrtime.bigint();
-  const r = spawnSync("/usr/bin/time", ["-f", "%M", "-o", report, ...argv], {
+  const r = spawnSync("/usr/bin/time", ["-f", "%M %U %S", "-o", report, ...argv], {
     stdio: ["ignore", "ignore", "inherit"],
   });
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
   if (r.status !== 0) throw new Error(`${argv.join(" ")}: exit ${r.status}`);
-  return { seconds, rssKiB: Number(readFileSync(report, "utf8").trim().split("\n").pop()) };
+  const [rss, user, sys] = readFileSync(report, "utf8").trim().split("\n").pop()!.split(" ").map(Number);
+  return { seconds, cpu: user! + sys!, rssKiB: rss! };
 }
 
 const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
@@ -80,6 +84,8 @@ baseline();
 const s: number[] = [];
 const b: number[] = [];
 const rss: number[] = [];
+const sCpu: number[] = [];
+const bCpu: number[] = [];
 const loads: string[] = [];
 for (let i = 0; i < runs; i++) {
   const pair = i % 2 === 0 ? [slimroot, baseline] : [baseline, slimroot];
@@ -89,15 +95,19 @@ for (let i = 0; i < runs; i++) {
   s.push(sr.seconds);
   b.push(bl.seconds);
   rss.push(sr.rssKiB);
+  sCpu.push(sr.cpu);
+  bCpu.push(bl.cpu);
   loads.push(loadavg());
   console.log(
-    `pair ${i + 1}: slimroot ${sr.seconds.toFixed(2)} s (peak RSS ${(sr.rssKiB / 1024).toFixed(0)} MiB), baseline ${bl.seconds.toFixed(2)} s, ratio ${(sr.seconds / bl.seconds).toFixed(2)}; load ${loads.at(-1)}`,
+    `pair ${i + 1}: slimroot ${sr.seconds.toFixed(2)} s (CPU ${sr.cpu.toFixed(2)} s, peak RSS ${(sr.rssKiB / 1024).toFixed(0)} MiB), ` +
+      `baseline ${bl.seconds.toFixed(2)} s (CPU ${bl.cpu.toFixed(2)} s), ratio ${(sr.seconds / bl.seconds).toFixed(2)}; load ${loads.at(-1)}`,
   );
 }
 const out = statSync(join(work, "x.cpio.gz")).size;
 const ratio = median(s) / median(b);
 console.log(
   `median of ${runs} paired runs: slimroot ${median(s).toFixed(2)} s, baseline ${median(b).toFixed(2)} s, ratio ${ratio.toFixed(2)}x; ` +
+    `CPU ${median(sCpu).toFixed(2)} s against ${median(bCpu).toFixed(2)} s (${(median(sCpu) / median(bCpu)).toFixed(2)}x); ` +
     `slimroot peak RSS ${(Math.max(...rss) / 1024).toFixed(0)} MiB (max), output ${out} bytes; load average after: ${loadavg()}`,
 );
 rmSync(work, { recursive: true, force: true });

@@ -5,7 +5,7 @@ const BLOCK = 128 * 1024;
 const WINDOW = 32 * 1024;
 const MAX_IN_FLIGHT = 8;
 /** deflateBound of a block at any level, rounded up: stored blocks add 5 bytes per 16 KiB. */
-const OUT_CHUNK = BLOCK + 4096;
+const OUT_CHUNK = 64 * 1024;
 
 function deflateBlock(data: Buffer, dictionary: Buffer | undefined, last: boolean, level: number) {
   return new Promise<Buffer>((resolve, reject) => {

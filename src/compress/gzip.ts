@@ -4,7 +4,11 @@ import { constants, crc32, deflateRaw } from "node:zlib";
 const BLOCK = 128 * 1024;
 const WINDOW = 32 * 1024;
 const MAX_IN_FLIGHT = 8;
-/** deflateBound of a block at any level, rounded up: stored blocks add 5 bytes per 16 KiB. */
+/**
+ * Output buffer per block: a compressible 128 KiB block deflates into one (an incompressible
+ * one takes two or three). Not the whole bound: each buffer counts as external memory for
+ * V8, and buffers twice too large made twice the full collections.
+ */
 const OUT_CHUNK = 64 * 1024;
 
 function deflateBlock(data: Buffer, dictionary: Buffer | undefined, last: boolean, level: number) {
@@ -14,8 +18,7 @@ function deflateBlock(data: Buffer, dictionary: Buffer | undefined, last: boolea
       {
         level,
         dictionary,
-        // One output buffer that holds the whole block's result: with zlib's 16 KiB default each
-        // block took several thread-pool round trips and a join on the main thread.
+        // zlib's 16 KiB default took each block several thread-pool round trips and a join.
         chunkSize: OUT_CHUNK,
         // A sync flush ends each block on a byte boundary without marking it final, so the
         // raw deflate outputs of consecutive blocks concatenate into one valid stream.

@@ -16,7 +16,7 @@ APT_PACKAGES := mmdebstrap umoci skopeo docker-registry qemu-system-x86 qemu-sys
 # containerd's tar reader) to check slimroot's tar reader against it.
 APT_PACKAGES += golang-go
 
-.PHONY: all deps build init test demo lint typecheck clean bench
+.PHONY: all deps build init test demo lint typecheck clean bench bench-build
 
 all: build
 
@@ -60,6 +60,10 @@ demo: build
 # The README's performance section: one `slimroot bench` run on Debian's nginx.
 bench: build
 	node --import tsx scripts/bench.ts
+
+# The README's build-cost figure: `slimroot build` against `zcat layers | pigz -6`, paired runs.
+bench-build: build
+	node --import tsx scripts/bench-build.ts
 
 clean:
 	rm -rf dist .stamp-apt

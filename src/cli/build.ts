@@ -8,7 +8,6 @@ import { build, MINIMIZE_LEVELS, type MinimizeLevel } from "../pipeline/build.js
 import { FORMATS, IMAGE_FORMATS, type ImageFormat } from "../pipeline/formats.js";
 import { parseProbe } from "../trace/probe.js";
 import { loadProfile, type Profile, profileCommandMismatch, profileProbes } from "../trace/profile.js";
-import { verifyImage } from "../trace/verify.js";
 import { printable, UserError } from "../util/errors.js";
 import { addImageOptions, imageSettings } from "./image-options.js";
 import { collect, parseDuration } from "./parse.js";
@@ -104,8 +103,10 @@ export function registerBuild(program: Command): void {
         profile: profile?.paths,
         ...(verify
           ? {
-              verify: (image: string) => {
+              verify: async (image: string) => {
                 statusLine(`verifying: ${specs.join(" ")}`);
+                // The VM stack is loaded only for a build that boots: it is most of the CLI's code.
+                const { verifyImage } = await import("../trace/verify.js");
                 return verifyImage(image, {
                   ...(opts.kernel ? { kernel: opts.kernel as string } : {}),
                   probes,

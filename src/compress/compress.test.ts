@@ -111,3 +111,23 @@ test("parallel gzip is a single valid member for any input split", async () => {
     { numRuns: 30 },
   );
 });
+
+test("parallel gzip gives the same bytes however its input is split (blocks cut from views or joined)", async () => {
+  const data = sample(700_000);
+  const whole = await compress("gzip", data);
+  const split = async (cuts: number[]) => {
+    const at = [0, ...[...new Set(cuts)].sort((a, b) => a - b), data.length];
+    const c = compressor("gzip");
+    const out = buffer(c);
+    await pipeline(Readable.from(at.slice(1).map((end, i) => data.subarray(at[i]!, end))), c);
+    return out;
+  };
+  // Exactly on the 128 KiB block boundaries, and a chunk of two blocks.
+  assert.ok((await split([131072, 262144, 524288])).equals(whole));
+  await fc.assert(
+    fc.asyncProperty(fc.array(fc.integer({ min: 0, max: data.length }), { maxLength: 12 }), async (cuts) => {
+      assert.ok((await split(cuts)).equals(whole));
+    }),
+    { numRuns: 25 },
+  );
+});

@@ -4,6 +4,12 @@ import { constants, crc32, deflateRaw } from "node:zlib";
 const BLOCK = 128 * 1024;
 const WINDOW = 32 * 1024;
 const MAX_IN_FLIGHT = 8;
+/**
+ * Output buffer per block: a compressible 128 KiB block deflates into one (an incompressible
+ * one takes two or three). Not the whole bound: each buffer counts as external memory for
+ * V8, and buffers twice too large made twice the full collections.
+ */
+const OUT_CHUNK = 64 * 1024;
 
 function deflateBlock(data: Buffer, dictionary: Buffer | undefined, last: boolean, level: number) {
   return new Promise<Buffer>((resolve, reject) => {
@@ -12,6 +18,8 @@ function deflateBlock(data: Buffer, dictionary: Buffer | undefined, last: boolea
       {
         level,
         dictionary,
+        // zlib's 16 KiB default took each block several thread-pool round trips and a join.
+        chunkSize: OUT_CHUNK,
         // A sync flush ends each block on a byte boundary without marking it final, so the
         // raw deflate outputs of consecutive blocks concatenate into one valid stream.
         finishFlush: last ? constants.Z_FINISH : constants.Z_SYNC_FLUSH,
@@ -28,10 +36,31 @@ function deflateBlock(data: Buffer, dictionary: Buffer | undefined, last: boolea
  * number of threads, so builds stay byte-for-byte reproducible.
  */
 export function parallelGzip({ level = 6 }: { level?: number } = {}): Transform {
-  // Input waiting for a full block, kept as a list: concatenating on every small write
-  // (cpio headers are 110 bytes) would copy the pending block over and over.
-  let pending: Buffer[] = [];
+  // Input waiting for a full block, kept as a list of the chunks as they came: a block that
+  // lies inside one chunk is deflated from a view of it, and only a block that spans chunks
+  // is copied out (joining everything pending copied each byte once more, into fresh memory).
+  const pending: Buffer[] = [];
   let pendingBytes = 0;
+  const take = (n: number): Buffer => {
+    const first = pending[0]!;
+    if (first.length >= n) {
+      if (first.length === n) pending.shift();
+      else pending[0] = first.subarray(n);
+      pendingBytes -= n;
+      return first.subarray(0, n);
+    }
+    const out = Buffer.allocUnsafe(n);
+    for (let at = 0; at < n; ) {
+      const piece = pending[0]!;
+      const used = Math.min(piece.length, n - at);
+      piece.copy(out, at, 0, used);
+      at += used;
+      if (used === piece.length) pending.shift();
+      else pending[0] = piece.subarray(used);
+    }
+    pendingBytes -= n;
+    return out;
+  };
   let previous: Buffer | undefined;
   let crc = 0;
   let length = 0;
@@ -56,14 +85,10 @@ export function parallelGzip({ level = 6 }: { level?: number } = {}): Transform 
         }
         pending.push(chunk);
         pendingBytes += chunk.length;
-        if (pendingBytes > BLOCK) {
-          let all = Buffer.concat(pending, pendingBytes);
-          while (all.length > BLOCK) {
-            submit(all.subarray(0, BLOCK), false);
-            all = all.subarray(BLOCK);
-          }
-          pending = [all];
-          pendingBytes = all.length;
+        // Strictly more than a block: the last block, deflated with Z_FINISH in flush(), is
+        // never empty.
+        while (pendingBytes > BLOCK) {
+          submit(take(BLOCK), false);
           while (queue.length >= MAX_IN_FLIGHT) this.push(await queue.shift()!);
         }
         callback();
@@ -74,8 +99,7 @@ export function parallelGzip({ level = 6 }: { level?: number } = {}): Transform 
     async flush(callback: TransformCallback) {
       try {
         if (!headerSent) this.push(header);
-        submit(Buffer.concat(pending, pendingBytes), true);
-        pending = [];
+        submit(pendingBytes ? take(pendingBytes) : Buffer.alloc(0), true);
         while (queue.length) this.push(await queue.shift()!);
         const trailer = Buffer.alloc(8);
         trailer.writeUInt32LE(crc >>> 0, 0);

@@ -149,12 +149,24 @@ export function cpioWarnings(tree: Tree): string[] {
 }
 
 const BATCH = 256 * 1024;
+const PASS_THROUGH = 64 * 1024;
 
-/** Joins small pieces (headers, padding, small bodies) so each downstream write is worth it. */
+/**
+ * Joins small pieces (headers, padding, small bodies) so each downstream write is worth it;
+ * a large piece (a file's body as read) goes on as it is, after what was batched before it,
+ * rather than being copied once more.
+ */
 async function* coalesce(pieces: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
   let batch: Buffer[] = [];
   let bytes = 0;
   for await (const piece of pieces) {
+    if (piece.length >= PASS_THROUGH) {
+      if (bytes) yield Buffer.concat(batch, bytes);
+      batch = [];
+      bytes = 0;
+      yield piece;
+      continue;
+    }
     batch.push(piece);
     bytes += piece.length;
     if (bytes >= BATCH) {

@@ -8,7 +8,8 @@ import { UserError } from "../util/errors.js";
  * by sniffing the magic bytes. Errors name the layer.
  */
 export function decompressLayer(input: Readable, name: string): Readable {
-  const out = new PassThrough();
+  // Room for a few decompressed chunks, so the decompressor works on while the tar is read.
+  const out = new PassThrough({ highWaterMark: 1024 * 1024 });
   let sniffed = false;
   const onFirst = (chunk: Buffer) => {
     sniffed = true;

@@ -40,6 +40,9 @@ export async function applyLayer(
       current = displayName(entry.name);
       await applyEntry(tree, entry, layerIndex, spool);
     }
+    // The spool writes behind: a write that failed is this layer's failure.
+    current = "";
+    await spool.settle();
   } catch (err) {
     tar.destroy();
     if (err instanceof LimitError) throw fail(`entry ${shortName(current)}: ${err.message}`);

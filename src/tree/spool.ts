@@ -1,4 +1,4 @@
-import { closeSync, openSync, readSync, writeSync } from "node:fs";
+import { closeSync, openSync, readSync, write } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,18 +14,29 @@ export interface Content {
 }
 
 const READ_CHUNK = 256 * 1024;
+/** The write-behind buffer (see Spool). */
+const STAGE = 1024 * 1024;
 /** The spool's filesystem is asked for its free space after this many bytes are promised. */
 const ROOM_CHECK_EVERY = 64 * 1024 * 1024;
 
 /**
  * An append-only temp file holding the bodies of layer entries, so flattening streams each
  * layer once and memory stays flat however big a layer is. The file is removed on dispose.
- * It is written and read with synchronous calls on one descriptor: the data sits in the page
+ * Bodies are copied into a 1 MiB buffer that is written behind, on the thread pool, while the
+ * tar is read on (at most two buffers in flight); reads wait for what was appended before them
+ * to be written, then read with synchronous calls on one descriptor: the data sits in the page
  * cache, and a thread-pool round trip per chunk (and an open per file) cost more than the copy.
  */
 export class Spool {
   private length = 0;
   private promised = 0;
+  /** Bytes appended but not yet handed to a write, at file offset `handed`. */
+  private stage: Buffer = Buffer.allocUnsafe(STAGE);
+  private staged = 0;
+  private handed = 0;
+  /** Every write handed off so far, in order; rejects with the first write's error. */
+  private writing: Promise<void> = Promise.resolve();
+  private readonly free: Buffer[] = [];
 
   private constructor(
     private readonly dir: string,
@@ -43,12 +54,39 @@ export class Spool {
   async append(body: AsyncIterable<Buffer>): Promise<Content> {
     const start = this.length;
     for await (const chunk of body) {
-      let done = 0;
-      while (done < chunk.length)
-        done += writeSync(this.fd, chunk, done, chunk.length - done, this.length + done);
-      this.length += chunk.length;
+      for (let done = 0; done < chunk.length; ) {
+        const n = chunk.copy(this.stage, this.staged, done);
+        done += n;
+        this.staged += n;
+        this.length += n;
+        if (this.staged === STAGE) await this.handOff();
+      }
     }
     return this.contentAt(start, this.length - start);
+  }
+
+  /**
+   * Hands the staged bytes to a write after the ones before it and stages into a free buffer;
+   * returns the write before it, so an appender that waits for it has at most two in flight.
+   */
+  private handOff(): Promise<void> {
+    const buf = this.stage;
+    const n = this.staged;
+    const at = this.handed;
+    this.stage = this.free.pop() ?? Buffer.allocUnsafe(STAGE);
+    this.staged = 0;
+    this.handed += n;
+    const before = this.writing;
+    this.writing = before.then(() => writeFully(this.fd, buf, n, at)).then(() => void this.free.push(buf));
+    // Reported to whoever waits next (an append, a read, dispose), not as an unhandled rejection.
+    this.writing.catch(() => undefined);
+    return before;
+  }
+
+  /** Resolves once everything appended so far is in the file; rejects with a failed write's error. */
+  settle(): Promise<void> {
+    if (this.staged) this.handOff();
+    return this.writing;
   }
 
   /**
@@ -73,6 +111,8 @@ export class Spool {
   }
 
   async dispose(): Promise<void> {
+    // No write may still be using the descriptor when it is closed (and its number reused).
+    await this.writing.catch(() => undefined);
     if (this.fd >= 0) closeSync(this.fd);
     this.fd = -1;
     await rm(this.dir, { recursive: true, force: true });
@@ -95,7 +135,8 @@ class SpoolContent implements Content {
   open(): Readable {
     const { spool, start, size } = this;
     return Readable.from(
-      (function* () {
+      (async function* () {
+        await spool.settle();
         for (let offset = 0; offset < size; ) {
           const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, size - offset));
           const n = spool.readAt(buf, start + offset);
@@ -106,6 +147,19 @@ class SpoolContent implements Content {
       })(),
     );
   }
+}
+
+/** Writes `n` bytes of `buf` at `position`, on the thread pool. */
+function writeFully(fd: number, buf: Buffer, n: number, position: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const next = (done: number) => {
+      if (done === n) return resolve();
+      write(fd, buf, done, n - done, position + done, (err, written) =>
+        err ? reject(err) : next(done + written),
+      );
+    };
+    next(0);
+  });
 }
 
 const EMPTY: Content = { size: 0, open: () => Readable.from([]) };

@@ -101,7 +101,7 @@ export function registerBuild(program: Command): void {
         keep: opts.keep as string[] | undefined,
         drop: opts.drop as string[] | undefined,
         strict: Boolean(opts.strict),
-        profile: profile?.paths,
+        ...(profile ? { profile } : {}),
         ...(verify
           ? {
               verify: (image: string) => {

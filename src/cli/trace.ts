@@ -59,7 +59,7 @@ export function registerTrace(program: Command): void {
     });
     if (r.lost) log(`warning: ${r.lost} file events were not recorded; the profile may be incomplete`);
     process.stdout.write(
-      `${r.output}: ${r.paths} image paths${r.created ? `; ${r.created} opened paths were made at run time, not in the image` : ""}; app exit status ${r.status}\n`,
+      `${r.output}: ${r.paths} image paths, ${r.listed} directories listed, ${r.missing} lookups not found${r.created ? `; ${r.created} paths used were made at run time, not in the image` : ""}; app exit status ${r.status}\n`,
     );
   });
 }

@@ -13,7 +13,7 @@ import type { Compression } from "../compress/compress.js";
 import { formatPlatform, hostPlatform, platformMatches } from "../image/platform.js";
 import type { Platform } from "../image/types.js";
 import { treeClosureResolver } from "../minimize/closure.js";
-import type { MinimizeLevel } from "../minimize/minimize.js";
+import type { MinimizeLevel, TracedProfile } from "../minimize/minimize.js";
 import { minimize } from "../minimize/minimize.js";
 import { checkOutput } from "../output/output.js";
 import { openSource } from "../source/schemes.js";
@@ -60,8 +60,8 @@ export interface BuildOptions {
   drop?: string[];
   /** Missing libraries fail the build. */
   strict?: boolean;
-  /** Image paths recorded by `slimroot trace`, for --minimize trace. */
-  profile?: string[];
+  /** What `slimroot trace` recorded, for --minimize trace. */
+  profile?: TracedProfile;
   /**
    * Checks the finished image (a complete temp file next to the output) before it replaces
    * the output; throwing leaves any existing output as it was.
@@ -83,6 +83,8 @@ export interface BuildResult {
   /** Why each path is in the image (also written next to the output as OUTPUT.why). */
   reasons: Map<string, string>;
   warnings: string[];
+  /** The image as written (metadata only: its file contents are gone with the spool). */
+  tree: Tree;
 }
 
 /** The image path of our init: the kernel runs /init from an initramfs. */
@@ -218,6 +220,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       app,
       reasons,
       warnings,
+      tree,
       ...(image.digest ? { digest: image.digest } : {}),
     };
   } finally {

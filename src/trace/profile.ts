@@ -1,16 +1,17 @@
 import { escapeConfValue, unescapeConfValue } from "../appconfig/appconfig.js";
+import type { TracedProfile } from "../minimize/minimize.js";
 import { UserError } from "../util/errors.js";
 import { readInputText } from "../util/input-file.js";
 
 /**
  * A trace profile: a text file, one absolute image path per line, after a header of
  * `# key: value` lines naming the image digest, the probes and the date. In paths, `\\`
- * stands for a backslash and `\n` for a newline (as in app.conf).
+ * stands for a backslash and `\n` for a newline (as in app.conf). With the syscall recorder
+ * (header `recorder`), `L /dir` is a directory the app listed and `? /path` a path it looked
+ * up that the image does not have.
  */
-export interface Profile {
+export interface Profile extends TracedProfile {
   header: ProfileHeader;
-  /** Image paths without the leading "/". */
-  paths: string[];
 }
 
 /** The header keys, the one list of them: what `slimroot trace` writes and readers look up. */
@@ -29,12 +30,18 @@ export interface ProfileHeader {
   "exit status"?: string;
   /** Why the trace may be incomplete. */
   truncated?: string;
+  /** "syscalls" when the init recorded lookups and listings too, not only opens (init/record.c). */
+  recorder?: string;
 }
+
+/** The header value of a profile whose lookups were recorded. */
+export const RECORDER = "syscalls";
 
 export function encodeProfile(p: Profile): string {
   const head = Object.entries(p.header).map(([k, v]) => `# ${k}: ${v.replace(/\n/g, " ")}`);
-  const paths = [...new Set(p.paths)].sort().map((x) => `/${escapeConfValue(x, "path")}`);
-  return `${["# slimroot profile v1", ...head, ...paths].join("\n")}\n`;
+  const lines = (prefix: string, list: readonly string[] = []) =>
+    [...new Set(list)].sort().map((x) => `${prefix}/${escapeConfValue(x.replace(/^\/+/, ""), "path")}`);
+  return `${["# slimroot profile v1", ...head, ...lines("", p.paths), ...lines("L ", p.listed), ...lines("? ", p.missing)].join("\n")}\n`;
 }
 
 export function decodeProfile(text: string, file: string): Profile {
@@ -43,18 +50,22 @@ export function decodeProfile(text: string, file: string): Profile {
     throw new UserError(`${file}: not a slimroot profile (first line must be "# slimroot profile v1")`);
   const header: Record<string, string> = {};
   const paths: string[] = [];
+  const listed: string[] = [];
+  const missing: string[] = [];
   for (const [i, line] of lines.entries()) {
     if (i === 0 || line === "") continue;
     if (line.startsWith("#")) {
       const m = /^# ([^:]+): (.*)$/.exec(line);
       if (m) header[m[1]!] = m[2]!;
     } else if (line.startsWith("/")) paths.push(unescapeConfValue(line.replace(/^\/+/, "")));
+    else if (line.startsWith("L /")) listed.push(unescapeConfValue(line.slice(2).replace(/^\/+/, "")));
+    else if (line.startsWith("? /")) missing.push(`/${unescapeConfValue(line.slice(2).replace(/^\/+/, ""))}`);
     else
       throw new UserError(
-        `${file}:${i + 1}: expected an absolute path, got ${JSON.stringify(line.slice(0, 80))}`,
+        `${file}:${i + 1}: expected an absolute path (or "? /path", "L /dir"), got ${JSON.stringify(line.slice(0, 80))}`,
       );
   }
-  return { header: header as ProfileHeader, paths };
+  return { header: header as ProfileHeader, paths, listed, missing, lookups: header.recorder === RECORDER };
 }
 
 /** A profile file, header and paths. */

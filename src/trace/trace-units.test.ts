@@ -3,7 +3,7 @@ import { test } from "node:test";
 import { UserError } from "../util/errors.js";
 import { decodeTracePath, GuestReport } from "../vm/report.js";
 import { TraceCollector } from "./console-trace.js";
-import { imagePathOf, profilePaths } from "./paths.js";
+import { imagePathOf } from "./paths.js";
 import { parseProbe, probePorts } from "./probe.js";
 import { decodeProfile, encodeProfile, profileCommandMismatch, profileProbes } from "./profile.js";
 
@@ -79,14 +79,6 @@ test("guest paths to image paths", () => {
   }
   assert.equal(imagePathOf("/etc/slimroot.conf"), "etc/slimroot.conf");
   assert.equal(imagePathOf("/runner/x"), "runner/x");
-  const r = profilePaths(["/b", "/a", "/b", "/made", "/dev/x"], (p) => p !== "made");
-  assert.deepEqual(r, { paths: ["a", "b"], created: ["made"] });
-  // /tmp and /run are the image's where it ships content (src/guest/layout.ts): what the app
-  // read there is kept when the image has it; what it made there is not.
-  const scratch = profilePaths(["/run/app/seed.conf", "/run/app.pid", "/tmp/made"], (p) =>
-    p.includes("seed"),
-  );
-  assert.deepEqual(scratch, { paths: ["run/app/seed.conf"], created: ["run/app.pid", "tmp/made"] });
 });
 
 test("profile header round trip, probes as JSON", () => {

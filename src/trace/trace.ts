@@ -14,11 +14,12 @@ import { writeFileAtomically } from "../output/atomic.js";
 import { checkOutput } from "../output/output.js";
 import { type BuildOptions, build } from "../pipeline/build.js";
 import { imageInputs } from "../pipeline/output.js";
+import { treeFs } from "../tree/image-fs.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import type { PortForward } from "../vm/ports.js";
 import { profilePaths } from "./paths.js";
 import type { Probe } from "./probe.js";
-import { encodeProfile, type ProfileHeader } from "./profile.js";
+import { encodeProfile, type ProfileHeader, RECORDER } from "./profile.js";
 import { probeSession } from "./session.js";
 
 export interface TraceOptions {
@@ -43,7 +44,11 @@ export interface TraceResult {
   output: string;
   /** Image paths written to the profile. */
   paths: number;
-  /** Opened paths the image does not have (made at run time). */
+  /** Directories listed. */
+  listed: number;
+  /** Lookups that failed (the image does not have the path). */
+  missing: number;
+  /** Paths used that the image does not have (made at run time). */
   created: number;
   lost: number;
   status: number;
@@ -85,7 +90,7 @@ export async function traceImage(o: TraceOptions): Promise<TraceResult> {
       ...(o.runTimeoutMs !== undefined ? { runTimeoutMs: o.runTimeoutMs } : {}),
       ...(o.echo ? { echo: o.echo } : {}),
     });
-    const { paths, created } = profilePaths(s.traced, (p) => built.reasons.has(p));
+    const { paths, listed, missing, created } = profilePaths(s.traced, treeFs(built.tree));
     const header: ProfileHeader = {
       image: o.image.source,
       ...(built.digest ? { digest: built.digest } : {}),
@@ -95,10 +100,19 @@ export async function traceImage(o: TraceOptions): Promise<TraceResult> {
       kernel: await kernelLabel(o.kernel, built.arch),
       arch: built.arch,
       "exit status": String(s.status),
+      recorder: RECORDER,
       ...(s.lost ? { truncated: `${s.lost} events not recorded (the init's table was full)` } : {}),
     };
-    await writeFileAtomically(o.output, Readable.from([encodeProfile({ header, paths })]));
-    return { output: o.output, paths: paths.length, created: created.length, lost: s.lost, status: s.status };
+    await writeFileAtomically(o.output, Readable.from([encodeProfile({ header, paths, listed, missing })]));
+    return {
+      output: o.output,
+      paths: paths.length,
+      listed: listed.length,
+      missing: missing.length,
+      created: created.length,
+      lost: s.lost,
+      status: s.status,
+    };
   } finally {
     await rm(scratch, { recursive: true, force: true });
     untrackTempPath(scratch);

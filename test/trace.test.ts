@@ -184,7 +184,7 @@ describe("busybox httpd, with a page added", { timeout: 6 * TEST_TIMEOUT_MS }, (
   });
 });
 
-describe("nginx", { timeout: 4 * TEST_TIMEOUT_MS }, () => {
+describe("nginx", { timeout: 6 * TEST_TIMEOUT_MS }, () => {
   let source = "";
   let profileFile = "";
   before(async () => {
@@ -212,6 +212,39 @@ describe("nginx", { timeout: 4 * TEST_TIMEOUT_MS }, () => {
     assert.match(why.get("etc/nginx/sites-enabled/default")!, /symlink to traced/);
     assert.match(why.get("var/log/nginx/error.log")!, /symlink into \/dev/);
     assert.ok(!why.has("usr/bin/bash"));
+  });
+
+  test("the recorder sees what fanotify cannot: stat, a failed lookup, readlink, a listed directory; the traced build answers", async () => {
+    // Each word of the answer needs what only a lookup reveals: debian_version is stat()ed,
+    // never opened; optional.conf must stay absent; the snippets are found by listing their
+    // directory (only the one the glob matches is read); the awk link is read, not followed.
+    const script = [
+      "test -f /etc/debian_version && D=yes",
+      "test -e /etc/nginx/conf.d/optional.conf && exit 4",
+      'S=; for f in /etc/nginx/snippets/s*.conf; do cat $f >/dev/null; S="$S $(basename $f)"; done',
+      'echo "snippets$S awk $(readlink /usr/bin/awk) debian $D" > /var/www/html/probe.txt',
+      "exec nginx -g 'daemon off;'",
+    ].join("; ");
+    const probe =
+      "tcp:80:GET /probe.txt HTTP/1.0\\r\\n\\r\\n:snippets snakeoil.conf awk /etc/alternatives/awk debian yes";
+    const args = ["--entrypoint", "/bin/sh", "--", "-c", script];
+    const { file, profile } = await trace("nginx-lookups", [source, "--probe", probe, ...args]);
+    assertHas(
+      profile.paths,
+      ["etc/debian_version", "usr/bin/awk", "etc/nginx/snippets/snakeoil.conf"],
+      "the profile",
+    );
+    assert.ok(
+      profile.missing?.includes("/etc/nginx/conf.d/optional.conf"),
+      "the failed lookup is in the profile",
+    );
+    assert.ok(profile.listed?.includes("etc/nginx/snippets"), "the listed directory is in the profile");
+    assert.equal(profile.header.recorder, "syscalls");
+    const { why } = await tracedBuild("nginx-lookups-trace", source, file, args);
+    assert.match(why.get("etc/debian_version")!, /traced/);
+    assert.match(why.get("etc/nginx/snippets")!, /listed/);
+    assert.ok(!why.has("etc/nginx/snippets/fastcgi-php.conf"), "a listed entry the app did not use goes");
+    assert.match(why.get("usr/bin/awk")!, /traced/);
   });
 
   test("static is not sound for nginx (its page is no ELF dependency): verification fails, the old output stays", async () => {

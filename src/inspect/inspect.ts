@@ -35,6 +35,8 @@ export interface Inspection {
   app?: AppConfig;
   /** From FILE.why's header, when build wrote one: what compressed it, and the cpio's sha256. */
   build?: { compressor?: string; cpioSha256?: string };
+  /** With --why: paths the app looked up in its trace that the image did not have. */
+  missing?: string[];
 }
 
 /** The compression of a file, from its first bytes. */
@@ -146,6 +148,7 @@ export async function inspectArchive(file: string, opts: InspectOptions = {}): P
     const { compressor, cpioSha256 } = sidecar.header;
     if (compressor || cpioSha256)
       result.build = { ...(compressor ? { compressor } : {}), ...(cpioSha256 ? { cpioSha256 } : {}) };
+    if (opts.why && sidecar.missing.length) result.missing = sidecar.missing;
     if (opts.why)
       for (const f of result.entries)
         f.why =
@@ -187,6 +190,10 @@ export function formatInspection(r: Inspection): string {
       `${modeString(e.mode)} ${`${e.uid}:${e.gid}`.padEnd(11)} ${size.padStart(10)}  /${printable(e.path === "." ? "" : e.path)}${link}${why}`,
     );
   }
+  for (const m of r.missing ?? [])
+    lines.push(
+      `${"?".padEnd(35)}  ${printable(m)}  # looked up in the trace, not in the image: nothing kept`,
+    );
   const c = r.counts;
   lines.push(
     "",

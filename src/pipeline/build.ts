@@ -207,7 +207,8 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       compression: o.compression,
       arch,
       source: o.source,
-      why: (header) => encodeWhy(header, whyEntries(tree, reasons)),
+      why: (header) =>
+        encodeWhy(header, whyEntries(tree, reasons), o.minimize === "trace" ? o.profile?.missing : undefined),
       ...(o.verify ? { verify: o.verify } : {}),
       ...(o.onWrite ? { onWrite: o.onWrite } : {}),
       ...(o.sizeBytes !== undefined ? { sizeBytes: o.sizeBytes } : {}),

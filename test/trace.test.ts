@@ -130,6 +130,44 @@ describe("busybox httpd, with a page added", { timeout: 6 * TEST_TIMEOUT_MS }, (
     assert.match(b.stdout, /^verified: http:8080\/ passed$/m);
   });
 
+  test("build --profile a --profile b keeps the union; a profile of another image warns naming both digests", async () => {
+    const a = join(work, "a.profile");
+    const b = join(work, "b.profile");
+    const other = `sha256:${"0".repeat(64)}`;
+    await writeFile(
+      a,
+      "# slimroot profile v1\n# recorder: syscalls\n/bin/busybox\n/www/index.html\n? /etc/a.conf\n",
+    );
+    await writeFile(
+      b,
+      `# slimroot profile v1\n# digest: ${other}\n# recorder: syscalls\n/etc/passwd\nL /www\n`,
+    );
+    const r = await build("union", [
+      source,
+      "--minimize",
+      "trace",
+      "--profile",
+      a,
+      "--profile",
+      b,
+      "--no-verify",
+      ...httpd(),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const warning = r.stderr.split("\n").find((l) => l.includes(other));
+    assert.ok(warning, r.stderr);
+    assert.match(
+      warning!,
+      new RegExp(`b\\.profile was made for image ${other}, this image is sha256:[0-9a-f]{64}`),
+    );
+    assert.ok(!r.stderr.includes("a.profile was made"), "a profile without a digest is not checked");
+    const why = await explained(r.out);
+    assert.match(why.get("www/index.html")!, /traced|--add/);
+    assert.match(why.get("etc/passwd")!, /traced/);
+    const shown = await runCli(["inspect", "--why", r.out]);
+    assert.match(shown.stdout, /\/etc\/a\.conf {2}# looked up in the trace/);
+  });
+
   test("a probe that never passes fails the trace with one line naming it", async () => {
     const file = join(work, "never.profile");
     const r = await cli([

@@ -113,3 +113,49 @@ export function profileCommandMismatch(
   if (recorded === undefined || recorded === JSON.stringify(args)) return undefined;
   return `${file} was recorded for ${recorded}, this image runs ${JSON.stringify(args)}: trace it again if that reads other files`;
 }
+
+/** A warning when the profile was made for another image (by digest) than the one being built. */
+export function profileDigestMismatch(
+  p: Profile,
+  file: string,
+  digest: string | undefined,
+): string | undefined {
+  const made = p.header.digest;
+  if (made === undefined || digest === undefined || made === digest) return undefined;
+  return `${file} was made for image ${made}, this image is ${digest}: trace it again if its files moved`;
+}
+
+/**
+ * Several traces of one app as one profile (`build --profile a --profile b`, `trace --merge`):
+ * every path used, directory listed and failed lookup of any, the probes of all (in order,
+ * once each). The header is the first's; its lookups count as recorded only when every
+ * trace recorded them (else fanotify's rules must run for the others' paths).
+ */
+export function mergeProfiles(profiles: readonly Profile[]): Profile {
+  const [first, ...rest] = profiles;
+  if (!first) throw new Error("mergeProfiles: no profile");
+  if (rest.length === 0) return first;
+  const union = (pick: (p: Profile) => readonly string[] | undefined) => [
+    ...new Set(profiles.flatMap((p) => pick(p) ?? [])),
+  ];
+  const probes = union((p) => {
+    try {
+      const specs: unknown = JSON.parse(p.header.probes ?? "[]");
+      return Array.isArray(specs) ? specs.map(String) : [];
+    } catch {
+      return [];
+    }
+  });
+  const lookups = profiles.every((p) => p.lookups);
+  const used = new Set(union((p) => p.paths).map((x) => `/${x}`));
+  const header: ProfileHeader = { ...first.header, probes: JSON.stringify(probes) };
+  if (!lookups) delete header.recorder;
+  return {
+    header,
+    paths: union((p) => p.paths),
+    listed: union((p) => p.listed),
+    // A path one trace found (another run made it first, say) is no failed lookup.
+    missing: union((p) => p.missing).filter((m) => !used.has(m)),
+    lookups,
+  };
+}

@@ -3,6 +3,7 @@
  * the probes, stops the app, and writes the image paths it opened as a profile for
  * `build --minimize trace`.
  */
+import { existsSync } from "node:fs";
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -19,7 +20,15 @@ import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import type { PortForward } from "../vm/ports.js";
 import { profilePaths } from "./paths.js";
 import type { Probe } from "./probe.js";
-import { encodeProfile, type ProfileHeader, RECORDER } from "./profile.js";
+import {
+  encodeProfile,
+  loadProfile,
+  mergeProfiles,
+  type Profile,
+  type ProfileHeader,
+  profileDigestMismatch,
+  RECORDER,
+} from "./profile.js";
 import { probeSession } from "./session.js";
 
 export interface TraceOptions {
@@ -38,6 +47,8 @@ export interface TraceOptions {
   runTimeoutMs?: number;
   echo?: NodeJS.WritableStream;
   log?: (line: string) => void;
+  /** Add to the profile already at `output` (another path through the app) instead of replacing it. */
+  merge?: boolean;
 }
 
 export interface TraceResult {
@@ -103,12 +114,24 @@ export async function traceImage(o: TraceOptions): Promise<TraceResult> {
       recorder: RECORDER,
       ...(s.lost ? { truncated: `${s.lost} events not recorded (the init's table was full)` } : {}),
     };
-    await writeFileAtomically(o.output, Readable.from([encodeProfile({ header, paths, listed, missing })]));
+    let profile: Profile = { header, paths, listed, missing, lookups: true };
+    if (o.merge && existsSync(o.output)) {
+      const before = await loadProfile(o.output);
+      const mismatch = profileDigestMismatch(before, o.output, built.digest);
+      if (mismatch) log(`warning: ${mismatch}`);
+      // The header is this run's (image, date, kernel), the probes both runs'.
+      const first = {
+        ...before,
+        header: { ...before.header, ...header, probes: before.header.probes ?? "[]" },
+      };
+      profile = mergeProfiles([first, profile]);
+    }
+    await writeFileAtomically(o.output, Readable.from([encodeProfile(profile)]));
     return {
       output: o.output,
-      paths: paths.length,
-      listed: listed.length,
-      missing: missing.length,
+      paths: profile.paths.length,
+      listed: profile.listed?.length ?? 0,
+      missing: profile.missing?.length ?? 0,
       created: created.length,
       lost: s.lost,
       status: s.status,

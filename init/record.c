@@ -16,7 +16,9 @@
  *     /path        named and there       ? /path      named and not there
  *     L /dir       listed (getdents64)
  *
- * Creating a name (mkdir, O_CREAT, a rename's target) also records its parent directory.
+ * Creating a name (mkdir, O_CREAT, a rename's target) records the name if it was there (an
+ * existing directory the app expects), and its parent directory; a name it makes is no failed
+ * lookup.
  */
 #include "init.h"
 
@@ -139,6 +141,8 @@ static void note(char *key, long n, int what)
 	if (what == LIST) {
 		key[0] = 'L';
 	} else if (sys5(NR_statx, AT_FDCWD, key + 2, AT_SYMLINK_NOFOLLOW, 0, &st) < 0) {
+		if (what == MAKE) /* made, not looked for: its directory is what it needs */
+			return;
 		key[0] = '?';
 	} else {
 		trace_add(key + 2, n);

@@ -5,7 +5,15 @@ import { decodeTracePath, GuestReport } from "../vm/report.js";
 import { TraceCollector } from "./console-trace.js";
 import { imagePathOf } from "./paths.js";
 import { parseProbe, probePorts } from "./probe.js";
-import { decodeProfile, encodeProfile, profileCommandMismatch, profileProbes } from "./profile.js";
+import {
+  decodeProfile,
+  encodeProfile,
+  mergeProfiles,
+  profileCommandMismatch,
+  profileDigestMismatch,
+  profileProbes,
+  RECORDER,
+} from "./profile.js";
 
 test("probe specs", () => {
   assert.deepEqual(parseProbe("http:80"), { kind: "http", spec: "http:80", port: 80, path: "/" });
@@ -129,4 +137,40 @@ test("a profile recorded for another command is named in a warning", () => {
     profileCommandMismatch(decodeProfile("# slimroot profile v1\n/a\n", "x"), "x", ["/a"]),
     undefined,
   );
+});
+
+test("a profile's lookups and listings round-trip; several profiles merge into their union", () => {
+  const a = decodeProfile(
+    encodeProfile({
+      header: { probes: JSON.stringify(["http:80/"]), recorder: RECORDER, digest: "sha256:a" },
+      paths: ["etc/x", "odd\nname"],
+      listed: ["etc"],
+      missing: ["/etc/y.conf", "/made/later"],
+    }),
+    "a",
+  );
+  assert.deepEqual(a.paths, ["etc/x", "odd\nname"]);
+  assert.deepEqual(a.listed, ["etc"]);
+  assert.deepEqual(a.missing, ["/etc/y.conf", "/made/later"]);
+  assert.equal(a.lookups, true);
+  const b = decodeProfile(
+    `# slimroot profile v1\n# probes: ["http:80/","tcp:81"]\n# recorder: ${RECORDER}\n/made/later\nL /var\n`,
+    "b",
+  );
+  const u = mergeProfiles([a, b]);
+  assert.deepEqual(u.paths.sort(), ["etc/x", "made/later", "odd\nname"]);
+  assert.deepEqual(u.listed, ["etc", "var"]);
+  assert.deepEqual(u.missing, ["/etc/y.conf"], "found in one trace: no failed lookup");
+  assert.deepEqual(profileProbes(u, "u"), ["http:80/", "tcp:81"]);
+  assert.equal(u.lookups, true);
+  // A fanotify-only profile in the mix: the rules for its blind spots must run.
+  const old = mergeProfiles([a, decodeProfile("# slimroot profile v1\n/bin/sh\n", "old")]);
+  assert.equal(old.lookups, false);
+  assert.equal(decodeProfile(encodeProfile(old), "o").lookups, false);
+  assert.match(
+    profileDigestMismatch(a, "a.profile", "sha256:b") ?? "",
+    /^a\.profile was made for image sha256:a, this image is sha256:b/,
+  );
+  assert.equal(profileDigestMismatch(a, "a.profile", "sha256:a"), undefined);
+  assert.equal(profileDigestMismatch(b, "b.profile", "sha256:b"), undefined);
 });

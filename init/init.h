@@ -28,6 +28,8 @@ void record_start(void);
 void record_child(void);
 void record_attach(long pid);
 int trace_stopped(int tid, int st);
+/* "seccomp" or "ptrace" (every call stops) once recording, else NULL: for the report. */
+const char *record_mode(void);
 /*
  * root.c: with a `root` record in run.conf, finds the disk by its identity bytes, mounts it
  * (read-only ones under a tmpfs overlay), mounts the volumes, moves /dev, /proc, /sys, /tmp

@@ -47,6 +47,7 @@ static const struct call {
 
 static int go[2] = {-1, -1}, mode[2] = {-1, -1}; /* pipes: tracer to app, app to tracer */
 static long resume = PTRACE_CONT;		 /* PTRACE_SYSCALL without seccomp */
+static int attached;
 
 void record_start(void)
 {
@@ -93,6 +94,12 @@ void record_attach(long pid)
 		resume = PTRACE_SYSCALL;
 		sys_ptrace(PTRACE_INTERRUPT, (int)pid, 0, 0);
 	}
+	attached = 1;
+}
+
+const char *record_mode(void)
+{
+	return !attached ? NULL : resume == PTRACE_CONT ? "seccomp" : "ptrace";
 }
 
 /* The file an fd of `tid` names (AT_FDCWD: its cwd); its length, or < 0. */

@@ -158,6 +158,8 @@ void trace_report(void)
 		off += n + 1;
 	}
 	write_all(1, out, len);
+	if (record_mode())
+		write_all(1, out, fmt(out, sizeof(out), "SLIMROOT_TRACE_RECORDER %s\n", record_mode()));
 	if (lost)
 		write_all(1, out, fmt(out, sizeof(out), "SLIMROOT_TRACE_LOST %u\n", lost));
 	fan = -1;

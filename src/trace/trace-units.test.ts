@@ -53,10 +53,13 @@ test("trace lines: the init's escapes undone, taken only inside the keyed report
     "app says hi",
     "SLIMROOT_TRACE /forged/by/the/app",
     "SLIMROOT_TRACE_LOST 99",
+    "SLIMROOT_TRACE_RECORDER ptrace",
     `SLIMROOT_REPORT ${"0".repeat(32)}`,
     `partial output SLIMROOT_REPORT ${report.key}`,
     "SLIMROOT_TRACE /usr/bin/app",
     "SLIMROOT_TRACE /etc/a\\nb",
+    "SLIMROOT_TRACE ? /etc/missing",
+    "SLIMROOT_TRACE_RECORDER seccomp",
     "SLIMROOT_TRACE_LOST 3",
     "SLIMROOT_EXIT=0",
     "SLIMROOT_TRACE /after/the/end",
@@ -66,8 +69,9 @@ test("trace lines: the init's escapes undone, taken only inside the keyed report
   for (let i = 0; i < text.length; i += 7) c.write(Buffer.from(text.slice(i, i + 7), "latin1"));
   await new Promise<void>((r) => c.end(r));
   report.scan(text);
-  assert.deepEqual(report.traced, ["/usr/bin/app", "/etc/a\nb"]);
+  assert.deepEqual(report.traced, ["/usr/bin/app", "/etc/a\nb", "? /etc/missing"]);
   assert.equal(report.lost, 3);
+  assert.equal(report.recorder, "seccomp");
   assert.equal(report.exitCode, 0);
   assert.equal(c.lastLine(), "app says hi");
 });

@@ -111,10 +111,16 @@ export async function traceImage(o: TraceOptions): Promise<TraceResult> {
       kernel: await kernelLabel(o.kernel, built.arch),
       arch: built.arch,
       "exit status": String(s.status),
-      recorder: RECORDER,
+      // Only when the init recorded lookups: else the builder's rules for fanotify's blind spots run.
+      ...(s.recorder ? { recorder: RECORDER } : {}),
       ...(s.lost ? { truncated: `${s.lost} events not recorded (the init's table was full)` } : {}),
     };
-    let profile: Profile = { header, paths, listed, missing, lookups: true };
+    if (s.recorder)
+      if (s.recorder)
+        log(
+          `recorded opens and file system calls (${s.recorder === "seccomp" ? "ptrace at the calls a seccomp filter picks" : "ptrace at every call: the kernel has no seccomp filter"})`,
+        );
+    let profile: Profile = { header, paths, listed, missing, lookups: s.recorder !== undefined };
     if (o.merge && existsSync(o.output)) {
       const before = await loadProfile(o.output);
       const mismatch = profileDigestMismatch(before, o.output, built.digest);

@@ -373,9 +373,13 @@ describe("record mode on arm64", { timeout: TEST_TIMEOUT_MS }, () => {
       "--",
       "sh",
       "-c",
-      "cat /etc/passwd >/dev/null",
+      "cat /etc/passwd >/dev/null; test -e /etc/nothere; ls /etc >/dev/null",
     ]);
     assertHas(profile.paths, ["bin/busybox", "etc/passwd"], "the profile");
     assert.equal(profile.header.arch, "arm64");
+    // The syscall recorder too: aarch64 has only the *at calls.
+    assert.equal(profile.header.recorder, "syscalls");
+    assert.ok(profile.missing?.includes("/etc/nothere"), "a failed lookup on arm64");
+    assert.ok(profile.listed?.includes("etc"), "a listing on arm64");
   });
 });

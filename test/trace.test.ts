@@ -86,6 +86,7 @@ describe("busybox httpd, with a page added", { timeout: 6 * TEST_TIMEOUT_MS }, (
     www = join(work, "www");
     await mkdir(www);
     await writeFile(join(www, "index.html"), "<h1>hello from busybox</h1>\n");
+    await writeFile(join(www, "second.html"), "<h1>another path</h1>\n");
   });
 
   test("trace runs http, tcp and exec probes and records the binary and the page", async () => {
@@ -128,6 +129,27 @@ describe("busybox httpd, with a page added", { timeout: 6 * TEST_TIMEOUT_MS }, (
     ]);
     assert.equal(b.code, 0, b.stderr);
     assert.match(b.stdout, /^verified: http:8080\/ passed$/m);
+  });
+
+  test("trace --merge adds another path through the app to a profile: paths and probes of both", async () => {
+    const file = join(work, "merged.profile");
+    await writeFile(file, await readFile(profileFile));
+    const r = await cli([
+      "trace",
+      "--merge",
+      "-o",
+      file,
+      source,
+      "--probe",
+      "http:8080/second.html",
+      ...httpd(),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const merged = decodeProfile(await readFile(file, "utf8"), file);
+    assertHas(merged.paths, ["bin/busybox", "www/index.html", "www/second.html"], "the merged profile");
+    assert.deepEqual(profileProbes(merged, file, true).at(-1), "http:8080/second.html");
+    assert.equal(profileProbes(merged, file, true).length, 4);
+    assert.equal(merged.header.recorder, "syscalls");
   });
 
   test("build --profile a --profile b keeps the union; a profile of another image warns naming both digests", async () => {

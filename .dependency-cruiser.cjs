@@ -29,7 +29,7 @@ const LAYERS = {
   kernel: ["artifact", "disk", "elf", "kmod", "tree"],
   vm: ["appconfig", "artifact", "cpio", "disk", "kernel", "kmod", "tree"],
   // trace drives a whole build (the probed boot), so it alone of the stages imports pipeline/.
-  trace: ["appconfig", "kernel", "pipeline", "vm"],
+  trace: ["appconfig", "kernel", "minimize", "pipeline", "tree", "vm"],
   bench: ["artifact", "inspect", "kernel", "source", "trace", "vm"],
   cli: ["*"],
 };

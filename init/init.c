@@ -53,8 +53,8 @@ static void reap_for(int ms)
 	for (int t = 0;; t += 10) {
 		int st;
 		long r;
-		while ((r = sys_wait4(-1, &st, WNOHANG)) > 0)
-			;
+		while ((r = sys_wait4(-1, &st, WNOHANG | WALL)) > 0)
+			trace_stopped((int)r, st);
 		if (r == -ECHILD || t >= ms)
 			return;
 		sleep_ms(10);
@@ -319,6 +319,7 @@ static __attribute__((noreturn)) void child(const struct conf *c)
 	is_child = 1;
 	sys_sigprocmask(SIG_SETMASK, &none, NULL);
 	sys_setsid();
+	record_child(); /* record mode: traced from here on */
 	/* A missing working directory is created, as Docker (runc) does. */
 	mkdir_p(c->workdir);
 	if ((e = sys_setgroups(c->ngroups, c->groups)) < 0)
@@ -347,8 +348,8 @@ static int wait_app(long pid)
 	for (;;) {
 		int st;
 		long r;
-		while ((r = sys_wait4(-1, &st, WNOHANG)) > 0)
-			if (r == pid) /* exit code, or 128 + the signal that killed it */
+		while ((r = sys_wait4(-1, &st, WNOHANG | WALL)) > 0)
+			if (!trace_stopped((int)r, st) && r == pid) /* exit code, or 128 + the signal that killed it */
 				return st & 0x7f ? 128 + (st & 0x7f) : (st >> 8) & 0xff;
 		if (r < 0 && r != -EINTR)
 			die(125, "wait: %e", (int)-r);
@@ -405,5 +406,6 @@ __attribute__((noreturn, used)) void start_c(long *sp)
 		die(125, "fork: %e", (int)-pid);
 	if (pid == 0)
 		child(&c);
+	record_attach(pid);
 	finish(wait_app(pid));
 }

@@ -17,6 +17,19 @@ void net_setup(const struct conf *c);
 void trace_start(const unsigned long *sigs);
 int trace_wait(void);
 void trace_report(void);
+/* trace.c: adds a record to the set (n < 0: counts one lost). */
+void trace_add(const char *p, long n);
+/*
+ * record.c, the syscall recorder of record mode: record_start() with trace_start();
+ * record_child() in the app's process before it drops root; record_attach() in PID 1 after
+ * the fork. trace_stopped() takes a wait status: 1 when it was a tracee's stop (handled).
+ */
+void record_start(void);
+void record_child(void);
+void record_attach(long pid);
+int trace_stopped(int tid, int st);
+/* "seccomp" or "ptrace" (every call stops) once recording, else NULL: for the report. */
+const char *record_mode(void);
 /*
  * root.c: with a `root` record in run.conf, finds the disk by its identity bytes, mounts it
  * (read-only ones under a tmpfs overlay), mounts the volumes, moves /dev, /proc, /sys, /tmp

@@ -22,8 +22,14 @@ enum {
 	NR_openat = 257, NR_mkdirat = 258, NR_unlinkat = 263, NR_symlinkat = 266,
 	NR_readlinkat = 267, NR_faccessat = 269, NR_ppoll = 271, NR_signalfd4 = 289, NR_dup3 = 292,
 	NR_fanotify_init = 300, NR_fanotify_mark = 301, NR_finit_module = 313, NR_chroot = 161,
-	NR_statx = 332, NR_fchmodat = 268, NR_fchownat = 260,
+	NR_statx = 332, NR_fchmodat = 268, NR_fchownat = 260, NR_pread64 = 17, NR_pipe2 = 293,
+	NR_prctl = 157, NR_ptrace = 101,
+	/* only traced (record.c) */
+	NR_open = 2, NR_stat = 4, NR_lstat = 6, NR_access = 21, NR_rename = 82, NR_mkdir = 83,
+	NR_unlink = 87, NR_readlink = 89, NR_newfstatat = 262, NR_renameat = 264,
+	NR_execveat = 322, NR_renameat2 = 316, NR_openat2 = 437, NR_faccessat2 = 439,
 };
+#define AUDIT_ARCH_NATIVE 0xc000003eu
 #define O_DIRECTORY 0200000
 #define O_LARGEFILE 0100000
 
@@ -53,7 +59,12 @@ enum {
 	NR_munmap = 215, NR_clone = 220, NR_execve = 221, NR_mmap = 222, NR_wait4 = 260,
 	NR_finit_module = 273, NR_ppoll = 73, NR_signalfd4 = 74, NR_fanotify_init = 262,
 	NR_fanotify_mark = 263, NR_chroot = 51, NR_statx = 291, NR_fchmodat = 53, NR_fchownat = 54,
+	NR_pread64 = 67, NR_pipe2 = 59, NR_prctl = 167, NR_ptrace = 117,
+	/* only traced (record.c) */
+	NR_newfstatat = 79, NR_renameat = 38, NR_execveat = 281, NR_renameat2 = 276,
+	NR_openat2 = 437, NR_faccessat2 = 439,
 };
+#define AUDIT_ARCH_NATIVE 0xc00000b7u
 #define O_DIRECTORY 040000
 #define O_LARGEFILE 0400000
 
@@ -91,7 +102,13 @@ CHK(rt_sigtimedwait); CHK(sync); CHK(mount); CHK(reboot); CHK(sethostname); CHK(
 CHK(getdents64); CHK(exit_group); CHK(openat); CHK(mkdirat); CHK(unlinkat); CHK(symlinkat);
 CHK(readlinkat); CHK(faccessat); CHK(dup3); CHK(finit_module); CHK(ppoll); CHK(signalfd4);
 CHK(fanotify_init); CHK(fanotify_mark); CHK(fcntl); CHK(chroot); CHK(statx); CHK(fchmodat);
-CHK(fchownat);
+CHK(fchownat); CHK(pread64); CHK(pipe2); CHK(prctl); CHK(ptrace); CHK(newfstatat);
+CHK(execveat); CHK(renameat2); CHK(openat2); CHK(faccessat2);
+#if defined(__x86_64__)
+CHK(open); CHK(stat); CHK(lstat); CHK(access); CHK(rename); CHK(mkdir); CHK(unlink);
+CHK(readlink);
+#endif
+CHK(renameat);
 #endif
 
 /* A raw result that is an error (-4095..-1), as opposed to a value such as an address. */
@@ -170,6 +187,7 @@ CHK(fchownat);
 #define SIGBIT(s) (1UL << ((s) - 1))
 
 #define WNOHANG 1
+#define WALL 0x40000000 /* __WALL: ptrace-attached threads too */
 
 #define TCSBRK 0x5409 /* with arg 1: tcdrain() */
 #define TCXONC 0x540a
@@ -221,6 +239,52 @@ struct fan_event_k {
 	uint16_t metadata_len;
 	uint64_t mask;
 	int32_t fd, pid;
+};
+
+/* ptrace and seccomp (record mode, record.c) */
+#define SIGTRAP 5
+#define SIGSTOP 19
+#define SIGTSTP 20
+#define SIGTTIN 21
+#define SIGTTOU 22
+#define PTRACE_CONT 7
+#define PTRACE_SYSCALL 24
+#define PTRACE_SEIZE 0x4206
+#define PTRACE_INTERRUPT 0x4207
+#define PTRACE_LISTEN 0x4208
+#define PTRACE_GET_SYSCALL_INFO 0x420e
+#define PTRACE_O_TRACESYSGOOD 0x1
+#define PTRACE_O_TRACEFORK 0x2
+#define PTRACE_O_TRACEVFORK 0x4
+#define PTRACE_O_TRACECLONE 0x8
+#define PTRACE_O_TRACEEXEC 0x10
+#define PTRACE_O_TRACESECCOMP 0x80
+#define PTRACE_EVENT_SECCOMP 7
+#define PTRACE_EVENT_STOP 128
+#define PTRACE_SYSCALL_INFO_ENTRY 1
+#define PR_SET_SECCOMP 22
+#define SECCOMP_MODE_FILTER 2
+#define SECCOMP_RET_TRACE 0x7ff00000u
+#define SECCOMP_RET_ALLOW 0x7fff0000u
+#define AT_SYMLINK_NOFOLLOW 0x100
+
+/* struct ptrace_syscall_info, entry and seccomp stops (the same layout up to args) */
+struct syscall_info_k {
+	uint8_t op, pad[3];
+	uint32_t arch;
+	uint64_t ip, sp, nr, args[6];
+	uint32_t ret_data, pad2;
+};
+
+struct sock_filter_k {
+	uint16_t code;
+	uint8_t jt, jf;
+	uint32_t k;
+};
+
+struct sock_fprog_k {
+	unsigned short len;
+	const struct sock_filter_k *filter;
 };
 
 struct pollfd_k {
@@ -332,6 +396,10 @@ static inline long sys_fanotify_init(unsigned fl, unsigned evfl) { return sys2(N
 static inline long sys_fanotify_mark(int fd, unsigned fl, uint64_t mask, const char *p) { return sys5(NR_fanotify_mark, fd, fl, mask, AT_FDCWD, p); }
 static inline long sys_signalfd(const unsigned long *set, int fl) { return sys4(NR_signalfd4, -1, set, 8, fl); }
 static inline long sys_ppoll(struct pollfd_k *f, unsigned n) { return sys5(NR_ppoll, f, n, 0, 0, 8); }
+static inline long sys_pread(int fd, void *b, size_t n, long off) { return sys4(NR_pread64, fd, b, n, off); }
+static inline long sys_pipe(int *fds) { return sys2(NR_pipe2, fds, O_CLOEXEC); }
+static inline long sys_prctl(int op, long a, const void *b) { return sys3(NR_prctl, op, a, b); }
+static inline long sys_ptrace(long req, int pid, long addr, long data) { return sys4(NR_ptrace, req, pid, addr, data); }
 static inline long sys_init_module(const void *img, size_t n, const char *params) { return sys3(NR_init_module, img, n, params); }
 
 #endif

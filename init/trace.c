@@ -24,8 +24,12 @@ static unsigned slot[SLOTS]; /* 1 + offset in store; 0: empty */
 static unsigned npaths, lost;
 static int fan = -1, sigfd = -1;
 
-static void remember(const char *p, unsigned n)
+void trace_add(const char *p, long n)
 {
+	if (n < 0) {
+		lost++;
+		return;
+	}
 	unsigned h = 2166136261u; /* FNV-1a */
 	for (unsigned i = 0; i < n; i++)
 		h = (h ^ (unsigned char)p[i]) * 16777619u;
@@ -35,7 +39,7 @@ static void remember(const char *p, unsigned n)
 		if (!memcmp(q, p, n) && !q[n])
 			return;
 	}
-	if (npaths == MAX_PATHS || n + 1 > sizeof(store) - store_used) {
+	if (npaths == MAX_PATHS || (unsigned long)n + 1 > sizeof(store) - store_used) {
 		lost++;
 		return;
 	}
@@ -59,7 +63,7 @@ static void record_fd(int fd)
 	static const char deleted[] = " (deleted)";
 	if (n > 10 && !memcmp(path + n - 10, deleted, 10))
 		n -= 10;
-	remember(path, (unsigned)n);
+	trace_add(path, n);
 }
 
 /* Reads every queued event (the group is non-blocking). */
@@ -102,6 +106,7 @@ void trace_start(const unsigned long *sigs)
 	if (r < 0)
 		die(125, "trace: signalfd: %e", (int)-r);
 	sigfd = (int)r;
+	record_start();
 }
 
 int trace_wait(void)
@@ -153,6 +158,8 @@ void trace_report(void)
 		off += n + 1;
 	}
 	write_all(1, out, len);
+	if (record_mode())
+		write_all(1, out, fmt(out, sizeof(out), "SLIMROOT_TRACE_RECORDER %s\n", record_mode()));
 	if (lost)
 		write_all(1, out, fmt(out, sizeof(out), "SLIMROOT_TRACE_LOST %u\n", lost));
 	fan = -1;

@@ -86,6 +86,7 @@ describe("busybox httpd, with a page added", { timeout: 6 * TEST_TIMEOUT_MS }, (
     www = join(work, "www");
     await mkdir(www);
     await writeFile(join(www, "index.html"), "<h1>hello from busybox</h1>\n");
+    await writeFile(join(www, "second.html"), "<h1>another path</h1>\n");
   });
 
   test("trace runs http, tcp and exec probes and records the binary and the page", async () => {
@@ -114,7 +115,7 @@ describe("busybox httpd, with a page added", { timeout: 6 * TEST_TIMEOUT_MS }, (
       ...httpd(),
     ]);
     assert.match(why.get("www/index.html")!, /traced|--add/);
-    assert.match(why.get("bin/httpd")!, /entrypoint|symlink/);
+    assert.match(why.get("bin/httpd")!, /entrypoint|symlink|traced/);
   });
 
   test("static is sound for it: the same probes pass", async () => {
@@ -130,6 +131,65 @@ describe("busybox httpd, with a page added", { timeout: 6 * TEST_TIMEOUT_MS }, (
     assert.match(b.stdout, /^verified: http:8080\/ passed$/m);
   });
 
+  test("trace --merge adds another path through the app to a profile: paths and probes of both", async () => {
+    const file = join(work, "merged.profile");
+    await writeFile(file, await readFile(profileFile));
+    const r = await cli([
+      "trace",
+      "--merge",
+      "-o",
+      file,
+      source,
+      "--probe",
+      "http:8080/second.html",
+      ...httpd(),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const merged = decodeProfile(await readFile(file, "utf8"), file);
+    assertHas(merged.paths, ["bin/busybox", "www/index.html", "www/second.html"], "the merged profile");
+    assert.deepEqual(profileProbes(merged, file, true).at(-1), "http:8080/second.html");
+    assert.equal(profileProbes(merged, file, true).length, 4);
+    assert.equal(merged.header.recorder, "syscalls");
+  });
+
+  test("build --profile a --profile b keeps the union; a profile of another image warns naming both digests", async () => {
+    const a = join(work, "a.profile");
+    const b = join(work, "b.profile");
+    const other = `sha256:${"0".repeat(64)}`;
+    await writeFile(
+      a,
+      "# slimroot profile v1\n# recorder: syscalls\n/bin/busybox\n/www/index.html\n? /etc/a.conf\n",
+    );
+    await writeFile(
+      b,
+      `# slimroot profile v1\n# digest: ${other}\n# recorder: syscalls\n/etc/passwd\nL /www\n`,
+    );
+    const r = await build("union", [
+      source,
+      "--minimize",
+      "trace",
+      "--profile",
+      a,
+      "--profile",
+      b,
+      "--no-verify",
+      ...httpd(),
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    const warning = r.stderr.split("\n").find((l) => l.includes(other));
+    assert.ok(warning, r.stderr);
+    assert.match(
+      warning!,
+      new RegExp(`b\\.profile was made for image ${other}, this image is sha256:[0-9a-f]{64}`),
+    );
+    assert.ok(!r.stderr.includes("a.profile was made"), "a profile without a digest is not checked");
+    const why = await explained(r.out);
+    assert.match(why.get("www/index.html")!, /traced|--add/);
+    assert.match(why.get("etc/passwd")!, /traced/);
+    const shown = await runCli(["inspect", "--why", r.out]);
+    assert.match(shown.stdout, /\/etc\/a\.conf {2}# looked up in the trace/);
+  });
+
   test("a probe that never passes fails the trace with one line naming it", async () => {
     const file = join(work, "never.profile");
     const r = await cli([
@@ -137,7 +197,7 @@ describe("busybox httpd, with a page added", { timeout: 6 * TEST_TIMEOUT_MS }, (
       "-o",
       file,
       "--timeout",
-      "8s",
+      "20s",
       source,
       "--probe",
       "http:8080/missing",
@@ -184,7 +244,7 @@ describe("busybox httpd, with a page added", { timeout: 6 * TEST_TIMEOUT_MS }, (
   });
 });
 
-describe("nginx", { timeout: 4 * TEST_TIMEOUT_MS }, () => {
+describe("nginx", { timeout: 6 * TEST_TIMEOUT_MS }, () => {
   let source = "";
   let profileFile = "";
   before(async () => {
@@ -209,9 +269,49 @@ describe("nginx", { timeout: 4 * TEST_TIMEOUT_MS }, () => {
 
   test("build --minimize trace passes the probe; links nginx went through are kept", async () => {
     const { why } = await tracedBuild("nginx-trace", source, profileFile);
-    assert.match(why.get("etc/nginx/sites-enabled/default")!, /symlink to traced/);
-    assert.match(why.get("var/log/nginx/error.log")!, /symlink into \/dev/);
+    // The recorder saw the path nginx named, links and all (fanotify alone saw only the file
+    // at their end, and a rule kept every link to a traced file).
+    assert.match(why.get("etc/nginx/sites-enabled/default")!, /traced/);
+    assert.match(why.get("var/log/nginx/error.log")!, /traced|symlink into \/dev/);
     assert.ok(!why.has("usr/bin/bash"));
+  });
+
+  test("the recorder sees what fanotify cannot: stat, a failed lookup, readlink, a listed directory; the traced build answers", async () => {
+    // Each word of the answer needs what only a lookup reveals: debian_version is stat()ed,
+    // never opened; optional.conf must stay absent; the snippets are found by listing their
+    // directory (only the one the glob matches is read); the awk link is read, not followed.
+    const script = [
+      "test -f /etc/debian_version && D=yes",
+      "test -e /etc/nginx/conf.d/optional.conf && exit 4",
+      'S=; for f in /etc/nginx/snippets/s*.conf; do cat $f >/dev/null; S="$S $(basename $f)"; done',
+      'echo "snippets$S awk $(readlink /usr/bin/awk) debian $D" > /var/www/html/probe.txt',
+      "exec nginx -g 'daemon off;'",
+    ].join("; ");
+    const probe =
+      "tcp:80:GET /probe.txt HTTP/1.0\\r\\n\\r\\n:snippets snakeoil.conf awk /etc/alternatives/awk debian yes";
+    const args = ["--entrypoint", "/bin/sh", "--", "-c", script];
+    const { file, profile } = await trace("nginx-lookups", [source, "--probe", probe, ...args]);
+    assertHas(
+      profile.paths,
+      ["etc/debian_version", "usr/bin/awk", "etc/nginx/snippets/snakeoil.conf"],
+      "the profile",
+    );
+    assert.ok(
+      profile.missing?.includes("/etc/nginx/conf.d/optional.conf"),
+      "the failed lookup is in the profile",
+    );
+    assert.ok(profile.listed?.includes("etc/nginx/snippets"), "the listed directory is in the profile");
+    assert.equal(profile.header.recorder, "syscalls");
+    const { why, out } = await tracedBuild("nginx-lookups-trace", source, file, args);
+    const shown = await runCli(["inspect", "--why", out]);
+    assert.match(
+      shown.stdout,
+      /^\?\s+\/etc\/nginx\/conf\.d\/optional\.conf {2}# looked up in the trace, not in the image/m,
+    );
+    assert.match(why.get("etc/debian_version")!, /traced/);
+    assert.match(why.get("etc/nginx/snippets")!, /listed/);
+    assert.ok(!why.has("etc/nginx/snippets/fastcgi-php.conf"), "a listed entry the app did not use goes");
+    assert.match(why.get("usr/bin/awk")!, /traced/);
   });
 
   test("static is not sound for nginx (its page is no ELF dependency): verification fails, the old output stays", async () => {
@@ -227,7 +327,7 @@ describe("nginx", { timeout: 4 * TEST_TIMEOUT_MS }, () => {
       "--probe",
       "http:80/",
       "--verify-timeout",
-      "8s",
+      "20s",
     ]);
     assert.equal(r.code, 1, r.stderr);
     assert.match(
@@ -266,8 +366,8 @@ describe("lighttpd: dlopen'd modules and perl children", { timeout: 3 * TEST_TIM
       "the profile",
     );
     const { why } = await tracedBuild("lighttpd-trace", source, file);
-    assert.match(why.get("bin")!, /holds traced files/, "include_shell runs /bin/sh");
-    assert.match(why.get("etc/lighttpd/conf-enabled/10-dir-listing.conf")!, /symlink to traced/);
+    assert.match(why.get("bin")!, /traced/, "include_shell runs /bin/sh");
+    assert.match(why.get("etc/lighttpd/conf-enabled/10-dir-listing.conf")!, /traced/);
   });
 });
 
@@ -295,9 +395,13 @@ describe("record mode on arm64", { timeout: TEST_TIMEOUT_MS }, () => {
       "--",
       "sh",
       "-c",
-      "cat /etc/passwd >/dev/null",
+      "cat /etc/passwd >/dev/null; test -e /etc/nothere; ls /etc >/dev/null",
     ]);
     assertHas(profile.paths, ["bin/busybox", "etc/passwd"], "the profile");
     assert.equal(profile.header.arch, "arm64");
+    // The syscall recorder too: aarch64 has only the *at calls.
+    assert.equal(profile.header.recorder, "syscalls");
+    assert.ok(profile.missing?.includes("/etc/nothere"), "a failed lookup on arm64");
+    assert.ok(profile.listed?.includes("etc"), "a listing on arm64");
   });
 });

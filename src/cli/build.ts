@@ -7,7 +7,14 @@ import { checkOutput } from "../output/output.js";
 import { build, MINIMIZE_LEVELS, type MinimizeLevel } from "../pipeline/build.js";
 import { FORMATS, IMAGE_FORMATS, type ImageFormat } from "../pipeline/formats.js";
 import { parseProbe } from "../trace/probe.js";
-import { loadProfile, type Profile, profileCommandMismatch, profileProbes } from "../trace/profile.js";
+import {
+  loadProfile,
+  mergeProfiles,
+  type Profile,
+  profileCommandMismatch,
+  profileDigestMismatch,
+  profileProbes,
+} from "../trace/profile.js";
 import { printable, UserError } from "../util/errors.js";
 import { addImageOptions, imageSettings } from "./image-options.js";
 import { collect, parseDuration } from "./parse.js";
@@ -46,7 +53,11 @@ export function registerBuild(program: Command): void {
       collect,
     )
     .option("--drop <glob>", "drop image paths matching GLOB whatever kept them (repeatable)", collect)
-    .option("--profile <file>", "the profile `slimroot trace` wrote, for --minimize trace")
+    .option(
+      "--profile <file>",
+      "the profile `slimroot trace` wrote, for --minimize trace (repeatable: the union of several traces)",
+      collect,
+    )
     .option("--strict", "a library the closure cannot find is an error, not a warning")
     .option(
       "--probe <probe>",
@@ -72,14 +83,24 @@ export function registerBuild(program: Command): void {
         throw new UserError(`--compress: only for cpio, not ${format}`);
       const compression =
         (opts.compress as Compression | undefined) ?? compressionForFileName(output) ?? "gzip";
-      const profileFile = opts.profile as string | undefined;
-      if (profileFile) await checkOutput(output, [{ path: profileFile, what: `--profile ${profileFile}` }]);
-      const profile: Profile | undefined = profileFile ? await loadProfile(profileFile) : undefined;
-      // --probe wins; else a traced build checks what the trace checked (when it boots at all).
+      const profileFiles = (opts.profile as string[] | undefined) ?? [];
+      if (profileFiles.length)
+        await checkOutput(
+          output,
+          profileFiles.map((f) => ({ path: f, what: `--profile ${f}` })),
+        );
+      const loaded: Profile[] = [];
+      for (const f of profileFiles) loaded.push(await loadProfile(f));
+      const profile = loaded.length ? mergeProfiles(loaded) : undefined;
+      // --probe wins; else a traced build checks what the traces checked (when it boots at all).
       const specs =
         (opts.probe as string[] | undefined) ??
-        (opts.minimize === "trace" && profile && opts.verify !== false
-          ? profileProbes(profile, profileFile!, Boolean(opts.allowProfileExec))
+        (opts.minimize === "trace" && opts.verify !== false
+          ? [
+              ...new Set(
+                loaded.flatMap((p, i) => profileProbes(p, profileFiles[i]!, Boolean(opts.allowProfileExec))),
+              ),
+            ]
           : []);
       const probes = specs.map(parseProbe);
       const verify = opts.verify !== false && probes.length > 0;
@@ -100,7 +121,7 @@ export function registerBuild(program: Command): void {
         keep: opts.keep as string[] | undefined,
         drop: opts.drop as string[] | undefined,
         strict: Boolean(opts.strict),
-        profile: profile?.paths,
+        ...(profile ? { profile } : {}),
         ...(verify
           ? {
               verify: async (image: string) => {
@@ -126,8 +147,11 @@ export function registerBuild(program: Command): void {
         writing.stop();
         clearStatus();
       });
-      const mismatch = profile && profileCommandMismatch(profile, profileFile!, result.app.args);
-      for (const w of [...result.warnings, ...(mismatch ? [mismatch] : [])])
+      const mismatches = loaded.flatMap((p, i) => [
+        profileCommandMismatch(p, profileFiles[i]!, result.app.args),
+        profileDigestMismatch(p, profileFiles[i]!, result.digest),
+      ]);
+      for (const w of [...result.warnings, ...mismatches.filter((m) => m !== undefined)])
         process.stderr.write(`slimroot: warning: ${printable(w)}\n`);
       process.stdout.write(
         `${result.output}: ${result.bytes} bytes (${FORMATS[format].compressed ? compression : format}), ${result.files} entries, ${result.arch}, runs ${JSON.stringify(result.app.args)}\n`,

@@ -37,7 +37,11 @@ export function registerTrace(program: Command): void {
     .option("--stop-timeout <duration>", "how long the app gets to exit once stopped", "10s")
     .option("--mem <MiB>", "guest memory (default: sized from the image, which lives in RAM)")
     .option("--cpus <n>", "virtual CPUs", "1")
-    .option("-v, --verbose", "copy the guest console to stderr");
+    .option("-v, --verbose", "copy the guest console to stderr")
+    .option(
+      "--merge",
+      "add this trace to the profile already at -o (another path through the app: its paths and probes stay, these are added)",
+    );
   addImageOptions(cmd).action(async (source: string, command: string[], opts: Record<string, unknown>) => {
     const probes = ((opts.probe as string[] | undefined) ?? []).map(parseProbe);
     const timeoutMs = parseDuration(opts.timeout as string, "--timeout");
@@ -55,11 +59,12 @@ export function registerTrace(program: Command): void {
       settleMs: parseDuration(opts.settle as string, "--settle"),
       stopGraceMs: parseDuration(opts.stopTimeout as string, "--stop-timeout"),
       ...(opts.verbose ? { echo: process.stderr } : {}),
+      ...(opts.merge ? { merge: true } : {}),
       log,
     });
     if (r.lost) log(`warning: ${r.lost} file events were not recorded; the profile may be incomplete`);
     process.stdout.write(
-      `${r.output}: ${r.paths} image paths${r.created ? `; ${r.created} opened paths were made at run time, not in the image` : ""}; app exit status ${r.status}\n`,
+      `${r.output}: ${r.paths} image paths, ${r.listed} directories listed, ${r.missing} lookups not found${r.created ? `; ${r.created} paths used were made at run time, not in the image` : ""}; app exit status ${r.status}\n`,
     );
   });
 }

@@ -52,6 +52,8 @@ export interface Inspection {
   kernel?: { format: KernelFormat; config?: string; embedded: boolean | "not looked for" };
   /** From FILE.why's header, when build wrote one: what compressed it, and the cpio's sha256. */
   build?: { compressor?: string; cpioSha256?: string };
+  /** With --why: paths the app looked up in its trace that the image did not have. */
+  missing?: string[];
 }
 
 export interface InspectOptions {
@@ -215,6 +217,7 @@ async function addWhy(result: Inspection, why: Promise<Why>, sha256: Promise<str
     const { compressor, cpioSha256 } = sidecar.header;
     if (compressor || cpioSha256)
       result.build = { ...(compressor ? { compressor } : {}), ...(cpioSha256 ? { cpioSha256 } : {}) };
+    if (opts.why && sidecar.missing.length) result.missing = sidecar.missing;
     if (opts.why)
       for (const f of result.entries)
         f.why =
@@ -313,6 +316,10 @@ export function formatInspection(r: Inspection): string {
       `${modeString(e.mode)} ${`${e.uid}:${e.gid}`.padEnd(11)} ${size.padStart(10)}  /${printable(e.path === "." ? "" : e.path)}${link}${why}`,
     );
   }
+  for (const m of r.missing ?? [])
+    lines.push(
+      `${"?".padEnd(35)}  ${printable(m)}  # looked up in the trace, not in the image: nothing kept`,
+    );
   const c = r.counts;
   if (r.kind === "initramfs" || r.kind === "list")
     lines.push(

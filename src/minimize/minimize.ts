@@ -19,12 +19,28 @@ export interface Closure {
 /** Resolves the closure of `roots` (image paths) inside the image. */
 export type ClosureResolver = (roots: string[], reason: string) => Promise<Closure>;
 
+/** What `slimroot trace` recorded, for level "trace" (src/trace/profile.ts). */
+export interface TracedProfile {
+  /** Image paths the app used (no leading "/"): opened, or named and found; symlinks on the way. */
+  paths: string[];
+  /** Image directories the app listed. */
+  listed?: string[];
+  /** Absolute guest paths the app looked up that the image does not have. */
+  missing?: string[];
+  /** The init recorded lookups, not only opens (init/record.c): fanotify's blind spots are covered. */
+  lookups?: boolean;
+}
+
+/** The reason of a directory the app listed: which of its entries stay, and why. */
+export const LISTED_WHY =
+  "traced: the app listed this directory (its entries the app also opened or looked up stay; the ones it only saw listed go: it read their names and did not use them)";
+
 export interface MinimizeOptions {
   level: MinimizeLevel;
   app: AppConfig;
   closure: ClosureResolver;
-  /** Image paths a trace recorded (for level "trace"). */
-  profile?: string[];
+  /** What a trace recorded (for level "trace"). */
+  profile?: TracedProfile;
   /** Image paths added with --add: always kept. */
   added: string[];
   keep: string[];
@@ -88,11 +104,12 @@ export async function minimize(tree: Tree, o: MinimizeOptions): Promise<Minimize
       }
     } else {
       if (!o.profile) throw new UserError("--minimize trace needs --profile FILE (made by slimroot trace)");
-      const traced = new Set(o.profile.filter((p) => tree.get(p)));
+      for (const d of o.profile.listed ?? []) if (tree.get(d)?.inode.kind === "dir") sel.add(d, LISTED_WHY);
+      const traced = new Set(o.profile.paths.filter((p) => tree.get(p)));
       for (const p of traced) await keepWithClosure(p, "traced: the app used it");
       const entry = resolveCommand(tree, o.app);
       await keepWithClosure(entry, `entrypoint ${o.app.args[0]}`);
-      await applyTraceRules(ctx, sel, traced);
+      await applyTraceRules(ctx, sel, traced, o.profile.lookups ?? false);
     }
     await applyRules(ctx, sel, o.epoch);
   }

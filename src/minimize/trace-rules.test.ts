@@ -1,14 +1,20 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { resolveAppConfig } from "../appconfig/appconfig.js";
+import { profilePaths } from "../trace/paths.js";
+import { treeFs } from "../tree/image-fs.js";
 import { bufferContent } from "../tree/spool.js";
 import { Tree } from "../tree/tree.js";
 import { treeClosureResolver } from "./closure.js";
-import { minimize } from "./minimize.js";
+import { LISTED_WHY, minimize } from "./minimize.js";
 
-function tree(spec: Record<string, string | { link: string }>): Tree {
+function tree(spec: Record<string, string | { link: string } | "dir">): Tree {
   const t = new Tree();
   for (const [path, what] of Object.entries(spec)) {
+    if (what === "dir") {
+      t.ensureDir(path, 0);
+      continue;
+    }
     t.ensureDir(path.split("/").slice(0, -1).join("/"), 0);
     t.set(path, {
       inode:
@@ -45,13 +51,15 @@ test("trace keeps what fanotify cannot see: links to traced files and dirs, link
     level: "trace",
     app,
     closure: treeClosureResolver(t, "amd64", app.env),
-    profile: [
-      "usr/bin/app",
-      "etc/site/default",
-      "usr/lib/python3.11/json/__pycache__/__init__.cpython-311.pyc",
-      "usr/lib/python3.11/http/__pycache__/server.cpython-311.opt-1.pyc",
-      "no/such/file",
-    ],
+    profile: {
+      paths: [
+        "usr/bin/app",
+        "etc/site/default",
+        "usr/lib/python3.11/json/__pycache__/__init__.cpython-311.pyc",
+        "usr/lib/python3.11/http/__pycache__/server.cpython-311.opt-1.pyc",
+        "no/such/file",
+      ],
+    },
     added: [],
     keep: [],
     drop: [],
@@ -72,4 +80,105 @@ test("trace keeps what fanotify cannot see: links to traced files and dirs, link
   for (const p of ["usr/bin/other", "usr/bin/other-alias", "usr/lib/python3.11/unused.py", "no/such/file"]) {
     assert.ok(!reasons.has(p), `${p} dropped`);
   }
+});
+
+test("the recorder's records resolve in the image: links on the way, failed lookups, listings, run-time files", () => {
+  const t = tree({
+    "usr/bin/app": "x",
+    bin: { link: "usr/bin" },
+    "etc/app/conf.d/a.conf": "a",
+    "etc/app/conf.d/b.conf": "b",
+    "etc/app/enabled": { link: "conf.d" },
+    "var/log/app.log": { link: "/dev/stdout" },
+    "var/run": { link: "/run" },
+    "run/app/seed.conf": "4",
+    "usr/lib/plugins/p1.so": "p",
+    "usr/lib/plugins/p2.so": "p",
+  });
+  const r = profilePaths(
+    [
+      "/bin/app",
+      "/bin/app",
+      "/etc/app/enabled/../conf.d/a.conf",
+      "? /etc/app/conf.d/x.conf",
+      "? /nothere/at/all",
+      "? /proc/1/x",
+      "/var/log/app.log",
+      "/var/run/app.pid",
+      "/run/app/seed.conf",
+      "/tmp/made",
+      "L /usr/lib/plugins",
+      "/usr/lib/plugins/p1.so",
+      "/dev/null",
+      "/etc/slimroot/app.conf",
+    ],
+    treeFs(t),
+  );
+  assert.deepEqual(r, {
+    paths: [
+      "bin",
+      "etc/app/conf.d/a.conf",
+      "etc/app/enabled",
+      "run/app/seed.conf",
+      "usr/bin/app",
+      "usr/lib/plugins",
+      "usr/lib/plugins/p1.so",
+      "var/log/app.log",
+      "var/run",
+    ],
+    listed: ["usr/lib/plugins"],
+    missing: ["/etc/app/conf.d/x.conf", "/nothere/at/all"],
+    // /tmp and /run are the image's where it ships content (src/guest/layout.ts): what the
+    // app read there is kept when the image has it; what it made there is not.
+    created: ["run/app.pid", "tmp/made"],
+  });
+});
+
+test("with recorded lookups the rules for fanotify's blind spots retire; a listed directory keeps what was used in it", async () => {
+  const t = tree({
+    "usr/bin/app": "x",
+    "usr/bin/app-alias": { link: "app" },
+    bin: { link: "usr/bin" },
+    "var/log/app.log": { link: "/dev/stdout" },
+    "usr/lib/python3.11/os.py": "",
+    "usr/lib/python3.11/json/__pycache__/__init__.cpython-311.pyc": "",
+    "usr/lib/python3.11/json/__init__.py": "",
+    "usr/lib/plugins/p1.so": "p",
+    "usr/lib/plugins/p2.so": "p",
+    "usr/lib/plugins/sub": "dir",
+  });
+  const app = resolveAppConfig({ entrypoint: ["/usr/bin/app"] }, {}, {});
+  const { reasons } = await minimize(t, {
+    level: "trace",
+    app,
+    closure: treeClosureResolver(t, "amd64", app.env),
+    profile: {
+      paths: [
+        "usr/bin/app",
+        "usr/lib/python3.11/json/__pycache__/__init__.cpython-311.pyc",
+        "usr/lib/plugins",
+        "usr/lib/plugins/p1.so",
+      ],
+      listed: ["usr/lib/plugins"],
+      missing: ["/etc/app.conf"],
+      lookups: true,
+    },
+    added: [],
+    keep: [],
+    drop: [],
+    epoch: 0,
+  });
+  assert.equal(reasons.get("usr/lib/plugins"), LISTED_WHY);
+  assert.match(reasons.get("usr/lib/plugins/p1.so")!, /traced/);
+  assert.match(reasons.get("var/log/app.log")!, /symlink into \/dev/);
+  for (const p of [
+    "bin",
+    "usr/bin/app-alias",
+    "usr/lib/python3.11/os.py",
+    "usr/lib/python3.11/json/__init__.py",
+    "usr/lib/plugins/p2.so",
+    "usr/lib/plugins/sub",
+    "etc/app.conf",
+  ])
+    assert.ok(!reasons.has(p), `${p} dropped`);
 });

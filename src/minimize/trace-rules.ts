@@ -50,22 +50,29 @@ export const RUNTIME_RULES: readonly RuntimeRule[] = [
 ];
 
 /**
- * What a trace implies beyond the files it saw. fanotify reports opens only, so:
+ * What a trace implies beyond the files it saw.
+ *
+ * A profile from fanotify alone (opens only) misses what was looked up without an open, so:
  *
  * - a symlink the app went through (a PATH entry, /etc/alternatives, sites-enabled/x, a
  *   library's soname link, /bin -> usr/bin) left no event: every symlink of the image that
- *   leads to a traced path or to a directory above one is kept, with the links on its way,
- *   and so is every symlink into the filesystems
- *   the init mounts (/dev, /proc, ...), which are not traced (a log linked to /dev/stdout);
+ *   leads to a traced path or to a directory above one is kept, with the links on its way;
  * - runtimes read files the trace does not see (RUNTIME_RULES: Python's sources of
  *   traced .pyc files and its startup landmarks).
  *
- * Libraries come with their ELF closure (keepWithClosure) whether or not they were traced.
+ * With the syscall recorder (`lookups`: init/record.c) both are retired: the path as the app
+ * named it was recorded and resolved in the image with its links (src/trace/paths.ts), and
+ * Python's stat() of a source or a landmark is a lookup like any other. What stays either
+ * way: every symlink into the filesystems the init mounts (/dev, /proc, /tmp, ...), which
+ * costs nothing and covers a log linked to /dev/stdout that only an error path opens, and
+ * (minimize.ts) the ELF closure of every traced file, whose libraries the program needs on
+ * paths the probes did not take.
  */
 export async function applyTraceRules(
   ctx: RuleContext,
   sel: Selection,
   traced: ReadonlySet<string>,
+  lookups: boolean,
 ): Promise<void> {
   const fs = treeFs(ctx.tree);
   // A link to a directory holding traced files (/bin -> usr/bin) may be how they were reached.
@@ -75,9 +82,9 @@ export async function applyTraceRules(
   for (const { path, inode } of [...ctx.tree.walk()]) {
     if (inode.kind !== "symlink") continue;
     const to = resolvePath(fs, `/${path}`)?.path.slice(1);
-    if (to !== undefined && to !== path && traced.has(to))
+    if (!lookups && to !== undefined && to !== path && traced.has(to))
       await ctx.keepWithClosure(path, `trace: symlink to traced /${to}`);
-    else if (to !== undefined && to !== path && holders.has(to))
+    else if (!lookups && to !== undefined && to !== path && holders.has(to))
       await ctx.keepWithClosure(path, `trace: symlink to /${to}, which holds traced files`);
     else {
       const into = (to ?? (inode.target?.startsWith("/") ? inode.target.slice(1) : "")).split("/")[0]!;
@@ -85,7 +92,7 @@ export async function applyTraceRules(
       if (GUEST_MOUNTS.has(into)) sel.add(path, `trace: symlink into /${into} (not traced there)`);
     }
   }
-  for (const rule of RUNTIME_RULES) {
+  for (const rule of lookups ? [] : RUNTIME_RULES) {
     const done = new Set<string>();
     for (const p of traced) {
       const m = rule.when.exec(p);

@@ -33,6 +33,13 @@ test(".why: every name and reason round-trips byte for byte, and none forges a l
   );
 });
 
+test(".why: a trace's failed lookups follow the entries and round-trip; they are no entries", () => {
+  const missing = ["/etc/app/optional.conf", "/x/\ny\udce9"];
+  const why = parseWhy(encodeWhy(header, [["etc", "kept"]], missing), "x.why");
+  assert.deepEqual(why.missing, missing);
+  assert.deepEqual([...why.reasons], [["etc", "kept"]]);
+});
+
 test(".why: the names that forged v1's lines stay names", () => {
   const forged = `etc/x\n# cpio sha256: ${"0".repeat(64)}\n/etc/shadow\tforged`;
   const why = parseWhy(encodeWhy(header, [[forged, "kept"]]), "x.why");

@@ -35,6 +35,8 @@ export interface Why {
   header: WhyHeader;
   /** Image path ("" for the root, no leading "/") -> why it is in. */
   reasons: Map<string, string>;
+  /** Absolute paths the app looked up during its trace that the image did not have: nothing was kept for them. */
+  missing: string[];
 }
 
 /** A .why that is not there: the one problem an optional reader stays quiet about. */
@@ -53,11 +55,20 @@ function textField(key: string, value: string): Record<string, string> {
     : { [key]: value };
 }
 
-/** The .why's text: the header line, then a line per path in the order given. */
-export function encodeWhy(header: WhyHeader, entries: Iterable<readonly [string, string]>): string {
+/**
+ * The .why's text: the header line, then a line per path in the order given, then a
+ * `{"missing": "/path"}` line per failed lookup of a trace (what a user reads when the app
+ * misbehaves: the file it looked for and did not find, in the whole image too).
+ */
+export function encodeWhy(
+  header: WhyHeader,
+  entries: Iterable<readonly [string, string]>,
+  missing: readonly string[] = [],
+): string {
   const lines = [JSON.stringify({ type: WHY_TYPE, version: WHY_VERSION, ...header })];
   for (const [path, why] of entries)
     lines.push(JSON.stringify({ ...textField("path", `/${path}`), ...textField("why", why) }));
+  for (const path of missing) lines.push(JSON.stringify(textField("missing", path)));
   return `${lines.join("\n")}\n`;
 }
 
@@ -111,16 +122,21 @@ export function parseWhy(text: string, file: string): Why {
     header[k] = v;
   }
   const reasons = new Map<string, string>();
+  const missing: string[] = [];
   for (let i = 1; i < lines.length; i++) {
     const where = `${file}: line ${i + 1}`;
     const o = parseLine(lines[i]!, where);
+    if (o.missing !== undefined || o.missingBase64 !== undefined) {
+      missing.push(readTextField(o, "missing", where));
+      continue;
+    }
     const path = readTextField(o, "path", where);
     if (!path.startsWith("/")) throw new UserError(`${where}: the path does not start with /`);
     const key = path.slice(1);
     if (reasons.has(key)) throw new UserError(`${where}: /${printable(key)} is listed twice`);
     reasons.set(key, readTextField(o, "why", where));
   }
-  return { header, reasons };
+  return { header, reasons, missing };
 }
 
 /** Reads IMAGE.why: a regular file of bounded size, never opened if it could block (a FIFO). */

@@ -14,7 +14,7 @@ import { INIT_PATH, initBinaryPath } from "../guest/init-binary.js";
 import { formatPlatform, hostPlatform, platformMatches } from "../image/platform.js";
 import type { Platform } from "../image/types.js";
 import { treeClosureResolver } from "../minimize/closure.js";
-import type { MinimizeLevel } from "../minimize/minimize.js";
+import type { MinimizeLevel, TracedProfile } from "../minimize/minimize.js";
 import { minimize } from "../minimize/minimize.js";
 import { checkOutput } from "../output/output.js";
 import { encodeWhy } from "../output/why.js";
@@ -60,8 +60,8 @@ export interface BuildOptions {
   drop?: string[];
   /** Missing libraries fail the build. */
   strict?: boolean;
-  /** Image paths recorded by `slimroot trace`, for --minimize trace. */
-  profile?: string[];
+  /** What `slimroot trace` recorded, for --minimize trace. */
+  profile?: TracedProfile;
   /**
    * Checks the finished image (a complete temp file next to the output) before it replaces
    * the output; throwing leaves any existing output as it was.
@@ -83,6 +83,8 @@ export interface BuildResult {
   /** Why each path is in the image (also written next to the output as OUTPUT.why). */
   reasons: Map<string, string>;
   warnings: string[];
+  /** The image as written (metadata only: its file contents are gone with the spool). */
+  tree: Tree;
 }
 
 /** An image flattened into a tree, with its resolved run settings. Dispose the spool after use. */
@@ -202,7 +204,8 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       compression: o.compression,
       arch,
       source: o.source,
-      why: (header) => encodeWhy(header, whyEntries(tree, reasons)),
+      why: (header) =>
+        encodeWhy(header, whyEntries(tree, reasons), o.minimize === "trace" ? o.profile?.missing : undefined),
       ...(o.verify ? { verify: o.verify } : {}),
       ...(o.onWrite ? { onWrite: o.onWrite } : {}),
       ...(o.sizeBytes !== undefined ? { sizeBytes: o.sizeBytes } : {}),
@@ -215,6 +218,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       app,
       reasons,
       warnings,
+      tree,
       ...(image.digest ? { digest: image.digest } : {}),
     };
   } finally {

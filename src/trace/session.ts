@@ -43,6 +43,8 @@ export interface SessionResult {
   traced: string[];
   /** Events the init could not record. */
   lost: number;
+  /** How the syscall recorder ran (seccomp, ptrace), when it did. */
+  recorder?: string;
   ports: PortMap;
 }
 
@@ -128,7 +130,13 @@ export async function probeSession(o: SessionOptions): Promise<SessionResult> {
         : (runMessages.trim().split("\n").pop() ?? `the VM ended with status ${status}`);
     throw new UserError(`${why}; no ${o.trace ? "trace" : "exit report"} from the init`);
   }
-  return { status: status!, traced: report.traced, lost: report.lost, ports };
+  return {
+    status: status!,
+    traced: report.traced,
+    lost: report.lost,
+    ...(report.recorder ? { recorder: report.recorder } : {}),
+    ports,
+  };
 }
 
 function lastLineNote(c: TraceCollector): string {

@@ -3,9 +3,17 @@ import { test } from "node:test";
 import { UserError } from "../util/errors.js";
 import { decodeTracePath, GuestReport } from "../vm/report.js";
 import { TraceCollector } from "./console-trace.js";
-import { imagePathOf, profilePaths } from "./paths.js";
+import { imagePathOf } from "./paths.js";
 import { parseProbe, probePorts } from "./probe.js";
-import { decodeProfile, encodeProfile, profileCommandMismatch, profileProbes } from "./profile.js";
+import {
+  decodeProfile,
+  encodeProfile,
+  mergeProfiles,
+  profileCommandMismatch,
+  profileDigestMismatch,
+  profileProbes,
+  RECORDER,
+} from "./profile.js";
 
 test("probe specs", () => {
   assert.deepEqual(parseProbe("http:80"), { kind: "http", spec: "http:80", port: 80, path: "/" });
@@ -45,10 +53,13 @@ test("trace lines: the init's escapes undone, taken only inside the keyed report
     "app says hi",
     "SLIMROOT_TRACE /forged/by/the/app",
     "SLIMROOT_TRACE_LOST 99",
+    "SLIMROOT_TRACE_RECORDER ptrace",
     `SLIMROOT_REPORT ${"0".repeat(32)}`,
     `partial output SLIMROOT_REPORT ${report.key}`,
     "SLIMROOT_TRACE /usr/bin/app",
     "SLIMROOT_TRACE /etc/a\\nb",
+    "SLIMROOT_TRACE ? /etc/missing",
+    "SLIMROOT_TRACE_RECORDER seccomp",
     "SLIMROOT_TRACE_LOST 3",
     "SLIMROOT_EXIT=0",
     "SLIMROOT_TRACE /after/the/end",
@@ -58,8 +69,9 @@ test("trace lines: the init's escapes undone, taken only inside the keyed report
   for (let i = 0; i < text.length; i += 7) c.write(Buffer.from(text.slice(i, i + 7), "latin1"));
   await new Promise<void>((r) => c.end(r));
   report.scan(text);
-  assert.deepEqual(report.traced, ["/usr/bin/app", "/etc/a\nb"]);
+  assert.deepEqual(report.traced, ["/usr/bin/app", "/etc/a\nb", "? /etc/missing"]);
   assert.equal(report.lost, 3);
+  assert.equal(report.recorder, "seccomp");
   assert.equal(report.exitCode, 0);
   assert.equal(c.lastLine(), "app says hi");
 });
@@ -79,14 +91,6 @@ test("guest paths to image paths", () => {
   }
   assert.equal(imagePathOf("/etc/slimroot.conf"), "etc/slimroot.conf");
   assert.equal(imagePathOf("/runner/x"), "runner/x");
-  const r = profilePaths(["/b", "/a", "/b", "/made", "/dev/x"], (p) => p !== "made");
-  assert.deepEqual(r, { paths: ["a", "b"], created: ["made"] });
-  // /tmp and /run are the image's where it ships content (src/guest/layout.ts): what the app
-  // read there is kept when the image has it; what it made there is not.
-  const scratch = profilePaths(["/run/app/seed.conf", "/run/app.pid", "/tmp/made"], (p) =>
-    p.includes("seed"),
-  );
-  assert.deepEqual(scratch, { paths: ["run/app/seed.conf"], created: ["run/app.pid", "tmp/made"] });
 });
 
 test("profile header round trip, probes as JSON", () => {
@@ -137,4 +141,40 @@ test("a profile recorded for another command is named in a warning", () => {
     profileCommandMismatch(decodeProfile("# slimroot profile v1\n/a\n", "x"), "x", ["/a"]),
     undefined,
   );
+});
+
+test("a profile's lookups and listings round-trip; several profiles merge into their union", () => {
+  const a = decodeProfile(
+    encodeProfile({
+      header: { probes: JSON.stringify(["http:80/"]), recorder: RECORDER, digest: "sha256:a" },
+      paths: ["etc/x", "odd\nname"],
+      listed: ["etc"],
+      missing: ["/etc/y.conf", "/made/later"],
+    }),
+    "a",
+  );
+  assert.deepEqual(a.paths, ["etc/x", "odd\nname"]);
+  assert.deepEqual(a.listed, ["etc"]);
+  assert.deepEqual(a.missing, ["/etc/y.conf", "/made/later"]);
+  assert.equal(a.lookups, true);
+  const b = decodeProfile(
+    `# slimroot profile v1\n# probes: ["http:80/","tcp:81"]\n# recorder: ${RECORDER}\n/made/later\nL /var\n`,
+    "b",
+  );
+  const u = mergeProfiles([a, b]);
+  assert.deepEqual(u.paths.sort(), ["etc/x", "made/later", "odd\nname"]);
+  assert.deepEqual(u.listed, ["etc", "var"]);
+  assert.deepEqual(u.missing, ["/etc/y.conf"], "found in one trace: no failed lookup");
+  assert.deepEqual(profileProbes(u, "u"), ["http:80/", "tcp:81"]);
+  assert.equal(u.lookups, true);
+  // A fanotify-only profile in the mix: the rules for its blind spots must run.
+  const old = mergeProfiles([a, decodeProfile("# slimroot profile v1\n/bin/sh\n", "old")]);
+  assert.equal(old.lookups, false);
+  assert.equal(decodeProfile(encodeProfile(old), "o").lookups, false);
+  assert.match(
+    profileDigestMismatch(a, "a.profile", "sha256:b") ?? "",
+    /^a\.profile was made for image sha256:a, this image is sha256:b/,
+  );
+  assert.equal(profileDigestMismatch(a, "a.profile", "sha256:a"), undefined);
+  assert.equal(profileDigestMismatch(b, "b.profile", "sha256:b"), undefined);
 });

@@ -3,6 +3,7 @@
  * the probes, stops the app, and writes the image paths it opened as a profile for
  * `build --minimize trace`.
  */
+import { existsSync } from "node:fs";
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -14,11 +15,20 @@ import { writeFileAtomically } from "../output/atomic.js";
 import { checkOutput } from "../output/output.js";
 import { type BuildOptions, build } from "../pipeline/build.js";
 import { imageInputs } from "../pipeline/output.js";
+import { treeFs } from "../tree/image-fs.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import type { PortForward } from "../vm/ports.js";
 import { profilePaths } from "./paths.js";
 import type { Probe } from "./probe.js";
-import { encodeProfile, type ProfileHeader } from "./profile.js";
+import {
+  encodeProfile,
+  loadProfile,
+  mergeProfiles,
+  type Profile,
+  type ProfileHeader,
+  profileDigestMismatch,
+  RECORDER,
+} from "./profile.js";
 import { probeSession } from "./session.js";
 
 export interface TraceOptions {
@@ -37,13 +47,19 @@ export interface TraceOptions {
   runTimeoutMs?: number;
   echo?: NodeJS.WritableStream;
   log?: (line: string) => void;
+  /** Add to the profile already at `output` (another path through the app) instead of replacing it. */
+  merge?: boolean;
 }
 
 export interface TraceResult {
   output: string;
   /** Image paths written to the profile. */
   paths: number;
-  /** Opened paths the image does not have (made at run time). */
+  /** Directories listed. */
+  listed: number;
+  /** Lookups that failed (the image does not have the path). */
+  missing: number;
+  /** Paths used that the image does not have (made at run time). */
   created: number;
   lost: number;
   status: number;
@@ -85,7 +101,7 @@ export async function traceImage(o: TraceOptions): Promise<TraceResult> {
       ...(o.runTimeoutMs !== undefined ? { runTimeoutMs: o.runTimeoutMs } : {}),
       ...(o.echo ? { echo: o.echo } : {}),
     });
-    const { paths, created } = profilePaths(s.traced, (p) => built.reasons.has(p));
+    const { paths, listed, missing, created } = profilePaths(s.traced, treeFs(built.tree));
     const header: ProfileHeader = {
       image: o.image.source,
       ...(built.digest ? { digest: built.digest } : {}),
@@ -95,10 +111,37 @@ export async function traceImage(o: TraceOptions): Promise<TraceResult> {
       kernel: await kernelLabel(o.kernel, built.arch),
       arch: built.arch,
       "exit status": String(s.status),
+      // Only when the init recorded lookups: else the builder's rules for fanotify's blind spots run.
+      ...(s.recorder ? { recorder: RECORDER } : {}),
       ...(s.lost ? { truncated: `${s.lost} events not recorded (the init's table was full)` } : {}),
     };
-    await writeFileAtomically(o.output, Readable.from([encodeProfile({ header, paths })]));
-    return { output: o.output, paths: paths.length, created: created.length, lost: s.lost, status: s.status };
+    if (s.recorder)
+      if (s.recorder)
+        log(
+          `recorded opens and file system calls (${s.recorder === "seccomp" ? "ptrace at the calls a seccomp filter picks" : "ptrace at every call: the kernel has no seccomp filter"})`,
+        );
+    let profile: Profile = { header, paths, listed, missing, lookups: s.recorder !== undefined };
+    if (o.merge && existsSync(o.output)) {
+      const before = await loadProfile(o.output);
+      const mismatch = profileDigestMismatch(before, o.output, built.digest);
+      if (mismatch) log(`warning: ${mismatch}`);
+      // The header is this run's (image, date, kernel), the probes both runs'.
+      const first = {
+        ...before,
+        header: { ...before.header, ...header, probes: before.header.probes ?? "[]" },
+      };
+      profile = mergeProfiles([first, profile]);
+    }
+    await writeFileAtomically(o.output, Readable.from([encodeProfile(profile)]));
+    return {
+      output: o.output,
+      paths: profile.paths.length,
+      listed: profile.listed?.length ?? 0,
+      missing: profile.missing?.length ?? 0,
+      created: created.length,
+      lost: s.lost,
+      status: s.status,
+    };
   } finally {
     await rm(scratch, { recursive: true, force: true });
     untrackTempPath(scratch);

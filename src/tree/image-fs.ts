@@ -206,12 +206,14 @@ export interface ResolvedPath {
  * start again at the image root and ".." stops there, so nothing can point outside. ".." is
  * physical (it leaves the directory a link led to). Returns undefined when a component other
  * than the last is missing or not a directory, or after MAX_SYMLINKS links; a missing last
- * component still gives its path, which lstat() then reports as absent.
+ * component still gives its path, which lstat() then reports as absent; so does any missing
+ * component with `partial` (the rest of the path appended as it is: a lookup that failed,
+ * with the links met before it).
  */
 export function resolvePath(
   fs: ImageFs,
   path: string,
-  opts: { followLast?: boolean } = {},
+  opts: { followLast?: boolean; partial?: boolean } = {},
 ): ResolvedPath | undefined {
   const followLast = opts.followLast ?? true;
   const done: string[] = [];
@@ -228,8 +230,8 @@ export function resolvePath(
     const here = `/${[...done, seg].join("/")}`;
     const st = fs.lstat(here);
     if (!st) {
-      if (rest.length > 0) return undefined;
-      done.push(seg);
+      if (rest.length > 0 && !opts.partial) return undefined;
+      done.push(seg, ...rest);
       break;
     }
     if (st.kind === "symlink" && (rest.length > 0 || followLast)) {

@@ -7,6 +7,7 @@
  *
  *     <what the app left on its last line>SLIMROOT_REPORT <key>
  *     SLIMROOT_TRACE <path>          (record mode, one per path)
+ *     SLIMROOT_TRACE_RECORDER <how>  (record mode with the syscall recorder: seccomp or ptrace)
  *     SLIMROOT_TRACE_LOST <n>        (record mode, when the init's table was full)
  *     SLIMROOT_EXIT=<n>
  *
@@ -25,6 +26,7 @@ export const REPORT_KEY_ENV = "SLIMROOT_REPORT_KEY";
 const OPEN = "SLIMROOT_REPORT ";
 const TRACE = "SLIMROOT_TRACE ";
 const LOST = /^SLIMROOT_TRACE_LOST (\d+)$/;
+const RECORDER = /^SLIMROOT_TRACE_RECORDER (seccomp|ptrace)$/;
 const EXIT = /^SLIMROOT_EXIT=(\d+)$/;
 const KEY = /^[0-9a-f]{32,128}$/;
 /** A line shaped like part of a report (the init's, or an app's look-alike): not the app's words. */
@@ -73,6 +75,8 @@ export class GuestReport {
   readonly traced: string[] = [];
   /** Events the init could not record. */
   lost = 0;
+  /** How the init's syscall recorder stopped the app ("seccomp", "ptrace"); undefined: it did not record lookups. */
+  recorder: string | undefined;
 
   constructor(readonly key: string = newReportKey()) {
     if (!KEY.test(key)) throw new Error("a report key is 32 to 128 lowercase hex digits");
@@ -89,6 +93,11 @@ export class GuestReport {
     }
     if (l.startsWith(TRACE)) {
       this.traced.push(decodeTracePath(l.slice(TRACE.length)));
+      return true;
+    }
+    const rec = RECORDER.exec(l);
+    if (rec) {
+      this.recorder = rec[1];
       return true;
     }
     const lost = LOST.exec(l);

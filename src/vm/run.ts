@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { performance } from "node:perf_hooks";
 import { OutputDir } from "../output/dir.js";
 import type { InputPath } from "../output/output.js";
 import { UserError } from "../util/errors.js";
@@ -25,6 +26,7 @@ import { type BootOptions, type BootPlan, describePlan, planBoot, type Vmm } fro
 import { qemuBinary } from "./qemu.js";
 import { qemuLauncher } from "./qemu-launcher.js";
 import { GuestReport } from "./report.js";
+import { buildTimeline, type ConsoleLine, describeTimeline } from "./timeline.js";
 
 export { RunFailure };
 
@@ -154,7 +156,9 @@ function boot(req: RunRequest, plan: BootPlan, p: Launch, report: GuestReport): 
   const [binary, ...args] = guardedCommand(p) as [string, ...string[]];
   // Its own process group: a Ctrl-C on the terminal reaches only us, and we stop the app
   // gracefully instead of the VMM dying on the spot.
+  const spawnedAt = performance.now();
   const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
+  const timed = req.timeline ? timeConsole(child.stdout, spawnedAt) : undefined;
   let vmmStderr = "";
   // The console's last bytes: a panic line may come split over several chunks.
   let consoleTail = "";
@@ -171,7 +175,9 @@ function boot(req: RunRequest, plan: BootPlan, p: Launch, report: GuestReport): 
   const killOnExit = () => kill();
   process.on("exit", killOnExit);
 
+  let reportedAt: number | undefined;
   const watcher = new ConsoleWatcher(report, () => {
+    reportedAt = performance.now() - spawnedAt;
     // The init reboots right after the report; a VM that does not end is ended.
     timers.push(setTimeout(kill, 5000));
   });
@@ -252,6 +258,10 @@ function boot(req: RunRequest, plan: BootPlan, p: Launch, report: GuestReport): 
         req.stderr.write(`slimroot: ${timeout}VM stopped\n`);
         return resolve(EXIT_TIMEOUT);
       }
+      if (timed && reportedAt !== undefined) {
+        const tl = buildTimeline({ lines: timed, initTimes: report.times, endMs: reportedAt });
+        for (const l of describeTimeline(tl)) req.stderr.write(`slimroot: ${l}\n`);
+      }
       if (watcher.exitCode !== undefined) return resolve(watcher.exitCode);
       if (stopStatus !== undefined) return resolve(stopStatus);
       const why =
@@ -262,6 +272,29 @@ function boot(req: RunRequest, plan: BootPlan, p: Launch, report: GuestReport): 
       reject(new RunFailure(`the VM ended without an exit report from the init: ${why}`));
     });
   });
+}
+
+/**
+ * The console's lines, each with the host time (ms since `since`) its first byte came: what
+ * `--timeline` aligns the guest's clock by (timeline.ts). Lines are split on LF; CRs stay.
+ */
+function timeConsole(stream: NodeJS.ReadableStream, since: number): ConsoleLine[] {
+  const lines: ConsoleLine[] = [];
+  let open: ConsoleLine | undefined;
+  stream.on("data", (d: Buffer) => {
+    const at = performance.now() - since;
+    const parts = d.toString("latin1").split("\n");
+    for (const [i, part] of parts.entries()) {
+      open ??= { hostMs: at, text: "" };
+      // Only a line's start is read (its printk stamp, a marker); an app's endless line stays small.
+      if (open.text.length < 512) open.text += part.slice(0, 512);
+      if (i < parts.length - 1) {
+        lines.push(open);
+        open = undefined;
+      } else if (open.text === "") open = undefined; // a chunk ending in LF opens no line
+    }
+  });
+  return lines;
 }
 
 /** The end of a log file, or "" when there is none. */

@@ -71,7 +71,7 @@ export function handmadeDiskMiB(t: TreeSize): number {
 }
 
 /** How the hand-made ext4 was sized, for the bench table. */
-export const DISK_SIZING = "ext4 sized to the tree: (tree + inodes) x 1.3 + 16 MiB";
+export const DISK_SIZING = "(tree + inodes) x 1.3 + 16 MiB";
 
 /** The host tools the hand-made routes run for `source` (checked before bench starts). */
 export function conventionalTools(source: string): string[] {

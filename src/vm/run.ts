@@ -7,8 +7,9 @@ import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { functionSymbols } from "../kernel/symbols.js";
 import { OutputDir } from "../output/dir.js";
 import type { InputPath } from "../output/output.js";
 import { UserError } from "../util/errors.js";
@@ -113,7 +114,12 @@ export async function runImage(req: RunRequest): Promise<number> {
       return typeof reason === "number" ? reason : STOPPED_STATUS;
     }
     notes();
-    return await boot(req, plan, launch, report);
+    // A kernel without kallsyms names its initcalls by address: its vmlinux, when beside it, names them.
+    const symbols =
+      req.timeline && !plan.kernel.embedded
+        ? await functionSymbols(join(dirname(plan.kernel.path), "vmlinux"))
+        : undefined;
+    return await boot(req, plan, launch, report, symbols);
   } finally {
     await out?.discard();
     if (!keep) await rm(scratch, { recursive: true, force: true });
@@ -152,7 +158,13 @@ export function guardedCommand(p: Pick<Launch, "command" | "notFound">): string[
   return setpriv ? [setpriv, "--pdeathsig", "KILL", "--", ...p.command] : [...p.command];
 }
 
-function boot(req: RunRequest, plan: BootPlan, p: Launch, report: GuestReport): Promise<number> {
+function boot(
+  req: RunRequest,
+  plan: BootPlan,
+  p: Launch,
+  report: GuestReport,
+  symbols?: ReadonlyMap<bigint, string>,
+): Promise<number> {
   const [binary, ...args] = guardedCommand(p) as [string, ...string[]];
   // Its own process group: a Ctrl-C on the terminal reaches only us, and we stop the app
   // gracefully instead of the VMM dying on the spot.
@@ -259,7 +271,12 @@ function boot(req: RunRequest, plan: BootPlan, p: Launch, report: GuestReport): 
         return resolve(EXIT_TIMEOUT);
       }
       if (timed && reportedAt !== undefined) {
-        const tl = buildTimeline({ lines: timed, initTimes: report.times, endMs: reportedAt });
+        const tl = buildTimeline({
+          lines: timed,
+          initTimes: report.times,
+          endMs: reportedAt,
+          ...(symbols ? { symbols } : {}),
+        });
         for (const l of describeTimeline(tl)) req.stderr.write(`slimroot: ${l}\n`);
       }
       if (watcher.exitCode !== undefined) return resolve(watcher.exitCode);

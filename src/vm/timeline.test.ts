@@ -92,6 +92,12 @@ describe("timeline", () => {
     );
     assert.equal(tl.segments.length, 7);
     assert.match(tl.initcalls[0]!.name, /^0x[0-9a-f]+$/);
+    // Named from its vmlinux (kernel/symbols.ts): the slowest is pty_init.
+    const named = buildTimeline({
+      ...capture("slimroot-amd64"),
+      symbols: new Map([[0xffffffff80d17667n, "pty_init"]]),
+    });
+    assert.equal(named.initcalls[0]!.name, "pty_init");
   });
 
   test("a console without kernel lines: VMM start to the report, one segment", () => {

@@ -81,12 +81,17 @@ export function stampedLines(lines: readonly ConsoleLine[]): Stamped[] {
   return out;
 }
 
-/** Every initcall the kernel timed, slowest first. */
-export function initcalls(lines: readonly ConsoleLine[]): Initcall[] {
+/**
+ * Every initcall the kernel timed, slowest first. A kernel without kallsyms prints addresses:
+ * `symbols` (from its vmlinux) names them.
+ */
+export function initcalls(lines: readonly ConsoleLine[], symbols?: ReadonlyMap<bigint, string>): Initcall[] {
   const out: Initcall[] = [];
   for (const s of stampedLines(lines)) {
     const m = INITCALL.exec(s.text);
-    if (m) out.push({ name: m[2] ? `${m[1]} [${m[2]}]` : m[1]!, ms: Number(m[3]) / 1000 });
+    if (!m) continue;
+    const fn = /^0x[0-9a-f]+$/.test(m[1]!) ? (symbols?.get(BigInt(m[1]!)) ?? m[1]!) : m[1]!;
+    out.push({ name: m[2] ? `${fn} [${m[2]}]` : fn, ms: Number(m[3]) / 1000 });
   }
   return out.sort((a, b) => b.ms - a.ms);
 }
@@ -97,6 +102,8 @@ export interface TimelineInput {
   initTimes: Readonly<Record<string, number>>;
   /** Host ms when the boot was over (the exit report arrived). */
   endMs: number;
+  /** The kernel's function symbols (kernel/symbols.ts), for initcalls printed as addresses. */
+  symbols?: ReadonlyMap<bigint, string>;
 }
 
 export function buildTimeline(input: TimelineInput): Timeline {
@@ -148,7 +155,7 @@ export function buildTimeline(input: TimelineInput): Timeline {
     segments.push({ what, startMs: at, ms: to - at, clock });
     at = to;
   }
-  return { segments, totalMs: input.endMs, offsetMs, initcalls: initcalls(input.lines) };
+  return { segments, totalMs: input.endMs, offsetMs, initcalls: initcalls(input.lines, input.symbols) };
 }
 
 const ms = (n: number) => `${Math.round(n)} ms`;

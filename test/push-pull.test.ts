@@ -58,13 +58,16 @@ async function push(args: string[], env: Record<string, string> = {}): Promise<s
   return digest;
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: JSON read back from the registry, checked field by field
+type Json = any;
+
 /** The manifest as skopeo reads it (raw, as stored). */
-function skopeoRaw(ref: string): { text: string; doc: Record<string, any> } {
+function skopeoRaw(ref: string): { text: string; doc: Json } {
   const text = execFileSync("skopeo", ["inspect", "--raw", "--tls-verify=false", ref], { encoding: "utf8" });
   return { text, doc: JSON.parse(text) };
 }
 
-async function blobJson(repo: string, digest: string): Promise<Record<string, any>> {
+async function blobJson(repo: string, digest: string): Promise<Json> {
   const res = await fetch(`${registry.url}/v2/${repo}/blobs/${digest}`);
   assert.equal(res.status, 200);
   return JSON.parse(await res.text());

@@ -2,7 +2,7 @@
  * slimroot push and pull against Debian's real docker-registry on 127.0.0.1: images built by
  * the CLI (an initramfs for amd64 and arm64, an ext4 disk) pushed in slimroot's form
  * (docs/push.md), read back with skopeo (an independent OCI client) and the registry's own
- * blob API, and pulled back byte for byte.
+ * blob API, and pulled back byte for byte; one busybox image booted straight from the registry.
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
@@ -13,6 +13,7 @@ import { after, before, test } from "node:test";
 import { digestOf } from "../src/image/digest.js";
 import { RegistrySession } from "../src/image/registry/session.js";
 import { runCli } from "./support/cli.js";
+import { busyboxFixture } from "./support/fixtures.js";
 import { makeLayer, pushTestImage, type RegistryServer, startRegistry } from "./support/registry-server.js";
 
 let work: string;
@@ -246,5 +247,39 @@ test("a chunked upload (POST, PATCHes, PUT with the digest) stores the exact byt
   await assert.rejects(
     session.uploadBlob({ bytes: data }, digestOf("other"), () => {}, 64 * 1024),
     /^Error: docker:\/\/.*chunks:1: upload of blob sha256:[0-9a-f]+ refused: 400 Bad Request/,
+  );
+});
+
+test("run docker://...: pulls the image and boots it; the app's exit status, nothing left in TMPDIR", async () => {
+  const fx = await busyboxFixture("amd64");
+  const image = join(work, "bb.cpio.gz");
+  const built = await runCli([
+    "build",
+    fx.ociRef,
+    "-o",
+    image,
+    "--",
+    "sh",
+    "-c",
+    "echo from the registry; exit 3",
+  ]);
+  assert.equal(built.code, 0, built.stderr);
+  const ref = `docker://${registry.host}/busybox-vm:1`;
+  await push([image, ref]);
+  const tmp = join(work, "tmp");
+  await mkdir(tmp);
+  // The real cache (not the test's): run boots the kernel fetched there.
+  const r = await runCli(["run", "--insecure", ref], { TMPDIR: tmp });
+  assert.equal(r.code, 3, r.stderr);
+  assert.match(r.stdout, /^from the registry$/m);
+  const left = (await readdir(tmp)).filter((n) => n.startsWith("slimroot-"));
+  assert.deepEqual(left, [], "the pulled copy is removed");
+  const bad = await runCli(["run", "--insecure", `docker://${registry.host}/busybox-vm:nope`], {
+    TMPDIR: tmp,
+  });
+  assert.equal(bad.code, 125);
+  assert.match(
+    bad.stderr,
+    /^slimroot: docker:\/\/.*busybox-vm:nope: cannot fetch manifest nope: 404 Not Found[^\n]*\n$/,
   );
 });

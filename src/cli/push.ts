@@ -1,4 +1,6 @@
 import type { Command } from "commander";
+import { archOf } from "../arch/arch.js";
+import { parsePlatform } from "../image/platform.js";
 import { pushFiles } from "../publish/push.js";
 import { UserError } from "../util/errors.js";
 import { sourceDateEpoch } from "./image-options.js";
@@ -6,6 +8,7 @@ import { byteProgress } from "./progress.js";
 
 interface PushOpts {
   insecure?: boolean;
+  platform?: string;
 }
 
 export function registerPush(program: Command): void {
@@ -16,6 +19,7 @@ export function registerPush(program: Command): void {
     )
     .argument("<files-and-ref...>", "FILE... docker://HOST/REPO[:TAG]")
     .option("--insecure", "plain http, to a loopback registry only")
+    .option("--platform <os/arch>", "the platform of a file whose own cannot be read here (an erofs image)")
     .action(async (args: string[], opts: PushOpts) => {
       const ref = args.at(-1)!;
       const files = args.slice(0, -1);
@@ -25,6 +29,7 @@ export function registerPush(program: Command): void {
         const r = await pushFiles(files, ref, {
           insecure: Boolean(opts.insecure),
           epoch: sourceDateEpoch(),
+          ...(opts.platform ? { architecture: archOf(parsePlatform(opts.platform).architecture) } : {}),
           progress: (p) => bar.update(p),
         });
         bar.stop();

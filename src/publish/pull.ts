@@ -4,6 +4,9 @@
  * the cache has it), then into the output through src/output, verified again as it is copied.
  */
 
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { openVerified } from "../image/digest.js";
 import { MEDIA, readManifest } from "../image/manifest.js";
 import { selectFromIndex } from "../image/platform.js";
@@ -13,6 +16,7 @@ import type { Platform } from "../image/types.js";
 import { writeFileAtomically } from "../output/atomic.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { UserError } from "../util/errors.js";
+import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { ARTIFACT_TYPE, CONFIG_TYPE, formatOfMediaType } from "./form.js";
 
 export interface PullFileOptions {
@@ -68,4 +72,28 @@ export async function pullFile(ref: string, output: string, o: PullFileOptions):
     await openVerified(cached, layer.digest, `${where}: layer ${layer.digest}`),
   );
   return { digest: got.digest, layer: layer.digest, format, bytes };
+}
+
+/**
+ * Pulls `ref` into a private temp directory, for `run docker://...`: the VM may write to a
+ * disk image, and those writes must touch neither the cache nor a file of the user's.
+ * `remove` deletes it (a signal's handler does too).
+ */
+export async function pullToTemp(
+  ref: string,
+  o: PullFileOptions,
+): Promise<{ path: string; pulled: PulledFile; remove(): Promise<void> }> {
+  const dir = await mkdtemp(join(tmpdir(), "slimroot-pulled-"));
+  trackTempPath(dir);
+  const remove = async () => {
+    await rm(dir, { recursive: true, force: true });
+    untrackTempPath(dir);
+  };
+  try {
+    const path = join(dir, "image");
+    return { path, pulled: await pullFile(ref, path, o), remove };
+  } catch (err) {
+    await remove();
+    throw err;
+  }
 }

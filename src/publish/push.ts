@@ -15,6 +15,8 @@ export interface PushOptions {
   insecure?: boolean;
   /** SOURCE_DATE_EPOCH: the created annotation. */
   epoch: number;
+  /** The architecture of a file whose own cannot be read here (an erofs image). */
+  architecture?: string;
   /** Bytes sent so far of those to send (skipped blobs count as sent). */
   progress?: (p: { done: number; total: number }) => void;
 }
@@ -35,10 +37,14 @@ interface Prepared {
 }
 
 /** What one file becomes: identified, its .why header read, its manifest composed. */
-async function prepare(file: string, epoch: number): Promise<Prepared> {
+async function prepare(file: string, o: PushOptions): Promise<Prepared> {
+  const { epoch } = o;
   const a = await identify(file);
   const mediaType = layerMediaType(a);
-  const architecture = artifactArch(a);
+  const unread = a.kind !== "kernel" && !a.arch;
+  if (unread && !o.architecture)
+    throw new UserError(`${a.noArch ?? `${file}: no architecture`}; say it with --platform linux/ARCH`);
+  const architecture = unread ? o.architecture! : artifactArch(a);
   const hex = await fileSha256(file);
   let why: WhyHeader | undefined;
   try {
@@ -64,7 +70,7 @@ export async function pushFiles(files: string[], ref: string, o: PushOptions): P
   if (files.length === 0) throw new UserError(`${where}: no file to push`);
 
   const prepared: Prepared[] = [];
-  for (const file of files) prepared.push(await prepare(file, o.epoch));
+  for (const file of files) prepared.push(await prepare(file, o));
   const seen = new Map<string, string>();
   for (const p of prepared) {
     const other = seen.get(p.architecture);

@@ -14,7 +14,13 @@ import { digestOf } from "../src/image/digest.js";
 import { RegistrySession } from "../src/image/registry/session.js";
 import { runCli } from "./support/cli.js";
 import { busyboxFixture } from "./support/fixtures.js";
-import { makeLayer, pushTestImage, type RegistryServer, startRegistry } from "./support/registry-server.js";
+import {
+  fakeRegistry,
+  makeLayer,
+  pushTestImage,
+  type RegistryServer,
+  startRegistry,
+} from "./support/registry-server.js";
 
 let work: string;
 let registry: RegistryServer;
@@ -282,4 +288,54 @@ test("run docker://...: pulls the image and boots it; the app's exit status, not
     bad.stderr,
     /^slimroot: docker:\/\/.*busybox-vm:nope: cannot fetch manifest nope: 404 Not Found[^\n]*\n$/,
   );
+});
+
+test("a push whose connection drops mid-upload fails in one line, leaves the tag as it was, and a retry succeeds", async () => {
+  const ref = (host: string) => `docker://${host}/interrupted:1`;
+  const before = await push([files.cpio, ref(registry.host)]);
+  // A proxy in front of the real registry that drops the first upload PUT of the ext4 blob.
+  const ext4Digest = digestOf(await readFile(files.ext4));
+  let dropped = 0;
+  const proxy = await fakeRegistry((req, res, host) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", async () => {
+      if (
+        req.method === "PUT" &&
+        req.url?.includes(`digest=${encodeURIComponent(ext4Digest)}`) &&
+        dropped++ === 0
+      ) {
+        req.socket.destroy();
+        return;
+      }
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(req.headers))
+        if (typeof v === "string" && k !== "host") headers[k] = v;
+      const body = chunks.length ? Buffer.concat(chunks) : undefined;
+      const up = await fetch(`${registry.url}${req.url}`, {
+        method: req.method!,
+        headers,
+        ...(body && req.method !== "GET" && req.method !== "HEAD" ? { body } : {}),
+        redirect: "manual",
+      });
+      const out: Record<string, string> = {};
+      up.headers.forEach((v, k) => {
+        if (k !== "content-length" && k !== "transfer-encoding" && k !== "content-encoding")
+          out[k] = k === "location" ? v.replace(registry.host, host) : v;
+      });
+      res.writeHead(up.status, out).end(Buffer.from(await up.arrayBuffer()));
+    });
+  });
+  try {
+    const r = await cli(["push", "--insecure", files.ext4, ref(proxy.host)]);
+    assert.equal(r.code, 2, r.stderr);
+    assert.equal(r.stderr.split("\n").filter(Boolean).length, 1, r.stderr);
+    assert.match(r.stderr, /^slimroot: docker:\/\/.*interrupted:1: /);
+    assert.equal(digestOf(skopeoRaw(ref(registry.host)).text), before, "the tag is unchanged");
+    const again = await push([files.ext4, ref(proxy.host)]);
+    assert.notEqual(again, before);
+    assert.equal(digestOf(skopeoRaw(ref(registry.host)).text), again);
+  } finally {
+    await proxy.close();
+  }
 });

@@ -6,12 +6,14 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { digestOf } from "../src/image/digest.js";
 import { RegistrySession } from "../src/image/registry/session.js";
+import { fetchedKernelDir, readManifest as readKernelManifest } from "../src/kernel/manifest.js";
 import { runCli } from "./support/cli.js";
 import { busyboxFixture } from "./support/fixtures.js";
 import {
@@ -338,4 +340,47 @@ test("a push whose connection drops mid-upload fails in one line, leaves the tag
   } finally {
     await proxy.close();
   }
+});
+
+test("a kernel and an erofs image: their media types; erofs, whose /init the host cannot read, takes --platform", async (t) => {
+  const erofs = join(work, "app.erofs");
+  const b = await runCli([
+    "build",
+    `dir:${join(work, "root")}`,
+    "--entrypoint",
+    "/usr/bin/app",
+    "--format",
+    "erofs",
+    "-o",
+    erofs,
+  ]);
+  assert.equal(b.code, 0, b.stderr);
+  const ref = `docker://${registry.host}/erofs:1`;
+  const refused = await cli(["push", "--insecure", erofs, ref]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.stderr, /^slimroot: [^\n]*; say it with --platform linux\/ARCH\n$/);
+  await push(["--platform", "linux/amd64", erofs, ref]);
+  const { doc } = skopeoRaw(ref);
+  assert.equal(doc.layers[0].mediaType, "application/vnd.slimroot.erofs.v1");
+  const config = await blobJson("erofs", doc.config.digest);
+  assert.equal(config.architecture, "amd64");
+  assert.ok(config.kernelNeeds.some((n: { options: string[] }) => n.options.includes("CONFIG_EROFS_FS")));
+
+  const dir = fetchedKernelDir("amd64");
+  if (!existsSync(join(dir, "manifest.json")))
+    return t.skip(`${dir}: no fetched kernel (slimroot kernel fetch)`);
+  const kernel = join(dir, (await readKernelManifest(dir)).kernel);
+  const kref = `docker://${registry.host}/kernel:1`;
+  await push([kernel, kref]);
+  const k = skopeoRaw(kref).doc;
+  assert.equal(k.layers[0].mediaType, "application/vnd.slimroot.kernel.v1");
+  const kc = await blobJson("kernel", k.config.digest);
+  assert.equal(kc.format, "kernel");
+  assert.equal(kc.kernelFormat, "bzImage");
+  assert.equal(kc.embedded, false);
+  assert.deepEqual(kc.kernelNeeds, []);
+  const out = join(work, "kernel.out");
+  const r = await cli(["pull", "--insecure", kref, "-o", out]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok((await readFile(out)).equals(await readFile(kernel)));
 });

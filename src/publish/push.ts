@@ -3,12 +3,13 @@
  * repository already holds are skipped), the tag last, so a push stopped at any point leaves
  * the tag as it was. Several files (one per architecture) go under one tag as an image index.
  */
+import { setTimeout as sleep } from "node:timers/promises";
 import { artifactArch, identify } from "../artifact/identify.js";
 import { digestOf } from "../image/digest.js";
 import { MEDIA } from "../image/manifest.js";
 import { RegistrySession } from "../image/registry/session.js";
 import { checkWhyImage, fileSha256, readWhy, type WhyHeader, WhyMissing } from "../output/why.js";
-import { UserError } from "../util/errors.js";
+import { EnvironmentError, UserError } from "../util/errors.js";
 import { type Blob, CONFIG_TYPE, imageIndex, imageManifest, layerMediaType, slimrootConfig } from "./form.js";
 
 export interface PushOptions {
@@ -89,10 +90,16 @@ export async function pushFiles(files: string[], ref: string, o: PushOptions): P
   };
   o.progress?.({ done, total });
   for (const p of prepared) {
-    if (await session.hasBlob(p.layer.digest)) tick(p.layer.size);
-    else await session.uploadBlob({ file: p.file, size: p.layer.size }, p.layer.digest, tick);
+    const sentBefore = done;
+    await retried(async () => {
+      done = sentBefore; // an upload starts again from its first byte
+      if (await session.hasBlob(p.layer.digest)) tick(p.layer.size);
+      else await session.uploadBlob({ file: p.file, size: p.layer.size }, p.layer.digest, tick);
+    });
     const configDigest = digestOf(p.config);
-    if (!(await session.hasBlob(configDigest))) await session.uploadBlob({ bytes: p.config }, configDigest);
+    await retried(async () => {
+      if (!(await session.hasBlob(configDigest))) await session.uploadBlob({ bytes: p.config }, configDigest);
+    });
     tick(p.config.length);
   }
 
@@ -100,12 +107,14 @@ export async function pushFiles(files: string[], ref: string, o: PushOptions): P
   // untagged manifests, and the tag still names what it named.
   if (prepared.length === 1) {
     const p = prepared[0]!;
-    const digest = await session.putManifest(tag, MEDIA.ociManifest, p.manifest);
+    const digest = await retried(() => session.putManifest(tag, MEDIA.ociManifest, p.manifest));
     return { digest, manifests: [{ file: p.file, digest, architecture: p.architecture }] };
   }
   const manifests = [];
   for (const p of prepared) {
-    const digest = await session.putManifest(digestOf(p.manifest), MEDIA.ociManifest, p.manifest);
+    const digest = await retried(() =>
+      session.putManifest(digestOf(p.manifest), MEDIA.ociManifest, p.manifest),
+    );
     manifests.push({ file: p.file, digest, architecture: p.architecture, size: p.manifest.length });
   }
   const index = imageIndex(
@@ -115,6 +124,26 @@ export async function pushFiles(files: string[], ref: string, o: PushOptions): P
     })),
     o.epoch,
   );
-  const digest = await session.putManifest(tag, MEDIA.ociIndex, index);
+  const digest = await retried(() => session.putManifest(tag, MEDIA.ociIndex, index));
   return { digest, manifests: manifests.map(({ size: _size, ...m }) => m) };
+}
+
+/** Attempts after the first when the registry or the network fails (5xx, a dropped connection). */
+const RETRIES = 2;
+const BACKOFF_MS = 1000;
+
+/**
+ * Runs `step` again after 1 s, then 2 s, when it fails for the environment's reason: each step
+ * (a blob upload, a manifest PUT) is whole by itself, so starting it again is safe. A refusal
+ * (4xx, a bad file) is not retried.
+ */
+async function retried<T>(step: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await step();
+    } catch (err) {
+      if (!(err instanceof EnvironmentError) || attempt >= RETRIES) throw err;
+      await sleep(BACKOFF_MS * 2 ** attempt);
+    }
+  }
 }

@@ -30,6 +30,8 @@ const LAYERS = {
   vm: ["appconfig", "artifact", "cpio", "disk", "kernel", "kmod", "tree"],
   // trace drives a whole build (the probed boot), so it alone of the stages imports pipeline/.
   trace: ["appconfig", "kernel", "minimize", "pipeline", "tree", "vm"],
+  // publish puts images in registries and takes them back (slimroot's OCI form).
+  publish: ["appconfig", "artifact", "image", "kernel"],
   bench: ["artifact", "inspect", "kernel", "source", "trace", "vm"],
   cli: ["*"],
 };

@@ -23,6 +23,8 @@ const COMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
   build: async () => (await import("./build.js")).registerBuild,
   inspect: async () => (await import("./inspect.js")).registerInspect,
   kernel: async () => (await import("./kernel.js")).registerKernel,
+  pull: async () => (await import("./pull.js")).registerPull,
+  push: async () => (await import("./push.js")).registerPush,
   run: async () => (await import("./run.js")).registerRun,
   trace: async () => (await import("./trace.js")).registerTrace,
 };

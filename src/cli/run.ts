@@ -1,5 +1,7 @@
 import { constants } from "node:os";
 import { type Command, CommanderError } from "commander";
+import { hostPlatform, parsePlatform } from "../image/platform.js";
+import { pullToTemp } from "../publish/pull.js";
 import { oneLine, UserError } from "../util/errors.js";
 import { parseVolume } from "../vm/disks.js";
 import { interfaceNameProblem } from "../vm/firecracker.js";
@@ -92,7 +94,10 @@ export function registerRun(program: Command): void {
     .description(
       "boot an image built by slimroot build in a QEMU or Firecracker microVM; the console goes to stdout, and the exit status is the app's (125: slimroot or the VM failed, 124: --timeout)",
     )
-    .argument("<image>", "an initramfs or a disk image (ext4, erofs, squashfs) from slimroot build")
+    .argument(
+      "<image>",
+      "an initramfs or a disk image (ext4, erofs, squashfs) from slimroot build, or docker://HOST/REPO:TAG pushed by slimroot push",
+    )
     .argument("[command...]", "after --: replaces the image's whole command (Entrypoint and Cmd)")
     .option(
       "--kernel <path>",
@@ -135,6 +140,8 @@ export function registerRun(program: Command): void {
       "--dry-run",
       "write the VM's files, print the VMM command line (and the boot plan on stderr) and exit",
     )
+    .option("--platform <os/arch>", "with docker://: the platform to pull (default: this machine's)")
+    .option("--insecure", "with docker://: allow plain http for the registry")
     .option("--json", "with --dry-run: print the boot plan as JSON (with the command) instead")
     // docker run's rule: every error of slimroot's own, a bad option or argument too, is 125,
     // so that any other status is the app's (see EXIT_FAILED).
@@ -145,8 +152,18 @@ export function registerRun(program: Command): void {
       "-o, --output <dir>",
       "with --dry-run: the directory for the VM's files (vm.json, vmlinux, initrd)",
     )
-    .action(async (image: string, command: string[], opts: Record<string, unknown>) => {
+    .action(async (ref: string, command: string[], opts: Record<string, unknown>) => {
+      let pulled: Awaited<ReturnType<typeof pullToTemp>> | undefined;
       try {
+        // A registry reference is pulled to a private temp file, which runs as a path would.
+        if (ref.startsWith("docker://"))
+          pulled = await pullToTemp(ref, {
+            insecure: Boolean(opts.insecure),
+            platform: opts.platform ? parsePlatform(opts.platform as string) : hostPlatform(),
+          });
+        else if (opts.platform || opts.insecure)
+          throw new UserError(`${opts.platform ? "--platform" : "--insecure"}: only with a docker:// image`);
+        const image = pulled?.path ?? ref;
         const env = envEntries((opts.env as string[] | undefined) ?? []);
         // A program driving us (bench) may bring the report key, to read the report from our output.
         const reportKey = reportKeyFromEnv();
@@ -188,6 +205,8 @@ export function registerRun(program: Command): void {
         process.stderr.write(`slimroot: ${oneLine(err)}\n`);
         if (process.env.SLIMROOT_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
         process.exitCode = EXIT_FAILED;
+      } finally {
+        await pulled?.remove();
       }
     });
 }

@@ -75,7 +75,7 @@ export function parseWwwAuthenticate(header: string): Challenge[] {
 }
 
 /** Loopback hosts, where plain http never leaves the machine. */
-function isLoopback(hostname: string): boolean {
+export function isLoopback(hostname: string): boolean {
   const h = hostname.replace(/^\[|\]$/g, "").toLowerCase();
   return h === "localhost" || h === "::1" || /^127\.\d+\.\d+\.\d+$/.test(h);
 }
@@ -116,9 +116,12 @@ export class RegistryAuth {
   private readonly pending = new Map<string, Promise<string>>();
   private readonly registry: URL;
   private readonly where: string;
+  /** The registry's API root, e.g. "https://host/v2/". */
+  readonly registryUrl: string;
 
   constructor(private readonly o: AuthOptions) {
     this.registry = new URL(o.registryUrl);
+    this.registryUrl = o.registryUrl;
     this.where = o.where;
   }
 

@@ -1,19 +1,14 @@
 import { readFile } from "node:fs/promises";
-import { Readable } from "node:stream";
-import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { cacheRoot } from "../../util/cache-dir.js";
-import { EnvironmentError, UserError } from "../../util/errors.js";
-import { digestOf, openVerified, verifyDigest } from "../digest.js";
+import { UserError } from "../../util/errors.js";
+import { openVerified, verifyDigest } from "../digest.js";
 import { decompressLayer } from "../layer-stream.js";
 import { type Descriptor, imageConfigFromJson, type ManifestDoc, MEDIA, readManifest } from "../manifest.js";
 import { selectFromIndex } from "../platform.js";
 import { readDocument } from "../schemas.js";
 import type { Image, Layer, Platform } from "../types.js";
-import { RegistryAuth } from "./auth.js";
 import { BlobCache } from "./blob-cache.js";
-import { loadCredentials } from "./credentials.js";
-import { readCapped, statusError } from "./http.js";
-import { displayRef, parseReference } from "./reference.js";
+import { MAX_MANIFEST, RegistrySession } from "./session.js";
 
 export interface PullOptions {
   /** Talk plain http instead of https. */
@@ -29,8 +24,7 @@ const IMAGE_CONFIG_TYPES = new Set([
   "application/vnd.oci.image.config.v1+json",
   "application/vnd.docker.container.image.v1+json",
 ]);
-/** distribution refuses manifests over 4 MiB; config blobs are small JSON too. */
-const MAX_MANIFEST = 4 << 20;
+/** Config blobs are small JSON, as manifests are. */
 const MAX_CONFIG = 16 << 20;
 const PARALLEL = 4;
 /** Indexes can nest (an index pointing at an index); this is plenty. */
@@ -43,17 +37,8 @@ const MAX_INDEX_DEPTH = 3;
  * image manifest (not of an index above it): it names exactly the layers returned.
  */
 export async function pullImage(ref: string, opts: PullOptions): Promise<Image> {
-  const where = displayRef(ref);
-  const r = parseReference(ref);
-  const registryUrl = `${opts.insecure ? "http" : "https"}://${r.registry}/v2/`;
-  const base = `${registryUrl}${r.repository}`;
-  const auth = new RegistryAuth({
-    registryUrl,
-    insecure: Boolean(opts.insecure),
-    credentials: await loadCredentials(r.registry, where),
-    where,
-  });
-  const scope = `repository:${r.repository}:pull`;
+  const session = await RegistrySession.open(ref, { insecure: Boolean(opts.insecure) });
+  const { where, ref: r } = session;
   const cache = new BlobCache(opts.cacheDir ?? cacheRoot());
 
   // Resolve tag or digest, then walk down indexes to the platform's image manifest.
@@ -113,33 +98,15 @@ export async function pullImage(ref: string, opts: PullOptions): Promise<Image> 
     expect: string | undefined,
     size: number,
   ): Promise<{ manifest: ManifestDoc; digest: string }> {
-    if (size > MAX_MANIFEST)
-      throw new UserError(`${where}: manifest ${reference} is too large (${size} bytes)`);
-    const what = `manifest ${reference}`;
-    const res = await auth.fetch(
-      `${base}/manifests/${reference}`,
-      { what, size, headers: { accept: ACCEPT } },
-      scope,
-    );
-    if (!res.ok) throw await statusError(res, `cannot fetch ${what}`, where);
-    const bytes = await readCapped(res, size, what, where);
-    if (expect) verifyDigest(bytes, expect, `${where}: ${what}`);
-    // Some registries omit mediaType in the body; the Content-Type header then says it.
-    const type = res.headers.get("content-type")?.split(";")[0]?.trim();
-    return { manifest: readManifest(bytes, `${where}: ${what}`, type), digest: expect ?? digestOf(bytes) };
+    const got = await session.manifest(reference, ACCEPT, expect, size);
+    return {
+      manifest: readManifest(got.bytes, `${where}: manifest ${reference}`, got.type),
+      digest: got.digest,
+    };
   }
 
-  async function fetchBlob(d: Descriptor, signal: AbortSignal | undefined, onBytes: (n: number) => void) {
-    if (await cache.has(d, where)) {
-      onBytes(d.size);
-      return cache.path(d.digest, where);
-    }
-    const what = `blob ${d.digest}`;
-    const res = await auth.fetch(`${base}/blobs/${d.digest}`, { what, size: d.size, signal }, scope);
-    if (!res.ok) throw await statusError(res, `cannot fetch ${what}`, where);
-    if (!res.body) throw new EnvironmentError(`${where}: ${what} came with no body`);
-    const body = Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
-    return cache.store(d, body, where, onBytes);
+  function fetchBlob(d: Descriptor, signal: AbortSignal | undefined, onBytes: (n: number) => void) {
+    return session.blob(d, cache, signal, onBytes);
   }
 
   async function readConfig(d: Descriptor) {

@@ -46,7 +46,8 @@ export interface RequestOptions {
   size: number;
   method?: string;
   headers?: Record<string, string>;
-  body?: URLSearchParams;
+  /** A form (token requests) or bytes (uploads); either can be sent again after a 401. */
+  body?: URLSearchParams | Uint8Array | undefined;
   signal?: AbortSignal | undefined;
 }
 
@@ -138,7 +139,7 @@ async function requestOnce(url: string, opts: RequestOptions, limits: RequestLim
             headers,
             redirect: "manual",
             signal: controller.signal,
-            ...(body ? { body } : {}),
+            ...(body ? { body: body as BodyInit } : {}),
           }),
           undefined,
         );

@@ -1,0 +1,212 @@
+import { open } from "node:fs/promises";
+import { Readable } from "node:stream";
+import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { EnvironmentError, UserError } from "../../util/errors.js";
+import { digestOf, verifyDigest } from "../digest.js";
+import type { Descriptor } from "../manifest.js";
+import { isLoopback, RegistryAuth } from "./auth.js";
+import type { BlobCache } from "./blob-cache.js";
+import { loadCredentials } from "./credentials.js";
+import { discard, readCapped, statusError } from "./http.js";
+import { displayRef, parseReference, type Reference } from "./reference.js";
+
+/** distribution refuses manifests over 4 MiB. */
+export const MAX_MANIFEST = 4 << 20;
+/** Blobs up to this size go in one PUT; larger ones in PATCHes of this size, then the PUT. */
+export const UPLOAD_CHUNK = 32 << 20;
+
+/**
+ * One repository on one registry, with the auth answering its challenges: what pulling and
+ * pushing share (the same credential rules, the same one-line errors naming the reference).
+ */
+export class RegistrySession {
+  readonly where: string;
+  readonly ref: Reference;
+  readonly base: string;
+  private readonly scope: string;
+
+  private constructor(
+    text: string,
+    readonly auth: RegistryAuth,
+    push: boolean,
+  ) {
+    this.where = displayRef(text);
+    this.ref = parseReference(text);
+    this.base = `${auth.registryUrl}${this.ref.repository}`;
+    this.scope = `repository:${this.ref.repository}:${push ? "pull,push" : "pull"}`;
+  }
+
+  /**
+   * Opens `text` (`[docker://]host/repo[:tag][@digest]`). Pushing over plain http goes only to
+   * a loopback registry: what is pushed (and the tag it moves) must not cross a network in
+   * clear text where anyone on the path could change it.
+   */
+  static async open(text: string, o: { insecure?: boolean; push?: boolean } = {}): Promise<RegistrySession> {
+    const where = displayRef(text);
+    const r = parseReference(text);
+    const insecure = Boolean(o.insecure);
+    if (insecure && o.push && !isLoopback(new URL(`http://${r.registry}/`).hostname))
+      throw new UserError(
+        `${where}: refusing to push over plain http to ${r.registry} (--insecure is for a loopback registry only; use https)`,
+      );
+    const registryUrl = `${insecure ? "http" : "https"}://${r.registry}/v2/`;
+    const credentials = await loadCredentials(r.registry, where);
+    const auth = new RegistryAuth({ registryUrl, insecure, credentials, where });
+    return new RegistrySession(text, auth, Boolean(o.push));
+  }
+
+  fetch(path: string, opts: Parameters<RegistryAuth["fetch"]>[1]): Promise<Response> {
+    return this.auth.fetch(path.startsWith("http") ? path : `${this.base}${path}`, opts, this.scope);
+  }
+
+  /** The manifest `reference` (tag or digest), capped and verified against `expect` when given. */
+  async manifest(
+    reference: string,
+    accept: string,
+    expect?: string,
+    size = MAX_MANIFEST,
+  ): Promise<{ bytes: Buffer; digest: string; type: string | undefined }> {
+    if (size > MAX_MANIFEST)
+      throw new UserError(`${this.where}: manifest ${reference} is too large (${size} bytes)`);
+    const what = `manifest ${reference}`;
+    const res = await this.fetch(`/manifests/${reference}`, { what, size, headers: { accept } });
+    if (!res.ok) throw await statusError(res, `cannot fetch ${what}`, this.where);
+    const bytes = await readCapped(res, size, what, this.where);
+    if (expect) verifyDigest(bytes, expect, `${this.where}: ${what}`);
+    // Some registries omit mediaType in the body; the Content-Type header then says it.
+    const type = res.headers.get("content-type")?.split(";")[0]?.trim();
+    return { bytes, digest: expect ?? digestOf(bytes), type };
+  }
+
+  /** The blob, from the cache when it is there (and still hashes right), else fetched into it. */
+  async blob(
+    d: Descriptor,
+    cache: BlobCache,
+    signal?: AbortSignal,
+    onBytes: (n: number) => void = () => {},
+  ): Promise<string> {
+    if (await cache.has(d, this.where)) {
+      onBytes(d.size);
+      return cache.path(d.digest, this.where);
+    }
+    const what = `blob ${d.digest}`;
+    const res = await this.fetch(`/blobs/${d.digest}`, { what, size: d.size, signal });
+    if (!res.ok) throw await statusError(res, `cannot fetch ${what}`, this.where);
+    if (!res.body) throw new EnvironmentError(`${this.where}: ${what} came with no body`);
+    const body = Readable.fromWeb(res.body as WebReadableStream<Uint8Array>);
+    return cache.store(d, body, this.where, onBytes);
+  }
+
+  /** True when the repository already holds the blob (HEAD): it is not sent again. */
+  async hasBlob(digest: string): Promise<boolean> {
+    const what = `blob ${digest}`;
+    const res = await this.fetch(`/blobs/${digest}`, { what, size: 0, method: "HEAD" });
+    await discard(res);
+    if (res.status === 404) return false;
+    if (res.ok) return true;
+    throw await statusError(res, `cannot check ${what}`, this.where);
+  }
+
+  /**
+   * Uploads a blob: bytes, or a file of `size` bytes. Small ones in one PUT after the POST,
+   * larger ones in PATCHes of UPLOAD_CHUNK, then the PUT with the digest (the registry checks
+   * it and refuses the blob when the bytes it got do not hash to it).
+   */
+  async uploadBlob(
+    source: { bytes: Buffer } | { file: string; size: number },
+    digest: string,
+    onBytes: (n: number) => void = () => {},
+    chunkSize = UPLOAD_CHUNK,
+  ): Promise<void> {
+    const what = `upload of blob ${digest}`;
+    const size = "bytes" in source ? source.bytes.length : source.size;
+    const start = await this.fetch("/blobs/uploads/", { what, size: 0, method: "POST" });
+    if (start.status !== 202) throw await statusError(start, `cannot start ${what}`, this.where);
+    await discard(start);
+    let location = this.nextLocation(start, what);
+    const read = await chunkReader(source);
+    try {
+      let offset = 0;
+      if (size > chunkSize) {
+        for (; offset < size; ) {
+          const chunk = await read(offset, Math.min(chunkSize, size - offset));
+          const res = await this.fetch(location, {
+            what,
+            size: chunk.length,
+            method: "PATCH",
+            body: chunk,
+            headers: {
+              "content-type": "application/octet-stream",
+              "content-range": `${offset}-${offset + chunk.length - 1}`,
+            },
+          });
+          if (res.status !== 202)
+            throw await statusError(res, `${what} failed at byte ${offset}`, this.where);
+          await discard(res);
+          location = this.nextLocation(res, what);
+          offset += chunk.length;
+          onBytes(chunk.length);
+        }
+      }
+      const body = offset < size ? await read(0, size) : new Uint8Array(0);
+      const target = new URL(location);
+      target.searchParams.set("digest", digest);
+      const res = await this.fetch(target.href, {
+        what,
+        size: body.length,
+        method: "PUT",
+        body,
+        headers: { "content-type": "application/octet-stream" },
+      });
+      if (res.status !== 201) throw await statusError(res, `${what} refused`, this.where);
+      await discard(res);
+      if (body.length) onBytes(body.length);
+    } finally {
+      await read.close();
+    }
+  }
+
+  /** PUTs a manifest or index under `reference` (a tag or its digest); returns its digest. */
+  async putManifest(reference: string, mediaType: string, bytes: Buffer): Promise<string> {
+    const what = `manifest ${reference}`;
+    const res = await this.fetch(`/manifests/${reference}`, {
+      what,
+      size: bytes.length,
+      method: "PUT",
+      body: bytes,
+      headers: { "content-type": mediaType },
+    });
+    if (res.status !== 201) throw await statusError(res, `cannot push ${what}`, this.where);
+    await discard(res);
+    const digest = digestOf(bytes);
+    const said = res.headers.get("docker-content-digest");
+    if (said && said !== digest)
+      throw new EnvironmentError(`${this.where}: ${what}: the registry stored ${said}, we sent ${digest}`);
+    return digest;
+  }
+
+  private nextLocation(res: Response, what: string): string {
+    const location = res.headers.get("location");
+    if (!location) throw new EnvironmentError(`${this.where}: ${what}: the registry gave no upload location`);
+    return new URL(location, this.auth.registryUrl).href;
+  }
+}
+
+type ChunkReader = ((offset: number, length: number) => Promise<Buffer>) & { close(): Promise<void> };
+
+async function chunkReader(source: { bytes: Buffer } | { file: string }): Promise<ChunkReader> {
+  if ("bytes" in source) {
+    const { bytes } = source;
+    return Object.assign(async (o: number, n: number) => bytes.subarray(o, o + n), { close: async () => {} });
+  }
+  const fh = await open(source.file, "r");
+  return Object.assign(
+    async (o: number, n: number) => {
+      const buf = Buffer.alloc(n);
+      const { bytesRead } = await fh.read(buf, 0, n, o);
+      if (bytesRead !== n) throw new UserError(`${source.file}: changed while it was pushed`);
+      return buf;
+    },
+    { close: () => fh.close() },
+  );
+}

@@ -1,0 +1,136 @@
+/**
+ * slimroot's own form of an image in an OCI registry (docs/push.md is its spec): an OCI image
+ * manifest with artifactType ARTIFACT_TYPE, a small JSON config blob saying what `run` needs,
+ * and the file itself as its one layer, with a media type naming its exact format. Everything
+ * here is a pure function of the file's bytes, what identify says about it, its .why header
+ * and SOURCE_DATE_EPOCH: the same input pushed twice gives the same manifest digest.
+ */
+import { basename } from "node:path";
+import type { AppConfig } from "../appconfig/appconfig.js";
+import type { Artifact } from "../artifact/identify.js";
+import { describe } from "../artifact/identify.js";
+import { MEDIA } from "../image/manifest.js";
+import { KERNEL_REQUIREMENTS } from "../kernel/requirements.js";
+import type { WhyHeader } from "../output/why.js";
+import { UserError } from "../util/errors.js";
+
+export const ARTIFACT_TYPE = "application/vnd.slimroot.image.v1";
+export const CONFIG_TYPE = "application/vnd.slimroot.config.v1+json";
+const PREFIX = "application/vnd.slimroot.";
+export const ANNOTATION = {
+  created: "org.opencontainers.image.created",
+  title: "org.opencontainers.image.title",
+} as const;
+
+/** The config blob's content (docs/push.md lists each field). */
+export interface SlimrootConfig {
+  /** OCI platform terms, as in an image index. */
+  os: "linux";
+  architecture: string;
+  /** initramfs | ext4 | erofs | squashfs | kernel */
+  format: string;
+  /** initramfs: gzip | zstd | xz | lz4 | none */
+  compression?: string;
+  /** kernel: bzImage | elf | arm64-image; and whether an app is built into it. */
+  kernelFormat?: string;
+  embedded?: boolean;
+  /** The run settings the image carries (its etc/slimroot/app.conf), when its tool could read them. */
+  app?: AppConfig;
+  /** What a kernel needs to boot this image under slimroot's init (src/kernel/requirements.ts). */
+  kernelNeeds: { need: string; options: readonly string[] }[];
+  /** The header of the .why beside the file (what build recorded), when there is one. */
+  why?: WhyHeader;
+}
+
+/** The layer's media type: one per format, so a reader knows the bytes without opening them. */
+export function layerMediaType(a: Artifact): string {
+  switch (a.kind) {
+    case "initramfs":
+      return `${PREFIX}initramfs.v1${a.compression === "none" ? "" : `+${a.compression}`}`;
+    case "disk":
+      return `${PREFIX}${a.identity.format}.v1`;
+    case "kernel":
+      return `${PREFIX}kernel.v1`;
+    case "list":
+      throw new UserError(
+        `${a.path}: ${describe(a)}; push the archive built from it (slimroot build -o FILE)`,
+      );
+  }
+}
+
+/** The format a layer media type names back (pull and run read it), or undefined if not slimroot's. */
+export function formatOfMediaType(mediaType: string): string | undefined {
+  const m = /^application\/vnd\.slimroot\.(initramfs|ext4|erofs|squashfs|kernel)\.v1(?:\+\w+)?$/.exec(
+    mediaType,
+  );
+  return m?.[1];
+}
+
+function kernelNeeds(a: Artifact, arch: string): SlimrootConfig["kernelNeeds"] {
+  if (a.kind === "kernel") return [];
+  const diskRow = a.kind === "disk" ? `${a.identity.format} disk images` : undefined;
+  return KERNEL_REQUIREMENTS.filter(
+    (r) => (!r.arch || r.arch === arch) && (!r.need.endsWith(" disk images") || r.need === diskRow),
+  )
+    .filter((r) => a.kind === "disk" || r.need !== "disk images and --volume")
+    .map((r) => ({ need: r.need, options: r.options }));
+}
+
+/** The config blob for `a` (architecture `arch`, its .why header if any). */
+export function slimrootConfig(a: Artifact, arch: string, why: WhyHeader | undefined): SlimrootConfig {
+  const app = a.kind === "kernel" ? (typeof a.embedded === "object" ? a.embedded.app : undefined) : a.app;
+  return {
+    os: "linux",
+    architecture: arch,
+    format: a.kind === "disk" ? a.identity.format : a.kind,
+    ...(a.kind === "initramfs" ? { compression: a.compression } : {}),
+    ...(a.kind === "kernel" ? { kernelFormat: a.format, embedded: typeof a.embedded === "object" } : {}),
+    ...(app ? { app } : {}),
+    kernelNeeds: kernelNeeds(a, arch),
+    ...(why ? { why } : {}),
+  };
+}
+
+/** `org.opencontainers.image.created`: SOURCE_DATE_EPOCH, or the epoch itself (never the clock). */
+export function createdAt(epochSeconds: number): string {
+  return new Date(epochSeconds * 1000).toISOString().replace(/\.000Z$/, "Z");
+}
+
+export interface Blob {
+  mediaType: string;
+  digest: string;
+  size: number;
+}
+
+/** The image manifest's bytes: config, the one layer, annotations. */
+export function imageManifest(file: string, config: Blob, layer: Blob, epochSeconds: number): Buffer {
+  const title = basename(file);
+  const doc = {
+    schemaVersion: 2,
+    mediaType: MEDIA.ociManifest,
+    artifactType: ARTIFACT_TYPE,
+    config,
+    layers: [{ ...layer, annotations: { [ANNOTATION.title]: title } }],
+    annotations: { [ANNOTATION.created]: createdAt(epochSeconds), [ANNOTATION.title]: title },
+  };
+  return Buffer.from(JSON.stringify(doc));
+}
+
+/** An image index over several pushed manifests, one per platform. */
+export function imageIndex(
+  entries: { manifest: Blob; architecture: string }[],
+  epochSeconds: number,
+): Buffer {
+  const doc = {
+    schemaVersion: 2,
+    mediaType: MEDIA.ociIndex,
+    artifactType: ARTIFACT_TYPE,
+    manifests: entries.map((e) => ({
+      ...e.manifest,
+      artifactType: ARTIFACT_TYPE,
+      platform: { architecture: e.architecture, os: "linux" },
+    })),
+    annotations: { [ANNOTATION.created]: createdAt(epochSeconds) },
+  };
+  return Buffer.from(JSON.stringify(doc));
+}

@@ -10,6 +10,8 @@ export type KernelFormat = "bzImage" | "elf" | "arm64-image";
 export interface KernelKind {
   arch: Arch;
   format: KernelFormat;
+  /** An arm64 Image.gz: QEMU boots it as is, Firecracker and the banner scan inflate it. */
+  gzip?: true;
 }
 
 /** How many leading bytes `kernelKind` needs. */
@@ -34,7 +36,7 @@ export function kernelKind(head: Buffer): KernelKind | undefined {
       // A prefix of the stream: inflate what is there instead of failing on the missing end.
       const inner = gunzipSync(head, { finishFlush: zc.Z_SYNC_FLUSH });
       const kind = inner.length >= 60 && inner.readUInt32LE(56) === 0x644d5241;
-      if (kind) return { arch: "arm64", format: "arm64-image" };
+      if (kind) return { arch: "arm64", format: "arm64-image", gzip: true };
     } catch {
       return undefined;
     }

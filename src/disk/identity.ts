@@ -4,7 +4,6 @@
  * are `id`). ext4 and erofs: the UUID (which our builds derive from the content). squashfs
  * has no UUID: its 96-byte superblock (counts, sizes, table offsets, build time) stands in.
  */
-import { readHead } from "../util/input-file.js";
 import type { DiskFormat } from "./formats.js";
 import { SQUASHFS_COMPRESSION } from "./squashfs.js";
 
@@ -25,11 +24,6 @@ const SQUASHFS_SUPERBLOCK = 96;
 
 /** How many leading bytes diskIdentityOf needs. */
 export const DISK_HEAD_BYTES = 2048;
-
-/** The image's identity, or undefined when it is none of our disk formats (an initramfs). */
-export async function diskIdentity(path: string): Promise<DiskIdentity | undefined> {
-  return diskIdentityOf(await readHead(path, DISK_HEAD_BYTES));
-}
 
 /** The identity of the disk whose first bytes are `b` (at least DISK_HEAD_BYTES of them). */
 export function diskIdentityOf(b: Buffer): DiskIdentity | undefined {

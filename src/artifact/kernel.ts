@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { gunzipSync, constants as zc } from "node:zlib";
 import type { Arch } from "../arch/arch.js";
-import { detectCompression } from "../compress/compress.js";
+import { detectCompression } from "../compress/magic.js";
 import { elfArch } from "../elf/elf.js";
 
 export type KernelFormat = "bzImage" | "elf" | "arm64-image";

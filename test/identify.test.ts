@@ -165,3 +165,19 @@ test("an erofs image's symlinks never lead identify onto the host's files", asyn
   assert.equal(a.arch, undefined);
   assert.match(a.noArch ?? "", /no \/init on the disk/);
 });
+
+test("an erofs image without fsck.erofs on PATH: one line naming the tool and its package", async () => {
+  const image = join(work, "d.erofs");
+  if (!existsSync(image)) await built("d.erofs", ["--format", "erofs"]);
+  const bin = join(work, "bin-without-fsck");
+  await mkdir(bin, { recursive: true });
+  execFileSync("ln", ["-sf", "/usr/bin/fakeroot", join(bin, "fakeroot")]);
+  const saved = process.env.PATH;
+  process.env.PATH = bin;
+  try {
+    const a = kindOf(await identify(image), "disk");
+    assert.equal(a.noArch, `${image}: fsck.erofs not found on PATH (apt-get install erofs-utils)`);
+  } finally {
+    process.env.PATH = saved;
+  }
+});

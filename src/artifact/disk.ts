@@ -13,7 +13,7 @@ import type { DiskFormat } from "../disk/formats.js";
 import { elfArch } from "../elf/elf.js";
 import { INIT_PATH } from "../guest/init-binary.js";
 import { readHead } from "../util/input-file.js";
-import { toolNotFound } from "../util/tools.js";
+import { missingTools, toolNotFound } from "../util/tools.js";
 import type { InitramfsFacts } from "./initramfs.js";
 
 /** How each format's tool writes one image file to stdout (erofs: none can, see erofsExtracted). */
@@ -117,6 +117,9 @@ async function erofsExtracted<T>(
   image: string,
   fn: (dir: string, entries: DiskEntry[]) => Promise<T>,
 ): Promise<T> {
+  // Named up front: under fakeroot's shell a missing tool would be "fakeroot failed (exit 127)".
+  const missing = missingTools(["fakeroot", "fsck.erofs"])[0];
+  if (missing) throw new Error(toolNotFound(missing));
   const work = await mkdtemp(join(tmpdir(), "slimroot-erofs-"));
   const dir = join(work, "root");
   try {

@@ -65,13 +65,18 @@ test("an initramfs: its compression, /init's architecture and app config, in one
 test("a disk: format and identity; /init's architecture and app config (erofs: extracted whole)", async () => {
   for (const format of ["ext4", "squashfs", "erofs"] as const) {
     const path = await built(`d.${format}`, ["--format", format]);
-    const a = kindOf(await identify(path), "disk");
+    const a = kindOf(await identify(path, { extract: true }), "disk");
     assert.equal(a.identity.format, format);
     assert.equal(a.bytes, (await readFile(path)).length);
     assert.equal(a.arch, "amd64", format);
     assert.equal(artifactArch(a), "amd64");
     assert.deepEqual(a.app?.args, ["/usr/bin/app"], format);
   }
+  // Unasked (run), an erofs image is not extracted: said in one line, nothing guessed.
+  const quick = kindOf(await identify(join(work, "d.erofs")), "disk");
+  assert.equal(quick.arch, undefined);
+  assert.match(quick.noArch ?? "", /erofs-utils 1\.5 reads no single file/);
+  assert.throws(() => artifactArch(quick), UserError);
 });
 
 test("an initramfs-list directory: its entries, /init's architecture, app config", async () => {
@@ -160,7 +165,7 @@ test("an erofs image's symlinks never lead identify onto the host's files", asyn
   execFileSync("ln", ["-s", "/bin/true", join(root, "init")]);
   const image = join(work, "hostile.erofs");
   execFileSync("mkfs.erofs", ["--all-root", image, root], { stdio: "ignore" });
-  const a = kindOf(await identify(image), "disk");
+  const a = kindOf(await identify(image, { extract: true }), "disk");
   assert.equal(a.app, undefined);
   assert.equal(a.arch, undefined);
   assert.match(a.noArch ?? "", /no \/init on the disk/);
@@ -175,7 +180,7 @@ test("an erofs image without fsck.erofs on PATH: one line naming the tool and it
   const saved = process.env.PATH;
   process.env.PATH = bin;
   try {
-    const a = kindOf(await identify(image), "disk");
+    const a = kindOf(await identify(image, { extract: true }), "disk");
     assert.equal(a.noArch, `${image}: fsck.erofs not found on PATH (apt-get install erofs-utils)`);
   } finally {
     process.env.PATH = saved;

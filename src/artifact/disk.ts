@@ -55,11 +55,18 @@ function firstBytes(command: string, args: string[], max: number): Promise<Buffe
   });
 }
 
-/** /init's architecture and the app config of disk image `path` of `format`. */
-export async function diskFacts(path: string, format: DiskFormat): Promise<InitramfsFacts> {
+/**
+ * /init's architecture and the app config of disk image `path` of `format`; an erofs image's
+ * only when `extract` (it is extracted whole), else one line saying so.
+ */
+export async function diskFacts(path: string, format: DiskFormat, extract: boolean): Promise<InitramfsFacts> {
   // Absolute, so no image name is ever read as an option.
   const image = resolve(path);
   try {
+    if (format === "erofs" && !extract)
+      return {
+        noArch: `${path}: erofs: erofs-utils 1.5 reads no single file out of an image (inspect extracts all of it)`,
+      };
     if (format === "erofs")
       return await erofsExtracted(image, (dir, entries) => appFacts(path, extractedReader(dir, entries)));
     const reader = FILE_READERS[format];

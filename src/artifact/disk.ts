@@ -56,20 +56,19 @@ function firstBytes(command: string, args: string[], max: number): Promise<Buffe
 }
 
 /**
- * /init's architecture and the app config of disk image `path` of `format`; an erofs image's
- * only when `extract` (it is extracted whole), else one line saying so.
+ * /init's architecture and the app config of disk image `path` of `format`. Not an erofs
+ * image's: that is extracted whole (seconds for a large one, which `run` does not spend), by
+ * diskEntries only.
  */
-export async function diskFacts(path: string, format: DiskFormat, extract: boolean): Promise<InitramfsFacts> {
+export async function diskFacts(path: string, format: DiskFormat): Promise<InitramfsFacts> {
+  if (format === "erofs")
+    return {
+      noArch: `${path}: erofs: erofs-utils 1.5 reads no single file out of an image (inspect extracts all of it)`,
+    };
   // Absolute, so no image name is ever read as an option.
   const image = resolve(path);
+  const reader = FILE_READERS[format];
   try {
-    if (format === "erofs" && !extract)
-      return {
-        noArch: `${path}: erofs: erofs-utils 1.5 reads no single file out of an image (inspect extracts all of it)`,
-      };
-    if (format === "erofs")
-      return await erofsExtracted(image, (dir, entries) => appFacts(path, extractedReader(dir, entries)));
-    const reader = FILE_READERS[format];
     return await appFacts(path, (file, max) => firstBytes(...reader(image, file), max));
   } catch (err) {
     return { noArch: `${path}: ${(err as Error).message}` };
@@ -186,17 +185,26 @@ export interface DiskEntry {
 const MAX_LISTING_BYTES = 64 << 20;
 const MAX_ENTRIES = 1_000_000;
 
+/** A disk's files, and `facts` when the listing read what diskFacts does not (erofs). */
+export interface DiskListing {
+  entries: DiskEntry[];
+  facts?: InitramfsFacts;
+}
+
 /**
  * Every file of disk image `path`, through its format's tool (unsquashfs -lln; debugfs ls by
- * inode number, one run per directory level, so no name is ever quoted into a command), or the
- * one line saying why not.
+ * inode number, one run per directory level, so no name is ever quoted into a command; erofs
+ * extracted whole, its app facts read on the way), or the one line saying why not.
  */
-export async function diskEntries(path: string, format: DiskFormat): Promise<DiskEntry[] | string> {
+export async function diskEntries(path: string, format: DiskFormat): Promise<DiskListing | string> {
   const image = resolve(path);
   try {
-    if (format === "squashfs") return await squashfsEntries(image, path);
-    if (format === "ext4") return await ext4Entries(image, path);
-    return await erofsExtracted(image, async (_, entries) => entries);
+    if (format === "squashfs") return { entries: await squashfsEntries(image, path) };
+    if (format === "ext4") return { entries: await ext4Entries(image, path) };
+    return await erofsExtracted(image, async (dir, entries) => ({
+      entries,
+      facts: await appFacts(path, extractedReader(dir, entries)),
+    }));
   } catch (err) {
     return `${path}: no listing (${(err as Error).message})`;
   }

@@ -70,11 +70,6 @@ export type Artifact = InitramfsArtifact | DiskArtifact | KernelArtifact | ListA
 export interface IdentifyOptions {
   /** Look for an app inside a kernel (default true): decompresses the kernel. */
   embedded?: boolean;
-  /**
-   * Read a disk whose tool reads no single file (erofs) by extracting all of it (default
-   * false: seconds for a large image, which `run` does not spend; inspect asks for it).
-   */
-  extract?: boolean;
 }
 
 const HEAD_BYTES = Math.max(KERNEL_HEAD_BYTES, DISK_HEAD_BYTES);
@@ -138,7 +133,7 @@ export async function identify(path: string, o: IdentifyOptions = {}): Promise<A
         path,
         bytes: size,
         identity: s.identity,
-        ...(await diskFacts(path, s.identity.format, o.extract === true)),
+        ...(await diskFacts(path, s.identity.format)),
       };
     case "initramfs": {
       const facts: InitramfsFacts = await initramfsFacts(readArchiveFile(path, s.compression), path);

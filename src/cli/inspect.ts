@@ -51,7 +51,7 @@ export function registerInspect(program: Command): void {
         await checkOutput(opts.html, inputs, { why: false, flag: "--html" });
       }
       const warn = (line: string) => process.stderr.write(`slimroot: ${line}\n`);
-      const image = await identify(file, { extract: true });
+      const image = await identify(file);
       if (!opts.html) {
         const r = await inspectArtifact(image, { ...(opts.why ? { why: "required" } : {}), warn });
         process.stdout.write(opts.json ? `${JSON.stringify(r, null, 2)}\n` : `${formatInspection(r)}\n`);

@@ -92,6 +92,31 @@ static void read_key(void)
 	}
 }
 
+/*
+ * The init's own milestones on CLOCK_MONOTONIC, in microseconds (0: not reached), printed in
+ * the report as "SLIMROOT_TIME <what> <usecs>" for `run --timeline` (src/vm/timeline.ts).
+ */
+static unsigned t_init, t_app, t_exit;
+
+static unsigned now_us(void)
+{
+	struct timespec_k t = {0, 0};
+	sys_clock_gettime(CLOCK_MONOTONIC, &t);
+	return (unsigned)(t.sec * 1000000 + t.nsec / 1000);
+}
+
+static void time_report(void)
+{
+	static const char *const names[] = {"init", "app", "exit"};
+	const unsigned *const at[] = {&t_init, &t_app, &t_exit};
+	for (int i = 0; i < 3; i++) {
+		char line[48];
+		size_t n = fmt(line, sizeof(line), "SLIMROOT_TIME %s %u\n", names[i], *at[i]);
+		if (*at[i])
+			write_all(1, line, n);
+	}
+}
+
 void finish(int status)
 {
 	static int finishing;
@@ -122,6 +147,7 @@ void finish(int status)
 	if (report_len)
 		write_all(1, report_open, report_len);
 	trace_report();
+	time_report();
 	char line[32];
 	size_t n = fmt(line, sizeof(line), "SLIMROOT_EXIT=%d\n", status);
 	if (write_all(1, line, n) < 0)
@@ -371,6 +397,7 @@ __attribute__((noreturn, used)) void start_c(long *sp)
 	static struct conf c; /* large (argv/env tables): .bss, not the stack */
 	long e;
 	(void)sp;
+	t_init = now_us();
 	/* Blocked from the start: a SIGTERM during boot waits for the app instead of vanishing. */
 	sys_sigprocmask(SIG_BLOCK, &waited, NULL);
 	if (sys_getpid() != 1) {
@@ -406,6 +433,9 @@ __attribute__((noreturn, used)) void start_c(long *sp)
 		die(125, "fork: %e", (int)-pid);
 	if (pid == 0)
 		child(&c);
+	t_app = now_us();
 	record_attach(pid);
-	finish(wait_app(pid));
+	int status = wait_app(pid);
+	t_exit = now_us();
+	finish(status);
 }

@@ -57,6 +57,8 @@ test("bench: one run per variant, JSON valid against its schema, ratios from the
     assert.ok(row.leastMiB! > 8 && row.leastMiB! <= 256, `${row.id}: least RAM ${row.leastMiB}`);
     assert.ok(row.bytes!.raw >= row.bytes!.file);
   }
+  // The hand-made initramfs gets the memory run would give its files, and says so.
+  assert.match(handmade.sizing ?? "", /^booted with \d+ MiB: slimroot run's memory rule/);
   // Debian's kernel has virtio_blk as a module: that route is a row with its reason.
   assert.match(disk.error ?? "", /virtio_blk as a module/);
 

@@ -405,7 +405,11 @@ function previousOutput(col: Column): Promise<string> {
       const input = col.input ? await col.input(HOSTILE_ROWS[0]!, tar) : tar;
       if (typeof input !== "string") throw new Error(`no input for the previous output: ${input.refused}`);
       const out = join(dir, `previous.${col.ext}`);
-      const r = await runCli(col.args(input, out), { cwd: dir, tmp: await scratchDir(work, "previous-tmp") });
+      const r = await runCli(col.args(input, out), {
+        cwd: dir,
+        tmp: await scratchDir(work, "previous-tmp"),
+        ...(col.timeoutMs ? { timeoutMs: col.timeoutMs } : {}),
+      });
       if (r.code !== 0)
         throw new Error(`building the previous output failed (exit ${r.code}): ${r.stderr.trim()}`);
       return out;

@@ -115,10 +115,22 @@ describe("slimroot run: busybox on amd64 (microvm)", { timeout: 10 * TEST_TIMEOU
     assert.equal(r.code, 137, r.stderr);
   });
 
-  test("Env, WorkingDir and User from the image config, -e from run (--kernel DIR)", async () => {
-    const r = await run([configured, "--kernel", amd64Dir, "-e", "RUNTIME=yes"]);
+  test("Env, WorkingDir and User from the image config, -e from run (--kernel DIR, --timeline)", async () => {
+    const r = await run([configured, "--kernel", amd64Dir, "-e", "RUNTIME=yes", "--timeline"]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /^cfg hello yes \/srv\/app 1234:5678$/m);
+    // The timeline: contiguous segments from the VMM's start, summing to the total, initcalls named.
+    const segments = [...r.stderr.matchAll(/^slimroot: +at +(\d+) ms +(\d+) ms {2}(.*)$/gm)];
+    assert.ok(segments.length >= 6, r.stderr);
+    let at = 0;
+    for (const [, start, ms] of segments) {
+      assert.ok(Math.abs(Number(start) - at) <= 1, `segments in order: ${r.stderr}`);
+      at = Number(start) + Number(ms);
+    }
+    const total = Number(/total (\d+) ms .*segments sum to (\d+) ms/.exec(r.stderr)?.[1]);
+    assert.ok(Math.abs(at - total) <= segments.length, `sum ${at} vs total ${total}: ${r.stderr}`);
+    assert.match(segments.at(-2)![3]!, /^the app, until it exited/);
+    assert.match(r.stderr, /slowest initcalls \(the kernel's own times\): [a-z_]\w* \d+\.\d ms/);
   });
 
   test("a missing entrypoint: 127 and the init's line", async () => {

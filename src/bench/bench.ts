@@ -15,17 +15,22 @@ import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
 import { type Arch, hostArch } from "../arch/arch.js";
 import { type Artifact, artifactArch, identify } from "../artifact/identify.js";
+import { KERNEL_HEAD_BYTES, kernelKind } from "../artifact/kernel.js";
 import { decompressor } from "../compress/compress.js";
 import { hasCmdlineDevices, readKernelConfig } from "../kernel/config.js";
 import { cachedKernel } from "../kernel/fetch.js";
+import type { KernelManifest } from "../kernel/manifest.js";
 import type { Probe } from "../trace/probe.js";
+import { readHead } from "../util/input-file.js";
 import { requireTools } from "../util/tools.js";
+import { defaultMemoryMiB, initrdFootprint, readKernelRule } from "../vm/memory.js";
 import { chooseAccel, chooseMachine, hostTscKhz, qemuBinary, qemuCommand } from "../vm/qemu.js";
 import { leastMemory, portsFor, type Ready, type Stats, stats, timeReady } from "./boot.js";
 import {
   type AppCommand,
   addScriptInit,
   conventionalTools,
+  DISK_SIZING,
   packDisk,
   packInitramfs,
   unpackConventionally,
@@ -495,12 +500,23 @@ async function conventionalRow(
     transport: machine === "pc" ? "pci" : "mmio",
     busybox: "/bin/busybox",
   });
-  if (route === "ext4") await packDisk(tree, image);
-  else await packInitramfs(tree, image);
+  if (route === "ext4") {
+    const mib = await packDisk(tree, image);
+    row.sizing = `ext4 of ${mib} MiB, sized to the tree (${DISK_SIZING})`;
+  } else await packInitramfs(tree, image);
   row.buildSeconds = Number(process.hrtime.bigint() - t0) / 1e9;
   const size = (await stat(image)).size;
   row.bytes = { file: size, raw: await rawBytes(await identify(image, { embedded: false })) };
   const kernel = join(kernelDir, manifest.kernel);
+  // The memory a user gives it: what `slimroot run` would give the same files on this kernel
+  // (the hand-made tree lives in RAM as slimroot's initramfs does); a disk root, run's default.
+  const memMiB =
+    route === "initramfs" ? await handmadeMemoryMiB(image, kernelDir, manifest, arch) : RAM_START_MIB;
+  if (route === "initramfs")
+    row.sizing =
+      o.memMiB !== undefined
+        ? `booted with --mem ${o.memMiB} MiB`
+        : `booted with ${memMiB} MiB: slimroot run's memory rule for these files on this kernel`;
   // As slimroot's own boots do: a kernel that takes its devices from the command line runs
   // microvm without ACPI.
   const config = manifest.config ? await readKernelConfig(join(kernelDir, manifest.config)) : undefined;
@@ -514,7 +530,7 @@ async function conventionalRow(
       kernel,
       initrd: image,
       acpi,
-      memMiB: mem ?? RAM_START_MIB,
+      memMiB: mem ?? memMiB,
       cpus: 1,
       forwards: [...ports].map(([guestPort, hostPort]) => ({
         proto: "tcp" as const,
@@ -541,6 +557,23 @@ async function conventionalRow(
     return argv;
   };
   await measure(row.id, argvFor, row);
+}
+
+/** The guest memory `slimroot run` would size for the initramfs `image` on this kernel (memory.ts). */
+async function handmadeMemoryMiB(
+  image: string,
+  kernelDir: string,
+  manifest: KernelManifest,
+  arch: Arch,
+): Promise<number> {
+  const kernel = join(kernelDir, manifest.kernel);
+  const kind = kernelKind(await readHead(kernel, KERNEL_HEAD_BYTES));
+  if (!kind) throw new Error(`${kernel}: not a kernel image`);
+  const rule = await readKernelRule(kernel, kind, {
+    manifest,
+    ...(manifest.config ? { configFile: join(kernelDir, manifest.config) } : {}),
+  });
+  return defaultMemoryMiB(await initrdFootprint([image], image), arch, rule);
 }
 
 /** Best slimroot row against each hand-made route on the same kernel, with the issue's goals. */

@@ -2,11 +2,12 @@
  * The routes people take by hand today, measured in the same run as slimroot: unpack the whole
  * image with the usual tools (umoci, skopeo, tar, cp), put a static busybox and a shell-script
  * init in it, then either `find | cpio | gzip` it into an initramfs or `mkfs.ext4 -d` it into
- * a fixed 100 MB disk. Everything here runs fixed commands bench writes itself: nothing the
+ * a disk sized to fit the tree (as a user who knows the tree's size would make it; a fixed
+ * 100 MB, the seed's, cannot hold a 183 MB tree). Everything here runs fixed commands bench writes itself: nothing the
  * image says is run on the host (the app's command only goes into the guest's script).
  */
 import { execFile } from "node:child_process";
-import { copyFile, mkdir, writeFile } from "node:fs/promises";
+import { copyFile, lstat, mkdir, readdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import type { Arch } from "../arch/arch.js";
@@ -27,8 +28,50 @@ export interface AppCommand {
 /** Where busybox and the modules go in the hand-made tree: out of the image's way. */
 const TOOLS = ".handmade";
 
-/** The size people give the disk by hand (`dd bs=1M count=100`). */
-export const HANDMADE_DISK_MIB = 100;
+const MiB = 1 << 20;
+const BLOCK = 4096;
+
+/** What a tree takes on a disk: its files' bytes in 4 KiB blocks (directories a block each), its inodes. */
+export interface TreeSize {
+  bytes: number;
+  inodes: number;
+}
+
+/** Walks `dir` without following links (`du --apparent-size` rounded to blocks, `find | wc -l`). */
+export async function treeSize(dir: string): Promise<TreeSize> {
+  let bytes = 0;
+  let inodes = 0;
+  const seen = new Set<string>();
+  const pending = [dir];
+  while (pending.length) {
+    const d = pending.pop()!;
+    for (const e of await readdir(d, { withFileTypes: true })) {
+      const path = join(d, e.name);
+      const st = await lstat(path);
+      const id = `${st.dev}:${st.ino}`;
+      if (seen.has(id)) continue; // a hard link: one inode, its blocks once
+      seen.add(id);
+      inodes++;
+      if (st.isDirectory()) pending.push(path);
+      // ext4 keeps a symlink under 60 bytes in its inode.
+      if (st.isFile() || st.isDirectory() || (st.isSymbolicLink() && st.size >= 60))
+        bytes += Math.max(1, Math.ceil(st.size / BLOCK)) * BLOCK;
+    }
+  }
+  return { bytes, inodes: inodes + 1 };
+}
+
+/**
+ * The hand-made ext4's size, as a user sizing it to the tree would: the tree (256-byte inodes
+ * included) plus 30% for ext4's own metadata and the app's writes, plus 16 MiB (the journal and
+ * the group tables of a small file system), in whole MiB.
+ */
+export function handmadeDiskMiB(t: TreeSize): number {
+  return Math.ceil(((t.bytes + t.inodes * 256) * 1.3) / MiB) + 16;
+}
+
+/** How the hand-made ext4 was sized, for the bench table. */
+export const DISK_SIZING = "(tree + inodes) x 1.3 + 16 MiB";
 
 /** The host tools the hand-made routes run for `source` (checked before bench starts). */
 export function conventionalTools(source: string): string[] {
@@ -121,12 +164,12 @@ export async function packInitramfs(dir: string, out: string): Promise<void> {
   await run("sh", ["-c", `find . | cpio --quiet -o -H newc | gzip -6 > ${shellQuote([out])}`], { cwd: dir });
 }
 
-/** A fixed 100 MB ext4 holding the tree, made without mounting (`mkfs.ext4 -d`). */
-export async function packDisk(dir: string, out: string): Promise<void> {
-  await run("dd", ["if=/dev/zero", `of=${out}`, "bs=1M", `count=${HANDMADE_DISK_MIB}`, "status=none"]);
+/** An ext4 sized to hold the tree (handmadeDiskMiB), made without mounting (`mkfs.ext4 -d`); returns its MiB. */
+export async function packDisk(dir: string, out: string): Promise<number> {
+  const mib = handmadeDiskMiB(await treeSize(dir));
+  await run("dd", ["if=/dev/zero", `of=${out}`, "bs=1M", `count=${mib}`, "status=none"]);
   await run("mkfs.ext4", ["-q", "-F", "-d", dir, out]).catch((err: Error & { stderr?: string }) => {
-    throw new Error(
-      `mkfs.ext4 -d into ${HANDMADE_DISK_MIB} MB: ${(err.stderr ?? err.message).trim().split("\n").pop()}`,
-    );
+    throw new Error(`mkfs.ext4 -d into ${mib} MiB: ${(err.stderr ?? err.message).trim().split("\n").pop()}`);
   });
+  return mib;
 }

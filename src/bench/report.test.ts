@@ -36,6 +36,7 @@ const report: BenchReport = {
       ready: null,
       readyToFloor: null,
       leastMiB: null,
+      sizing: "ext4 of 300 MiB, sized to the tree",
       error: "a | b",
     },
   ],
@@ -50,6 +51,9 @@ test("markdown, table and svg carry the measured values; errors stay in their ro
   );
   assert.match(md, /^\| hand-made ext4\/debian \| - \| - \| - \| failed: a \\\| b \| \| \|$/m);
   assert.match(md, /floor\/debian .*: 2\.00 \/ 2\.00 \/ 2\.00 s/);
+  // How the baselines were sized: said under the table, in both forms.
+  assert.match(md, /^- hand-made ext4\/debian: ext4 of 300 MiB, sized to the tree$/m);
+  assert.match(formatTable(report), /^hand-made ext4\/debian: ext4 of 300 MiB, sized to the tree$/m);
   assert.match(
     formatTable(report),
     /trace\/cpio\/debian\s+4\.00\s+10\.00\s+1\.50\s+2\.50 \/ 2\.50 \/ 2\.50\s+1\.25x\s+80/,

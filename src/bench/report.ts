@@ -4,6 +4,11 @@ import type { BenchReport, BenchRow } from "./schema.js";
 const mb = (n: number) => (n / 1e6).toFixed(2);
 const s2 = (n: number) => n.toFixed(2);
 
+/** How each hand-made baseline was sized, a line each. */
+function sizings(r: BenchReport): string[] {
+  return r.rows.filter((row) => row.sizing).map((row) => `${row.id}: ${row.sizing}`);
+}
+
 export function formatTable(r: BenchReport): string {
   const head = ["variant", "file MB", "raw MB", "build s", "ready s min/med/max", "x floor", "least RAM MiB"];
   const body = r.rows.map((row) =>
@@ -35,7 +40,7 @@ export function formatTable(r: BenchReport): string {
       .map((c, i) => (c.startsWith("failed") ? c : i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
       .join("  ")
       .trimEnd();
-  const out = [line(head), ...body.map(line), ""];
+  const out = [line(head), ...body.map(line), ...sizings(r), ""];
   for (const f of r.floors) {
     out.push(
       "seconds" in f
@@ -144,6 +149,7 @@ export function formatMarkdown(r: BenchReport): string {
         : `| ${row.id} | ${row.bytes ? mb(row.bytes.file) : "-"} | ${row.bytes ? mb(row.bytes.raw) : "-"} | ${row.buildSeconds === null ? "-" : s2(row.buildSeconds)} | ${ready(row)} | ${row.readyToFloor === null ? "-" : `${s2(row.readyToFloor)}x`} | ${row.leastMiB ?? (row.error ? `failed: ${row.error.replace(/\|/g, "\\|")}` : "-")} |`,
     ),
     "",
+    ...sizings(r).map((l) => `- ${l}`),
   ];
   for (const f of r.floors)
     out.push(

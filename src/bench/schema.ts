@@ -22,6 +22,8 @@ export interface BenchRow {
   readyToFloor: number | null;
   /** Least guest RAM with which the probes still passed (bisected, each step a boot). */
   leastMiB: number | null;
+  /** The hand-made routes: how the baseline was sized (its disk, its guest memory). */
+  sizing?: string;
   error?: string;
 }
 
@@ -148,6 +150,7 @@ export const BENCH_JSON_SCHEMA = {
           ready: nullable(stats),
           readyToFloor: nullable(num),
           leastMiB: nullable({ type: "integer", minimum: 1 }),
+          sizing: { type: "string" },
           error: { type: "string" },
         },
       },

@@ -128,6 +128,10 @@ export function registerRun(program: Command): void {
     .option("--gateway <a.b.c.d>", "firecracker: the guest's default route (default 172.16.N.1 for tapN)")
     .option("--vsock <cid>", "firecracker: add a vsock device with this guest CID (3 or more)")
     .option(
+      "--timeline",
+      "after the run, print on stderr where the boot's time went (VMM, kernel, initcalls, init, app); boots with every kernel message on the console",
+    )
+    .option(
       "--dry-run",
       "write the VM's files, print the VMM command line (and the boot plan on stderr) and exit",
     )
@@ -158,6 +162,7 @@ export function registerRun(program: Command): void {
             ...(command.length ? { args: command } : {}),
             ...(opts.timeout ? { timeoutMs: parseDuration(opts.timeout as string, "--timeout") } : {}),
             stopGraceMs: parseDuration(opts.stopTimeout as string, "--stop-timeout"),
+            ...(opts.timeline ? { timeline: true } : {}),
             dryRun: Boolean(opts.dryRun),
             ...(opts.json ? { json: true } : {}),
             volumes: ((opts.volume as string[] | undefined) ?? []).map(parseVolume),

@@ -111,6 +111,11 @@ test("an initramfs on QEMU: image, modules, run.conf in that order; microvm with
   );
   assert.equal(p.qemu?.acpi, true);
   assert.equal(p.cmdline, "console=ttyS0 reboot=t panic=-1 quiet tsc_early_khz=2000000 tsc=reliable");
+  // --timeline: the kernel's timestamps and initcall times on the console instead of quiet.
+  assert.equal(
+    planBoot(initramfs(), opts({ timeline: true })).cmdline,
+    "console=ttyS0 reboot=t panic=-1 tsc_early_khz=2000000 tsc=reliable printk.time=1 initcall_debug ignore_loglevel",
+  );
   assert.equal(p.memory.mib, 256);
   assert.match(p.memory.reason, /^sized from the image/);
   assert.equal(p.network.kind, "user");

@@ -28,6 +28,7 @@ import {
 import type { PortForward } from "./ports.js";
 import { type Accel, kernelCmdline, type Machine } from "./qemu.js";
 import { type GuestNetwork, runConfCpioSize, runConfText } from "./runconf.js";
+import { timelineCmdline } from "./timeline.js";
 
 export type Vmm = "qemu" | "firecracker";
 export const VMMS: readonly Vmm[] = ["qemu", "firecracker"];
@@ -106,6 +107,8 @@ export interface BootOptions {
   vsockCid?: number;
   /** This boot's report key (report.ts), for the init in the run.conf archive. */
   reportKey?: string;
+  /** `run --timeline`: boot with the kernel's timestamps and initcall times on the console (timeline.ts). */
+  timeline?: boolean;
   stopGraceMs: number;
   timeoutMs?: number;
 }
@@ -387,6 +390,7 @@ export function planBoot(f: BootFacts, o: BootOptions): BootPlan {
   } else {
     cmdline = firecrackerBootArgs(f.arch);
   }
+  if (o.timeline) cmdline = timelineCmdline(cmdline);
   if (tap && o.tap) notes.push(reachLine(o.tap, tap));
   return {
     vmm: o.vmm,

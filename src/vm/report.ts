@@ -9,6 +9,7 @@
  *     SLIMROOT_TRACE <path>          (record mode, one per path)
  *     SLIMROOT_TRACE_RECORDER <how>  (record mode with the syscall recorder: seccomp or ptrace)
  *     SLIMROOT_TRACE_LOST <n>        (record mode, when the init's table was full)
+ *     SLIMROOT_TIME <what> <usecs>   (the init's milestones on its monotonic clock: init, app, exit)
  *     SLIMROOT_EXIT=<n>
  *
  * The key is made here for each boot and travels in the run.conf archive as a file the init
@@ -28,9 +29,10 @@ const TRACE = "SLIMROOT_TRACE ";
 const LOST = /^SLIMROOT_TRACE_LOST (\d+)$/;
 const RECORDER = /^SLIMROOT_TRACE_RECORDER (seccomp|ptrace)$/;
 const EXIT = /^SLIMROOT_EXIT=(\d+)$/;
+const TIME = /^SLIMROOT_TIME (\w+) (\d+)$/;
 const KEY = /^[0-9a-f]{32,128}$/;
 /** A line shaped like part of a report (the init's, or an app's look-alike): not the app's words. */
-export const REPORT_LINE = /^SLIMROOT_TRACE|SLIMROOT_(REPORT [0-9a-f]+|EXIT=\d+)$/;
+export const REPORT_LINE = /^SLIMROOT_T(RACE|IME )|SLIMROOT_(REPORT [0-9a-f]+|EXIT=\d+)$/;
 
 /** A fresh key: 128 random bits in hex (what the init's key file holds). */
 export function newReportKey(): string {
@@ -77,6 +79,8 @@ export class GuestReport {
   lost = 0;
   /** How the init's syscall recorder stopped the app ("seccomp", "ptrace"); undefined: it did not record lookups. */
   recorder: string | undefined;
+  /** The init's milestones (init, app, exit): µs on its monotonic clock (timeline.ts). */
+  readonly times: Record<string, number> = {};
 
   constructor(readonly key: string = newReportKey()) {
     if (!KEY.test(key)) throw new Error("a report key is 32 to 128 lowercase hex digits");
@@ -98,6 +102,11 @@ export class GuestReport {
     const rec = RECORDER.exec(l);
     if (rec) {
       this.recorder = rec[1];
+      return true;
+    }
+    const time = TIME.exec(l);
+    if (time) {
+      this.times[time[1]!] = Number(time[2]);
       return true;
     }
     const lost = LOST.exec(l);

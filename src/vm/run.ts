@@ -7,7 +7,9 @@ import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import { performance } from "node:perf_hooks";
+import { functionSymbols } from "../kernel/symbols.js";
 import { OutputDir } from "../output/dir.js";
 import type { InputPath } from "../output/output.js";
 import { UserError } from "../util/errors.js";
@@ -25,6 +27,7 @@ import { type BootOptions, type BootPlan, describePlan, planBoot, type Vmm } fro
 import { qemuBinary } from "./qemu.js";
 import { qemuLauncher } from "./qemu-launcher.js";
 import { GuestReport } from "./report.js";
+import { buildTimeline, type ConsoleLine, describeTimeline } from "./timeline.js";
 
 export { RunFailure };
 
@@ -111,7 +114,12 @@ export async function runImage(req: RunRequest): Promise<number> {
       return typeof reason === "number" ? reason : STOPPED_STATUS;
     }
     notes();
-    return await boot(req, plan, launch, report);
+    // A kernel without kallsyms names its initcalls by address: its vmlinux, when beside it, names them.
+    const symbols =
+      req.timeline && !plan.kernel.embedded
+        ? await functionSymbols(join(dirname(plan.kernel.path), "vmlinux"))
+        : undefined;
+    return await boot(req, plan, launch, report, symbols);
   } finally {
     await out?.discard();
     if (!keep) await rm(scratch, { recursive: true, force: true });
@@ -150,11 +158,19 @@ export function guardedCommand(p: Pick<Launch, "command" | "notFound">): string[
   return setpriv ? [setpriv, "--pdeathsig", "KILL", "--", ...p.command] : [...p.command];
 }
 
-function boot(req: RunRequest, plan: BootPlan, p: Launch, report: GuestReport): Promise<number> {
+function boot(
+  req: RunRequest,
+  plan: BootPlan,
+  p: Launch,
+  report: GuestReport,
+  symbols?: ReadonlyMap<bigint, string>,
+): Promise<number> {
   const [binary, ...args] = guardedCommand(p) as [string, ...string[]];
   // Its own process group: a Ctrl-C on the terminal reaches only us, and we stop the app
   // gracefully instead of the VMM dying on the spot.
+  const spawnedAt = performance.now();
   const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
+  const timed = req.timeline ? timeConsole(child.stdout, spawnedAt) : undefined;
   let vmmStderr = "";
   // The console's last bytes: a panic line may come split over several chunks.
   let consoleTail = "";
@@ -171,7 +187,9 @@ function boot(req: RunRequest, plan: BootPlan, p: Launch, report: GuestReport): 
   const killOnExit = () => kill();
   process.on("exit", killOnExit);
 
+  let reportedAt: number | undefined;
   const watcher = new ConsoleWatcher(report, () => {
+    reportedAt = performance.now() - spawnedAt;
     // The init reboots right after the report; a VM that does not end is ended.
     timers.push(setTimeout(kill, 5000));
   });
@@ -252,6 +270,15 @@ function boot(req: RunRequest, plan: BootPlan, p: Launch, report: GuestReport): 
         req.stderr.write(`slimroot: ${timeout}VM stopped\n`);
         return resolve(EXIT_TIMEOUT);
       }
+      if (timed && reportedAt !== undefined) {
+        const tl = buildTimeline({
+          lines: timed,
+          initTimes: report.times,
+          endMs: reportedAt,
+          ...(symbols ? { symbols } : {}),
+        });
+        for (const l of describeTimeline(tl)) req.stderr.write(`slimroot: ${l}\n`);
+      }
       if (watcher.exitCode !== undefined) return resolve(watcher.exitCode);
       if (stopStatus !== undefined) return resolve(stopStatus);
       const why =
@@ -262,6 +289,29 @@ function boot(req: RunRequest, plan: BootPlan, p: Launch, report: GuestReport): 
       reject(new RunFailure(`the VM ended without an exit report from the init: ${why}`));
     });
   });
+}
+
+/**
+ * The console's lines, each with the host time (ms since `since`) its first byte came: what
+ * `--timeline` aligns the guest's clock by (timeline.ts). Lines are split on LF; CRs stay.
+ */
+function timeConsole(stream: NodeJS.ReadableStream, since: number): ConsoleLine[] {
+  const lines: ConsoleLine[] = [];
+  let open: ConsoleLine | undefined;
+  stream.on("data", (d: Buffer) => {
+    const at = performance.now() - since;
+    const parts = d.toString("latin1").split("\n");
+    for (const [i, part] of parts.entries()) {
+      open ??= { hostMs: at, text: "" };
+      // Only a line's start is read (its printk stamp, a marker); an app's endless line stays small.
+      if (open.text.length < 512) open.text += part.slice(0, 512);
+      if (i < parts.length - 1) {
+        lines.push(open);
+        open = undefined;
+      } else if (open.text === "") open = undefined; // a chunk ending in LF opens no line
+    }
+  });
+  return lines;
 }
 
 /** The end of a log file, or "" when there is none. */

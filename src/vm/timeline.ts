@@ -1,0 +1,192 @@
+/**
+ * `slimroot run --timeline`: where the time of one boot went, from what the host saw and what
+ * the guest said. Pure: it reads the console lines (each with the host time its first byte
+ * arrived at), the init's own milestones (report.ts: SLIMROOT_TIME) and the host time the
+ * boot ended, and splits [VMM start, end] into segments.
+ *
+ * Three clocks meet here:
+ * - host: milliseconds since the VMM process was spawned (performance.now());
+ * - printk: the kernel's timestamps (`printk.time=1`), its local clock from about kernel entry;
+ * - the init's CLOCK_MONOTONIC, anchored on the kernel's "Run /init as init process" line
+ *   (the init reads its clock first thing), so only its differences are used.
+ * Kernel milestones are where their console lines reached the host (host clock). The kernel's
+ * clock start is put on the host clock by the smallest (host arrival - printk time) over the
+ * timestamped lines: the line that reached the host with the least delay (the first lines come
+ * late: the kernel replays its buffer when the serial console starts). The init's milestones
+ * are differences on its clock, added to the arrival of the kernel's "Run /init" line.
+ *
+ * Every segment is the difference of two consecutive boundaries on the host clock (clamped
+ * to never go back), so the segments sum to the total exactly.
+ */
+
+/** One console line and when its first byte reached the host (ms since the VMM was spawned). */
+export interface ConsoleLine {
+  hostMs: number;
+  text: string;
+}
+
+/** host: the host's clock (when a console line came); guest: a difference on the guest's clock; host+guest: one end each. */
+export type Clock = "host" | "guest" | "host+guest";
+
+export interface Segment {
+  what: string;
+  /** Where it starts and how long it is, ms on the host clock. */
+  startMs: number;
+  ms: number;
+  /** Which clock(s) its two ends were read on. */
+  clock: Clock;
+}
+
+export interface Initcall {
+  name: string;
+  ms: number;
+}
+
+export interface Timeline {
+  segments: Segment[];
+  /** Host ms from the VMM's spawn to the end (the exit report's arrival). */
+  totalMs: number;
+  /** printk time 0 on the host clock; undefined: no timestamped line came. */
+  offsetMs: number | undefined;
+  /** Slowest first. */
+  initcalls: Initcall[];
+}
+
+/** The kernel command line for a timed boot: timestamps, initcall times, every message shown. */
+export function timelineCmdline(cmdline: string): string {
+  const args = cmdline.split(/\s+/).filter((a) => a && a !== "quiet" && !a.startsWith("loglevel="));
+  // initcall_debug prints at KERN_DEBUG: ignore_loglevel lets it reach the console.
+  for (const a of ["printk.time=1", "initcall_debug", "ignore_loglevel"]) if (!args.includes(a)) args.push(a);
+  return args.join(" ");
+}
+
+const PRINTK = /^\[\s*(\d+)\.(\d{6})\]\s?(.*)$/;
+/** `initcall foo+0x0/0x30 [mod] returned 0 after 1234 usecs` (init/main.c, %pS). */
+const INITCALL =
+  /^initcall (\S+?)(?:\+0x[0-9a-f]+\/0x[0-9a-f]+)?(?: \[(\S+)\])? returned -?\d+ after (\d+) usecs/;
+
+interface Stamped {
+  hostMs: number;
+  guestMs: number;
+  text: string;
+}
+
+/** The printk-timestamped lines, with their guest time in ms. */
+export function stampedLines(lines: readonly ConsoleLine[]): Stamped[] {
+  const out: Stamped[] = [];
+  for (const l of lines) {
+    const m = PRINTK.exec(l.text.replace(/\r+$/, ""));
+    if (m) out.push({ hostMs: l.hostMs, guestMs: Number(m[1]) * 1000 + Number(m[2]) / 1000, text: m[3]! });
+  }
+  return out;
+}
+
+/**
+ * Every initcall the kernel timed, slowest first. A kernel without kallsyms prints addresses:
+ * `symbols` (from its vmlinux) names them.
+ */
+export function initcalls(lines: readonly ConsoleLine[], symbols?: ReadonlyMap<bigint, string>): Initcall[] {
+  const out: Initcall[] = [];
+  for (const s of stampedLines(lines)) {
+    const m = INITCALL.exec(s.text);
+    if (!m) continue;
+    const fn = /^0x[0-9a-f]+$/.test(m[1]!) ? (symbols?.get(BigInt(m[1]!)) ?? m[1]!) : m[1]!;
+    out.push({ name: m[2] ? `${fn} [${m[2]}]` : fn, ms: Number(m[3]) / 1000 });
+  }
+  return out.sort((a, b) => b.ms - a.ms);
+}
+
+export interface TimelineInput {
+  lines: readonly ConsoleLine[];
+  /** The init's milestones (init, app, exit), µs on its CLOCK_MONOTONIC. */
+  initTimes: Readonly<Record<string, number>>;
+  /** Host ms when the boot was over (the exit report arrived). */
+  endMs: number;
+  /** The kernel's function symbols (kernel/symbols.ts), for initcalls printed as addresses. */
+  symbols?: ReadonlyMap<bigint, string>;
+}
+
+export function buildTimeline(input: TimelineInput): Timeline {
+  const stamped = stampedLines(input.lines);
+  // Lines stamped 0.000000 were printed before the kernel's clock ran: no use for aligning.
+  const live = stamped.filter((s) => s.guestMs > 0);
+  const offsetMs = live.length ? Math.min(...live.map((s) => s.hostMs - s.guestMs)) : undefined;
+  // A kernel milestone is placed where its line reached the host (the console is synchronous
+  // once it runs), not at offset + its printk time: the kernel's clock runs slow until the
+  // scheduler's clock is marked stable (its early clock is held to the tick, and ticks come
+  // late under emulation), so one offset for the whole boot would not hold.
+  const arrived = (pred: (t: string) => boolean) => stamped.find((x) => pred(x.text))?.hostMs;
+  const host = (pred: (t: string) => boolean) => input.lines.find((l) => pred(l.text))?.hostMs;
+
+  const runInit = arrived((t) => t.startsWith("Run /init as init process"));
+  const t = input.initTimes;
+  // The init's clock, aligned by one marker: it reads it first thing, as its "Run /init" line goes out.
+  const sinceInit = (name: string) =>
+    runInit !== undefined && t.init && t[name] ? runInit + (t[name]! - t.init) / 1000 : undefined;
+  // x86's real-mode setup code prints this before the kernel is decompressed.
+  const setup = host((l) => l.startsWith("Probing EDD"));
+
+  // [boundary, what the segment that ends there was, its clock]; absent boundaries drop out.
+  const marks: [number | undefined, string, Clock][] = [
+    [setup, "VMM start until the kernel's setup code ran", "host"],
+    [
+      offsetMs,
+      setup === undefined
+        ? "VMM start, kernel load and decompression, until the kernel's clock ran"
+        : "kernel decompression, until the kernel's clock ran",
+      "host+guest",
+    ],
+    [arrived((l) => l.startsWith("calling ")), "kernel early boot (until the first initcall)", "host"],
+    [
+      arrived((l) => l.startsWith("Freeing unused kernel image")),
+      "initcalls (with the initramfs unpacked)",
+      "host",
+    ],
+    [runInit, "freeing init memory, starting /init", "host"],
+    [sinceInit("app"), "init: mounts, modules, network, until the app started", "guest"],
+    [sinceInit("exit"), "the app, until it exited", "guest"],
+    [input.endMs, "the init's report, until the host read it", "host+guest"],
+  ];
+  const segments: Segment[] = [];
+  let at = 0;
+  for (const [end, what, clock] of marks) {
+    if (end === undefined) continue;
+    const to = Math.min(Math.max(end, at), input.endMs);
+    segments.push({ what, startMs: at, ms: to - at, clock });
+    at = to;
+  }
+  return { segments, totalMs: input.endMs, offsetMs, initcalls: initcalls(input.lines, input.symbols) };
+}
+
+const ms = (n: number) => `${Math.round(n)} ms`;
+
+/** The timeline in words, a line each (run prints them on stderr). */
+export function describeTimeline(tl: Timeline, top = 5): string[] {
+  const width = Math.max(...tl.segments.map((s) => ms(s.ms).length), 4);
+  const sum = tl.segments.reduce((n, s) => n + s.ms, 0);
+  const clockNote = {
+    host: "host clock",
+    guest: "guest clock",
+    "host+guest": "host and guest clocks",
+  };
+  return [
+    "timeline (ms since the VMM was started; host clock: when a console line reached the host; guest clock: the init's own)",
+    ...tl.segments.map(
+      (s) =>
+        `  at ${ms(s.startMs).padStart(8)}  ${ms(s.ms).padStart(width)}  ${s.what} (${clockNote[s.clock]})`,
+    ),
+    `  total ${ms(tl.totalMs)} (host clock: VMM start until the exit report); the segments sum to ${ms(sum)}`,
+    tl.offsetMs === undefined
+      ? "  no timestamped kernel line seen: the guest's part is not split"
+      : `  the kernel's clock started at ${ms(tl.offsetMs)} on the host clock (by its least delayed console line)`,
+    ...(tl.initcalls.length
+      ? [
+          `  slowest initcalls (the kernel's own times): ${tl.initcalls
+            .slice(0, top)
+            .map((c) => `${c.name} ${c.ms.toFixed(1)} ms`)
+            .join(", ")}`,
+        ]
+      : []),
+    "  (a timed boot prints every kernel message and initcall on the serial console, which slows it)",
+  ];
+}

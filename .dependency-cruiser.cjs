@@ -40,7 +40,7 @@ const alt = (names) => names.join("|");
  * The magic-byte tables: "what is this file?" is asked in artifact/ (identify) only; compress/
  * decompresses by them (sniffedDecompressor, for inputs that are not images: layers, modules).
  */
-const MAGIC_MODULES = ["src/compress/magic.ts", "src/disk/magic.ts"];
+const MAGIC_MODULES = ["src/artifact/kernel-magic.ts", "src/compress/magic.ts", "src/disk/magic.ts"];
 const MAGIC_READERS = ["artifact", "compress"];
 
 /** One rule per folder: what it may not import. */

@@ -20,7 +20,8 @@ import { openInput, statInput } from "../util/input-file.js";
 import { diskFacts } from "./disk.js";
 import { findEmbedded } from "./embedded.js";
 import { type InitramfsFacts, initramfsFacts, readArchiveFile } from "./initramfs.js";
-import { configBeside, KERNEL_HEAD_BYTES, type KernelKind, kernelKind } from "./kernel.js";
+import { configBeside, type KernelKind } from "./kernel.js";
+import { KERNEL_HEAD_BYTES, kernelKind } from "./kernel-magic.js";
 import { listFacts } from "./list.js";
 
 /** What an image carries about its app; `arch` undefined with `noArch` saying why. */

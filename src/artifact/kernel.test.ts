@@ -6,7 +6,7 @@ import { gzipSync } from "node:zlib";
 import { PACKAGE_ROOT } from "../guest/init-binary.js";
 import { fetchKernel } from "../kernel/fetch.js";
 import { readHead } from "../util/input-file.js";
-import { KERNEL_HEAD_BYTES, kernelKind } from "./kernel.js";
+import { KERNEL_HEAD_BYTES, kernelKind } from "./kernel-magic.js";
 
 describe("kernel architecture from the bytes", { timeout: 300_000 }, () => {
   test("Debian's amd64 vmlinuz is a bzImage, its arm64 vmlinuz an Image", async () => {

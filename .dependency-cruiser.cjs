@@ -38,6 +38,13 @@ const LAYERS = {
 
 const alt = (names) => names.join("|");
 
+/**
+ * The magic-byte tables: "what is this file?" is asked in artifact/ (identify) only; compress/
+ * decompresses by them (sniffedDecompressor, for inputs that are not images: layers, modules).
+ */
+const MAGIC_MODULES = ["src/artifact/kernel-magic.ts", "src/compress/magic.ts", "src/disk/magic.ts"];
+const MAGIC_READERS = ["artifact", "compress"];
+
 /** One rule per folder: what it may not import. */
 const layerRules = Object.entries(LAYERS)
   .filter(([, allowed]) => !allowed.includes("*"))
@@ -58,6 +65,13 @@ module.exports = {
       severity: "error",
       from: { path: `^src/(${alt(LEAVES)})/` },
       to: { path: "^src/", pathNot: `^src/(${alt(LEAVES)})/` },
+    },
+    {
+      name: "magic-bytes-in-artifact",
+      comment: `only ${MAGIC_READERS.join("/ and ")}/ import the magic-byte modules: everything else asks artifact/identify`,
+      severity: "error",
+      from: { path: "^src/", pathNot: `^src/(${alt(MAGIC_READERS)})/` },
+      to: { path: `^(${alt(MAGIC_MODULES.map((m) => m.replace(/\./g, "\\.")))})$` },
     },
     {
       name: "cli-only-wires",
@@ -100,4 +114,4 @@ module.exports = {
 };
 // For test/layering.test.ts, which checks docs/architecture.md against it; not enumerable, as
 // dependency-cruiser refuses unknown keys.
-Object.defineProperty(module.exports, "layers", { value: { LAYERS, LEAVES } });
+Object.defineProperty(module.exports, "layers", { value: { LAYERS, LEAVES, MAGIC_MODULES, MAGIC_READERS } });

@@ -116,3 +116,21 @@ test("docs/architecture.md quotes the table the rules are made of", async () => 
     LEAVES,
   );
 });
+
+test("only artifact/ and compress/ import the magic-byte modules: vm/ doing so fails", async () => {
+  const magic = {
+    "disk/identity.ts": "export interface DiskIdentity { fstype: string }\n",
+    "disk/magic.ts":
+      'import type { DiskIdentity } from "./identity.js";\nexport const diskIdentityOf = (): DiskIdentity | undefined => undefined;\n',
+    "artifact/identify.ts":
+      'import { diskIdentityOf } from "../disk/magic.js";\nexport const identify = diskIdentityOf;\n',
+  };
+  const ok = await cruise("magic-ok", magic);
+  assert.equal(ok.code, 0, ok.out);
+  const r = await cruise("magic", {
+    ...magic,
+    "vm/disks.ts": 'import { diskIdentityOf } from "../disk/magic.js";\nexport const v = diskIdentityOf;\n',
+  });
+  assert.notEqual(r.code, 0);
+  assert.match(r.out, /magic-bytes-in-artifact: src\/vm\/disks\.ts → src\/disk\/magic\.ts/);
+});

@@ -1,26 +1,32 @@
 /**
  * What a disk image says about its app (/init's architecture, /etc/slimroot/app.conf), read
  * on the host without mounting it: one file at a time through each format's Debian tool, its
- * output bounded. A format whose tool cannot read a single file says so in one line.
+ * output bounded. erofs-utils 1.5 reads no single file: an erofs image is extracted whole
+ * into a temp directory (see erofsExtracted) and read there.
  */
 import { spawn } from "node:child_process";
-import { resolve } from "node:path";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
 import { APP_CONFIG_PATH, decodeAppConfig } from "../appconfig/appconfig.js";
 import type { DiskFormat } from "../disk/formats.js";
 import { elfArch } from "../elf/elf.js";
 import { INIT_PATH } from "../guest/init-binary.js";
-import { toolNotFound } from "../util/tools.js";
+import { readHead } from "../util/input-file.js";
+import { missingTools, toolNotFound } from "../util/tools.js";
 import type { InitramfsFacts } from "./initramfs.js";
 
-/** How each format's tool writes one image file to stdout, or why none can. */
+/** How each format's tool writes one image file to stdout (erofs: none can, see erofsExtracted). */
 const FILE_READERS: Readonly<
-  Record<DiskFormat, ((image: string, path: string) => [string, string[]]) | string>
+  Record<Exclude<DiskFormat, "erofs">, (image: string, path: string) => [string, string[]]>
 > = {
   // debugfs says "File not found" on stderr and exits 0: an empty output is a missing file.
   ext4: (image, path) => ["debugfs", ["-R", `cat /${path}`, image]],
   squashfs: (image, path) => ["unsquashfs", ["-no-progress", "-cat", image, `/${path}`]],
-  erofs: "erofs-utils 1.5 reads no single file out of an image (only --extract of all of it)",
 };
+
+/** The first `max` bytes of one image file (a path without the leading /), undefined when absent. */
+type ReadImageFile = (path: string, max: number) => Promise<Buffer | undefined>;
 
 /** An app config is a few lines; anything larger is not ours. */
 const MAX_APP_CONF = 1 << 20;
@@ -49,23 +55,118 @@ function firstBytes(command: string, args: string[], max: number): Promise<Buffe
   });
 }
 
-/** /init's architecture and the app config of disk image `path` of `format`. */
+/**
+ * /init's architecture and the app config of disk image `path` of `format`. Not an erofs
+ * image's: that is extracted whole (seconds for a large one, which `run` does not spend), by
+ * diskEntries only.
+ */
 export async function diskFacts(path: string, format: DiskFormat): Promise<InitramfsFacts> {
-  const reader = FILE_READERS[format];
-  if (typeof reader === "string") return { noArch: `${path}: ${format}: ${reader}` };
+  if (format === "erofs")
+    return {
+      noArch: `${path}: erofs: erofs-utils 1.5 reads no single file out of an image (inspect extracts all of it)`,
+    };
   // Absolute, so no image name is ever read as an option.
   const image = resolve(path);
+  const reader = FILE_READERS[format];
   try {
-    const init = await firstBytes(...reader(image, INIT_PATH), ELF_HEAD);
-    const conf = await firstBytes(...reader(image, APP_CONFIG_PATH), MAX_APP_CONF + 1);
-    const app = conf?.length && conf.length <= MAX_APP_CONF ? decodeAppConfig(conf.toString()) : undefined;
-    const arch = init?.length ? elfArch(init) : undefined;
-    const noArch = init?.length
-      ? `${path}: /init is not an x86-64 or arm64 ELF executable`
-      : `${path}: no /init on the disk`;
-    return { ...(arch ? { arch } : { noArch }), ...(app ? { app } : {}) };
+    return await appFacts(path, (file, max) => firstBytes(...reader(image, file), max));
   } catch (err) {
     return { noArch: `${path}: ${(err as Error).message}` };
+  }
+}
+
+async function appFacts(path: string, read: ReadImageFile): Promise<InitramfsFacts> {
+  const init = await read(INIT_PATH, ELF_HEAD);
+  const conf = await read(APP_CONFIG_PATH, MAX_APP_CONF + 1);
+  const app = conf?.length && conf.length <= MAX_APP_CONF ? decodeAppConfig(conf.toString()) : undefined;
+  const arch = init?.length ? elfArch(init) : undefined;
+  const noArch = init?.length
+    ? `${path}: /init is not an x86-64 or arm64 ELF executable`
+    : `${path}: no /init on the disk`;
+  return { ...(arch ? { arch } : { noArch }), ...(app ? { app } : {}) };
+}
+
+/**
+ * Reads an extracted image's file only when it and every directory above it are what the
+ * listing says (a regular file under directories): a symlink in the image never leads the
+ * read onto the host's files.
+ */
+function extractedReader(dir: string, entries: readonly DiskEntry[]): ReadImageFile {
+  const types = new Map(entries.map((e) => [e.path, e.mode & 0o170000]));
+  return async (path, max) => {
+    const parts = path.split("/");
+    const parentsAreDirs = parts
+      .slice(1)
+      .every((_, i) => types.get(parts.slice(0, i + 1).join("/")) === 0o040000);
+    if (!parentsAreDirs || types.get(path) !== 0o100000) return undefined;
+    return readHead(join(dir, path), max);
+  };
+}
+
+const FIND_TYPE: Record<string, number> = {
+  f: 0o100000,
+  d: 0o040000,
+  l: 0o120000,
+  c: 0o020000,
+  b: 0o060000,
+  p: 0o010000,
+  s: 0o140000,
+};
+
+/**
+ * erofs-utils 1.5 reads no single file out of an image, but fsck.erofs --extract writes all of
+ * it: into a temp directory, under fakeroot (owners and device nodes are fakeroot's records,
+ * never made on the host), and find lists it in the same session, NUL-separated, so no name
+ * is ever quoted into a command. `fn` gets the directory and the listing.
+ */
+async function erofsExtracted<T>(
+  image: string,
+  fn: (dir: string, entries: DiskEntry[]) => Promise<T>,
+): Promise<T> {
+  // Named up front: under fakeroot's shell a missing tool would be "fakeroot failed (exit 127)".
+  const missing = missingTools(["fakeroot", "fsck.erofs"])[0];
+  if (missing) throw new Error(toolNotFound(missing));
+  const work = await mkdtemp(join(tmpdir(), "slimroot-erofs-"));
+  const dir = join(work, "root");
+  try {
+    const script =
+      'fsck.erofs --extract="$1" --preserve "$2" >/dev/null && cd "$1" && find . -printf "%m %U %G %s %y %i %P\\0%l\\0"';
+    const out = await toolWithInput(
+      "fakeroot",
+      ["--", "sh", "-c", script, "sh", dir, image],
+      "",
+      MAX_LISTING_BYTES,
+    );
+    const fields = out.split("\0");
+    const entries: DiskEntry[] = [];
+    for (let i = 0; i + 1 < fields.length; i += 2) {
+      const m = /^([0-7]+) (\d+) (\d+) (\d+) ([fdlcbps]) (\d+) (.*)$/s.exec(fields[i]!);
+      if (!m) throw new Error(`unexpected listing line ${JSON.stringify(fields[i])}`);
+      const mode = FIND_TYPE[m[5]!]! | Number.parseInt(m[1]!, 8);
+      entries.push({
+        path: m[7] || ".",
+        mode,
+        uid: Number(m[2]),
+        gid: Number(m[3]),
+        // A directory's size here is the host's, not the image's.
+        size: m[5] === "f" || m[5] === "l" ? Number(m[4]) : 0,
+        ino: Number(m[6]),
+        ...(m[5] === "l" ? { target: fields[i + 1]! } : {}),
+      });
+      if (entries.length > MAX_ENTRIES) throw new Error(`over ${MAX_ENTRIES} entries`);
+    }
+    if (!entries.length) throw new Error("fsck.erofs extracted nothing");
+    // find lists in directory order; the other formats' tools list by name.
+    entries.sort((x, y) =>
+      x.path === "." ? -1 : y.path === "." ? 1 : Buffer.compare(Buffer.from(x.path), Buffer.from(y.path)),
+    );
+    return await fn(dir, entries);
+  } finally {
+    // An image's read-only directories would keep rm from emptying them.
+    await new Promise((done) =>
+      spawn("chmod", ["-R", "u+rwX", work], { stdio: "ignore" }).on("close", done).on("error", done),
+    );
+    await rm(work, { recursive: true, force: true });
   }
 }
 
@@ -84,17 +185,26 @@ export interface DiskEntry {
 const MAX_LISTING_BYTES = 64 << 20;
 const MAX_ENTRIES = 1_000_000;
 
+/** A disk's files, and `facts` when the listing read what diskFacts does not (erofs). */
+export interface DiskListing {
+  entries: DiskEntry[];
+  facts?: InitramfsFacts;
+}
+
 /**
  * Every file of disk image `path`, through its format's tool (unsquashfs -lln; debugfs ls by
- * inode number, one run per directory level, so no name is ever quoted into a command), or the
- * one line saying why not.
+ * inode number, one run per directory level, so no name is ever quoted into a command; erofs
+ * extracted whole, its app facts read on the way), or the one line saying why not.
  */
-export async function diskEntries(path: string, format: DiskFormat): Promise<DiskEntry[] | string> {
+export async function diskEntries(path: string, format: DiskFormat): Promise<DiskListing | string> {
   const image = resolve(path);
   try {
-    if (format === "squashfs") return await squashfsEntries(image, path);
-    if (format === "ext4") return await ext4Entries(image, path);
-    return `${path}: ${format}: no listing (${FILE_READERS[format]})`;
+    if (format === "squashfs") return { entries: await squashfsEntries(image, path) };
+    if (format === "ext4") return { entries: await ext4Entries(image, path) };
+    return await erofsExtracted(image, async (dir, entries) => ({
+      entries,
+      facts: await appFacts(path, extractedReader(dir, entries)),
+    }));
   } catch (err) {
     return `${path}: no listing (${(err as Error).message})`;
   }

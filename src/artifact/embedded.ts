@@ -11,9 +11,9 @@ import { join } from "node:path";
 import { inflateRawSync, constants as zc } from "node:zlib";
 import { readCpio } from "../cpio/reader.js";
 import { UserError } from "../util/errors.js";
-import { openInput, readHead } from "../util/input-file.js";
+import { openInput } from "../util/input-file.js";
 import { type InitramfsFacts, initramfsFacts } from "./initramfs.js";
-import { KERNEL_HEAD_BYTES, type KernelKind, kernelKind } from "./kernel.js";
+import type { KernelKind } from "./kernel.js";
 import { extractVmlinux } from "./vmlinux.js";
 
 export interface EmbeddedApp {
@@ -79,12 +79,10 @@ export async function findEmbedded(
 }
 
 /**
- * The app built into `path`, or undefined when `path` is not a kernel image at all. Throws
- * a UserError naming the file when it is a kernel without a slimroot app in it.
+ * The app built into kernel `path` of `kind` (identify's value). Throws a UserError naming the
+ * file when it carries no slimroot app.
  */
-export async function embeddedApp(path: string, scratch: string): Promise<EmbeddedApp | undefined> {
-  const kind = kernelKind(await readHead(path, KERNEL_HEAD_BYTES));
-  if (!kind) return undefined;
+export async function embeddedApp(path: string, kind: KernelKind, scratch: string): Promise<EmbeddedApp> {
   const found = await findEmbedded(path, kind, scratch);
   if (!found) throw new UserError(noEmbeddedApp(path));
   const initramfs = join(scratch, "embedded.cpio");

@@ -11,14 +11,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { AppConfig } from "../appconfig/appconfig.js";
 import type { Arch } from "../arch/arch.js";
-import { type Compression, detectCompression } from "../compress/compress.js";
-import { DISK_HEAD_BYTES, type DiskIdentity, diskIdentityOf } from "../disk/identity.js";
+import type { Compression } from "../compress/compress.js";
+import { detectCompression } from "../compress/magic.js";
+import type { DiskIdentity } from "../disk/identity.js";
+import { DISK_HEAD_BYTES, diskIdentityOf } from "../disk/magic.js";
 import { UserError } from "../util/errors.js";
 import { openInput, statInput } from "../util/input-file.js";
 import { diskFacts } from "./disk.js";
 import { findEmbedded } from "./embedded.js";
 import { type InitramfsFacts, initramfsFacts, readArchiveFile } from "./initramfs.js";
-import { configBeside, KERNEL_HEAD_BYTES, type KernelFormat, kernelKind } from "./kernel.js";
+import { configBeside, type KernelKind } from "./kernel.js";
+import { KERNEL_HEAD_BYTES, kernelKind } from "./kernel-magic.js";
 import { listFacts } from "./list.js";
 
 /** What an image carries about its app; `arch` undefined with `noArch` saying why. */
@@ -42,12 +45,10 @@ export interface DiskArtifact extends AppFacts {
   identity: DiskIdentity;
 }
 
-export interface KernelArtifact {
+export interface KernelArtifact extends KernelKind {
   kind: "kernel";
   path: string;
   bytes: number;
-  format: KernelFormat;
-  arch: Arch;
   /** Its build config (config-RELEASE beside vmlinuz-RELEASE), when there is one. */
   config?: string;
   /**
@@ -75,10 +76,18 @@ export interface IdentifyOptions {
 const HEAD_BYTES = Math.max(KERNEL_HEAD_BYTES, DISK_HEAD_BYTES);
 const NEWC = Buffer.from("070701");
 
-/** Identifies `path`; a file that is none of these is one UserError naming it. */
-export async function identify(path: string, o: IdentifyOptions = {}): Promise<Artifact> {
-  const st = await statInput(path, path, { directory: true });
-  if (st.isDirectory()) return { kind: "list", path, ...(await listFacts(path)) };
+/**
+ * What a file's first bytes say it is: the shallow half of identify, for a caller that needs
+ * no more (a --volume's disk identity) and for identify itself.
+ */
+export type Sniffed =
+  | { kind: "kernel"; kernel: KernelKind }
+  | { kind: "disk"; identity: DiskIdentity }
+  | { kind: "initramfs"; compression: Compression }
+  | { kind: "unknown" };
+
+/** The first bytes of regular file `path`, read once through util/input-file, and what they are. */
+export async function sniffFile(path: string): Promise<{ size: number; sniffed: Sniffed }> {
   const { fh, size } = await openInput(path);
   let head: Buffer;
   try {
@@ -87,33 +96,63 @@ export async function identify(path: string, o: IdentifyOptions = {}): Promise<A
   } finally {
     await fh.close();
   }
-  // A kernel first: an arm64 Image.gz is gzip too.
-  const kernel = kernelKind(head);
-  if (kernel) {
-    const config = configBeside(path);
-    return {
-      kind: "kernel",
-      path,
-      bytes: size,
-      ...kernel,
-      ...(config ? { config } : {}),
-      embedded: o.embedded === false ? "not looked for" : await embeddedFacts(path, kernel),
-    };
-  }
-  const identity = diskIdentityOf(head);
-  if (identity)
-    return { kind: "disk", path, bytes: size, identity, ...(await diskFacts(path, identity.format)) };
-  const compression = detectCompression(head);
-  if (compression !== "none" || head.subarray(0, NEWC.length).equals(NEWC)) {
-    const facts: InitramfsFacts = await initramfsFacts(readArchiveFile(path, compression), path);
-    return { kind: "initramfs", path, bytes: size, compression, ...facts };
-  }
-  throw new UserError(
-    `${path}: not an image slimroot knows (no cpio archive, compressed or not; no ext4, erofs or squashfs; no kernel)`,
-  );
+  return { size, sniffed: sniffHead(head) };
 }
 
-async function embeddedFacts(path: string, kind: { arch: Arch; format: KernelFormat }) {
+function sniffHead(head: Buffer): Sniffed {
+  // A kernel first: an arm64 Image.gz is gzip too.
+  const kernel = kernelKind(head);
+  if (kernel) return { kind: "kernel", kernel };
+  const identity = diskIdentityOf(head);
+  if (identity) return { kind: "disk", identity };
+  const compression = detectCompression(head);
+  if (compression !== "none" || head.subarray(0, NEWC.length).equals(NEWC))
+    return { kind: "initramfs", compression };
+  return { kind: "unknown" };
+}
+
+/** Identifies `path`; a file that is none of these is one UserError naming it. */
+export async function identify(path: string, o: IdentifyOptions = {}): Promise<Artifact> {
+  const st = await statInput(path, path, { directory: true });
+  if (st.isDirectory()) return { kind: "list", path, ...(await listFacts(path)) };
+  const { size, sniffed: s } = await sniffFile(path);
+  switch (s.kind) {
+    case "kernel": {
+      const config = configBeside(path);
+      return {
+        kind: "kernel",
+        path,
+        bytes: size,
+        ...s.kernel,
+        ...(config ? { config } : {}),
+        embedded: o.embedded === false ? "not looked for" : await embeddedFacts(path, s.kernel),
+      };
+    }
+    case "disk":
+      return {
+        kind: "disk",
+        path,
+        bytes: size,
+        identity: s.identity,
+        ...(await diskFacts(path, s.identity.format)),
+      };
+    case "initramfs": {
+      const facts: InitramfsFacts = await initramfsFacts(readArchiveFile(path, s.compression), path);
+      return { kind: "initramfs", path, bytes: size, compression: s.compression, ...facts };
+    }
+    case "unknown":
+      throw new UserError(
+        `${path}: not an image slimroot knows (no cpio archive, compressed or not; no ext4, erofs or squashfs; no kernel)`,
+      );
+  }
+}
+
+/** The kind of kernel an artifact is (what the launchers and the kernel identity take). */
+export function kernelKindOf(a: KernelArtifact): KernelKind {
+  return { arch: a.arch, format: a.format, ...(a.gzip ? { gzip: a.gzip } : {}) };
+}
+
+async function embeddedFacts(path: string, kind: KernelKind) {
   const scratch = await mkdtemp(join(tmpdir(), "slimroot-identify-"));
   try {
     return (await findEmbedded(path, kind, scratch))?.facts ?? "none";

@@ -6,7 +6,8 @@
 import { pipeline } from "node:stream";
 import { APP_CONFIG_PATH, type AppConfig, decodeAppConfig } from "../appconfig/appconfig.js";
 import type { Arch } from "../arch/arch.js";
-import { type Compression, decompressor, detectCompression } from "../compress/compress.js";
+import { type Compression, decompressor } from "../compress/compress.js";
+import { detectCompression } from "../compress/magic.js";
 import { type CpioEntry, readCpio } from "../cpio/reader.js";
 import { elfArch } from "../elf/elf.js";
 import { INIT_PATH } from "../guest/init-binary.js";

@@ -6,7 +6,7 @@ import { gzipSync } from "node:zlib";
 import { PACKAGE_ROOT } from "../guest/init-binary.js";
 import { fetchKernel } from "../kernel/fetch.js";
 import { readHead } from "../util/input-file.js";
-import { KERNEL_HEAD_BYTES, kernelKind } from "./kernel.js";
+import { KERNEL_HEAD_BYTES, kernelKind } from "./kernel-magic.js";
 
 describe("kernel architecture from the bytes", { timeout: 300_000 }, () => {
   test("Debian's amd64 vmlinuz is a bzImage, its arm64 vmlinuz an Image", async () => {
@@ -21,7 +21,7 @@ describe("kernel architecture from the bytes", { timeout: 300_000 }, () => {
     const { dir, manifest } = await fetchKernel({ arch: "arm64" });
     const head = await readHead(join(dir, manifest.kernel), 64 * 1024);
     const gz = gzipSync(head).subarray(0, KERNEL_HEAD_BYTES);
-    assert.deepEqual(kernelKind(gz), { arch: "arm64", format: "arm64-image" });
+    assert.deepEqual(kernelKind(gz), { arch: "arm64", format: "arm64-image", gzip: true });
   });
 
   test("ELF files by e_machine (our init binaries)", async () => {

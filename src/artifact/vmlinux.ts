@@ -7,7 +7,8 @@
  */
 import { stat } from "node:fs/promises";
 import { Readable } from "node:stream";
-import { type Compression, decompressor, detectCompression } from "../compress/compress.js";
+import { type Compression, decompressor } from "../compress/compress.js";
+import { detectCompression } from "../compress/magic.js";
 import { elfArch } from "../elf/elf.js";
 import { type FileWriter, writeFilesAtomically } from "../output/atomic.js";
 import { EnvironmentError, UserError } from "../util/errors.js";

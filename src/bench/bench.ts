@@ -14,14 +14,12 @@ import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
 import { type Arch, hostArch } from "../arch/arch.js";
-import { type Artifact, artifactArch, identify } from "../artifact/identify.js";
-import { KERNEL_HEAD_BYTES, kernelKind } from "../artifact/kernel.js";
+import { type Artifact, artifactArch, describe, identify, kernelKindOf } from "../artifact/identify.js";
 import { decompressor } from "../compress/compress.js";
 import { hasCmdlineDevices, readKernelConfig } from "../kernel/config.js";
 import { cachedKernel } from "../kernel/fetch.js";
 import type { KernelManifest } from "../kernel/manifest.js";
 import type { Probe } from "../trace/probe.js";
-import { readHead } from "../util/input-file.js";
 import { requireTools } from "../util/tools.js";
 import { defaultMemoryMiB, initrdFootprint, readKernelRule } from "../vm/memory.js";
 import { chooseAccel, chooseMachine, hostTscKhz, qemuBinary, qemuCommand } from "../vm/qemu.js";
@@ -567,9 +565,10 @@ async function handmadeMemoryMiB(
   arch: Arch,
 ): Promise<number> {
   const kernel = join(kernelDir, manifest.kernel);
-  const kind = kernelKind(await readHead(kernel, KERNEL_HEAD_BYTES));
-  if (!kind) throw new Error(`${kernel}: not a kernel image`);
-  const rule = await readKernelRule(kernel, kind, {
+  // What the file is, asked of artifact/ as run asks it.
+  const a = await identify(kernel, { embedded: false });
+  if (a.kind !== "kernel") throw new Error(`${kernel}: not a kernel image but ${describe(a)}`);
+  const rule = await readKernelRule(kernel, kernelKindOf(a), {
     manifest,
     ...(manifest.config ? { configFile: join(kernelDir, manifest.config) } : {}),
   });

@@ -11,7 +11,8 @@ import { after, before, test } from "node:test";
 import { gunzipSync } from "node:zlib";
 import fc from "fast-check";
 import type { Arch } from "../arch/arch.js";
-import { type Compression, compressor, decompressor, detectCompression } from "./compress.js";
+import { type Compression, compressor, decompressor } from "./compress.js";
+import { detectCompression } from "./magic.js";
 
 let dir: string;
 before(async () => {

@@ -5,8 +5,9 @@ import { createGunzip } from "node:zlib";
 import type { Arch } from "../arch/arch.js";
 import { toolFilter } from "../util/tool-filter.js";
 import { parallelGzip } from "./gzip.js";
+import { type Compressed, detectCompression } from "./magic.js";
 
-export type Compression = "gzip" | "zstd" | "xz" | "lz4" | "none";
+export type Compression = Compressed | "none";
 export const COMPRESSIONS: readonly Compression[] = ["gzip", "zstd", "xz", "lz4", "none"];
 
 /** The host tool that (de)compresses `kind`: gzip is zlib inside Node, none needs nothing. */
@@ -52,14 +53,6 @@ export function compressor(kind: Compression, arch?: Arch): Duplex {
   }
 }
 
-/** Each format's magic bytes at the start of a stream (lz4: the kernel's legacy frame). */
-export const MAGIC: Readonly<Record<Exclude<Compression, "none">, Buffer>> = {
-  gzip: Buffer.from([0x1f, 0x8b]),
-  zstd: Buffer.from([0x28, 0xb5, 0x2f, 0xfd]),
-  xz: Buffer.from([0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]),
-  lz4: Buffer.from([0x02, 0x21, 0x4c, 0x18]),
-};
-
 const GZIP_LEVEL = 6;
 
 /** The Debian tools' arguments (the tool is named as the compression). */
@@ -90,12 +83,18 @@ export async function compressorVersion(kind: Compression, arch?: Arch): Promise
   return `${kind} ${toolArgs(kind, arch).join(" ")} (${version.join("; ") || "version unknown"})`;
 }
 
-/** The compression a file uses, from its first bytes; "none" for anything unknown. */
-export function detectCompression(head: Buffer): Compression {
-  for (const [kind, magic] of Object.entries(MAGIC))
-    if (head.length >= magic.length && head.subarray(0, magic.length).equals(magic))
-      return kind as Compression;
-  return "none";
+/**
+ * The stream that undoes what `head` (a stream's first bytes) says it is compressed with, when
+ * it is one of `kinds`; undefined for plain bytes. For readers of a compressed input that
+ * is not an image (a layer, a module): what an image file is, is artifact/'s question.
+ */
+export function sniffedDecompressor(
+  head: Buffer,
+  what: string,
+  kinds: readonly Compression[] = COMPRESSIONS,
+): Duplex | undefined {
+  const kind = detectCompression(head);
+  return kind === "none" || !kinds.includes(kind) ? undefined : decompressor(kind, what);
 }
 
 /** A stream that undoes `kind`. */

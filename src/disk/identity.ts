@@ -4,7 +4,6 @@
  * are `id`). ext4 and erofs: the UUID (which our builds derive from the content). squashfs
  * has no UUID: its 96-byte superblock (counts, sizes, table offsets, build time) stands in.
  */
-import { readHead } from "../util/input-file.js";
 import type { DiskFormat } from "./formats.js";
 import { SQUASHFS_COMPRESSION } from "./squashfs.js";
 
@@ -14,47 +13,6 @@ export interface DiskIdentity {
   fstype: string;
   offset: number;
   id: Buffer;
-}
-
-const EXT4_MAGIC_AT = 1024 + 0x38;
-const EXT4_UUID_AT = 1024 + 0x68;
-const EROFS_MAGIC = 0xe0f5e1e2;
-const EROFS_UUID_AT = 1024 + 0x30;
-const SQUASHFS_MAGIC = 0x73717368; // "hsqs"
-const SQUASHFS_SUPERBLOCK = 96;
-
-/** How many leading bytes diskIdentityOf needs. */
-export const DISK_HEAD_BYTES = 2048;
-
-/** The image's identity, or undefined when it is none of our disk formats (an initramfs). */
-export async function diskIdentity(path: string): Promise<DiskIdentity | undefined> {
-  return diskIdentityOf(await readHead(path, DISK_HEAD_BYTES));
-}
-
-/** The identity of the disk whose first bytes are `b` (at least DISK_HEAD_BYTES of them). */
-export function diskIdentityOf(b: Buffer): DiskIdentity | undefined {
-  if (b.length >= SQUASHFS_SUPERBLOCK && b.readUInt32LE(0) === SQUASHFS_MAGIC)
-    return {
-      format: "squashfs",
-      fstype: "squashfs",
-      offset: 0,
-      id: Buffer.from(b.subarray(0, SQUASHFS_SUPERBLOCK)),
-    };
-  if (b.length >= 2048 && b.readUInt16LE(EXT4_MAGIC_AT) === 0xef53)
-    return {
-      format: "ext4",
-      fstype: "ext4",
-      offset: EXT4_UUID_AT,
-      id: Buffer.from(b.subarray(EXT4_UUID_AT, EXT4_UUID_AT + 16)),
-    };
-  if (b.length >= 2048 && b.readUInt32LE(1024) === EROFS_MAGIC)
-    return {
-      format: "erofs",
-      fstype: "erofs",
-      offset: EROFS_UUID_AT,
-      id: Buffer.from(b.subarray(EROFS_UUID_AT, EROFS_UUID_AT + 16)),
-    };
-  return undefined;
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { Readable } from "node:stream";
 import { PassThrough, pipeline } from "node:stream";
-import { decompressor, detectCompression } from "../compress/compress.js";
+import { sniffedDecompressor } from "../compress/compress.js";
 import { UserError } from "../util/errors.js";
 
 /**
@@ -17,8 +17,7 @@ export function decompressLayer(input: Readable, name: string): Readable {
     input.off("data", onFirst);
     input.unshift(chunk);
     // Layers come gzip, zstd or xz compressed, or plain; lz4 is not a layer compression.
-    const kind = detectCompression(chunk);
-    const decoder = kind === "none" || kind === "lz4" ? null : decompressor(kind, `layer ${name}`);
+    const decoder = sniffedDecompressor(chunk, `layer ${name}`, ["gzip", "zstd", "xz"]);
     const fail = (err: Error | null) => {
       if (err) out.destroy(err instanceof UserError ? err : new UserError(`layer ${name}: ${describe(err)}`));
     };

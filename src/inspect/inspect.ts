@@ -116,16 +116,21 @@ export async function inspectArtifact(a: Artifact, opts: InspectOptions = {}): P
     const { format, offset, id } = a.identity;
     const listed = await diskEntries(a.path, format);
     if (typeof listed === "string" && opts.why === "required") throw new UserError(`--why: ${listed}`);
+    // What the listing read that identify could not (an erofs image is extracted whole).
+    const facts = typeof listed === "string" ? undefined : listed.facts;
+    const arch = a.arch ?? facts?.arch;
+    const app = a.app ?? facts?.app;
+    const noArch = arch ? undefined : (facts?.noArch ?? a.noArch);
     const { why, sha256 } = startWhy(a.path);
     const result: Inspection = {
       ...base,
       what: describe(a),
       disk: { format, offset, id: id.toString("hex") },
-      ...(a.arch ? { arch: a.arch } : {}),
-      ...(a.app ? { app: a.app } : {}),
-      unread: [...(a.noArch ? [a.noArch] : []), ...(typeof listed === "string" ? [listed] : [])],
+      ...(arch ? { arch } : {}),
+      ...(app ? { app } : {}),
+      unread: [...(noArch ? [noArch] : []), ...(typeof listed === "string" ? [listed] : [])],
     };
-    for (const e of typeof listed === "string" ? [] : listed) {
+    for (const e of typeof listed === "string" ? [] : listed.entries) {
       const type = e.mode & S_IFMT;
       if (type === S_IFREG) {
         result.counts.files++;

@@ -66,7 +66,7 @@ test("a kernel file's identity: release and builder from its version string, pag
     ]);
     const gz = join(dir, "Image.gz");
     await writeFile(gz, gzipSync(arm64Image(2, body)));
-    const ubuntu = await readKernelIdentity(gz, { arch: "arm64", format: "arm64-image" });
+    const ubuntu = await readKernelIdentity(gz, { arch: "arm64", format: "arm64-image", gzip: true });
     assert.equal(ubuntu.release, "6.8.0-31-generic");
     assert.equal(ubuntu.builder, undefined);
     // The header of a gzip file is not an Image's: the page size is assumed.
@@ -89,7 +89,11 @@ test("a kernel file's identity: release and builder from its version string, pag
     );
     const ours = await readKernelIdentity(image, { arch: "arm64", format: "arm64-image" });
     assert.deepEqual([ours.release, ours.builder], ["6.1.192", "slimroot"]);
-    const other = await readKernelIdentity(gz, { arch: "arm64", format: "arm64-image" }, { embedded: true });
+    const other = await readKernelIdentity(
+      gz,
+      { arch: "arm64", format: "arm64-image", gzip: true },
+      { embedded: true },
+    );
     assert.equal(other.builder, "slimroot");
   } finally {
     await rm(dir, { recursive: true, force: true });

@@ -108,8 +108,7 @@ async function scanBanner(path: string, gzip: boolean): Promise<string | undefin
 /** The kernel's version string ("RELEASE (user@host) ..."), read from the file. */
 export async function kernelVersionString(path: string, kind: KernelKind): Promise<string | undefined> {
   if (kind.format === "bzImage") return bzImageVersion(await readHead(path, 64 * 1024));
-  const head = await readHead(path, 4);
-  return scanBanner(path, head[0] === 0x1f && head[1] === 0x8b);
+  return scanBanner(path, kind.gzip === true);
 }
 
 /** The manifest of the kernel directory `path` is in, when it names `path` as its kernel. */

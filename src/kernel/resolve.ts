@@ -6,7 +6,7 @@ import { existsSync } from "node:fs";
 import { mkdir, readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Arch } from "../arch/arch.js";
-import { describe, identify } from "../artifact/identify.js";
+import { describe, identify, kernelKindOf } from "../artifact/identify.js";
 import { configBeside, type KernelKind } from "../artifact/kernel.js";
 import { ModinfoError, readModinfo } from "../kmod/modinfo.js";
 import { readModuleBytes } from "../kmod/module-file.js";
@@ -55,7 +55,7 @@ async function kindOf(path: string): Promise<KernelKind> {
     throw new UserError(
       `${path}: not a kernel image but ${describe(a)} (no bzImage header, x86-64/arm64 ELF or arm64 Image magic)`,
     );
-  return { arch: a.arch, format: a.format };
+  return kernelKindOf(a);
 }
 
 export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {

@@ -1,7 +1,7 @@
 import { PassThrough, Readable } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import { pipeline } from "node:stream/promises";
-import { decompressor, detectCompression } from "../compress/compress.js";
+import { sniffedDecompressor } from "../compress/compress.js";
 import { readInput } from "../util/input-file.js";
 
 /**
@@ -11,10 +11,10 @@ import { readInput } from "../util/input-file.js";
  */
 export async function readModuleBytes(path: string): Promise<Buffer> {
   const raw = await readInput(path);
-  const kind = detectCompression(raw.subarray(0, 8));
-  if (kind === "none") return raw;
+  const decoder = sniffedDecompressor(raw.subarray(0, 8), `decompressing ${path}`);
+  if (!decoder) return raw;
   const out = new PassThrough();
   const done = buffer(out);
-  await pipeline(Readable.from([raw]), decompressor(kind, `decompressing ${path}`), out);
+  await pipeline(Readable.from([raw]), decoder, out);
   return done;
 }

@@ -21,6 +21,7 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   "mkfs.ext4": "e2fsprogs",
   debugfs: "e2fsprogs",
   "mkfs.erofs": "erofs-utils",
+  "fsck.erofs": "erofs-utils",
   mksquashfs: "squashfs-tools",
   setfattr: "attr",
   umoci: "umoci",

@@ -6,9 +6,10 @@
 import { stat } from "node:fs/promises";
 import { buffer } from "node:stream/consumers";
 import type { Arch } from "../arch/arch.js";
+import { sniffFile } from "../artifact/identify.js";
 import { writeCpio } from "../cpio/writer.js";
 import type { DiskFormat } from "../disk/formats.js";
-import { type DiskIdentity, diskIdentity, isReadOnlyFormat, missingKernelOptions } from "../disk/identity.js";
+import { type DiskIdentity, isReadOnlyFormat, missingKernelOptions } from "../disk/identity.js";
 import { INIT_PATH, initBinaryPath } from "../guest/init-binary.js";
 import { normalizeImagePath } from "../tree/path.js";
 import { hostFileContent } from "../tree/spool.js";
@@ -65,12 +66,16 @@ export interface VolumeFacts extends VolumeSpec {
   identity?: DiskIdentity;
 }
 
-/** Reads each volume's identity (the only I/O of a disk plan). */
+/**
+ * Reads each volume's identity (the only I/O of a disk plan), asked of artifact/ as every
+ * "what is this file?" is; only its first bytes are read (a volume's contents are the app's).
+ */
 export async function volumeFacts(volumes: readonly VolumeSpec[]): Promise<VolumeFacts[]> {
   const out: VolumeFacts[] = [];
   for (const v of volumes) {
     const st = await stat(v.file).catch(() => undefined);
-    const identity = st?.isFile() ? await diskIdentity(v.file) : undefined;
+    const sniffed = st?.isFile() ? (await sniffFile(v.file)).sniffed : undefined;
+    const identity = sniffed?.kind === "disk" ? sniffed.identity : undefined;
     out.push({ ...v, isFile: Boolean(st?.isFile()), ...(identity ? { identity } : {}) });
   }
   return out;

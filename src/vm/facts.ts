@@ -6,11 +6,10 @@
 import { stat } from "node:fs/promises";
 import { type Arch, hostArch } from "../arch/arch.js";
 import { embeddedApp } from "../artifact/embedded.js";
-import { artifactArch, describe, identify } from "../artifact/identify.js";
-import { detectCompression } from "../compress/compress.js";
+import { artifactArch, describe, identify, kernelKindOf } from "../artifact/identify.js";
 import { kernelArch, resolveKernel } from "../kernel/resolve.js";
 import { UserError } from "../util/errors.js";
-import { readHead, readInputText } from "../util/input-file.js";
+import { readInputText } from "../util/input-file.js";
 import { initCpio, type VolumeSpec, volumeFacts } from "./disks.js";
 import { archivesFootprint, readKernelRule } from "./memory.js";
 import {
@@ -48,10 +47,9 @@ export async function imageFacts(
       throw new UserError(`${image}: ${describe(a)} is for kernel build --embed; run an initramfs or a disk`);
     case "kernel": {
       // A kernel file as the image carries its app (kernel build --embed).
-      const app = await embeddedApp(image, scratch);
-      if (!app) throw new Error(`${image}: not a kernel image`);
+      const kind = kernelKindOf(a);
+      const app = await embeddedApp(image, kind, scratch);
       const files = await filesOf(app.initramfs);
-      const kind = { arch: a.arch, format: a.format };
       const rule = await readKernelRule(image, kind, { embedded: true });
       return {
         arch: a.arch,
@@ -97,7 +95,6 @@ async function kernelFacts(
     ...(needs.modules.length ? { extraModules: needs.modules } : {}),
   });
   const config = bk.config ? await readInputText(bk.config, `${bk.config} (the kernel config)`) : undefined;
-  const gzip = bk.kind.arch === "arm64" && detectCompression(await readHead(bk.kernel, 8)) === "gzip";
   const modules = bk.modulesCpio
     ? { path: bk.modulesCpio, bytes: await sizeOf(bk.modulesCpio), files: await filesOf(bk.modulesCpio) }
     : undefined;
@@ -111,7 +108,7 @@ async function kernelFacts(
     rule,
     label: bk.label,
     ...(config !== undefined ? { config } : {}),
-    gzip,
+    gzip: bk.kind.gzip === true,
     ...(modules ? { modules } : {}),
   };
 }

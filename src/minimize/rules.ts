@@ -1,7 +1,7 @@
 import type { AppConfig } from "../appconfig/appconfig.js";
 import { SCRATCH_DIRS } from "../guest/layout.js";
 import { bufferContent } from "../tree/spool.js";
-import { dirInode, type Tree } from "../tree/tree.js";
+import { dirInode, SLIMROOT_LAYER, type Tree } from "../tree/tree.js";
 import { globMatcher, type Selection } from "./selection.js";
 
 /** Files a minimal image usually forgets, kept when the image has them (each with why below). */
@@ -68,7 +68,7 @@ export async function applyRules(ctx: RuleContext, sel: Selection, epoch: number
   }
   for (const [path, mode] of SCRATCH_DIRS) {
     if (!tree.get(path))
-      tree.set(path, { inode: dirInode(mode, 0, 0, epoch), children: new Map(), layer: 1_000_001 });
+      tree.set(path, { inode: dirInode(mode, 0, 0, epoch), children: new Map(), layer: SLIMROOT_LAYER });
     sel.add(path, "rule: scratch directory (a tmpfs at boot when it is empty)");
   }
 }
@@ -76,7 +76,7 @@ export async function applyRules(ctx: RuleContext, sel: Selection, epoch: number
 function addMinimalUserDb(ctx: RuleContext, sel: Selection, epoch: number) {
   const { tree, app } = ctx;
   if (!tree.get("etc"))
-    tree.set("etc", { inode: dirInode(0o755, 0, 0, epoch), children: new Map(), layer: 1_000_001 });
+    tree.set("etc", { inode: dirInode(0o755, 0, 0, epoch), children: new Map(), layer: SLIMROOT_LAYER });
   const name = app.uid === 0 ? "root" : app.user && !/^\d/.test(app.user) ? app.user.split(":")[0]! : "app";
   const made = (text: string) => ({
     inode: {
@@ -87,7 +87,7 @@ function addMinimalUserDb(ctx: RuleContext, sel: Selection, epoch: number) {
       mtime: epoch,
       content: bufferContent(Buffer.from(text)),
     },
-    layer: 1_000_001,
+    layer: SLIMROOT_LAYER,
   });
   if (!tree.get("etc/passwd")) {
     const lines = ["root:x:0:0:root:/root:/bin/sh"];

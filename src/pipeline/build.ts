@@ -24,7 +24,7 @@ import { addHostPath } from "../tree/host.js";
 import { checkNames } from "../tree/names.js";
 import { normalizeImagePath, parentOf } from "../tree/path.js";
 import { bufferContent, Spool } from "../tree/spool.js";
-import { dirInode, Tree } from "../tree/tree.js";
+import { dirInode, SLIMROOT_LAYER, Tree } from "../tree/tree.js";
 import { Budget, type FormatLimits } from "../util/budget.js";
 import { UserError } from "../util/errors.js";
 import { requireTools } from "../util/tools.js";
@@ -244,15 +244,15 @@ const DISK_MOUNT_POINTS = ["dev", "proc", "sys", "tmp", "run"];
 /** A directory the init needs, unless the image has one (or something else) there. */
 function addOwnDir(tree: Tree, path: string, epoch: number): void {
   if (tree.get(path)) return;
-  tree.set(path, { inode: { ...dirInode(), mtime: epoch }, children: new Map(), layer: 1_000_001 });
+  tree.set(path, { inode: { ...dirInode(), mtime: epoch }, children: new Map(), layer: SLIMROOT_LAYER });
 }
 
 /** Adds one of slimroot's own files (root-owned, stamped with the build epoch). */
 function addOwnFile(tree: Tree, path: string, data: Buffer, mode: number, epoch: number): void {
-  const { node: parent, blocked } = tree.ensureDir(parentOf(path), 1_000_001);
+  const { node: parent, blocked } = tree.ensureDir(parentOf(path), SLIMROOT_LAYER);
   if (!parent) throw new UserError(`cannot add /${path}: /${blocked} in the image is not a directory`);
   tree.set(path, {
     inode: { kind: "file", mode, uid: 0, gid: 0, mtime: epoch, content: bufferContent(data) },
-    layer: 1_000_001,
+    layer: SLIMROOT_LAYER,
   });
 }

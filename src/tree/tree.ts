@@ -36,6 +36,9 @@ export interface Node {
   layer: number;
 }
 
+/** The layer of what slimroot adds (its init, /etc files, directories): above any image's layers. */
+export const SLIMROOT_LAYER = 1_000_001;
+
 /** One path of the tree as a writer sees it, parents before children. */
 export interface TreeEntry {
   /** "" for the root, else "usr/bin/env". */

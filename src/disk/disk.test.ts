@@ -7,12 +7,17 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import { parseKernelConfig } from "../kernel/config.js";
+import { missingOptions } from "../kernel/requirements.js";
 import { writeFilesAtomically } from "../output/atomic.js";
 import { bufferContent } from "../tree/spool.js";
 import { type Inode, Tree } from "../tree/tree.js";
-import { diskFormatForFileName } from "./formats.js";
-import { missingKernelOptions } from "./identity.js";
+import { type DiskFormat, diskFormatForFileName } from "./formats.js";
 import { withDiskFile } from "./write.js";
+
+/** The disk format's options a kernel config (text) lacks, from the table of kernel requirements. */
+const missingKernelOptions = (config: string, f: DiskFormat) =>
+  missingOptions(parseKernelConfig(config), `disk:${f}`).map((m) => m.option);
 
 // cap_net_raw=ep, as Debian's ping carries it (VFS_CAP_REVISION_2).
 const CAP = Buffer.from("0100000200200000000000000000000000000000", "hex");

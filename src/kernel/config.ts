@@ -22,12 +22,3 @@ export function configured(c: KernelConfig, name: string): "y" | "m" | undefined
   const v = c.get(name);
   return v === "y" || v === "m" ? v : undefined;
 }
-
-/**
- * virtio-mmio built in with devices from the kernel command line (`virtio_mmio.device=`,
- * which Firecracker and QEMU microvm without ACPI give): a module would not see them, since
- * our init loads modules without parameters.
- */
-export function hasCmdlineDevices(c: KernelConfig): boolean {
-  return c.get("VIRTIO_MMIO") === "y" && c.get("VIRTIO_MMIO_CMDLINE_DEVICES") === "y";
-}

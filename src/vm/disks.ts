@@ -9,8 +9,10 @@ import type { Arch } from "../arch/arch.js";
 import { sniffFile } from "../artifact/identify.js";
 import { writeCpio } from "../cpio/writer.js";
 import type { DiskFormat } from "../disk/formats.js";
-import { type DiskIdentity, isReadOnlyFormat, missingKernelOptions } from "../disk/identity.js";
+import { type DiskIdentity, isReadOnlyFormat } from "../disk/identity.js";
 import { INIT_PATH, initBinaryPath } from "../guest/init-binary.js";
+import { parseKernelConfig } from "../kernel/config.js";
+import { missingOptions } from "../kernel/requirements.js";
 import { normalizeImagePath } from "../tree/path.js";
 import { hostFileContent } from "../tree/spool.js";
 import { Tree } from "../tree/tree.js";
@@ -142,11 +144,14 @@ export function kernelDiskProblem(
   label: string,
 ): string | undefined {
   if (config === undefined || !disks.length) return undefined;
-  if (!/^CONFIG_VIRTIO_BLK=(y|m)$/m.test(config))
-    return `kernel ${label} cannot attach disks: it lacks CONFIG_VIRTIO_BLK`;
+  const c = parseKernelConfig(config);
+  const driver = missingOptions(c, "disks");
+  if (driver.length)
+    return `kernel ${label} cannot attach disks: it lacks ${driver.map((m) => m.option).join(", ")}`;
   for (const d of disks) {
-    const missing = d.format ? missingKernelOptions(config, d.format) : [];
-    if (missing.length) return `kernel ${label} cannot mount ${d.path}: it lacks ${missing.join(", ")}`;
+    const missing = d.format ? missingOptions(c, `disk:${d.format}`) : [];
+    if (missing.length)
+      return `kernel ${label} cannot mount ${d.path}: it lacks ${missing.map((m) => m.option).join(", ")}`;
   }
   return undefined;
 }

@@ -6,7 +6,8 @@
  */
 import { createHash } from "node:crypto";
 import type { Arch } from "../arch/arch.js";
-import { configured, hasCmdlineDevices, type KernelConfig } from "../kernel/config.js";
+import { configured, type KernelConfig } from "../kernel/config.js";
+import { hasCmdlineDevices, missingOptions, type Use } from "../kernel/requirements.js";
 import type { Disk } from "./disks.js";
 import type { GuestNetwork } from "./runconf.js";
 
@@ -163,22 +164,17 @@ export function checkFirecrackerKernel(
     fatal: `kernel ${label} cannot work with Firecracker: ${why}`,
     notes: [],
   });
-  if (missing("BLK_DEV_INITRD")) return fail("no CONFIG_BLK_DEV_INITRD, so slimroot's init cannot be loaded");
-  if (missing("SERIAL_8250_CONSOLE"))
-    return fail("no CONFIG_SERIAL_8250_CONSOLE, so the console and the app's exit report are invisible");
-  if (arch === "amd64" && missing("KVM_GUEST"))
-    return fail("no CONFIG_KVM_GUEST (Firecracker's x86_64 minimum)");
-  if (!devices.net && !devices.disks && !devices.vsock) return { notes: [] };
-  if (!configured(config, "VIRTIO_MMIO"))
-    return fail("no CONFIG_VIRTIO_MMIO, so its network, disks and vsock are invisible");
-  const drivers: [boolean | undefined, string, string][] = [
-    [devices.net, "VIRTIO_NET", "no network on the tap"],
-    [devices.disks, "VIRTIO_BLK", "no disks"],
-    [devices.vsock, "VIRTIO_VSOCKETS", "no vsock"],
-  ];
-  for (const [wanted, option, what] of drivers) {
-    if (wanted && !configured(config, option)) return fail(`no CONFIG_${option}, so ${what}`);
+  // The table's rows for Firecracker, then (with devices) the transport and each device's driver.
+  const uses: Use[] = ["firecracker"];
+  if (devices.net || devices.disks || devices.vsock) uses.push("firecracker-devices");
+  if (devices.net) uses.push("net");
+  if (devices.disks) uses.push("disks");
+  if (devices.vsock) uses.push("vsock");
+  for (const use of uses) {
+    const [lack] = missingOptions(config, use, arch);
+    if (lack) return fail(`no ${lack.name}${lack.lacking ? `, so ${lack.lacking}` : ""}`);
   }
+  if (uses.length === 1) return { notes: [] };
   if (arch === "arm64") return { notes: [] };
   const cmdline = hasCmdlineDevices(config);
   const acpi = !missing("ACPI") && !missing("PCI");

@@ -13,7 +13,7 @@
  */
 #include "init.h"
 
-#include "guest.h" /* RUN_CONF, SCRATCH_DIRS */
+#include "guest.h" /* RUN_CONF, API_MOUNTS, SCRATCH_DIRS */
 
 #define MAX_ID 96
 #define LOWER "/.slimroot-lower"
@@ -225,11 +225,11 @@ int disk_root(char *run_conf, size_t cap)
 	/* The API filesystems move along (with /dev/pts and /dev/shm under /dev); so do the
 	 * tmpfs on /tmp and /run, unless the image has content there (scratch_overlay()). */
 #define X(dir, mode) dir,
-	static const char *const moved[] = {"/dev", "/proc", "/sys", SCRATCH_DIRS};
+	static const char *const moved[] = {API_MOUNTS, SCRATCH_DIRS};
 #undef X
 	for (size_t i = 0; i < sizeof(moved) / sizeof(moved[0]); i++) {
 		const char *to = join3(top, "", moved[i]);
-		if (i >= 3 && has_entries(to) && (!root_is_image || scratch_overlay(moved[i], to)))
+		if (i >= API_MOUNT_COUNT && has_entries(to) && (!root_is_image || scratch_overlay(moved[i], to)))
 			continue;
 		sys_mkdir(to, 0755);
 		long e = sys_mount(moved[i], to, NULL, MS_MOVE, NULL);

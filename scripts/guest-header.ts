@@ -4,7 +4,7 @@
  * value each: node --import tsx scripts/guest-header.ts > init/build/guest.h
  */
 import { APP_CONFIG_PATH } from "../src/appconfig/appconfig.js";
-import { DEFAULT_PATH, SCRATCH_DIRS } from "../src/guest/layout.js";
+import { API_MOUNTS, DEFAULT_PATH, SCRATCH_DIRS } from "../src/guest/layout.js";
 import { REPORT_KEY_PATH } from "../src/vm/report.js";
 import { RUN_CONF_PATH } from "../src/vm/runconf.js";
 
@@ -19,6 +19,9 @@ process.stdout.write(
     `#define RUN_CONF ${cString(`/${RUN_CONF_PATH}`)}`,
     `#define REPORT_KEY ${cString(`/${REPORT_KEY_PATH}`)}`,
     `#define DEFAULT_PATH ${cString(DEFAULT_PATH)}`,
+    "/* Where the init mounts the API filesystems (init.c's table checks it: test/guest-facts.test.ts). */",
+    `#define API_MOUNTS ${[...API_MOUNTS].map((d) => cString(`/${d}`)).join(", ")}`,
+    `#define API_MOUNT_COUNT ${API_MOUNTS.size}`,
     "/* X(dir, tmpfs options) for each scratch directory: a tmpfs only where the image has nothing. */",
     `#define SCRATCH_DIRS ${[...SCRATCH_DIRS]
       .map(

@@ -3,6 +3,7 @@ import { spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { ARCH, type Arch, hostArch } from "../arch/arch.js";
 import { EnvironmentError } from "../util/errors.js";
+import { KERNEL_BUILD_PACKAGES, toolNotFound, toolPackage } from "../util/tools.js";
 
 /** Runs a command with its output appended to `log`; rejects naming the log on failure. */
 export function runLogged(
@@ -30,11 +31,7 @@ export function runLogged(
     child.stderr.on("data", onData);
     child.on("error", (err: NodeJS.ErrnoException) => {
       out.end();
-      reject(
-        new EnvironmentError(
-          err.code === "ENOENT" ? `${cmd} not found (apt-get install build-essential)` : err.message,
-        ),
-      );
+      reject(new EnvironmentError(err.code === "ENOENT" ? toolNotFound(cmd) : err.message));
     });
     child.on("close", (code, signal) => {
       out.end(() => {
@@ -103,9 +100,9 @@ export async function toolchain(arch: Arch): Promise<string> {
     );
     return lines.join("; ");
   } catch {
-    const pkg = crossCompile(arch) ? `gcc-${ARCH[arch].gnuTriplet}` : "build-essential";
+    const packages = new Set([...tools.map(toolPackage), ...KERNEL_BUILD_PACKAGES]);
     throw new EnvironmentError(
-      `${tools.join(", ")}: not all found: apt-get install ${pkg} flex bison bc libelf-dev libssl-dev`,
+      `${tools.join(", ")}: not all found: apt-get install ${[...packages].join(" ")}`,
     );
   }
 }

@@ -11,6 +11,7 @@ import {
 import { type Arch, archOf } from "../arch/arch.js";
 import type { Compression } from "../compress/compress.js";
 import { INIT_PATH, initBinaryPath } from "../guest/init-binary.js";
+import { GUEST_MOUNTS } from "../guest/layout.js";
 import { formatPlatform, hostPlatform, platformMatches } from "../image/platform.js";
 import type { Platform } from "../image/types.js";
 import { treeClosureResolver } from "../minimize/closure.js";
@@ -238,8 +239,8 @@ export async function readImageText(tree: Tree, path: string): Promise<string | 
   return text(node.inode.content.open());
 }
 
-/** Where the init mounts the API filesystems on a disk root (init/root.c). */
-const DISK_MOUNT_POINTS = ["dev", "proc", "sys", "tmp", "run"];
+/** Where the init mounts the API filesystems and scratch tmpfs on a disk root (init/root.c). */
+const DISK_MOUNT_POINTS = [...GUEST_MOUNTS];
 
 /** A directory the init needs, unless the image has one (or something else) there. */
 function addOwnDir(tree: Tree, path: string, epoch: number): void {

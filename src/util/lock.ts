@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { readFile, writeFile } from "node:fs/promises";
 import { EnvironmentError } from "./errors.js";
+import { toolNotFound } from "./tools.js";
 
 /** Whether a process with this pid exists (EPERM: it does, as another user's). */
 export function pidAlive(pid: number): boolean {
@@ -42,11 +43,7 @@ async function acquire(lockPath: string, onWait?: (owner: number) => void): Prom
     await new Promise<void>((resolve, reject) => {
       child.stdout!.once("data", () => resolve());
       child.once("error", (e: NodeJS.ErrnoException) =>
-        reject(
-          new EnvironmentError(
-            e.code === "ENOENT" ? "flock not found (apt-get install util-linux)" : `flock: ${e.message}`,
-          ),
-        ),
+        reject(new EnvironmentError(e.code === "ENOENT" ? toolNotFound("flock") : `flock: ${e.message}`)),
       );
       child.once("exit", (code) =>
         reject(new EnvironmentError(`flock ${lockPath}: ${err.trim() || `exit ${code}`}`)),

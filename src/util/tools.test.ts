@@ -9,6 +9,9 @@ import { requireTools, toolNotFound, toolPackage } from "./tools.js";
 test("tools: each named with its Debian package; all missing ones in one line, exit 2", async () => {
   assert.equal(toolPackage("xz"), "xz-utils");
   assert.equal(toolPackage("qemu-system-aarch64"), "qemu-system-arm");
+  assert.equal(toolPackage("unsquashfs"), "squashfs-tools");
+  assert.equal(toolNotFound("flock"), "flock not found on PATH (apt-get install util-linux)");
+  assert.equal(toolPackage("aarch64-linux-gnu-gcc"), "gcc-aarch64-linux-gnu");
   assert.equal(toolPackage("constructor"), "constructor", "only the table's own keys");
   assert.equal(toolNotFound("mkfs.erofs"), "mkfs.erofs not found on PATH (apt-get install erofs-utils)");
   const bin = await mkdtemp(join(tmpdir(), "slimroot-tools-unit-"));

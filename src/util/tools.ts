@@ -23,12 +23,25 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   "mkfs.erofs": "erofs-utils",
   "fsck.erofs": "erofs-utils",
   mksquashfs: "squashfs-tools",
+  unsquashfs: "squashfs-tools",
   setfattr: "attr",
   umoci: "umoci",
   skopeo: "skopeo",
   "qemu-system-x86_64": "qemu-system-x86",
   "qemu-system-aarch64": "qemu-system-arm",
+  flock: "util-linux",
+  // kernel build: the compilers (the cross ones are Debian's gcc-TRIPLET), then make.
+  gcc: "gcc",
+  ld: "binutils",
+  "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu",
+  "aarch64-linux-gnu-ld": "binutils-aarch64-linux-gnu",
+  "x86_64-linux-gnu-gcc": "gcc-x86-64-linux-gnu",
+  "x86_64-linux-gnu-ld": "binutils-x86-64-linux-gnu",
+  make: "make",
 };
+
+/** What kbuild needs besides the compiler and make (its tools and headers), for `kernel build`. */
+export const KERNEL_BUILD_PACKAGES: readonly string[] = ["flex", "bison", "bc", "libelf-dev", "libssl-dev"];
 
 /** Debian's package for `tool` (its own name when the table does not know it). */
 export function toolPackage(tool: string): string {

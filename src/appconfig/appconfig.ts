@@ -1,9 +1,9 @@
-import { DEFAULT_PATH } from "../guest/layout.js";
+import { DEFAULT_PATH, SLIMROOT_DIR } from "../guest/layout.js";
 import type { ImageConfig } from "../image/types.js";
 import { UserError } from "../util/errors.js";
 
 /** Where every image carries its run settings (see docs/app-config.md). */
-export const APP_CONFIG_PATH = "etc/slimroot/app.conf";
+export const APP_CONFIG_PATH = `${SLIMROOT_DIR}/app.conf`;
 
 /** The resolved run settings the guest init reads. */
 export interface AppConfig {

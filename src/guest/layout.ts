@@ -4,6 +4,12 @@
  * (scripts/guest-header.ts, run by init/Makefile), so the two cannot disagree.
  */
 
+/**
+ * slimroot's own directory in the guest (app.conf, run.conf, the report key, the modules):
+ * always a real directory, since `slimroot build` writes app.conf there.
+ */
+export const SLIMROOT_DIR = "etc/slimroot";
+
 /** PATH when the image sets none (Docker's default), for the app and for finding it. */
 export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 

@@ -1,13 +1,13 @@
 /**
  * Turns what the user said about the kernel (`--kernel DIR|FILE`, `--modules DIR`, or
- * nothing) into a kernel file, its architecture (read from its bytes) and a modules archive.
+ * nothing) into a kernel file, its config and a modules archive. What the kernel file is (its
+ * format and architecture) the caller asks artifact/identify, as of every other input.
  */
 import { existsSync } from "node:fs";
 import { mkdir, readdir, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { Arch } from "../arch/arch.js";
-import { describe, identify, kernelKindOf } from "../artifact/identify.js";
-import { configBeside, type KernelKind } from "../artifact/kernel.js";
+import { configBeside } from "../artifact/kernel.js";
 import { ModinfoError, readModinfo } from "../kmod/modinfo.js";
 import { readModuleBytes } from "../kmod/module-file.js";
 import { type ModuleFile, writeModulesCpio } from "../kmod/modules-cpio.js";
@@ -23,7 +23,6 @@ import {
 
 export interface BootKernel {
   kernel: string;
-  kind: KernelKind;
   /** A newc archive of modules to append to the initrd, if any. */
   modulesCpio?: string;
   /** For messages: where it came from. */
@@ -47,15 +46,6 @@ export interface KernelRequest {
   extraModules?: readonly string[];
   /** Where a modules archive built on the fly may be written. */
   scratch: string;
-}
-
-async function kindOf(path: string): Promise<KernelKind> {
-  const a = await identify(path, { embedded: false });
-  if (a.kind !== "kernel")
-    throw new UserError(
-      `${path}: not a kernel image but ${describe(a)} (no bzImage header, x86-64/arm64 ELF or arm64 Image magic)`,
-    );
-  return kernelKindOf(a);
 }
 
 export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
@@ -96,10 +86,8 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
     modulesCpio = join(r.scratch, "modules.cpio");
     await writeModulesCpio(await modulesIn(r.modules, r.scratch), modulesCpio);
   }
-  const kind = await kindOf(kernel);
   return {
     kernel,
-    kind,
     ...(modulesCpio ? { modulesCpio } : {}),
     label,
     ...(config ? { config } : {}),
@@ -160,10 +148,9 @@ async function modulesIn(dir: string, scratch: string): Promise<ModuleFile[]> {
   return [...found.values()];
 }
 
-/** The architecture of `--kernel` (a fetched directory or a kernel file). */
-export async function kernelArch(path: string): Promise<Arch> {
+/** The architecture of a fetched kernel directory `--kernel` names; undefined for a kernel file. */
+export async function kernelDirArch(path: string): Promise<Arch | undefined> {
   const st = await stat(path).catch(() => undefined);
   if (!st) throw new UserError(`--kernel ${path}: no such file or directory`);
-  if (st.isDirectory()) return (await readManifest(path)).arch;
-  return (await kindOf(path)).arch;
+  return st.isDirectory() ? (await readManifest(path)).arch : undefined;
 }

@@ -2,6 +2,7 @@ import { stat } from "node:fs/promises";
 import { type Compression, compressor } from "../compress/compress.js";
 import { S_IFREG } from "../cpio/newc.js";
 import { type CpioRecord, directoryChain, writeRecords } from "../cpio/writer.js";
+import { SLIMROOT_DIR } from "../guest/layout.js";
 import { writeFileAtomically } from "../output/atomic.js";
 import { hostFileContent } from "../tree/spool.js";
 import { compareNames } from "../tree/tree.js";
@@ -14,7 +15,7 @@ import { compareNames } from "../tree/tree.js";
  * (Debian, Ubuntu, Fedora) and with it the dynamic loader. /etc/slimroot is always a real
  * directory: `slimroot build` writes app.conf there.
  */
-export const GUEST_MODULES_DIR = "etc/slimroot/modules";
+export const GUEST_MODULES_DIR = `${SLIMROOT_DIR}/modules`;
 
 export interface ModuleFile {
   /** The module's name; the file is stored as NAME.ko. */

@@ -8,7 +8,8 @@
  * (symlinks, `..`), so it is resolved here in the image, as the kernel did in the guest: the
  * symlinks on the way are part of what the app used.
  */
-import { API_MOUNTS } from "../guest/layout.js";
+import { INIT_PATH } from "../guest/init-binary.js";
+import { API_MOUNTS, SLIMROOT_DIR } from "../guest/layout.js";
 import { type ImageFs, resolvePath } from "../tree/image-fs.js";
 
 /** An image path (no leading "/") for a guest path, or undefined when it is not the image's. */
@@ -17,7 +18,7 @@ export function imagePathOf(guestPath: string): string | undefined {
   if (parts.length === 0 || parts.includes("..")) return undefined;
   if (API_MOUNTS.has(parts[0]!)) return undefined;
   const path = parts.join("/");
-  if (path === "init" || path === "etc/slimroot" || path.startsWith("etc/slimroot/")) return undefined;
+  if (path === INIT_PATH || path === SLIMROOT_DIR || path.startsWith(`${SLIMROOT_DIR}/`)) return undefined;
   return path;
 }
 

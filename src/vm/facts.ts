@@ -7,7 +7,8 @@ import { stat } from "node:fs/promises";
 import { type Arch, hostArch } from "../arch/arch.js";
 import { embeddedApp } from "../artifact/embedded.js";
 import { artifactArch, describe, identify, kernelKindOf } from "../artifact/identify.js";
-import { kernelArch, resolveKernel } from "../kernel/resolve.js";
+import type { KernelKind } from "../artifact/kernel.js";
+import { kernelDirArch, resolveKernel } from "../kernel/resolve.js";
 import { UserError } from "../util/errors.js";
 import { readInputText } from "../util/input-file.js";
 import { initCpio, type VolumeSpec, volumeFacts } from "./disks.js";
@@ -30,6 +31,21 @@ async function filesOf(archive: string): Promise<Files> {
 }
 
 const sizeOf = async (path: string) => (await stat(path)).size;
+
+/** What the kernel file is (artifact/identify): its format and architecture. */
+async function kernelKind(path: string): Promise<KernelKind> {
+  const a = await identify(path, { embedded: false });
+  if (a.kind !== "kernel")
+    throw new UserError(
+      `${path}: not a kernel image but ${describe(a)} (no bzImage header, x86-64/arm64 ELF or arm64 Image magic)`,
+    );
+  return kernelKindOf(a);
+}
+
+/** The architecture of `--kernel` (a fetched directory's manifest, or the kernel file's bytes). */
+async function kernelArch(path: string): Promise<Arch> {
+  return (await kernelDirArch(path)) ?? (await kernelKind(path)).arch;
+}
 
 /**
  * The image and the guest architecture. `kernel`: the --kernel given. A disk boots the
@@ -94,21 +110,22 @@ async function kernelFacts(
     scratch,
     ...(needs.modules.length ? { extraModules: needs.modules } : {}),
   });
+  const kind = await kernelKind(bk.kernel);
   const config = bk.config ? await readInputText(bk.config, `${bk.config} (the kernel config)`) : undefined;
   const modules = bk.modulesCpio
     ? { path: bk.modulesCpio, bytes: await sizeOf(bk.modulesCpio), files: await filesOf(bk.modulesCpio) }
     : undefined;
-  const rule = await readKernelRule(bk.kernel, bk.kind, {
+  const rule = await readKernelRule(bk.kernel, kind, {
     ...(bk.manifest ? { manifest: bk.manifest } : {}),
     ...(bk.config ? { configFile: bk.config } : {}),
   });
   return {
     path: bk.kernel,
-    kind: bk.kind,
+    kind,
     rule,
     label: bk.label,
     ...(config !== undefined ? { config } : {}),
-    gzip: bk.kind.gzip === true,
+    gzip: kind.gzip === true,
     ...(modules ? { modules } : {}),
   };
 }

@@ -17,10 +17,11 @@
  * process is dead. Lines before the key are the app's (or the kernel's) and count for nothing.
  */
 import { randomBytes } from "node:crypto";
+import { SLIMROOT_DIR } from "../guest/layout.js";
 import { UserError } from "../util/errors.js";
 
 /** Where the key is in the guest's initramfs until the init has read (and deleted) it. */
-export const REPORT_KEY_PATH = "etc/slimroot/report-key";
+export const REPORT_KEY_PATH = `${SLIMROOT_DIR}/report-key`;
 /** Bench hands `slimroot run` a key of its own here, to read the report from run's output. */
 export const REPORT_KEY_ENV = "SLIMROOT_REPORT_KEY";
 

@@ -2,12 +2,12 @@ import { buffer } from "node:stream/consumers";
 import { escapeConfValue } from "../appconfig/appconfig.js";
 import { newcArchiveSize, S_IFREG } from "../cpio/newc.js";
 import { type CpioRecord, directoryChain, writeRecords } from "../cpio/writer.js";
-import { parentOf } from "../tree/path.js";
+import { SLIMROOT_DIR } from "../guest/layout.js";
 import { UserError } from "../util/errors.js";
 import { REPORT_KEY_PATH } from "./report.js";
 
 /** Where the launcher's settings go in the guest (docs/app-config.md). */
-export const RUN_CONF_PATH = "etc/slimroot/run.conf";
+export const RUN_CONF_PATH = `${SLIMROOT_DIR}/run.conf`;
 
 /** QEMU user networking's fixed addresses. */
 export const USER_NET = { ip: "10.0.2.15/24", gateway: "10.0.2.2", dns: "10.0.2.3" } as const;
@@ -67,7 +67,7 @@ function runConfRecords(text: string | undefined, reportKey?: string): CpioRecor
   const file = (name: string, mode: number, body: string) =>
     ({ name, mode: S_IFREG | mode, uid: 0, gid: 0, mtime: 0, body: Buffer.from(body) }) as const;
   return [
-    ...directoryChain(parentOf(RUN_CONF_PATH)),
+    ...directoryChain(SLIMROOT_DIR),
     ...(text === undefined ? [] : [file(RUN_CONF_PATH, 0o644, text)]),
     ...(reportKey ? [file(REPORT_KEY_PATH, 0o600, reportKey)] : []),
   ];

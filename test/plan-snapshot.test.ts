@@ -2,7 +2,8 @@
  * What `run --dry-run` plans for every launcher x image kind x kernel, pinned: test/fixtures/
  * plans.json holds each plan (or its refusal) as planBoot made it when the snapshot was taken, so
  * a restructuring that changes a plan fails here. A change meant to change plans rewrites it:
- * SLIMROOT_UPDATE_SNAPSHOTS=1 node --import tsx --test test/plan-snapshot.test.ts
+ * SLIMROOT_UPDATE_SNAPSHOTS=1 node --import tsx --test test/plan-snapshot.test.ts, then
+ * npx biome format --write test/fixtures/plans.json
  */
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
@@ -141,7 +142,7 @@ function plans(): Record<string, unknown> {
 
 test("every launcher x image kind x kernel plans as the snapshot says", () => {
   const got = plans();
-  if (process.env.SLIMROOT_UPDATE_SNAPSHOTS) writeFileSync(SNAPSHOT, `${JSON.stringify(got, null, 1)}\n`);
+  if (process.env.SLIMROOT_UPDATE_SNAPSHOTS) writeFileSync(SNAPSHOT, `${JSON.stringify(got, null, 2)}\n`);
   const want = JSON.parse(readFileSync(SNAPSHOT, "utf8")) as Record<string, unknown>;
   assert.deepEqual(Object.keys(got), Object.keys(want));
   for (const key of Object.keys(want)) assert.deepEqual(got[key], want[key], key);

@@ -12,6 +12,7 @@ test("tools: each named with its Debian package; all missing ones in one line, e
   assert.equal(toolPackage("unsquashfs"), "squashfs-tools");
   assert.equal(toolNotFound("flock"), "flock not found on PATH (apt-get install util-linux)");
   assert.equal(toolPackage("aarch64-linux-gnu-gcc"), "gcc-aarch64-linux-gnu");
+  assert.equal(toolPackage("make"), "build-essential", "kbuild builds host programs: libc6-dev too");
   assert.equal(toolPackage("constructor"), "constructor", "only the table's own keys");
   assert.equal(toolNotFound("mkfs.erofs"), "mkfs.erofs not found on PATH (apt-get install erofs-utils)");
   const bin = await mkdtemp(join(tmpdir(), "slimroot-tools-unit-"));

@@ -30,14 +30,15 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   "qemu-system-x86_64": "qemu-system-x86",
   "qemu-system-aarch64": "qemu-system-arm",
   flock: "util-linux",
-  // kernel build: the compilers (the cross ones are Debian's gcc-TRIPLET), then make.
-  gcc: "gcc",
-  ld: "binutils",
+  // kernel build: the compilers (the cross ones are Debian's gcc-TRIPLET) and make; natively
+  // build-essential, since kbuild's host programs need libc6-dev too.
+  gcc: "build-essential",
+  ld: "build-essential",
   "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu",
   "aarch64-linux-gnu-ld": "binutils-aarch64-linux-gnu",
   "x86_64-linux-gnu-gcc": "gcc-x86-64-linux-gnu",
   "x86_64-linux-gnu-ld": "binutils-x86-64-linux-gnu",
-  make: "make",
+  make: "build-essential",
 };
 
 /** What kbuild needs besides the compiler and make (its tools and headers), for `kernel build`. */

@@ -9,7 +9,9 @@ import { UserError } from "../util/errors.js";
  */
 export function decompressLayer(input: Readable, name: string): Readable {
   // Room for a few decompressed chunks, so the decompressor works on while the tar is read.
-  const out = new PassThrough({ highWaterMark: 1024 * 1024 });
+  // Chunks are handed on one by one (object mode on the reading side): a byte-mode stream's
+  // async iterator joins everything buffered into one new buffer, a copy of the whole layer.
+  const out = new PassThrough({ readableObjectMode: true, readableHighWaterMark: 4 });
   let sniffed = false;
   const onFirst = (chunk: Buffer) => {
     sniffed = true;

@@ -204,7 +204,7 @@ async function* cpioChunks(
       yield r.body;
     } else if (size > 0 && r.body) {
       let got = 0;
-      for await (const chunk of r.body.open()) {
+      for await (const chunk of r.body.chunks?.() ?? r.body.open()) {
         got += (chunk as Buffer).length;
         if (got > size) break;
         yield chunk as Buffer;

@@ -9,7 +9,9 @@ import { UserError } from "../util/errors.js";
  */
 export function decompressLayer(input: Readable, name: string): Readable {
   // Room for a few decompressed chunks, so the decompressor works on while the tar is read.
-  const out = new PassThrough({ highWaterMark: 1024 * 1024 });
+  // Chunks are handed on one by one (object mode on the reading side): a byte-mode stream's
+  // async iterator joins everything buffered into one new buffer, a copy of the whole layer.
+  const out = new PassThrough({ readableObjectMode: true, readableHighWaterMark: 4 });
   let sniffed = false;
   const onFirst = (chunk: Buffer) => {
     sniffed = true;
@@ -21,7 +23,9 @@ export function decompressLayer(input: Readable, name: string): Readable {
     const fail = (err: Error | null) => {
       if (err) out.destroy(err instanceof UserError ? err : new UserError(`layer ${name}: ${describe(err)}`));
     };
-    if (decoder) pipeline(input, decoder, out, fail);
+    // Compressed bytes read ahead too (up to 1 MiB): fed one chunk at a time, the decompressor
+    // sat idle after each until the main thread, busy with the tar, read and hashed the next.
+    if (decoder) pipeline(input, new PassThrough({ highWaterMark: 1024 * 1024 }), decoder, out, fail);
     else pipeline(input, out, fail);
   };
   input.on("data", onFirst);

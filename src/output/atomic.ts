@@ -6,7 +6,7 @@
  */
 import { randomBytes } from "node:crypto";
 import { copyFileSync, createWriteStream, linkSync, lstatSync, renameSync, rmSync } from "node:fs";
-import { open, rm } from "node:fs/promises";
+import { open, rm, stat } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { type Duplex, type Readable, Transform } from "node:stream";
 import { pipeline } from "node:stream/promises";
@@ -43,17 +43,25 @@ function besideName(target: string, suffix: string): string {
   );
 }
 
-/** Writes one temp file and fsyncs it; returns its byte count. The caller removes `tmp`. */
-async function writeTemp(tmp: string, f: FileToWrite): Promise<number> {
+/** fsyncs a written file. */
+async function fsyncFile(path: string): Promise<void> {
+  const fh = await open(path, "r");
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Writes one temp file; returns its byte count and its fsync, started but not awaited (the
+ * next file is written while the disk catches up). The caller removes `tmp`.
+ */
+async function writeTemp(tmp: string, f: FileToWrite): Promise<{ bytes: number; sync: Promise<void> }> {
   if (f.write) {
     const wrote = await f.write(tmp);
-    const fh = await open(tmp, "r");
-    try {
-      await fh.sync();
-      return typeof wrote === "number" ? wrote : (await fh.stat()).size;
-    } finally {
-      await fh.close();
-    }
+    const bytes = typeof wrote === "number" ? wrote : (await stat(tmp)).size;
+    return { bytes, sync: fsyncFile(tmp) };
   }
   let bytes = 0;
   const out = createWriteStream(tmp, { mode: f.mode ?? 0o644, flags: "wx" });
@@ -80,13 +88,7 @@ async function writeTemp(tmp: string, f: FileToWrite): Promise<number> {
     }
     throw err;
   });
-  const fh = await open(tmp, "r");
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  return bytes;
+  return { bytes, sync: fsyncFile(tmp) };
 }
 
 interface Pair {
@@ -161,16 +163,34 @@ function commitSync(pairs: readonly Pair[]): void {
  */
 export class Batch {
   private readonly pairs: Pair[] = [];
+  /** The fsync of every temp file written so far. */
+  private readonly syncs: Promise<void>[] = [];
 
-  /** Writes `f` to a temp file beside its target; returns its byte count. */
+  /** Writes `f` to a temp file beside its target and fsyncs it; returns its byte count. */
   async add(f: FileToWrite): Promise<number> {
+    const bytes = await this.write(f);
+    await this.synced();
+    return bytes;
+  }
+
+  /** Writes `f` to a temp file beside its target; its fsync goes on meanwhile (see synced). */
+  async write(f: FileToWrite): Promise<number> {
     const target = resolve(f.target);
     if (this.pairs.some((p) => p.target === target))
       throw new Error(`internal: ${target} is written twice in one batch`);
     const tmp = besideName(target, "tmp");
     trackTempPath(tmp);
     this.pairs.push({ tmp, target, directory: Boolean(f.directory) });
-    return writeTemp(tmp, { ...f, target });
+    const { bytes, sync } = await writeTemp(tmp, { ...f, target });
+    // Awaited in synced() (or discarded); not an unhandled rejection in between.
+    sync.catch(() => undefined);
+    this.syncs.push(sync);
+    return bytes;
+  }
+
+  /** Resolves once every temp file written so far is on disk; rejects with a failed fsync's error. */
+  async synced(): Promise<void> {
+    await Promise.all(this.syncs);
   }
 
   /** The temp files so far, in the order added. */
@@ -184,6 +204,7 @@ export class Batch {
 
   /** Removes whatever temp files were not renamed (all of them after a failure). */
   async discard(): Promise<void> {
+    await Promise.allSettled(this.syncs);
     await Promise.all(this.pairs.map((p) => rm(p.tmp, { recursive: true, force: true })));
     for (const p of this.pairs) untrackTempPath(p.tmp);
   }
@@ -199,7 +220,9 @@ export const writeFilesAtomically: FileWriter = async (files, beforeRename) => {
   const batch = new Batch();
   try {
     const bytes: number[] = [];
-    for (const f of files) bytes.push(await batch.add(f));
+    // The image's fsync runs while its .why is encoded and written.
+    for (const f of files) bytes.push(await batch.write(f));
+    await batch.synced();
     await beforeRename?.(batch.temps());
     batch.commit();
     return bytes;

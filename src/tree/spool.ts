@@ -11,6 +11,11 @@ import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 export interface Content {
   readonly size: number;
   open(): Readable;
+  /**
+   * The same bytes as open(), as plain chunks, for a reader that only iterates them (the cpio
+   * writer): no stream per file. Contents that have no such form leave it out.
+   */
+  chunks?(): AsyncIterable<Buffer>;
 }
 
 const READ_CHUNK = 256 * 1024;
@@ -133,19 +138,19 @@ class SpoolContent implements Content {
   ) {}
 
   open(): Readable {
+    return Readable.from(this.chunks());
+  }
+
+  async *chunks(): AsyncGenerator<Buffer> {
     const { spool, start, size } = this;
-    return Readable.from(
-      (async function* () {
-        await spool.settle();
-        for (let offset = 0; offset < size; ) {
-          const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, size - offset));
-          const n = spool.readAt(buf, start + offset);
-          if (n === 0) throw new Error("spool file shrank");
-          offset += n;
-          yield n === buf.length ? buf : buf.subarray(0, n);
-        }
-      })(),
-    );
+    await spool.settle();
+    for (let offset = 0; offset < size; ) {
+      const buf = Buffer.allocUnsafe(Math.min(READ_CHUNK, size - offset));
+      const n = spool.readAt(buf, start + offset);
+      if (n === 0) throw new Error("spool file shrank");
+      offset += n;
+      yield n === buf.length ? buf : buf.subarray(0, n);
+    }
   }
 }
 

@@ -49,12 +49,25 @@ export class ByteReader {
         throw new TruncatedError(`truncated at byte ${this.offset + this.buffered}`);
       }
     }
-    const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
-    const out = all.subarray(0, n);
-    const rest = all.subarray(n);
-    this.chunks = rest.length ? [rest] : [];
-    this.buffered = rest.length;
+    this.buffered -= n;
     this.offset += n;
+    const first = this.chunks[0]!;
+    if (first.length >= n) {
+      if (first.length === n) this.chunks.shift();
+      else this.chunks[0] = first.subarray(n);
+      return first.subarray(0, n);
+    }
+    // Only the n bytes asked for are copied out: joining every buffered chunk copied a whole
+    // decompressed chunk (256 KiB) for each tar header that straddled a chunk boundary.
+    const out = Buffer.allocUnsafe(n);
+    for (let at = 0; at < n; ) {
+      const piece = this.chunks[0]!;
+      const used = Math.min(piece.length, n - at);
+      piece.copy(out, at, 0, used);
+      at += used;
+      if (used === piece.length) this.chunks.shift();
+      else this.chunks[0] = piece.subarray(used);
+    }
     return out;
   }
 

@@ -118,16 +118,19 @@ export function imageManifest(file: string, config: Blob, layer: Blob, epochSeco
 
 /** An image index over several pushed manifests, one per platform. */
 export function imageIndex(
-  entries: { manifest: Blob; architecture: string }[],
+  entries: { manifest: Blob; architecture: string; artifactType?: string | undefined }[],
   epochSeconds: number,
 ): Buffer {
+  // slimroot's own form names its artifactType on the index and each entry; a consumer's
+  // container images have none.
+  const artifactType = entries[0]?.artifactType;
   const doc = {
     schemaVersion: 2,
     mediaType: MEDIA.ociIndex,
-    artifactType: ARTIFACT_TYPE,
+    ...(artifactType ? { artifactType } : {}),
     manifests: entries.map((e) => ({
       ...e.manifest,
-      artifactType: ARTIFACT_TYPE,
+      ...(e.artifactType ? { artifactType: e.artifactType } : {}),
       platform: { architecture: e.architecture, os: "linux" },
     })),
     annotations: { [ANNOTATION.created]: createdAt(epochSeconds) },

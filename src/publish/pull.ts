@@ -36,20 +36,27 @@ export interface PulledFile {
 
 const ACCEPT = [MEDIA.ociManifest, MEDIA.ociIndex].join(", ");
 
-/** Writes the slimroot image at `ref` for `o.platform` to `output` (checked by the caller). */
-export async function pullFile(ref: string, output: string, o: PullFileOptions): Promise<PulledFile> {
-  const session = await RegistrySession.open(ref, { insecure: Boolean(o.insecure) });
+/** The image manifest `ref` names for `platform` (through an index), as the session reads it. */
+export async function resolveImage(session: RegistrySession, platform: Platform) {
   const { where } = session;
   const reference = session.ref.digest ?? session.ref.tag ?? "latest";
   let got = await session.manifest(reference, ACCEPT, session.ref.digest);
   let doc = readManifest(got.bytes, `${where}: manifest ${reference}`, got.type);
   if (doc.kind === "index") {
-    const entry = selectFromIndex(doc.doc.manifests, o.platform, where);
+    const entry = selectFromIndex(doc.doc.manifests, platform, where);
     got = await session.manifest(entry.digest, ACCEPT, entry.digest, entry.size);
     doc = readManifest(got.bytes, `${where}: manifest ${entry.digest}`, got.type);
     if (doc.kind === "index") throw new UserError(`${where}: an index inside an index; not slimroot's form`);
   }
-  const m = doc.doc as typeof doc.doc & { artifactType?: string };
+  return { digest: got.digest, manifest: doc.doc as typeof doc.doc & { artifactType?: string } };
+}
+
+/** Writes the slimroot image at `ref` for `o.platform` to `output` (checked by the caller). */
+export async function pullFile(ref: string, output: string, o: PullFileOptions): Promise<PulledFile> {
+  const session = await RegistrySession.open(ref, { insecure: Boolean(o.insecure) });
+  const { where } = session;
+  const got = await resolveImage(session, o.platform);
+  const m = got.manifest;
   if (m.artifactType !== ARTIFACT_TYPE && m.config.mediaType !== CONFIG_TYPE)
     throw new UserError(
       `${where}: not a slimroot image (artifactType ${m.artifactType ?? "none"}); to build from a container image use slimroot build`,

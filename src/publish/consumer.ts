@@ -1,0 +1,105 @@
+/**
+ * The consumer forms: what `push --as NAME` writes for a runtime that reads an ordinary OCI
+ * container image in its own way (docs/push.md, "Consumer forms"). Each form is one module
+ * (urunc.ts, flintlock.ts, containerdisk.ts) that says which files go where in the image and
+ * which annotations it carries, or refuses in one line what its consumer cannot take; this
+ * module turns that into the image (one uncompressed tar layer, an OCI image config, the
+ * manifest). A fourth consumer is a module and a row in FORMS (forms.ts).
+ */
+import type { Artifact, KernelArtifact } from "../artifact/identify.js";
+import { describe } from "../artifact/identify.js";
+import { digestOf } from "../image/digest.js";
+import { MEDIA } from "../image/manifest.js";
+import type { BlobSource } from "../image/registry/session.js";
+import { UserError } from "../util/errors.js";
+import { ANNOTATION, createdAt } from "./form.js";
+import { partsDigest, TAR_LAYER_TYPE, type TarMember, tarLayer } from "./tar-layer.js";
+
+export const OCI_CONFIG_TYPE = "application/vnd.oci.image.config.v1+json";
+
+/** What a form is given: the pushed file, what it is, and the kernel pushed beside it. */
+export interface FormInput {
+  file: string;
+  artifact: Artifact;
+  architecture: string;
+  kernel?: KernelArtifact;
+  /** urunc: the VMM it names (qemu unless --hypervisor says otherwise). */
+  hypervisor?: string;
+}
+
+/** What a form puts in its image. */
+export interface FormContent {
+  members: TarMember[];
+  /** On the manifest, and as the config's Labels (where docker and CRI pass them on). */
+  annotations: Record<string, string>;
+  /** The config's Cmd, when the consumer runs the image's command. */
+  cmd?: string[];
+}
+
+export interface ConsumerForm {
+  /** The --as value and the tag suffix (TAG-name). */
+  name: string;
+  compose(input: FormInput): FormContent;
+}
+
+/** The kernel a form boots: the file itself when an app is built into it, else --kernel. */
+export function bootKernel(i: FormInput, form: string): KernelArtifact | "embedded" {
+  const a = i.artifact;
+  if (a.kind === "kernel") {
+    if (typeof a.embedded === "object") return "embedded";
+    throw new UserError(`${i.file}: ${describe(a)} with no app in it; --as ${form} needs the image it boots`);
+  }
+  if (!i.kernel)
+    throw new UserError(`${i.file}: --as ${form} puts the kernel in the image; give it with --kernel FILE`);
+  return i.kernel;
+}
+
+export interface ComposedImage {
+  manifest: Buffer;
+  blobs: { source: BlobSource; digest: string; size: number }[];
+}
+
+/** The image of `content` for `architecture`: one tar layer, the OCI config, the manifest. */
+export async function composeImage(
+  content: FormContent,
+  architecture: string,
+  title: string,
+  epoch: number,
+): Promise<ComposedImage> {
+  const parts = tarLayer(content.members, epoch);
+  const layer = await partsDigest(parts);
+  const hasLabels = Object.keys(content.annotations).length > 0;
+  const config = Buffer.from(
+    JSON.stringify({
+      created: createdAt(epoch),
+      architecture,
+      os: "linux",
+      config: {
+        ...(content.cmd ? { Cmd: content.cmd } : {}),
+        ...(hasLabels ? { Labels: content.annotations } : {}),
+      },
+      rootfs: { type: "layers", diff_ids: [layer.digest] },
+    }),
+  );
+  const configDigest = digestOf(config);
+  const manifest = Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: MEDIA.ociManifest,
+      config: { mediaType: OCI_CONFIG_TYPE, digest: configDigest, size: config.length },
+      layers: [{ mediaType: TAR_LAYER_TYPE, digest: layer.digest, size: layer.size }],
+      annotations: {
+        [ANNOTATION.created]: createdAt(epoch),
+        [ANNOTATION.title]: title,
+        ...content.annotations,
+      },
+    }),
+  );
+  return {
+    manifest,
+    blobs: [
+      { source: { parts }, digest: layer.digest, size: layer.size },
+      { source: { bytes: config }, digest: configDigest, size: config.length },
+    ],
+  };
+}

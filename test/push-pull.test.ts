@@ -14,6 +14,7 @@ import { after, before, test } from "node:test";
 import { digestOf } from "../src/image/digest.js";
 import { RegistrySession } from "../src/image/registry/session.js";
 import { fetchedKernelDir, readManifest as readKernelManifest } from "../src/kernel/manifest.js";
+import { appBuilder } from "./support/app-build.js";
 import { runCli } from "./support/cli.js";
 import { busyboxFixture } from "./support/fixtures.js";
 import {
@@ -30,22 +31,7 @@ const files = { cpio: "", arm: "", ext4: "" };
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), "slimroot-push-"));
-  await mkdir(join(work, "root/usr/bin"), { recursive: true });
-  await writeFile(join(work, "root/usr/bin/app"), "#!/bin/sh\necho hi\n", { mode: 0o755 });
-  const build = async (name: string, args: string[]) => {
-    const out = join(work, name);
-    const r = await runCli([
-      "build",
-      `dir:${join(work, "root")}`,
-      "--entrypoint",
-      "/usr/bin/app",
-      ...args,
-      "-o",
-      out,
-    ]);
-    assert.equal(r.code, 0, r.stderr);
-    return out;
-  };
+  const build = await appBuilder(work);
   files.cpio = await build("app.cpio.gz", []);
   files.arm = await build("app.arm64.cpio.zst", ["--platform", "linux/arm64", "--compress", "zstd"]);
   files.ext4 = await build("app.ext4", ["--format", "ext4", "--size", "8M"]);

@@ -14,8 +14,9 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { digestOf } from "../src/image/digest.js";
 import { fetchedKernelDir, readManifest as readKernelManifest } from "../src/kernel/manifest.js";
-import { appBuilder } from "./support/app-build.js";
+import { appBuilder, busyboxScriptImage } from "./support/app-build.js";
 import { runCli } from "./support/cli.js";
+import { cachedSlimrootKernel } from "./support/kernel.js";
 import { type RegistryServer, startRegistry } from "./support/registry-server.js";
 
 let work: string;
@@ -108,7 +109,7 @@ test("--as urunc, initramfs: the kernel and initrd in the image, com.urunc.unike
     files.cpio,
     `docker://${registry.host}/app:1`,
   ]);
-  assert.deepEqual([...pushed.keys()], ["1", "1-urunc"], "one tag per form: TAG, TAG-urunc");
+  assert.deepEqual([...pushed.keys()], ["1-kernel", "1", "1-urunc"], "one tag per form (TAG, TAG-urunc), the kernel slimroot's form names first (TAG-kernel)");
   const { text, doc } = raw("app:1-urunc");
   assert.equal(digestOf(text), pushed.get("1-urunc"));
   assert.equal(doc.mediaType, "application/vnd.oci.image.manifest.v1+json");
@@ -276,7 +277,7 @@ test("every form: the same input pushed twice gives the same digests", async (t)
   ];
   const first = [...(await push(args("a"))).values()];
   const second = [...(await push(args("b"))).values()];
-  assert.equal(first.length, 3);
+  assert.equal(first.length, 4, "TAG-kernel, TAG, TAG-urunc, TAG-flintlock");
   assert.deepEqual(second, first);
   const disk = (tag: string) => [
     "--as",
@@ -333,4 +334,44 @@ test("the .why travels as a referrer (the tag-schema fallback here); inspect doc
   assert.equal(raw(`prov:${digest.replace(":", "-")}`).doc.manifests.length, 1);
   const none = await cli(["inspect", "--insecure", `docker://${registry.host}/nowhy:1`]);
   assert.equal(none.code, 1);
+});
+
+const slimrootKernel = cachedSlimrootKernel("amd64");
+test("push --kernel: the kernel under TAG-kernel, named in the config; run docker:// boots with it", {
+  timeout: 300_000,
+  skip: slimrootKernel
+    ? false
+    : "no cached slimroot amd64 kernel (slimroot kernel build --arch amd64 makes one)",
+}, async () => {
+  const image = await busyboxScriptImage(work, "bb.cpio.gz", "echo booted by the pushed kernel; exit 4");
+  // A kernel directory, as run --kernel takes it: the kernel and its build config travel.
+  const m = await readKernelManifest(slimrootKernel!);
+  const bz = join(slimrootKernel!, m.kernel);
+  const pushed = await push([
+    "--as",
+    "slimroot",
+    "--kernel",
+    slimrootKernel!,
+    image,
+    `docker://${registry.host}/kboot:1`,
+  ]);
+  assert.deepEqual([...pushed.keys()], ["1-kernel", "1"], "the kernel's tag first, then the image's");
+  const k = raw("kboot:1-kernel");
+  assert.equal(k.doc.layers[0].mediaType, "application/vnd.slimroot.kernel.v1");
+  assert.equal(k.doc.layers[0].digest, digestOf(await readFile(bz)));
+  assert.equal(k.doc.layers[1].mediaType, "application/vnd.slimroot.kernel-config.v1");
+  assert.equal(k.doc.layers[1].digest, digestOf(await readFile(join(slimrootKernel!, m.config!))));
+  const c = await (await fetch(`${registry.url}/v2/kboot/blobs/${raw("kboot:1").doc.config.digest}`)).json();
+  assert.deepEqual(c.kernel, {
+    mediaType: "application/vnd.oci.image.manifest.v1+json",
+    digest: digestOf(k.text),
+    size: Buffer.byteLength(k.text),
+  });
+  const ref = `docker://${registry.host}/kboot:1`;
+  const plan = await runCli(["run", "--insecure", "--dry-run", "--json", ref]);
+  assert.equal(plan.code, 0, plan.stderr);
+  assert.match(plan.stdout, /slimroot-pulled-[^"/]*\/vmlinuz-pulled"/, "the plan boots the pulled kernel");
+  const r = await runCli(["run", "--insecure", ref]);
+  assert.equal(r.code, 4, `${r.stderr}\n${r.stdout}`);
+  assert.match(r.stdout, /^booted by the pushed kernel$/m);
 });

@@ -14,9 +14,8 @@ import { after, before, test } from "node:test";
 import { digestOf } from "../src/image/digest.js";
 import { RegistrySession } from "../src/image/registry/session.js";
 import { fetchedKernelDir, readManifest as readKernelManifest } from "../src/kernel/manifest.js";
-import { appBuilder } from "./support/app-build.js";
+import { appBuilder, busyboxScriptImage } from "./support/app-build.js";
 import { runCli } from "./support/cli.js";
-import { busyboxFixture } from "./support/fixtures.js";
 import {
   fakeRegistry,
   makeLayer,
@@ -245,19 +244,7 @@ test("a chunked upload (POST, PATCHes, PUT with the digest) stores the exact byt
 });
 
 test("run docker://...: pulls the image and boots it; the app's exit status, nothing left in TMPDIR", async () => {
-  const fx = await busyboxFixture("amd64");
-  const image = join(work, "bb.cpio.gz");
-  const built = await runCli([
-    "build",
-    fx.ociRef,
-    "-o",
-    image,
-    "--",
-    "sh",
-    "-c",
-    "echo from the registry; exit 3",
-  ]);
-  assert.equal(built.code, 0, built.stderr);
+  const image = await busyboxScriptImage(work, "bb.cpio.gz", "echo from the registry; exit 3");
   const ref = `docker://${registry.host}/busybox-vm:1`;
   await push([image, ref]);
   const tmp = join(work, "tmp");

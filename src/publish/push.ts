@@ -3,8 +3,8 @@
  * repository already holds are skipped), the tag last, so a push stopped at any point leaves
  * the tag as it was. Several files (one per architecture) go under one tag as an image index.
  */
-import { readFile } from "node:fs/promises";
-import { basename } from "node:path";
+import { readFile, stat } from "node:fs/promises";
+import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import {
   type Artifact,
@@ -16,11 +16,20 @@ import {
 import { digestOf } from "../image/digest.js";
 import { MEDIA } from "../image/manifest.js";
 import { type BlobSource, RegistrySession } from "../image/registry/session.js";
+import { readManifest as readKernelManifest } from "../kernel/manifest.js";
 import { whyPath } from "../output/output.js";
 import { checkWhyImage, fileSha256, readWhy, type WhyHeader, WhyMissing } from "../output/why.js";
 import { EnvironmentError, UserError } from "../util/errors.js";
 import { composeImage } from "./consumer.js";
-import { type Blob, CONFIG_TYPE, imageIndex, imageManifest, layerMediaType, slimrootConfig } from "./form.js";
+import {
+  type Blob,
+  CONFIG_TYPE,
+  imageIndex,
+  imageManifest,
+  KERNEL_CONFIG_TYPE,
+  layerMediaType,
+  slimrootConfig,
+} from "./form.js";
 import { FORMS, SLIMROOT_FORM } from "./forms.js";
 import { pushWhy } from "./provenance.js";
 
@@ -52,6 +61,8 @@ export interface PushResult {
 interface Prepared {
   file: string;
   artifact: Artifact;
+  /** A kernel's build config, its second layer. */
+  kernelConfig?: { file: string; blob: Blob };
   architecture: string;
   config: Buffer;
   layer: Blob;
@@ -59,7 +70,12 @@ interface Prepared {
 }
 
 /** What one file becomes: identified, its .why header read, its manifest composed. */
-async function prepare(file: string, o: PushOptions): Promise<Prepared> {
+async function prepare(
+  file: string,
+  o: PushOptions,
+  kernels = new Map<string, Blob>(),
+  kernelConfig?: string,
+): Promise<Prepared> {
   const { epoch } = o;
   const a = await identify(file);
   const mediaType = layerMediaType(a);
@@ -77,16 +93,24 @@ async function prepare(file: string, o: PushOptions): Promise<Prepared> {
   } catch (err) {
     if (!(err instanceof WhyMissing)) throw err;
   }
-  const config = Buffer.from(JSON.stringify(slimrootConfig(a, architecture, why)));
+  const config = Buffer.from(JSON.stringify(slimrootConfig(a, architecture, why, kernels.get(architecture))));
   const configBlob = { mediaType: CONFIG_TYPE, digest: digestOf(config), size: config.length };
   const layer = { mediaType, digest: `sha256:${hex}`, size: a.bytes };
+  const kc = kernelConfig
+    ? {
+        mediaType: KERNEL_CONFIG_TYPE,
+        digest: `sha256:${await fileSha256(kernelConfig)}`,
+        size: (await stat(kernelConfig)).size,
+      }
+    : undefined;
   return {
     file,
     artifact: a,
     architecture,
     config,
     layer,
-    manifest: imageManifest(file, configBlob, layer, epoch),
+    ...(kc && kernelConfig ? { kernelConfig: { file: kernelConfig, blob: kc } } : {}),
+    manifest: imageManifest(file, configBlob, layer, epoch, kc),
   };
 }
 
@@ -108,6 +132,9 @@ function ownForm(p: Prepared, why: Buffer | undefined): Composed {
     blobs: [
       { source: { file: p.file, size: p.layer.size }, digest: p.layer.digest, size: p.layer.size },
       { source: { bytes: p.config }, digest: digestOf(p.config), size: p.config.length },
+      ...(p.kernelConfig
+        ? [{ source: { file: p.kernelConfig.file, size: p.kernelConfig.blob.size }, ...p.kernelConfig.blob }]
+        : []),
     ],
     ...(why ? { why } : {}),
   };
@@ -117,11 +144,16 @@ function ownForm(p: Prepared, why: Buffer | undefined): Composed {
 async function kernelsByArch(files: string[]): Promise<Map<string, KernelArtifact>> {
   const out = new Map<string, KernelArtifact>();
   for (const file of files) {
-    const k = await identify(file, { embedded: false });
+    // A kernel directory (kernel fetch, kernel build) as run --kernel takes it: its kernel and config.
+    const dir = (await stat(file).catch(() => undefined))?.isDirectory()
+      ? await readKernelManifest(file)
+      : undefined;
+    const path = dir ? join(file, dir.kernel) : file;
+    const k = await identify(path, { embedded: false });
     if (k.kind !== "kernel") throw new UserError(`--kernel ${file}: ${describe(k)}, not a kernel`);
     const arch = artifactArch(k);
     if (out.has(arch)) throw new UserError(`--kernel ${file}: a second ${arch} kernel; one per architecture`);
-    out.set(arch, k);
+    out.set(arch, dir?.config && k.kind === "kernel" ? { ...k, config: join(file, dir.config) } : k);
   }
   return out;
 }
@@ -135,8 +167,19 @@ export async function pushFiles(files: string[], ref: string, o: PushOptions): P
   if (files.length === 0) throw new UserError(`${where}: no file to push`);
   const forms = o.forms?.length ? o.forms : [SLIMROOT_FORM];
 
+  const kernels = await kernelsByArch(o.kernels ?? []);
+  // slimroot's form names the kernel pushed with it (TAG-kernel) in each image's config.
+  const ownKernels: Prepared[] = [];
+  if (forms.includes(SLIMROOT_FORM))
+    for (const k of kernels.values()) ownKernels.push(await prepare(k.path, o, undefined, k.config));
+  const kernelRefs = new Map(
+    ownKernels.map((k) => [
+      k.architecture,
+      { mediaType: MEDIA.ociManifest, digest: digestOf(k.manifest), size: k.manifest.length },
+    ]),
+  );
   const prepared: Prepared[] = [];
-  for (const file of files) prepared.push(await prepare(file, o));
+  for (const file of files) prepared.push(await prepare(file, o, kernelRefs));
   const seen = new Map<string, string>();
   for (const p of prepared) {
     const other = seen.get(p.architecture);
@@ -146,7 +189,6 @@ export async function pushFiles(files: string[], ref: string, o: PushOptions): P
       );
     seen.set(p.architecture, p.file);
   }
-  const kernels = await kernelsByArch(o.kernels ?? []);
 
   // Every form of every file is composed before anything is sent: a form that refuses a file
   // does so before the registry sees a byte.
@@ -173,6 +215,14 @@ export async function pushFiles(files: string[], ref: string, o: PushOptions): P
     tags.push({ form, tag: form === SLIMROOT_FORM ? tag : `${tag}-${form}`, images });
   }
 
+  // The kernel's tag moves first: no image's config names a kernel the repository lacks.
+  if (ownKernels.length)
+    tags.unshift({
+      form: KERNEL_TAG,
+      tag: `${tag}-${KERNEL_TAG}`,
+      images: ownKernels.map((k) => ownForm(k, undefined)),
+    });
+
   const blobs = new Map<string, Composed["blobs"][number]>();
   for (const t of tags) for (const i of t.images) for (const b of i.blobs) blobs.set(b.digest, b);
   const total = [...blobs.values()].reduce((n, b) => n + b.size, 0);
@@ -197,7 +247,7 @@ export async function pushFiles(files: string[], ref: string, o: PushOptions): P
   for (const t of tags) {
     const digest = await pushTag(session, t.tag, t.images, o);
     result.tags.push({ form: t.form, tag: t.tag, digest });
-    if (t === tags[0]) {
+    if (!result.digest && t.form !== KERNEL_TAG) {
       result.digest = digest;
       result.manifests = t.images.map((i) => ({
         file: i.file,
@@ -263,6 +313,9 @@ async function pushTag(
 function artifactTypeOf(manifest: Buffer): string | undefined {
   return (JSON.parse(manifest.toString("utf8")) as { artifactType?: string }).artifactType;
 }
+
+/** The suffix of the tag the kernel given with --kernel goes under, in slimroot's form. */
+const KERNEL_TAG = "kernel";
 
 /** Attempts after the first when the registry or the network fails (5xx, a dropped connection). */
 const RETRIES = 2;

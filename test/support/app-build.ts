@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { runCli } from "./cli.js";
+import { busyboxFixture } from "./fixtures.js";
 
 /** Writes WORK/root/usr/bin/app; returns a builder: `build(name, args)` gives WORK/name. */
 export async function appBuilder(work: string): Promise<(name: string, args: string[]) => Promise<string>> {
@@ -22,4 +23,13 @@ export async function appBuilder(work: string): Promise<(name: string, args: str
     assert.equal(r.code, 0, r.stderr);
     return out;
   };
+}
+
+/** WORK/NAME: busybox's image (amd64) whose command is `sh -c SCRIPT`. */
+export async function busyboxScriptImage(work: string, name: string, script: string): Promise<string> {
+  const fx = await busyboxFixture("amd64");
+  const image = join(work, name);
+  const built = await runCli(["build", fx.ociRef, "-o", image, "--", "sh", "-c", script]);
+  assert.equal(built.code, 0, built.stderr);
+  return image;
 }

@@ -109,7 +109,11 @@ test("--as urunc, initramfs: the kernel and initrd in the image, com.urunc.unike
     files.cpio,
     `docker://${registry.host}/app:1`,
   ]);
-  assert.deepEqual([...pushed.keys()], ["1-kernel", "1", "1-urunc"], "one tag per form (TAG, TAG-urunc), the kernel slimroot's form names first (TAG-kernel)");
+  assert.deepEqual(
+    [...pushed.keys()],
+    ["1-kernel", "1", "1-urunc"],
+    "one tag per form (TAG, TAG-urunc), the kernel slimroot's form names first (TAG-kernel)",
+  );
   const { text, doc } = raw("app:1-urunc");
   assert.equal(digestOf(text), pushed.get("1-urunc"));
   assert.equal(doc.mediaType, "application/vnd.oci.image.manifest.v1+json");

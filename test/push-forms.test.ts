@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -336,8 +336,16 @@ test("the .why travels as a referrer (the tag-schema fallback here); inspect doc
   // Pushed again: the fallback index keeps one entry for it.
   await push(["--as", "slimroot", files.ext4, ref]);
   assert.equal(raw(`prov:${digest.replace(":", "-")}`).doc.manifests.length, 1);
+  // A file pushed without a .why beside it: one line saying so.
+  const bare = join(work, "bare.cpio.gz");
+  await copyFile(files.cpio, bare);
+  const digestBare = (await push(["--as", "slimroot", bare, `docker://${registry.host}/nowhy:1`])).get("1");
   const none = await cli(["inspect", "--insecure", `docker://${registry.host}/nowhy:1`]);
   assert.equal(none.code, 1);
+  assert.match(
+    none.stderr,
+    new RegExp(`^slimroot: docker://.*nowhy:1: no \\.why is attached to ${digestBare} \\(pushed without one beside the file\\)\n$`),
+  );
 });
 
 const slimrootKernel = cachedSlimrootKernel("amd64");

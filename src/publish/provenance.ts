@@ -142,9 +142,20 @@ export async function fetchWhy(session: RegistrySession, digest: string): Promis
   const ref = found.at(-1);
   if (!ref) return undefined;
   const got = await session.manifest(ref.digest, MEDIA.ociManifest, ref.digest, ref.size);
-  const m = JSON.parse(got.bytes.toString("utf8")) as { layers?: Blob[]; subject?: Blob };
-  const layer = m.layers?.length === 1 ? m.layers[0]! : undefined;
-  if (!layer || layer.mediaType !== WHY_TYPE || m.subject?.digest !== digest)
+  let m: { layers?: Blob[]; subject?: Blob };
+  try {
+    m = JSON.parse(got.bytes.toString("utf8"));
+  } catch {
+    throw new UserError(`${session.where}: referrer ${ref.digest} is not JSON`);
+  }
+  const layer = Array.isArray(m.layers) && m.layers.length === 1 ? m.layers[0]! : undefined;
+  if (
+    !layer ||
+    layer.mediaType !== WHY_TYPE ||
+    typeof layer.digest !== "string" ||
+    typeof layer.size !== "number" ||
+    m.subject?.digest !== digest
+  )
     throw new UserError(`${session.where}: referrer ${ref.digest} is not a .why of this image`);
   if (layer.size > MAX_WHY_BYTES)
     throw new UserError(`${session.where}: the .why is too large (${layer.size} bytes)`);

@@ -344,7 +344,9 @@ test("the .why travels as a referrer (the tag-schema fallback here); inspect doc
   assert.equal(none.code, 1);
   assert.match(
     none.stderr,
-    new RegExp(`^slimroot: docker://.*nowhy:1: no \\.why is attached to ${digestBare} \\(pushed without one beside the file\\)\n$`),
+    new RegExp(
+      `^slimroot: docker://.*nowhy:1: no \\.why is attached to ${digestBare} \\(pushed without one beside the file\\)\n$`,
+    ),
   );
 });
 

@@ -17,7 +17,7 @@ import { fetchedKernelDir, readManifest as readKernelManifest } from "../src/ker
 import { appBuilder, busyboxScriptImage } from "./support/app-build.js";
 import { runCli } from "./support/cli.js";
 import { cachedSlimrootKernel } from "./support/kernel.js";
-import { type RegistryServer, startRegistry } from "./support/registry-server.js";
+import { forwardingProxy, type RegistryServer, startRegistry } from "./support/registry-server.js";
 
 let work: string;
 let registry: RegistryServer;
@@ -388,4 +388,57 @@ test("push --kernel: the kernel under TAG-kernel, named in the config; run docke
   const r = await runCli(["run", "--insecure", ref]);
   assert.equal(r.code, 4, `${r.stderr}\n${r.stdout}`);
   assert.match(r.stdout, /^booted by the pushed kernel$/m);
+});
+
+test("a registry with the referrers API: push leaves no fallback tag when it answers OCI-Subject, and inspect asks the API", async () => {
+  // distribution 2.8 has no referrers API: a proxy in front of it stands in for one, recording
+  // each manifest PUT with a subject and answering GET /v2/REPO/referrers/DIGEST from that.
+  const referrers = new Map<string, object[]>();
+  const proxy = await forwardingProxy(
+    registry,
+    (req, _body, res) => {
+      const m = /^\/v2\/api\/referrers\/(sha256:[0-9a-f]{64})/.exec(req.url ?? "");
+      if (req.method !== "GET" || !m) return false;
+      const index = {
+        schemaVersion: 2,
+        mediaType: "application/vnd.oci.image.index.v1+json",
+        manifests: referrers.get(m[1]!) ?? [],
+      };
+      res
+        .writeHead(200, { "content-type": "application/vnd.oci.image.index.v1+json" })
+        .end(JSON.stringify(index));
+      return true;
+    },
+    (req, body, status, headers) => {
+      if (req.method !== "PUT" || !req.url?.includes("/manifests/") || status !== 201 || !body) return;
+      const doc = JSON.parse(body.toString());
+      if (!doc.subject) return;
+      const entry = {
+        mediaType: doc.mediaType,
+        digest: digestOf(body),
+        size: body.length,
+        artifactType: doc.artifactType,
+      };
+      referrers.set(doc.subject.digest, [...(referrers.get(doc.subject.digest) ?? []), entry]);
+      headers["oci-subject"] = doc.subject.digest;
+    },
+  );
+  try {
+    const ref = `docker://${proxy.host}/api:1`;
+    const r = await cli(["push", "--insecure", files.ext4, ref]);
+    assert.equal(r.code, 0, r.stderr);
+    const digest = r.stdout.trim();
+    assert.equal(referrers.get(digest)?.length, 1, "the referrer went to the API");
+    const fallback = await fetch(`${registry.url}/v2/api/manifests/${digest.replace(":", "-")}`);
+    assert.equal(fallback.status, 404, "no fallback tag where the registry indexes referrers itself");
+    const shown = await cli(["inspect", "--insecure", ref]);
+    assert.equal(shown.code, 0, shown.stderr);
+    assert.match(shown.stdout, /^\/usr\/bin\/app {2}# /m);
+    assert.ok(
+      proxy.log.some((l) => l.startsWith(`GET /v2/api/referrers/${digest}?artifactType=`)),
+      proxy.log.join("\n"),
+    );
+  } finally {
+    await proxy.close();
+  }
 });

@@ -17,7 +17,7 @@ import { fetchedKernelDir, readManifest as readKernelManifest } from "../src/ker
 import { appBuilder, busyboxScriptImage } from "./support/app-build.js";
 import { runCli } from "./support/cli.js";
 import {
-  fakeRegistry,
+  forwardingProxy,
   makeLayer,
   pushTestImage,
   type RegistryServer,
@@ -272,34 +272,15 @@ test("a push whose connection keeps dropping fails in one line and leaves the ta
   const ext4Digest = digestOf(await readFile(files.ext4));
   let drops = 3;
   let puts = 0;
-  const proxy = await fakeRegistry((req, res, host) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", async () => {
-      const ext4Put = req.method === "PUT" && req.url?.includes(`digest=${encodeURIComponent(ext4Digest)}`);
-      if (ext4Put) puts++;
-      if (ext4Put && drops > 0) {
-        drops--;
-        req.socket.destroy();
-        return;
-      }
-      const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(req.headers))
-        if (typeof v === "string" && k !== "host") headers[k] = v;
-      const body = chunks.length ? Buffer.concat(chunks) : undefined;
-      const up = await fetch(`${registry.url}${req.url}`, {
-        method: req.method!,
-        headers,
-        ...(body && req.method !== "GET" && req.method !== "HEAD" ? { body } : {}),
-        redirect: "manual",
-      });
-      const out: Record<string, string> = {};
-      up.headers.forEach((v, k) => {
-        if (k !== "content-length" && k !== "transfer-encoding" && k !== "content-encoding")
-          out[k] = k === "location" ? v.replace(registry.host, host) : v;
-      });
-      res.writeHead(up.status, out).end(Buffer.from(await up.arrayBuffer()));
-    });
+  const proxy = await forwardingProxy(registry, (req) => {
+    const ext4Put = req.method === "PUT" && req.url?.includes(`digest=${encodeURIComponent(ext4Digest)}`);
+    if (ext4Put) puts++;
+    if (ext4Put && drops > 0) {
+      drops--;
+      req.socket.destroy();
+      return true;
+    }
+    return false;
   });
   try {
     const r = await cli(["push", "--insecure", files.ext4, ref(proxy.host)]);

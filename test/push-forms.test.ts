@@ -442,3 +442,56 @@ test("a registry with the referrers API: push leaves no fallback tag when it ans
     await proxy.close();
   }
 });
+
+test("several architectures: each form an image index by platform; the kernels given by directory, one per architecture", async (t) => {
+  const dirs = (["amd64", "arm64"] as const).map((a) => fetchedKernelDir(a));
+  if (!dirs.every((d) => existsSync(join(d, "manifest.json"))))
+    return t.skip("no fetched amd64 and arm64 kernels (slimroot kernel fetch --arch ...)");
+  const build = await appBuilder(work);
+  const arm = await build("app.arm64.cpio.zst", ["--platform", "linux/arm64", "--compress", "zstd"]);
+  const pushed = await push([
+    "--as",
+    "slimroot,flintlock",
+    "--kernel",
+    dirs[0]!,
+    "--kernel",
+    dirs[1]!,
+    files.cpio,
+    arm,
+    `docker://${registry.host}/multi:1`,
+  ]);
+  assert.deepEqual([...pushed.keys()], ["1-kernel", "1", "1-flintlock"]);
+  for (const tag of pushed.keys()) {
+    const { text, doc } = raw(`multi:${tag}`);
+    assert.equal(digestOf(text), pushed.get(tag));
+    assert.equal(doc.mediaType, "application/vnd.oci.image.index.v1+json", tag);
+    assert.deepEqual(
+      doc.manifests.map((m: Json) => m.platform),
+      [
+        { architecture: "amd64", os: "linux" },
+        { architecture: "arm64", os: "linux" },
+      ],
+      tag,
+    );
+    const own = tag !== "1-flintlock";
+    assert.equal(doc.artifactType, own ? "application/vnd.slimroot.image.v1" : undefined, tag);
+  }
+  const armFl = raw("multi:1-flintlock").doc.manifests[1].digest;
+  assert.equal(config(`multi@${armFl}`).architecture, "arm64");
+  const root = unpack(`multi@${armFl}`, "fl-arm");
+  assert.ok(await same(join(root, "boot/initrd"), arm));
+  const armKernel = join(dirs[1]!, (await readKernelManifest(dirs[1]!)).kernel);
+  assert.ok(await same(join(root, "boot/vmlinux"), armKernel));
+  const twice = await cli([
+    "push",
+    "--insecure",
+    "--kernel",
+    dirs[0]!,
+    "--kernel",
+    dirs[0]!,
+    files.cpio,
+    `docker://${registry.host}/multi:2`,
+  ]);
+  assert.equal(twice.code, 1);
+  assert.match(twice.stderr, /: a second amd64 kernel; one per architecture\n$/);
+});

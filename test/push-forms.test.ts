@@ -78,23 +78,29 @@ function unpack(ref: string, name: string): string {
   return join(bundle, "rootfs");
 }
 
-/** `tar -tv --numeric-owner` of the image's one layer: "mode uid/gid size name" per member. */
-async function layerListing(ref: string): Promise<string[]> {
+/** `tar -tv --numeric-owner` of each of the image's layers: "mode uid/gid size name" per member. */
+async function layerListing(ref: string): Promise<string[][]> {
   const { doc } = raw(ref);
-  assert.equal(doc.layers.length, 1);
-  assert.equal(doc.layers[0].mediaType, "application/vnd.oci.image.layer.v1.tar");
-  const res = await fetch(`${registry.url}/v2/${ref.split(":")[0]}/blobs/${doc.layers[0].digest}`);
-  const path = join(work, "layer.tar");
-  await writeFile(path, Buffer.from(await res.arrayBuffer()));
-  return execFileSync("tar", ["-tvf", path, "--numeric-owner"], { encoding: "utf8" })
-    .trim()
-    .split("\n")
-    .map((l) =>
-      l
-        .split(/\s+/)
-        .filter((_, i) => i !== 3 && i !== 4)
-        .join(" "),
+  const out = [];
+  for (const layer of doc.layers) {
+    assert.equal(layer.mediaType, "application/vnd.oci.image.layer.v1.tar");
+    const res = await fetch(`${registry.url}/v2/${ref.split(":")[0]}/blobs/${layer.digest}`);
+    const path = join(work, "layer.tar");
+    await writeFile(path, Buffer.from(await res.arrayBuffer()));
+    const listing = execFileSync("tar", ["-tvf", path, "--numeric-owner"], { encoding: "utf8" });
+    out.push(
+      listing
+        .trim()
+        .split("\n")
+        .map((l) =>
+          l
+            .split(/\s+/)
+            .filter((_, i) => i !== 3 && i !== 4)
+            .join(" "),
+        ),
     );
+  }
+  return out;
 }
 
 const same = async (a: string, b: string) => (await readFile(a)).equals(await readFile(b));
@@ -122,7 +128,7 @@ test("--as urunc, initramfs: the kernel and initrd in the image, com.urunc.unike
   const urunc = {
     "com.urunc.unikernel.unikernelType": "linux",
     "com.urunc.unikernel.hypervisor": "qemu",
-    "com.urunc.unikernel.binary": "/boot/kernel",
+    "com.urunc.unikernel.binary": "/boot/vmlinux",
     "com.urunc.unikernel.cmdline": "/init",
     "com.urunc.unikernel.mountRootfs": "false",
     "com.urunc.unikernel.initrd": "/boot/initrd",
@@ -142,7 +148,7 @@ test("--as urunc, initramfs: the kernel and initrd in the image, com.urunc.unike
   assert.deepEqual(c.config.Cmd, ["/init"], "urunc boots the process args as init");
   assert.deepEqual(c.config.Labels, urunc);
   const root = unpack("app:1-urunc", "urunc");
-  assert.ok(await same(join(root, "boot/kernel"), kernel), "the kernel, byte for byte");
+  assert.ok(await same(join(root, "boot/vmlinux"), kernel), "the kernel, byte for byte");
   assert.ok(await same(join(root, "boot/initrd"), files.cpio), "the initramfs, byte for byte");
   const json = JSON.parse(await readFile(join(root, "urunc.json"), "utf8"));
   const decoded = Object.fromEntries(
@@ -169,11 +175,13 @@ test("--as urunc, ext4: block and blkMntPoint; a hypervisor named; refusals in o
   assert.equal(a["com.urunc.unikernel.blkMntPoint"], "/");
   assert.equal(a["com.urunc.unikernel.hypervisor"], "cloud-hypervisor");
   assert.equal(a["com.urunc.unikernel.initrd"], undefined);
+  // A layer per file: the kernel's is the same blob whichever form or app carries it.
   assert.deepEqual(await layerListing("disk:1-urunc"), [
-    `drwxr-xr-x 0/0 0 boot/`,
-    `-rw-r--r-- 0/0 ${(await readFile(kernel)).length} boot/kernel`,
-    `-rw-r--r-- 0/0 ${(await readFile(files.ext4)).length} boot/rootfs.ext4`,
-    `-rw-r--r-- 0/0 ${(await readFile(join(unpack("disk:1-urunc", "disk"), "urunc.json"))).length} urunc.json`,
+    ["drwxr-xr-x 0/0 0 boot/", `-rw-r--r-- 0/0 ${(await readFile(kernel)).length} boot/vmlinux`],
+    ["drwxr-xr-x 0/0 0 boot/", `-rw-r--r-- 0/0 ${(await readFile(files.ext4)).length} boot/rootfs.ext4`],
+    [
+      `-rw-r--r-- 0/0 ${(await readFile(join(unpack("disk:1-urunc", "disk"), "urunc.json"))).length} urunc.json`,
+    ],
   ]);
 
   const refused = async (args: string[], line: RegExp, repo: string) => {
@@ -247,8 +255,7 @@ test("--as containerdisk: the one disk under /disk/, owned by qemu (107), mode 0
   assert.deepEqual([...pushed.keys()], ["1-containerdisk"]);
   const size = (await readFile(files.ext4)).length;
   assert.deepEqual(await layerListing("vm:1-containerdisk"), [
-    "dr-xr-xr-x 107/107 0 disk/",
-    `-r--r----- 107/107 ${size} disk/disk.img`,
+    ["dr-xr-xr-x 107/107 0 disk/", `-r--r----- 107/107 ${size} disk/disk.img`],
   ]);
   const root = unpack("vm:1-containerdisk", "cdisk");
   assert.ok(await same(join(root, "disk/disk.img"), files.ext4));
@@ -283,6 +290,9 @@ test("every form: the same input pushed twice gives the same digests", async (t)
   const second = [...(await push(args("b"))).values()];
   assert.equal(first.length, 4, "TAG-kernel, TAG, TAG-urunc, TAG-flintlock");
   assert.deepEqual(second, first);
+  // The kernel and the initrd are one blob each, shared by urunc's and flintlock's images.
+  const layers = (tag: string) => raw(`twice:${tag}`).doc.layers.map((l: Json) => l.digest);
+  assert.deepEqual(layers("a-urunc").slice(0, 2), layers("a-flintlock"));
   const disk = (tag: string) => [
     "--as",
     "containerdisk",

@@ -3,7 +3,7 @@
  * container image in its own way (docs/push.md, "Consumer forms"). Each form is one module
  * (urunc.ts, flintlock.ts, containerdisk.ts) that says which files go where in the image and
  * which annotations it carries, or refuses in one line what its consumer cannot take; this
- * module turns that into the image (one uncompressed tar layer, an OCI image config, the
+ * module turns that into the image (uncompressed tar layers, an OCI image config, the
  * manifest). A fourth consumer is a module and a row in FORMS (forms.ts).
  */
 import type { Artifact, KernelArtifact } from "../artifact/identify.js";
@@ -29,7 +29,12 @@ export interface FormInput {
 
 /** What a form puts in its image. */
 export interface FormContent {
-  members: TarMember[];
+  /**
+   * The image's layers, each a tar of a few members. One file per layer, at the same path in
+   * every form (bootLayer), so the kernel and the initrd pushed in several forms, or with
+   * several apps, are one blob in the registry, sent once and stored once.
+   */
+  layers: TarMember[][];
   /** On the manifest, and as the config's Labels (where docker and CRI pass them on). */
   annotations: Record<string, string>;
   /** The config's Cmd, when the consumer runs the image's command. */
@@ -40,6 +45,18 @@ export interface ConsumerForm {
   /** The --as value and the tag suffix (TAG-name). */
   name: string;
   compose(input: FormInput): FormContent;
+}
+
+/** Where every form puts the kernel and the initramfs. */
+export const KERNEL_PATH = "boot/vmlinux";
+export const INITRD_PATH = "boot/initrd";
+
+/** A layer of one file under boot/: byte for byte the same wherever the same file goes. */
+export function bootLayer(name: string, body: { file: string; size: number }): TarMember[] {
+  return [
+    { name: "boot/", mode: 0o755 },
+    { name, mode: 0o644, body },
+  ];
 }
 
 /** The kernel a form boots: the file itself when an app is built into it, else --kernel. */
@@ -59,15 +76,18 @@ export interface ComposedImage {
   blobs: { source: BlobSource; digest: string; size: number }[];
 }
 
-/** The image of `content` for `architecture`: one tar layer, the OCI config, the manifest. */
+/** The image of `content` for `architecture`: its tar layers, the OCI config, the manifest. */
 export async function composeImage(
   content: FormContent,
   architecture: string,
   title: string,
   epoch: number,
 ): Promise<ComposedImage> {
-  const parts = tarLayer(content.members, epoch);
-  const layer = await partsDigest(parts);
+  const layers = [];
+  for (const members of content.layers) {
+    const parts = tarLayer(members, epoch);
+    layers.push({ parts, ...(await partsDigest(parts)) });
+  }
   const hasLabels = Object.keys(content.annotations).length > 0;
   const config = Buffer.from(
     JSON.stringify({
@@ -78,7 +98,7 @@ export async function composeImage(
         ...(content.cmd ? { Cmd: content.cmd } : {}),
         ...(hasLabels ? { Labels: content.annotations } : {}),
       },
-      rootfs: { type: "layers", diff_ids: [layer.digest] },
+      rootfs: { type: "layers", diff_ids: layers.map((l) => l.digest) },
     }),
   );
   const configDigest = digestOf(config);
@@ -87,7 +107,7 @@ export async function composeImage(
       schemaVersion: 2,
       mediaType: MEDIA.ociManifest,
       config: { mediaType: OCI_CONFIG_TYPE, digest: configDigest, size: config.length },
-      layers: [{ mediaType: TAR_LAYER_TYPE, digest: layer.digest, size: layer.size }],
+      layers: layers.map((l) => ({ mediaType: TAR_LAYER_TYPE, digest: l.digest, size: l.size })),
       annotations: {
         [ANNOTATION.created]: createdAt(epoch),
         [ANNOTATION.title]: title,
@@ -98,7 +118,7 @@ export async function composeImage(
   return {
     manifest,
     blobs: [
-      { source: { parts }, digest: layer.digest, size: layer.size },
+      ...layers.map((l) => ({ source: { parts: l.parts }, digest: l.digest, size: l.size })),
       { source: { bytes: config }, digest: configDigest, size: config.length },
     ],
   };

@@ -10,11 +10,10 @@
  */
 import { describe } from "../artifact/identify.js";
 import { UserError } from "../util/errors.js";
-import type { ConsumerForm, FormInput } from "./consumer.js";
+import { bootLayer, type ConsumerForm, type FormInput, KERNEL_PATH } from "./consumer.js";
 import type { TarMember } from "./tar-layer.js";
 
 export const CONTAINERDISK_DISK = "disk/disk.img";
-export const CONTAINERDISK_KERNEL = "boot/vmlinux";
 /** KubeVirt's qemu user. */
 const QEMU = 107;
 
@@ -26,16 +25,11 @@ export const containerdisk: ConsumerForm = {
       throw new UserError(
         `${i.file}: ${describe(a)}; a containerDisk holds a disk image (build --format ext4, erofs or squashfs)`,
       );
-    const members: TarMember[] = [];
-    if (i.kernel)
-      members.push(
-        { name: "boot/", mode: 0o755 },
-        { name: CONTAINERDISK_KERNEL, mode: 0o644, body: { file: i.kernel.path, size: i.kernel.bytes } },
-      );
-    members.push(
+    const disk: TarMember[] = [
       { name: "disk/", mode: 0o555, uid: QEMU, gid: QEMU },
       { name: CONTAINERDISK_DISK, mode: 0o440, uid: QEMU, gid: QEMU, body: { file: i.file, size: a.bytes } },
-    );
-    return { members, annotations: {} };
+    ];
+    const kernel = i.kernel ? [bootLayer(KERNEL_PATH, { file: i.kernel.path, size: i.kernel.bytes })] : [];
+    return { layers: [...kernel, disk], annotations: {} };
   },
 };

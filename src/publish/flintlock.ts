@@ -8,12 +8,14 @@
  * refused, an initramfs is what flintlock boots.
  */
 import { UserError } from "../util/errors.js";
-import { bootKernel, type ConsumerForm, type FormInput } from "./consumer.js";
-import type { TarMember } from "./tar-layer.js";
-
-/** `kernel.filename` and `initrd.filename` to give flintlock. */
-export const FLINTLOCK_KERNEL = "boot/vmlinux";
-export const FLINTLOCK_INITRD = "boot/initrd";
+import {
+  bootKernel,
+  bootLayer,
+  type ConsumerForm,
+  type FormInput,
+  INITRD_PATH,
+  KERNEL_PATH,
+} from "./consumer.js";
 
 export const flintlock: ConsumerForm = {
   name: "flintlock",
@@ -24,16 +26,15 @@ export const flintlock: ConsumerForm = {
         `${i.file}: a ${a.identity.format} image; flintlock's root volume is a container image's filesystem, not a disk file (push an initramfs)`,
       );
     const kernel = bootKernel(i, "flintlock");
-    const members: TarMember[] = [{ name: "boot/", mode: 0o755 }];
-    if (kernel === "embedded") {
-      members.push({ name: FLINTLOCK_KERNEL, mode: 0o644, body: { file: i.file, size: a.bytes } });
-    } else {
-      members.push(
-        { name: FLINTLOCK_INITRD, mode: 0o644, body: { file: i.file, size: a.bytes } },
-        { name: FLINTLOCK_KERNEL, mode: 0o644, body: { file: kernel.path, size: kernel.bytes } },
-      );
-      members.sort((x, y) => (x.name < y.name ? -1 : 1));
-    }
-    return { members, annotations: {} };
+    // kernel.filename boot/vmlinux, initrd.filename boot/initrd.
+    if (kernel === "embedded")
+      return { layers: [bootLayer(KERNEL_PATH, { file: i.file, size: a.bytes })], annotations: {} };
+    return {
+      layers: [
+        bootLayer(KERNEL_PATH, { file: kernel.path, size: kernel.bytes }),
+        bootLayer(INITRD_PATH, { file: i.file, size: a.bytes }),
+      ],
+      annotations: {},
+    };
   },
 };

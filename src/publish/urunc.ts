@@ -7,7 +7,14 @@
  * (docs/package/index.md, "Annotations"; pkg/unikontainers/annotations.go, GetUnikernelConfig).
  */
 import { UserError } from "../util/errors.js";
-import { bootKernel, type ConsumerForm, type FormInput } from "./consumer.js";
+import {
+  bootKernel,
+  bootLayer,
+  type ConsumerForm,
+  type FormInput,
+  INITRD_PATH,
+  KERNEL_PATH,
+} from "./consumer.js";
 import type { TarMember } from "./tar-layer.js";
 
 // The names, from pkg/unikontainers/annotations.go (const annotType ... annotMountRootfs) and
@@ -33,9 +40,8 @@ export const URUNC_HYPERVISORS = ["qemu", "firecracker", "cloud-hypervisor"];
 /** uruncJSONFilename: "named urunc.json ... in the root directory of the container's rootfs". */
 const URUNC_JSON = "urunc.json";
 
-// Where slimroot puts the files (any path urunc's allowedPathRe, ^[A-Za-z0-9._/-]+$, accepts).
-const KERNEL = "boot/kernel";
-const INITRD = "boot/initrd";
+// Where slimroot puts the files (any path urunc's allowedPathRe, ^[A-Za-z0-9._/-]+$, accepts):
+// the kernel and initrd where the other forms put them, so their layers are shared.
 const BLOCK = "boot/rootfs.ext4";
 
 export const urunc: ConsumerForm = {
@@ -59,26 +65,21 @@ export const urunc: ConsumerForm = {
       throw new UserError(
         `${kernelFile}: a bzImage; Firecracker boots an uncompressed ELF vmlinux (slimroot kernel build gives one)`,
       );
-    const members: TarMember[] = [
-      { name: "boot/", mode: 0o755 },
-      {
-        name: KERNEL,
-        mode: 0o644,
-        body: { file: kernelFile, size: kernel === "embedded" ? a.bytes : kernel.bytes },
-      },
+    const layers: TarMember[][] = [
+      bootLayer(KERNEL_PATH, { file: kernelFile, size: kernel === "embedded" ? a.bytes : kernel.bytes }),
     ];
     const annotations: Record<string, string> = {
       [A.type]: LINUX,
       [A.hypervisor]: hypervisor,
-      [A.binary]: `/${KERNEL}`,
+      [A.binary]: `/${KERNEL_PATH}`,
       [A.cmdline]: "/init",
       [A.mountRootfs]: "false",
     };
     if (a.kind === "initramfs") {
-      members.push({ name: INITRD, mode: 0o644, body: { file: i.file, size: a.bytes } });
-      annotations[A.initrd] = `/${INITRD}`;
+      layers.push(bootLayer(INITRD_PATH, { file: i.file, size: a.bytes }));
+      annotations[A.initrd] = `/${INITRD_PATH}`;
     } else if (a.kind === "disk") {
-      members.push({ name: BLOCK, mode: 0o644, body: { file: i.file, size: a.bytes } });
+      layers.push(bootLayer(BLOCK, { file: i.file, size: a.bytes }));
       annotations[A.block] = `/${BLOCK}`;
       annotations[A.blkMntPoint] = "/";
     }
@@ -86,11 +87,9 @@ export const urunc: ConsumerForm = {
     const json: Record<string, string> = { [A.version]: "" };
     for (const [k, v] of Object.entries(annotations)) json[k] = Buffer.from(v).toString("base64");
     const sorted = Object.fromEntries(Object.entries(json).sort(([x], [y]) => (x < y ? -1 : 1)));
-    members.push({
-      name: URUNC_JSON,
-      mode: 0o644,
-      body: { bytes: Buffer.from(`${JSON.stringify(sorted)}\n`) },
-    });
-    return { members, annotations, cmd: ["/init"] };
+    layers.push([
+      { name: URUNC_JSON, mode: 0o644, body: { bytes: Buffer.from(`${JSON.stringify(sorted)}\n`) } },
+    ]);
+    return { layers, annotations, cmd: ["/init"] };
   },
 };

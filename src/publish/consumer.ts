@@ -60,7 +60,7 @@ export function bootLayer(name: string, body: { file: string; size: number }): T
 }
 
 /** The kernel a form boots: the file itself when an app is built into it, else --kernel. */
-export function bootKernel(i: FormInput, form: string): KernelArtifact | "embedded" {
+function bootKernel(i: FormInput, form: string): KernelArtifact | "embedded" {
   const a = i.artifact;
   if (a.kind === "kernel") {
     if (typeof a.embedded === "object") return "embedded";
@@ -69,6 +69,22 @@ export function bootKernel(i: FormInput, form: string): KernelArtifact | "embedd
   if (!i.kernel)
     throw new UserError(`${i.file}: --as ${form} puts the kernel in the image; give it with --kernel FILE`);
   return i.kernel;
+}
+
+/**
+ * The kernel's layer and, for an initramfs, the initrd's: what urunc and flintlock boot, at
+ * the same paths in both. `kernel` is the file and its format (urunc checks it for its VMM).
+ */
+export function bootLayers(i: FormInput, form: string) {
+  const k = bootKernel(i, form);
+  const a = i.artifact;
+  const kernel =
+    k === "embedded"
+      ? { file: i.file, size: a.bytes, format: a.kind === "kernel" ? a.format : "" }
+      : { file: k.path, size: k.bytes, format: k.format };
+  const layers = [bootLayer(KERNEL_PATH, { file: kernel.file, size: kernel.size })];
+  if (a.kind === "initramfs") layers.push(bootLayer(INITRD_PATH, { file: i.file, size: a.bytes }));
+  return { layers, kernel };
 }
 
 export interface ComposedImage {

@@ -8,14 +8,7 @@
  * refused, an initramfs is what flintlock boots.
  */
 import { UserError } from "../util/errors.js";
-import {
-  bootKernel,
-  bootLayer,
-  type ConsumerForm,
-  type FormInput,
-  INITRD_PATH,
-  KERNEL_PATH,
-} from "./consumer.js";
+import { bootLayers, type ConsumerForm, type FormInput } from "./consumer.js";
 
 export const flintlock: ConsumerForm = {
   name: "flintlock",
@@ -25,16 +18,7 @@ export const flintlock: ConsumerForm = {
       throw new UserError(
         `${i.file}: a ${a.identity.format} image; flintlock's root volume is a container image's filesystem, not a disk file (push an initramfs)`,
       );
-    const kernel = bootKernel(i, "flintlock");
-    // kernel.filename boot/vmlinux, initrd.filename boot/initrd.
-    if (kernel === "embedded")
-      return { layers: [bootLayer(KERNEL_PATH, { file: i.file, size: a.bytes })], annotations: {} };
-    return {
-      layers: [
-        bootLayer(KERNEL_PATH, { file: kernel.path, size: kernel.bytes }),
-        bootLayer(INITRD_PATH, { file: i.file, size: a.bytes }),
-      ],
-      annotations: {},
-    };
+    // kernel.filename boot/vmlinux, initrd.filename boot/initrd (consumer.ts, bootLayers).
+    return { layers: bootLayers(i, "flintlock").layers, annotations: {} };
   },
 };

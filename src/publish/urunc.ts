@@ -8,14 +8,13 @@
  */
 import { UserError } from "../util/errors.js";
 import {
-  bootKernel,
   bootLayer,
+  bootLayers,
   type ConsumerForm,
   type FormInput,
   INITRD_PATH,
   KERNEL_PATH,
 } from "./consumer.js";
-import type { TarMember } from "./tar-layer.js";
 
 // The names, from pkg/unikontainers/annotations.go (const annotType ... annotMountRootfs) and
 // the UnikernelConfig struct's json tags, which urunc.json uses.
@@ -58,16 +57,11 @@ export const urunc: ConsumerForm = {
       throw new UserError(
         `${i.file}: a ${a.identity.format} image; urunc's linux guest mounts ext2/3/4 only (build --format ext4)`,
       );
-    const kernel = bootKernel(i, "urunc");
-    const kernelFile = kernel === "embedded" ? i.file : kernel.path;
-    const kernelFormat = kernel === "embedded" ? (a.kind === "kernel" ? a.format : "") : kernel.format;
-    if (hypervisor === "firecracker" && kernelFormat === "bzImage")
+    const { layers, kernel } = bootLayers(i, "urunc");
+    if (hypervisor === "firecracker" && kernel.format === "bzImage")
       throw new UserError(
-        `${kernelFile}: a bzImage; Firecracker boots an uncompressed ELF vmlinux (slimroot kernel build gives one)`,
+        `${kernel.file}: a bzImage; Firecracker boots an uncompressed ELF vmlinux (slimroot kernel build gives one)`,
       );
-    const layers: TarMember[][] = [
-      bootLayer(KERNEL_PATH, { file: kernelFile, size: kernel === "embedded" ? a.bytes : kernel.bytes }),
-    ];
     const annotations: Record<string, string> = {
       [A.type]: LINUX,
       [A.hypervisor]: hypervisor,
@@ -76,7 +70,6 @@ export const urunc: ConsumerForm = {
       [A.mountRootfs]: "false",
     };
     if (a.kind === "initramfs") {
-      layers.push(bootLayer(INITRD_PATH, { file: i.file, size: a.bytes }));
       annotations[A.initrd] = `/${INITRD_PATH}`;
     } else if (a.kind === "disk") {
       layers.push(bootLayer(BLOCK, { file: i.file, size: a.bytes }));

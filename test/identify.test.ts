@@ -16,33 +16,19 @@ import { diskEntries } from "../src/artifact/disk.js";
 import { type Artifact, artifactArch, identify } from "../src/artifact/identify.js";
 import { fetchedKernelDir, readManifest } from "../src/kernel/manifest.js";
 import { UserError } from "../src/util/errors.js";
+import { appBuilder } from "./support/app-build.js";
 import { runCli } from "./support/cli.js";
 
 let work: string;
+/** Builds the test rootfs with `args`; the output's path. */
+let built: (name: string, args: string[]) => Promise<string>;
 before(async () => {
   work = await mkdtemp(join(tmpdir(), "slimroot-identify-"));
-  await mkdir(join(work, "root/usr/bin"), { recursive: true });
-  await writeFile(join(work, "root/usr/bin/app"), "#!/bin/sh\necho hi\n", { mode: 0o755 });
+  built = await appBuilder(work);
 });
 after(async () => {
   await rm(work, { recursive: true, force: true });
 });
-
-/** Builds the test rootfs with `args`; the output's path. */
-async function built(name: string, args: string[]): Promise<string> {
-  const out = join(work, name);
-  const r = await runCli([
-    "build",
-    `dir:${join(work, "root")}`,
-    "--entrypoint",
-    "/usr/bin/app",
-    ...args,
-    "-o",
-    out,
-  ]);
-  assert.equal(r.code, 0, r.stderr);
-  return out;
-}
 
 function kindOf<K extends Artifact["kind"]>(a: Artifact, kind: K): Extract<Artifact, { kind: K }> {
   assert.equal(a.kind, kind);

@@ -11,31 +11,16 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { existsSync, readdirSync } from "node:fs";
 import { chmod, copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import type { Arch } from "../src/arch/arch.js";
-import { cacheRoot } from "../src/util/cache-dir.js";
 import { runCli } from "./support/cli.js";
-import { debianBusybox } from "./support/kernel.js";
+import { cachedSlimrootKernel, debianBusybox } from "./support/kernel.js";
 import { qemusUsing } from "./support/qemu.js";
 
 /** Under the rule's minimum by this much the image must not unpack (the rule is about 1 MiB above the real floor: docs/run.md). */
 const MARGIN_MIB = 4;
-
-/** The newest cached `kernel build` entry for `arch` (a directory with its manifest), if any. */
-function cachedSlimrootKernel(arch: Arch): string | undefined {
-  const parent = join(cacheRoot(), "kernels");
-  const entries = existsSync(parent) ? readdirSync(parent, { withFileTypes: true }) : [];
-  return entries
-    .filter((e) => e.name.startsWith(`slimroot-${arch}-`) && !e.name.endsWith(".lock"))
-    .map((e) => join(parent, e.name))
-    .filter((dir) => existsSync(join(dir, "manifest.json")))
-    .sort()
-    .at(-1);
-}
 
 let work = "";
 const env = () => ({ TMPDIR: work });

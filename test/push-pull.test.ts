@@ -14,10 +14,10 @@ import { after, before, test } from "node:test";
 import { digestOf } from "../src/image/digest.js";
 import { RegistrySession } from "../src/image/registry/session.js";
 import { fetchedKernelDir, readManifest as readKernelManifest } from "../src/kernel/manifest.js";
+import { appBuilder, busyboxScriptImage } from "./support/app-build.js";
 import { runCli } from "./support/cli.js";
-import { busyboxFixture } from "./support/fixtures.js";
 import {
-  fakeRegistry,
+  forwardingProxy,
   makeLayer,
   pushTestImage,
   type RegistryServer,
@@ -30,22 +30,7 @@ const files = { cpio: "", arm: "", ext4: "" };
 
 before(async () => {
   work = await mkdtemp(join(tmpdir(), "slimroot-push-"));
-  await mkdir(join(work, "root/usr/bin"), { recursive: true });
-  await writeFile(join(work, "root/usr/bin/app"), "#!/bin/sh\necho hi\n", { mode: 0o755 });
-  const build = async (name: string, args: string[]) => {
-    const out = join(work, name);
-    const r = await runCli([
-      "build",
-      `dir:${join(work, "root")}`,
-      "--entrypoint",
-      "/usr/bin/app",
-      ...args,
-      "-o",
-      out,
-    ]);
-    assert.equal(r.code, 0, r.stderr);
-    return out;
-  };
+  const build = await appBuilder(work);
   files.cpio = await build("app.cpio.gz", []);
   files.arm = await build("app.arm64.cpio.zst", ["--platform", "linux/arm64", "--compress", "zstd"]);
   files.ext4 = await build("app.ext4", ["--format", "ext4", "--size", "8M"]);
@@ -259,19 +244,7 @@ test("a chunked upload (POST, PATCHes, PUT with the digest) stores the exact byt
 });
 
 test("run docker://...: pulls the image and boots it; the app's exit status, nothing left in TMPDIR", async () => {
-  const fx = await busyboxFixture("amd64");
-  const image = join(work, "bb.cpio.gz");
-  const built = await runCli([
-    "build",
-    fx.ociRef,
-    "-o",
-    image,
-    "--",
-    "sh",
-    "-c",
-    "echo from the registry; exit 3",
-  ]);
-  assert.equal(built.code, 0, built.stderr);
+  const image = await busyboxScriptImage(work, "bb.cpio.gz", "echo from the registry; exit 3");
   const ref = `docker://${registry.host}/busybox-vm:1`;
   await push([image, ref]);
   const tmp = join(work, "tmp");
@@ -299,34 +272,15 @@ test("a push whose connection keeps dropping fails in one line and leaves the ta
   const ext4Digest = digestOf(await readFile(files.ext4));
   let drops = 3;
   let puts = 0;
-  const proxy = await fakeRegistry((req, res, host) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", async () => {
-      const ext4Put = req.method === "PUT" && req.url?.includes(`digest=${encodeURIComponent(ext4Digest)}`);
-      if (ext4Put) puts++;
-      if (ext4Put && drops > 0) {
-        drops--;
-        req.socket.destroy();
-        return;
-      }
-      const headers: Record<string, string> = {};
-      for (const [k, v] of Object.entries(req.headers))
-        if (typeof v === "string" && k !== "host") headers[k] = v;
-      const body = chunks.length ? Buffer.concat(chunks) : undefined;
-      const up = await fetch(`${registry.url}${req.url}`, {
-        method: req.method!,
-        headers,
-        ...(body && req.method !== "GET" && req.method !== "HEAD" ? { body } : {}),
-        redirect: "manual",
-      });
-      const out: Record<string, string> = {};
-      up.headers.forEach((v, k) => {
-        if (k !== "content-length" && k !== "transfer-encoding" && k !== "content-encoding")
-          out[k] = k === "location" ? v.replace(registry.host, host) : v;
-      });
-      res.writeHead(up.status, out).end(Buffer.from(await up.arrayBuffer()));
-    });
+  const proxy = await forwardingProxy(registry, (req) => {
+    const ext4Put = req.method === "PUT" && req.url?.includes(`digest=${encodeURIComponent(ext4Digest)}`);
+    if (ext4Put) puts++;
+    if (ext4Put && drops > 0) {
+      drops--;
+      req.socket.destroy();
+      return true;
+    }
+    return false;
   });
   try {
     const r = await cli(["push", "--insecure", files.ext4, ref(proxy.host)]);

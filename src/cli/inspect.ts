@@ -1,13 +1,14 @@
 import { Readable } from "node:stream";
 import type { Command } from "commander";
 import { describe, identify } from "../artifact/identify.js";
-import { parsePlatform } from "../image/platform.js";
+import { hostPlatform, parsePlatform } from "../image/platform.js";
 import { renderHtml, reportData } from "../inspect/html.js";
 import { formatInspection, inspectArtifact } from "../inspect/inspect.js";
 import { writeFileAtomically } from "../output/atomic.js";
 import { checkOutput, whyPath } from "../output/output.js";
 import { imageInputs } from "../pipeline/output.js";
 import { sourceFiles } from "../pipeline/source-files.js";
+import { formatRemoteWhy, remoteWhy } from "../publish/provenance.js";
 import { UserError } from "../util/errors.js";
 
 interface InspectOpts {
@@ -25,7 +26,7 @@ export function registerInspect(program: Command): void {
     .description("list an image: files, sizes, totals and the app config it carries")
     .argument(
       "<file>",
-      "an image: a cpio archive (compressed or not), an initramfs-list directory, a disk image or a kernel",
+      "an image: a cpio archive (compressed or not), an initramfs-list directory, a disk image or a kernel; or docker://HOST/REPO[:TAG] pushed by slimroot push (its .why)",
     )
     .option("--json", "machine-readable output")
     .option("--why", "every file, its size, and why it is in (from FILE.why, written by build)")
@@ -37,9 +38,26 @@ export function registerInspect(program: Command): void {
       "--against <source>",
       "with --html: the source image (as for build) to compare sizes and list what was dropped",
     )
-    .option("--platform <os/arch>", "with --against: platform to pick from a multi-platform source")
-    .option("--insecure", "with --against: allow plain http for docker:// registries")
+    .option(
+      "--platform <os/arch>",
+      "with --against or docker://: platform to pick from a multi-platform image",
+    )
+    .option("--insecure", "with --against or docker://: allow plain http for docker:// registries")
     .action(async (file: string, opts: InspectOpts) => {
+      // A registry image: its .why, read from the referrer attached to it, not its layer.
+      if (file.startsWith("docker://")) {
+        if (opts.html || opts.against) throw new UserError("--html: not for a docker:// image");
+        const r = await remoteWhy(file, {
+          insecure: Boolean(opts.insecure),
+          platform: opts.platform ? parsePlatform(opts.platform) : hostPlatform(),
+        });
+        process.stdout.write(
+          opts.json
+            ? `${JSON.stringify({ ref: r.where, digest: r.digest, header: r.why.header, reasons: Object.fromEntries(r.why.reasons), missing: r.why.missing }, null, 2)}\n`
+            : `${formatRemoteWhy(r)}\n`,
+        );
+        return;
+      }
       if (opts.against && !opts.html) throw new UserError("--against: only with --html");
       if (opts.html) {
         // Never the image it reads, its .why, or the source it compares against.

@@ -159,6 +159,8 @@ export function registerRun(program: Command): void {
         if (ref.startsWith("docker://"))
           pulled = await pullToTemp(ref, {
             insecure: Boolean(opts.insecure),
+            // The kernel the image names boots it, unless --kernel says another.
+            withKernel: !opts.kernel,
             platform: opts.platform ? parsePlatform(opts.platform as string) : hostPlatform(),
           });
         else if (opts.platform || opts.insecure)
@@ -170,7 +172,11 @@ export function registerRun(program: Command): void {
         const code = await withStopSignals((stop, kill) =>
           runImage({
             image,
-            ...(opts.kernel ? { kernel: opts.kernel as string } : {}),
+            ...(opts.kernel
+              ? { kernel: opts.kernel as string }
+              : pulled?.kernel
+                ? { kernel: pulled.kernel }
+                : {}),
             ...(opts.modules ? { modules: opts.modules as string } : {}),
             forwards: ((opts.publish as string[] | undefined) ?? []).map(parsePortForward),
             ...(opts.mem ? { memMiB: positiveInt(opts.mem as string, "--mem", 1 << 20) } : {}),

@@ -16,6 +16,8 @@ import { UserError } from "../util/errors.js";
 
 export const ARTIFACT_TYPE = "application/vnd.slimroot.image.v1";
 export const CONFIG_TYPE = "application/vnd.slimroot.config.v1+json";
+/** A kernel's build config, the second layer of a kernel image that has one (run reads it). */
+export const KERNEL_CONFIG_TYPE = "application/vnd.slimroot.kernel-config.v1";
 const PREFIX = "application/vnd.slimroot.";
 export const ANNOTATION = {
   created: "org.opencontainers.image.created",
@@ -40,6 +42,11 @@ export interface SlimrootConfig {
   kernelNeeds: { need: string; options: readonly string[] }[];
   /** The header of the .why beside the file (what build recorded), when there is one. */
   why?: WhyHeader;
+  /**
+   * The kernel pushed with it (push --kernel): the descriptor of that kernel's manifest, in
+   * slimroot's form, in the same repository (tagged TAG-kernel). `run docker://` boots it.
+   */
+  kernel?: Blob;
 }
 
 /** The layer's media type: one per format, so a reader knows the bytes without opening them. */
@@ -77,7 +84,12 @@ function kernelNeeds(a: Artifact, arch: string): SlimrootConfig["kernelNeeds"] {
 }
 
 /** The config blob for `a` (architecture `arch`, its .why header if any). */
-export function slimrootConfig(a: Artifact, arch: string, why: WhyHeader | undefined): SlimrootConfig {
+export function slimrootConfig(
+  a: Artifact,
+  arch: string,
+  why: WhyHeader | undefined,
+  kernel?: Blob,
+): SlimrootConfig {
   const app = a.kind === "kernel" ? (typeof a.embedded === "object" ? a.embedded.app : undefined) : a.app;
   return {
     os: "linux",
@@ -88,6 +100,7 @@ export function slimrootConfig(a: Artifact, arch: string, why: WhyHeader | undef
     ...(app ? { app } : {}),
     kernelNeeds: kernelNeeds(a, arch),
     ...(why ? { why } : {}),
+    ...(kernel ? { kernel } : {}),
   };
 }
 
@@ -103,14 +116,23 @@ export interface Blob {
 }
 
 /** The image manifest's bytes: config, the one layer, annotations. */
-export function imageManifest(file: string, config: Blob, layer: Blob, epochSeconds: number): Buffer {
+export function imageManifest(
+  file: string,
+  config: Blob,
+  layer: Blob,
+  epochSeconds: number,
+  kernelConfig?: Blob,
+): Buffer {
   const title = basename(file);
   const doc = {
     schemaVersion: 2,
     mediaType: MEDIA.ociManifest,
     artifactType: ARTIFACT_TYPE,
     config,
-    layers: [{ ...layer, annotations: { [ANNOTATION.title]: title } }],
+    layers: [
+      { ...layer, annotations: { [ANNOTATION.title]: title } },
+      ...(kernelConfig ? [{ ...kernelConfig, annotations: { [ANNOTATION.title]: "config" } }] : []),
+    ],
     annotations: { [ANNOTATION.created]: createdAt(epochSeconds), [ANNOTATION.title]: title },
   };
   return Buffer.from(JSON.stringify(doc));
@@ -118,16 +140,19 @@ export function imageManifest(file: string, config: Blob, layer: Blob, epochSeco
 
 /** An image index over several pushed manifests, one per platform. */
 export function imageIndex(
-  entries: { manifest: Blob; architecture: string }[],
+  entries: { manifest: Blob; architecture: string; artifactType?: string | undefined }[],
   epochSeconds: number,
 ): Buffer {
+  // slimroot's own form names its artifactType on the index and each entry; a consumer's
+  // container images have none.
+  const artifactType = entries[0]?.artifactType;
   const doc = {
     schemaVersion: 2,
     mediaType: MEDIA.ociIndex,
-    artifactType: ARTIFACT_TYPE,
+    ...(artifactType ? { artifactType } : {}),
     manifests: entries.map((e) => ({
       ...e.manifest,
-      artifactType: ARTIFACT_TYPE,
+      ...(e.artifactType ? { artifactType: e.artifactType } : {}),
       platform: { architecture: e.architecture, os: "linux" },
     })),
     annotations: { [ANNOTATION.created]: createdAt(epochSeconds) },

@@ -4,11 +4,11 @@
  * the cache has it), then into the output through src/output, verified again as it is copied.
  */
 
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { openVerified } from "../image/digest.js";
-import { MEDIA, readManifest } from "../image/manifest.js";
+import { openVerified, verifyDigest } from "../image/digest.js";
+import { type Descriptor, MEDIA, readManifest } from "../image/manifest.js";
 import { selectFromIndex } from "../image/platform.js";
 import { BlobCache } from "../image/registry/blob-cache.js";
 import { RegistrySession } from "../image/registry/session.js";
@@ -17,13 +17,17 @@ import { writeFileAtomically } from "../output/atomic.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { UserError } from "../util/errors.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
-import { ARTIFACT_TYPE, CONFIG_TYPE, formatOfMediaType } from "./form.js";
+import { ARTIFACT_TYPE, CONFIG_TYPE, formatOfMediaType, KERNEL_CONFIG_TYPE } from "./form.js";
 
 export interface PullFileOptions {
   insecure?: boolean;
   platform: Platform;
   cacheDir?: string;
   progress?: (p: { done: number; total: number }) => void;
+  /** pullToTemp: pull the kernel the image names too. */
+  withKernel?: boolean;
+  /** A kernel's build config, when its image carries one, goes here. */
+  kernelConfig?: string;
 }
 
 export interface PulledFile {
@@ -32,35 +36,48 @@ export interface PulledFile {
   layer: string;
   format: string;
   bytes: number;
+  /** The kernel the image's config names (push --kernel), as a reference by digest. */
+  kernel?: string;
 }
 
 const ACCEPT = [MEDIA.ociManifest, MEDIA.ociIndex].join(", ");
 
-/** Writes the slimroot image at `ref` for `o.platform` to `output` (checked by the caller). */
-export async function pullFile(ref: string, output: string, o: PullFileOptions): Promise<PulledFile> {
-  const session = await RegistrySession.open(ref, { insecure: Boolean(o.insecure) });
+/** The image manifest `ref` names for `platform` (through an index), as the session reads it. */
+export async function resolveImage(session: RegistrySession, platform: Platform) {
   const { where } = session;
   const reference = session.ref.digest ?? session.ref.tag ?? "latest";
   let got = await session.manifest(reference, ACCEPT, session.ref.digest);
   let doc = readManifest(got.bytes, `${where}: manifest ${reference}`, got.type);
   if (doc.kind === "index") {
-    const entry = selectFromIndex(doc.doc.manifests, o.platform, where);
+    const entry = selectFromIndex(doc.doc.manifests, platform, where);
     got = await session.manifest(entry.digest, ACCEPT, entry.digest, entry.size);
     doc = readManifest(got.bytes, `${where}: manifest ${entry.digest}`, got.type);
     if (doc.kind === "index") throw new UserError(`${where}: an index inside an index; not slimroot's form`);
   }
-  const m = doc.doc as typeof doc.doc & { artifactType?: string };
+  return { digest: got.digest, manifest: doc.doc as typeof doc.doc & { artifactType?: string } };
+}
+
+/** Writes the slimroot image at `ref` for `o.platform` to `output` (checked by the caller). */
+export async function pullFile(ref: string, output: string, o: PullFileOptions): Promise<PulledFile> {
+  const session = await RegistrySession.open(ref, { insecure: Boolean(o.insecure) });
+  const { where } = session;
+  const got = await resolveImage(session, o.platform);
+  const m = got.manifest;
   if (m.artifactType !== ARTIFACT_TYPE && m.config.mediaType !== CONFIG_TYPE)
     throw new UserError(
       `${where}: not a slimroot image (artifactType ${m.artifactType ?? "none"}); to build from a container image use slimroot build`,
     );
-  const layer = m.layers.length === 1 ? m.layers[0]! : undefined;
+  const layer = m.layers[0];
   const format = layer?.mediaType ? formatOfMediaType(layer.mediaType) : undefined;
-  if (!layer || !format)
+  // A kernel may carry its build config as a second layer; nothing else has more than one.
+  const configLayer =
+    format === "kernel" && m.layers[1]?.mediaType === KERNEL_CONFIG_TYPE ? m.layers[1] : undefined;
+  if (!layer || !format || m.layers.length !== (configLayer ? 2 : 1))
     throw new UserError(
       `${where}: a slimroot image has one layer of a slimroot media type; this one does not`,
     );
   const cache = new BlobCache(o.cacheDir ?? cacheRoot());
+  const kernel = await kernelOf(session, m.config, cache);
   let done = 0;
   o.progress?.({ done, total: layer.size });
   const cached = await session.blob(layer, cache, undefined, (n) => {
@@ -71,18 +88,59 @@ export async function pullFile(ref: string, output: string, o: PullFileOptions):
     output,
     await openVerified(cached, layer.digest, `${where}: layer ${layer.digest}`),
   );
-  return { digest: got.digest, layer: layer.digest, format, bytes };
+  if (configLayer && o.kernelConfig) {
+    const path = await session.blob(configLayer, cache);
+    await writeFileAtomically(
+      o.kernelConfig,
+      await openVerified(path, configLayer.digest, `${where}: layer ${configLayer.digest}`),
+    );
+  }
+  return {
+    digest: got.digest,
+    layer: layer.digest,
+    format,
+    bytes,
+    ...(kernel ? { kernel: `docker://${session.ref.registry}/${session.ref.repository}@${kernel}` } : {}),
+  };
 }
+
+/** The config's `kernel` (push --kernel): its manifest's digest, in the same repository. */
+async function kernelOf(
+  session: RegistrySession,
+  config: Descriptor,
+  cache: BlobCache,
+): Promise<string | undefined> {
+  if (config.mediaType !== CONFIG_TYPE) return undefined;
+  if (config.size > MAX_CONFIG) throw new UserError(`${session.where}: config ${config.digest} is too large`);
+  const path = await session.blob(config, cache);
+  const text = (await readFile(path)).toString("utf8");
+  verifyDigest(Buffer.from(text), config.digest, `${session.where}: config ${config.digest}`);
+  let doc: { kernel?: { digest?: unknown } };
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    throw new UserError(`${session.where}: config ${config.digest} is not JSON`);
+  }
+  const digest = doc.kernel?.digest;
+  if (digest === undefined) return undefined;
+  if (typeof digest !== "string" || !/^sha256:[0-9a-f]{64}$/.test(digest))
+    throw new UserError(`${session.where}: config ${config.digest}: kernel is not a digest`);
+  return digest;
+}
+
+/** A slimroot config is a few KiB; more is not one push wrote. */
+const MAX_CONFIG = 1 << 20;
 
 /**
  * Pulls `ref` into a private temp directory, for `run docker://...`: the VM may write to a
  * disk image, and those writes must touch neither the cache nor a file of the user's.
+ * With `withKernel`, the kernel the image's config names is pulled beside it (`kernel`).
  * `remove` deletes it (a signal's handler does too).
  */
 export async function pullToTemp(
   ref: string,
   o: PullFileOptions,
-): Promise<{ path: string; pulled: PulledFile; remove(): Promise<void> }> {
+): Promise<{ path: string; pulled: PulledFile; kernel?: string; remove(): Promise<void> }> {
   const dir = await mkdtemp(join(tmpdir(), "slimroot-pulled-"));
   trackTempPath(dir);
   const remove = async () => {
@@ -91,7 +149,14 @@ export async function pullToTemp(
   };
   try {
     const path = join(dir, "image");
-    return { path, pulled: await pullFile(ref, path, o), remove };
+    const pulled = await pullFile(ref, path, o);
+    if (!o.withKernel || !pulled.kernel) return { path, pulled, remove };
+    // vmlinuz-R with config-R beside it: the pair run reads a kernel file's config from.
+    const kernel = join(dir, "vmlinuz-pulled");
+    const k = await pullFile(pulled.kernel, kernel, { ...o, kernelConfig: join(dir, "config-pulled") });
+    if (k.format !== "kernel")
+      throw new UserError(`${pulled.kernel}: the kernel the image names is a ${k.format} image`);
+    return { path, pulled, kernel, remove };
   } catch (err) {
     await remove();
     throw err;

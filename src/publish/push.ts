@@ -3,14 +3,35 @@
  * repository already holds are skipped), the tag last, so a push stopped at any point leaves
  * the tag as it was. Several files (one per architecture) go under one tag as an image index.
  */
+import { readFile, stat } from "node:fs/promises";
+import { basename, join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import { artifactArch, identify } from "../artifact/identify.js";
+import {
+  type Artifact,
+  artifactArch,
+  describe,
+  identify,
+  type KernelArtifact,
+} from "../artifact/identify.js";
 import { digestOf } from "../image/digest.js";
 import { MEDIA } from "../image/manifest.js";
-import { RegistrySession } from "../image/registry/session.js";
+import { type BlobSource, RegistrySession } from "../image/registry/session.js";
+import { readManifest as readKernelManifest } from "../kernel/manifest.js";
+import { whyPath } from "../output/output.js";
 import { checkWhyImage, fileSha256, readWhy, type WhyHeader, WhyMissing } from "../output/why.js";
 import { EnvironmentError, UserError } from "../util/errors.js";
-import { type Blob, CONFIG_TYPE, imageIndex, imageManifest, layerMediaType, slimrootConfig } from "./form.js";
+import { composeImage } from "./consumer.js";
+import {
+  type Blob,
+  CONFIG_TYPE,
+  imageIndex,
+  imageManifest,
+  KERNEL_CONFIG_TYPE,
+  layerMediaType,
+  slimrootConfig,
+} from "./form.js";
+import { FORMS, SLIMROOT_FORM } from "./forms.js";
+import { pushWhy } from "./provenance.js";
 
 export interface PushOptions {
   insecure?: boolean;
@@ -18,6 +39,12 @@ export interface PushOptions {
   epoch: number;
   /** The architecture of a file whose own cannot be read here (an erofs image). */
   architecture?: string;
+  /** The forms to write (--as): slimroot (the tag itself), or a consumer's (TAG-name). */
+  forms?: string[];
+  /** Kernel files (--kernel), one per architecture, for the forms that carry the kernel. */
+  kernels?: string[];
+  /** urunc: the VMM to name. */
+  hypervisor?: string;
   /** Bytes sent so far of those to send (skipped blobs count as sent). */
   progress?: (p: { done: number; total: number }) => void;
 }
@@ -25,12 +52,17 @@ export interface PushOptions {
 export interface PushResult {
   /** The digest the tag now names (the manifest's, or the index's). */
   digest: string;
-  /** Each file's manifest digest and architecture. */
+  /** Each file's manifest digest and architecture (the first form's). */
   manifests: { file: string; digest: string; architecture: string }[];
+  /** Each tag pushed, one per form. */
+  tags: { form: string; tag: string; digest: string }[];
 }
 
 interface Prepared {
   file: string;
+  artifact: Artifact;
+  /** A kernel's build config, its second layer. */
+  kernelConfig?: { file: string; blob: Blob };
   architecture: string;
   config: Buffer;
   layer: Blob;
@@ -38,7 +70,12 @@ interface Prepared {
 }
 
 /** What one file becomes: identified, its .why header read, its manifest composed. */
-async function prepare(file: string, o: PushOptions): Promise<Prepared> {
+async function prepare(
+  file: string,
+  o: PushOptions,
+  kernels = new Map<string, Blob>(),
+  kernelConfig?: string,
+): Promise<Prepared> {
   const { epoch } = o;
   const a = await identify(file);
   const mediaType = layerMediaType(a);
@@ -56,22 +93,93 @@ async function prepare(file: string, o: PushOptions): Promise<Prepared> {
   } catch (err) {
     if (!(err instanceof WhyMissing)) throw err;
   }
-  const config = Buffer.from(JSON.stringify(slimrootConfig(a, architecture, why)));
+  const config = Buffer.from(JSON.stringify(slimrootConfig(a, architecture, why, kernels.get(architecture))));
   const configBlob = { mediaType: CONFIG_TYPE, digest: digestOf(config), size: config.length };
   const layer = { mediaType, digest: `sha256:${hex}`, size: a.bytes };
-  return { file, architecture, config, layer, manifest: imageManifest(file, configBlob, layer, epoch) };
+  const kc = kernelConfig
+    ? {
+        mediaType: KERNEL_CONFIG_TYPE,
+        digest: `sha256:${await fileSha256(kernelConfig)}`,
+        size: (await stat(kernelConfig)).size,
+      }
+    : undefined;
+  return {
+    file,
+    artifact: a,
+    architecture,
+    config,
+    layer,
+    ...(kc && kernelConfig ? { kernelConfig: { file: kernelConfig, blob: kc } } : {}),
+    manifest: imageManifest(file, configBlob, layer, epoch, kc),
+  };
 }
 
-/** Pushes `files` to `ref` (a tag); returns what the tag names now. */
+/** One manifest to push: its blobs, and the .why to attach to it. */
+interface Composed {
+  file: string;
+  architecture: string;
+  manifest: Buffer;
+  blobs: { source: BlobSource; digest: string; size: number }[];
+  why?: Buffer;
+}
+
+/** slimroot's own form of a prepared file, as a manifest with its blobs. */
+function ownForm(p: Prepared, why: Buffer | undefined): Composed {
+  return {
+    file: p.file,
+    architecture: p.architecture,
+    manifest: p.manifest,
+    blobs: [
+      { source: { file: p.file, size: p.layer.size }, digest: p.layer.digest, size: p.layer.size },
+      { source: { bytes: p.config }, digest: digestOf(p.config), size: p.config.length },
+      ...(p.kernelConfig
+        ? [{ source: { file: p.kernelConfig.file, size: p.kernelConfig.blob.size }, ...p.kernelConfig.blob }]
+        : []),
+    ],
+    ...(why ? { why } : {}),
+  };
+}
+
+/** The kernels given with --kernel, one per architecture. */
+async function kernelsByArch(files: string[]): Promise<Map<string, KernelArtifact>> {
+  const out = new Map<string, KernelArtifact>();
+  for (const file of files) {
+    // A kernel directory (kernel fetch, kernel build) as run --kernel takes it: its kernel and config.
+    const dir = (await stat(file).catch(() => undefined))?.isDirectory()
+      ? await readKernelManifest(file)
+      : undefined;
+    const path = dir ? join(file, dir.kernel) : file;
+    const k = await identify(path, { embedded: false });
+    if (k.kind !== "kernel") throw new UserError(`--kernel ${file}: ${describe(k)}, not a kernel`);
+    const arch = artifactArch(k);
+    if (out.has(arch)) throw new UserError(`--kernel ${file}: a second ${arch} kernel; one per architecture`);
+    out.set(arch, dir?.config && k.kind === "kernel" ? { ...k, config: join(file, dir.config) } : k);
+  }
+  return out;
+}
+
+/** Pushes `files` to `ref` (a tag) in each form asked for; returns what each tag names now. */
 export async function pushFiles(files: string[], ref: string, o: PushOptions): Promise<PushResult> {
   const session = await RegistrySession.open(ref, { insecure: Boolean(o.insecure), push: true });
   const { where } = session;
   if (session.ref.digest) throw new UserError(`${where}: push to a tag, not a digest`);
   const tag = session.ref.tag ?? "latest";
   if (files.length === 0) throw new UserError(`${where}: no file to push`);
+  const forms = o.forms?.length ? o.forms : [SLIMROOT_FORM];
 
+  const kernels = await kernelsByArch(o.kernels ?? []);
+  // slimroot's form names the kernel pushed with it (TAG-kernel) in each image's config.
+  const ownKernels: Prepared[] = [];
+  if (forms.includes(SLIMROOT_FORM))
+    for (const k of kernels.values()) ownKernels.push(await prepare(k.path, o, undefined, k.config));
+  const kernelRefs = new Map(
+    ownKernels.map((k) => [
+      k.architecture,
+      { mediaType: MEDIA.ociManifest, digest: digestOf(k.manifest), size: k.manifest.length },
+    ]),
+  );
   const prepared: Prepared[] = [];
-  for (const file of files) prepared.push(await prepare(file, o));
+  for (const file of files) prepared.push(await prepare(file, o, kernelRefs));
   const seen = new Map<string, string>();
   for (const p of prepared) {
     const other = seen.get(p.architecture);
@@ -82,51 +190,132 @@ export async function pushFiles(files: string[], ref: string, o: PushOptions): P
     seen.set(p.architecture, p.file);
   }
 
-  const total = prepared.reduce((n, p) => n + p.layer.size + p.config.length, 0);
+  // Every form of every file is composed before anything is sent: a form that refuses a file
+  // does so before the registry sees a byte.
+  const tags: { form: string; tag: string; images: Composed[] }[] = [];
+  for (const form of forms) {
+    const images: Composed[] = [];
+    for (const p of prepared) {
+      const why = await whyBytes(p.file);
+      if (form === SLIMROOT_FORM) {
+        images.push(ownForm(p, why));
+        continue;
+      }
+      const kernel = kernels.get(p.architecture);
+      const input = {
+        file: p.file,
+        artifact: p.artifact,
+        architecture: p.architecture,
+        ...(kernel ? { kernel } : {}),
+        ...(o.hypervisor ? { hypervisor: o.hypervisor } : {}),
+      };
+      const c = await composeImage(FORMS[form]!.compose(input), p.architecture, basename(p.file), o.epoch);
+      images.push({ file: p.file, architecture: p.architecture, ...c, ...(why ? { why } : {}) });
+    }
+    tags.push({ form, tag: form === SLIMROOT_FORM ? tag : `${tag}-${form}`, images });
+  }
+
+  // The kernel's tag moves first: no image's config names a kernel the repository lacks.
+  if (ownKernels.length)
+    tags.unshift({
+      form: KERNEL_TAG,
+      tag: `${tag}-${KERNEL_TAG}`,
+      images: ownKernels.map((k) => ownForm(k, undefined)),
+    });
+
+  const blobs = new Map<string, Composed["blobs"][number]>();
+  for (const t of tags) for (const i of t.images) for (const b of i.blobs) blobs.set(b.digest, b);
+  const total = [...blobs.values()].reduce((n, b) => n + b.size, 0);
   let done = 0;
   const tick = (n: number) => {
     done += n;
     o.progress?.({ done, total });
   };
   o.progress?.({ done, total });
-  for (const p of prepared) {
+  for (const b of blobs.values()) {
     const sentBefore = done;
     await retried(async () => {
       done = sentBefore; // an upload starts again from its first byte
-      if (await session.hasBlob(p.layer.digest)) tick(p.layer.size);
-      else await session.uploadBlob({ file: p.file, size: p.layer.size }, p.layer.digest, tick);
+      if (await session.hasBlob(b.digest)) tick(b.size);
+      else await session.uploadBlob(b.source, b.digest, tick);
     });
-    const configDigest = digestOf(p.config);
-    await retried(async () => {
-      if (!(await session.hasBlob(configDigest))) await session.uploadBlob({ bytes: p.config }, configDigest);
-    });
-    tick(p.config.length);
   }
 
-  // The tag moves last, in one PUT: before it, the registry holds only unreferenced blobs and
-  // untagged manifests, and the tag still names what it named.
-  if (prepared.length === 1) {
-    const p = prepared[0]!;
-    const digest = await retried(() => session.putManifest(tag, MEDIA.ociManifest, p.manifest));
-    return { digest, manifests: [{ file: p.file, digest, architecture: p.architecture }] };
+  // Each tag moves last for its form, in one PUT: before it, the registry holds only
+  // unreferenced blobs and untagged manifests, and the tag still names what it named.
+  const result: PushResult = { digest: "", manifests: [], tags: [] };
+  for (const t of tags) {
+    const digest = await pushTag(session, t.tag, t.images, o);
+    result.tags.push({ form: t.form, tag: t.tag, digest });
+    if (!result.digest && t.form !== KERNEL_TAG) {
+      result.digest = digest;
+      result.manifests = t.images.map((i) => ({
+        file: i.file,
+        digest: digestOf(i.manifest),
+        architecture: i.architecture,
+      }));
+    }
   }
-  const manifests = [];
-  for (const p of prepared) {
-    const digest = await retried(() =>
-      session.putManifest(digestOf(p.manifest), MEDIA.ociManifest, p.manifest),
-    );
-    manifests.push({ file: p.file, digest, architecture: p.architecture, size: p.manifest.length });
-  }
-  const index = imageIndex(
-    manifests.map((m) => ({
-      manifest: { mediaType: MEDIA.ociManifest, digest: m.digest, size: m.size },
-      architecture: m.architecture,
-    })),
-    o.epoch,
-  );
-  const digest = await retried(() => session.putManifest(tag, MEDIA.ociIndex, index));
-  return { digest, manifests: manifests.map(({ size: _size, ...m }) => m) };
+  return result;
 }
+
+/** The .why beside `file`, as it is, when there is one (prepare checked that it is this file's). */
+async function whyBytes(file: string): Promise<Buffer | undefined> {
+  try {
+    await readWhy(file);
+  } catch (err) {
+    if (err instanceof WhyMissing) return undefined;
+    throw err;
+  }
+  return readFile(whyPath(file));
+}
+
+/** Puts the images' manifests (one: under the tag; several: by digest, then an index), each .why after its image. */
+async function pushTag(
+  session: RegistrySession,
+  tag: string,
+  images: Composed[],
+  o: PushOptions,
+): Promise<string> {
+  const attach = async (i: Composed, digest: string) => {
+    if (i.why)
+      await pushWhy(
+        session,
+        { mediaType: MEDIA.ociManifest, digest, size: i.manifest.length },
+        { bytes: i.why, title: `${basename(i.file)}.why` },
+        o.epoch,
+        retried,
+      );
+  };
+  if (images.length === 1) {
+    const i = images[0]!;
+    // The .why goes first (it refers to the manifest by digest), so the tag never names an image without it.
+    await retried(() => session.putManifest(digestOf(i.manifest), MEDIA.ociManifest, i.manifest));
+    await attach(i, digestOf(i.manifest));
+    return retried(() => session.putManifest(tag, MEDIA.ociManifest, i.manifest));
+  }
+  const entries = [];
+  for (const i of images) {
+    const digest = await retried(() =>
+      session.putManifest(digestOf(i.manifest), MEDIA.ociManifest, i.manifest),
+    );
+    await attach(i, digest);
+    entries.push({
+      manifest: { mediaType: MEDIA.ociManifest, digest, size: i.manifest.length },
+      architecture: i.architecture,
+      artifactType: artifactTypeOf(i.manifest),
+    });
+  }
+  const index = imageIndex(entries, o.epoch);
+  return retried(() => session.putManifest(tag, MEDIA.ociIndex, index));
+}
+
+function artifactTypeOf(manifest: Buffer): string | undefined {
+  return (JSON.parse(manifest.toString("utf8")) as { artifactType?: string }).artifactType;
+}
+
+/** The suffix of the tag the kernel given with --kernel goes under, in slimroot's form. */
+const KERNEL_TAG = "kernel";
 
 /** Attempts after the first when the registry or the network fails (5xx, a dropped connection). */
 const RETRIES = 2;

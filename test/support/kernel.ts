@@ -4,7 +4,7 @@
  * and a half-done one (interrupted run) is thrown away and redone.
  */
 
-import { existsSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -106,4 +106,16 @@ export async function debianBusybox(arch: DebianArch): Promise<string> {
     await unpack([pkg("busybox-static", arch)], dest, { package: "busybox-static" });
   }
   return join(dest, "bin", "busybox");
+}
+
+/** The newest cached `kernel build` entry for `arch` (a directory with its manifest), if any. */
+export function cachedSlimrootKernel(arch: DebianArch): string | undefined {
+  const parent = join(cacheRoot(), "kernels");
+  const entries = existsSync(parent) ? readdirSync(parent, { withFileTypes: true }) : [];
+  return entries
+    .filter((e) => e.name.startsWith(`slimroot-${arch}-`) && !e.name.endsWith(".lock"))
+    .map((e) => join(parent, e.name))
+    .filter((dir) => existsSync(join(dir, "manifest.json")))
+    .sort()
+    .at(-1);
 }

@@ -409,3 +409,51 @@ export async function fakeImage(
   };
   return { layer, config, manifest, serve };
 }
+
+/** What a forwarding proxy's hook may do with a request before it goes to the real registry. */
+export type ProxyHook = (
+  req: IncomingMessage,
+  body: Buffer | undefined,
+  res: ServerResponse,
+) => boolean | Promise<boolean>;
+
+/**
+ * A proxy in front of a real registry on loopback: each request, body read whole, goes to
+ * `hook` first (which answers it itself and returns true, to drop or stand in), else to the
+ * registry, with Location headers rewritten to the proxy. `onAnswer` may add headers.
+ */
+export async function forwardingProxy(
+  registry: RegistryServer,
+  hook: ProxyHook,
+  onAnswer: (
+    req: IncomingMessage,
+    body: Buffer | undefined,
+    status: number,
+    headers: Record<string, string>,
+  ) => void = () => {},
+) {
+  return fakeRegistry((req, res, host) => {
+    const chunks: Buffer[] = [];
+    req.on("data", (c: Buffer) => chunks.push(c));
+    req.on("end", async () => {
+      const body = chunks.length ? Buffer.concat(chunks) : undefined;
+      if (await hook(req, body, res)) return;
+      const headers: Record<string, string> = {};
+      for (const [k, v] of Object.entries(req.headers))
+        if (typeof v === "string" && k !== "host") headers[k] = v;
+      const up = await fetch(`${registry.url}${req.url}`, {
+        method: req.method!,
+        headers,
+        ...(body && req.method !== "GET" && req.method !== "HEAD" ? { body } : {}),
+        redirect: "manual",
+      });
+      const out: Record<string, string> = {};
+      up.headers.forEach((v, k) => {
+        if (k !== "content-length" && k !== "transfer-encoding" && k !== "content-encoding")
+          out[k] = k === "location" ? v.replace(registry.host, host) : v;
+      });
+      onAnswer(req, body, up.status, out);
+      res.writeHead(up.status, out).end(Buffer.from(await up.arrayBuffer()));
+    });
+  });
+}

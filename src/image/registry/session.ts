@@ -1,4 +1,4 @@
-import { open } from "node:fs/promises";
+import { type FileHandle, open } from "node:fs/promises";
 import { Readable } from "node:stream";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { EnvironmentError, UserError } from "../../util/errors.js";
@@ -113,13 +113,13 @@ export class RegistrySession {
    * it and refuses the blob when the bytes it got do not hash to it).
    */
   async uploadBlob(
-    source: { bytes: Buffer } | { file: string; size: number },
+    source: BlobSource,
     digest: string,
     onBytes: (n: number) => void = () => {},
     chunkSize = UPLOAD_CHUNK,
   ): Promise<void> {
     const what = `upload of blob ${digest}`;
-    const size = "bytes" in source ? source.bytes.length : source.size;
+    const size = sourceSize(source);
     const start = await this.fetch("/blobs/uploads/", { what, size: 0, method: "POST" });
     if (start.status !== 202) throw await statusError(start, `cannot start ${what}`, this.where);
     await discard(start);
@@ -166,8 +166,16 @@ export class RegistrySession {
     }
   }
 
-  /** PUTs a manifest or index under `reference` (a tag or its digest); returns its digest. */
-  async putManifest(reference: string, mediaType: string, bytes: Buffer): Promise<string> {
+  /**
+   * PUTs a manifest or index under `reference` (a tag or its digest); returns its digest.
+   * `onHeaders` sees the answer's headers (OCI-Subject says the registry indexed a referrer).
+   */
+  async putManifest(
+    reference: string,
+    mediaType: string,
+    bytes: Buffer,
+    onHeaders?: (h: Headers) => void,
+  ): Promise<string> {
     const what = `manifest ${reference}`;
     const res = await this.fetch(`/manifests/${reference}`, {
       what,
@@ -178,6 +186,7 @@ export class RegistrySession {
     });
     if (res.status !== 201) throw await statusError(res, `cannot push ${what}`, this.where);
     await discard(res);
+    onHeaders?.(res.headers);
     const digest = digestOf(bytes);
     const said = res.headers.get("docker-content-digest");
     if (said && said !== digest)
@@ -192,21 +201,49 @@ export class RegistrySession {
   }
 }
 
+/** What a blob is made of: bytes, a file, or a sequence of those (a tar layer around files). */
+export type BlobPart = { bytes: Buffer } | { file: string; size: number };
+export type BlobSource = BlobPart | { parts: BlobPart[] };
+
+const partSize = (p: BlobPart) => ("bytes" in p ? p.bytes.length : p.size);
+function sourceSize(s: BlobSource): number {
+  return "parts" in s ? s.parts.reduce((n, p) => n + partSize(p), 0) : partSize(s);
+}
+
 type ChunkReader = ((offset: number, length: number) => Promise<Buffer>) & { close(): Promise<void> };
 
-async function chunkReader(source: { bytes: Buffer } | { file: string }): Promise<ChunkReader> {
-  if ("bytes" in source) {
-    const { bytes } = source;
-    return Object.assign(async (o: number, n: number) => bytes.subarray(o, o + n), { close: async () => {} });
-  }
-  const fh = await open(source.file, "r");
+/** Reads [offset, offset+length) of the source, across its parts; files are opened once each. */
+async function chunkReader(source: BlobSource): Promise<ChunkReader> {
+  const parts = "parts" in source ? source.parts : [source];
+  const handles = new Map<string, FileHandle>();
+  const close = async () => {
+    for (const fh of handles.values()) await fh.close();
+  };
+  const readPart = async (p: BlobPart, o: number, n: number): Promise<Buffer> => {
+    if ("bytes" in p) return p.bytes.subarray(o, o + n);
+    let fh = handles.get(p.file);
+    if (!fh) {
+      fh = await open(p.file, "r");
+      handles.set(p.file, fh);
+    }
+    const buf = Buffer.alloc(n);
+    const { bytesRead } = await fh.read(buf, 0, n, o);
+    if (bytesRead !== n) throw new UserError(`${p.file}: changed while it was pushed`);
+    return buf;
+  };
   return Object.assign(
-    async (o: number, n: number) => {
-      const buf = Buffer.alloc(n);
-      const { bytesRead } = await fh.read(buf, 0, n, o);
-      if (bytesRead !== n) throw new UserError(`${source.file}: changed while it was pushed`);
-      return buf;
+    async (offset: number, length: number) => {
+      const out: Buffer[] = [];
+      let start = 0;
+      for (const p of parts) {
+        const size = partSize(p);
+        const from = Math.max(offset, start);
+        const to = Math.min(offset + length, start + size);
+        if (from < to) out.push(await readPart(p, from - start, to - from));
+        start += size;
+      }
+      return out.length === 1 ? out[0]! : Buffer.concat(out);
     },
-    { close: () => fh.close() },
+    { close },
   );
 }

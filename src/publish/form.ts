@@ -55,6 +55,8 @@ export function layerMediaType(a: Artifact): string {
       throw new UserError(
         `${a.path}: ${describe(a)}; push the archive built from it (slimroot build -o FILE)`,
       );
+    case "snapshot":
+      throw new UserError(`${a.path}: ${describe(a)}; push the image it was made from`);
   }
 }
 
@@ -78,7 +80,14 @@ function kernelNeeds(a: Artifact, arch: string): SlimrootConfig["kernelNeeds"] {
 
 /** The config blob for `a` (architecture `arch`, its .why header if any). */
 export function slimrootConfig(a: Artifact, arch: string, why: WhyHeader | undefined): SlimrootConfig {
-  const app = a.kind === "kernel" ? (typeof a.embedded === "object" ? a.embedded.app : undefined) : a.app;
+  const app =
+    a.kind === "kernel"
+      ? typeof a.embedded === "object"
+        ? a.embedded.app
+        : undefined
+      : a.kind === "snapshot"
+        ? undefined
+        : a.app;
   return {
     os: "linux",
     architecture: arch,

@@ -27,6 +27,7 @@ import {
 } from "./memory.js";
 import type { PortForward } from "./ports.js";
 import { type Accel, kernelCmdline, type Machine } from "./qemu.js";
+import { CONTROL_GUEST_PATH, CONTROL_MODULE } from "./control.js";
 import { type GuestNetwork, runConfCpioSize, runConfText } from "./runconf.js";
 import { timelineCmdline } from "./timeline.js";
 
@@ -109,6 +110,8 @@ export interface BootOptions {
   reportKey?: string;
   /** `run --timeline`: boot with the kernel's timestamps and initcall times on the console (timeline.ts). */
   timeline?: boolean;
+  /** slimroot snapshot: the VM gets the control channel (control.ts) its init is frozen and resumed through. */
+  control?: boolean;
   stopGraceMs: number;
   timeoutMs?: number;
 }
@@ -157,6 +160,10 @@ export interface BootPlan {
   notes: string[];
   /** Firecracker: the oldest release that can see this kernel's devices. */
   minFirecracker?: readonly [number, number];
+  /** QEMU: the snapshot control channel (a virtio-serial port, control.ts). */
+  control?: boolean;
+  /** QEMU: the state to resume instead of booting (resume.ts): the snapshot file; no initrd then. */
+  resume?: { snapshot: string };
 }
 
 /** machine-config.vcpu_count's maximum in firecracker.yaml. */
@@ -185,7 +192,9 @@ export function kernelNeeds(
           ...(disks.disks.length ? ["virtio_blk"] : []),
           ...(o.vsockCid !== undefined ? ["vmw_vsock_virtio_transport"] : []),
         ]
-      : [];
+      : o.control
+        ? [CONTROL_MODULE]
+        : [];
   const modules = [...devices, ...disks.modules].filter((m, i, all) => all.indexOf(m) === i);
   const transport = o.vmm === "qemu" && f.host?.machine === "pc" ? "pci" : "mmio";
   return { transport, modules };
@@ -345,6 +354,7 @@ export function planBoot(f: BootFacts, o: BootOptions): BootPlan {
     ...(o.trace ? { trace: true } : {}),
     ...(modules ? { modulesDir: `/${GUEST_MODULES_DIR}` } : {}),
     disks: disks.records,
+    ...(o.control ? { control: CONTROL_GUEST_PATH } : {}),
   });
   const conf: InitrdPart = { kind: "run.conf", bytes: runConfCpioSize(runConf, o.reportKey) };
   const mods: InitrdPart[] = modules ? [{ kind: "modules", path: modules.path, bytes: modules.bytes }] : [];
@@ -418,6 +428,7 @@ export function planBoot(f: BootFacts, o: BootOptions): BootPlan {
     },
     notes,
     ...(minFirecracker ? { minFirecracker } : {}),
+    ...(o.control ? { control: true } : {}),
   };
 }
 

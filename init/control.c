@@ -1,6 +1,6 @@
 /*
- * The snapshot control channel (slimroot snapshot, src/vm/control.ts): a virtio-serial port
- * named by run.conf's `control` record, read when SIGIO says it has input. Two requests, a
+ * The snapshot control channel (slimroot snapshot, src/vm/control.ts): the virtio-serial port
+ * whose name is run.conf's `control` record, read when SIGIO says it has input. Two requests, a
  * line each, each answered with a line:
  *
  *   freeze                 -> frozen   every process but PID 1 gets SIGSTOP before the VM is saved
@@ -26,16 +26,57 @@ static int ctl = -1;
 static char line[256];
 static size_t have;
 
-void control_open(const char *path)
+/* The /dev path of the virtio-serial port named `name` (its number follows the device order). */
+static int find_port(const char *name, char *dev, size_t cap)
 {
-	if (!path)
-		return;
-	long fd = -1;
-	/* A module's port appears a moment after the driver loads: wait for it, boundedly. */
-	for (int t = 0; t < 3000 && (fd = sys_open(path, O_RDWR | O_NONBLOCK | O_CLOEXEC, 0)) == -ENOENT; t += 10)
-		sleep_ms(10);
+	static const char dir[] = "/sys/class/virtio-ports";
+	long fd = sys_open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
 	if (fd < 0)
-		die(125, "control channel %s: %e", path, (int)-fd);
+		return 0;
+	char buf[1024];
+	int found = 0;
+	long n;
+	while (!found && (n = sys_getdents64((int)fd, buf, sizeof(buf))) > 0) {
+		for (long off = 0; off < n && !found;) {
+			struct dirent64_k *d = (struct dirent64_k *)(buf + off);
+			off += d->reclen;
+			if (d->name[0] == '.')
+				continue;
+			char path[128], got[64];
+			fmt(path, sizeof(path), "%s/%s/name", dir, d->name);
+			long nf = sys_open(path, O_RDONLY | O_CLOEXEC, 0);
+			if (nf < 0)
+				continue;
+			long r = sys_read((int)nf, got, sizeof(got) - 1);
+			sys_close((int)nf);
+			got[r > 0 ? r : 0] = 0;
+			if (r > 0 && got[r - 1] == '\n')
+				got[r - 1] = 0;
+			if (streq(got, name)) {
+				fmt(dev, cap, "/dev/%s", d->name);
+				found = 1;
+			}
+		}
+	}
+	sys_close((int)fd);
+	return found;
+}
+
+void control_open(const char *name)
+{
+	if (!name)
+		return;
+	char dev[96];
+	long fd = -ENOENT;
+	/* A module's port appears a moment after the driver loads: wait for it, boundedly. */
+	for (int t = 0; t < 5000 && fd == -ENOENT; t += 10) {
+		if (find_port(name, dev, sizeof(dev)))
+			fd = sys_open(dev, O_RDWR | O_NONBLOCK | O_CLOEXEC, 0);
+		if (fd == -ENOENT)
+			sleep_ms(10);
+	}
+	if (fd < 0)
+		die(125, "control channel %s: %e", name, (int)-fd);
 	ctl = (int)fd;
 	sys_fcntl(ctl, F_SETOWN, 1);
 	sys_fcntl(ctl, F_SETFL, O_RDWR | O_NONBLOCK | O_ASYNC);

@@ -40,8 +40,8 @@ export interface SnapshotHeader {
   kernel: NamedFile;
   /** Root disk first, then volumes (all read-only), in the VM's order. */
   disks: NamedFile[];
-  /** The initrd's parts at the first boot (generated ones have no path). */
-  initrd: { kind: string; path?: string; sha256: string; bytes: number }[];
+  /** The initrd's parts at the first boot (generated ones, our init and run.conf, have no file). */
+  initrd: { kind: string; path?: string; sha256?: string; bytes: number }[];
   /** The boot plan the VM was started with (vm/plan.ts BootPlan, forwards left out): a resume builds the same machine. */
   plan: Record<string, unknown>;
   /** The guest init's report key (vm/report.ts): its exit report after a resume opens with it. */

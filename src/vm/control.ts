@@ -12,9 +12,7 @@ import { connect, type Socket } from "node:net";
 
 /** The kernel module of the port's driver (built into slimroot's kernel; a module in Debian's). */
 export const CONTROL_MODULE = "virtio_console";
-/** The port in the guest: the first virtio-serial device's first port (devtmpfs names it). */
-export const CONTROL_GUEST_PATH = "/dev/vport0p1";
-/** The port's name on the QEMU side (what a guest with udev would find it by). */
+/** The port's name: the init finds it in /sys/class/virtio-ports (its vportNpM follows the device order). */
 export const CONTROL_PORT_NAME = "org.slimroot.control";
 
 export class ControlChannel {

@@ -27,7 +27,7 @@ import {
 } from "./memory.js";
 import type { PortForward } from "./ports.js";
 import { type Accel, kernelCmdline, type Machine } from "./qemu.js";
-import { CONTROL_GUEST_PATH, CONTROL_MODULE } from "./control.js";
+import { CONTROL_MODULE, CONTROL_PORT_NAME } from "./control.js";
 import { type GuestNetwork, runConfCpioSize, runConfText } from "./runconf.js";
 import { timelineCmdline } from "./timeline.js";
 
@@ -354,7 +354,7 @@ export function planBoot(f: BootFacts, o: BootOptions): BootPlan {
     ...(o.trace ? { trace: true } : {}),
     ...(modules ? { modulesDir: `/${GUEST_MODULES_DIR}` } : {}),
     disks: disks.records,
-    ...(o.control ? { control: CONTROL_GUEST_PATH } : {}),
+    ...(o.control ? { control: CONTROL_PORT_NAME } : {}),
   });
   const conf: InitrdPart = { kind: "run.conf", bytes: runConfCpioSize(runConf, o.reportKey) };
   const mods: InitrdPart[] = modules ? [{ kind: "modules", path: modules.path, bytes: modules.bytes }] : [];

@@ -63,6 +63,11 @@ async function resumeGuest(qmpSocket: string, channel: string): Promise<void> {
     for (;;) {
       const st = (await qmp.execute("query-status")) as { status?: string };
       if (st.status === "running") break;
+      // The state was saved paused (snapshot/take.ts stops the VM first): loaded, it waits for us.
+      if (st.status === "paused") {
+        await qmp.execute("cont");
+        break;
+      }
       if (st.status !== "inmigrate" && st.status !== "prelaunch")
         throw new RunFailure(`the snapshot did not resume: QEMU is ${st.status ?? "in an unknown state"}`);
       if (Date.now() > deadline) throw new RunFailure("the snapshot did not load in time");

@@ -66,7 +66,7 @@ export interface RunRequest extends Omit<BootOptions, "vmm" | "reportKey"> {
    * slimroot snapshot: run while the VM runs, with its control channel (control.ts); when it
    * resolves, the VM is ended and runImage resolves 0; when it throws, runImage throws that.
    */
-  attached?: (vm: NonNullable<Launch["control"]>) => Promise<void>;
+  attached?: (vm: NonNullable<Launch["control"]>, plan: BootPlan, exited: () => boolean) => Promise<void>;
 }
 
 /** Runs the image; resolves with the exit status for `slimroot run`. */
@@ -258,7 +258,7 @@ function boot(
     (async () => {
       await p.started?.();
       if (attached && p.control) {
-        await attached(p.control);
+        await attached(p.control, plan, () => exited);
         hostDone = true;
         kill();
       }

@@ -33,7 +33,7 @@ export interface RunSettings {
   trace?: boolean;
   /** `root ...` and `volume ...` records for init/root.c (src/vm/disks.ts writes them). */
   disks?: readonly string[];
-  /** The guest device of the snapshot control channel (init/control.c). */
+  /** The virtio-serial port name of the snapshot control channel (init/control.c). */
   control?: string;
 }
 

@@ -1,0 +1,63 @@
+import type { Command } from "commander";
+import { takeSnapshot } from "../snapshot/take.js";
+import { parseProbe } from "../trace/probe.js";
+import { oneLine } from "../util/errors.js";
+import { parseVolume } from "../vm/disks.js";
+import { parsePortForward } from "../vm/ports.js";
+import { EXIT_FAILED } from "../vm/run.js";
+import { collect, parseDuration, positiveInt } from "./parse.js";
+import { withStopSignals } from "./run.js";
+
+const MiB = 1 << 20;
+
+export function registerSnapshot(program: Command): void {
+  program
+    .command("snapshot")
+    .description(
+      "boot an image, wait until its app passes the probe, and save the whole VM to a file that `slimroot run FILE` resumes, already serving (QEMU; 125 on failure)",
+    )
+    .argument("<image>", "an initramfs, a disk image or a kernel with its app built in, from slimroot build")
+    .argument("[command...]", "after --: replaces the image's whole command")
+    .requiredOption("--probe <probe>", "when the app is ready: http:PORT[/PATH], tcp:PORT[:SEND[:EXPECT]] or exec:COMMAND")
+    .requiredOption("-o, --output <file>", "the snapshot file to write (APP.snap)")
+    .option("--kernel <path>", "a kernel directory from kernel fetch, or a kernel image file")
+    .option("--modules <dir>", "load every .ko under this directory in the VM (with --kernel FILE)")
+    .option("-p, --publish <[ip:]host:guest>", "forward a host port while the snapshot is made (default: a free one for the probe)", collect)
+    .option("-e, --env <K=V>", "set an environment variable for the app (repeatable)", collect)
+    .option("--mem <MiB>", "guest memory (default: sized from the image)")
+    .option("--cpus <n>", "virtual CPUs", "1")
+    .option("--volume <FILE:/path:ro>", "attach a read-only disk image at /path (repeatable)", collect)
+    .option("--ready-timeout <duration>", "how long the app gets to pass the probe", "120s")
+    .action(async (image: string, command: string[], opts: Record<string, unknown>) => {
+      try {
+        const r = await withStopSignals((stop, kill) =>
+          takeSnapshot({
+            image,
+            output: opts.output as string,
+            probe: parseProbe(opts.probe as string),
+            readyTimeoutMs: parseDuration(opts.readyTimeout as string, "--ready-timeout"),
+            ...(opts.kernel ? { kernel: opts.kernel as string } : {}),
+            ...(opts.modules ? { modules: opts.modules as string } : {}),
+            forwards: ((opts.publish as string[] | undefined) ?? []).map(parsePortForward),
+            ...(opts.mem ? { memMiB: positiveInt(opts.mem as string, "--mem", 1 << 20) } : {}),
+            cpus: positiveInt(opts.cpus as string, "--cpus", 64),
+            env: (opts.env as string[] | undefined) ?? [],
+            ...(command.length ? { args: command } : {}),
+            volumes: ((opts.volume as string[] | undefined) ?? []).map(parseVolume),
+            stopGraceMs: 5000,
+            stdout: process.stderr,
+            stderr: process.stderr,
+            stop,
+            kill,
+          }),
+        );
+        const m = r.header.memory;
+        process.stderr.write(
+          `slimroot: snapshot ${opts.output as string}: ${(r.fileBytes / MiB).toFixed(1)} MiB (guest RAM ${m.guestMiB} MiB, ${(m.nonZeroBytes / MiB).toFixed(1)} MiB of it non-zero pages); the app was ready ${r.readySeconds.toFixed(2)} s after QEMU started\n`,
+        );
+      } catch (err) {
+        process.stderr.write(`slimroot: ${oneLine(err)}\n`);
+        process.exitCode = EXIT_FAILED;
+      }
+    });
+}

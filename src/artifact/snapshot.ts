@@ -68,7 +68,9 @@ export function snapshotHeaderFrame(h: SnapshotHeader): Buffer {
 }
 
 /** The header of snapshot `path`, and where its stream starts; a damaged header is one UserError. */
-export async function readSnapshotHeader(path: string): Promise<{ header: SnapshotHeader; streamOffset: number }> {
+export async function readSnapshotHeader(
+  path: string,
+): Promise<{ header: SnapshotHeader; streamOffset: number }> {
   const { fh, size } = await openInput(path);
   try {
     const head = Buffer.alloc(8);

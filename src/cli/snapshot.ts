@@ -18,11 +18,18 @@ export function registerSnapshot(program: Command): void {
     )
     .argument("<image>", "an initramfs, a disk image or a kernel with its app built in, from slimroot build")
     .argument("[command...]", "after --: replaces the image's whole command")
-    .requiredOption("--probe <probe>", "when the app is ready: http:PORT[/PATH], tcp:PORT[:SEND[:EXPECT]] or exec:COMMAND")
+    .requiredOption(
+      "--probe <probe>",
+      "when the app is ready: http:PORT[/PATH], tcp:PORT[:SEND[:EXPECT]] or exec:COMMAND",
+    )
     .requiredOption("-o, --output <file>", "the snapshot file to write (APP.snap)")
     .option("--kernel <path>", "a kernel directory from kernel fetch, or a kernel image file")
     .option("--modules <dir>", "load every .ko under this directory in the VM (with --kernel FILE)")
-    .option("-p, --publish <[ip:]host:guest>", "forward a host port while the snapshot is made (default: a free one for the probe)", collect)
+    .option(
+      "-p, --publish <[ip:]host:guest>",
+      "forward a host port while the snapshot is made (default: a free one for the probe)",
+      collect,
+    )
     .option("-e, --env <K=V>", "set an environment variable for the app (repeatable)", collect)
     .option("--mem <MiB>", "guest memory (default: sized from the image)")
     .option("--cpus <n>", "virtual CPUs", "1")

@@ -75,7 +75,10 @@ async function streamSink(sock: string, file: string): Promise<{ server: Server;
 }
 
 /** Pauses the frozen VM and saves it; returns the migration's RAM figures. */
-async function saveVm(qmpSocket: string, sinkSocket: string): Promise<{ nonZeroBytes: number; streamBytes: number }> {
+async function saveVm(
+  qmpSocket: string,
+  sinkSocket: string,
+): Promise<{ nonZeroBytes: number; streamBytes: number }> {
   const qmp = await Qmp.connect(qmpSocket);
   try {
     await qmp.execute("stop");
@@ -113,10 +116,14 @@ const named = (path: string) => nameByDigest(resolve(path));
 
 export async function takeSnapshot(req: SnapshotRequest): Promise<SnapshotResult> {
   if ((req.vmm ?? "qemu") !== "qemu")
-    throw new UserError("snapshot: QEMU only here (Firecracker: see docs/snapshot.md for its request bodies)");
+    throw new UserError(
+      "snapshot: QEMU only here (Firecracker: see docs/snapshot.md for its request bodies)",
+    );
   const rw = (req.volumes ?? []).find((v) => !v.readOnly);
   if (rw)
-    throw new UserError(`--volume ${rw.file}: a snapshot takes read-only volumes only (add :ro); resumes would share the disk`);
+    throw new UserError(
+      `--volume ${rw.file}: a snapshot takes read-only volumes only (add :ro); resumes would share the disk`,
+    );
   await checkOutput(req.output, [{ path: req.image, what: req.image }], { why: false });
   requireTools("snapshot", ["zstd"]);
   const work = await mkdtemp(join(tmpdir(), "slimroot-snapshot-"));
@@ -151,7 +158,8 @@ export async function takeSnapshot(req: SnapshotRequest): Promise<SnapshotResult
       },
     });
     sink.server.close();
-    if (!header) throw new UserError(`the app exited with status ${code} before the probe passed; no snapshot`);
+    if (!header)
+      throw new UserError(`the app exited with status ${code} before the probe passed; no snapshot`);
     const frame = snapshotHeaderFrame(header);
     const [fileBytes] = await writeFilesAtomically([
       {
@@ -182,9 +190,7 @@ async function headerOf(
   const disks = await Promise.all(plan.disks.map((d) => named(d.path)));
   const initrd = await Promise.all(
     plan.initrd.map(async (p) =>
-      "path" in p
-        ? { kind: p.kind, ...(await named(p.path)) }
-        : { kind: p.kind, bytes: p.bytes },
+      "path" in p ? { kind: p.kind, ...(await named(p.path)) } : { kind: p.kind, bytes: p.bytes },
     ),
   );
   const { network: _n, stop: _s, notes: _o, reportKey: _k, ...rest } = plan;

@@ -78,8 +78,11 @@ export class ControlChannel {
     clearTimeout(timer);
     const verb = line.split(" ")[0];
     if (got === "timeout")
-      throw new Error(`the guest init did not answer "${verb}" within ${timeoutMs / 1000} s (an image built before snapshots?)`);
-    if (got !== expect) throw new Error(`the guest init answered "${verb}" with ${JSON.stringify(got ?? "nothing")}`);
+      throw new Error(
+        `the guest init did not answer "${verb}" within ${timeoutMs / 1000} s (an image built before snapshots?)`,
+      );
+    if (got !== expect)
+      throw new Error(`the guest init answered "${verb}" with ${JSON.stringify(got ?? "nothing")}`);
   }
 
   close(): void {

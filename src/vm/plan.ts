@@ -13,6 +13,7 @@ import { hasCmdlineDevices, parseKernelConfig } from "../kernel/config.js";
 import type { Transport } from "../kernel/manifest.js";
 import { GUEST_MODULES_DIR } from "../kmod/modules-cpio.js";
 import { shellQuote } from "../util/shell.js";
+import { CONTROL_MODULE, CONTROL_PORT_NAME } from "./control.js";
 import { type Disk, type DiskPlan, kernelDiskProblem, planDisks, type VolumeFacts } from "./disks.js";
 import { RunFailure } from "./failure.js";
 import { checkFirecrackerKernel, defaultTapNetwork, firecrackerBootArgs } from "./firecracker.js";
@@ -27,7 +28,6 @@ import {
 } from "./memory.js";
 import type { PortForward } from "./ports.js";
 import { type Accel, kernelCmdline, type Machine } from "./qemu.js";
-import { CONTROL_MODULE, CONTROL_PORT_NAME } from "./control.js";
 import { type GuestNetwork, runConfCpioSize, runConfText } from "./runconf.js";
 import { timelineCmdline } from "./timeline.js";
 

@@ -4,8 +4,8 @@ import { toolNotFound } from "../util/tools.js";
 import { ControlChannel, resumeRequest } from "./control.js";
 import { type Launcher, RunFailure, writeInitrd } from "./launcher.js";
 import { checkPortsFree } from "./ports.js";
-import { Qmp } from "./qmp.js";
 import { qemuCommand } from "./qemu.js";
+import { Qmp } from "./qmp.js";
 import { pressCtrlAltDel } from "./stop.js";
 
 /** How long a resumed guest's init gets to answer: loading the state comes first. */

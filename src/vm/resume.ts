@@ -32,7 +32,8 @@ export async function nameByDigest(path: string): Promise<NamedFile> {
 export function qemuVersion(arch: Arch): { binary: string; version: string } {
   const binary = qemuBinary(arch);
   const r = spawnSync(binary, ["--version"], { encoding: "utf8" });
-  if (r.status !== 0) throw new RunFailure(`${binary} --version failed: ${(r.stderr || String(r.error)).trim()}`);
+  if (r.status !== 0)
+    throw new RunFailure(`${binary} --version failed: ${(r.stderr || String(r.error)).trim()}`);
   return { binary, version: r.stdout.split("\n")[0]!.trim() };
 }
 
@@ -47,7 +48,8 @@ export async function snapshotOf(image: string): Promise<SnapshotArtifact | unde
 /** A file the snapshot names, as it is now: one line when it is gone or changed. */
 async function checkNamed(f: NamedFile, what: string, snap: string): Promise<void> {
   const st = await stat(f.path).catch(() => undefined);
-  if (!st?.isFile()) throw new RunFailure(`${snap}: its ${what} ${f.path} is missing; the snapshot cannot resume`);
+  if (!st?.isFile())
+    throw new RunFailure(`${snap}: its ${what} ${f.path} is missing; the snapshot cannot resume`);
   const now = st.size === f.bytes ? await nameByDigest(f.path) : undefined;
   if (now?.sha256 !== f.sha256)
     throw new RunFailure(
@@ -70,15 +72,13 @@ function fixedOptions(o: BootOptions): string[] {
 }
 
 /** The resume's plan, after every check (the QEMU version, the kernel, the disks). */
-export async function planResume(
-  a: SnapshotArtifact,
-  o: BootOptions,
-  volumes: number,
-): Promise<BootPlan> {
+export async function planResume(a: SnapshotArtifact, o: BootOptions, volumes: number): Promise<BootPlan> {
   const h = a.header;
   const fixed = [...fixedOptions(o), ...(volumes ? ["--volume"] : [])];
   if (fixed.length)
-    throw new RunFailure(`${a.path}: ${fixed.join(", ")}: fixed when the snapshot was made (resume takes -p, --timeout, --stop-timeout)`);
+    throw new RunFailure(
+      `${a.path}: ${fixed.join(", ")}: fixed when the snapshot was made (resume takes -p, --timeout, --stop-timeout)`,
+    );
   const qemu = qemuVersion(h.arch);
   if (qemu.version !== h.qemu.version)
     throw new RunFailure(

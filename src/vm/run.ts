@@ -285,7 +285,8 @@ function boot(
           ),
         );
       }
-      if (hostError) return reject(hostError instanceof RunFailure ? hostError : new RunFailure(hostError.message));
+      if (hostError)
+        return reject(hostError instanceof RunFailure ? hostError : new RunFailure(hostError.message));
       if (hostDone) return resolve(0);
       const timeout = timedOut ? `timed out after ${secs(req.timeoutMs!)}; ` : "";
       // Killed, after --timeout too: 137, as timeout(1) --kill-after reports its KILL.

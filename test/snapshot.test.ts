@@ -1,0 +1,170 @@
+// slimroot snapshot and the resume of its file by run (issue 18 item 3). One snapshot is
+// made (one boot: busybox serving 16 bytes of /dev/urandom and the guest's clock per
+// connection, a read-only squashfs volume attached, a copy of the fetched kernel), then
+// resumed twice at once; the refusals change one thing each and boot nothing.
+import assert from "node:assert/strict";
+import { cp, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { identify } from "../src/artifact/identify.js";
+import { readSnapshotHeader, snapshotHeaderFrame } from "../src/artifact/snapshot.js";
+import { fetchKernel } from "../src/kernel/fetch.js";
+import { freePort } from "../src/util/net.js";
+import { type RunningCli, runCli, startCli } from "./support/cli.js";
+import { debianBusybox } from "./support/kernel.js";
+import { qemusUsing } from "./support/qemu.js";
+
+let work: string;
+let snap: string;
+let kernelDir: string;
+let volume: string;
+let made: { code: number; stderr: string };
+
+// Per connection: 16 random bytes in hex, then the guest's time (seconds).
+const SERVE =
+  'echo "head -c 16 /dev/urandom | od -An -tx1 | tr -d \\" \\\\n\\"; echo; date +%s" > /tmp/r; exec nc -ll -p 8080 -e sh /tmp/r';
+
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), "slimroot-snapshot-test-"));
+  const busybox = await debianBusybox("amd64");
+  const k = await fetchKernel({ arch: "amd64" });
+  // A copy of the fetched kernel, so a test can take its file away.
+  kernelDir = join(work, "kernel");
+  await cp(k.dir, kernelDir, { recursive: true });
+  const app = join(work, "app.cpio.gz");
+  volume = join(work, "data.squashfs");
+  for (const [out, args] of [
+    [app, ["sh", "-c", SERVE]],
+    [volume, ["true"]],
+  ] as const) {
+    const b = await runCli(["build", `bin:${busybox}`, "-o", out, "--", ...args]);
+    assert.equal(b.code, 0, b.stderr);
+  }
+  snap = join(work, "app.snap");
+  made = await runCli([
+    "snapshot",
+    app,
+    "--kernel",
+    kernelDir,
+    "--volume",
+    `${volume}:/data:ro`,
+    "--probe",
+    "tcp:8080",
+    "-o",
+    snap,
+  ]);
+});
+after(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+/** One connection's answer (the whole of it), or undefined when nothing answers yet. */
+function ask(port: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let text = "";
+    const s = connect(port, "127.0.0.1");
+    s.setTimeout(3000, () => s.destroy());
+    s.on("data", (d) => {
+      text += d;
+    });
+    s.on("error", () => resolve(undefined));
+    s.on("close", () => resolve(text.includes("\n") ? text : undefined));
+  });
+}
+
+async function answer(port: number, vm: RunningCli): Promise<{ random: string; clock: number }> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const a = await ask(port);
+    const m = a && /^([0-9a-f]{32})\s*\n(\d+)/.exec(a);
+    if (m) return { random: m[1]!, clock: Number(m[2]) };
+    if (Date.now() > deadline) throw new Error(`no answer on ${port}: ${vm.stderr.slice(-500)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test("snapshot writes one file that identify knows, naming kernel and disks by digest", {
+  timeout: 600_000,
+}, async () => {
+  assert.equal(made.code, 0, made.stderr);
+  assert.match(made.stderr, /snapshot .*app\.snap: [\d.]+ MiB \(guest RAM \d+ MiB/);
+  const a = await identify(snap);
+  assert.equal(a.kind, "snapshot");
+  if (a.kind !== "snapshot") return;
+  assert.ok(a.header.kernel.path.startsWith(`${kernelDir}/vmlinuz-`), a.header.kernel.path);
+  assert.match(a.header.kernel.sha256, /^[0-9a-f]{64}$/);
+  assert.deepEqual(
+    a.header.disks.map((d) => d.path),
+    [volume],
+  );
+  assert.match(a.header.qemu.version, /QEMU emulator version/);
+});
+
+test("two resumes of one snapshot serve at once, each with its own random bytes and the host's clock", {
+  timeout: 600_000,
+}, async () => {
+  assert.equal(made.code, 0, made.stderr);
+  const ports = [await freePort(), await freePort()];
+  const vms = ports.map((p) => startCli(["run", snap, "-p", `127.0.0.1:${p}:8080`]));
+  try {
+    const answers = await Promise.all(ports.map((p, i) => answer(p, vms[i]!)));
+    const host = Date.now() / 1000;
+    assert.notEqual(answers[0]!.random, answers[1]!.random);
+    // `date +%s` truncates: the guest's second is at most 1 s behind the host's instant.
+    for (const a of answers) assert.ok(Math.abs(a.clock - host) <= 2, `guest clock ${a.clock}, host ${host}`);
+    // Both still serve, each connection fresh bytes.
+    const again = await Promise.all(ports.map((p, i) => answer(p, vms[i]!)));
+    const all = new Set([...answers, ...again].map((a) => a.random));
+    assert.equal(all.size, 4);
+    for (const a of again) assert.ok(Math.abs(a.clock - Date.now() / 1000) <= 2, `guest clock ${a.clock}`);
+  } finally {
+    for (const vm of vms) vm.child.kill("SIGTERM");
+    await Promise.all(vms.map((vm) => vm.exited));
+  }
+});
+
+/** A refused resume: exit 125, one line on stderr matching `why`, and no QEMU started. */
+async function refused(file: string, why: RegExp): Promise<void> {
+  const r = await runCli(["run", file, "-p", `127.0.0.1:${await freePort()}:8080`]);
+  assert.equal(r.code, 125, r.stderr);
+  assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+  assert.match(r.stderr, why);
+  assert.deepEqual(await qemusUsing(work), []);
+}
+
+test("a snapshot whose disk changed is refused before booting", { timeout: 300_000 }, async () => {
+  assert.equal(made.code, 0, made.stderr);
+  const saved = await readFile(volume);
+  const changed = Buffer.from(saved);
+  const last = changed.length - 1;
+  changed.writeUInt8(changed.readUInt8(last) ^ 0xff, last);
+  await writeFile(volume, changed);
+  try {
+    await refused(snap, /its disk .*data\.squashfs changed since the snapshot was made/);
+  } finally {
+    await writeFile(volume, saved);
+  }
+});
+
+test("a snapshot whose kernel file is missing is refused before booting", { timeout: 300_000 }, async () => {
+  assert.equal(made.code, 0, made.stderr);
+  const { header } = await readSnapshotHeader(snap);
+  await rename(header.kernel.path, `${header.kernel.path}.away`);
+  try {
+    await refused(snap, /its kernel .* is missing/);
+  } finally {
+    await rename(`${header.kernel.path}.away`, header.kernel.path);
+  }
+});
+
+test("a snapshot made by another QEMU version is refused before booting", { timeout: 300_000 }, async () => {
+  assert.equal(made.code, 0, made.stderr);
+  const { header, streamOffset } = await readSnapshotHeader(snap);
+  const other = join(work, "other-qemu.snap");
+  const body = (await readFile(snap)).subarray(streamOffset);
+  const edited = { ...header, qemu: { ...header.qemu, version: "QEMU emulator version 6.0.0" } };
+  await writeFile(other, Buffer.concat([snapshotHeaderFrame(edited), body]));
+  await refused(other, /made by QEMU emulator version 6\.0\.0, this host has/);
+});

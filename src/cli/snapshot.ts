@@ -3,10 +3,9 @@ import { takeSnapshot } from "../snapshot/take.js";
 import { parseProbe } from "../trace/probe.js";
 import { oneLine } from "../util/errors.js";
 import { parseVolume } from "../vm/disks.js";
-import { parsePortForward } from "../vm/ports.js";
 import { EXIT_FAILED } from "../vm/run.js";
-import { collect, parseDuration, positiveInt } from "./parse.js";
-import { withStopSignals } from "./run.js";
+import { collect, parseDuration } from "./parse.js";
+import { machineOptions, withStopSignals } from "./run.js";
 
 const MiB = 1 << 20;
 
@@ -43,11 +42,7 @@ export function registerSnapshot(program: Command): void {
             output: opts.output as string,
             probe: parseProbe(opts.probe as string),
             readyTimeoutMs: parseDuration(opts.readyTimeout as string, "--ready-timeout"),
-            ...(opts.kernel ? { kernel: opts.kernel as string } : {}),
-            ...(opts.modules ? { modules: opts.modules as string } : {}),
-            forwards: ((opts.publish as string[] | undefined) ?? []).map(parsePortForward),
-            ...(opts.mem ? { memMiB: positiveInt(opts.mem as string, "--mem", 1 << 20) } : {}),
-            cpus: positiveInt(opts.cpus as string, "--cpus", 64),
+            ...machineOptions(opts),
             env: (opts.env as string[] | undefined) ?? [],
             ...(command.length ? { args: command } : {}),
             volumes: ((opts.volume as string[] | undefined) ?? []).map(parseVolume),

@@ -8,7 +8,8 @@
  *                                   clock set to S.N (the host's), then SIGCONT for all
  */
 import { randomBytes } from "node:crypto";
-import { connect, type Socket } from "node:net";
+import type { Socket } from "node:net";
+import { connectUnix, retrying } from "./qmp.js";
 
 /** The kernel module of the port's driver (built into slimroot's kernel; a module in Debian's). */
 export const CONTROL_MODULE = "virtio_console";
@@ -47,20 +48,7 @@ export class ControlChannel {
 
   /** Connects to QEMU's end of the channel, retrying until it exists or `timeoutMs` passes. */
   static async connect(path: string, timeoutMs = 10_000): Promise<ControlChannel> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      try {
-        const sock = await new Promise<Socket>((resolve, reject) => {
-          const s = connect(path);
-          s.once("connect", () => resolve(s));
-          s.once("error", reject);
-        });
-        return new ControlChannel(sock);
-      } catch (err) {
-        if (Date.now() > deadline) throw err;
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    }
+    return new ControlChannel(await retrying(timeoutMs, 20, () => connectUnix(path)));
   }
 
   /** Sends one request and waits for `expect` (else throws, naming what came). */

@@ -1,5 +1,5 @@
 import type { Command } from "commander";
-import { takeSnapshot } from "../snapshot/take.js";
+import { firecrackerSnapshotFiles, takeSnapshot } from "../snapshot/take.js";
 import { parseProbe } from "../trace/probe.js";
 import { oneLine } from "../util/errors.js";
 import { parseVolume } from "../vm/disks.js";
@@ -34,25 +34,41 @@ export function registerSnapshot(program: Command): void {
     .option("--cpus <n>", "virtual CPUs", "1")
     .option("--volume <FILE:/path:ro>", "attach a read-only disk image at /path (repeatable)", collect)
     .option("--ready-timeout <duration>", "how long the app gets to pass the probe", "120s")
+    .option(
+      "--vmm <vmm>",
+      "qemu, or firecracker: -o is then a directory with the VM's files, the snapshot API requests and snapshot.sh (Firecracker needs KVM: made, not run, here)",
+      "qemu",
+    )
+    .option("--tap <name>", "firecracker: attach eth0 to this host tap device")
     .action(async (image: string, command: string[], opts: Record<string, unknown>) => {
       try {
-        const r = await withStopSignals((stop, kill) =>
-          takeSnapshot({
-            image,
-            output: opts.output as string,
-            probe: parseProbe(opts.probe as string),
-            readyTimeoutMs: parseDuration(opts.readyTimeout as string, "--ready-timeout"),
-            ...machineOptions(opts),
-            env: (opts.env as string[] | undefined) ?? [],
-            ...(command.length ? { args: command } : {}),
-            volumes: ((opts.volume as string[] | undefined) ?? []).map(parseVolume),
-            stopGraceMs: 5000,
-            stdout: process.stderr,
-            stderr: process.stderr,
-            stop,
-            kill,
-          }),
-        );
+        const request = (stop: AbortSignal, kill: AbortSignal) => ({
+          image,
+          output: opts.output as string,
+          probe: parseProbe(opts.probe as string),
+          readyTimeoutMs: parseDuration(opts.readyTimeout as string, "--ready-timeout"),
+          ...machineOptions(opts),
+          env: (opts.env as string[] | undefined) ?? [],
+          ...(command.length ? { args: command } : {}),
+          volumes: ((opts.volume as string[] | undefined) ?? []).map(parseVolume),
+          stopGraceMs: 5000,
+          stdout: process.stderr,
+          stderr: process.stderr,
+          ...(opts.vmm === "firecracker" ? { vmm: "firecracker" as const } : {}),
+          ...(opts.tap ? { tap: opts.tap as string } : {}),
+          stop,
+          kill,
+        });
+        if (opts.vmm === "firecracker") {
+          const dir = await firecrackerSnapshotFiles(
+            request(new AbortController().signal, new AbortController().signal),
+          );
+          process.stderr.write(
+            `slimroot: ${dir}: vm.json, snapshot-create.json, snapshot-load.json and snapshot.sh for a host with Firecracker and KVM (none here: not run)\n`,
+          );
+          return;
+        }
+        const r = await withStopSignals((stop, kill) => takeSnapshot(request(stop, kill)));
         const m = r.header.memory;
         process.stderr.write(
           `slimroot: snapshot ${opts.output as string}: ${(r.fileBytes / MiB).toFixed(1)} MiB (guest RAM ${m.guestMiB} MiB, ${(m.nonZeroBytes / MiB).toFixed(1)} MiB of it non-zero pages); the app was ready ${r.readySeconds.toFixed(2)} s after QEMU started\n`,

@@ -12,7 +12,7 @@ import { mkdtemp, rm, stat } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { Readable } from "node:stream";
+import { Readable, Writable } from "node:stream";
 import { finished } from "node:stream/promises";
 import { type SnapshotHeader, snapshotHeaderFrame } from "../artifact/snapshot.js";
 import { writeFilesAtomically } from "../output/atomic.js";
@@ -22,6 +22,12 @@ import { UserError } from "../util/errors.js";
 import { freePort } from "../util/net.js";
 import { requireTools } from "../util/tools.js";
 import { ControlChannel } from "../vm/control.js";
+import {
+  pauseBody,
+  snapshotCreateBody,
+  snapshotLoadBody,
+  snapshotScript,
+} from "../vm/firecracker-snapshot.js";
 import type { BootPlan } from "../vm/plan.js";
 import type { PortForward } from "../vm/ports.js";
 import { Qmp } from "../vm/qmp.js";
@@ -114,11 +120,35 @@ async function probeForwards(probe: Probe, user: readonly PortForward[]): Promis
 /** A file a resume needs again (kernel, disks), named by absolute path and digest. */
 const named = (path: string) => nameByDigest(resolve(path));
 
+/**
+ * `--vmm firecracker`: no snapshot can be made here (Firecracker needs KVM); the VM's files
+ * (run --dry-run's) go to the directory `output`, with the API request bodies that make and
+ * load a snapshot and a script that sends them where Firecracker and KVM exist.
+ */
+export async function firecrackerSnapshotFiles(req: SnapshotRequest): Promise<string> {
+  let dir = "";
+  await runImage({
+    ...req,
+    dryRun: true,
+    outDir: req.output,
+    readOnly: true,
+    stdout: new Writable({ write: (_c, _e, cb) => cb() }),
+    moreFiles: (d) => {
+      dir = resolve(d);
+      return [
+        { name: "snapshot-pause.json", text: `${JSON.stringify(pauseBody())}\n` },
+        { name: "snapshot-create.json", text: `${JSON.stringify(snapshotCreateBody(dir), null, 2)}\n` },
+        { name: "snapshot-load.json", text: `${JSON.stringify(snapshotLoadBody(dir), null, 2)}\n` },
+        { name: "snapshot.sh", text: snapshotScript(dir), mode: 0o755 },
+      ];
+    },
+  });
+  return dir;
+}
+
 export async function takeSnapshot(req: SnapshotRequest): Promise<SnapshotResult> {
   if ((req.vmm ?? "qemu") !== "qemu")
-    throw new UserError(
-      "snapshot: QEMU only here (Firecracker: see docs/snapshot.md for its request bodies)",
-    );
+    throw new UserError("snapshot: a file is made by QEMU only; --vmm firecracker writes a directory");
   const rw = (req.volumes ?? []).find((v) => !v.readOnly);
   if (rw)
     throw new UserError(

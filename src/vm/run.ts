@@ -9,6 +9,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { Readable } from "node:stream";
 import { functionSymbols } from "../kernel/symbols.js";
 import { OutputDir } from "../output/dir.js";
 import type { InputPath } from "../output/output.js";
@@ -67,6 +68,8 @@ export interface RunRequest extends Omit<BootOptions, "vmm" | "reportKey"> {
    * resolves, the VM is ended and runImage resolves 0; when it throws, runImage throws that.
    */
   attached?: (vm: NonNullable<Launch["control"]>, plan: BootPlan, exited: () => boolean) => Promise<void>;
+  /** With dryRun: more files for the VM's directory (snapshot --vmm firecracker: its API requests, a script). */
+  moreFiles?: (dir: string) => { name: string; text: string; mode?: number }[];
 }
 
 /** Runs the image; resolves with the exit status for `slimroot run`. */
@@ -97,6 +100,15 @@ export async function runImage(req: RunRequest): Promise<number> {
     // The VM's files: in -o DIR (new, empty or an earlier dry run's, never over an input) or the scratch.
     out = await OutputDir.open(req.outDir ?? scratch, "-o", runInputs(req));
     const launch = await LAUNCHERS[plan.vmm].render(plan, out);
+    const dir = out.path;
+    const more = req.dryRun ? (req.moreFiles?.(dir) ?? []) : [];
+    await out.write(
+      more.map((f) => ({
+        target: out!.file(f.name),
+        source: Readable.from([f.text]),
+        mode: f.mode ?? 0o644,
+      })),
+    );
     await out.commit();
     const notes = () => {
       for (const n of plan.notes) req.stderr.write(`slimroot: ${n}\n`);

@@ -90,3 +90,20 @@ export function firecrackerValidator(dir: string): ConfigValidator {
     },
   };
 }
+
+/** A validator for one API request body: the schema's definition `name` (objects closed, as above). */
+export function definitionValidator(dir: string, name: string): ConfigValidator {
+  const api = parse(readFileSync(join(dir, "firecracker.yaml"), "utf8")) as {
+    definitions: Record<string, Record<string, unknown>>;
+  };
+  closeObjects(api.definitions);
+  const ajv = new Ajv({ allErrors: true, validateFormats: false });
+  ajv.addKeyword("example");
+  const validate = ajv.compile({ $id: name, $ref: `#/definitions/${name}`, definitions: api.definitions });
+  return {
+    errors(body) {
+      if (validate(body)) return [];
+      return (validate.errors ?? []).map((e: ErrorObject) => `${e.instancePath || "/"} ${e.message}`);
+    },
+  };
+}

@@ -3,7 +3,8 @@
  * whose name is run.conf's `control` record, read when SIGIO says it has input. Two requests, a
  * line each, each answered with a line:
  *
- *   freeze                 -> frozen   every process but PID 1 gets SIGSTOP before the VM is saved
+ *   freeze                 -> frozen KIB   every process but PID 1 gets SIGSTOP before the VM is
+ *                                      saved; KIB: the guest's RAM in use (MemTotal - MemFree)
  *   resume SEC NSEC HEX    -> resumed  after a restore: the kernel's pool gets fresh bytes from
  *                                      virtio-rng (/dev/hwrng) and HEX from the host, the CRNG is
  *                                      reseeded at once, the clock is set to the host's, and only
@@ -136,11 +137,42 @@ static void reseed(const unsigned char *host, size_t nhost)
 		warn("resume: reseeding the kernel's random pool: %e", (int)-r);
 }
 
+/* /proc/meminfo's "NAME:   N kB" value, 0 when absent. */
+static unsigned meminfo(const char *text, const char *name)
+{
+	size_t n = slen(name);
+	for (const char *p = text; *p; p++) {
+		if ((p == text || p[-1] == '\n') && !memcmp(p, name, n)) {
+			unsigned v = 0;
+			for (p += n; *p == ' '; p++)
+				;
+			while (*p >= '0' && *p <= '9')
+				v = v * 10 + (unsigned)(*p++ - '0');
+			return v;
+		}
+	}
+	return 0;
+}
+
+/* The guest's RAM in use (KiB): MemTotal - MemFree, what the snapshot's size is judged against. */
+static unsigned used_kib(void)
+{
+	char text[2048];
+	long fd = sys_open("/proc/meminfo", O_RDONLY | O_CLOEXEC, 0);
+	if (fd < 0)
+		return 0;
+	long n = sys_read((int)fd, text, sizeof(text) - 1);
+	sys_close((int)fd);
+	text[n > 0 ? n : 0] = 0;
+	return meminfo(text, "MemTotal:") - meminfo(text, "MemFree:");
+}
+
 static void handle(char *l)
 {
 	if (streq(l, "freeze")) {
 		sys_kill(-1, SIGSTOP);
-		write_all(ctl, "frozen\n", 7);
+		char reply[48];
+		write_all(ctl, reply, fmt(reply, sizeof(reply), "frozen %u\n", used_kib()));
 	} else if (l[0] == 'r' && !memcmp(l, "resume ", 7)) {
 		struct timespec_k t;
 		unsigned char seed[64];

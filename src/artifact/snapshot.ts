@@ -46,8 +46,12 @@ export interface SnapshotHeader {
   plan: Record<string, unknown>;
   /** The guest init's report key (vm/report.ts): its exit report after a resume opens with it. */
   reportKey: string;
-  /** What the VM held: guest RAM (MiB), bytes of non-zero RAM pages saved, the migration stream's bytes. */
-  memory: { guestMiB: number; nonZeroBytes: number; streamBytes: number };
+  /**
+   * What the VM held: guest RAM (MiB), RAM in use in the guest when it was frozen (MemTotal -
+   * MemFree), bytes of non-zero RAM pages saved (freed pages that were once written count), the
+   * migration stream's bytes (zero pages are a flag each).
+   */
+  memory: { guestMiB: number; inUseBytes: number; nonZeroBytes: number; streamBytes: number };
 }
 
 /** Whether `head` (a file's first bytes) opens a slimroot snapshot. */

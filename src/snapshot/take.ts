@@ -164,6 +164,7 @@ export async function takeSnapshot(req: SnapshotRequest): Promise<SnapshotResult
     const ports = new Map(forwards.filter((f) => f.proto === "tcp").map((f) => [f.guestPort, f.hostPort]));
     let header: SnapshotHeader | undefined;
     let readySeconds = 0;
+    let usedKib = 0;
     const started = Date.now();
     const code = await runImage({
       ...req,
@@ -178,13 +179,13 @@ export async function takeSnapshot(req: SnapshotRequest): Promise<SnapshotResult
         readySeconds = (Date.now() - started) / 1000;
         const ctl = await ControlChannel.connect(vm.channel);
         try {
-          await ctl.request("freeze", "frozen", FREEZE_MS);
+          usedKib = Number(await ctl.request("freeze", "frozen", FREEZE_MS)) || 0;
         } finally {
           ctl.close();
         }
         const ram = await saveVm(vm.qmpSocket, join(work, "migrate.sock"));
         await sink.done;
-        header = await headerOf(plan, ram, req.report?.key);
+        header = await headerOf(plan, { ...ram, inUseBytes: usedKib * 1024 }, req.report?.key);
       },
     });
     sink.server.close();
@@ -212,7 +213,7 @@ async function* concatStreams(first: Buffer, file: string): AsyncGenerator<Buffe
 /** The header: the plan (paths absolute, forwards left out), the files by digest, the QEMU version. */
 async function headerOf(
   plan: BootPlan,
-  ram: { nonZeroBytes: number; streamBytes: number },
+  ram: { nonZeroBytes: number; streamBytes: number; inUseBytes: number },
   reportKey: string | undefined,
 ): Promise<SnapshotHeader> {
   if (!plan.reportKey && !reportKey) throw new Error("snapshot: the boot has no report key");

@@ -3,7 +3,7 @@
  * unix socket chardev) that the guest init opens when run.conf has a `control` record
  * (init/control.c). Requests are lines; each gets one line back:
  *
- *   freeze             -> frozen    every guest process but the init stopped (SIGSTOP)
+ *   freeze             -> frozen K  every guest process but the init stopped (SIGSTOP); K: KiB of RAM in use
  *   resume S N HEX     -> resumed   pool reseeded from virtio-rng and HEX, CRNG reseeded,
  *                                   clock set to S.N (the host's), then SIGCONT for all
  */
@@ -51,8 +51,8 @@ export class ControlChannel {
     return new ControlChannel(await retrying(timeoutMs, 20, () => connectUnix(path)));
   }
 
-  /** Sends one request and waits for `expect` (else throws, naming what came). */
-  async request(line: string, expect: string, timeoutMs: number): Promise<void> {
+  /** Sends one request and waits for a reply that is `expect`, or starts with it and a space (returns the rest); else throws. */
+  async request(line: string, expect: string, timeoutMs: number): Promise<string> {
     const reply = new Promise<string | undefined>((resolve) => {
       this.waiting = resolve;
       this.deliver();
@@ -69,8 +69,9 @@ export class ControlChannel {
       throw new Error(
         `the guest init did not answer "${verb}" within ${timeoutMs / 1000} s (an image built before snapshots?)`,
       );
-    if (got !== expect)
-      throw new Error(`the guest init answered "${verb}" with ${JSON.stringify(got ?? "nothing")}`);
+    if (got === expect) return "";
+    if (got?.startsWith(`${expect} `)) return got.slice(expect.length + 1);
+    throw new Error(`the guest init answered "${verb}" with ${JSON.stringify(got ?? "nothing")}`);
   }
 
   close(): void {

@@ -444,7 +444,9 @@ export function describePlan(p: BootPlan): string[] {
   return [
     `${p.vmm === "qemu" ? "QEMU" : "Firecracker"} ${p.arch}${p.qemu ? ` (${p.qemu.machine}${p.qemu.machine === "microvm" ? `, ACPI ${p.qemu.acpi ? "on" : "off"}` : ""}, ${p.qemu.accel})` : ""}`,
     `kernel: ${p.kernel.label}${p.kernel.embedded ? " (the app built in)" : ""}${p.kernel.convert ? ` (${p.kernel.convert === "vmlinux" ? "its vmlinux extracted" : "inflated"})` : ""}`,
-    `initrd: ${p.initrd.map(part).join(", ")}`,
+    p.resume
+      ? `resume: the state saved in ${p.resume.snapshot} (no initrd)`
+      : `initrd: ${p.initrd.map(part).join(", ")}`,
     ...p.disks.map(
       (d) => `disk: ${d.path} at ${d.mount}, ${d.format ?? "?"}, ${d.readOnly ? "read-only" : "read-write"}`,
     ),

@@ -10,6 +10,7 @@ import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
+import { resolve } from "node:path";
 import type { Arch } from "../arch/arch.js";
 import { identify, type SnapshotArtifact, sniffFile } from "../artifact/identify.js";
 import type { NamedFile } from "../artifact/snapshot.js";
@@ -96,8 +97,10 @@ export async function planResume(a: SnapshotArtifact, o: BootOptions, volumes: n
       graceMs: o.stopGraceMs,
       ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
     },
+    // The first boot's initrd is in the saved RAM: nothing is joined or passed again.
+    initrd: [],
     notes: [],
     control: true,
-    resume: { snapshot: a.path },
+    resume: { snapshot: resolve(a.path) },
   };
 }

@@ -236,7 +236,7 @@ async function headerOf(
     format: 1,
     created: new Date().toISOString(),
     arch: plan.arch,
-    qemu: qemuVersion(plan.arch),
+    qemu: await qemuVersion(plan.arch),
     kernel,
     disks,
     initrd,

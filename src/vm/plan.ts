@@ -401,6 +401,9 @@ export function planBoot(f: BootFacts, o: BootOptions): BootPlan {
     cmdline = firecrackerBootArgs(f.arch);
   }
   if (o.timeline) cmdline = timelineCmdline(cmdline);
+  // A snapshot saves every page the guest ever wrote: freed ones zeroed (the initrd's copy,
+  // what unpacking it used) are saved as a flag each, not 4 KiB.
+  if (o.control) cmdline = `${cmdline} init_on_free=1`;
   if (tap && o.tap) notes.push(reachLine(o.tap, tap));
   return {
     vmm: o.vmm,

@@ -6,7 +6,7 @@
  * file and every disk present with the digest the snapshot names (a VM's RAM holds the page
  * cache of its disks, so a disk that changed since would be read wrong).
  */
-import { spawnSync } from "node:child_process";
+import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
@@ -30,12 +30,15 @@ export async function nameByDigest(path: string): Promise<NamedFile> {
 }
 
 /** `qemu-system-* --version`'s first line: what a snapshot is tied to. */
-export function qemuVersion(arch: Arch): { binary: string; version: string } {
+export async function qemuVersion(arch: Arch): Promise<{ binary: string; version: string }> {
   const binary = qemuBinary(arch);
-  const r = spawnSync(binary, ["--version"], { encoding: "utf8" });
-  if (r.status !== 0)
-    throw new RunFailure(`${binary} --version failed: ${(r.stderr || String(r.error)).trim()}`);
-  return { binary, version: r.stdout.split("\n")[0]!.trim() };
+  const r = await new Promise<{ ok: boolean; out: string }>((done) =>
+    execFile(binary, ["--version"], (err, stdout, stderr) =>
+      done({ ok: !err, out: err ? (stderr || err.message).trim() : stdout }),
+    ),
+  );
+  if (!r.ok) throw new RunFailure(`${binary} --version failed: ${r.out}`);
+  return { binary, version: r.out.split("\n")[0]!.trim() };
 }
 
 /** The snapshot `image` is, or undefined when it is something else. */
@@ -80,13 +83,20 @@ export async function planResume(a: SnapshotArtifact, o: BootOptions, volumes: n
     throw new RunFailure(
       `${a.path}: ${fixed.join(", ")}: fixed when the snapshot was made (resume takes -p, --timeout, --stop-timeout)`,
     );
-  const qemu = qemuVersion(h.arch);
+  // Asked while the files are hashed: QEMU takes a while to load its libraries.
+  const asked = qemuVersion(h.arch);
+  asked.catch(() => {});
+  const files = Promise.all([
+    checkNamed(h.kernel, "kernel", a.path),
+    ...h.disks.map((d) => checkNamed(d, "disk", a.path)),
+  ]);
+  files.catch(() => {});
+  const qemu = await asked;
   if (qemu.version !== h.qemu.version)
     throw new RunFailure(
       `${a.path}: made by ${h.qemu.version}, this host has ${qemu.version}; a snapshot resumes only on the QEMU that made it`,
     );
-  await checkNamed(h.kernel, "kernel", a.path);
-  for (const d of h.disks) await checkNamed(d, "disk", a.path);
+  await files;
   const saved = h.plan as unknown as BootPlan;
   return {
     ...saved,

@@ -9,11 +9,13 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
-import { stat } from "node:fs/promises";
-import { resolve } from "node:path";
+import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
 import type { Arch } from "../arch/arch.js";
 import { identify, type SnapshotArtifact, sniffFile } from "../artifact/identify.js";
 import type { NamedFile } from "../artifact/snapshot.js";
+import { cacheRoot } from "../util/cache-dir.js";
+import { hostExecutable } from "../util/host-path.js";
 import { RunFailure } from "./failure.js";
 import type { BootOptions, BootPlan } from "./plan.js";
 import { qemuBinary } from "./qemu.js";
@@ -39,6 +41,34 @@ export async function qemuVersion(arch: Arch): Promise<{ binary: string; version
   );
   if (!r.ok) throw new RunFailure(`${binary} --version failed: ${r.out}`);
   return { binary, version: r.out.split("\n")[0]!.trim() };
+}
+
+/**
+ * qemuVersion, remembered per binary (path, inode, size, mtime) in the cache: starting QEMU to
+ * ask costs a resume a few hundred milliseconds on a busy host. An upgraded QEMU is another file.
+ */
+async function knownQemuVersion(arch: Arch): Promise<{ binary: string; version: string }> {
+  const exe = hostExecutable(qemuBinary(arch));
+  const st = exe ? await stat(exe).catch(() => undefined) : undefined;
+  if (!st) return qemuVersion(arch);
+  const key = `${exe}:${st.ino}:${st.size}:${st.mtimeMs}`;
+  const file = join(cacheRoot(), "qemu-versions.json");
+  let known: Record<string, unknown> = {};
+  try {
+    known = (JSON.parse(await readFile(file, "utf8")) as Record<string, unknown> | null) ?? {};
+  } catch {
+    // none yet, or damaged: asked again
+  }
+  const hit = known[key] as { binary: string; version: string } | undefined;
+  if (typeof hit?.version === "string" && typeof hit.binary === "string") return hit;
+  const v = await qemuVersion(arch);
+  // A cache, not an output: written whole through a temp name; a failure only costs the next resume.
+  const tmp = `${file}.${process.pid}.tmp`;
+  await mkdir(dirname(file), { recursive: true })
+    .then(() => writeFile(tmp, JSON.stringify({ ...known, [key]: v })))
+    .then(() => rename(tmp, file))
+    .catch(() => rm(tmp, { force: true }));
+  return v;
 }
 
 /** The snapshot `image` is, or undefined when it is something else. */
@@ -83,8 +113,8 @@ export async function planResume(a: SnapshotArtifact, o: BootOptions, volumes: n
     throw new RunFailure(
       `${a.path}: ${fixed.join(", ")}: fixed when the snapshot was made (resume takes -p, --timeout, --stop-timeout)`,
     );
-  // Asked while the files are hashed: QEMU takes a while to load its libraries.
-  const asked = qemuVersion(h.arch);
+  // Asked while the files are hashed (QEMU takes a while to load its libraries), once per binary.
+  const asked = knownQemuVersion(h.arch);
   asked.catch(() => {});
   const files = Promise.all([
     checkNamed(h.kernel, "kernel", a.path),

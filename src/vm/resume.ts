@@ -73,8 +73,12 @@ async function knownQemuVersion(arch: Arch): Promise<{ binary: string; version: 
 
 /** The snapshot `image` is, or undefined when it is something else. */
 export async function snapshotOf(image: string): Promise<SnapshotArtifact | undefined> {
-  const { sniffed } = await sniffFile(image);
-  if (sniffed.kind !== "snapshot") return undefined;
+  // Anything else (a directory, a missing file) is for the boot path to name.
+  const sniffed = await sniffFile(image).then(
+    (r) => r.sniffed,
+    () => undefined,
+  );
+  if (sniffed?.kind !== "snapshot") return undefined;
   const a = await identify(image);
   return a.kind === "snapshot" ? a : undefined;
 }

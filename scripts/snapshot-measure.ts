@@ -1,6 +1,7 @@
 /**
  * Ready after a resume against a cold boot of the same image, in one run (issue 18 item 3):
- * `node --import tsx scripts/snapshot-measure.ts IMAGE.cpio.gz APP.snap GUESTPORT [ROUNDS]`.
+ * `node --import tsx scripts/snapshot-measure.ts IMAGE.cpio.gz APP.snap GUESTPORT [ROUNDS [RUN-OPTIONS...]]`
+ * (RUN-OPTIONS: what the snapshot was made with, e.g. `--kernel DIR`, for the cold boots).
  * Each round boots IMAGE with `slimroot run -p` and resumes APP.snap the same way, one after
  * the other, and times from spawning the CLI to the first answer on the forwarded port
  * (a connection that brings data within 200 ms; attempts every 20 ms). Medians on stdout, as JSON.
@@ -10,7 +11,7 @@ import { connect } from "node:net";
 import { join } from "node:path";
 import { freePort } from "../src/util/net.js";
 
-const [image, snap, guest, rounds = "3"] = process.argv.slice(2);
+const [image, snap, guest, rounds = "3", ...coldArgs] = process.argv.slice(2);
 if (!image || !snap || !guest)
   throw new Error("usage: snapshot-measure.ts IMAGE APP.snap GUESTPORT [ROUNDS]");
 const MAIN = join(import.meta.dirname, "..", "dist", "cli", "main.js");
@@ -29,10 +30,10 @@ const answers = (port: number) =>
     s.on("close", () => resolve(false));
   });
 
-async function readySeconds(file: string): Promise<number> {
+async function readySeconds(file: string, extra: string[] = []): Promise<number> {
   const port = await freePort();
   const t0 = performance.now();
-  const child = spawn(process.execPath, [MAIN, "run", file, "-p", `127.0.0.1:${port}:${guest}`], {
+  const child = spawn(process.execPath, [MAIN, "run", file, ...extra, "-p", `127.0.0.1:${port}:${guest}`], {
     stdio: "ignore",
   });
   try {
@@ -51,7 +52,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 const cold: number[] = [];
 const resumed: number[] = [];
 for (let i = 0; i < Number(rounds); i++) {
-  cold.push(await readySeconds(image));
+  cold.push(await readySeconds(image, coldArgs));
   resumed.push(await readySeconds(snap));
 }
 const c = median(cold);

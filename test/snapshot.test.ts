@@ -1,7 +1,8 @@
 // slimroot snapshot and the resume of its file by run (issue 18 item 3). One snapshot is
 // made (one boot: busybox serving 16 bytes of /dev/urandom and the guest's clock per
 // connection, a read-only squashfs volume attached, a copy of the fetched kernel), then
-// resumed twice at once; the refusals change one thing each and boot nothing.
+// resumed twice at once; the refusals change one thing each and boot nothing. arm64 (-M virt)
+// gets a snapshot of its own, resumed twice.
 import assert from "node:assert/strict";
 import { cp, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
@@ -171,4 +172,26 @@ test("a snapshot made by another QEMU version is refused before booting", { time
   const edited = { ...header, qemu: { ...header.qemu, version: "QEMU emulator version 6.0.0" } };
   await writeFile(other, Buffer.concat([snapshotHeaderFrame(edited), body]));
   await refused(other, /made by QEMU emulator version 6\.0\.0, this host has/);
+});
+
+test("arm64 (-M virt): a snapshot resumes twice at once, two machines", { timeout: 600_000 }, async () => {
+  const busybox = await debianBusybox("arm64");
+  await fetchKernel({ arch: "arm64" });
+  const app = join(work, "app-arm64.cpio.gz");
+  const b = await runCli(["build", `bin:${busybox}`, "-o", app, "--", "sh", "-c", SERVE]);
+  assert.equal(b.code, 0, b.stderr);
+  const file = join(work, "app-arm64.snap");
+  const s = await runCli(["snapshot", app, "--probe", "tcp:8080", "-o", file]);
+  assert.equal(s.code, 0, s.stderr);
+  const ports = [await freePort(), await freePort()];
+  const vms = ports.map((p) => startCli(["run", file, "-p", `127.0.0.1:${p}:8080`]));
+  try {
+    const answers = await Promise.all(ports.map((p, i) => answer(p, vms[i]!)));
+    assert.notEqual(answers[0]!.random, answers[1]!.random);
+    for (const a of answers)
+      assert.ok(Math.abs(a.clock - a.host) <= 2, `guest clock ${a.clock}, host ${a.host}`);
+  } finally {
+    for (const vm of vms) vm.child.kill("SIGTERM");
+    await Promise.all(vms.map((vm) => vm.exited));
+  }
 });

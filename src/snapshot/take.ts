@@ -156,7 +156,13 @@ export async function takeSnapshot(req: SnapshotRequest): Promise<SnapshotResult
     throw new UserError(
       `--volume ${rw.file}: a snapshot takes read-only volumes only (add :ro); resumes would share the disk`,
     );
-  await checkOutput(req.output, [{ path: req.image, what: req.image }], { why: false });
+  // Never over what the VM reads (a resume reads the kernel and the disks again).
+  const inputs = [
+    { path: req.image, what: req.image },
+    ...(req.kernel ? [{ path: req.kernel, what: `--kernel ${req.kernel}` }] : []),
+    ...(req.volumes ?? []).map((v) => ({ path: v.file, what: `--volume ${v.file}` })),
+  ];
+  await checkOutput(req.output, inputs, { why: false });
   requireTools("snapshot", ["zstd"]);
   const work = await mkdtemp(join(tmpdir(), "slimroot-snapshot-"));
   try {

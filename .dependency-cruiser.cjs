@@ -33,6 +33,8 @@ const LAYERS = {
   // publish puts images in registries and takes them back (slimroot's OCI form).
   publish: ["appconfig", "artifact", "image", "kernel"],
   bench: ["artifact", "inspect", "kernel", "source", "trace", "vm"],
+  // snapshot boots through vm/ and waits on trace/'s probes; run resumes what it saves.
+  snapshot: ["artifact", "trace", "vm"],
   cli: ["*"],
 };
 

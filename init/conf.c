@@ -298,6 +298,10 @@ void conf_parse(struct conf *c, char *text, const char *path, int is_run_conf)
 			if (!*val || c->nvolumes == MAX_VOLUMES)
 				goto bad;
 			c->volumes[c->nvolumes++] = val;
+		} else if (streq(key, "control")) {
+			if (!*val)
+				goto bad;
+			c->control = val;
 		} else if (streq(key, "modules")) {
 			if (!*val)
 				goto bad;

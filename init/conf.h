@@ -14,6 +14,7 @@ struct conf {
 	char *env[MAX_ENV + 1]; /* NULL-terminated, one entry per NAME */
 	int envc;
 	const char *workdir, *hostname, *modules;
+	const char *control; /* snapshot control channel (control.c), or NULL */
 	unsigned uid, gid;
 	unsigned groups[MAX_GROUPS];
 	int ngroups;

@@ -27,7 +27,8 @@ __asm__(".text\n.global _start\n.type _start,%function\n_start:\n"
  */
 static const unsigned long forwarded = SIGBIT(SIGHUP) | SIGBIT(SIGINT) | SIGBIT(SIGQUIT) |
 				       SIGBIT(SIGUSR1) | SIGBIT(SIGUSR2) | SIGBIT(SIGTERM);
-static const unsigned long waited = forwarded | SIGBIT(SIGCHLD);
+/* SIGIO: the snapshot control channel has input (control.c). */
+static const unsigned long waited = forwarded | SIGBIT(SIGCHLD) | SIGBIT(SIGIO);
 
 /* image_first: the scratch directories (src/guest/layout.ts) get a tmpfs only where the image
  * has nothing; the root is already writable RAM, and a tmpfs would hide what the image put
@@ -387,7 +388,9 @@ static int wait_app(long pid)
 		 * stop request, which the app gets as SIGTERM, as from `docker stop`. */
 		if (sig == SIGINT && info[2] == SI_KERNEL)
 			sig = SIGTERM;
-		if (sig > 0 && sig != SIGCHLD)
+		if (sig == SIGIO)
+			control_read();
+		else if (sig > 0 && sig != SIGCHLD)
 			sys_kill((int)pid, (int)sig);
 	}
 }
@@ -425,6 +428,7 @@ __attribute__((noreturn, used)) void start_c(long *sp)
 		die(125, "hostname %s: %e", c.hostname, (int)-e);
 	net_setup(&c);
 	write_etc(&c);
+	control_open(c.control);
 	if (c.trace)
 		trace_start(&waited);
 

@@ -42,6 +42,9 @@ void disk_finish(void);
 /* root.c: the root is the disk image itself (read-write, or read-only without overlayfs),
  * not RAM over it: the init writes nothing there. */
 extern int root_is_image;
+/* control.c: the snapshot control channel (run.conf `control PATH`); control_read() on SIGIO. */
+void control_open(const char *path);
+void control_read(void);
 /* init.c: 1 when DIR is a directory holding anything besides . and .. */
 int has_entries(const char *dir);
 /* mkdir -p, as root (init.c). */

@@ -23,7 +23,7 @@ enum {
 	NR_readlinkat = 267, NR_faccessat = 269, NR_ppoll = 271, NR_signalfd4 = 289, NR_dup3 = 292,
 	NR_fanotify_init = 300, NR_fanotify_mark = 301, NR_finit_module = 313, NR_chroot = 161,
 	NR_statx = 332, NR_fchmodat = 268, NR_fchownat = 260, NR_pread64 = 17, NR_pipe2 = 293,
-	NR_prctl = 157, NR_ptrace = 101, NR_clock_gettime = 228,
+	NR_prctl = 157, NR_ptrace = 101, NR_clock_gettime = 228, NR_clock_settime = 227,
 	/* only traced (record.c) */
 	NR_open = 2, NR_stat = 4, NR_lstat = 6, NR_access = 21, NR_rename = 82, NR_mkdir = 83,
 	NR_unlink = 87, NR_readlink = 89, NR_newfstatat = 262, NR_renameat = 264,
@@ -60,6 +60,7 @@ enum {
 	NR_finit_module = 273, NR_ppoll = 73, NR_signalfd4 = 74, NR_fanotify_init = 262,
 	NR_fanotify_mark = 263, NR_chroot = 51, NR_statx = 291, NR_fchmodat = 53, NR_fchownat = 54,
 	NR_pread64 = 67, NR_pipe2 = 59, NR_prctl = 167, NR_ptrace = 117, NR_clock_gettime = 113,
+	NR_clock_settime = 112,
 	/* only traced (record.c) */
 	NR_newfstatat = 79, NR_renameat = 38, NR_execveat = 281, NR_renameat2 = 276,
 	NR_openat2 = 437, NR_faccessat2 = 439,
@@ -96,7 +97,7 @@ static inline long sys6(long n, long a, long b, long c, long d, long e, long f)
 #include <asm/unistd.h>
 #define CHK(x) _Static_assert(NR_##x == __NR_##x, #x)
 CHK(read); CHK(write); CHK(close); CHK(lseek); CHK(mmap); CHK(munmap); CHK(rt_sigprocmask);
-CHK(ioctl); CHK(nanosleep); CHK(clock_gettime); CHK(getpid); CHK(socket); CHK(clone); CHK(execve); CHK(wait4);
+CHK(ioctl); CHK(nanosleep); CHK(clock_gettime); CHK(clock_settime); CHK(getpid); CHK(socket); CHK(clone); CHK(execve); CHK(wait4);
 CHK(kill); CHK(chdir); CHK(umask); CHK(setuid); CHK(setgid); CHK(setsid); CHK(setgroups);
 CHK(rt_sigtimedwait); CHK(sync); CHK(mount); CHK(reboot); CHK(sethostname); CHK(init_module);
 CHK(getdents64); CHK(exit_group); CHK(openat); CHK(mkdirat); CHK(unlinkat); CHK(symlinkat);
@@ -182,6 +183,7 @@ CHK(renameat);
 #define SIGTERM 15
 #define SI_KERNEL 0x80 /* si_code of signals the kernel sends itself (e.g. Ctrl-Alt-Del) */
 #define SIGCHLD 17
+#define SIGIO 29
 #define SIG_BLOCK 0
 #define SIG_SETMASK 2
 #define SIGBIT(s) (1UL << ((s) - 1))
@@ -384,6 +386,7 @@ static inline long sys_sigtimedwait(const unsigned long *set, void *info, const 
 static inline long sys_nanosleep(const struct timespec_k *t) { return sys2(NR_nanosleep, t, 0); }
 #define CLOCK_MONOTONIC 1
 static inline long sys_clock_gettime(int clk, struct timespec_k *t) { return sys2(NR_clock_gettime, clk, t); }
+static inline long sys_clock_settime(int clk, const struct timespec_k *t) { return sys2(NR_clock_settime, clk, t); }
 static inline long sys_setsid(void) { return sys0(NR_setsid); }
 static inline long sys_setuid(unsigned id) { return sys1(NR_setuid, id); }
 static inline long sys_setgid(unsigned id) { return sys1(NR_setgid, id); }

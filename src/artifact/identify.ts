@@ -23,6 +23,7 @@ import { type InitramfsFacts, initramfsFacts, readArchiveFile } from "./initramf
 import { configBeside, type KernelKind } from "./kernel.js";
 import { KERNEL_HEAD_BYTES, kernelKind } from "./kernel-magic.js";
 import { listFacts } from "./list.js";
+import { isSnapshotHead, readSnapshotHeader, type SnapshotHeader } from "./snapshot.js";
 
 /** What an image carries about its app; `arch` undefined with `noArch` saying why. */
 interface AppFacts {
@@ -66,7 +67,18 @@ export interface ListArtifact extends AppFacts {
   entries: number;
 }
 
-export type Artifact = InitramfsArtifact | DiskArtifact | KernelArtifact | ListArtifact;
+/** A VM saved with its app ready (slimroot snapshot): what `run` resumes. */
+export interface SnapshotArtifact {
+  kind: "snapshot";
+  path: string;
+  bytes: number;
+  arch: Arch;
+  header: SnapshotHeader;
+  /** Where the compressed migration stream starts. */
+  streamOffset: number;
+}
+
+export type Artifact = InitramfsArtifact | DiskArtifact | KernelArtifact | ListArtifact | SnapshotArtifact;
 
 export interface IdentifyOptions {
   /** Look for an app inside a kernel (default true): decompresses the kernel. */
@@ -84,6 +96,7 @@ export type Sniffed =
   | { kind: "kernel"; kernel: KernelKind }
   | { kind: "disk"; identity: DiskIdentity }
   | { kind: "initramfs"; compression: Compression }
+  | { kind: "snapshot" }
   | { kind: "unknown" };
 
 /** The first bytes of regular file `path`, read once through util/input-file, and what they are. */
@@ -100,6 +113,8 @@ export async function sniffFile(path: string): Promise<{ size: number; sniffed: 
 }
 
 function sniffHead(head: Buffer): Sniffed {
+  // Before the compressions: a snapshot is zstd frames behind its header frame.
+  if (isSnapshotHead(head)) return { kind: "snapshot" };
   // A kernel first: an arm64 Image.gz is gzip too.
   const kernel = kernelKind(head);
   if (kernel) return { kind: "kernel", kernel };
@@ -140,6 +155,10 @@ export async function identify(path: string, o: IdentifyOptions = {}): Promise<A
       const facts: InitramfsFacts = await initramfsFacts(readArchiveFile(path, s.compression), path);
       return { kind: "initramfs", path, bytes: size, compression: s.compression, ...facts };
     }
+    case "snapshot": {
+      const { header, streamOffset } = await readSnapshotHeader(path);
+      return { kind: "snapshot", path, bytes: size, arch: header.arch, header, streamOffset };
+    }
     case "unknown":
       throw new UserError(
         `${path}: not an image slimroot knows (no cpio archive, compressed or not; no ext4, erofs or squashfs; no kernel)`,
@@ -167,6 +186,7 @@ export function artifactArch(a: Artifact): Arch {
     if (typeof a.embedded === "object") return a.embedded.arch ?? a.arch;
     return a.arch;
   }
+  if (a.kind === "snapshot") return a.arch;
   if (!a.arch) throw new UserError(a.noArch ?? `${a.path}: no architecture`);
   return a.arch;
 }
@@ -182,5 +202,7 @@ export function describe(a: Artifact): string {
       return `a kernel (${a.format}, ${a.arch})`;
     case "list":
       return "an initramfs-list directory";
+    case "snapshot":
+      return `a snapshot of a running VM (${a.arch}, from ${a.header.created})`;
   }
 }

@@ -461,7 +461,7 @@ async function rawBytes(image: Artifact): Promise<number> {
 
 /** The app's command and the architecture, read back from an image slimroot built. */
 function appOf(image: Artifact): { app: AppCommand; arch: Arch } {
-  const app = image.kind === "kernel" ? undefined : image.app;
+  const app = image.kind === "kernel" || image.kind === "snapshot" ? undefined : image.app;
   if (!app) throw new Error(`${image.path}: no app config in the image`);
   return { app: { args: app.args, env: app.env, workdir: app.workdir }, arch: artifactArch(image) };
 }

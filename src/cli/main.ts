@@ -26,6 +26,7 @@ const COMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
   pull: async () => (await import("./pull.js")).registerPull,
   push: async () => (await import("./push.js")).registerPush,
   run: async () => (await import("./run.js")).registerRun,
+  snapshot: async () => (await import("./snapshot.js")).registerSnapshot,
   trace: async () => (await import("./trace.js")).registerTrace,
 };
 const asked = process.argv[2];

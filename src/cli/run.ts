@@ -88,6 +88,17 @@ export async function withStopSignals<T>(
   }
 }
 
+/** The options run and snapshot share: kernel, modules, port forwards, memory, CPUs. */
+export function machineOptions(opts: Record<string, unknown>) {
+  return {
+    ...(opts.kernel ? { kernel: opts.kernel as string } : {}),
+    ...(opts.modules ? { modules: opts.modules as string } : {}),
+    forwards: ((opts.publish as string[] | undefined) ?? []).map(parsePortForward),
+    ...(opts.mem ? { memMiB: positiveInt(opts.mem as string, "--mem", 1 << 20) } : {}),
+    cpus: positiveInt(opts.cpus as string, "--cpus", 64),
+  };
+}
+
 export function registerRun(program: Command): void {
   program
     .command("run")
@@ -172,15 +183,8 @@ export function registerRun(program: Command): void {
         const code = await withStopSignals((stop, kill) =>
           runImage({
             image,
-            ...(opts.kernel
-              ? { kernel: opts.kernel as string }
-              : pulled?.kernel
-                ? { kernel: pulled.kernel }
-                : {}),
-            ...(opts.modules ? { modules: opts.modules as string } : {}),
-            forwards: ((opts.publish as string[] | undefined) ?? []).map(parsePortForward),
-            ...(opts.mem ? { memMiB: positiveInt(opts.mem as string, "--mem", 1 << 20) } : {}),
-            cpus: positiveInt(opts.cpus as string, "--cpus", 64),
+            ...machineOptions(opts),
+            ...(!opts.kernel && pulled?.kernel ? { kernel: pulled.kernel } : {}),
             env,
             ...(command.length ? { args: command } : {}),
             ...(opts.timeout ? { timeoutMs: parseDuration(opts.timeout as string, "--timeout") } : {}),

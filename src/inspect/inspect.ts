@@ -112,6 +112,12 @@ export async function inspectArtifact(a: Artifact, opts: InspectOptions = {}): P
     unread: [] as string[],
   };
   if (a.kind === "list") return { ...base, ...(await listEntries(a)) };
+  if (a.kind === "snapshot")
+    return {
+      ...base,
+      arch: a.arch,
+      unread: [`${a.path}: a saved VM; its header names what it was made from`],
+    };
   if (a.kind === "disk") {
     const { format, offset, id } = a.identity;
     const listed = await diskEntries(a.path, format);

@@ -62,6 +62,8 @@ export function layerMediaType(a: Artifact): string {
       throw new UserError(
         `${a.path}: ${describe(a)}; push the archive built from it (slimroot build -o FILE)`,
       );
+    case "snapshot":
+      throw new UserError(`${a.path}: ${describe(a)}; push the image it was made from`);
   }
 }
 
@@ -90,7 +92,14 @@ export function slimrootConfig(
   why: WhyHeader | undefined,
   kernel?: Blob,
 ): SlimrootConfig {
-  const app = a.kind === "kernel" ? (typeof a.embedded === "object" ? a.embedded.app : undefined) : a.app;
+  const app =
+    a.kind === "kernel"
+      ? typeof a.embedded === "object"
+        ? a.embedded.app
+        : undefined
+      : a.kind === "snapshot"
+        ? undefined
+        : a.app;
   return {
     os: "linux",
     architecture: arch,

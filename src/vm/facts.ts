@@ -61,6 +61,8 @@ export async function imageFacts(
   switch (a.kind) {
     case "list":
       throw new UserError(`${image}: ${describe(a)} is for kernel build --embed; run an initramfs or a disk`);
+    case "snapshot": // run.ts resumes a snapshot (resume.ts) before it reads boot facts
+      throw new UserError(`${image}: ${describe(a)}: resumed by slimroot run, not booted`);
     case "kernel": {
       // A kernel file as the image carries its app (kernel build --embed).
       const kind = kernelKindOf(a);

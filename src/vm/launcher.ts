@@ -32,6 +32,10 @@ export interface Launch {
   notFound: string;
   /** A file the VMM logs its errors to (instead of stderr): its last line explains a failure. */
   log?: string;
+  /** QEMU with the snapshot control channel: its QMP socket and the channel's socket (control.ts). */
+  control?: { qmpSocket: string; channel: string };
+  /** Run once the VMM has started (a resume: the guest made a machine of its own); its failure ends the VM. */
+  started?: () => Promise<void>;
 }
 
 export interface Launcher {

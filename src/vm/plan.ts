@@ -14,6 +14,7 @@ import type { Transport } from "../kernel/manifest.js";
 import { hasCmdlineDevices } from "../kernel/requirements.js";
 import { GUEST_MODULES_DIR } from "../kmod/modules-cpio.js";
 import { shellQuote } from "../util/shell.js";
+import { CONTROL_MODULE, CONTROL_PORT_NAME } from "./control.js";
 import { type Disk, type DiskPlan, kernelDiskProblem, planDisks, type VolumeFacts } from "./disks.js";
 import { RunFailure } from "./failure.js";
 import { checkFirecrackerKernel, defaultTapNetwork, firecrackerBootArgs } from "./firecracker.js";
@@ -110,6 +111,8 @@ export interface BootOptions {
   reportKey?: string;
   /** `run --timeline`: boot with the kernel's timestamps and initcall times on the console (timeline.ts). */
   timeline?: boolean;
+  /** slimroot snapshot: the VM gets the control channel (control.ts) its init is frozen and resumed through. */
+  control?: boolean;
   stopGraceMs: number;
   timeoutMs?: number;
 }
@@ -158,6 +161,10 @@ export interface BootPlan {
   notes: string[];
   /** Firecracker: the oldest release that can see this kernel's devices. */
   minFirecracker?: readonly [number, number];
+  /** QEMU: the snapshot control channel (a virtio-serial port, control.ts). */
+  control?: boolean;
+  /** QEMU: the state to resume instead of booting (resume.ts): the snapshot file; no initrd then. */
+  resume?: { snapshot: string };
 }
 
 /** machine-config.vcpu_count's maximum in firecracker.yaml. */
@@ -186,7 +193,9 @@ export function kernelNeeds(
           ...(disks.disks.length ? ["virtio_blk"] : []),
           ...(o.vsockCid !== undefined ? ["vmw_vsock_virtio_transport"] : []),
         ]
-      : [];
+      : o.control
+        ? [CONTROL_MODULE]
+        : [];
   const modules = [...devices, ...disks.modules].filter((m, i, all) => all.indexOf(m) === i);
   const transport = o.vmm === "qemu" && f.host?.machine === "pc" ? "pci" : "mmio";
   return { transport, modules };
@@ -346,6 +355,7 @@ export function planBoot(f: BootFacts, o: BootOptions): BootPlan {
     ...(o.trace ? { trace: true } : {}),
     ...(modules ? { modulesDir: `/${GUEST_MODULES_DIR}` } : {}),
     disks: disks.records,
+    ...(o.control ? { control: CONTROL_PORT_NAME } : {}),
   });
   const conf: InitrdPart = { kind: "run.conf", bytes: runConfCpioSize(runConf, o.reportKey) };
   const mods: InitrdPart[] = modules ? [{ kind: "modules", path: modules.path, bytes: modules.bytes }] : [];
@@ -392,6 +402,9 @@ export function planBoot(f: BootFacts, o: BootOptions): BootPlan {
     cmdline = firecrackerBootArgs(f.arch);
   }
   if (o.timeline) cmdline = timelineCmdline(cmdline);
+  // A snapshot saves every page the guest ever wrote: freed ones zeroed (the initrd's copy,
+  // what unpacking it used) are saved as a flag each, not 4 KiB.
+  if (o.control) cmdline = `${cmdline} init_on_free=1`;
   if (tap && o.tap) notes.push(reachLine(o.tap, tap));
   return {
     vmm: o.vmm,
@@ -419,6 +432,7 @@ export function planBoot(f: BootFacts, o: BootOptions): BootPlan {
     },
     notes,
     ...(minFirecracker ? { minFirecracker } : {}),
+    ...(o.control ? { control: true } : {}),
   };
 }
 
@@ -434,7 +448,9 @@ export function describePlan(p: BootPlan): string[] {
   return [
     `${p.vmm === "qemu" ? "QEMU" : "Firecracker"} ${p.arch}${p.qemu ? ` (${p.qemu.machine}${p.qemu.machine === "microvm" ? `, ACPI ${p.qemu.acpi ? "on" : "off"}` : ""}, ${p.qemu.accel})` : ""}`,
     `kernel: ${p.kernel.label}${p.kernel.embedded ? " (the app built in)" : ""}${p.kernel.convert ? ` (${p.kernel.convert === "vmlinux" ? "its vmlinux extracted" : "inflated"})` : ""}`,
-    `initrd: ${p.initrd.map(part).join(", ")}`,
+    p.resume
+      ? `resume: the state saved in ${p.resume.snapshot} (no initrd)`
+      : `initrd: ${p.initrd.map(part).join(", ")}`,
     ...p.disks.map(
       (d) => `disk: ${d.path} at ${d.mount}, ${d.format ?? "?"}, ${d.readOnly ? "read-only" : "read-write"}`,
     ),

@@ -16,6 +16,7 @@ import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { ARCH, type Arch, hostArch } from "../arch/arch.js";
 import { UserError } from "../util/errors.js";
+import { CONTROL_PORT_NAME } from "./control.js";
 import { hostfwd, type PortForward } from "./ports.js";
 
 export type Machine = "microvm" | "pc" | "virt";
@@ -42,6 +43,10 @@ export interface VmConfig {
   drives?: readonly { file: string; readOnly: boolean }[];
   /** amd64 on microvm under TCG: the host's TSC rate. */
   tscKhz?: number;
+  /** The snapshot control channel's unix socket (control.ts): a virtio-serial port on it. */
+  controlSocket?: string;
+  /** Resume: QEMU's `-incoming` URI (the machine above must be the one that was saved). */
+  incoming?: string;
 }
 
 export function qemuBinary(arch: Arch): string {
@@ -157,6 +162,17 @@ export function qemuCommand(c: VmConfig): string[] {
   }
   // pc has a PS/2 keyboard built in (atkbd is built into the kernel); the others get one.
   if (mmio) args.push("-device", `virtio-keyboard-device,id=${KEYBOARD_ID}`);
+  if (c.controlSocket) {
+    args.push(
+      "-chardev",
+      `socket,id=ctl,path=${optionPath(c.controlSocket)},server=on,wait=off`,
+      "-device",
+      `${mmio ? "virtio-serial-device" : "virtio-serial-pci"},id=vser0`,
+      "-device",
+      `virtserialport,bus=vser0.0,nr=1,chardev=ctl,name=${CONTROL_PORT_NAME}`,
+    );
+  }
+  if (c.incoming) args.push("-incoming", c.incoming);
   args.push("-qmp", `unix:${optionPath(c.qmpSocket)},server=on,wait=off`);
   return args;
 }

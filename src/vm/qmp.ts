@@ -36,24 +36,13 @@ export class Qmp {
   }
 
   /** Connects, retrying until QEMU has created the socket or `timeoutMs` passes. */
-  static async connect(path: string, timeoutMs = 5000): Promise<Qmp> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      try {
-        const sock = await new Promise<Socket>((resolve, reject) => {
-          const s = connect(path);
-          s.once("connect", () => resolve(s));
-          s.once("error", reject);
-        });
-        const qmp = new Qmp(sock);
-        await qmp.next(); // the greeting
-        await qmp.execute("qmp_capabilities");
-        return qmp;
-      } catch (err) {
-        if (Date.now() > deadline) throw err;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
+  static connect(path: string, timeoutMs = 5000): Promise<Qmp> {
+    return retrying(timeoutMs, 50, async () => {
+      const qmp = new Qmp(await connectUnix(path));
+      await qmp.next(); // the greeting
+      await qmp.execute("qmp_capabilities");
+      return qmp;
+    });
   }
 
   private next(): Promise<Record<string, unknown>> {
@@ -83,5 +72,27 @@ export class Qmp {
 
   close(): void {
     this.sock.destroy();
+  }
+}
+
+/** A connection to unix socket `path`. */
+export function connectUnix(path: string): Promise<Socket> {
+  return new Promise<Socket>((resolve, reject) => {
+    const s = connect(path);
+    s.once("connect", () => resolve(s));
+    s.once("error", reject);
+  });
+}
+
+/** `fn` until it resolves, every `stepMs`, for at most `timeoutMs` (QEMU makes its sockets when it gets there). */
+export async function retrying<T>(timeoutMs: number, stepMs: number, fn: () => Promise<T>): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, stepMs));
+    }
   }
 }

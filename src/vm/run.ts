@@ -9,6 +9,7 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { performance } from "node:perf_hooks";
+import { Readable } from "node:stream";
 import { functionSymbols } from "../kernel/symbols.js";
 import { OutputDir } from "../output/dir.js";
 import type { InputPath } from "../output/output.js";
@@ -27,6 +28,7 @@ import { type BootOptions, type BootPlan, describePlan, planBoot, type Vmm } fro
 import { qemuBinary } from "./qemu.js";
 import { qemuLauncher } from "./qemu-launcher.js";
 import { GuestReport } from "./report.js";
+import { planResume, snapshotOf } from "./resume.js";
 import { buildTimeline, type ConsoleLine, describeTimeline } from "./timeline.js";
 
 export { RunFailure };
@@ -59,16 +61,25 @@ export interface RunRequest extends Omit<BootOptions, "vmm" | "reportKey"> {
   kill?: AbortSignal;
   stdout: NodeJS.WritableStream;
   stderr: NodeJS.WritableStream;
-  /** Receives the init's report (its key goes to the guest); default: a fresh one. */
+  /** Receives the init's report (its key goes to the guest); default: a fresh one (a snapshot's own when resuming). */
   report?: GuestReport;
+  /**
+   * slimroot snapshot: run while the VM runs, with its control channel (control.ts); when it
+   * resolves, the VM is ended and runImage resolves 0; when it throws, runImage throws that.
+   */
+  attached?: (vm: NonNullable<Launch["control"]>, plan: BootPlan, exited: () => boolean) => Promise<void>;
+  /** With dryRun: more files for the VM's directory (snapshot --vmm firecracker: its API requests, a script). */
+  moreFiles?: (dir: string) => { name: string; text: string; mode?: number }[];
 }
 
 /** Runs the image; resolves with the exit status for `slimroot run`. */
 export async function runImage(req: RunRequest): Promise<number> {
   if (req.outDir !== undefined && !req.dryRun) throw new UserError("-o DIR: only with --dry-run");
   if (req.json && !req.dryRun) throw new UserError("--json: only with --dry-run");
+  // A snapshot is resumed (resume.ts): its init already holds its report key.
+  const snapshot = await snapshotOf(req.image);
   // This boot's key: only a report that opens with it is the init's (report.ts).
-  const report = req.report ?? new GuestReport();
+  const report = req.report ?? new GuestReport(snapshot?.header.reportKey);
   const options: BootOptions = { ...req, vmm: req.vmm ?? "qemu", reportKey: report.key };
   // `scratch`: the VM's files unless -o DIR; `work`: what reading the facts makes (an
   // extracted built-in image, a modules archive), never kept.
@@ -80,13 +91,24 @@ export async function runImage(req: RunRequest): Promise<number> {
   let keep = false;
   let out: OutputDir | undefined;
   try {
-    const plan = planBoot(await bootFacts(req.image, req.volumes ?? [], options, work), options);
+    const plan = snapshot
+      ? await planResume(snapshot, options, req.volumes?.length ?? 0)
+      : planBoot(await bootFacts(req.image, req.volumes ?? [], options, work), options);
     // The VMM is run last, after the kernel and initrd are ready: said missing at once instead.
     // (Firecracker is no Debian package: its launcher's preflight says where to get it.)
     if (!req.dryRun && plan.vmm === "qemu") requireTools("run", [qemuBinary(plan.arch)]);
     // The VM's files: in -o DIR (new, empty or an earlier dry run's, never over an input) or the scratch.
     out = await OutputDir.open(req.outDir ?? scratch, "-o", runInputs(req));
     const launch = await LAUNCHERS[plan.vmm].render(plan, out);
+    const dir = out.path;
+    const more = req.dryRun ? (req.moreFiles?.(dir) ?? []) : [];
+    await out.write(
+      more.map((f) => ({
+        target: out!.file(f.name),
+        source: Readable.from([f.text]),
+        mode: f.mode ?? 0o644,
+      })),
+    );
     await out.commit();
     const notes = () => {
       for (const n of plan.notes) req.stderr.write(`slimroot: ${n}\n`);
@@ -240,6 +262,23 @@ function boot(
     );
   }
 
+  // A resume's own step, then a snapshot's work: either failing ends the VM with its error.
+  let hostDone = false;
+  let hostError: Error | undefined;
+  const attached = req.attached;
+  if (p.started || attached)
+    (async () => {
+      await p.started?.();
+      if (attached && p.control) {
+        await attached(p.control, plan, () => exited);
+        hostDone = true;
+        kill();
+      }
+    })().catch((err: Error) => {
+      hostError = err;
+      kill();
+    });
+
   return new Promise<number>((resolve, reject) => {
     let spawnError: NodeJS.ErrnoException | undefined;
     child.on("error", (err: NodeJS.ErrnoException) => {
@@ -258,6 +297,9 @@ function boot(
           ),
         );
       }
+      if (hostError)
+        return reject(hostError instanceof RunFailure ? hostError : new RunFailure(hostError.message));
+      if (hostDone) return resolve(0);
       const timeout = timedOut ? `timed out after ${secs(req.timeoutMs!)}; ` : "";
       // Killed, after --timeout too: 137, as timeout(1) --kill-after reports its KILL.
       if (killed && watcher.exitCode === undefined) {

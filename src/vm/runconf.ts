@@ -33,6 +33,8 @@ export interface RunSettings {
   trace?: boolean;
   /** `root ...` and `volume ...` records for init/root.c (src/vm/disks.ts writes them). */
   disks?: readonly string[];
+  /** The virtio-serial port name of the snapshot control channel (init/control.c). */
+  control?: string;
 }
 
 /** The text of run.conf, in the format of app.conf. */
@@ -47,6 +49,7 @@ export function runConfText(s: RunSettings): string {
   if (s.modulesDir) lines.push(`modules ${escapeConfValue(s.modulesDir, "modules directory")}`);
   if (s.hostname) lines.push(`hostname ${escapeConfValue(s.hostname, "hostname")}`);
   if (s.trace) lines.push("trace 1");
+  if (s.control) lines.push(`control ${escapeConfValue(s.control, "control channel")}`);
   for (const d of s.disks ?? []) lines.push(escapeConfValue(d, "disk record"));
   for (const a of s.args ?? []) lines.push(`arg ${escapeConfValue(a, "argument")}`);
   for (const e of s.env) {

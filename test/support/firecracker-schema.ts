@@ -69,7 +69,8 @@ export interface ConfigValidator {
   errors(config: unknown): string[];
 }
 
-export function firecrackerValidator(dir: string): ConfigValidator {
+/** The schema's definitions (objects closed) and an Ajv that reads them. */
+function schemaOf(dir: string) {
   const api = parse(readFileSync(join(dir, "firecracker.yaml"), "utf8")) as {
     definitions: Record<string, Record<string, unknown>>;
   };
@@ -77,16 +78,32 @@ export function firecrackerValidator(dir: string): ConfigValidator {
   // Swagger's `example` is an annotation; `format: int64` is a size, not a checkable format.
   const ajv = new Ajv({ allErrors: true, validateFormats: false });
   ajv.addKeyword("example");
-  const validate = ajv.compile({
-    $id: "config-file",
-    ...fileSchema(api.definitions),
-    // The definitions' $refs ("#/definitions/X") resolve against this document.
-    definitions: api.definitions,
-  });
+  return { definitions: api.definitions, ajv };
+}
+
+function validatorOf(validate: ReturnType<Ajv["compile"]>): ConfigValidator {
   return {
     errors(config) {
       if (validate(withoutNulls(config))) return [];
       return (validate.errors ?? []).map((e: ErrorObject) => `${e.instancePath || "/"} ${e.message}`);
     },
   };
+}
+
+export function firecrackerValidator(dir: string): ConfigValidator {
+  const { definitions, ajv } = schemaOf(dir);
+  return validatorOf(
+    ajv.compile({
+      $id: "config-file",
+      ...fileSchema(definitions),
+      // The definitions' $refs ("#/definitions/X") resolve against this document.
+      definitions,
+    }),
+  );
+}
+
+/** A validator for one API request body: the schema's definition `name` (objects closed, as above). */
+export function definitionValidator(dir: string, name: string): ConfigValidator {
+  const { definitions, ajv } = schemaOf(dir);
+  return validatorOf(ajv.compile({ $id: name, $ref: `#/definitions/${name}`, definitions }));
 }

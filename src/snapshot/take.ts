@@ -1,0 +1,253 @@
+/**
+ * `slimroot snapshot IMAGE --probe PROBE -o APP.snap`: boots the image as `run` does (one boot
+ * plan, read-only disks, the control channel), waits until the probe passes, has the guest
+ * init stop every process (so none runs again before a resume has made the VM a machine of
+ * its own, init/control.c), pauses the VM and saves its whole state with QEMU's migration to
+ * a unix socket we read, compressed by zstd, behind the header (artifact/snapshot.ts). The
+ * file is written through output/: whole or not at all.
+ */
+import { spawn } from "node:child_process";
+import { createReadStream, createWriteStream } from "node:fs";
+import { mkdtemp, rm, stat } from "node:fs/promises";
+import { createServer, type Server } from "node:net";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { Readable, Writable } from "node:stream";
+import { finished } from "node:stream/promises";
+import { type SnapshotHeader, snapshotHeaderFrame } from "../artifact/snapshot.js";
+import { writeFilesAtomically } from "../output/atomic.js";
+import { checkOutput } from "../output/output.js";
+import { type Probe, probePorts, waitForProbe } from "../trace/probe.js";
+import { UserError } from "../util/errors.js";
+import { freePort } from "../util/net.js";
+import { requireTools } from "../util/tools.js";
+import { ControlChannel } from "../vm/control.js";
+import {
+  pauseBody,
+  snapshotCreateBody,
+  snapshotLoadBody,
+  snapshotScript,
+} from "../vm/firecracker-snapshot.js";
+import type { BootPlan } from "../vm/plan.js";
+import type { PortForward } from "../vm/ports.js";
+import { Qmp } from "../vm/qmp.js";
+import { nameByDigest, qemuVersion } from "../vm/resume.js";
+import { type RunRequest, runImage } from "../vm/run.js";
+
+export interface SnapshotRequest
+  extends Omit<RunRequest, "attached" | "dryRun" | "json" | "outDir" | "readOnly" | "control"> {
+  output: string;
+  probe: Probe;
+  /** How long the app gets to pass the probe. */
+  readyTimeoutMs: number;
+}
+
+export interface SnapshotResult {
+  header: SnapshotHeader;
+  /** The snapshot file's bytes. */
+  fileBytes: number;
+  /** Seconds from QEMU's start until the probe passed. */
+  readySeconds: number;
+}
+
+const FREEZE_MS = 30_000;
+const MIGRATE_MS = 300_000;
+
+/** The migration stream, read from a unix socket QEMU connects to, into zstd, into `file`. */
+async function streamSink(sock: string, file: string): Promise<{ server: Server; done: Promise<void> }> {
+  let resolveDone: () => void = () => {};
+  let rejectDone: (e: Error) => void = () => {};
+  const done = new Promise<void>((res, rej) => {
+    resolveDone = res;
+    rejectDone = rej;
+  });
+  const server = createServer((conn) => {
+    server.close(); // one stream
+    const zstd = spawn("zstd", ["-q", "-3", "-c"], { stdio: ["pipe", "pipe", "inherit"] });
+    const out = createWriteStream(file, { mode: 0o600 });
+    conn.pipe(zstd.stdin);
+    zstd.stdout.pipe(out);
+    zstd.on("error", rejectDone);
+    zstd.on("close", (code) => {
+      if (code !== 0) rejectDone(new Error(`zstd exit status ${code} while saving the VM`));
+      else finished(out).then(resolveDone, rejectDone);
+    });
+  });
+  await new Promise<void>((res, rej) => {
+    server.once("error", rej);
+    server.listen(sock, () => res());
+  });
+  // Awaited only once QEMU says the migration completed; a failure before that is QEMU's to report.
+  done.catch(() => {});
+  return { server, done };
+}
+
+/** Pauses the frozen VM and saves it; returns the migration's RAM figures. */
+async function saveVm(
+  qmpSocket: string,
+  sinkSocket: string,
+): Promise<{ nonZeroBytes: number; streamBytes: number }> {
+  const qmp = await Qmp.connect(qmpSocket);
+  try {
+    await qmp.execute("stop");
+    await qmp.execute("migrate", { uri: `unix:${sinkSocket}` });
+    const deadline = Date.now() + MIGRATE_MS;
+    for (;;) {
+      const m = (await qmp.execute("query-migrate")) as {
+        status?: string;
+        "error-desc"?: string;
+        ram?: { "normal-bytes"?: number; transferred?: number };
+      };
+      if (m.status === "completed")
+        return { nonZeroBytes: m.ram?.["normal-bytes"] ?? 0, streamBytes: m.ram?.transferred ?? 0 };
+      if (m.status === "failed" || m.status === "cancelled")
+        throw new Error(`saving the VM failed: ${m["error-desc"] ?? m.status}`);
+      if (Date.now() > deadline) throw new Error("saving the VM took too long");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  } finally {
+    qmp.close();
+  }
+}
+
+/** Guest port -> host port for the probe: the user's -p forwards, else a free loopback port. */
+async function probeForwards(probe: Probe, user: readonly PortForward[]): Promise<PortForward[]> {
+  const out = [...user];
+  for (const g of probePorts(probe))
+    if (!out.some((f) => f.proto === "tcp" && f.guestPort === g))
+      out.push({ proto: "tcp", hostAddr: "127.0.0.1", hostPort: await freePort(), guestPort: g });
+  return out;
+}
+
+/** A file a resume needs again (kernel, disks), named by absolute path and digest. */
+const named = (path: string) => nameByDigest(resolve(path));
+
+/**
+ * `--vmm firecracker`: no snapshot can be made here (Firecracker needs KVM); the VM's files
+ * (run --dry-run's) go to the directory `output`, with the API request bodies that make and
+ * load a snapshot and a script that sends them where Firecracker and KVM exist.
+ */
+export async function firecrackerSnapshotFiles(req: SnapshotRequest): Promise<string> {
+  let dir = "";
+  await runImage({
+    ...req,
+    dryRun: true,
+    outDir: req.output,
+    readOnly: true,
+    stdout: new Writable({ write: (_c, _e, cb) => cb() }),
+    moreFiles: (d) => {
+      dir = resolve(d);
+      return [
+        { name: "snapshot-pause.json", text: `${JSON.stringify(pauseBody())}\n` },
+        { name: "snapshot-create.json", text: `${JSON.stringify(snapshotCreateBody(dir), null, 2)}\n` },
+        { name: "snapshot-load.json", text: `${JSON.stringify(snapshotLoadBody(dir), null, 2)}\n` },
+        { name: "snapshot.sh", text: snapshotScript(dir), mode: 0o755 },
+      ];
+    },
+  });
+  return dir;
+}
+
+export async function takeSnapshot(req: SnapshotRequest): Promise<SnapshotResult> {
+  if ((req.vmm ?? "qemu") !== "qemu")
+    throw new UserError("snapshot: a file is made by QEMU only; --vmm firecracker writes a directory");
+  const rw = (req.volumes ?? []).find((v) => !v.readOnly);
+  if (rw)
+    throw new UserError(
+      `--volume ${rw.file}: a snapshot takes read-only volumes only (add :ro); resumes would share the disk`,
+    );
+  // Never over what the VM reads (a resume reads the kernel and the disks again).
+  const inputs = [
+    { path: req.image, what: req.image },
+    ...(req.kernel ? [{ path: req.kernel, what: `--kernel ${req.kernel}` }] : []),
+    ...(req.volumes ?? []).map((v) => ({ path: v.file, what: `--volume ${v.file}` })),
+  ];
+  await checkOutput(req.output, inputs, { why: false });
+  requireTools("snapshot", ["zstd"]);
+  const work = await mkdtemp(join(tmpdir(), "slimroot-snapshot-"));
+  try {
+    const stream = join(work, "state.zst");
+    const sink = await streamSink(join(work, "migrate.sock"), stream);
+    const forwards = await probeForwards(req.probe, req.forwards);
+    const ports = new Map(forwards.filter((f) => f.proto === "tcp").map((f) => [f.guestPort, f.hostPort]));
+    let header: SnapshotHeader | undefined;
+    let readySeconds = 0;
+    let usedKib = 0;
+    const started = Date.now();
+    const code = await runImage({
+      ...req,
+      forwards,
+      dryRun: false,
+      readOnly: true,
+      control: true,
+      attached: async (vm, plan, exited) => {
+        await waitForProbe(req.probe, ports, Date.now() + req.readyTimeoutMs, () =>
+          exited() ? "the VM ended" : undefined,
+        );
+        readySeconds = (Date.now() - started) / 1000;
+        const ctl = await ControlChannel.connect(vm.channel);
+        try {
+          usedKib = Number(await ctl.request("freeze", "frozen", FREEZE_MS)) || 0;
+        } finally {
+          ctl.close();
+        }
+        const ram = await saveVm(vm.qmpSocket, join(work, "migrate.sock"));
+        await sink.done;
+        header = await headerOf(plan, { ...ram, inUseBytes: usedKib * 1024 }, req.report?.key);
+      },
+    });
+    sink.server.close();
+    if (!header)
+      throw new UserError(`the app exited with status ${code} before the probe passed; no snapshot`);
+    const frame = snapshotHeaderFrame(header);
+    const [fileBytes] = await writeFilesAtomically([
+      {
+        target: req.output,
+        mode: 0o644,
+        source: () => Readable.from(concatStreams(frame, stream)),
+      },
+    ]);
+    return { header, fileBytes: fileBytes ?? (await stat(req.output)).size, readySeconds };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+async function* concatStreams(first: Buffer, file: string): AsyncGenerator<Buffer> {
+  yield first;
+  for await (const chunk of createReadStream(file)) yield chunk as Buffer;
+}
+
+/** The header: the plan (paths absolute, forwards left out), the files by digest, the QEMU version. */
+async function headerOf(
+  plan: BootPlan,
+  ram: { nonZeroBytes: number; streamBytes: number; inUseBytes: number },
+  reportKey: string | undefined,
+): Promise<SnapshotHeader> {
+  if (!plan.reportKey && !reportKey) throw new Error("snapshot: the boot has no report key");
+  const kernel = await named(plan.kernel.path);
+  const disks = await Promise.all(plan.disks.map((d) => named(d.path)));
+  const initrd = await Promise.all(
+    plan.initrd.map(async (p) =>
+      "path" in p ? { kind: p.kind, ...(await named(p.path)) } : { kind: p.kind, bytes: p.bytes },
+    ),
+  );
+  const { network: _n, stop: _s, notes: _o, reportKey: _k, ...rest } = plan;
+  const saved = {
+    ...rest,
+    kernel: { ...plan.kernel, path: kernel.path },
+    disks: plan.disks.map((d, i) => ({ ...d, path: disks[i]!.path })),
+  };
+  return {
+    format: 1,
+    created: new Date().toISOString(),
+    arch: plan.arch,
+    qemu: await qemuVersion(plan.arch),
+    kernel,
+    disks,
+    initrd,
+    plan: saved as unknown as Record<string, unknown>,
+    reportKey: (plan.reportKey ?? reportKey)!,
+    memory: { guestMiB: plan.memory.mib, ...ram },
+  };
+}

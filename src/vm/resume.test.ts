@@ -1,0 +1,150 @@
+/**
+ * Snapshots without booting: the file's header frame (artifact/snapshot.ts) and what identify
+ * makes of it, the control channel in the boot plan and QEMU's argv, and resume's refusals
+ * of options a snapshot fixed. The boots are in test/snapshot.test.ts.
+ */
+import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { test } from "node:test";
+import fc from "fast-check";
+import { identify, type SnapshotArtifact } from "../artifact/identify.js";
+import {
+  isSnapshotHead,
+  readSnapshotHeader,
+  type SnapshotHeader,
+  snapshotHeaderFrame,
+} from "../artifact/snapshot.js";
+import { CONTROL_MODULE, CONTROL_PORT_NAME } from "./control.js";
+import type { BootOptions } from "./plan.js";
+import { kernelNeeds } from "./plan.js";
+import { qemuCommand } from "./qemu.js";
+import { planResume } from "./resume.js";
+import { runConfText } from "./runconf.js";
+
+const HEADER: SnapshotHeader = {
+  format: 1,
+  created: "2026-12-03T00:00:00.000Z",
+  arch: "amd64",
+  qemu: { binary: "qemu-system-x86_64", version: "QEMU emulator version 7.2.0" },
+  kernel: { path: "/k/vmlinuz", sha256: "a".repeat(64), bytes: 10 },
+  disks: [],
+  initrd: [{ kind: "run.conf", bytes: 512 }],
+  plan: { vmm: "qemu" },
+  reportKey: "b".repeat(32),
+  memory: { guestMiB: 256, inUseBytes: 1, nonZeroBytes: 2, streamBytes: 3 },
+};
+const OPTIONS: BootOptions = { vmm: "qemu", forwards: [], cpus: 1, env: [], stopGraceMs: 1000 };
+
+async function withFile<T>(bytes: Buffer, fn: (path: string) => Promise<T>): Promise<T> {
+  const dir = await mkdtemp(join(tmpdir(), "slimroot-resume-test-"));
+  try {
+    const path = join(dir, "app.snap");
+    await writeFile(path, bytes);
+    return await fn(path);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+test("a snapshot's header frame reads back, and identify knows the file by it", async () => {
+  const stream = Buffer.from("zstd frames follow");
+  const frame = snapshotHeaderFrame(HEADER);
+  assert.ok(isSnapshotHead(frame));
+  await withFile(Buffer.concat([frame, stream]), async (path) => {
+    const { header, streamOffset } = await readSnapshotHeader(path);
+    assert.deepEqual(header, HEADER);
+    assert.equal(streamOffset, frame.length);
+    const a = await identify(path);
+    assert.equal(a.kind, "snapshot");
+    assert.equal((a as SnapshotArtifact).arch, "amd64");
+  });
+});
+
+test("any other first bytes are not a snapshot", () => {
+  fc.assert(
+    fc.property(fc.uint8Array({ minLength: 0, maxLength: 64 }), (b) => {
+      const head = Buffer.from(b);
+      // Only the frame magic and the tag together make one.
+      return (
+        isSnapshotHead(head) ===
+        (head.length >= 28 &&
+          head.subarray(8, 28).toString("latin1") === "SLIMROOT-SNAPSHOT 1\n" &&
+          head.readUInt32LE(0) === 0x184d2a5e)
+      );
+    }),
+  );
+});
+
+test("a damaged header is one line naming the file", async () => {
+  const frame = snapshotHeaderFrame({ ...HEADER, reportKey: "not hex" });
+  await withFile(frame, async (path) => {
+    await assert.rejects(
+      readSnapshotHeader(path),
+      /app\.snap: a slimroot snapshot with a damaged header \(reportKey\)/,
+    );
+  });
+  const truncated = snapshotHeaderFrame(HEADER).subarray(0, 40);
+  await withFile(truncated, async (path) => {
+    await assert.rejects(
+      readSnapshotHeader(path),
+      /app\.snap: not a slimroot snapshot \(damaged header frame\)/,
+    );
+  });
+});
+
+test("a snapshot boot carries the control channel: run.conf record, the driver module, the port", () => {
+  assert.match(
+    runConfText({ network: true, env: [], control: CONTROL_PORT_NAME }),
+    /^control org\.slimroot\.control$/m,
+  );
+  const f = {
+    arch: "amd64" as const,
+    image: {
+      kind: "initramfs" as const,
+      path: "x",
+      arch: "amd64" as const,
+      bytes: 1,
+      lz4: false,
+      files: { tmpfsBytes: 1, inodes: 1 },
+    },
+    volumes: [],
+    host: { accel: "tcg" as const, machine: "microvm" as const },
+  };
+  assert.deepEqual(kernelNeeds(f, { ...OPTIONS, control: true }).modules, [CONTROL_MODULE]);
+  assert.deepEqual(kernelNeeds(f, OPTIONS).modules, []);
+  const argv = qemuCommand({
+    arch: "amd64",
+    machine: "microvm",
+    accel: "tcg",
+    kernel: "k",
+    memMiB: 64,
+    cpus: 1,
+    forwards: [],
+    qmpSocket: "/q.sock",
+    controlSocket: "/c.sock",
+    incoming: "exec:zstd -dcq -- /a.snap",
+  }).join(" ");
+  assert.match(
+    argv,
+    /-chardev socket,id=ctl,path=\/c\.sock,server=on,wait=off -device virtio-serial-device,id=vser0 -device virtserialport,bus=vser0\.0,nr=1,chardev=ctl,name=org\.slimroot\.control/,
+  );
+  assert.match(argv, /-incoming exec:zstd -dcq -- \/a\.snap/);
+});
+
+test("a resume refuses, in one line, the options the snapshot fixed", async () => {
+  const a: SnapshotArtifact = {
+    kind: "snapshot",
+    path: "app.snap",
+    bytes: 1,
+    arch: "amd64",
+    header: HEADER,
+    streamOffset: 1,
+  };
+  await assert.rejects(
+    planResume(a, { ...OPTIONS, memMiB: 512, env: ["A=1"] }, 0),
+    /app\.snap: --mem, -e: fixed when the snapshot was made/,
+  );
+  await assert.rejects(planResume(a, OPTIONS, 1), /app\.snap: --volume: fixed when the snapshot was made/);
+});

@@ -1,0 +1,150 @@
+/**
+ * `slimroot run APP.snap`: the plan of a resume. The machine is the one the snapshot's plan
+ * describes (artifact/snapshot.ts holds it), with this run's port forwards and stop policy,
+ * started with QEMU's `-incoming` instead of a boot. Everything is checked before QEMU
+ * starts, each refusal one line: the same QEMU version as the one that saved it, the kernel
+ * file and every disk present with the digest the snapshot names (a VM's RAM holds the page
+ * cache of its disks, so a disk that changed since would be read wrong).
+ */
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { dirname, join, resolve } from "node:path";
+import type { Arch } from "../arch/arch.js";
+import { identify, type SnapshotArtifact, sniffFile } from "../artifact/identify.js";
+import type { NamedFile } from "../artifact/snapshot.js";
+import { cacheRoot } from "../util/cache-dir.js";
+import { hostExecutable } from "../util/host-path.js";
+import { RunFailure } from "./failure.js";
+import type { BootOptions, BootPlan } from "./plan.js";
+import { qemuBinary } from "./qemu.js";
+
+/** The file's sha256 and size. */
+export async function nameByDigest(path: string): Promise<NamedFile> {
+  const hash = createHash("sha256");
+  let bytes = 0;
+  for await (const chunk of createReadStream(path)) {
+    hash.update(chunk as Buffer);
+    bytes += (chunk as Buffer).length;
+  }
+  return { path, sha256: hash.digest("hex"), bytes };
+}
+
+/** `qemu-system-* --version`'s first line: what a snapshot is tied to. */
+export async function qemuVersion(arch: Arch): Promise<{ binary: string; version: string }> {
+  const binary = qemuBinary(arch);
+  const r = await new Promise<{ ok: boolean; out: string }>((done) =>
+    execFile(binary, ["--version"], (err, stdout, stderr) =>
+      done({ ok: !err, out: err ? (stderr || err.message).trim() : stdout }),
+    ),
+  );
+  if (!r.ok) throw new RunFailure(`${binary} --version failed: ${r.out}`);
+  return { binary, version: r.out.split("\n")[0]!.trim() };
+}
+
+/**
+ * qemuVersion, remembered per binary (path, inode, size, mtime) in the cache: starting QEMU to
+ * ask costs a resume a few hundred milliseconds on a busy host. An upgraded QEMU is another file.
+ */
+async function knownQemuVersion(arch: Arch): Promise<{ binary: string; version: string }> {
+  const exe = hostExecutable(qemuBinary(arch));
+  const st = exe ? await stat(exe).catch(() => undefined) : undefined;
+  if (!st) return qemuVersion(arch);
+  const key = `${exe}:${st.ino}:${st.size}:${st.mtimeMs}`;
+  const file = join(cacheRoot(), "qemu-versions.json");
+  let known: Record<string, unknown> = {};
+  try {
+    known = (JSON.parse(await readFile(file, "utf8")) as Record<string, unknown> | null) ?? {};
+  } catch {
+    // none yet, or damaged: asked again
+  }
+  const hit = known[key] as { binary: string; version: string } | undefined;
+  if (typeof hit?.version === "string" && typeof hit.binary === "string") return hit;
+  const v = await qemuVersion(arch);
+  // A cache, not an output: written whole through a temp name; a failure only costs the next resume.
+  const tmp = `${file}.${process.pid}.tmp`;
+  await mkdir(dirname(file), { recursive: true })
+    .then(() => writeFile(tmp, JSON.stringify({ ...known, [key]: v })))
+    .then(() => rename(tmp, file))
+    .catch(() => rm(tmp, { force: true }));
+  return v;
+}
+
+/** The snapshot `image` is, or undefined when it is something else. */
+export async function snapshotOf(image: string): Promise<SnapshotArtifact | undefined> {
+  // Anything else (a directory, a missing file) is for the boot path to name.
+  const sniffed = await sniffFile(image).then(
+    (r) => r.sniffed,
+    () => undefined,
+  );
+  if (sniffed?.kind !== "snapshot") return undefined;
+  const a = await identify(image);
+  return a.kind === "snapshot" ? a : undefined;
+}
+
+/** A file the snapshot names, as it is now: one line when it is gone or changed. */
+async function checkNamed(f: NamedFile, what: string, snap: string): Promise<void> {
+  const st = await stat(f.path).catch(() => undefined);
+  if (!st?.isFile())
+    throw new RunFailure(`${snap}: its ${what} ${f.path} is missing; the snapshot cannot resume`);
+  const now = st.size === f.bytes ? await nameByDigest(f.path) : undefined;
+  if (now?.sha256 !== f.sha256)
+    throw new RunFailure(
+      `${snap}: its ${what} ${f.path} changed since the snapshot was made (sha256 ${now ? `${now.sha256.slice(0, 12)}…` : `size ${st.size}`}, saved with ${f.sha256.slice(0, 12)}…); refusing to resume`,
+    );
+}
+
+/** Options a snapshot fixed when it was made: given again, they are refused. */
+function fixedOptions(o: BootOptions): string[] {
+  return [
+    o.kernel !== undefined && "--kernel",
+    o.modules !== undefined && "--modules",
+    o.memMiB !== undefined && "--mem",
+    o.env.length > 0 && "-e",
+    o.args !== undefined && "a command",
+    o.readOnlyFlag && "--read-only",
+    o.timeline && "--timeline",
+    o.vmm !== "qemu" && `--vmm ${o.vmm}`,
+  ].filter((x): x is string => typeof x === "string");
+}
+
+/** The resume's plan, after every check (the QEMU version, the kernel, the disks). */
+export async function planResume(a: SnapshotArtifact, o: BootOptions, volumes: number): Promise<BootPlan> {
+  const h = a.header;
+  const fixed = [...fixedOptions(o), ...(volumes ? ["--volume"] : [])];
+  if (fixed.length)
+    throw new RunFailure(
+      `${a.path}: ${fixed.join(", ")}: fixed when the snapshot was made (resume takes -p, --timeout, --stop-timeout)`,
+    );
+  // Asked while the files are hashed (QEMU takes a while to load its libraries), once per binary.
+  const asked = knownQemuVersion(h.arch);
+  asked.catch(() => {});
+  const files = Promise.all([
+    checkNamed(h.kernel, "kernel", a.path),
+    ...h.disks.map((d) => checkNamed(d, "disk", a.path)),
+  ]);
+  files.catch(() => {});
+  const qemu = await asked;
+  if (qemu.version !== h.qemu.version)
+    throw new RunFailure(
+      `${a.path}: made by ${h.qemu.version}, this host has ${qemu.version}; a snapshot resumes only on the QEMU that made it`,
+    );
+  await files;
+  const saved = h.plan as unknown as BootPlan;
+  return {
+    ...saved,
+    reportKey: h.reportKey,
+    network: { kind: "user", forwards: o.forwards },
+    stop: {
+      how: "ctrl-alt-del",
+      graceMs: o.stopGraceMs,
+      ...(o.timeoutMs !== undefined ? { timeoutMs: o.timeoutMs } : {}),
+    },
+    // The first boot's initrd is in the saved RAM: nothing is joined or passed again.
+    initrd: [],
+    notes: [],
+    control: true,
+    resume: { snapshot: resolve(a.path) },
+  };
+}

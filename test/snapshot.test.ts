@@ -1,0 +1,209 @@
+// slimroot snapshot and the resume of its file by run (issue 18 item 3). One snapshot is
+// made (one boot: busybox serving 16 bytes of /dev/urandom and the guest's clock per
+// connection, a read-only squashfs volume attached, a copy of the fetched kernel), then
+// resumed twice at once; the refusals change one thing each and boot nothing. arm64 (-M virt)
+// gets a snapshot of its own, resumed twice.
+import assert from "node:assert/strict";
+import { cp, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, test } from "node:test";
+import { identify } from "../src/artifact/identify.js";
+import { readSnapshotHeader, snapshotHeaderFrame } from "../src/artifact/snapshot.js";
+import { fetchKernel } from "../src/kernel/fetch.js";
+import { freePort } from "../src/util/net.js";
+import { type RunningCli, runCli, startCli } from "./support/cli.js";
+import { debianBusybox } from "./support/kernel.js";
+import { qemusUsing } from "./support/qemu.js";
+
+let work: string;
+let snap: string;
+let kernelDir: string;
+let volume: string;
+let made: { code: number; stderr: string };
+let madeAt = 0;
+
+/**
+ * Waits until `since` is at least 10 s ago: a resumed guest whose clock nobody set would be
+ * that far behind the host (its clock stood still while it was saved), which the 2 s check sees.
+ */
+const clockGap = (since: number) =>
+  new Promise((r) => setTimeout(r, Math.max(0, since + 10_000 - Date.now())));
+
+/** The init's one-line warnings if the reseed or the clock setting failed after a resume. */
+const RESUME_WARNING = /slimroot-init: resume:/;
+
+// Per connection: 16 random bytes in hex, then the guest's time (seconds).
+const SERVE =
+  'echo "head -c 16 /dev/urandom | od -An -tx1 | tr -d \\" \\\\n\\"; echo; date +%s" > /tmp/r; exec nc -ll -p 8080 -e sh /tmp/r';
+
+before(async () => {
+  work = await mkdtemp(join(tmpdir(), "slimroot-snapshot-test-"));
+  const busybox = await debianBusybox("amd64");
+  const k = await fetchKernel({ arch: "amd64" });
+  // A copy of the fetched kernel, so a test can take its file away.
+  kernelDir = join(work, "kernel");
+  await cp(k.dir, kernelDir, { recursive: true });
+  const app = join(work, "app.cpio.gz");
+  volume = join(work, "data.squashfs");
+  for (const [out, args] of [
+    [app, ["sh", "-c", SERVE]],
+    [volume, ["true"]],
+  ] as const) {
+    const b = await runCli(["build", `bin:${busybox}`, "-o", out, "--", ...args]);
+    assert.equal(b.code, 0, b.stderr);
+  }
+  snap = join(work, "app.snap");
+  made = await runCli([
+    "snapshot",
+    app,
+    "--kernel",
+    kernelDir,
+    "--volume",
+    `${volume}:/data:ro`,
+    "--probe",
+    "tcp:8080",
+    "-o",
+    snap,
+  ]);
+  madeAt = Date.now();
+});
+after(async () => {
+  await rm(work, { recursive: true, force: true });
+});
+
+/** One connection's answer (the whole of it), or undefined when nothing answers yet. */
+function ask(port: number): Promise<string | undefined> {
+  return new Promise((resolve) => {
+    let text = "";
+    const s = connect(port, "127.0.0.1");
+    s.setTimeout(3000, () => s.destroy());
+    s.on("data", (d) => {
+      text += d;
+    });
+    s.on("error", () => resolve(undefined));
+    s.on("close", () => resolve(text.includes("\n") ? text : undefined));
+  });
+}
+
+async function answer(
+  port: number,
+  vm: RunningCli,
+): Promise<{ random: string; clock: number; host: number }> {
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const a = await ask(port);
+    const m = a && /^([0-9a-f]{32})\s*\n(\d+)/.exec(a);
+    if (m) return { random: m[1]!, clock: Number(m[2]), host: Date.now() / 1000 };
+    if (Date.now() > deadline) throw new Error(`no answer on ${port}: ${vm.stderr.slice(-500)}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+test("snapshot writes one file that identify knows, naming kernel and disks by digest", {
+  timeout: 600_000,
+}, async () => {
+  assert.equal(made.code, 0, made.stderr);
+  assert.match(made.stderr, /snapshot .*app\.snap: [\d.]+ MiB \(guest RAM \d+ MiB/);
+  const a = await identify(snap);
+  assert.equal(a.kind, "snapshot");
+  if (a.kind !== "snapshot") return;
+  assert.ok(a.header.kernel.path.startsWith(`${kernelDir}/vmlinuz-`), a.header.kernel.path);
+  assert.match(a.header.kernel.sha256, /^[0-9a-f]{64}$/);
+  assert.deepEqual(
+    a.header.disks.map((d) => d.path),
+    [volume],
+  );
+  assert.match(a.header.qemu.version, /QEMU emulator version/);
+});
+
+/**
+ * Resumes `file` twice at once, 10 s or more after `madeAt`, and checks each pair of answers
+ * (`rounds` connections to each): all random bytes different, each guest's clock within 2 s
+ * of the host's (`date +%s` truncates: at most 1 s behind), no resume warning from the init.
+ */
+async function twoResumes(file: string, madeAt: number, rounds: number): Promise<void> {
+  await clockGap(madeAt);
+  const ports = [await freePort(), await freePort()];
+  const vms = ports.map((p) => startCli(["run", file, "-p", `127.0.0.1:${p}:8080`]));
+  const seen: string[] = [];
+  try {
+    for (let i = 0; i < rounds; i++) {
+      const answers = await Promise.all(ports.map((p, n) => answer(p, vms[n]!)));
+      for (const a of answers) {
+        seen.push(a.random);
+        assert.ok(Math.abs(a.clock - a.host) <= 2, `guest clock ${a.clock}, host ${a.host}`);
+      }
+    }
+  } finally {
+    for (const vm of vms) vm.child.kill("SIGTERM");
+    await Promise.all(vms.map((vm) => vm.exited));
+  }
+  assert.equal(new Set(seen).size, seen.length, seen.join(" "));
+  for (const vm of vms) assert.doesNotMatch(vm.stdout, RESUME_WARNING);
+}
+
+test("two resumes of one snapshot serve at once, each with its own random bytes and the host's clock", {
+  timeout: 600_000,
+}, async () => {
+  assert.equal(made.code, 0, made.stderr);
+  // Both keep serving: each connection fresh bytes.
+  await twoResumes(snap, madeAt, 2);
+});
+
+/** A refused resume: exit 125, one line on stderr matching `why`, and no QEMU started. */
+async function refused(file: string, why: RegExp): Promise<void> {
+  const r = await runCli(["run", file, "-p", `127.0.0.1:${await freePort()}:8080`]);
+  assert.equal(r.code, 125, r.stderr);
+  assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+  assert.match(r.stderr, why);
+  assert.deepEqual(await qemusUsing(work), []);
+}
+
+test("a snapshot whose disk changed is refused before booting", { timeout: 300_000 }, async () => {
+  assert.equal(made.code, 0, made.stderr);
+  const saved = await readFile(volume);
+  const changed = Buffer.from(saved);
+  const last = changed.length - 1;
+  changed.writeUInt8(changed.readUInt8(last) ^ 0xff, last);
+  await writeFile(volume, changed);
+  try {
+    await refused(snap, /its disk .*data\.squashfs changed since the snapshot was made/);
+  } finally {
+    await writeFile(volume, saved);
+  }
+});
+
+test("a snapshot whose kernel file is missing is refused before booting", { timeout: 300_000 }, async () => {
+  assert.equal(made.code, 0, made.stderr);
+  const { header } = await readSnapshotHeader(snap);
+  await rename(header.kernel.path, `${header.kernel.path}.away`);
+  try {
+    await refused(snap, /its kernel .* is missing/);
+  } finally {
+    await rename(`${header.kernel.path}.away`, header.kernel.path);
+  }
+});
+
+test("a snapshot made by another QEMU version is refused before booting", { timeout: 300_000 }, async () => {
+  assert.equal(made.code, 0, made.stderr);
+  const { header, streamOffset } = await readSnapshotHeader(snap);
+  const other = join(work, "other-qemu.snap");
+  const body = (await readFile(snap)).subarray(streamOffset);
+  const edited = { ...header, qemu: { ...header.qemu, version: "QEMU emulator version 6.0.0" } };
+  await writeFile(other, Buffer.concat([snapshotHeaderFrame(edited), body]));
+  await refused(other, /made by QEMU emulator version 6\.0\.0, this host has/);
+});
+
+test("arm64 (-M virt): a snapshot resumes twice at once, two machines", { timeout: 600_000 }, async () => {
+  const busybox = await debianBusybox("arm64");
+  await fetchKernel({ arch: "arm64" });
+  const app = join(work, "app-arm64.cpio.gz");
+  const b = await runCli(["build", `bin:${busybox}`, "-o", app, "--", "sh", "-c", SERVE]);
+  assert.equal(b.code, 0, b.stderr);
+  const file = join(work, "app-arm64.snap");
+  const s = await runCli(["snapshot", app, "--probe", "tcp:8080", "-o", file]);
+  assert.equal(s.code, 0, s.stderr);
+  await twoResumes(file, Date.now(), 1);
+});

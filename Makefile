@@ -16,7 +16,7 @@ APT_PACKAGES := mmdebstrap umoci skopeo docker-registry qemu-system-x86 qemu-sys
 # containerd's tar reader) to check slimroot's tar reader against it.
 APT_PACKAGES += golang-go
 
-.PHONY: all deps build init test demo lint typecheck clean bench bench-build
+.PHONY: all deps build init test test-corpus-slow demo lint typecheck clean bench bench-build
 
 all: build
 
@@ -53,6 +53,10 @@ lint: deps
 
 test: build typecheck lint
 	npm test
+
+# The corpus apps too slow for make test's budget under TCG (the JRE): test/corpus.test.ts.
+test-corpus-slow: build
+	SLIMROOT_CORPUS_SLOW=1 SLIMROOT_CORPUS=java node --import tsx --test test/corpus.test.ts
 
 demo: build
 	node --import tsx scripts/demo.ts

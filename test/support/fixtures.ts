@@ -49,10 +49,10 @@ interface Recipe {
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const buildScript = path.join(repoRoot, "test/fixtures/build.sh");
-const MIRROR = "http://deb.debian.org/debian";
-const SUITE = "bookworm";
+export const MIRROR = "http://deb.debian.org/debian";
+export const SUITE = "bookworm";
 // Fixed so tarball mtimes and OCI "created" fields do not depend on when we built.
-const SOURCE_DATE_EPOCH = 1700000000;
+export const SOURCE_DATE_EPOCH = 1700000000;
 // Bump to force a rebuild for reasons the hashed inputs do not capture.
 const FORMAT_VERSION = 1;
 
@@ -199,7 +199,7 @@ function ensure(recipe: Recipe): Promise<ImageFixture> {
   }).then((dir) => fixtureAt(dir, recipe.arch));
 }
 
-function once(id: string, make: () => Promise<string>): Promise<string> {
+export function once(id: string, make: () => Promise<string>): Promise<string> {
   let p = inFlight.get(id);
   if (!p) {
     p = make();
@@ -210,7 +210,7 @@ function once(id: string, make: () => Promise<string>): Promise<string> {
   return p;
 }
 
-function hash(...parts: (string | Buffer)[]): string {
+export function hash(...parts: (string | Buffer)[]): string {
   const h = createHash("sha256");
   for (const part of parts) h.update(part).update("\0");
   return h.digest("hex").slice(0, 16);
@@ -247,7 +247,7 @@ function progress(msg: string): void {
  * `fill` writes into a temp dir that is renamed into place only on success, so a
  * directory with the final name is always complete.
  */
-async function cachedDir(
+export async function cachedDir(
   id: string,
   key: string,
   fill: (tmp: string) => Promise<void>,
@@ -284,10 +284,26 @@ async function cachedDir(
 }
 
 /** Runs build.sh into `outDir`, logging all output to `outDir/build.log`. */
-async function runBuildScript(recipe: Recipe, outDir: string): Promise<void> {
+function runBuildScript(recipe: Recipe, outDir: string): Promise<void> {
+  return runFixtureScript(buildScript, [recipe.name, outDir], outDir, {
+    FIXTURE_ARCH: recipe.arch,
+    FIXTURE_SUITE: recipe.suite,
+    FIXTURE_MIRROR: recipe.mirror,
+    FIXTURE_PACKAGES: recipe.packages.join(" "),
+    SOURCE_DATE_EPOCH: String(recipe.sourceDateEpoch),
+  });
+}
+
+/** Runs a fixture script with `env` added, logging to `outDir/build.log`; a failure quotes the log's tail. */
+export async function runFixtureScript(
+  script: string,
+  args: string[],
+  outDir: string,
+  env: Record<string, string>,
+): Promise<void> {
   const logPath = path.join(outDir, "build.log");
   try {
-    await spawnLogged(recipe, outDir, logPath);
+    await spawnLogged(script, args, env, logPath);
   } catch (err) {
     const log = await readFile(logPath, "utf8").catch(() => "");
     const tail = log.split("\n").slice(-40).join("\n");
@@ -295,19 +311,17 @@ async function runBuildScript(recipe: Recipe, outDir: string): Promise<void> {
   }
 }
 
-function spawnLogged(recipe: Recipe, outDir: string, logPath: string): Promise<void> {
+function spawnLogged(
+  script: string,
+  args: string[],
+  env: Record<string, string>,
+  logPath: string,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     const log = createWriteStream(logPath);
-    const child = spawn("bash", [buildScript, recipe.name, outDir], {
+    const child = spawn("bash", [script, ...args], {
       stdio: ["ignore", "pipe", "pipe"],
-      env: {
-        ...process.env,
-        FIXTURE_ARCH: recipe.arch,
-        FIXTURE_SUITE: recipe.suite,
-        FIXTURE_MIRROR: recipe.mirror,
-        FIXTURE_PACKAGES: recipe.packages.join(" "),
-        SOURCE_DATE_EPOCH: String(recipe.sourceDateEpoch),
-      },
+      env: { ...process.env, ...env },
     });
     const verbose = process.env.SLIMROOT_FIXTURES_VERBOSE === "1";
     // Everything goes to the log; only the script's "==> " step lines reach stderr.
@@ -331,7 +345,7 @@ function spawnLogged(recipe: Recipe, outDir: string, logPath: string): Promise<v
     child.on("close", (code, signal) => {
       log.end(() => {
         if (code === 0) resolve();
-        else reject(new Error(`build.sh exited with ${signal ?? code}`));
+        else reject(new Error(`${path.basename(script)} exited with ${signal ?? code}`));
       });
     });
   });

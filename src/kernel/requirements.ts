@@ -133,6 +133,12 @@ const ROWS: readonly Row[] = [
   },
   { need: "slimroot trace (fanotify)", options: { FANOTIFY: {} } },
   {
+    // init/control.c: the freeze/resume channel is a named virtio-serial port; a resume reseeds
+    // the kernel's pool from virtio-rng (docs/snapshot.md).
+    need: "slimroot snapshot (the control channel, reseeding from virtio-rng)",
+    options: { VIRTIO_CONSOLE: {}, HW_RANDOM: {}, HW_RANDOM_VIRTIO: {} },
+  },
+  {
     need: "disk images and --volume",
     options: { BLOCK: {}, BLK_DEV: {}, VIRTIO_BLK: { disks: "on", lacking: "no disks" } },
   },

@@ -15,7 +15,7 @@ import {
 } from "../artifact/identify.js";
 import { digestOf } from "../image/digest.js";
 import { MEDIA } from "../image/manifest.js";
-import { type BlobSource, RegistrySession } from "../image/registry/session.js";
+import { type BlobSource, IntegrityError, RegistrySession } from "../image/registry/session.js";
 import { readManifest as readKernelManifest } from "../kernel/manifest.js";
 import { whyPath } from "../output/output.js";
 import { checkWhyImage, fileSha256, readWhy, type WhyHeader, WhyMissing } from "../output/why.js";
@@ -45,6 +45,11 @@ export interface PushOptions {
   kernels?: string[];
   /** urunc: the VMM to name. */
   hypervisor?: string;
+  /**
+   * Repositories on the same registry that may hold the blobs already (e.g. where the kernel was
+   * pushed): the registry is asked to mount each blob from them before any byte is sent.
+   */
+  mountFrom?: string[];
   /** Bytes sent so far of those to send (skipped blobs count as sent). */
   progress?: (p: { done: number; total: number }) => void;
 }
@@ -232,13 +237,11 @@ export async function pushFiles(files: string[], ref: string, o: PushOptions): P
     o.progress?.({ done, total });
   };
   o.progress?.({ done, total });
+  // uploadBlob retries its own requests, resumes where the registry stopped, and mounts a
+  // blob from another repository of the registry when it can.
   for (const b of blobs.values()) {
-    const sentBefore = done;
-    await retried(async () => {
-      done = sentBefore; // an upload starts again from its first byte
-      if (await session.hasBlob(b.digest)) tick(b.size);
-      else await session.uploadBlob(b.source, b.digest, tick);
-    });
+    if (await retried(() => session.hasBlob(b.digest))) tick(b.size);
+    else await session.uploadBlob(b.source, b.digest, tick, undefined, o.mountFrom);
   }
 
   // Each tag moves last for its form, in one PUT: before it, the registry holds only
@@ -323,15 +326,16 @@ const BACKOFF_MS = 1000;
 
 /**
  * Runs `step` again after 1 s, then 2 s, when it fails for the environment's reason: each step
- * (a blob upload, a manifest PUT) is whole by itself, so starting it again is safe. A refusal
- * (4xx, a bad file) is not retried.
+ * (a manifest PUT, a HEAD) is whole by itself, so starting it again is safe. A refusal
+ * (4xx, a bad file) or a registry that stored other bytes than those sent is not retried.
  */
 async function retried<T>(step: () => Promise<T>): Promise<T> {
   for (let attempt = 0; ; attempt++) {
     try {
       return await step();
     } catch (err) {
-      if (!(err instanceof EnvironmentError) || attempt >= RETRIES) throw err;
+      if (!(err instanceof EnvironmentError) || err instanceof IntegrityError || attempt >= RETRIES)
+        throw err;
       await sleep(BACKOFF_MS * 2 ** attempt);
     }
   }

@@ -449,7 +449,12 @@ export async function forwardingProxy(
       });
       const out: Record<string, string> = {};
       up.headers.forEach((v, k) => {
-        if (k !== "content-length" && k !== "transfer-encoding" && k !== "content-encoding")
+        // A HEAD's Content-Length is the blob's size (the body, empty, would say 0).
+        if (
+          k === "content-length"
+            ? req.method === "HEAD"
+            : k !== "transfer-encoding" && k !== "content-encoding"
+        )
           out[k] = k === "location" ? v.replace(registry.host, host) : v;
       });
       onAnswer(req, body, up.status, out);

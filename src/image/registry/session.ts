@@ -1,5 +1,6 @@
 import { type FileHandle, open } from "node:fs/promises";
 import { Readable } from "node:stream";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
 import { EnvironmentError, UserError } from "../../util/errors.js";
 import { digestOf, verifyDigest } from "../digest.js";
@@ -103,67 +104,193 @@ export class RegistrySession {
     const res = await this.fetch(`/blobs/${digest}`, { what, size: 0, method: "HEAD" });
     await discard(res);
     if (res.status === 404) return false;
-    if (res.ok) return true;
+    if (res.ok) {
+      this.holds(digest);
+      return true;
+    }
     throw await statusError(res, `cannot check ${what}`, this.where);
   }
 
   /**
    * Uploads a blob: bytes, or a file of `size` bytes. Small ones in one PUT after the POST,
    * larger ones in PATCHes of UPLOAD_CHUNK, then the PUT with the digest (the registry checks
-   * it and refuses the blob when the bytes it got do not hash to it).
+   * it and refuses the blob when the bytes it got do not hash to it). A request that fails for
+   * the environment's reason (5xx, a dropped connection) is tried again after a bounded
+   * exponential backoff, from the offset the registry says it holds (GET on the upload URL,
+   * `Range: 0-N`) rather than from the first byte. `mountFrom`: repositories on this registry
+   * that may hold the blob already; the registry is asked to mount it from each first.
    */
   async uploadBlob(
     source: BlobSource,
     digest: string,
     onBytes: (n: number) => void = () => {},
     chunkSize = UPLOAD_CHUNK,
+    mountFrom: string[] = [],
   ): Promise<void> {
     const what = `upload of blob ${digest}`;
     const size = sourceSize(source);
-    const start = await this.fetch("/blobs/uploads/", { what, size: 0, method: "POST" });
-    if (start.status !== 202) throw await statusError(start, `cannot start ${what}`, this.where);
-    await discard(start);
-    let location = this.nextLocation(start, what);
+    let location: string | undefined;
+    const seen = this.pushed();
+    const sources = new Set([...(seen.get(digest) ?? []), ...mountFrom]);
+    sources.delete(this.ref.repository);
+    for (const from of sources) {
+      location = await this.mount(digest, from, what);
+      if (!location) {
+        onBytes(size);
+        await this.checkStored(digest, size, what);
+        this.holds(digest);
+        return;
+      }
+    }
+    location ??= await this.startUpload(what);
     const read = await chunkReader(source);
+    let offset = 0;
+    const moveTo = (at: number) => {
+      onBytes(at - offset);
+      offset = at;
+    };
     try {
-      let offset = 0;
-      if (size > chunkSize) {
-        for (; offset < size; ) {
-          const chunk = await read(offset, Math.min(chunkSize, size - offset));
-          const res = await this.fetch(location, {
-            what,
-            size: chunk.length,
-            method: "PATCH",
-            body: chunk,
-            headers: {
-              "content-type": "application/octet-stream",
-              "content-range": `${offset}-${offset + chunk.length - 1}`,
-            },
-          });
-          if (res.status !== 202)
-            throw await statusError(res, `${what} failed at byte ${offset}`, this.where);
-          await discard(res);
-          location = this.nextLocation(res, what);
-          offset += chunk.length;
-          onBytes(chunk.length);
+      for (let failures = 0; ; ) {
+        try {
+          if (size > chunkSize && offset < size) {
+            const chunk = await read(offset, Math.min(chunkSize, size - offset));
+            const res = await this.fetch(location, {
+              what,
+              size: chunk.length,
+              method: "PATCH",
+              body: chunk,
+              headers: {
+                "content-type": "application/octet-stream",
+                "content-range": `${offset}-${offset + chunk.length - 1}`,
+              },
+            });
+            if (res.status !== 202)
+              throw await statusError(res, `${what} failed at byte ${offset}`, this.where);
+            await discard(res);
+            location = this.nextLocation(res, what);
+            moveTo(offset + chunk.length);
+            continue;
+          }
+          await this.finishUpload(location, digest, await read(offset, size - offset), what);
+          moveTo(size);
+          break;
+        } catch (err) {
+          if (
+            !(err instanceof EnvironmentError) ||
+            err instanceof IntegrityError ||
+            failures >= UPLOAD_RETRIES
+          )
+            throw err;
+          await sleep(uploadBackoffMs(failures++));
+          const at = await this.uploadOffset(location, what);
+          if (at) {
+            location = at.location;
+            moveTo(at.offset);
+          } else if (await this.hasBlob(digest)) {
+            // The PUT went through and only its answer was lost.
+            moveTo(size);
+            break;
+          } else {
+            // The registry forgot the upload: a new one, from the first byte.
+            location = await this.startUpload(what);
+            moveTo(0);
+          }
         }
       }
-      const body = offset < size ? await read(0, size) : new Uint8Array(0);
-      const target = new URL(location);
-      target.searchParams.set("digest", digest);
-      const res = await this.fetch(target.href, {
-        what,
-        size: body.length,
-        method: "PUT",
-        body,
-        headers: { "content-type": "application/octet-stream" },
-      });
-      if (res.status !== 201) throw await statusError(res, `${what} refused`, this.where);
-      await discard(res);
-      if (body.length) onBytes(body.length);
     } finally {
       await read.close();
     }
+    await this.checkStored(digest, size, what);
+    this.holds(digest);
+  }
+
+  /** Blobs known to be in each repository of this registry, from this process's pushes. */
+  private pushed(): Map<string, Set<string>> {
+    let m = knownBlobs.get(this.auth.registryUrl);
+    if (!m) knownBlobs.set(this.auth.registryUrl, (m = new Map()));
+    return m;
+  }
+
+  /** Notes that this repository holds `digest`: a later upload to another one may mount it. */
+  private holds(digest: string): void {
+    const m = this.pushed();
+    m.set(digest, new Set([...(m.get(digest) ?? []), this.ref.repository]));
+  }
+
+  private async startUpload(what: string): Promise<string> {
+    const start = await this.fetch("/blobs/uploads/", { what, size: 0, method: "POST" });
+    if (start.status !== 202) throw await statusError(start, `cannot start ${what}`, this.where);
+    await discard(start);
+    return this.nextLocation(start, what);
+  }
+
+  /**
+   * Asks the registry to mount the blob from `from` (the OCI distribution spec's cross-repository
+   * mount): undefined when it did (201), else the upload location it opened instead (202).
+   */
+  private async mount(digest: string, from: string, what: string): Promise<string | undefined> {
+    const query = new URLSearchParams({ mount: digest, from });
+    const res = await this.fetch(`/blobs/uploads/?${query}`, { what, size: 0, method: "POST" });
+    if (res.status === 201) {
+      await discard(res);
+      return undefined;
+    }
+    if (res.status !== 202) throw await statusError(res, `cannot start ${what}`, this.where);
+    await discard(res);
+    return this.nextLocation(res, what);
+  }
+
+  /** The last PUT, with the bytes not sent yet and the digest. */
+  private async finishUpload(location: string, digest: string, body: Buffer, what: string): Promise<void> {
+    const target = new URL(location);
+    target.searchParams.set("digest", digest);
+    const res = await this.fetch(target.href, {
+      what,
+      size: body.length,
+      method: "PUT",
+      body,
+      headers: { "content-type": "application/octet-stream" },
+    });
+    if (res.status !== 201) throw await statusError(res, `${what} refused`, this.where);
+    await discard(res);
+    const said = res.headers.get("docker-content-digest");
+    if (said && said !== digest)
+      throw new IntegrityError(`${this.where}: ${what}: the registry stored ${said}, we sent ${digest}`);
+  }
+
+  /**
+   * Where an upload stands (GET on its URL): the next byte the registry expects and the URL to
+   * go on with; undefined when the registry no longer knows the upload (404).
+   */
+  private async uploadOffset(
+    location: string,
+    what: string,
+  ): Promise<{ offset: number; location: string } | undefined> {
+    const res = await this.fetch(location, { what, size: 0 });
+    await discard(res);
+    if (res.status === 404) return undefined;
+    if (res.status !== 204 && res.status !== 200)
+      throw await statusError(res, `cannot resume ${what}`, this.where);
+    const m = /^0-(\d+)$/.exec(res.headers.get("range")?.trim() ?? "");
+    // distribution says "0-0" for an empty upload as well as for one byte: taken as empty.
+    const end = m ? Number(m[1]) : 0;
+    return {
+      offset: end === 0 ? 0 : end + 1,
+      location: res.headers.get("location") ? this.nextLocation(res, what) : location,
+    };
+  }
+
+  /** What the registry says it stored under `digest` (HEAD) must be that digest and size. */
+  private async checkStored(digest: string, size: number, what: string): Promise<void> {
+    const res = await this.fetch(`/blobs/${digest}`, { what, size: 0, method: "HEAD" });
+    await discard(res);
+    if (!res.ok) throw await statusError(res, `${what}: the registry lost the blob`, this.where);
+    const said = res.headers.get("docker-content-digest");
+    const length = res.headers.get("content-length");
+    if ((said && said !== digest) || (length !== null && Number(length) !== size))
+      throw new IntegrityError(
+        `${this.where}: ${what}: the registry holds ${said ?? digest} of ${length} bytes, we sent ${size} bytes`,
+      );
   }
 
   /**
@@ -190,7 +317,7 @@ export class RegistrySession {
     const digest = digestOf(bytes);
     const said = res.headers.get("docker-content-digest");
     if (said && said !== digest)
-      throw new EnvironmentError(`${this.where}: ${what}: the registry stored ${said}, we sent ${digest}`);
+      throw new IntegrityError(`${this.where}: ${what}: the registry stored ${said}, we sent ${digest}`);
     return digest;
   }
 
@@ -200,6 +327,24 @@ export class RegistrySession {
     return new URL(location, this.auth.registryUrl).href;
   }
 }
+
+/**
+ * The registry stored other bytes than those sent (a digest or a size that differs): the
+ * environment's fault, but not one that trying again would mend.
+ */
+export class IntegrityError extends EnvironmentError {}
+
+/** Attempts after the first for one upload request; the waits double from 250 ms up to 4 s. */
+const UPLOAD_RETRIES = 4;
+export function uploadBackoffMs(attempt: number): number {
+  return Math.min(250 * 2 ** attempt, 4000);
+}
+
+/**
+ * Per registry URL, per blob digest: the repositories this process pushed the blob to or found
+ * it in. An upload to another repository of the same registry asks to mount it from those first.
+ */
+const knownBlobs = new Map<string, Map<string, Set<string>>>();
 
 /** What a blob is made of: bytes, a file, or a sequence of those (a tar layer around files). */
 export type BlobPart = { bytes: Buffer } | { file: string; size: number };

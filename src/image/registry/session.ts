@@ -1,7 +1,7 @@
 import { type FileHandle, open } from "node:fs/promises";
 import { Readable } from "node:stream";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { ReadableStream as WebReadableStream } from "node:stream/web";
+import { setTimeout as sleep } from "node:timers/promises";
 import { EnvironmentError, UserError } from "../../util/errors.js";
 import { digestOf, verifyDigest } from "../digest.js";
 import type { Descriptor } from "../manifest.js";
@@ -206,8 +206,8 @@ export class RegistrySession {
 
   /** Blobs known to be in each repository of this registry, from this process's pushes. */
   private pushed(): Map<string, Set<string>> {
-    let m = knownBlobs.get(this.auth.registryUrl);
-    if (!m) knownBlobs.set(this.auth.registryUrl, (m = new Map()));
+    const m = knownBlobs.get(this.auth.registryUrl) ?? new Map<string, Set<string>>();
+    knownBlobs.set(this.auth.registryUrl, m);
     return m;
   }
 

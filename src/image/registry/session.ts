@@ -150,8 +150,26 @@ export class RegistrySession {
       offset = at;
     };
     try {
+      // After a failure, `lost`: where the registry stands is asked first (that too may fail, and is retried).
+      let lost = false;
       for (let failures = 0; ; ) {
         try {
+          if (lost) {
+            const at = await this.uploadOffset(location, what);
+            if (at) {
+              location = at.location;
+              moveTo(at.offset);
+            } else if (await this.hasBlob(digest)) {
+              // The PUT went through and only its answer was lost.
+              moveTo(size);
+              break;
+            } else {
+              // The registry forgot the upload: a new one, from the first byte.
+              location = await this.startUpload(what);
+              moveTo(0);
+            }
+            lost = false;
+          }
           if (size > chunkSize && offset < size) {
             const chunk = await read(offset, Math.min(chunkSize, size - offset));
             const res = await this.fetch(location, {
@@ -182,19 +200,7 @@ export class RegistrySession {
           )
             throw err;
           await sleep(uploadBackoffMs(failures++));
-          const at = await this.uploadOffset(location, what);
-          if (at) {
-            location = at.location;
-            moveTo(at.offset);
-          } else if (await this.hasBlob(digest)) {
-            // The PUT went through and only its answer was lost.
-            moveTo(size);
-            break;
-          } else {
-            // The registry forgot the upload: a new one, from the first byte.
-            location = await this.startUpload(what);
-            moveTo(0);
-          }
+          lost = true;
         }
       }
     } finally {
@@ -231,13 +237,11 @@ export class RegistrySession {
   private async mount(digest: string, from: string, what: string): Promise<string | undefined> {
     const query = new URLSearchParams({ mount: digest, from });
     const res = await this.fetch(`/blobs/uploads/?${query}`, { what, size: 0, method: "POST" });
-    if (res.status === 201) {
-      await discard(res);
-      return undefined;
-    }
-    if (res.status !== 202) throw await statusError(res, `cannot start ${what}`, this.where);
     await discard(res);
-    return this.nextLocation(res, what);
+    if (res.status === 201) return undefined;
+    // 202: the registry opened an upload instead. Anything else: the mount is only a saving,
+    // so the bytes go up as they would have.
+    return res.status === 202 ? this.nextLocation(res, what) : this.startUpload(what);
   }
 
   /** The last PUT, with the bytes not sent yet and the digest. */

@@ -107,6 +107,35 @@ test("a PATCH dropped mid-upload: the upload resumes at the registry's offset, n
   }
 });
 
+test("a registry that forgot the upload after a drop: a new upload from the first byte, the blob whole", async () => {
+  const data = pattern(200_000);
+  let patches = 0;
+  let statusAsked = 0;
+  const { proxy } = await faultyProxy((req, _body, res) => {
+    if (req.method === "PATCH" && ++patches === 2) {
+      req.socket.destroy();
+      return true;
+    }
+    if (req.method === "GET" && req.url?.includes("/blobs/uploads/")) {
+      statusAsked++;
+      res.writeHead(404, { "content-type": "application/json" });
+      res.end(JSON.stringify({ errors: [{ code: "BLOB_UPLOAD_UNKNOWN", message: "blob upload unknown" }] }));
+      return true;
+    }
+    return false;
+  });
+  try {
+    const s = await session(proxy.host, "forgot");
+    let sent = 0;
+    await s.uploadBlob({ bytes: data }, digestOf(data), (n) => (sent += n), 64 * 1024);
+    assert.equal(statusAsked, 1);
+    assert.equal(sent, data.length, "progress counts each byte once in the end");
+    assert.ok((await stored("forgot", digestOf(data))).equals(data));
+  } finally {
+    await proxy.close();
+  }
+});
+
 test("a 500 on the first PUT is retried and the blob stored", async () => {
   const data = pattern(1000);
   let puts = 0;

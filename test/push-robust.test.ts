@@ -136,6 +136,44 @@ test("a registry that forgot the upload after a drop: a new upload from the firs
   }
 });
 
+test("a PATCH the registry took but whose answer was lost: docker-registry forgets the URL, the upload starts again, the blob whole", async () => {
+  const data = pattern(200_000);
+  let patches = 0;
+  let posts = 0;
+  const { proxy } = await faultyProxy(async (req, body) => {
+    if (req.method === "POST") posts++;
+    if (req.method === "PATCH" && ++patches === 2) {
+      // Sent on to the registry, which stores the chunk; then the client's connection drops.
+      const headers = {
+        "content-type": "application/octet-stream",
+        "content-range": `${req.headers["content-range"]}`,
+      };
+      const up = await fetch(`${registry.url}${req.url}`, {
+        method: "PATCH",
+        headers,
+        body: new Uint8Array(body ?? []),
+      });
+      await up.arrayBuffer();
+      assert.equal(up.status, 202);
+      req.socket.destroy();
+      return true;
+    }
+    return false;
+  });
+  try {
+    await (await session(proxy.host, "lostanswer")).uploadBlob(
+      { bytes: data },
+      digestOf(data),
+      () => {},
+      64 * 1024,
+    );
+    assert.equal(posts, 2, "a second upload after the registry forgot the first one's URL");
+    assert.ok((await stored("lostanswer", digestOf(data))).equals(data));
+  } finally {
+    await proxy.close();
+  }
+});
+
 test("a 500 on the first PUT is retried and the blob stored", async () => {
   const data = pattern(1000);
   let puts = 0;

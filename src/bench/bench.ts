@@ -249,21 +249,23 @@ function measurer(run: Run): Measure {
       times.push(r.seconds);
     }
     row.ready = stats(times) ?? null;
-    // A boot of its own: a timed boot prints every kernel message, which slows it.
+    if (o.ram) {
+      // A step that does not pass within a few times the measured ready time does not pass.
+      const stepTimeout = Math.max(20_000, Math.round(row.ready!.max * 4000));
+      row.leastMiB =
+        (await leastMemory(
+          async (mib) => {
+            step(`${label}: RAM ${mib} MiB`);
+            const ports = await portsFor(o.probes);
+            const r: Ready = await timeReady(argvFor(mib, ports), o.probes, ports, stepTimeout);
+            return "seconds" in r;
+          },
+          { floorMiB: RAM_FLOOR_MIB, startMiB: o.memMiB ?? RAM_START_MIB, maxMiB: RAM_MAX_MIB },
+        )) ?? null;
+    }
+    // A boot of its own, last (a failure loses only it): a timed boot prints every kernel
+    // message, which slows it.
     if (o.timeline && row.kind === "slimroot") row.timeline = await timelineBoot(run, label, argvFor);
-    if (!o.ram) return;
-    // A step that does not pass within a few times the measured ready time does not pass.
-    const stepTimeout = Math.max(20_000, Math.round(row.ready!.max * 4000));
-    row.leastMiB =
-      (await leastMemory(
-        async (mib) => {
-          step(`${label}: RAM ${mib} MiB`);
-          const ports = await portsFor(o.probes);
-          const r: Ready = await timeReady(argvFor(mib, ports), o.probes, ports, stepTimeout);
-          return "seconds" in r;
-        },
-        { floorMiB: RAM_FLOOR_MIB, startMiB: o.memMiB ?? RAM_START_MIB, maxMiB: RAM_MAX_MIB },
-      )) ?? null;
   };
 }
 

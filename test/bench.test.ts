@@ -88,6 +88,49 @@ test("bench: one run per variant, JSON valid against its schema, ratios from the
   assert.equal((chart.match(/class="ours"/g) ?? []).length, 3 + 1); // 3 panels + legend
 });
 
+test("bench --timeline: each slimroot row's boot cut into phases up to the first probe, in the JSON, table and SVG", async () => {
+  const bb = await busyboxFixture("amd64");
+  const json = join(work, "bench-timeline.json");
+  const svg = join(work, "bench-timeline.svg");
+  const r = await runCli([
+    "bench",
+    bb.ociRef,
+    "--probe",
+    "http:80/passwd",
+    "--variants",
+    "static",
+    "--runs",
+    "1",
+    "--no-ram",
+    "--no-conventional",
+    "--timeline",
+    "--json",
+    json,
+    "--svg",
+    svg,
+    ...HTTPD,
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const report = JSON.parse(await readFile(json, "utf8")) as BenchReport;
+  const validate = new Ajv({ allErrors: true }).compile(BENCH_JSON_SCHEMA);
+  assert.ok(validate(report), JSON.stringify(validate.errors));
+  const row = report.rows.find((x) => x.id === "static/cpio/debian")!;
+  assert.equal(row.error, undefined, row.error);
+  const tl = row.timeline!;
+  assert.deepEqual(
+    tl.phases.map((p) => p.name),
+    ["run", "kernel", "initcalls", "root ready", "init", "app to probe"],
+  );
+  // Every phase was seen (the kernel's lines, the init's marks, the probe) and they sum to that boot's ready time.
+  for (const p of tl.phases) assert.ok(p.ms > 0, `${p.name}: ${p.ms} ms`);
+  const sum = tl.phases.reduce((n, p) => n + p.ms, 0);
+  assert.ok(Math.abs(sum - tl.readyMs) < 1, `phases sum to ${sum}, ready ${tl.readyMs}`);
+  assert.match(tl.slowestInitcalls[0]?.name ?? "", /^[a-z_]\w*/);
+  const ms = tl.phases.map((p) => String(Math.round(p.ms))).join("\\s+");
+  assert.match(r.stdout, new RegExp(`^static/cpio/debian\\s+${ms}\\s+${Math.round(tl.readyMs)}$`, "m"));
+  assert.equal(((await readFile(svg, "utf8")).match(/<rect class="p\d"[^>]*><title>/g) ?? []).length, 6);
+});
+
 /** Processes under `root` (by parent pid), read from /proc. */
 function descendants(root: number): Map<number, string> {
   const parent = new Map<number, number>();

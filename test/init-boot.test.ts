@@ -7,7 +7,6 @@
  */
 import assert from "node:assert/strict";
 import { execFile, spawn } from "node:child_process";
-import { existsSync } from "node:fs";
 import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from "node:fs/promises";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -16,7 +15,7 @@ import { dirname, join } from "node:path";
 import { after, before, describe, type TestContext, test } from "node:test";
 import { promisify } from "node:util";
 import { GuestReport, REPORT_KEY_PATH } from "../src/vm/report.js";
-import { type DebianArch, debianBusybox, debianKernel, repoRoot } from "./support/kernel.js";
+import { buildTestModule, type DebianArch, debianBusybox, debianKernel, repoRoot } from "./support/kernel.js";
 
 const run = promisify(execFile);
 
@@ -500,29 +499,20 @@ describe("slimroot-init on amd64 (microvm)", { timeout: 20 * TEST_TIMEOUT_MS }, 
     timeout: TEST_TIMEOUT_MS,
   }, async (t) => {
     const { version } = await debianKernel("amd64");
-    const headers = `/usr/src/linux-headers-${version}`;
-    if (!existsSync(headers)) {
-      t.skip(`needs ${headers} to build the test module (apt-get install linux-headers-${version})`);
+    const mod = await buildTestModule(
+      await mkdtemp(join(workRoot, "hang-")),
+      version,
+      "hang",
+      "msleep(3600 * 1000);",
+    );
+    if ("missing" in mod) {
+      t.skip(mod.missing);
       return;
     }
-    const dir = await mkdtemp(join(workRoot, "hang-"));
-    await writeFile(
-      join(dir, "hang.c"),
-      [
-        "#include <linux/delay.h>",
-        "#include <linux/module.h>",
-        "static int __init hang_init(void) { msleep(3600 * 1000); return 0; }",
-        "module_init(hang_init);",
-        'MODULE_LICENSE("GPL");',
-        "",
-      ].join("\n"),
-    );
-    await writeFile(join(dir, "Kbuild"), "obj-m := hang.o\n");
-    await run("make", ["-C", headers, `M=${dir}`, "modules"]);
     const b = await boot(t, {
       arch: "amd64",
       app: shApp("echo APP_RAN"),
-      modules: [["hang.ko", join(dir, "hang.ko")]],
+      modules: [["hang.ko", mod.ko]],
     });
     assertExited(b, 0);
     assert.match(b.output, /^APP_RAN\r?$/m);

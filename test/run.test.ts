@@ -9,7 +9,7 @@
  */
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { copyFile, cp, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -20,6 +20,7 @@ import { freePort } from "../src/util/net.js";
 import { runImage } from "../src/vm/run.js";
 import { type CliResult, runCli, startCli } from "./support/cli.js";
 import { busyboxFixture, nginxFixture } from "./support/fixtures.js";
+import { buildTestModule } from "./support/kernel.js";
 import { qemusUsing } from "./support/qemu.js";
 
 const TEST_TIMEOUT_MS = 180_000;
@@ -131,6 +132,31 @@ describe("slimroot run: busybox on amd64 (microvm)", { timeout: 10 * TEST_TIMEOU
     assert.ok(Math.abs(at - total) <= segments.length, `sum ${at} vs total ${total}: ${r.stderr}`);
     assert.match(segments.at(-2)![3]!, /^the app, until it exited/);
     assert.match(r.stderr, /slowest initcalls \(the kernel's own times\): [a-z_]\w* \d+\.\d ms/);
+  });
+
+  test("--timeline names a slow module's init among the slowest initcalls, with its time", async (t) => {
+    const { version } = (await fetchKernel({ arch: "amd64" })).manifest;
+    const mod = await buildTestModule(
+      await mkdtemp(join(work, "slow-")),
+      version,
+      "slowpoke",
+      "msleep(1500);",
+    );
+    if ("missing" in mod) {
+      t.skip(mod.missing);
+      return;
+    }
+    // The kernel's own modules (virtio-net for eth0) and the slow one.
+    const modules = await mkdtemp(join(work, "modules-"));
+    await cp(join(amd64Dir, "modules"), modules, { recursive: true });
+    await copyFile(mod.ko, join(modules, "slowpoke.ko"));
+    const r = await run([image, "--kernel", amd64Kernel, "--modules", modules, "--timeline", "--", "true"]);
+    assert.equal(r.code, 0, r.stderr);
+    const slowest = /slowest initcalls \(the kernel's own times\): (.*)$/m.exec(r.stderr)?.[1] ?? "";
+    const m = /(?:^|, )slowpoke_init \[slowpoke\] (\d+\.\d) ms/.exec(slowest);
+    assert.ok(m, `slowpoke_init among the slowest initcalls: ${r.stderr}`);
+    // msleep(1500) sleeps at least 1.5 s: the kernel's own measure of it, not a speed target.
+    assert.ok(Number(m[1]) >= 1000, `slowpoke_init took ${m[1]} ms: ${r.stderr}`);
   });
 
   test("a missing entrypoint: 127 and the init's line", async () => {

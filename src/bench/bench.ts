@@ -8,7 +8,7 @@
  */
 import { execFile } from "node:child_process";
 import { createReadStream } from "node:fs";
-import { mkdir, readFile, stat } from "node:fs/promises";
+import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import { cpus, totalmem } from "node:os";
 import { join } from "node:path";
 import { pipeline } from "node:stream/promises";
@@ -24,6 +24,7 @@ import type { Probe } from "../trace/probe.js";
 import { requireTools } from "../util/tools.js";
 import { defaultMemoryMiB, initrdFootprint, readKernelRule } from "../vm/memory.js";
 import { chooseAccel, chooseMachine, hostTscKhz, qemuBinary, qemuCommand } from "../vm/qemu.js";
+import { TIMELINE_FILE_ENV, type Timeline } from "../vm/timeline.js";
 import { leastMemory, portsFor, type Ready, type Stats, stats, timeReady } from "./boot.js";
 import {
   type AppCommand,
@@ -35,7 +36,14 @@ import {
   unpackConventionally,
 } from "./conventional.js";
 import { FORMATS, KERNELS, LEVELS, type Variant, variants } from "./matrix.js";
-import { BENCH_SCHEMA_ID, type BenchReport, type BenchRow, type Comparison } from "./schema.js";
+import { bootPhases } from "./phases.js";
+import {
+  BENCH_SCHEMA_ID,
+  type BenchReport,
+  type BenchRow,
+  type BootPhases,
+  type Comparison,
+} from "./schema.js";
 
 const exec = promisify(execFile);
 
@@ -50,6 +58,8 @@ export interface BenchOptions {
   ram: boolean;
   /** Measure the hand-made routes too. */
   conventional: boolean;
+  /** One more boot of each slimroot variant with `run --timeline`: where its ready time went. */
+  timeline?: boolean;
   /** Image options given to build and trace as they are (-e, --entrypoint, --add, --platform...). */
   imageArgs: string[];
   /** After --: the app's command. */
@@ -227,7 +237,8 @@ function runArgs(
 }
 
 /** N timed boots and (optionally) the RAM bisection, for any way of starting the VM. */
-function measurer({ o, step }: Run): Measure {
+function measurer(run: Run): Measure {
+  const { o, step } = run;
   return async (label, argvFor, row) => {
     const times: number[] = [];
     for (let i = 0; i < o.runs; i++) {
@@ -238,20 +249,47 @@ function measurer({ o, step }: Run): Measure {
       times.push(r.seconds);
     }
     row.ready = stats(times) ?? null;
-    if (!o.ram) return;
-    // A step that does not pass within a few times the measured ready time does not pass.
-    const stepTimeout = Math.max(20_000, Math.round(row.ready!.max * 4000));
-    row.leastMiB =
-      (await leastMemory(
-        async (mib) => {
-          step(`${label}: RAM ${mib} MiB`);
-          const ports = await portsFor(o.probes);
-          const r: Ready = await timeReady(argvFor(mib, ports), o.probes, ports, stepTimeout);
-          return "seconds" in r;
-        },
-        { floorMiB: RAM_FLOOR_MIB, startMiB: o.memMiB ?? RAM_START_MIB, maxMiB: RAM_MAX_MIB },
-      )) ?? null;
+    if (o.ram) {
+      // A step that does not pass within a few times the measured ready time does not pass.
+      const stepTimeout = Math.max(20_000, Math.round(row.ready!.max * 4000));
+      row.leastMiB =
+        (await leastMemory(
+          async (mib) => {
+            step(`${label}: RAM ${mib} MiB`);
+            const ports = await portsFor(o.probes);
+            const r: Ready = await timeReady(argvFor(mib, ports), o.probes, ports, stepTimeout);
+            return "seconds" in r;
+          },
+          { floorMiB: RAM_FLOOR_MIB, startMiB: o.memMiB ?? RAM_START_MIB, maxMiB: RAM_MAX_MIB },
+        )) ?? null;
+    }
+    // A boot of its own, last (a failure loses only it): a timed boot prints every kernel
+    // message, which slows it.
+    if (o.timeline && row.kind === "slimroot") row.timeline = await timelineBoot(run, label, argvFor);
   };
+}
+
+/** One boot with `run --timeline`, its timeline cut into phases up to the first passing probe. */
+async function timelineBoot(
+  { o, step }: Run,
+  label: string,
+  argvFor: Parameters<Measure>[1],
+): Promise<BootPhases> {
+  step(`${label}: boot with --timeline`);
+  const file = join(o.work, "timeline.json");
+  await rm(file, { force: true });
+  const ports = await portsFor(o.probes);
+  const startEpochMs = performance.timeOrigin + performance.now();
+  const r = await timeReady([...argvFor(o.memMiB, ports), "--timeline"], o.probes, ports, o.bootTimeoutMs, {
+    [TIMELINE_FILE_ENV]: file,
+  });
+  if ("error" in r) throw new Error(`boot with --timeline: ${r.error}`);
+  const tl = JSON.parse(
+    await readFile(file, "utf8").catch(() => {
+      throw new Error("boot with --timeline: slimroot run wrote no timeline (no exit report?)");
+    }),
+  ) as Timeline;
+  return bootPhases(tl, startEpochMs, startEpochMs + r.seconds * 1000);
 }
 
 /** Floors: our init alone, whose app is missing: it reports and ends the VM at once. */

@@ -32,10 +32,11 @@ export async function timeReady(
   probes: readonly Probe[],
   ports: ReadonlyMap<number, number>,
   timeoutMs: number,
+  env: Readonly<Record<string, string>> = {},
 ): Promise<Ready> {
   const t0 = process.hrtime.bigint();
   const key = newReportKey();
-  const s = start(argv, { [REPORT_KEY_ENV]: key });
+  const s = start(argv, { ...env, [REPORT_KEY_ENV]: key });
   const elapsed = () => Number(process.hrtime.bigint() - t0) / 1e9;
   const deadline = Date.now() + timeoutMs;
   try {

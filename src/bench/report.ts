@@ -1,5 +1,6 @@
 /** A bench report for people: a terminal table, and an SVG chart for a README. */
-import type { BenchReport, BenchRow } from "./schema.js";
+import { PHASES } from "./phases.js";
+import type { BenchReport, BenchRow, BootPhases } from "./schema.js";
 
 const mb = (n: number) => (n / 1e6).toFixed(2);
 const s2 = (n: number) => n.toFixed(2);
@@ -7,6 +8,38 @@ const s2 = (n: number) => n.toFixed(2);
 /** How each hand-made baseline was sized, a line each. */
 function sizings(r: BenchReport): string[] {
   return r.rows.filter((row) => row.sizing).map((row) => `${row.id}: ${row.sizing}`);
+}
+
+type Timed = BenchRow & { timeline: BootPhases };
+const timedRows = (r: BenchReport) => r.rows.filter((row): row is Timed => row.timeline !== undefined);
+
+/** bench --timeline: a row of ms per timed variant (the phases, then their sum: that boot's ready time). */
+function timelineCells(r: BenchReport): { head: string[]; body: string[][]; initcalls: string[] } {
+  const rows = timedRows(r);
+  return {
+    head: ["variant", ...PHASES.map((p) => p.name), "ready"],
+    body: rows.map((row) => [
+      row.id,
+      ...PHASES.map((p) => String(Math.round(row.timeline.phases.find((x) => x.name === p.name)?.ms ?? 0))),
+      String(Math.round(row.timeline.readyMs)),
+    ]),
+    initcalls: rows.map(
+      (row) =>
+        `${row.id}: slowest initcalls ${row.timeline.slowestInitcalls.map((c) => `${c.name} ${c.ms.toFixed(1)} ms`).join(", ") || "none"}`,
+    ),
+  };
+}
+
+const TIMELINE_TITLE =
+  "timeline, ms: one more boot of each variant with run --timeline (it prints every kernel message, so it is slower); run: slimroot run until the VMM started, app to probe: from the app's exec to the first passing probe";
+
+function timelineTable(r: BenchReport): string[] {
+  if (!timedRows(r).length) return [];
+  const { head, body, initcalls } = timelineCells(r);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) =>
+    cells.map((c, i) => (i ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join("  ");
+  return ["", TIMELINE_TITLE, line(head), ...body.map(line), ...initcalls];
 }
 
 export function formatTable(r: BenchReport): string {
@@ -40,7 +73,7 @@ export function formatTable(r: BenchReport): string {
       .map((c, i) => (c.startsWith("failed") ? c : i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!)))
       .join("  ")
       .trimEnd();
-  const out = [line(head), ...body.map(line), ...sizings(r), ""];
+  const out = [line(head), ...body.map(line), ...sizings(r), ...timelineTable(r), ""];
   for (const f of r.floors) {
     out.push(
       "seconds" in f
@@ -90,12 +123,16 @@ export function renderSvg(r: BenchReport): string {
   const barH = 16;
   const rowH = 22;
   const top = 58;
-  const width = labelW + panels.length * (panelW + gap);
-  const height = top + r.rows.length * rowH + 30;
+  const timed = timedRows(r).length > 0;
+  // bench --timeline: one more panel, each timed row's ready time as stacked phases.
+  const tlW = 300;
+  const width = labelW + panels.length * (panelW + gap) + (timed ? tlW + gap : 0);
+  const height = top + r.rows.length * rowH + 30 + (timed ? 20 : 0);
   const parts: string[] = [];
   parts.push(
     `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="system-ui,sans-serif" font-size="12">`,
     "<style>.bg{fill:#fff}.fg{fill:#222}.grid{stroke:#ccc}.ours{fill:#2f6fd0}.theirs{fill:#d9822b}.err{fill:#b00020}" +
+      (timed ? PHASE_COLOURS.map((c, i) => `.p${i}{fill:${c}}`).join("") : "") +
       "@media (prefers-color-scheme:dark){.bg{fill:#16181c}.fg{fill:#ddd}.grid{stroke:#444}.ours{fill:#5b9bf0}.theirs{fill:#f0a050}.err{fill:#ff6b81}}</style>",
     `<rect class="bg" width="${width}" height="${height}" rx="6"/>`,
     `<text class="fg" x="12" y="20" font-weight="600">${esc(`slimroot bench: ${r.source}`)}</text>`,
@@ -127,13 +164,61 @@ export function renderSvg(r: BenchReport): string {
       );
     });
   });
-  const ly = height - 10;
+  if (timed) parts.push(...timelinePanel(r, labelW + panels.length * (panelW + gap), top, rowH, barH, tlW));
+  const ly = height - 10 - (timed ? 20 : 0);
+  if (timed)
+    PHASES.forEach((p, i) => {
+      const x = 12 + i * 110;
+      parts.push(
+        `<rect class="p${i}" x="${x}" y="${ly + 10}" width="12" height="12"/><text class="fg" x="${x + 16}" y="${ly + 20}">${esc(p.name)}</text>`,
+      );
+    });
   parts.push(
     `<rect class="ours" x="12" y="${ly - 10}" width="12" height="12"/><text class="fg" x="28" y="${ly}">slimroot</text>`,
     `<rect class="theirs" x="100" y="${ly - 10}" width="12" height="12"/><text class="fg" x="116" y="${ly}">hand-made route</text>`,
     "</svg>",
   );
   return `${parts.join("\n")}\n`;
+}
+
+/** One colour per phase, mid-tones that read on the light and the dark background. */
+const PHASE_COLOURS = ["#8a8f98", "#2f6fd0", "#7b4fc9", "#2a9d8f", "#d9822b", "#c0392b"];
+
+/** Each timed row's ready time as stacked phase segments, on one scale; ms at the end. */
+function timelinePanel(
+  r: BenchReport,
+  x0: number,
+  top: number,
+  rowH: number,
+  barH: number,
+  w: number,
+): string[] {
+  const max = Math.max(0, ...timedRows(r).map((row) => row.timeline.readyMs));
+  const scale = max > 0 ? (w - 60) / max : 0;
+  const parts = [
+    `<text class="fg" x="${x0}" y="${top + 2}" font-weight="600">timeline to first probe (ms)</text>`,
+    `<line class="grid" x1="${x0}" x2="${x0}" y1="${top + 6}" y2="${top + r.rows.length * rowH + 6}"/>`,
+  ];
+  r.rows.forEach((row, i) => {
+    const y = top + i * rowH + 8;
+    if (!row.timeline) {
+      parts.push(`<text class="fg" x="${x0 + 4}" y="${y + 12}">-</text>`);
+      return;
+    }
+    let x = x0;
+    for (const p of row.timeline.phases) {
+      const sw = p.ms * scale;
+      const k = PHASES.findIndex((q) => q.name === p.name);
+      parts.push(
+        `<rect class="p${k}" x="${x.toFixed(1)}" y="${y}" width="${sw.toFixed(1)}" height="${barH}"><title>${esc(`${p.name}: ${Math.round(p.ms)} ms`)}</title></rect>`,
+      );
+      x += sw;
+    }
+    parts.push(
+      `<text class="fg" x="${(x + 4).toFixed(1)}" y="${y + 12}">${Math.round(row.timeline.readyMs)}</text>`,
+    );
+  });
+  return parts;
 }
 
 /** The same numbers as a markdown table (for a README), with the floors and comparisons. */
@@ -151,6 +236,23 @@ export function formatMarkdown(r: BenchReport): string {
     "",
     ...sizings(r).map((l) => `- ${l}`),
   ];
+  if (timedRows(r).length) {
+    const { head, body, initcalls } = timelineCells(r);
+    out.push(
+      "",
+      `${TIMELINE_TITLE}:`,
+      "",
+      `| ${head.join(" | ")} |`,
+      `|---|${head
+        .slice(1)
+        .map(() => "---:|")
+        .join("")}`,
+      ...body.map((b) => `| ${b.join(" | ")} |`),
+      "",
+      ...initcalls.map((l) => `- ${l}`),
+      "",
+    );
+  }
   for (const f of r.floors)
     out.push(
       "seconds" in f

@@ -24,7 +24,18 @@ export interface BenchRow {
   leastMiB: number | null;
   /** The hand-made routes: how the baseline was sized (its disk, its guest memory). */
   sizing?: string;
+  /** bench --timeline: one more boot of a slimroot row with `run --timeline`, cut into phases (phases.ts). */
+  timeline?: BootPhases;
   error?: string;
+}
+
+export interface BootPhases {
+  /** In boot order: run, kernel, initcalls, root ready, init, app to probe; ms, summing to readyMs. */
+  phases: { name: string; ms: number }[];
+  /** That boot's ready time (ms from starting `slimroot run` to every probe passed). */
+  readyMs: number;
+  /** The kernel's slowest initcalls in that boot (initcall_debug), slowest first. */
+  slowestInitcalls: { name: string; ms: number }[];
 }
 
 export interface Comparison {
@@ -63,6 +74,12 @@ export interface BenchReport {
 }
 
 const num = { type: "number", minimum: 0 };
+const named = {
+  type: "object",
+  additionalProperties: false,
+  required: ["name", "ms"],
+  properties: { name: { type: "string" }, ms: num },
+};
 const nullable = (s: object) => ({ anyOf: [s, { type: "null" }] });
 const stats = {
   type: "object",
@@ -151,6 +168,16 @@ export const BENCH_JSON_SCHEMA = {
           readyToFloor: nullable(num),
           leastMiB: nullable({ type: "integer", minimum: 1 }),
           sizing: { type: "string" },
+          timeline: {
+            type: "object",
+            additionalProperties: false,
+            required: ["phases", "readyMs", "slowestInitcalls"],
+            properties: {
+              phases: { type: "array", items: named },
+              readyMs: num,
+              slowestInitcalls: { type: "array", items: named },
+            },
+          },
           error: { type: "string" },
         },
       },

@@ -55,6 +55,10 @@ export function registerBench(program: Command): void {
     .option("--mem <MiB>", "guest memory for the timed boots (default: run's)")
     .option("--no-ram", "skip the least-RAM bisection")
     .option("--no-conventional", "skip the hand-made routes")
+    .option(
+      "--timeline",
+      "one more boot of each slimroot variant with run --timeline: its phases (kernel, initcalls, root ready, init, app to probe) in the table, JSON and SVG",
+    )
     .option("--boot-timeout <duration>", "longest wait for one boot to be ready", "2m")
     .option("--keep <glob>", "passed to build: also keep these image paths (repeatable)", collect)
     .option("--json <file>", "write the results as JSON (schema: docs/bench.md)")
@@ -106,6 +110,7 @@ export function registerBench(program: Command): void {
         runs,
         ram: opts.ram !== false,
         conventional: opts.conventional !== false,
+        ...(opts.timeline ? { timeline: true } : {}),
         imageArgs: imageArgs(opts),
         command,
         insecure: Boolean(opts.insecure),

@@ -1,6 +1,8 @@
 import { constants } from "node:os";
+import { Readable } from "node:stream";
 import { type Command, CommanderError } from "commander";
 import { hostPlatform, parsePlatform } from "../image/platform.js";
+import { writeFileAtomically } from "../output/atomic.js";
 import { pullToTemp } from "../publish/pull.js";
 import { oneLine, UserError } from "../util/errors.js";
 import { parseVolume } from "../vm/disks.js";
@@ -9,6 +11,7 @@ import { VMMS, type Vmm } from "../vm/plan.js";
 import { parsePortForward } from "../vm/ports.js";
 import { GuestReport, reportKeyFromEnv } from "../vm/report.js";
 import { EXIT_FAILED, runImage } from "../vm/run.js";
+import { TIMELINE_FILE_ENV, type Timeline } from "../vm/timeline.js";
 import { collect, parseDuration, positiveInt } from "./parse.js";
 
 /** `-e NAME=VALUE`, or `-e NAME` for the value NAME has here (skipped when unset). */
@@ -180,6 +183,9 @@ export function registerRun(program: Command): void {
         const env = envEntries((opts.env as string[] | undefined) ?? []);
         // A program driving us (bench) may bring the report key, to read the report from our output.
         const reportKey = reportKeyFromEnv();
+        // ...and a file for the timeline (bench's timeline columns).
+        const timelineFile = opts.timeline ? process.env[TIMELINE_FILE_ENV] : undefined;
+        let timeline: Timeline | undefined;
         const code = await withStopSignals((stop, kill) =>
           runImage({
             image,
@@ -190,6 +196,7 @@ export function registerRun(program: Command): void {
             ...(opts.timeout ? { timeoutMs: parseDuration(opts.timeout as string, "--timeout") } : {}),
             stopGraceMs: parseDuration(opts.stopTimeout as string, "--stop-timeout"),
             ...(opts.timeline ? { timeline: true } : {}),
+            ...(timelineFile ? { onTimeline: (tl: Timeline) => (timeline = tl) } : {}),
             dryRun: Boolean(opts.dryRun),
             ...(opts.json ? { json: true } : {}),
             volumes: ((opts.volume as string[] | undefined) ?? []).map(parseVolume),
@@ -208,6 +215,8 @@ export function registerRun(program: Command): void {
             kill,
           }),
         );
+        if (timelineFile && timeline)
+          await writeFileAtomically(timelineFile, Readable.from([`${JSON.stringify(timeline)}\n`]));
         process.exitCode = code;
       } catch (err) {
         // Like docker run: whatever kept the app from running is 125, so the app's own

@@ -29,7 +29,7 @@ import { qemuBinary } from "./qemu.js";
 import { qemuLauncher } from "./qemu-launcher.js";
 import { GuestReport } from "./report.js";
 import { planResume, snapshotOf } from "./resume.js";
-import { buildTimeline, type ConsoleLine, describeTimeline } from "./timeline.js";
+import { buildTimeline, type ConsoleLine, describeTimeline, type Timeline } from "./timeline.js";
 
 export { RunFailure };
 
@@ -45,6 +45,8 @@ export interface RunRequest extends Omit<BootOptions, "vmm" | "reportKey"> {
   /** The VMM (default qemu). */
   vmm?: Vmm;
   dryRun: boolean;
+  /** With timeline: given the boot's timeline once it is built (the CLI writes it for bench). */
+  onTimeline?: (tl: Timeline) => void;
   /** With dryRun: print the plan as JSON on stdout instead of the command. */
   json?: boolean;
   /** With dryRun: the directory the VM's files go to (default: a temp directory, kept). */
@@ -320,6 +322,7 @@ function boot(
           ...(symbols ? { symbols } : {}),
         });
         for (const l of describeTimeline(tl)) req.stderr.write(`slimroot: ${l}\n`);
+        req.onTimeline?.({ ...tl, vmmStartEpochMs: performance.timeOrigin + spawnedAt });
       }
       if (watcher.exitCode !== undefined) return resolve(watcher.exitCode);
       if (stopStatus !== undefined) return resolve(stopStatus);

@@ -103,7 +103,13 @@ describe("timeline", () => {
   test("a console without kernel lines: VMM start to the report, one segment", () => {
     const tl = buildTimeline({ lines: [{ hostMs: 10, text: "hi" }], initTimes: {}, endMs: 900 });
     assert.deepEqual(tl.segments, [
-      { what: "the init's report, until the host read it", startMs: 0, ms: 900, clock: "host+guest" },
+      {
+        id: "report",
+        what: "the init's report, until the host read it",
+        startMs: 0,
+        ms: 900,
+        clock: "host+guest",
+      },
     ]);
     assert.match(describeTimeline(tl).join("\n"), /no timestamped kernel line/);
   });

@@ -28,7 +28,19 @@ export interface ConsoleLine {
 /** host: the host's clock (when a console line came); guest: a difference on the guest's clock; host+guest: one end each. */
 export type Clock = "host" | "guest" | "host+guest";
 
+/** Which part of the boot a segment is (what a program reading the timeline, bench, keys on). */
+export type SegmentId =
+  | "setup"
+  | "decompress"
+  | "early"
+  | "initcalls"
+  | "to-init"
+  | "init"
+  | "app"
+  | "report";
+
 export interface Segment {
+  id: SegmentId;
   what: string;
   /** Where it starts and how long it is, ms on the host clock. */
   startMs: number;
@@ -50,7 +62,12 @@ export interface Timeline {
   offsetMs: number | undefined;
   /** Slowest first. */
   initcalls: Initcall[];
+  /** The host's wall clock (Unix ms) when the VMM was spawned: puts another process's times (bench's probe) on this timeline. */
+  vmmStartEpochMs?: number;
 }
+
+/** Set by a program driving `run --timeline` (bench): the file run writes the Timeline to, as JSON. */
+export const TIMELINE_FILE_ENV = "SLIMROOT_TIMELINE_FILE";
 
 /** The kernel command line for a timed boot: timestamps, initcall times, every message shown. */
 export function timelineCmdline(cmdline: string): string {
@@ -127,32 +144,39 @@ export function buildTimeline(input: TimelineInput): Timeline {
   const setup = host((l) => l.startsWith("Probing EDD"));
 
   // [boundary, what the segment that ends there was, its clock]; absent boundaries drop out.
-  const marks: [number | undefined, string, Clock][] = [
-    [setup, "VMM start until the kernel's setup code ran", "host"],
+  const marks: [number | undefined, SegmentId, string, Clock][] = [
+    [setup, "setup", "VMM start until the kernel's setup code ran", "host"],
     [
       offsetMs,
+      "decompress",
       setup === undefined
         ? "VMM start, kernel load and decompression, until the kernel's clock ran"
         : "kernel decompression, until the kernel's clock ran",
       "host+guest",
     ],
-    [arrived((l) => l.startsWith("calling ")), "kernel early boot (until the first initcall)", "host"],
+    [
+      arrived((l) => l.startsWith("calling ")),
+      "early",
+      "kernel early boot (until the first initcall)",
+      "host",
+    ],
     [
       arrived((l) => l.startsWith("Freeing unused kernel image")),
+      "initcalls",
       "initcalls (with the initramfs unpacked)",
       "host",
     ],
-    [runInit, "freeing init memory, starting /init", "host"],
-    [sinceInit("app"), "init: mounts, modules, network, until the app started", "guest"],
-    [sinceInit("exit"), "the app, until it exited", "guest"],
-    [input.endMs, "the init's report, until the host read it", "host+guest"],
+    [runInit, "to-init", "freeing init memory, starting /init", "host"],
+    [sinceInit("app"), "init", "init: mounts, modules, network, until the app started", "guest"],
+    [sinceInit("exit"), "app", "the app, until it exited", "guest"],
+    [input.endMs, "report", "the init's report, until the host read it", "host+guest"],
   ];
   const segments: Segment[] = [];
   let at = 0;
-  for (const [end, what, clock] of marks) {
+  for (const [end, id, what, clock] of marks) {
     if (end === undefined) continue;
     const to = Math.min(Math.max(end, at), input.endMs);
-    segments.push({ what, startMs: at, ms: to - at, clock });
+    segments.push({ id, what, startMs: at, ms: to - at, clock });
     at = to;
   }
   return { segments, totalMs: input.endMs, offsetMs, initcalls: initcalls(input.lines, input.symbols) };

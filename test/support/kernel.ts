@@ -4,10 +4,12 @@
  * and a half-done one (interrupted run) is thrown away and redone.
  */
 
+import { execFile } from "node:child_process";
 import { existsSync, readdirSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import { candidateField, download, ensureArch, extract, qualified } from "../../src/kernel/apt.js";
 import { cacheRoot } from "../../src/util/cache-dir.js";
 
@@ -118,4 +120,36 @@ export function cachedSlimrootKernel(arch: DebianArch): string | undefined {
     .filter((dir) => existsSync(join(dir, "manifest.json")))
     .sort()
     .at(-1);
+}
+
+/**
+ * A kernel module of one init function (`initBody`: C statements, `<linux/delay.h>` included),
+ * built in `dir` against Debian's headers for `version`: the boot tests' modules that sleep or
+ * hang. `ko` is the module's path, or `missing` says why it cannot be built (the test skips).
+ */
+export async function buildTestModule(
+  dir: string,
+  version: string,
+  name: string,
+  initBody: string,
+): Promise<{ ko: string } | { missing: string }> {
+  const headers = `/usr/src/linux-headers-${version}`;
+  if (!existsSync(headers))
+    return {
+      missing: `needs ${headers} to build the test module (apt-get install linux-headers-${version})`,
+    };
+  await writeFile(
+    join(dir, `${name}.c`),
+    [
+      "#include <linux/delay.h>",
+      "#include <linux/module.h>",
+      `static int __init ${name}_init(void) { ${initBody} return 0; }`,
+      `module_init(${name}_init);`,
+      'MODULE_LICENSE("GPL");',
+      "",
+    ].join("\n"),
+  );
+  await writeFile(join(dir, "Kbuild"), `obj-m := ${name}.o\n`);
+  await promisify(execFile)("make", ["-C", headers, `M=${dir}`, "modules"]);
+  return { ko: join(dir, `${name}.ko`) };
 }

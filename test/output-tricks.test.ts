@@ -109,7 +109,7 @@ async function fileTricks(dir: string, input: string): Promise<[string, string, 
 
 describe("a file output: the input, links to it, a device, a FIFO, a directory", () => {
   // Three at a time: refusals change nothing, so each one's before/after snapshots still hold.
-  test("build (cpio, erofs), trace, bench --json/--svg, inspect --html: each trick on two of them", {
+  test("build (cpio, erofs), trace, bench --json/--svg, inspect --html, snapshot: each trick on two of them", {
     concurrency: 3,
   }, async (t) => {
     if (process.getuid?.() !== 0) return t.skip("needs root to make a device node (mknod)");
@@ -137,6 +137,15 @@ describe("a file output: the input, links to it, a device, a FIFO, a directory",
       runs.push(
         t.test(`inspect --html ${what}`, async () => {
           await assertRefused(["inspect", image, "--html", out], "--html", pattern);
+        }),
+      );
+    // snapshot's file is checked before anything boots (exit 125, as run's failures).
+    for (const [what, out, pattern] of inspect)
+      runs.push(
+        t.test(`snapshot -o ${what}`, async () => {
+          await assertRefused(["snapshot", image, "--probe", "tcp:80", "-o", out], "-o", pattern, {
+            code: 125,
+          });
         }),
       );
     await Promise.all(runs);

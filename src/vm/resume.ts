@@ -7,13 +7,12 @@
  * cache of its disks, so a disk that changed since would be read wrong).
  */
 import { execFile } from "node:child_process";
-import { createHash } from "node:crypto";
-import { createReadStream } from "node:fs";
 import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import type { Arch } from "../arch/arch.js";
 import { identify, type SnapshotArtifact, sniffFile } from "../artifact/identify.js";
 import type { NamedFile } from "../artifact/snapshot.js";
+import { fileSha256 } from "../output/why.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { hostExecutable } from "../util/host-path.js";
 import { RunFailure } from "./failure.js";
@@ -22,13 +21,8 @@ import { qemuBinary } from "./qemu.js";
 
 /** The file's sha256 and size. */
 export async function nameByDigest(path: string): Promise<NamedFile> {
-  const hash = createHash("sha256");
-  let bytes = 0;
-  for await (const chunk of createReadStream(path)) {
-    hash.update(chunk as Buffer);
-    bytes += (chunk as Buffer).length;
-  }
-  return { path, sha256: hash.digest("hex"), bytes };
+  const [sha256, st] = await Promise.all([fileSha256(path), stat(path)]);
+  return { path, sha256, bytes: st.size };
 }
 
 /** `qemu-system-* --version`'s first line: what a snapshot is tied to. */

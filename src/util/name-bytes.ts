@@ -9,7 +9,9 @@ import { printable } from "./errors.js";
  * always two different strings, and nameBytes() gives the original bytes back for the writer.
  */
 
-const strictUtf8 = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: a name that starts with U+FEFF keeps it (by default the decoder drops it, and
+// "h/\x80/\xef\xbb\xbf" would become "h/\x80/", the directory itself).
+const strictUtf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 const ESCAPED = /[\udc80-\udcff]/;
 
 /** The string for a name's bytes (see above). */

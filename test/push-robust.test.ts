@@ -287,6 +287,54 @@ test("a blob the registry holds in another repository is mounted: no blob byte g
   }
 });
 
+test("--mount-from REPO: a blob another repository holds is mounted from it, no blob byte sent", async () => {
+  // Pushed by another process: this one knows of it only through the flag.
+  await pushOk(cpio, registry.host, "held");
+  const { proxy, traffic } = await faultyProxy();
+  try {
+    const r = await runCli([
+      "push",
+      "--insecure",
+      "--mount-from",
+      "held",
+      cpio,
+      `docker://${proxy.host}/mounted:1`,
+    ]);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(traffic.uploaded, 0, "no blob byte went through the proxy");
+    assert.ok(
+      traffic.requests.some((q) =>
+        /^POST \/v2\/mounted\/blobs\/uploads\/\?mount=sha256%3A[0-9a-f]{64}&from=held$/.test(q),
+      ),
+    );
+    assert.equal(tagDigest("mounted"), r.stdout.trim());
+    // The same push without the flag sends the bytes.
+    await pushOk(cpio, proxy.host, "unmounted");
+    assert.ok(traffic.uploaded >= (await readFile(cpio)).length);
+  } finally {
+    await proxy.close();
+  }
+});
+
+test("--mount-from with a host, tag or bad name: one line naming it, exit 1, nothing sent", async () => {
+  for (const [from, why] of [
+    ["127.0.0.1:5000/held", "a repository path on the same registry, without a host, tag or digest"],
+    ["held:1", "a repository path on the same registry, without a host, tag or digest"],
+    ["Held", 'bad repository name component "Held" (must be lowercase)'],
+  ]) {
+    const r = await runCli([
+      "push",
+      "--insecure",
+      "--mount-from",
+      from!,
+      cpio,
+      `docker://${registry.host}/x:1`,
+    ]);
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.stderr, `slimroot: --mount-from ${from}: ${why}\n`);
+  }
+});
+
 async function pushOk(file: string, host: string, repo: string): Promise<string> {
   const r = await runCli(["push", "--insecure", file, `docker://${host}/${repo}:1`]);
   assert.equal(r.code, 0, r.stderr);

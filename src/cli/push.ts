@@ -14,6 +14,7 @@ interface PushOpts {
   as?: string[];
   kernel?: string[];
   hypervisor?: string;
+  mountFrom?: string[];
 }
 
 export function registerPush(program: Command): void {
@@ -36,6 +37,11 @@ export function registerPush(program: Command): void {
       collect,
     )
     .option("--hypervisor <vmm>", "--as urunc: the VMM urunc runs (qemu, firecracker, cloud-hypervisor)")
+    .option(
+      "--mount-from <repo>",
+      "a repository on the same registry that may hold the blobs already (repeatable): mounted, not sent again",
+      collect,
+    )
     .action(async (args: string[], opts: PushOpts) => {
       const ref = args.at(-1)!;
       const files = args.slice(0, -1);
@@ -52,6 +58,7 @@ export function registerPush(program: Command): void {
           ...(forms ? { forms } : {}),
           ...(opts.kernel ? { kernels: opts.kernel } : {}),
           ...(opts.hypervisor ? { hypervisor: opts.hypervisor } : {}),
+          ...(opts.mountFrom ? { mountFrom: opts.mountFrom } : {}),
           progress: (p) => bar.update(p),
         });
         bar.stop();

@@ -94,7 +94,7 @@ function indexEntries(bytes: Buffer, where: string, what: string): Descriptor[] 
 /**
  * Attaches the .why (`bytes`) to the manifest `subject`: the blobs, the referrer by digest,
  * and, when the registry did not index it itself, the fallback tag's index with it added
- * (what was listed there stays). Each step goes through `retried`.
+ * (what was listed there stays). Each step goes through `retried`; `mountFrom` as uploadBlob's.
  */
 export async function pushWhy(
   session: RegistrySession,
@@ -102,6 +102,7 @@ export async function pushWhy(
   why: { bytes: Buffer; title: string },
   epoch: number,
   retried: <T>(step: () => Promise<T>) => Promise<T>,
+  mountFrom: string[] = [],
 ): Promise<string> {
   const layer = { mediaType: WHY_TYPE, digest: digestOf(why.bytes), size: why.bytes.length };
   for (const [bytes, digest] of [
@@ -109,7 +110,8 @@ export async function pushWhy(
     [why.bytes, layer.digest],
   ] as const)
     await retried(async () => {
-      if (!(await session.hasBlob(digest))) await session.uploadBlob({ bytes }, digest);
+      if (!(await session.hasBlob(digest)))
+        await session.uploadBlob({ bytes }, digest, undefined, undefined, mountFrom);
     });
   const manifest = whyManifest(subject, layer, why.title, epoch);
   let indexed = false;

@@ -15,6 +15,7 @@ import {
 } from "../artifact/identify.js";
 import { digestOf } from "../image/digest.js";
 import { MEDIA } from "../image/manifest.js";
+import { parseRepository } from "../image/registry/reference.js";
 import { type BlobSource, IntegrityError, RegistrySession } from "../image/registry/session.js";
 import { readManifest as readKernelManifest } from "../kernel/manifest.js";
 import { whyPath } from "../output/output.js";
@@ -164,9 +165,13 @@ async function kernelsByArch(files: string[]): Promise<Map<string, KernelArtifac
 }
 
 /** Pushes `files` to `ref` (a tag) in each form asked for; returns what each tag names now. */
-export async function pushFiles(files: string[], ref: string, o: PushOptions): Promise<PushResult> {
-  const session = await RegistrySession.open(ref, { insecure: Boolean(o.insecure), push: true });
+export async function pushFiles(files: string[], ref: string, given: PushOptions): Promise<PushResult> {
+  const session = await RegistrySession.open(ref, { insecure: Boolean(given.insecure), push: true });
   const { where } = session;
+  const mountFrom = (given.mountFrom ?? []).map((r) =>
+    parseRepository(r, session.ref.registry, "--mount-from"),
+  );
+  const o = { ...given, mountFrom };
   if (session.ref.digest) throw new UserError(`${where}: push to a tag, not a digest`);
   const tag = session.ref.tag ?? "latest";
   if (files.length === 0) throw new UserError(`${where}: no file to push`);
@@ -288,6 +293,7 @@ async function pushTag(
         { bytes: i.why, title: `${basename(i.file)}.why` },
         o.epoch,
         retried,
+        o.mountFrom,
       );
   };
   if (images.length === 1) {

@@ -7,9 +7,9 @@ import { createHash } from "node:crypto";
 import { readFileSync, writeFileSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import { createServer as createHttpsServer } from "node:https";
+import { createServer as createHttpsServer, get as httpsGet } from "node:https";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
+import { networkInterfaces, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Readable } from "node:stream";
 import { gunzipSync, gzipSync } from "node:zlib";
@@ -20,7 +20,7 @@ import { freePort } from "../../src/util/net.js";
 export interface RegistryServer {
   /** "127.0.0.1:PORT", to put in references: `docker://${host}/repo:tag`. */
   host: string;
-  /** "http://127.0.0.1:PORT". */
+  /** "http://127.0.0.1:PORT" (https with `tls`). */
   url: string;
   /** The registry's filesystem storage root (e.g. to corrupt a blob on purpose). */
   storageDir: string;
@@ -31,6 +31,8 @@ export interface RegistryServer {
 export interface RegistryOptions {
   /** Enables htpasswd (Basic) auth with these user -> password pairs. */
   users?: Record<string, string>;
+  /** Serves https with this key and certificate (PEM, e.g. from makeTestCertificates). */
+  tls?: { key: string; cert: string };
 }
 
 export interface BasicAuth {
@@ -71,6 +73,12 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
       await writeFile(join(dir, "htpasswd"), `${lines.join("\n")}\n`);
       auth = `auth:\n  htpasswd:\n    realm: slimroot-test\n    path: ${join(dir, "htpasswd")}\n`;
     }
+    let tls = "";
+    if (opts.tls) {
+      await writeFile(join(dir, "server.key"), opts.tls.key);
+      await writeFile(join(dir, "server.pem"), opts.tls.cert);
+      tls = `  tls:\n    certificate: ${join(dir, "server.pem")}\n    key: ${join(dir, "server.key")}`;
+    }
     // A port can be taken between freePort() and the registry binding it: retry a few times.
     for (let attempt = 0; ; attempt++) {
       const port = await freePort();
@@ -91,6 +99,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
           "http:",
           `  addr: 127.0.0.1:${port}`,
           "  secret: slimroot-test-secret",
+          tls,
           auth,
         ].join("\n"),
       );
@@ -100,7 +109,7 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
       proc.stderr?.on("data", (d: Buffer) => {
         stderr = (stderr + d.toString()).slice(-4000);
       });
-      const url = `http://127.0.0.1:${port}`;
+      const url = `${opts.tls ? "https" : "http"}://127.0.0.1:${port}`;
       const up = await waitUntilUp(url, proc);
       if (up) return { host: `127.0.0.1:${port}`, url, storageDir, stop };
       child = undefined;
@@ -115,13 +124,26 @@ export async function startRegistry(opts: RegistryOptions = {}): Promise<Registr
   }
 }
 
+/** Resolves when `url` answers anything; over https without checking the certificate (up, not trusted). */
+function probe(url: string): Promise<void> {
+  if (url.startsWith("http:")) return fetch(url, { signal: AbortSignal.timeout(1000) }).then(() => undefined);
+  return new Promise((resolve, reject) => {
+    const req = httpsGet(url, { rejectUnauthorized: false, timeout: 1000 }, (res) => {
+      res.resume();
+      resolve();
+    });
+    req.on("timeout", () => req.destroy(new Error("timeout")));
+    req.on("error", reject);
+  });
+}
+
 /** Polls /v2/ until it answers (any status: 401 counts) or the process dies; 10 s at most. */
 async function waitUntilUp(url: string, proc: ChildProcess): Promise<boolean> {
   const deadline = Date.now() + 10_000;
   while (Date.now() < deadline) {
     if (proc.exitCode !== null || proc.signalCode !== null) return false;
     try {
-      await fetch(`${url}/v2/`, { signal: AbortSignal.timeout(1000) });
+      await probe(`${url}/v2/`);
       return true;
     } catch {
       await new Promise((r) => setTimeout(r, 50));
@@ -363,6 +385,14 @@ export function makeTestCertificates(dir: string): { caFile: string; key: string
     key: readFileSync(join(dir, "server.key"), "utf8"),
     cert: readFileSync(join(dir, "server.pem"), "utf8"),
   };
+}
+
+/** This machine's first non-loopback IPv4 address, if it has one. */
+export function outsideAddress(): string | undefined {
+  for (const list of Object.values(networkInterfaces())) {
+    for (const a of list ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
+  }
+  return undefined;
 }
 
 /** Content a fake registry serves: one image under repo "demo/app", tag "v1". */

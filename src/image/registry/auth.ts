@@ -142,7 +142,7 @@ export class RegistryAuth {
     if (res.status === 401) {
       const again = res.headers.get("www-authenticate") ?? "";
       await discard(res);
-      throw this.rejected(statusLine(res), again);
+      throw this.rejected(statusLine(res), again, scope);
     }
     return res;
   }
@@ -181,7 +181,7 @@ export class RegistryAuth {
     }
     if (challenges.some((c) => c.scheme === "basic")) {
       const basic = this.basicHeader(this.registry);
-      if (!basic) throw this.rejected("401 Unauthorized", "");
+      if (!basic) throw this.rejected("401 Unauthorized", "", scope);
       this.basic = true;
       return basic;
     }
@@ -241,7 +241,7 @@ export class RegistryAuth {
     }
     if (res.status === 401 || res.status === 403) {
       await discard(res);
-      throw this.rejected(statusLine(res), "");
+      throw this.rejected(statusLine(res), "", ourScope);
     }
     if (!res.ok) throw await statusError(res, `token request to ${realm.host}`, this.where);
     const bytes = await readCapped(res, MAX_TOKEN, what, this.where);
@@ -263,14 +263,15 @@ export class RegistryAuth {
     return header;
   }
 
-  /** The one-line error for a registry that refused us. */
-  private rejected(status: string, header: string): UserError {
+  /** The one-line error for a registry that refused us what `scope` (repository:NAME:ACTIONS) asks. */
+  private rejected(status: string, header: string, scope: string): UserError {
     const user = this.o.credentials?.username;
     const error = parseWwwAuthenticate(header).find((c) => c.params.error)?.params.error;
     if (error === "insufficient_scope") {
       const who = user ? `user ${user}` : "anonymous users";
+      const pushing = scope.split(":").at(-1)?.split(",").includes("push");
       return new UserError(
-        `${this.where}: access denied (${status}): the repository does not exist or ${who} may not pull it`,
+        `${this.where}: access denied (${status}): the repository does not exist or ${who} may not ${pushing ? "push to" : "pull"} it`,
       );
     }
     if (this.o.credentials) {

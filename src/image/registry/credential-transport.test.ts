@@ -8,11 +8,16 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import type { IncomingMessage } from "node:http";
-import { networkInterfaces, tmpdir } from "node:os";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { REPO } from "../../../test/support/cli.js";
-import { fakeImage, fakeRegistry, makeTestCertificates } from "../../../test/support/registry-server.js";
+import {
+  fakeImage,
+  fakeRegistry,
+  makeTestCertificates,
+  outsideAddress,
+} from "../../../test/support/registry-server.js";
 import { UserError } from "../../util/errors.js";
 import { pullImage } from "./client.js";
 
@@ -118,14 +123,6 @@ describe("credentials over https", () => {
     }
   });
 });
-
-/** This machine's first non-loopback IPv4 address, if it has one. */
-function outsideAddress(): string | undefined {
-  for (const list of Object.values(networkInterfaces())) {
-    for (const a of list ?? []) if (a.family === "IPv4" && !a.internal) return a.address;
-  }
-  return undefined;
-}
 
 describe("credentials over plain http (--insecure)", () => {
   const saved = process.env.DOCKER_CONFIG;

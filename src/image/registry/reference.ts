@@ -89,6 +89,22 @@ export function parseReference(text: string): Reference {
   return ref;
 }
 
+/**
+ * A repository path on `registry` as a flag names it (`--mount-from REPO`): no host, tag or
+ * digest, normalised as a reference would be (`nginx` is `library/nginx` on Docker Hub).
+ */
+export function parseRepository(text: string, registry: string, flag: string): string {
+  const bad = (why: string) => new UserError(`${flag} ${text}: ${why}`);
+  if (/[:@]/.test(text)) throw bad("a repository path on the same registry, without a host, tag or digest");
+  let r: Reference;
+  try {
+    r = parseReference(`${registry}/${text}`);
+  } catch (err) {
+    throw bad((err as Error).message.replace(/^.*: invalid image reference: /, ""));
+  }
+  return r.repository;
+}
+
 /** The canonical `docker://host/repo[:tag][@digest]` form; parseReference gives it back unchanged. */
 export function formatReference(ref: Reference): string {
   let out = `${PREFIX}${ref.registry}/${ref.repository}`;

@@ -2,6 +2,7 @@ import type { AppConfig } from "../appconfig/appconfig.js";
 import { SCRATCH_DIRS } from "../guest/layout.js";
 import { bufferContent } from "../tree/spool.js";
 import { dirInode, SLIMROOT_LAYER, type Tree } from "../tree/tree.js";
+import { keepNssModules } from "./nss.js";
 import { globMatcher, type Selection } from "./selection.js";
 
 /** Files a minimal image usually forgets, kept when the image has them (each with why below). */
@@ -22,9 +23,6 @@ const QUIET_NEEDS: [string, string][] = [
   ["etc/ld.so.conf", "dynamic loader search path"],
 ];
 
-/** Libraries loaded by name at run time (dlopen), which no DT_NEEDED names. */
-const DLOPENED = /^lib(nss_(files|dns|compat)|resolv)[.-].*so/;
-
 /** Directories whose subdirectories apps write into; kept, empty. */
 const RUNTIME_DIR_ROOTS = ["var/lib", "var/log", "var/cache", "run", "var/run", "var/tmp"];
 
@@ -37,7 +35,7 @@ export interface RuleContext {
 
 /**
  * The rules every minimized image gets, each with its reason: users and groups (made up
- * for the configured user when the image has none), NSS and its dlopen'd modules, name
+ * for the configured user when the image has none), NSS and the modules it dlopens, name
  * resolution files, CA bundle, time zone, /tmp and /run, and the image's runtime directories
  * kept empty.
  */
@@ -52,12 +50,7 @@ export async function applyRules(ctx: RuleContext, sel: Selection, epoch: number
 
   if (!tree.get("etc/passwd") || !tree.get("etc/group")) addMinimalUserDb(ctx, sel, epoch);
 
-  for (const { path, inode } of tree.walk()) {
-    const base = path.slice(path.lastIndexOf("/") + 1);
-    if (inode.kind !== "dir" && DLOPENED.test(base) && /(^|\/)lib(64)?(\/|$)/.test(path)) {
-      await ctx.keepWithClosure(path, "rule: loaded by name at run time (NSS, resolver)");
-    }
-  }
+  await keepNssModules(ctx);
 
   for (const root of RUNTIME_DIR_ROOTS) {
     const node = tree.get(root);

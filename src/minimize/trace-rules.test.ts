@@ -1,31 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { resolveAppConfig } from "../appconfig/appconfig.js";
 import { profilePaths } from "../trace/paths.js";
 import { treeFs } from "../tree/image-fs.js";
-import { bufferContent } from "../tree/spool.js";
-import { Tree } from "../tree/tree.js";
-import { treeClosureResolver } from "./closure.js";
-import { LISTED_WHY, minimize } from "./minimize.js";
-
-function tree(spec: Record<string, string | { link: string } | "dir">): Tree {
-  const t = new Tree();
-  for (const [path, what] of Object.entries(spec)) {
-    if (what === "dir") {
-      t.ensureDir(path, 0);
-      continue;
-    }
-    t.ensureDir(path.split("/").slice(0, -1).join("/"), 0);
-    t.set(path, {
-      inode:
-        typeof what === "string"
-          ? { kind: "file", mode: 0o755, uid: 0, gid: 0, mtime: 0, content: bufferContent(Buffer.from(what)) }
-          : { kind: "symlink", mode: 0o777, uid: 0, gid: 0, mtime: 0, target: what.link },
-      layer: 0,
-    });
-  }
-  return t;
-}
+import { LISTED_WHY } from "./minimize.js";
+import { minimizeTraced, tree } from "./testing.js";
 
 test("trace keeps what fanotify cannot see: links to traced files and dirs, links into /dev, Python sources and landmarks", async () => {
   const t = tree({
@@ -46,24 +24,14 @@ test("trace keeps what fanotify cannot see: links to traced files and dirs, link
     "usr/lib/python3.11/unused.py": "",
   });
   t.ensureDir("usr/lib/python3.11/lib-dynload", 0);
-  const app = resolveAppConfig({ entrypoint: ["/usr/bin/app"] }, {}, {});
-  const { reasons } = await minimize(t, {
-    level: "trace",
-    app,
-    closure: treeClosureResolver(t, "amd64", app.env),
-    profile: {
-      paths: [
-        "usr/bin/app",
-        "etc/site/default",
-        "usr/lib/python3.11/json/__pycache__/__init__.cpython-311.pyc",
-        "usr/lib/python3.11/http/__pycache__/server.cpython-311.opt-1.pyc",
-        "no/such/file",
-      ],
-    },
-    added: [],
-    keep: [],
-    drop: [],
-    epoch: 0,
+  const reasons = await minimizeTraced(t, {
+    paths: [
+      "usr/bin/app",
+      "etc/site/default",
+      "usr/lib/python3.11/json/__pycache__/__init__.cpython-311.pyc",
+      "usr/lib/python3.11/http/__pycache__/server.cpython-311.opt-1.pyc",
+      "no/such/file",
+    ],
   });
   for (const [p, why] of [
     ["bin", /holds traced files/],
@@ -147,26 +115,16 @@ test("with recorded lookups the rules for fanotify's blind spots retire; a liste
     "usr/lib/plugins/p2.so": "p",
     "usr/lib/plugins/sub": "dir",
   });
-  const app = resolveAppConfig({ entrypoint: ["/usr/bin/app"] }, {}, {});
-  const { reasons } = await minimize(t, {
-    level: "trace",
-    app,
-    closure: treeClosureResolver(t, "amd64", app.env),
-    profile: {
-      paths: [
-        "usr/bin/app",
-        "usr/lib/python3.11/json/__pycache__/__init__.cpython-311.pyc",
-        "usr/lib/plugins",
-        "usr/lib/plugins/p1.so",
-      ],
-      listed: ["usr/lib/plugins"],
-      missing: ["/etc/app.conf"],
-      lookups: true,
-    },
-    added: [],
-    keep: [],
-    drop: [],
-    epoch: 0,
+  const reasons = await minimizeTraced(t, {
+    paths: [
+      "usr/bin/app",
+      "usr/lib/python3.11/json/__pycache__/__init__.cpython-311.pyc",
+      "usr/lib/plugins",
+      "usr/lib/plugins/p1.so",
+    ],
+    listed: ["usr/lib/plugins"],
+    missing: ["/etc/app.conf"],
+    lookups: true,
   });
   assert.equal(reasons.get("usr/lib/plugins"), LISTED_WHY);
   assert.match(reasons.get("usr/lib/plugins/p1.so")!, /traced/);

@@ -7,6 +7,7 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { openVerified, verifyDigest } from "../image/digest.js";
 import { type Descriptor, MEDIA, readManifest } from "../image/manifest.js";
 import { selectFromIndex } from "../image/platform.js";
@@ -34,6 +35,8 @@ export interface PulledFile {
   /** The image manifest's digest, and the layer's. */
   digest: string;
   layer: string;
+  /** Every layer, in order (a layered initramfs has several). */
+  layers: string[];
   format: string;
   bytes: number;
   /** The kernel the image's config names (push --kernel), as a reference by digest. */
@@ -69,25 +72,36 @@ export async function pullFile(ref: string, output: string, o: PullFileOptions):
     );
   const layer = m.layers[0];
   const format = layer?.mediaType ? formatOfMediaType(layer.mediaType) : undefined;
-  // A kernel may carry its build config as a second layer; nothing else has more than one.
+  // A kernel may carry its build config as a second layer; a layered initramfs is several
+  // archives of one media type (build --layers); nothing else has more than one.
   const configLayer =
     format === "kernel" && m.layers[1]?.mediaType === KERNEL_CONFIG_TYPE ? m.layers[1] : undefined;
-  if (!layer || !format || m.layers.length !== (configLayer ? 2 : 1))
+  const parts = format === "initramfs" && m.layers.every((l) => l.mediaType === layer!.mediaType);
+  if (!layer || !format || (!parts && m.layers.length !== (configLayer ? 2 : 1)))
     throw new UserError(
-      `${where}: a slimroot image has one layer of a slimroot media type; this one does not`,
+      `${where}: a slimroot image has one layer of a slimroot media type (an initramfs: one or its parts); this one does not`,
     );
+  const layers = parts ? m.layers : [layer];
   const cache = new BlobCache(o.cacheDir ?? cacheRoot());
   const kernel = await kernelOf(session, m.config, cache);
+  // Each layer into the cache (a part another image brought is not fetched again), then the
+  // file: the layers one after another, each verified again as it is copied.
+  const total = layers.reduce((n, l) => n + l.size, 0);
   let done = 0;
-  o.progress?.({ done, total: layer.size });
-  const cached = await session.blob(layer, cache, undefined, (n) => {
-    done += n;
-    o.progress?.({ done, total: layer.size });
-  });
-  const bytes = await writeFileAtomically(
-    output,
-    await openVerified(cached, layer.digest, `${where}: layer ${layer.digest}`),
-  );
+  o.progress?.({ done, total });
+  const cached: string[] = [];
+  for (const l of layers)
+    cached.push(
+      await session.blob(l, cache, undefined, (n) => {
+        done += n;
+        o.progress?.({ done, total });
+      }),
+    );
+  const joined = async function* () {
+    for (const [i, l] of layers.entries())
+      yield* await openVerified(cached[i]!, l.digest, `${where}: layer ${l.digest}`);
+  };
+  const bytes = await writeFileAtomically(output, Readable.from(joined()));
   if (configLayer && o.kernelConfig) {
     const path = await session.blob(configLayer, cache);
     await writeFileAtomically(
@@ -98,6 +112,7 @@ export async function pullFile(ref: string, output: string, o: PullFileOptions):
   return {
     digest: got.digest,
     layer: layer.digest,
+    layers: layers.map((l) => l.digest),
     format,
     bytes,
     ...(kernel ? { kernel: `docker://${session.ref.registry}/${session.ref.repository}@${kernel}` } : {}),

@@ -14,6 +14,7 @@ interface PushOpts {
   as?: string[];
   kernel?: string[];
   hypervisor?: string;
+  mountFrom?: string[];
 }
 
 export function registerPush(program: Command): void {
@@ -35,6 +36,11 @@ export function registerPush(program: Command): void {
       "the kernel the urunc, flintlock and containerdisk forms carry (one per architecture)",
       collect,
     )
+    .option(
+      "--mount-from <repo>",
+      "a repository of the same registry that may hold some blobs already (another app on the same base): mounted, not sent (repeatable)",
+      collect,
+    )
     .option("--hypervisor <vmm>", "--as urunc: the VMM urunc runs (qemu, firecracker, cloud-hypervisor)")
     .action(async (args: string[], opts: PushOpts) => {
       const ref = args.at(-1)!;
@@ -52,6 +58,7 @@ export function registerPush(program: Command): void {
           ...(forms ? { forms } : {}),
           ...(opts.kernel ? { kernels: opts.kernel } : {}),
           ...(opts.hypervisor ? { hypervisor: opts.hypervisor } : {}),
+          ...(opts.mountFrom ? { mountFrom: opts.mountFrom } : {}),
           progress: (p) => bar.update(p),
         });
         bar.stop();

@@ -1,0 +1,222 @@
+/**
+ * Shared bytes stay shared (issue 16, item 4): an initramfs built with `--layers` travels as one
+ * registry layer per part (docs/push.md, "Layered initramfs"), so apps on one base share its blob.
+ *
+ * Ten apps on the corpus's one Debian base (test/support/corpus.ts: mmdebstrap's essential
+ * variant): the nine corpus apps whose images are that base plus their packages (nginx and
+ * lighttpd are built on a base of their own, so they are not among them), and a tenth, a shell
+ * script added to the bare base. Each is built once, `--minimize none --layers`, gzip; the same
+ * ten files are pushed to one Debian docker-registry as single files (no .why beside them: one
+ * layer each) and to another as layers, and the bytes each registry stores are counted in its
+ * own storage directory. The number is the README's (push/registry section).
+ *
+ * Then: a second app's push and pull move only its own parts (a proxy counts the bytes), the
+ * pulled file is the built one byte for byte, and a layered nginx boots from the registry and
+ * serves its page.
+ */
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { fetchKernel } from "../src/kernel/fetch.js";
+import { freePort } from "../src/util/net.js";
+import { runCli, startCli } from "./support/cli.js";
+import { CORPUS, corpusBaseTar } from "./support/corpus.js";
+import { nginxFixture } from "./support/fixtures.js";
+import { forwardingProxy, type RegistryServer, startRegistry } from "./support/registry-server.js";
+
+/** The corpus apps built on a base of their own (test/support/fixtures.ts), not the corpus's. */
+const OTHER_BASE = new Set(["nginx", "lighttpd"]);
+/** The goal of issue 16: the layered pushes take at most this share of the single-file bytes. */
+const GOAL = 0.4;
+
+let work = "";
+const single: RegistryServer[] = [];
+const apps: { name: string; file: string; parts: { name: string; bytes: number; sha256: string }[] }[] = [];
+
+const cli = (args: string[], env: Record<string, string> = {}) =>
+  runCli(args, { SLIMROOT_CACHE: join(work, "cache"), SOURCE_DATE_EPOCH: "1700000000", ...env });
+
+async function build(name: string, args: string[]): Promise<string> {
+  const file = join(work, `${name}.cpio.gz`);
+  // The real cache: the fixtures' sources are read in place; nothing is fetched.
+  const r = await runCli(["build", ...args, "-o", file, "--no-verify"], { SOURCE_DATE_EPOCH: "1700000000" });
+  assert.equal(r.code, 0, `${name}: ${r.stderr}`);
+  return file;
+}
+
+async function push(args: string[]): Promise<string> {
+  const r = await cli(["push", "--insecure", ...args]);
+  assert.equal(r.code, 0, r.stderr);
+  return r.stdout.trim();
+}
+
+/** The bytes a registry keeps: every file under its storage root (blobs, manifests, links). */
+function stored(r: RegistryServer): number {
+  return Number(execFileSync("du", ["-sb", r.storageDir], { encoding: "utf8" }).split("\t")[0]);
+}
+
+const sha256 = async (file: string) =>
+  createHash("sha256")
+    .update(await readFile(file))
+    .digest("hex");
+
+describe("ten apps on one Debian base, pushed as layers", { timeout: 40 * 60_000 }, () => {
+  let layered: RegistryServer;
+  before(async () => {
+    work = await mkdtemp(join(tmpdir(), "slimroot-push-layers-"));
+    const base = ["--minimize", "none", "--compress", "gzip", "--layers"];
+    for (const app of CORPUS.filter((a) => !OTHER_BASE.has(a.name))) {
+      const file = await build(app.name, [await app.source(), ...base]);
+      apps.push({ name: app.name, file, parts: [] });
+    }
+    await writeFile(join(work, "hello.sh"), "#!/bin/sh\necho hello from the bare base\n", { mode: 0o755 });
+    const script = await build("script", [
+      `tar:${await corpusBaseTar()}`,
+      ...base,
+      "--add",
+      `${join(work, "hello.sh")}:/app/hello.sh`,
+      "--entrypoint",
+      "/app/hello.sh",
+    ]);
+    apps.push({ name: "script", file: script, parts: [] });
+    for (const a of apps)
+      a.parts = JSON.parse((await readFile(`${a.file}.why`, "utf8")).split("\n")[0]!).parts;
+    single.push(await startRegistry());
+    layered = await startRegistry();
+  });
+  after(async () => {
+    for (const r of [...single, layered]) await r?.stop();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  test("every app's first part (its base layer) is the same bytes; the others are its own", () => {
+    assert.equal(apps.length, 10);
+    const first = new Set(apps.map((a) => a.parts[0]!.sha256));
+    assert.equal(first.size, 1, "ten apps on one base have one base part");
+    for (const a of apps) {
+      assert.deepEqual(
+        a.parts.map((p) => p.name),
+        a.name === "script" ? ["layer 0", "added", "slimroot"] : ["layer 0", "layer 1", "slimroot"],
+      );
+    }
+  });
+
+  test("the registry stores the ten as layers in a fraction of the bytes of the ten single files", async (t) => {
+    const singles = join(work, "single");
+    await mkdir(singles);
+    for (const a of apps) {
+      // The same bytes without their .why: push sends each as one layer.
+      const copy = join(singles, `${a.name}.cpio.gz`);
+      await copyFile(a.file, copy);
+      await push([copy, `docker://${single[0]!.host}/${a.name}:1`]);
+      await push([a.file, `docker://${layered.host}/${a.name}:1`]);
+    }
+    const one = stored(single[0]!);
+    const parts = stored(layered);
+    const files = apps.reduce((n, a) => n + a.parts.reduce((m, p) => m + p.bytes, 0), 0);
+    const unique = new Map(apps.flatMap((a) => a.parts.map((p) => [p.sha256, p.bytes] as const)));
+    const ratio = parts / one;
+    t.diagnostic(
+      `ten apps: files ${files} bytes; registry storage: single files ${one}, layered ${parts} (${ratio.toFixed(3)}x); base part ${apps[0]!.parts[0]!.bytes}`,
+    );
+    // Each blob is stored once: the single files' storage holds the ten files, the layered
+    // storage each distinct part once (plus manifests, configs and links: a few KiB an app).
+    assert.ok(
+      one >= files && one < files + 10 * 65536,
+      `single-file storage ${one} for ${files} bytes of files`,
+    );
+    const partBytes = [...unique.values()].reduce((n, b) => n + b, 0);
+    assert.ok(
+      parts >= partBytes && parts < partBytes + 10 * 65536,
+      `layered storage ${parts} for ${partBytes}`,
+    );
+    assert.ok(parts < one - 8 * apps[0]!.parts[0]!.bytes, "the base part is stored once, not ten times");
+    // The measured truth (README): with these apps the goal is not met; the app layers (Java's
+    // JRE, Node, PHP, ...) outweigh the shared essential base. Fails if either side changes.
+    assert.ok(ratio > GOAL, `the goal is met now (${ratio.toFixed(3)}x): say so in the README`);
+    assert.ok(ratio < 0.7, `layered storage is ${ratio.toFixed(3)}x the single files'`);
+  });
+
+  test("a second app's push and pull move only its own parts; the pulled file is the built one", async () => {
+    const [a, b] = [apps.find((x) => x.name === "perl")!, apps.find((x) => x.name === "shell")!];
+    const registry = await startRegistry();
+    single.push(registry);
+    let sent = 0;
+    const proxy = await forwardingProxy(registry, async (req, body) => {
+      if (req.method === "PATCH" || req.method === "PUT") sent += body?.length ?? 0;
+      return false;
+    });
+    try {
+      await push([a.file, `docker://${proxy.host}/${a.name}:1`]);
+      const own = (x: typeof a) => x.parts.slice(1).reduce((n, p) => n + p.bytes, 0);
+      assert.ok(sent >= a.parts[0]!.bytes + own(a), "the first app sends its base part");
+      sent = 0;
+      await push(["--mount-from", a.name, b.file, `docker://${proxy.host}/${b.name}:1`]);
+      assert.ok(sent >= own(b), `sent ${sent}`);
+      assert.ok(sent < own(b) + 65536, `the second push sent ${sent} bytes; its own parts are ${own(b)}`);
+
+      const out = join(work, "pulled");
+      await mkdir(out);
+      const pull = async (x: typeof a) => {
+        const r = await cli([
+          "pull",
+          "--insecure",
+          `docker://${proxy.host}/${x.name}:1`,
+          "-o",
+          join(out, x.name),
+        ]);
+        assert.equal(r.code, 0, r.stderr);
+        assert.equal(
+          await sha256(join(out, x.name)),
+          await sha256(x.file),
+          "pulled: the built file, byte for byte",
+        );
+      };
+      await pull(a);
+      const from = proxy.log.length;
+      await pull(b);
+      // The blobs the second pull fetched: its own parts and its config, not the base part.
+      const fetched = proxy.log
+        .slice(from)
+        .filter((l) => l.startsWith("GET ") && l.includes("/blobs/"))
+        .map((l) => l.slice(l.lastIndexOf("/") + 1));
+      const ownParts = b.parts.slice(1).map((p) => `sha256:${p.sha256}`);
+      for (const d of ownParts) assert.ok(fetched.includes(d), `part ${d} fetched`);
+      assert.ok(!fetched.includes(`sha256:${b.parts[0]!.sha256}`), "the base part came from the cache");
+      assert.equal(fetched.length, ownParts.length + 1, `fetched: ${fetched.join(" ")}`);
+    } finally {
+      await proxy.close();
+    }
+  });
+
+  test("run docker://: a layered nginx, its parts joined at boot, serves its page", async () => {
+    await fetchKernel({ arch: "amd64" });
+    const image = await build("nginx", [(await nginxFixture()).ociRef, "--compress", "gzip", "--layers"]);
+    const ref = `docker://${layered.host}/nginx-vm:1`;
+    await push([image, ref]);
+    const port = await freePort();
+    // The real cache: run boots the kernel fetched there.
+    const vm = startCli(["run", "--insecure", ref, "-p", `${port}:80`], { TMPDIR: work });
+    try {
+      let body = "";
+      const deadline = Date.now() + 180_000;
+      while (Date.now() < deadline && vm.child.exitCode === null && !body) {
+        try {
+          const res = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(2000) });
+          if (res.status === 200) body = await res.text();
+        } catch {
+          // not up yet
+        }
+        await new Promise((r) => setTimeout(r, 300));
+      }
+      assert.match(body, /Welcome to nginx/, `no welcome page; stdout:\n${vm.stdout}\nstderr:\n${vm.stderr}`);
+    } finally {
+      vm.child.kill("SIGTERM");
+      await vm.exited;
+    }
+  });
+});

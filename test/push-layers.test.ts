@@ -25,7 +25,7 @@ import { fetchKernel } from "../src/kernel/fetch.js";
 import { freePort } from "../src/util/net.js";
 import { runCli, startCli } from "./support/cli.js";
 import { CORPUS, corpusBaseTar } from "./support/corpus.js";
-import { nginxFixture } from "./support/fixtures.js";
+import { busyboxFixture, nginxFixture } from "./support/fixtures.js";
 import { forwardingProxy, type RegistryServer, startRegistry } from "./support/registry-server.js";
 
 /** The corpus apps built on a base of their own (test/support/fixtures.ts), not the corpus's. */
@@ -245,5 +245,88 @@ describe("ten apps on one Debian base, pushed as layers", { timeout: 40 * 60_000
       vm.child.kill("SIGTERM");
       await vm.exited;
     }
+  });
+});
+
+describe("a layered initramfs's form", { timeout: 10 * 60_000 }, () => {
+  let registry: RegistryServer;
+  let dir = "";
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), "slimroot-layers-form-"));
+    registry = await startRegistry();
+  });
+  after(async () => {
+    await registry?.stop();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  test("each compression: the parts joined read as one image (its init and app.conf are in the last part)", async () => {
+    const { ociRef } = await busyboxFixture("amd64");
+    await writeFile(join(dir, "x.sh"), "#!/bin/sh\necho x\n", { mode: 0o755 });
+    for (const c of ["gzip", "zstd", "xz", "lz4", "none"]) {
+      const file = join(dir, `bb.${c}.cpio`);
+      const b = await runCli([
+        "build",
+        ociRef,
+        "--layers",
+        "--compress",
+        c,
+        "--add",
+        `${join(dir, "x.sh")}:/x.sh`,
+        "-o",
+        file,
+      ]);
+      assert.equal(b.code, 0, b.stderr);
+      const why = JSON.parse((await readFile(`${file}.why`, "utf8")).split("\n")[0]!);
+      assert.deepEqual(
+        why.parts.map((p: { name: string }) => p.name),
+        ["layer 0", "added", "slimroot"],
+      );
+      const r = await runCli(["inspect", "--json", file]);
+      assert.equal(r.code, 0, r.stderr);
+      const paths = new Set(JSON.parse(r.stdout).entries.map((e: { path: string }) => e.path));
+      for (const path of ["bin/busybox", "x.sh", "init", "etc/slimroot/app.conf"])
+        assert.ok(paths.has(path), `${c}: ${path} is read`);
+    }
+  });
+
+  test("pushed: a layer per part with the initramfs media type, as skopeo reads it; a .why whose parts lie is refused", async () => {
+    const file = join(dir, "bb.gzip.cpio");
+    const ref = `docker://${registry.host}/bb:1`;
+    const r = await runCli(["push", "--insecure", file, ref]);
+    assert.equal(r.code, 0, r.stderr);
+    const raw = execFileSync("skopeo", ["inspect", "--raw", "--tls-verify=false", ref], { encoding: "utf8" });
+    const doc = JSON.parse(raw);
+    const why = JSON.parse((await readFile(`${file}.why`, "utf8")).split("\n")[0]!);
+    assert.deepEqual(
+      doc.layers,
+      why.parts.map((p: { name: string; bytes: number; sha256: string }, i: number) => ({
+        mediaType: "application/vnd.slimroot.initramfs.v1+gzip",
+        digest: `sha256:${p.sha256}`,
+        size: p.bytes,
+        annotations: {
+          "org.opencontainers.image.title": `bb.gzip.cpio.${i}`,
+          "vnd.slimroot.initramfs.part": p.name,
+        },
+      })),
+    );
+    // The parts' bytes are the file's, in order.
+    const bytes = await readFile(file);
+    let offset = 0;
+    for (const p of why.parts) {
+      const part = bytes.subarray(offset, offset + p.bytes);
+      assert.equal(createHash("sha256").update(part).digest("hex"), p.sha256);
+      offset += p.bytes;
+    }
+    assert.equal(offset, bytes.length);
+
+    // A .why whose part sha256 is not the bytes' (its header's imageSha256 still the file's).
+    const lying = join(dir, "lying.cpio");
+    await copyFile(file, lying);
+    const text = await readFile(`${file}.why`, "utf8");
+    await writeFile(`${lying}.why`, text.replace(why.parts[1].sha256, "0".repeat(64)));
+    const bad = await runCli(["push", "--insecure", lying, `docker://${registry.host}/bb:2`]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /^slimroot: .*lying\.cpio: part added is not the one its \.why lists\n$/);
   });
 });

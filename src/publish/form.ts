@@ -144,8 +144,10 @@ export function imageManifest(
 ): Buffer {
   const title = basename(file);
   const layers = Array.isArray(layer)
-    ? layer.map(({ part, ...blob }, i) => ({
-        ...blob,
+    ? layer.map(({ part, mediaType, digest, size }, i) => ({
+        mediaType,
+        digest,
+        size,
         annotations: { [ANNOTATION.title]: `${title}.${i}`, [ANNOTATION.part]: part },
       }))
     : [{ ...layer, annotations: { [ANNOTATION.title]: title } }];

@@ -128,7 +128,7 @@ async function prepare(
     layer,
     ...(kc && kernelConfig ? { kernelConfig: { file: kernelConfig, blob: kc } } : {}),
     ...(parts ? { parts } : {}),
-    manifest: imageManifest(file, configBlob, parts ?? layer, epoch, kc),
+    manifest: imageManifest(file, configBlob, parts?.map(({ offset: _, ...b }) => b) ?? layer, epoch, kc),
   };
 }
 

@@ -16,6 +16,7 @@
  */
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { createHash } from "node:crypto";
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -290,7 +291,7 @@ describe("a layered initramfs's form", { timeout: 10 * 60_000 }, () => {
     }
   });
 
-  test("pushed: a layer per part with the initramfs media type, as skopeo reads it; a .why whose parts lie is refused", async () => {
+  test("pushed: a layer per part with the initramfs media type, as skopeo reads it; parts pulled out of order, or a .why whose parts lie, are refused", async () => {
     const file = join(dir, "bb.gzip.cpio");
     const ref = `docker://${registry.host}/bb:1`;
     const r = await runCli(["push", "--insecure", file, ref]);
@@ -319,6 +320,23 @@ describe("a layered initramfs's form", { timeout: 10 * 60_000 }, () => {
       offset += p.bytes;
     }
     assert.equal(offset, bytes.length);
+
+    // The same parts in another order under another tag: each layer is whole and verified, but
+    // joined they are not the file the config's .why header names; pull writes nothing.
+    const swapped = { ...doc, layers: [doc.layers[1], doc.layers[0], ...doc.layers.slice(2)] };
+    const put = await fetch(`${registry.url}/v2/bb/manifests/swapped`, {
+      method: "PUT",
+      headers: { "content-type": "application/vnd.oci.image.manifest.v1+json" },
+      body: JSON.stringify(swapped),
+    });
+    assert.equal(put.status, 201, await put.text());
+    const pulled = join(dir, "swapped.cpio");
+    const p = await runCli(["pull", "--insecure", `docker://${registry.host}/bb:swapped`, "-o", pulled], {
+      SLIMROOT_CACHE: join(dir, "cache"),
+    });
+    assert.equal(p.code, 1, p.stderr);
+    assert.match(p.stderr, /^slimroot: .*bb:swapped: its layers joined are not the image its config names/);
+    assert.equal(existsSync(pulled), false);
 
     // A .why whose part sha256 is not the bytes' (its header's imageSha256 still the file's).
     const lying = join(dir, "lying.cpio");

@@ -126,12 +126,16 @@ function disk(format: DiskFormat): ImageWriter {
  * kernel unpacks concatenated compressed archives); each part's size and sha256 go to `parts`.
  */
 async function* layeredCpio(tree: Tree, o: WriteOptions, cpioHash: Hash, parts: WhyPart[]) {
+  const total = o.onWrite ? contentBytes(tree) : 0;
+  const progress = { done: 0, last: 0 };
   for (const part of cpioParts(tree)) {
     const hash = createHash("sha256");
     let bytes = 0;
     const archive = writeRecords(partRecords(tree, part, { clampMtime: o.epoch }));
     const out = new PassThrough();
-    const done = pipeline(archive, hashTap(cpioHash), compressor(o.compression, o.arch), out);
+    const stages: Duplex[] = [hashTap(cpioHash), compressor(o.compression, o.arch), out];
+    if (o.onWrite) stages.unshift(progressCounter(total, o.onWrite, progress));
+    const done = pipeline([archive, ...stages]);
     done.catch(() => {}); // a failure also ends `out` with it, which the loop below throws
     for await (const chunk of out) {
       hash.update(chunk as Buffer);
@@ -141,6 +145,7 @@ async function* layeredCpio(tree: Tree, o: WriteOptions, cpioHash: Hash, parts: 
     await done;
     parts.push({ name: part.name, bytes, sha256: hash.digest("hex") });
   }
+  o.onWrite?.({ done: total, total });
 }
 
 /** newc (and so a gen_init_cpio list) has 32-bit sizes and no extended attributes. */

@@ -60,6 +60,10 @@ export function registerBuild(program: Command): void {
     )
     .option("--strict", "a library the closure cannot find is an error, not a warning")
     .option(
+      "--layers",
+      "cpio: one archive per image layer, then --add's files, then slimroot's, each compressed on its own and joined; push sends each as a registry layer, so apps on one base share its blob",
+    )
+    .option(
       "--probe <probe>",
       "check the image before writing it: boot it and run this probe (repeatable; default for --minimize trace: the profile's probes)",
       collect,
@@ -81,6 +85,7 @@ export function registerBuild(program: Command): void {
       checkSizeOption(format, sizeBytes);
       if (opts.compress !== undefined && !FORMATS[format].compressed)
         throw new UserError(`--compress: only for cpio, not ${format}`);
+      if (opts.layers && format !== "cpio") throw new UserError(`--layers: only for cpio, not ${format}`);
       const compression =
         (opts.compress as Compression | undefined) ?? compressionForFileName(output) ?? "gzip";
       const profileFiles = (opts.profile as string[] | undefined) ?? [];
@@ -121,6 +126,7 @@ export function registerBuild(program: Command): void {
         keep: opts.keep as string[] | undefined,
         drop: opts.drop as string[] | undefined,
         strict: Boolean(opts.strict),
+        ...(opts.layers ? { layers: true } : {}),
         ...(profile ? { profile } : {}),
         ...(verify
           ? {

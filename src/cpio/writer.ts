@@ -113,23 +113,36 @@ export function* treeRecords(tree: Tree, { clampMtime }: CpioOptions): Generator
       nth = (seen.get(inode) ?? 0) + 1;
       seen.set(inode, nth);
     }
-    let body: CpioRecord["body"];
-    if (inode.kind === "symlink") body = nameBytes(inode.target ?? "");
-    else if (inode.kind === "file" && nth === count) body = inode.content;
-    yield {
-      name: path === "" ? "." : path,
-      ino: ino.get(inode)!,
-      // Linux symlinks are always 0777; what a tar header says for them means nothing.
-      mode: inodeMode(inode),
-      uid: inode.uid,
-      gid: inode.gid,
-      nlink: inode.kind === "dir" ? 2 + (subdirs.get(inode) ?? 0) : count,
-      mtime: Math.max(0, Math.min(inode.mtime, clampMtime)),
-      rdevMajor: inode.rdevMajor ?? 0,
-      rdevMinor: inode.rdevMinor ?? 0,
-      ...(body ? { body } : {}),
-    };
+    const nlink = inode.kind === "dir" ? 2 + (subdirs.get(inode) ?? 0) : count;
+    yield inodeRecord(path, inode, { ino: ino.get(inode)!, nlink, last: nth === count, clampMtime });
   }
+}
+
+/**
+ * One name of `inode` as a record: a symlink's target as its body, a file's body only on the
+ * last name of its hard-link group (`last`), mtimes clamped.
+ */
+export function inodeRecord(
+  path: string,
+  inode: Inode,
+  o: { ino: number; nlink: number; last: boolean; clampMtime: number },
+): CpioRecord {
+  let body: CpioRecord["body"];
+  if (inode.kind === "symlink") body = nameBytes(inode.target ?? "");
+  else if (inode.kind === "file" && o.last) body = inode.content;
+  return {
+    name: path === "" ? "." : path,
+    ino: o.ino,
+    // Linux symlinks are always 0777; what a tar header says for them means nothing.
+    mode: inodeMode(inode),
+    uid: inode.uid,
+    gid: inode.gid,
+    nlink: o.nlink,
+    mtime: Math.max(0, Math.min(inode.mtime, o.clampMtime)),
+    rdevMajor: inode.rdevMajor ?? 0,
+    rdevMinor: inode.rdevMinor ?? 0,
+    ...(body ? { body } : {}),
+  };
 }
 
 /**

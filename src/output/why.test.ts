@@ -93,3 +93,21 @@ test(".why: used only for the image it was written with", () => {
   const unchecked = parseWhy(encodeWhy({ format: "ext4" }, []), "img.why");
   assert.throws(() => checkWhyImage(unchecked, "img", "c".repeat(64)), /records no image sha256/);
 });
+
+test(".why: a layered initramfs's parts round-trip; parts that are not a list of {name, bytes, sha256} are refused", () => {
+  const parts = [
+    { name: "layer 0", bytes: 10, sha256: "a".repeat(64) },
+    { name: "slimroot", bytes: 2, sha256: "b".repeat(64) },
+  ];
+  const header: WhyHeader = { format: "cpio", imageSha256: "c".repeat(64), parts };
+  assert.deepEqual(parseWhy(encodeWhy(header, [["", "image root"]]), "x.why").header, header);
+  for (const bad of [
+    [],
+    [{ name: "l", bytes: 0, sha256: "a".repeat(64) }],
+    [{ name: "l", bytes: 1, sha256: "zz" }],
+    "p",
+  ]) {
+    const text = encodeWhy({ format: "cpio", parts: bad } as unknown as WhyHeader, [["", "r"]]);
+    assert.throws(() => parseWhy(text, "x.why"), /^Error: x\.why: line 1: bad "parts"$/);
+  }
+});

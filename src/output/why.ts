@@ -29,6 +29,18 @@ export interface WhyHeader {
   cpioSha256?: string;
   /** The sha256 of the image file as written; readers check it. */
   imageSha256?: string;
+  /**
+   * build --layers: the image is these archives one after another, each compressed on its own
+   * (cpio/parts.ts); push sends each as its own layer (docs/push.md).
+   */
+  parts?: WhyPart[];
+}
+
+/** One archive of a layered initramfs: which layer it holds, its size and sha256 in the file. */
+export interface WhyPart {
+  name: string;
+  bytes: number;
+  sha256: string;
 }
 
 export interface Why {
@@ -103,6 +115,18 @@ function parseLine(line: string, where: string): Record<string, unknown> {
   return o as Record<string, unknown>;
 }
 
+function readParts(v: unknown, where: string): WhyPart[] {
+  const bad = () => new UserError(`${where}: bad "parts"`);
+  if (!Array.isArray(v) || v.length === 0) throw bad();
+  return v.map((p: unknown) => {
+    const o = p as Record<string, unknown>;
+    if (typeof o !== "object" || o === null || typeof o.name !== "string") throw bad();
+    if (!Number.isSafeInteger(o.bytes) || (o.bytes as number) <= 0) throw bad();
+    if (typeof o.sha256 !== "string" || !SHA256.test(o.sha256)) throw bad();
+    return { name: o.name, bytes: o.bytes as number, sha256: o.sha256 };
+  });
+}
+
 /** Parses a .why's text (`file` names it in messages); anything not as written is refused. */
 export function parseWhy(text: string, file: string): Why {
   const lines = text.split("\n");
@@ -121,6 +145,7 @@ export function parseWhy(text: string, file: string): Why {
       throw new UserError(`${file}: line 1: bad "${k}"`);
     header[k] = v;
   }
+  if (h.parts !== undefined) header.parts = readParts(h.parts, `${file}: line 1`);
   const reasons = new Map<string, string>();
   const missing: string[] = [];
   for (let i = 1; i < lines.length; i++) {
@@ -154,9 +179,10 @@ export async function readWhy(image: string): Promise<Why> {
 }
 
 /** The sha256 of a file, streamed. */
-export async function fileSha256(file: string): Promise<string> {
+export async function fileSha256(file: string, range?: { start: number; bytes: number }): Promise<string> {
   const hash = createHash("sha256");
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
+  const r = range ? { start: range.start, end: range.start + range.bytes - 1 } : {};
+  for await (const chunk of createReadStream(file, r)) hash.update(chunk as Buffer);
   return hash.digest("hex");
 }
 

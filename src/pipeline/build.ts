@@ -61,6 +61,8 @@ export interface BuildOptions {
   drop?: string[];
   /** Missing libraries fail the build. */
   strict?: boolean;
+  /** cpio: one archive per source layer, then --add's, then slimroot's (cpio/parts.ts). */
+  layers?: boolean;
   /** What `slimroot trace` recorded, for --minimize trace. */
   profile?: TracedProfile;
   /**
@@ -210,6 +212,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       ...(o.verify ? { verify: o.verify } : {}),
       ...(o.onWrite ? { onWrite: o.onWrite } : {}),
       ...(o.sizeBytes !== undefined ? { sizeBytes: o.sizeBytes } : {}),
+      ...(o.layers ? { layers: true } : {}),
     });
     return {
       output: o.output,

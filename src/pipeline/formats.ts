@@ -1,17 +1,19 @@
-import { createHash } from "node:crypto";
+import { createHash, type Hash } from "node:crypto";
 import { resolve } from "node:path";
-import { type Duplex, Readable } from "node:stream";
+import { type Duplex, PassThrough, Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import type { Arch } from "../arch/arch.js";
 import { type Compression, compressionTools, compressor, compressorVersion } from "../compress/compress.js";
 import { LIST_FORBIDDEN } from "../cpio/gen-list.js";
 import { writeListDir } from "../cpio/list-dir.js";
 import { NEWC_MAX_FILE_SIZE } from "../cpio/newc.js";
-import { cpioWarnings, writeCpio } from "../cpio/writer.js";
+import { cpioParts, partRecords } from "../cpio/parts.js";
+import { cpioWarnings, writeCpio, writeRecords } from "../cpio/writer.js";
 import { DISK_TOOLS, type DiskFormat } from "../disk/formats.js";
 import { withDiskFile } from "../disk/write.js";
 import { writeFilesAtomically } from "../output/atomic.js";
 import { checkOutputDir, whyPath } from "../output/output.js";
-import type { WhyHeader } from "../output/why.js";
+import type { WhyHeader, WhyPart } from "../output/why.js";
 import { LINUX_XATTR_NAMESPACES, type NameRules } from "../tree/names.js";
 import type { Tree } from "../tree/tree.js";
 import type { FormatLimits } from "../util/budget.js";
@@ -33,6 +35,8 @@ export interface WriteOptions {
   onWrite?: (p: { done: number; total: number }) => void;
   /** ext4: the image size (default: the content plus a margin). */
   sizeBytes?: number;
+  /** cpio: one archive per layer, concatenated (build --layers, cpio/parts.ts). */
+  layers?: boolean;
 }
 
 /** One output format of `slimroot build --format`: tree in, output (and its .why) written. */
@@ -117,6 +121,33 @@ function disk(format: DiskFormat): ImageWriter {
   };
 }
 
+/**
+ * The archives of cpioParts(tree), each through its own compressor, one after another (the
+ * kernel unpacks concatenated compressed archives); each part's size and sha256 go to `parts`.
+ */
+async function* layeredCpio(tree: Tree, o: WriteOptions, cpioHash: Hash, parts: WhyPart[]) {
+  const total = o.onWrite ? contentBytes(tree) : 0;
+  const progress = { done: 0, last: 0 };
+  for (const part of cpioParts(tree)) {
+    const hash = createHash("sha256");
+    let bytes = 0;
+    const archive = writeRecords(partRecords(tree, part, { clampMtime: o.epoch }));
+    const out = new PassThrough();
+    const stages: Duplex[] = [hashTap(cpioHash), compressor(o.compression, o.arch), out];
+    if (o.onWrite) stages.unshift(progressCounter(total, o.onWrite, progress));
+    const done = pipeline([archive, ...stages]);
+    done.catch(() => {}); // a failure also ends `out` with it, which the loop below throws
+    for await (const chunk of out) {
+      hash.update(chunk as Buffer);
+      bytes += (chunk as Buffer).length;
+      yield chunk as Buffer;
+    }
+    await done;
+    parts.push({ name: part.name, bytes, sha256: hash.digest("hex") });
+  }
+  o.onWrite?.({ done: total, total });
+}
+
 /** newc (and so a gen_init_cpio list) has 32-bit sizes and no extended attributes. */
 const NEWC = {
   limits: { maxFileSize: { bytes: NEWC_MAX_FILE_SIZE, format: "newc cpio" } },
@@ -135,8 +166,15 @@ export const FORMATS = {
     write: async (tree, o) => {
       const cpioHash = createHash("sha256");
       const imageHash = createHash("sha256");
-      const stages: Duplex[] = [hashTap(cpioHash), compressor(o.compression, o.arch), hashTap(imageHash)];
-      if (o.onWrite) stages.unshift(progressCounter(contentBytes(tree), o.onWrite));
+      // --layers: one archive per layer, each compressed on its own (cpio/parts.ts).
+      const parts: WhyPart[] = [];
+      const stages: Duplex[] = o.layers
+        ? [hashTap(imageHash)]
+        : [hashTap(cpioHash), compressor(o.compression, o.arch), hashTap(imageHash)];
+      if (o.onWrite && !o.layers) stages.unshift(progressCounter(contentBytes(tree), o.onWrite));
+      const source = o.layers
+        ? Readable.from(layeredCpio(tree, o, cpioHash, parts))
+        : writeCpio(tree, { clampMtime: o.epoch });
       const compressorName = await compressorVersion(o.compression, o.arch);
       // Known once the image is written, when the .why's turn comes.
       const header = (): WhyHeader => ({
@@ -144,11 +182,12 @@ export const FORMATS = {
         compressor: compressorName,
         cpioSha256: cpioHash.digest("hex"),
         imageSha256: imageHash.digest("hex"),
+        ...(o.layers ? { parts } : {}),
       });
       // The image and its .why are replaced together or not at all.
       const [bytes] = await writeFilesAtomically(
         [
-          { target: o.output, source: writeCpio(tree, { clampMtime: o.epoch }), transforms: stages },
+          { target: o.output, source, transforms: stages },
           { target: whyPath(o.output), source: () => Readable.from([o.why(header())]) },
         ],
         o.verify ? (tmps) => o.verify!(tmps[0]!) : undefined,

@@ -3,25 +3,29 @@ import { Transform } from "node:stream";
 
 export { contentBytes } from "../tree/tree.js";
 
-/** Passes bytes through, reporting the running count (capped at `total`) a few times a second. */
+/**
+ * Passes bytes through, reporting the running count (capped at `total`) a few times a second.
+ * Counters that share `shared` (one stream each, e.g. the parts of build --layers) add up to one
+ * count, and leave the final report to their caller.
+ */
 export function progressCounter(
   total: number,
   report: (p: { done: number; total: number }) => void,
+  shared?: { done: number; last: number },
 ): Transform {
-  let done = 0;
-  let last = 0;
+  const s = shared ?? { done: 0, last: 0 };
   return new Transform({
     transform(chunk: Buffer, _enc, cb) {
-      done += chunk.length;
+      s.done += chunk.length;
       const now = Date.now();
-      if (now - last > 100) {
-        last = now;
-        report({ done: Math.min(done, total), total });
+      if (now - s.last > 100) {
+        s.last = now;
+        report({ done: Math.min(s.done, total), total });
       }
       cb(null, chunk);
     },
     flush(cb) {
-      report({ done: total, total });
+      if (!shared) report({ done: total, total });
       cb();
     },
   });

@@ -55,3 +55,23 @@ test("the manifest is a function of its inputs only: same inputs, same digest; c
     ),
   );
 });
+
+test("a layered initramfs: a layer per part, in order, titled FILE.N and named by its part", () => {
+  const config = { mediaType: "c", digest: digestOf("c"), size: 1 };
+  const parts = ["layer 0", "layer 1", "slimroot"].map((part, i) => ({
+    mediaType: "application/vnd.slimroot.initramfs.v1+gzip",
+    digest: digestOf(part),
+    size: i + 1,
+    part,
+  }));
+  const doc = JSON.parse(imageManifest("/x/app.cpio.gz", config, parts, 0).toString());
+  assert.deepEqual(
+    doc.layers.map((l: { size: number; annotations: Record<string, string> }) => [l.size, l.annotations]),
+    parts.map((p, i) => [
+      p.size,
+      { "org.opencontainers.image.title": `app.cpio.gz.${i}`, "vnd.slimroot.initramfs.part": p.part },
+    ]),
+  );
+  assert.equal(doc.layers[0].digest, digestOf("layer 0"));
+  assert.equal("part" in doc.layers[0], false, "the part's name is an annotation, not a descriptor field");
+});

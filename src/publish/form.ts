@@ -22,6 +22,8 @@ const PREFIX = "application/vnd.slimroot.";
 export const ANNOTATION = {
   created: "org.opencontainers.image.created",
   title: "org.opencontainers.image.title",
+  /** A layered initramfs's part: "layer N", "added", "slimroot" (docs/push.md). */
+  part: "vnd.slimroot.initramfs.part",
 } as const;
 
 /** The config blob's content (docs/push.md lists each field). */
@@ -124,22 +126,38 @@ export interface Blob {
   size: number;
 }
 
-/** The image manifest's bytes: config, the one layer, annotations. */
+/** One archive of a layered initramfs as a layer: its blob and which part it is. */
+export interface PartBlob extends Blob {
+  part: string;
+}
+
+/**
+ * The image manifest's bytes: config, the layer (or a layered initramfs's parts, in order, each
+ * titled FILE.N and named by its part), annotations.
+ */
 export function imageManifest(
   file: string,
   config: Blob,
-  layer: Blob,
+  layer: Blob | PartBlob[],
   epochSeconds: number,
   kernelConfig?: Blob,
 ): Buffer {
   const title = basename(file);
+  const layers = Array.isArray(layer)
+    ? layer.map(({ part, mediaType, digest, size }, i) => ({
+        mediaType,
+        digest,
+        size,
+        annotations: { [ANNOTATION.title]: `${title}.${i}`, [ANNOTATION.part]: part },
+      }))
+    : [{ ...layer, annotations: { [ANNOTATION.title]: title } }];
   const doc = {
     schemaVersion: 2,
     mediaType: MEDIA.ociManifest,
     artifactType: ARTIFACT_TYPE,
     config,
     layers: [
-      { ...layer, annotations: { [ANNOTATION.title]: title } },
+      ...layers,
       ...(kernelConfig ? [{ ...kernelConfig, annotations: { [ANNOTATION.title]: "config" } }] : []),
     ],
     annotations: { [ANNOTATION.created]: createdAt(epochSeconds), [ANNOTATION.title]: title },

@@ -7,6 +7,7 @@
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Readable } from "node:stream";
 import { openVerified, verifyDigest } from "../image/digest.js";
 import { type Descriptor, MEDIA, readManifest } from "../image/manifest.js";
 import { selectFromIndex } from "../image/platform.js";
@@ -14,6 +15,7 @@ import { BlobCache } from "../image/registry/blob-cache.js";
 import { RegistrySession } from "../image/registry/session.js";
 import type { Platform } from "../image/types.js";
 import { writeFileAtomically } from "../output/atomic.js";
+import { fileSha256 } from "../output/why.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { UserError } from "../util/errors.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
@@ -34,6 +36,8 @@ export interface PulledFile {
   /** The image manifest's digest, and the layer's. */
   digest: string;
   layer: string;
+  /** Every layer, in order (a layered initramfs has several). */
+  layers: string[];
   format: string;
   bytes: number;
   /** The kernel the image's config names (push --kernel), as a reference by digest. */
@@ -69,25 +73,46 @@ export async function pullFile(ref: string, output: string, o: PullFileOptions):
     );
   const layer = m.layers[0];
   const format = layer?.mediaType ? formatOfMediaType(layer.mediaType) : undefined;
-  // A kernel may carry its build config as a second layer; nothing else has more than one.
+  // A kernel may carry its build config as a second layer; a layered initramfs is several
+  // archives of one media type (build --layers); nothing else has more than one.
   const configLayer =
     format === "kernel" && m.layers[1]?.mediaType === KERNEL_CONFIG_TYPE ? m.layers[1] : undefined;
-  if (!layer || !format || m.layers.length !== (configLayer ? 2 : 1))
+  const parts = format === "initramfs" && m.layers.every((l) => l.mediaType === layer!.mediaType);
+  if (!layer || !format || (!parts && m.layers.length !== (configLayer ? 2 : 1)))
     throw new UserError(
-      `${where}: a slimroot image has one layer of a slimroot media type; this one does not`,
+      `${where}: a slimroot image has one layer of a slimroot media type (an initramfs: one or its parts); this one does not`,
     );
+  const layers = parts ? m.layers : [layer];
   const cache = new BlobCache(o.cacheDir ?? cacheRoot());
-  const kernel = await kernelOf(session, m.config, cache);
+  const { kernel, imageSha256 } = await configOf(session, m.config, cache);
+  // Each layer into the cache (a part another image brought is not fetched again), then the
+  // file: the layers one after another, each verified again as it is copied.
+  const total = layers.reduce((n, l) => n + l.size, 0);
   let done = 0;
-  o.progress?.({ done, total: layer.size });
-  const cached = await session.blob(layer, cache, undefined, (n) => {
-    done += n;
-    o.progress?.({ done, total: layer.size });
-  });
-  const bytes = await writeFileAtomically(
-    output,
-    await openVerified(cached, layer.digest, `${where}: layer ${layer.digest}`),
-  );
+  o.progress?.({ done, total });
+  const cached: string[] = [];
+  for (const l of layers)
+    cached.push(
+      await session.blob(l, cache, undefined, (n) => {
+        done += n;
+        o.progress?.({ done, total });
+      }),
+    );
+  const joined = async function* () {
+    for (const [i, l] of layers.entries())
+      yield* await openVerified(cached[i]!, l.digest, `${where}: layer ${l.digest}`);
+  };
+  // A layered initramfs's parts joined are the file build wrote: its .why's sha256 says so.
+  const checkJoined =
+    layers.length > 1 && imageSha256
+      ? async (tmp: string) => {
+          if ((await fileSha256(tmp)) !== imageSha256)
+            throw new UserError(
+              `${where}: its layers joined are not the image its config names (sha256 ${imageSha256})`,
+            );
+        }
+      : undefined;
+  const bytes = await writeFileAtomically(output, Readable.from(joined()), [], 0o644, checkJoined);
   if (configLayer && o.kernelConfig) {
     const path = await session.blob(configLayer, cache);
     await writeFileAtomically(
@@ -98,34 +123,40 @@ export async function pullFile(ref: string, output: string, o: PullFileOptions):
   return {
     digest: got.digest,
     layer: layer.digest,
+    layers: layers.map((l) => l.digest),
     format,
     bytes,
     ...(kernel ? { kernel: `docker://${session.ref.registry}/${session.ref.repository}@${kernel}` } : {}),
   };
 }
 
-/** The config's `kernel` (push --kernel): its manifest's digest, in the same repository. */
-async function kernelOf(
+/**
+ * From the config: its `kernel` (push --kernel), the kernel manifest's digest in the same
+ * repository, and the sha256 of the file its `.why` header records.
+ */
+async function configOf(
   session: RegistrySession,
   config: Descriptor,
   cache: BlobCache,
-): Promise<string | undefined> {
-  if (config.mediaType !== CONFIG_TYPE) return undefined;
+): Promise<{ kernel?: string; imageSha256?: string }> {
+  if (config.mediaType !== CONFIG_TYPE) return {};
   if (config.size > MAX_CONFIG) throw new UserError(`${session.where}: config ${config.digest} is too large`);
   const path = await session.blob(config, cache);
   const text = (await readFile(path)).toString("utf8");
   verifyDigest(Buffer.from(text), config.digest, `${session.where}: config ${config.digest}`);
-  let doc: { kernel?: { digest?: unknown } };
+  let doc: { kernel?: { digest?: unknown }; why?: { imageSha256?: unknown } };
   try {
     doc = JSON.parse(text);
   } catch {
     throw new UserError(`${session.where}: config ${config.digest} is not JSON`);
   }
+  const sha = doc.why?.imageSha256;
+  const imageSha256 = typeof sha === "string" && /^[0-9a-f]{64}$/.test(sha) ? sha : undefined;
   const digest = doc.kernel?.digest;
-  if (digest === undefined) return undefined;
+  if (digest === undefined) return imageSha256 ? { imageSha256 } : {};
   if (typeof digest !== "string" || !/^sha256:[0-9a-f]{64}$/.test(digest))
     throw new UserError(`${session.where}: config ${config.digest}: kernel is not a digest`);
-  return digest;
+  return { kernel: digest, ...(imageSha256 ? { imageSha256 } : {}) };
 }
 
 /** A slimroot config is a few KiB; more is not one push wrote. */

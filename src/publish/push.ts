@@ -19,7 +19,14 @@ import { parseRepository } from "../image/registry/reference.js";
 import { type BlobSource, IntegrityError, RegistrySession } from "../image/registry/session.js";
 import { readManifest as readKernelManifest } from "../kernel/manifest.js";
 import { whyPath } from "../output/output.js";
-import { checkWhyImage, fileSha256, readWhy, type WhyHeader, WhyMissing } from "../output/why.js";
+import {
+  checkWhyImage,
+  fileSha256,
+  readWhy,
+  type WhyHeader,
+  WhyMissing,
+  type WhyPart,
+} from "../output/why.js";
 import { EnvironmentError, UserError } from "../util/errors.js";
 import { composeImage } from "./consumer.js";
 import {
@@ -29,6 +36,7 @@ import {
   imageManifest,
   KERNEL_CONFIG_TYPE,
   layerMediaType,
+  type PartBlob,
   slimrootConfig,
 } from "./form.js";
 import { FORMS, SLIMROOT_FORM } from "./forms.js";
@@ -72,6 +80,8 @@ interface Prepared {
   architecture: string;
   config: Buffer;
   layer: Blob;
+  /** A layered initramfs: its archives, each a layer (the file, read at their offsets). */
+  parts?: (PartBlob & { offset: number })[];
   manifest: Buffer;
 }
 
@@ -102,6 +112,8 @@ async function prepare(
   const config = Buffer.from(JSON.stringify(slimrootConfig(a, architecture, why, kernels.get(architecture))));
   const configBlob = { mediaType: CONFIG_TYPE, digest: digestOf(config), size: config.length };
   const layer = { mediaType, digest: `sha256:${hex}`, size: a.bytes };
+  const parts =
+    why?.parts && a.kind === "initramfs" ? await partBlobs(file, why.parts, mediaType, a.bytes) : undefined;
   const kc = kernelConfig
     ? {
         mediaType: KERNEL_CONFIG_TYPE,
@@ -116,8 +128,33 @@ async function prepare(
     config,
     layer,
     ...(kc && kernelConfig ? { kernelConfig: { file: kernelConfig, blob: kc } } : {}),
-    manifest: imageManifest(file, configBlob, layer, epoch, kc),
+    ...(parts ? { parts } : {}),
+    manifest: imageManifest(file, configBlob, parts?.map(({ offset: _, ...b }) => b) ?? layer, epoch, kc),
   };
+}
+
+/**
+ * A layered initramfs (build --layers) as its parts: each archive the .why lists, at its offset
+ * in the file, hashed again here (the .why's sha256 of the whole was checked, not each part's).
+ */
+async function partBlobs(
+  file: string,
+  parts: WhyPart[],
+  mediaType: string,
+  size: number,
+): Promise<(PartBlob & { offset: number })[]> {
+  const total = parts.reduce((n, p) => n + p.bytes, 0);
+  if (total !== size)
+    throw new UserError(`${file}: its .why lists parts of ${total} bytes in all; the file has ${size}`);
+  const out: (PartBlob & { offset: number })[] = [];
+  let offset = 0;
+  for (const p of parts) {
+    const hex = await fileSha256(file, { start: offset, bytes: p.bytes });
+    if (hex !== p.sha256) throw new UserError(`${file}: part ${p.name} is not the one its .why lists`);
+    out.push({ mediaType, digest: `sha256:${hex}`, size: p.bytes, part: p.name, offset });
+    offset += p.bytes;
+  }
+  return out;
 }
 
 /** One manifest to push: its blobs, and the .why to attach to it. */
@@ -136,7 +173,11 @@ function ownForm(p: Prepared, why: Buffer | undefined): Composed {
     architecture: p.architecture,
     manifest: p.manifest,
     blobs: [
-      { source: { file: p.file, size: p.layer.size }, digest: p.layer.digest, size: p.layer.size },
+      ...(p.parts ?? [{ ...p.layer, offset: 0 }]).map((b) => ({
+        source: { file: p.file, size: b.size, offset: b.offset },
+        digest: b.digest,
+        size: b.size,
+      })),
       { source: { bytes: p.config }, digest: digestOf(p.config), size: p.config.length },
       ...(p.kernelConfig
         ? [{ source: { file: p.kernelConfig.file, size: p.kernelConfig.blob.size }, ...p.kernelConfig.blob }]

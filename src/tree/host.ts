@@ -4,7 +4,7 @@ import { spending } from "../util/budget.js";
 import { UserError } from "../util/errors.js";
 import { baseOf, displayName, joinImagePath, nameFromBytes, normalizeImagePath, parentOf } from "./path.js";
 import { hostFileContent } from "./spool.js";
-import type { EntryKind, Inode, Tree } from "./tree.js";
+import { ADDED_LAYER, type EntryKind, type Inode, type Tree } from "./tree.js";
 
 export interface HostCopyOptions {
   /** Owner for everything copied; the host's owners when absent. */
@@ -20,7 +20,7 @@ export interface HostCopyOptions {
  * keep their numbers. Bodies are read from the host when the image is written.
  */
 export async function addHostPath(tree: Tree, source: string, dest: string, opts: HostCopyOptions = {}) {
-  const layer = opts.layer ?? 1_000_000;
+  const layer = opts.layer ?? ADDED_LAYER;
   const byHostInode = new Map<string, Inode>();
   const target = normalizeImagePath(dest);
 

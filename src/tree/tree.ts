@@ -34,7 +34,17 @@ export interface Node {
   children?: Map<string, Node>;
   /** Index of the layer that last wrote this name (opaque dirs hide lower layers only). */
   layer: number;
+  /**
+   * What a lower layer had at this name before `layer` replaced it: a file or symlink under a
+   * file or symlink, or a directory's metadata under its update. An initramfs written per layer
+   * (cpio/parts.ts) writes each layer's own version, so a lower part's bytes do not depend on
+   * the layers above it.
+   */
+  lower?: Node;
 }
+
+/** The layer of files added from the host (build --add): above the image's, below slimroot's. */
+export const ADDED_LAYER = 1_000_000;
 
 /** The layer of what slimroot adds (its init, /etc files, directories): above any image's layers. */
 export const SLIMROOT_LAYER = 1_000_001;
@@ -44,6 +54,8 @@ export interface TreeEntry {
   /** "" for the root, else "usr/bin/env". */
   path: string;
   inode: Inode;
+  /** The name's node: the layer that wrote it, and what lower layers had there. */
+  node: Node;
 }
 
 export function dirInode(mode = 0o755, uid = 0, gid = 0, mtime = 0): Inode {
@@ -116,7 +128,7 @@ export class Tree {
    */
   *walk(from = "", node: Node | undefined = this.get(from)): Generator<TreeEntry> {
     if (!node) return;
-    yield { path: from, inode: node.inode };
+    yield { path: from, inode: node.inode, node };
     const stack: { dir: string; node: Node; names: string[]; next: number }[] = [];
     const enter = (dir: string, n: Node) => {
       if (n.children?.size)
@@ -134,7 +146,7 @@ export class Tree {
       // A name removed while the walk is under way (pruning) is passed over, as before.
       if (!child) continue;
       const path = joinImagePath(top.dir, name);
-      yield { path, inode: child.inode };
+      yield { path, inode: child.inode, node: child };
       enter(path, child);
     }
   }

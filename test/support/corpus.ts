@@ -143,6 +143,11 @@ const ANSWERS: Record<string, string> = {
 };
 for (const a of CORPUS) if (a.probe === "") a.probe = get(8080, "/", ANSWERS[a.name]!);
 
+/** The Debian base every corpus app's image has as its first layer, as a tar (tar: source). */
+export async function corpusBaseTar(): Promise<string> {
+  return path.join(await corpusBase(), "base.tar");
+}
+
 /** The Debian base layer every corpus app shares: built once. */
 function corpusBase(): Promise<string> {
   const id = `corpus-base-${ARCH}`;

@@ -351,7 +351,8 @@ export function uploadBackoffMs(attempt: number): number {
 const knownBlobs = new Map<string, Map<string, Set<string>>>();
 
 /** What a blob is made of: bytes, a file, or a sequence of those (a tar layer around files). */
-export type BlobPart = { bytes: Buffer } | { file: string; size: number };
+/** A file part: `size` bytes from `offset` (default 0), e.g. one archive of a layered initramfs. */
+export type BlobPart = { bytes: Buffer } | { file: string; size: number; offset?: number };
 export type BlobSource = BlobPart | { parts: BlobPart[] };
 
 const partSize = (p: BlobPart) => ("bytes" in p ? p.bytes.length : p.size);
@@ -376,7 +377,7 @@ async function chunkReader(source: BlobSource): Promise<ChunkReader> {
       handles.set(p.file, fh);
     }
     const buf = Buffer.alloc(n);
-    const { bytesRead } = await fh.read(buf, 0, n, o);
+    const { bytesRead } = await fh.read(buf, 0, n, (p.offset ?? 0) + o);
     if (bytesRead !== n) throw new UserError(`${p.file}: changed while it was pushed`);
     return buf;
   };

@@ -1,0 +1,221 @@
+import assert from "node:assert/strict";
+import { Readable } from "node:stream";
+import { buffer } from "node:stream/consumers";
+import { after, before, test } from "node:test";
+import fc from "fast-check";
+import { type LayerEntry, tarOf } from "../../test/support/layers.js";
+import { applyLayer } from "../tree/flatten.js";
+import { bufferContent, Spool } from "../tree/spool.js";
+import { SLIMROOT_LAYER, Tree } from "../tree/tree.js";
+import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from "./newc.js";
+import { cpioParts, partRecords } from "./parts.js";
+import { type CpioEntry, readCpio } from "./reader.js";
+import { writeCpio, writeRecords } from "./writer.js";
+
+let spool: Spool;
+before(async () => {
+  spool = await Spool.create();
+});
+after(async () => {
+  await spool.dispose();
+});
+
+/**
+ * What Linux 6.1's initramfs unpacker (init/initramfs.c do_name, clean_path, maybe_link) leaves
+ * of archives unpacked one after another: a directory over a directory takes the new owner and
+ * mode; another type at a name is removed first (a directory only when empty); a file over a
+ * file is opened O_TRUNC, so it writes through its hard links; hard links match per archive.
+ */
+interface Obj {
+  kind: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  data: string;
+}
+type Fs = Map<string, Obj>;
+
+function unpack(fs: Fs, entries: CpioEntry[]): void {
+  const links = new Map<number, string>();
+  const remove = (path: string) => {
+    const o = fs.get(path);
+    if (!o) return true;
+    if (o.kind === S_IFDIR && [...fs.keys()].some((p) => p.startsWith(`${path}/`))) return false;
+    fs.delete(path);
+    return true;
+  };
+  const cleanPath = (path: string, kind: number) => {
+    const o = fs.get(path);
+    if (o && o.kind !== kind) assert.ok(remove(path), `${path}: a directory with entries in the way`);
+  };
+  for (const e of entries) {
+    const kind = e.mode & S_IFMT;
+    const meta = { mode: e.mode & 0o7777, uid: e.uid, gid: e.gid };
+    const parent = e.name.includes("/") ? e.name.slice(0, e.name.lastIndexOf("/")) : ".";
+    if (e.name !== "." && fs.get(parent)?.kind !== S_IFDIR) assert.fail(`${e.name}: no parent directory`);
+    if (kind === S_IFDIR) {
+      cleanPath(e.name, kind);
+      const o = fs.get(e.name) ?? { kind, mode: 0, uid: 0, gid: 0, data: "" };
+      fs.set(e.name, Object.assign(o, meta));
+    } else if (kind === S_IFLNK) {
+      assert.ok(remove(e.name), `${e.name}: a directory with entries in the way`);
+      fs.set(e.name, { kind, ...meta, data: e.body.toString("hex") });
+    } else if (kind === S_IFREG) {
+      cleanPath(e.name, kind);
+      const first = e.nlink >= 2 ? links.get(e.ino) : undefined;
+      if (e.nlink >= 2 && !first) links.set(e.ino, e.name);
+      let o: Obj;
+      if (first) {
+        remove(e.name);
+        o = fs.get(first)!;
+        fs.set(e.name, o);
+      } else {
+        o = fs.get(e.name) ?? { kind, mode: 0, uid: 0, gid: 0, data: "" };
+        o.data = ""; // O_TRUNC: through every name of the inode
+        fs.set(e.name, o);
+      }
+      Object.assign(o, meta);
+      if (e.body.length) o.data = e.body.toString("hex");
+    } else {
+      cleanPath(e.name, kind);
+      if (!fs.has(e.name)) fs.set(e.name, { kind, ...meta, data: `${e.rdevMajor}:${e.rdevMinor}` });
+    }
+  }
+}
+
+/** The unpacked result: each name's object, and which names share one (hard links). */
+function view(fs: Fs) {
+  const ids = new Map<Obj, string>();
+  const out: Record<string, string> = {};
+  for (const [path, o] of [...fs].sort(([a], [b]) => (a < b ? -1 : 1))) {
+    if (!ids.has(o)) ids.set(o, path);
+    out[path] = JSON.stringify({ ...o, linkedTo: o.kind === S_IFREG ? ids.get(o) : undefined });
+  }
+  return out;
+}
+
+const read = async (bytes: Buffer) => {
+  const out: CpioEntry[] = [];
+  for await (const e of readCpio([bytes])) out.push(e);
+  return out;
+};
+
+async function partBytes(tree: Tree) {
+  const parts = cpioParts(tree);
+  const bytes = [];
+  for (const p of parts)
+    bytes.push(await buffer(writeRecords(partRecords(tree, p, { clampMtime: 2 ** 31 }))));
+  return { parts, bytes };
+}
+
+async function flatten(layers: LayerEntry[][]): Promise<Tree> {
+  const tree = new Tree();
+  for (const [i, entries] of layers.entries())
+    await applyLayer(tree, Readable.from([await tarOf(entries)]), i, `L${i}`, spool);
+  return tree;
+}
+
+const name = fc.constantFrom("a", "b", "d/a", "d/b", "d/e/a", "e", "d/e");
+const layerEntry: fc.Arbitrary<LayerEntry> = fc.oneof(
+  fc
+    .record({ name, body: fc.constantFrom("1", "22", "333", "") })
+    .map((e) => ({ ...e, type: "file" as const })),
+  fc
+    .record({ name, mode: fc.constantFrom(0o700, 0o755, 0o1777) })
+    .map((e) => ({ ...e, type: "directory" as const })),
+  fc
+    .record({ name, linkname: fc.constantFrom("a", "../x", "d") })
+    .map((e) => ({ ...e, type: "symlink" as const })),
+  fc.record({ name, linkname: name }).map((e) => ({ ...e, type: "link" as const })),
+  name.map((n) => ({ name: n.replace(/[^/]*$/, (b) => `.wh.${b}`), type: "file" as const })),
+);
+
+test("an image's layer parts, unpacked one after another as the kernel does, give what its one archive gives", async () => {
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.array(layerEntry, { maxLength: 8 }), { minLength: 1, maxLength: 3 }),
+      async (layers) => {
+        let tree: Tree;
+        try {
+          tree = await flatten(layers);
+        } catch {
+          return; // a layer the flattener refuses (a hard link to nothing, a write through a symlink)
+        }
+        const whole = new Map() as Fs;
+        unpack(whole, await read(await buffer(writeCpio(tree, { clampMtime: 2 ** 31 }))));
+        const joined = new Map() as Fs;
+        const { bytes } = await partBytes(tree);
+        if (bytes.length === 0) return; // the root alone: nothing to split (a build always has slimroot's part)
+        for (const b of bytes) unpack(joined, await read(b));
+        assert.deepEqual(view(joined), view(whole));
+      },
+    ),
+    {
+      numRuns: 400,
+      verbose: 1,
+      // A hard link across layers: the kernel links names only within one archive.
+      examples: [[[[{ name: "b", body: "1", type: "file" }], [{ name: "a", linkname: "b", type: "link" }]]]],
+    },
+  );
+});
+
+test("a base layer's part is the same bytes whatever the layers above replace, add or update", async () => {
+  const base: LayerEntry[] = [
+    { name: "etc", type: "directory", mode: 0o755 },
+    { name: "etc/passwd", body: "root\n" },
+    { name: "etc/hosts", body: "localhost\n" },
+    { name: "usr/bin/perl", body: "perl" },
+    { name: "usr/bin/perl5", type: "link", linkname: "usr/bin/perl" },
+    { name: "usr/lib/libc.so.6", body: "libc" },
+    { name: "bin", type: "symlink", linkname: "usr/bin" },
+  ];
+  const alone = await partBytes(await flatten([base]));
+  const uppers: LayerEntry[][] = [
+    [{ name: "app/server", body: "app" }],
+    [
+      { name: "etc", type: "directory", mode: 0o700 },
+      { name: "etc/passwd", body: "root\nwww\n" },
+      { name: "bin", type: "symlink", linkname: "usr/sbin" },
+      { name: "usr/lib/libssl.so.3", body: "ssl" },
+    ],
+    // A name of a hard-linked lower file replaced: its group cannot be written below it (the
+    // kernel would write the new body through the link), but the other names keep theirs.
+    [{ name: "usr/bin/perl5", body: "perl 5.38" }],
+  ];
+  for (const [i, upper] of uppers.entries()) {
+    const tree = await flatten([base, upper]);
+    const { parts, bytes } = await partBytes(tree);
+    assert.deepEqual(
+      parts.map((p) => p.name),
+      ["layer 0", "layer 1"],
+    );
+    if (i < 2) assert.ok(bytes[0]!.equals(alone.bytes[0]!), `upper ${i}: the base part differs`);
+    const fs = new Map() as Fs;
+    for (const b of bytes) unpack(fs, await read(b));
+    const whole = new Map() as Fs;
+    unpack(whole, await read(await buffer(writeCpio(tree, { clampMtime: 2 ** 31 }))));
+    assert.deepEqual(view(fs), view(whole));
+  }
+});
+
+test("slimroot's own files are a part of their own, last, holding only them and their directories", async () => {
+  const tree = await flatten([[{ name: "etc/hosts", body: "h" }]]);
+  const { node } = tree.ensureDir("etc/slimroot", SLIMROOT_LAYER);
+  node!.children!.set("app.conf", {
+    inode: { kind: "file", mode: 0o644, uid: 0, gid: 0, mtime: 0, content: bufferContent(Buffer.from("x")) },
+    layer: SLIMROOT_LAYER,
+  });
+  const { parts, bytes } = await partBytes(tree);
+  assert.deepEqual(
+    parts.map((p) => p.name),
+    ["layer 0", "slimroot"],
+  );
+  assert.deepEqual(
+    (await read(bytes[1]!)).map((e) => e.name),
+    [".", "etc", "etc/slimroot", "etc/slimroot/app.conf"],
+  );
+  assert.deepEqual(
+    (await read(bytes[0]!)).map((e) => e.name),
+    [".", "etc", "etc/hosts"],
+  );
+});

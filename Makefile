@@ -57,6 +57,7 @@ test: build typecheck lint
 # The corpus apps too slow for make test's budget under TCG (the JRE): test/corpus.test.ts.
 test-corpus-slow: build
 	SLIMROOT_CORPUS_SLOW=1 SLIMROOT_CORPUS=java node --import tsx --test test/corpus.test.ts
+	SLIMROOT_CORPUS_SLOW=1 node --import tsx --test test/push-layers.test.ts
 
 demo: build
 	node --import tsx scripts/demo.ts

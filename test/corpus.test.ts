@@ -19,17 +19,14 @@ import { after, before, describe, test } from "node:test";
 import { fetchKernel } from "../src/kernel/fetch.js";
 import { decodeProfile } from "../src/trace/profile.js";
 import { type CliResult, runCli } from "./support/cli.js";
-import { CORPUS, type CorpusApp } from "./support/corpus.js";
+import { CORPUS, type CorpusApp, SLOW_APPS, slowAppsOn } from "./support/corpus.js";
 import { qemusUsing } from "./support/qemu.js";
 
 const reportFile = process.env.SLIMROOT_CORPUS_REPORT;
 const only = process.env.SLIMROOT_CORPUS?.split(",").filter(Boolean);
 const apps = CORPUS.filter((a) => !only || only.includes(a.name));
-// The JRE: its fixture build (about 4 min), a trace of about a minute and two builds of a
-// 190 MB tree cost more than make test's budget leaves; `make test-corpus-slow` runs it.
-const SLOW = new Set(["java"]);
 const slowSkipped = (a: CorpusApp) =>
-  SLOW.has(a.name) && !only && process.env.SLIMROOT_CORPUS_SLOW !== "1"
+  SLOW_APPS.has(a.name) && !only && !slowAppsOn()
     ? `${a.name} is slow under TCG (about 4 min more, plus its fixture): make test-corpus-slow runs it`
     : false;
 
@@ -78,7 +75,7 @@ const bytes = async (f: string) => (await stat(f)).size;
 
 async function corpusApp(a: CorpusApp): Promise<void> {
   const source = await a.source();
-  const slow = SLOW.has(a.name);
+  const slow = SLOW_APPS.has(a.name);
   const timeouts = slow ? ["--verify-timeout", "10m"] : [];
   const profile = join(work, `${a.name}.profile`);
   const trace = await ok(`trace ${a.name}`, [
@@ -153,7 +150,7 @@ describe("the corpus: traced, minimized, and serving as initramfs and erofs", ()
   for (const a of apps) {
     test(
       `${a.name}: ${a.finds}`,
-      { timeout: SLOW.has(a.name) ? 2_400_000 : 900_000, skip: slowSkipped(a) },
+      { timeout: SLOW_APPS.has(a.name) ? 2_400_000 : 900_000, skip: slowSkipped(a) },
       () => corpusApp(a),
     );
   }

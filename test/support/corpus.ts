@@ -64,6 +64,14 @@ function app(finds: string, probe: string, r: Recipe): CorpusApp {
 
 const existing = (f: () => Promise<{ ociRef: string }>) => async () => (await f()).ociRef;
 
+/**
+ * The JRE: its fixture build (about 4 min), a trace of about a minute and builds of a 190 MB
+ * tree cost more than make test's budget leaves; `make test-corpus-slow` (SLIMROOT_CORPUS_SLOW=1)
+ * runs it.
+ */
+export const SLOW_APPS = new Set(["java"]);
+export const slowAppsOn = () => process.env.SLIMROOT_CORPUS_SLOW === "1";
+
 /** The corpus, cheapest boots first. */
 export const CORPUS: CorpusApp[] = [
   {

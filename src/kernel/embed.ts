@@ -9,7 +9,7 @@ import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { artifactArch, type InitramfsArtifact } from "../artifact/identify.js";
-import { compressor, decompressor } from "../compress/compress.js";
+import { decompressor } from "../compress/compress.js";
 import { writeFileAtomically } from "../output/atomic.js";
 import { checkOutput, whyPath } from "../output/output.js";
 import { EnvironmentError, UserError } from "../util/errors.js";
@@ -32,13 +32,19 @@ export interface EmbedResult {
 }
 
 /**
- * The built-in initramfs goes in as gzip (a `.cpio.gz` CONFIG_INITRAMFS_SOURCE is copied in
- * as is): an uncompressed cpio inside the xz-compressed kernel made a smaller file, but the
- * kernel then holds the whole cpio while unpacking it. Measured on the traced nginx image
- * (2026-11-29): plain 5.16 MB file, 45 MiB least RAM; gzip 6.15 MB, 39 MiB; the same time to
- * the first HTTP 200 (3.3 s). gzip's decoder needs no dictionary, unlike xz's.
+ * The built-in initramfs goes in uncompressed: the kernel file is compressed once (its own
+ * compression, lz4 on amd64; an arm64 Image is not compressed at all) and the kernel unpacks
+ * the archive where it lies. A gzip cpio inside the kernel (before 2026-12-03) was inflated
+ * a second time at boot, with gzip's decoder emulated under TCG: the embedded form was then
+ * the slowest of all (2.51 s to nginx's first answer, against 2.04 s for a separate
+ * initramfs). The cost is RAM: the kernel holds the whole cpio until it is unpacked
+ * (measured 2026-11-29 with the xz kernel: 45 MiB least RAM against 39 for gzip).
  */
-const INITRAMFS_SETTINGS = ["CONFIG_INITRAMFS_ROOT_UID=0", "CONFIG_INITRAMFS_ROOT_GID=0"];
+const INITRAMFS_SETTINGS = [
+  "CONFIG_INITRAMFS_ROOT_UID=0",
+  "CONFIG_INITRAMFS_ROOT_GID=0",
+  "CONFIG_INITRAMFS_COMPRESSION_NONE=y",
+];
 
 /**
  * The kernel's own objects are built with paths relative to the object tree, but objtool's
@@ -90,12 +96,12 @@ export async function embedImage(o: EmbedOptions): Promise<EmbedResult> {
   const work = await mkdtemp(join(dirname(kernel.dir), `.embed-${o.arch}-`));
   trackTempPath(work);
   try {
-    progress("recompressing the image");
-    const cpio = join(work, "initramfs.cpio.gz");
+    progress("decompressing the image");
+    // A `.cpio` CONFIG_INITRAMFS_SOURCE goes in as is (with INITRAMFS_COMPRESSION_NONE).
+    const cpio = join(work, "initramfs.cpio");
     await pipeline(
       await inputStream(o.image.path),
       decompressor(o.image.compression, o.image.path),
-      compressor("gzip"),
       createWriteStream(cpio),
     );
 
@@ -119,6 +125,9 @@ export async function embedImage(o: EmbedOptions): Promise<EmbedResult> {
     await writeFile(dotConfig, `${await readFile(dotConfig, "utf8")}\n${settings.join("\n")}\n`);
     progress("configuring");
     await make(["olddefconfig"]);
+    // kconfig drops a setting it cannot take without a word: a compressed copy would be slower.
+    if (!(await readFile(dotConfig, "utf8")).includes("\nCONFIG_INITRAMFS_COMPRESSION_NONE=y\n"))
+      throw new EnvironmentError(`${build.source}: its kconfig has no uncompressed built-in initramfs`);
     progress("linking");
     await make([`-j${availableParallelism()}`, TARGET[o.arch].make]);
 

@@ -71,7 +71,8 @@ export async function imageFacts(
       const rule = await readKernelRule(image, kind, { embedded: true });
       return {
         arch: a.arch,
-        image: { kind: "embedded", path: image, kernel: kind, bytes: a.bytes, files, rule },
+        // The kernel file (compressed) and an uncompressed built-in archive it holds until unpacked.
+        image: { kind: "embedded", path: image, kernel: kind, bytes: a.bytes + app.heldBytes, files, rule },
       };
     }
     case "disk": {

@@ -8,6 +8,7 @@ import { mkdtemp, readdir, readFile, realpath, rm, stat, utimes, writeFile } fro
 import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
+import type { Arch } from "../arch/arch.js";
 import { artifactArch, type InitramfsArtifact } from "../artifact/identify.js";
 import { decompressor } from "../compress/compress.js";
 import { writeFileAtomically } from "../output/atomic.js";
@@ -32,14 +33,20 @@ export interface EmbedResult {
 }
 
 /**
- * The built-in initramfs goes in uncompressed: the kernel file is compressed once (its own
- * compression, lz4 on amd64; an arm64 Image is not compressed at all) and the kernel unpacks
- * the archive where it lies. A gzip cpio inside the kernel (before 2026-12-03) was inflated
- * a second time at boot, with gzip's decoder emulated under TCG: the embedded form was then
- * the slowest of all (2.51 s to nginx's first answer, against 2.04 s for a separate
- * initramfs). The cost is RAM: the kernel holds the whole cpio until it is unpacked
- * (measured 2026-11-29 with the xz kernel: 45 MiB least RAM against 39 for gzip).
+ * Nothing in the file is compressed: the built-in initramfs goes in as a plain cpio, and the
+ * kernel is the ELF vmlinux on amd64 (QEMU starts it at its PVH entry) and the Image on arm64
+ * (never compressed). Before 2026-12-03 a gzip cpio went inside the xz bzImage, so a boot
+ * decompressed the app twice, both decoders emulated under TCG: the embedded form was then
+ * the slowest of all (README, "Cold start"). Measured on the traced nginx (9.96 MB of cpio),
+ * CPU to the first answer: the ELF 1.76 s, an lz4 bzImage around the plain cpio (7.75 MB)
+ * 2.16 s. The costs: the file (27.7 MB on amd64 against 6.3 MB), and RAM, since the kernel
+ * holds the whole cpio until it is unpacked (facts.ts counts it).
  */
+const EMBED_TARGET: Record<Arch, { make: string; image: string }> = {
+  amd64: { make: "vmlinux", image: "vmlinux" },
+  arm64: TARGET.arm64,
+};
+
 const INITRAMFS_SETTINGS = [
   "CONFIG_INITRAMFS_ROOT_UID=0",
   "CONFIG_INITRAMFS_ROOT_GID=0",
@@ -129,9 +136,12 @@ export async function embedImage(o: EmbedOptions): Promise<EmbedResult> {
     if (!(await readFile(dotConfig, "utf8")).includes("\nCONFIG_INITRAMFS_COMPRESSION_NONE=y\n"))
       throw new EnvironmentError(`${build.source}: its kconfig has no uncompressed built-in initramfs`);
     progress("linking");
-    await make([`-j${availableParallelism()}`, TARGET[o.arch].make]);
+    await make([`-j${availableParallelism()}`, EMBED_TARGET[o.arch].make]);
 
-    const bytes = await writeFileAtomically(o.output, createReadStream(join(obj, TARGET[o.arch].image)));
+    const bytes = await writeFileAtomically(
+      o.output,
+      createReadStream(join(obj, EMBED_TARGET[o.arch].image)),
+    );
     return { output: o.output, bytes, kernelDir: kernel.dir };
   } finally {
     await rm(work, { recursive: true, force: true });

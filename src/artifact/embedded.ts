@@ -1,14 +1,17 @@
 /**
  * The app a kernel file carries (`kernel build --embed`): its built-in initramfs, found in the
  * vmlinux (decompressed from a bzImage; an arm64 Image or ELF vmlinux as is). embed.ts puts it
- * in as a gzip cpio with a plain 10-byte gzip header; the kernel's own default initramfs (a
- * bare /dev/console) and other gzip data (the IKCONFIG config) are no slimroot image. Any other
+ * in as an uncompressed cpio (kernels embedded before 2026-12-03: a gzip cpio with a plain
+ * 10-byte gzip header); the kernel's own default initramfs (a bare /dev/console), the "070701"
+ * the kernel's unpacker compares with and other gzip data (the IKCONFIG config) are no
+ * slimroot image. Any other
  * kernel, such as a distribution's /boot/vmlinuz, carries no app: booting it alone would
  * panic, so it is refused with what to do instead.
  */
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { inflateRawSync, constants as zc } from "node:zlib";
+import { decodeHeader, HEADER_SIZE, pad4, TRAILER_NAME } from "../cpio/newc.js";
 import { readCpio } from "../cpio/reader.js";
 import { UserError } from "../util/errors.js";
 import { openInput } from "../util/input-file.js";
@@ -20,6 +23,8 @@ export interface EmbeddedApp {
   kind: KernelKind;
   /** The built-in initramfs, uncompressed, written into the scratch directory. */
   initramfs: string;
+  /** The bytes the kernel holds in RAM for it until it is unpacked (the archive as built in). */
+  heldBytes: number;
 }
 
 /** A kernel file is at most this large (Debian's vmlinux is 60 MiB): a bound on what is read. */
@@ -30,17 +35,51 @@ const NEWC = Buffer.from("070701");
 /** The largest built-in image looked at (a kernel's init section holds it in RAM). */
 const MAX_IMAGE_BYTES = 2 ** 31 - 1;
 
+/** A built-in archive: uncompressed, and how many bytes it takes in the kernel. */
+interface BuiltIn {
+  cpio: Buffer;
+  held: number;
+}
+
 /** The uncompressed cpio of each plain gzip stream in `vmlinux` that holds a newc archive. */
-function* gzipCpios(vmlinux: Buffer): Generator<Buffer> {
+function* gzipCpios(vmlinux: Buffer): Generator<BuiltIn> {
   for (let at = vmlinux.indexOf(GZIP_PLAIN); at >= 0; at = vmlinux.indexOf(GZIP_PLAIN, at + 1)) {
     const stream = vmlinux.subarray(at + 10);
     try {
       // A look at the first bytes first: most matches are not a cpio (or not gzip at all).
       const head = inflateRawSync(stream.subarray(0, 1024), { finishFlush: zc.Z_SYNC_FLUSH });
       if (!head.subarray(0, 6).equals(NEWC)) continue;
-      yield inflateRawSync(stream, { maxOutputLength: MAX_IMAGE_BYTES });
+      // The stream's own length is not known here: the kernel file's size bounds it (facts.ts).
+      yield { cpio: inflateRawSync(stream, { maxOutputLength: MAX_IMAGE_BYTES }), held: 0 };
     } catch {}
   }
+}
+
+/** Each uncompressed newc archive in `vmlinux`, up to its trailer (a header that does not parse: not one). */
+function* plainCpios(vmlinux: Buffer): Generator<BuiltIn> {
+  for (let at = vmlinux.indexOf(NEWC); at >= 0; at = vmlinux.indexOf(NEWC, at + 1)) {
+    let end = at;
+    try {
+      for (;;) {
+        const h = decodeHeader(vmlinux.subarray(end, end + HEADER_SIZE));
+        const name = vmlinux.toString("latin1", end + HEADER_SIZE, end + HEADER_SIZE + h.nameSize - 1);
+        end += HEADER_SIZE + h.nameSize + pad4(HEADER_SIZE + h.nameSize);
+        end += h.fileSize + pad4(h.fileSize);
+        if (end > vmlinux.length) break;
+        if (name === TRAILER_NAME) {
+          yield { cpio: vmlinux.subarray(at, end), held: end - at };
+          at = end - 1;
+          break;
+        }
+      }
+    } catch {}
+  }
+}
+
+/** Candidates for the built-in image: uncompressed archives first (they need no inflating). */
+function* builtInCpios(vmlinux: Buffer): Generator<BuiltIn> {
+  yield* plainCpios(vmlinux);
+  yield* gzipCpios(vmlinux);
 }
 
 /**
@@ -51,7 +90,7 @@ export async function findEmbedded(
   path: string,
   kind: KernelKind,
   scratch: string,
-): Promise<{ cpio: Buffer; facts: InitramfsFacts } | undefined> {
+): Promise<{ cpio: Buffer; held: number; facts: InitramfsFacts } | undefined> {
   const { fh, size } = await openInput(path);
   let image: Buffer;
   try {
@@ -71,9 +110,9 @@ export async function findEmbedded(
       await rm(work, { recursive: true, force: true });
     }
   }
-  for (const cpio of gzipCpios(vmlinux)) {
+  for (const { cpio, held } of builtInCpios(vmlinux)) {
     const facts = await initramfsFacts(readCpio([cpio]), path).catch(() => undefined);
-    if (facts?.arch === kind.arch) return { cpio, facts };
+    if (facts?.arch === kind.arch) return { cpio, held, facts };
   }
   return undefined;
 }
@@ -87,7 +126,7 @@ export async function embeddedApp(path: string, kind: KernelKind, scratch: strin
   if (!found) throw new UserError(noEmbeddedApp(path));
   const initramfs = join(scratch, "embedded.cpio");
   await writeFile(initramfs, found.cpio);
-  return { kind, initramfs };
+  return { kind, initramfs, heldBytes: found.held };
 }
 
 /** The one line for a kernel that carries no app. */

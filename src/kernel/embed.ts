@@ -8,8 +8,9 @@ import { mkdtemp, readdir, readFile, realpath, rm, stat, utimes, writeFile } fro
 import { availableParallelism } from "node:os";
 import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
+import type { Arch } from "../arch/arch.js";
 import { artifactArch, type InitramfsArtifact } from "../artifact/identify.js";
-import { compressor, decompressor } from "../compress/compress.js";
+import { decompressor } from "../compress/compress.js";
 import { writeFileAtomically } from "../output/atomic.js";
 import { checkOutput, whyPath } from "../output/output.js";
 import { EnvironmentError, UserError } from "../util/errors.js";
@@ -32,13 +33,25 @@ export interface EmbedResult {
 }
 
 /**
- * The built-in initramfs goes in as gzip (a `.cpio.gz` CONFIG_INITRAMFS_SOURCE is copied in
- * as is): an uncompressed cpio inside the xz-compressed kernel made a smaller file, but the
- * kernel then holds the whole cpio while unpacking it. Measured on the traced nginx image
- * (2026-11-29): plain 5.16 MB file, 45 MiB least RAM; gzip 6.15 MB, 39 MiB; the same time to
- * the first HTTP 200 (3.3 s). gzip's decoder needs no dictionary, unlike xz's.
+ * Nothing in the file is compressed: the built-in initramfs goes in as a plain cpio, and the
+ * kernel is the ELF vmlinux on amd64 (QEMU starts it at its PVH entry) and the Image on arm64
+ * (never compressed). Before 2026-12-03 a gzip cpio went inside the xz bzImage, so a boot
+ * decompressed the app twice, both decoders emulated under TCG: the embedded form was then
+ * the slowest of all (README, "Cold start"). Measured on the traced nginx (9.96 MB of cpio),
+ * CPU to the first answer: the ELF 1.76 s, an lz4 bzImage around the plain cpio (7.75 MB)
+ * 2.16 s. The costs: the file (27.7 MB on amd64 against 6.3 MB), and RAM, since the kernel
+ * holds the whole cpio until it is unpacked (facts.ts counts it).
  */
-const INITRAMFS_SETTINGS = ["CONFIG_INITRAMFS_ROOT_UID=0", "CONFIG_INITRAMFS_ROOT_GID=0"];
+const EMBED_TARGET: Record<Arch, { make: string; image: string }> = {
+  amd64: { make: "vmlinux", image: "vmlinux" },
+  arm64: TARGET.arm64,
+};
+
+const INITRAMFS_SETTINGS = [
+  "CONFIG_INITRAMFS_ROOT_UID=0",
+  "CONFIG_INITRAMFS_ROOT_GID=0",
+  "CONFIG_INITRAMFS_COMPRESSION_NONE=y",
+];
 
 /**
  * The kernel's own objects are built with paths relative to the object tree, but objtool's
@@ -90,12 +103,12 @@ export async function embedImage(o: EmbedOptions): Promise<EmbedResult> {
   const work = await mkdtemp(join(dirname(kernel.dir), `.embed-${o.arch}-`));
   trackTempPath(work);
   try {
-    progress("recompressing the image");
-    const cpio = join(work, "initramfs.cpio.gz");
+    progress("decompressing the image");
+    // A `.cpio` CONFIG_INITRAMFS_SOURCE goes in as is (with INITRAMFS_COMPRESSION_NONE).
+    const cpio = join(work, "initramfs.cpio");
     await pipeline(
       await inputStream(o.image.path),
       decompressor(o.image.compression, o.image.path),
-      compressor("gzip"),
       createWriteStream(cpio),
     );
 
@@ -119,10 +132,16 @@ export async function embedImage(o: EmbedOptions): Promise<EmbedResult> {
     await writeFile(dotConfig, `${await readFile(dotConfig, "utf8")}\n${settings.join("\n")}\n`);
     progress("configuring");
     await make(["olddefconfig"]);
+    // kconfig drops a setting it cannot take without a word: a compressed copy would be slower.
+    if (!(await readFile(dotConfig, "utf8")).includes("\nCONFIG_INITRAMFS_COMPRESSION_NONE=y\n"))
+      throw new EnvironmentError(`${build.source}: its kconfig has no uncompressed built-in initramfs`);
     progress("linking");
-    await make([`-j${availableParallelism()}`, TARGET[o.arch].make]);
+    await make([`-j${availableParallelism()}`, EMBED_TARGET[o.arch].make]);
 
-    const bytes = await writeFileAtomically(o.output, createReadStream(join(obj, TARGET[o.arch].image)));
+    const bytes = await writeFileAtomically(
+      o.output,
+      createReadStream(join(obj, EMBED_TARGET[o.arch].image)),
+    );
     return { output: o.output, bytes, kernelDir: kernel.dir };
   } finally {
     await rm(work, { recursive: true, force: true });

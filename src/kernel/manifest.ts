@@ -22,7 +22,7 @@ export interface KernelManifest {
    * to an initrd (not all modules: each load costs boot time under emulation).
    */
   modulesCpio?: Partial<Record<Transport, string>>;
-  /** amd64 from `kernel build`: the ELF kernel Firecracker boots. */
+  /** amd64 from `kernel build`: the ELF kernel Firecracker boots, and `run` (bootFile). */
   vmlinux?: string;
   /** From `kernel build`: the object tree `--embed` relinks, its source tree, the build log. */
   build?: { dir: string; source: string; log: string };
@@ -79,4 +79,13 @@ export async function readManifest(dir: string): Promise<KernelManifest> {
     );
   if (!ok) throw new UserError(`${path}: not a slimroot kernel manifest (format 1)`);
   return m;
+}
+
+/**
+ * The file a VM boots from a kernel directory: the uncompressed ELF vmlinux when there is one
+ * (QEMU and Firecracker start it at its PVH entry, with nothing to decompress: under TCG the
+ * bzImage's decompressor is emulated instruction by instruction), else the kernel image.
+ */
+export function bootFile(dir: string, m: KernelManifest): string {
+  return join(dir, m.vmlinux ?? m.kernel);
 }

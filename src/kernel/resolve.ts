@@ -14,6 +14,7 @@ import { type ModuleFile, writeModulesCpio } from "../kmod/modules-cpio.js";
 import { UserError } from "../util/errors.js";
 import { bootModules, cachedKernel } from "./fetch.js";
 import {
+  bootFile,
   fetchedKernelDir,
   type KernelManifest,
   manifestIdentity,
@@ -61,7 +62,7 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
       throw new UserError(
         `no ${r.arch} kernel: run slimroot kernel fetch --arch ${r.arch} (or give --kernel)`,
       );
-    kernel = join(dir, m.kernel);
+    kernel = bootFile(dir, m);
     modulesCpio = await manifestModules(dir, m, r);
     label = `${m.version} (${dir})`;
     if (m.config) config = join(dir, m.config);
@@ -71,7 +72,7 @@ export async function resolveKernel(r: KernelRequest): Promise<BootKernel> {
     if (!st) throw new UserError(`--kernel ${r.kernel}: no such file or directory`);
     if (st.isDirectory()) {
       const m = await readManifest(r.kernel);
-      kernel = join(r.kernel, m.kernel);
+      kernel = bootFile(r.kernel, m);
       modulesCpio = await manifestModules(r.kernel, m, r);
       label = `${m.version} (${r.kernel})`;
       if (m.config) config = join(r.kernel, m.config);

@@ -5,7 +5,7 @@
  */
 import { stat } from "node:fs/promises";
 import { type Arch, hostArch } from "../arch/arch.js";
-import { embeddedApp } from "../artifact/embedded.js";
+import { type EmbeddedApp, embeddedApp } from "../artifact/embedded.js";
 import { artifactArch, describe, identify, kernelKindOf } from "../artifact/identify.js";
 import type { KernelKind } from "../artifact/kernel.js";
 import { kernelDirArch, resolveKernel } from "../kernel/resolve.js";
@@ -48,6 +48,16 @@ async function kernelArch(path: string): Promise<Arch> {
 }
 
 /**
+ * What RAM an embedded app takes until the kernel has unpacked it: an uncompressed built-in
+ * archive (in place in an ELF or Image; a bzImage holds it after decompressing itself, beside
+ * its compressed file), else the compressed file, which bounds the compressed archive.
+ */
+function heldBytes(fileBytes: number, kind: KernelKind, app: EmbeddedApp): number {
+  if (app.heldBytes === 0) return fileBytes;
+  return kind.format === "bzImage" ? fileBytes + app.heldBytes : app.heldBytes;
+}
+
+/**
  * The image and the guest architecture. `kernel`: the --kernel given. A disk boots the
  * architecture of the kernel given, else of its /init, else of the host.
  */
@@ -71,7 +81,14 @@ export async function imageFacts(
       const rule = await readKernelRule(image, kind, { embedded: true });
       return {
         arch: a.arch,
-        image: { kind: "embedded", path: image, kernel: kind, bytes: a.bytes, files, rule },
+        image: {
+          kind: "embedded",
+          path: image,
+          kernel: kind,
+          bytes: heldBytes(a.bytes, kind, app),
+          files,
+          rule,
+        },
       };
     }
     case "disk": {

@@ -110,11 +110,14 @@ test("an initramfs on QEMU: image, modules, run.conf in that order; microvm with
     ["image", "modules", "run.conf"],
   );
   assert.equal(p.qemu?.acpi, true);
-  assert.equal(p.cmdline, "console=ttyS0 reboot=t panic=-1 quiet tsc_early_khz=2000000 tsc=reliable");
+  assert.equal(
+    p.cmdline,
+    "console=ttyS0 reboot=t panic=-1 quiet tsc_early_khz=2000000 tsc=reliable noreplace-smp 8250.nr_uarts=1",
+  );
   // --timeline: the kernel's timestamps and initcall times on the console instead of quiet.
   assert.equal(
     planBoot(initramfs(), opts({ timeline: true })).cmdline,
-    "console=ttyS0 reboot=t panic=-1 tsc_early_khz=2000000 tsc=reliable printk.time=1 initcall_debug ignore_loglevel",
+    "console=ttyS0 reboot=t panic=-1 tsc_early_khz=2000000 tsc=reliable noreplace-smp 8250.nr_uarts=1 printk.time=1 initcall_debug ignore_loglevel",
   );
   assert.equal(p.memory.mib, 256);
   assert.match(p.memory.reason, /^sized from the image/);
@@ -145,11 +148,14 @@ test("memory: sized from what unpacks into RAM; a --mem below the need is refuse
   assert.match(given.memory.reason, /^--mem/);
 });
 
-test("slimroot's kernel (command-line devices): microvm without ACPI, pci=off", () => {
+test("slimroot's kernel (command-line devices): microvm without ACPI, pci=off, no APIC timer to calibrate", () => {
   const f = initramfs();
   const p = planBoot({ ...f, kernel: { ...f.kernel!, config: SLIM_CONFIG } }, opts());
   assert.equal(p.qemu?.acpi, false);
   assert.match(p.cmdline, / pci=off/);
+  assert.match(p.cmdline, / noapictimer no_timer_check /);
+  // Debian's kernel reads microvm's ACPI tables: it keeps its APIC timer (without it, it hangs).
+  assert.doesNotMatch(planBoot(f, opts()).cmdline, /noapictimer/);
 });
 
 test("a disk root: our init alone first, the root read-only under --read-only, volumes with their modes", () => {

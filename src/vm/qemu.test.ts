@@ -38,9 +38,17 @@ test("machine and accelerator choices", () => {
 test("kernel command lines", () => {
   assert.equal(
     kernelCmdline(base),
-    "console=ttyS0 reboot=t panic=-1 quiet tsc_early_khz=2596138 tsc=reliable",
+    "console=ttyS0 reboot=t panic=-1 quiet tsc_early_khz=2596138 tsc=reliable noreplace-smp 8250.nr_uarts=1",
   );
-  assert.equal(kernelCmdline({ ...base, machine: "pc" }), "console=ttyS0 reboot=t panic=-1 quiet");
+  // Without ACPI (slimroot's kernel) the kernel ticks from the PIT: no APIC timer to calibrate.
+  assert.equal(
+    kernelCmdline({ ...base, acpi: false }),
+    "console=ttyS0 reboot=t panic=-1 quiet pci=off tsc_early_khz=2596138 tsc=reliable noapictimer no_timer_check noreplace-smp 8250.nr_uarts=1",
+  );
+  assert.equal(
+    kernelCmdline({ ...base, machine: "pc" }),
+    "console=ttyS0 reboot=t panic=-1 quiet noreplace-smp 8250.nr_uarts=1",
+  );
   assert.equal(kernelCmdline({ ...base, arch: "arm64", machine: "virt" }), "console=ttyAMA0 panic=-1 quiet");
 });
 

@@ -138,11 +138,13 @@ export async function runImage(req: RunRequest): Promise<number> {
       return typeof reason === "number" ? reason : STOPPED_STATUS;
     }
     notes();
-    // A kernel without kallsyms names its initcalls by address: its vmlinux, when beside it, names them.
-    const symbols =
-      req.timeline && !plan.kernel.embedded
-        ? await functionSymbols(join(dirname(plan.kernel.path), "vmlinux"))
-        : undefined;
+    // A kernel without kallsyms names its initcalls by address: an ELF kernel (slimroot's, an
+    // embedded one too) names them itself, else its vmlinux when beside it.
+    const symbols = req.timeline
+      ? await functionSymbols(
+          plan.kernel.format === "elf" ? plan.kernel.path : join(dirname(plan.kernel.path), "vmlinux"),
+        )
+      : undefined;
     return await boot(req, plan, launch, report, symbols);
   } finally {
     await out?.discard();

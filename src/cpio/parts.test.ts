@@ -1,10 +1,14 @@
 import assert from "node:assert/strict";
+import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Readable } from "node:stream";
 import { buffer } from "node:stream/consumers";
 import { after, before, test } from "node:test";
 import fc from "fast-check";
 import { type LayerEntry, tarOf } from "../../test/support/layers.js";
 import { applyLayer } from "../tree/flatten.js";
+import { addHostPath } from "../tree/host.js";
 import { bufferContent, Spool } from "../tree/spool.js";
 import { SLIMROOT_LAYER, Tree } from "../tree/tree.js";
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from "./newc.js";
@@ -195,6 +199,42 @@ test("a base layer's part is the same bytes whatever the layers above replace, a
     const whole = new Map() as Fs;
     unpack(whole, await read(await buffer(writeCpio(tree, { clampMtime: 2 ** 31 }))));
     assert.deepEqual(view(fs), view(whole));
+  }
+});
+
+test("--add over the image's files and directories leaves the image's parts as they were", async () => {
+  const base: LayerEntry[] = [
+    { name: "etc", type: "directory", mode: 0o755 },
+    { name: "etc/motd", body: "debian\n" },
+    { name: "srv/www/index.html", body: "image\n" },
+  ];
+  const alone = await partBytes(await flatten([base]));
+  const host = await mkdtemp(join(tmpdir(), "slimroot-parts-"));
+  try {
+    await mkdir(join(host, "www"), { mode: 0o700 });
+    await writeFile(join(host, "www", "index.html"), "added\n");
+    await writeFile(join(host, "motd"), "added\n");
+    const tree = await flatten([base]);
+    const owner = { uid: 1000, gid: 1000 };
+    await addHostPath(tree, join(host, "www"), "/srv/www", { owner });
+    await addHostPath(tree, join(host, "motd"), "/etc/motd", { owner });
+    await addHostPath(tree, host, "/", { owner, shallow: true });
+    const { parts, bytes } = await partBytes(tree);
+    assert.deepEqual(
+      parts.map((p) => p.name),
+      ["layer 0", "added"],
+    );
+    assert.ok(bytes[0]!.equals(alone.bytes[0]!), "the image's part differs");
+    const fs = new Map() as Fs;
+    for (const b of bytes) unpack(fs, await read(b));
+    const whole = new Map() as Fs;
+    unpack(whole, await read(await buffer(writeCpio(tree, { clampMtime: 2 ** 31 }))));
+    assert.deepEqual(view(fs), view(whole));
+    assert.equal(fs.get("srv/www")?.mode, 0o700);
+    assert.equal(fs.get(".")?.uid, 1000);
+    assert.equal(fs.get("etc/motd")?.data, Buffer.from("added\n").toString("hex"));
+  } finally {
+    await rm(host, { recursive: true, force: true });
   }
 });
 

@@ -12,7 +12,7 @@ import {
   parentOf,
 } from "./path.js";
 import type { Spool } from "./spool.js";
-import { dirInode, type Inode, type Node, type Tree } from "./tree.js";
+import { dirInode, type Inode, keepDirBelow, type Tree, withLower } from "./tree.js";
 
 const WHITEOUT_PREFIX = ".wh.";
 const WHITEOUT_META_PREFIX = ".wh..wh.";
@@ -116,16 +116,10 @@ async function applyEntry(tree: Tree, header: TarEntry, layer: number, spool: Sp
     if (existing?.inode.kind === "dir") {
       // A directory over a directory updates its metadata and keeps its children; the lower
       // layer's metadata stays below it (its own layer's archive part writes that).
-      if (existing.layer < layer)
-        existing.lower = {
-          inode: { ...existing.inode },
-          layer: existing.layer,
-          ...(existing.lower ? { lower: existing.lower } : {}),
-        };
+      keepDirBelow(existing, layer);
       Object.assign(existing.inode, meta);
       if (header.xattrs) existing.inode.xattrs = header.xattrs;
       else delete existing.inode.xattrs;
-      existing.layer = layer;
       return;
     }
     const node = { inode: dirInode(meta.mode, meta.uid, meta.gid, meta.mtime), children: new Map(), layer };
@@ -154,19 +148,6 @@ async function applyEntry(tree: Tree, header: TarEntry, layer: number, spool: Sp
   } else inode = { kind, mode, uid, gid, mtime };
   if (header.xattrs) inode.xattrs = header.xattrs;
   parent!.children!.set(base, withLower({ inode, layer }, existing));
-}
-
-/**
- * `node`, keeping the lower layer's file or symlink it replaces as its `lower` (see Node). A
- * directory replaced, or replacing, is not kept: the kernel cannot put a file over a directory
- * that still holds entries, so a lower part never writes what an upper part would have to remove.
- */
-function withLower(node: Node, existing: Node | undefined): Node {
-  if (!existing || existing.layer >= node.layer) return node;
-  const k = existing.inode.kind;
-  if (node.inode.kind === "dir" || k === "dir" || (k !== "file" && k !== "symlink")) return node;
-  node.lower = existing;
-  return node;
 }
 
 /**

@@ -4,7 +4,7 @@ import { spending } from "../util/budget.js";
 import { UserError } from "../util/errors.js";
 import { baseOf, displayName, joinImagePath, nameFromBytes, normalizeImagePath, parentOf } from "./path.js";
 import { hostFileContent } from "./spool.js";
-import { ADDED_LAYER, type EntryKind, type Inode, type Tree } from "./tree.js";
+import { ADDED_LAYER, type EntryKind, type Inode, keepDirBelow, type Tree, withLower } from "./tree.js";
 
 export interface HostCopyOptions {
   /** Owner for everything copied; the host's owners when absent. */
@@ -65,6 +65,7 @@ export async function addHostPath(tree: Tree, source: string, dest: string, opts
     }
     if (imagePath === "") {
       if (kind !== "dir") throw new UserError(`${hostPath}: cannot replace the image root with a ${kind}`);
+      keepDirBelow(tree.root, layer);
       Object.assign(tree.root.inode, {
         mode: inode.mode,
         uid: inode.uid,
@@ -78,7 +79,10 @@ export async function addHostPath(tree: Tree, source: string, dest: string, opts
           `${hostPath}: cannot copy to /${imagePath}: /${blocked} in the image is not a directory`,
         );
       const existing = parent.children!.get(baseOf(imagePath));
+      // What the image had here stays below (as the flattener keeps it), so a layered
+      // initramfs's image parts are the same bytes whatever --add replaces.
       if (kind === "dir" && existing?.inode.kind === "dir") {
+        keepDirBelow(existing, layer);
         Object.assign(existing.inode, {
           mode: inode.mode,
           uid: inode.uid,
@@ -86,11 +90,10 @@ export async function addHostPath(tree: Tree, source: string, dest: string, opts
           mtime: inode.mtime,
         });
       } else {
-        parent.children!.set(baseOf(imagePath), {
-          inode,
-          layer,
-          children: kind === "dir" ? new Map() : undefined,
-        });
+        parent.children!.set(
+          baseOf(imagePath),
+          withLower({ inode, layer, children: kind === "dir" ? new Map() : undefined }, existing),
+        );
       }
     }
     if (kind === "dir" && !opts.shallow) {

@@ -43,6 +43,33 @@ export interface Node {
   lower?: Node;
 }
 
+/**
+ * `node`, keeping the lower layer's file or symlink it replaces as its `lower` (see Node). A
+ * directory replaced, or replacing, is not kept: the kernel cannot put a file over a directory
+ * that still holds entries, so a lower part never writes what an upper part would have to remove.
+ */
+export function withLower(node: Node, existing: Node | undefined): Node {
+  if (!existing || existing.layer >= node.layer) return node;
+  const k = existing.inode.kind;
+  if (node.inode.kind === "dir" || k === "dir" || (k !== "file" && k !== "symlink")) return node;
+  node.lower = existing;
+  return node;
+}
+
+/**
+ * Before `layer` updates directory `existing`'s metadata in place: what it had stays below as
+ * its `lower` (the lower layer's archive part writes that), and the name is now `layer`'s.
+ */
+export function keepDirBelow(existing: Node, layer: number): void {
+  if (existing.layer < layer)
+    existing.lower = {
+      inode: { ...existing.inode },
+      layer: existing.layer,
+      ...(existing.lower ? { lower: existing.lower } : {}),
+    };
+  existing.layer = layer;
+}
+
 /** The layer of files added from the host (build --add): above the image's, below slimroot's. */
 export const ADDED_LAYER = 1_000_000;
 

@@ -7,7 +7,7 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
@@ -152,6 +152,33 @@ test("pull gives back the pushed bytes, verified, and the second pull comes from
   const r = await cli(["pull", "--insecure", `docker://${registry.host}/pulled-cpio:1`, "-o", again]);
   assert.equal(r.code, 0, r.stderr);
   assert.ok((await readFile(again)).equals(await readFile(files.cpio)));
+});
+
+test("pull -o writes the .why push attached beside the file, over a stale one; pulled, the pair pushes again", async () => {
+  const ref = `docker://${registry.host}/with-why:1`;
+  await push([files.cpio, ref]);
+  // The output and its .why are another build's (a user's earlier file at that path).
+  const out = join(work, "with-why.cpio.gz");
+  await copyFile(files.ext4, out);
+  await copyFile(`${files.ext4}.why`, `${out}.why`);
+  const r = await cli(["pull", "--insecure", ref, "-o", out]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok((await readFile(out)).equals(await readFile(files.cpio)), "the file");
+  assert.ok(
+    (await readFile(`${out}.why`)).equals(await readFile(`${files.cpio}.why`)),
+    "its .why, as pushed",
+  );
+  // The pair is whole again: push takes it (a stale .why is refused in one line).
+  await push([out, `docker://${registry.host}/with-why-again:1`]);
+
+  // An image pushed without a .why: the old .why beside the output described the file replaced.
+  const bare = join(work, "bare", "app.cpio.gz");
+  await mkdir(join(work, "bare"));
+  await copyFile(files.cpio, bare);
+  await push([bare, `docker://${registry.host}/no-why:1`]);
+  const again = await cli(["pull", "--insecure", `docker://${registry.host}/no-why:1`, "-o", out]);
+  assert.equal(again.code, 0, again.stderr);
+  assert.ok(!existsSync(`${out}.why`), "no .why beside a file pulled without one");
 });
 
 test("several architectures under one tag: an image index; pull picks by --platform", async () => {

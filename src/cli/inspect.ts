@@ -8,7 +8,8 @@ import { writeFileAtomically } from "../output/atomic.js";
 import { checkOutput, whyPath } from "../output/output.js";
 import { imageInputs } from "../pipeline/output.js";
 import { sourceFiles } from "../pipeline/source-files.js";
-import { formatRemoteWhy, remoteWhy } from "../publish/provenance.js";
+import { formatRemoteWhy } from "../publish/provenance.js";
+import { remoteWhy } from "../publish/pull.js";
 import { UserError } from "../util/errors.js";
 
 interface InspectOpts {

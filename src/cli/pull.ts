@@ -13,19 +13,22 @@ interface PullOpts {
 export function registerPull(program: Command): void {
   program
     .command("pull")
-    .description("pull an image pushed by slimroot push back to a file, byte for byte")
+    .description(
+      "pull an image pushed by slimroot push back to a file, byte for byte, with the .why attached to it",
+    )
     .argument("<ref>", "docker://HOST/REPO[:TAG|@DIGEST]")
     .requiredOption("-o, --output <file>", "where to write it")
     .option("--platform <os/arch>", "platform to pick from an index (default: this machine's)")
     .option("--insecure", "allow plain http for docker:// registries")
     .action(async (ref: string, opts: PullOpts) => {
-      await checkOutput(opts.output, [], { why: false });
+      await checkOutput(opts.output, []);
       const bar = byteProgress("pulling");
       try {
         const r = await pullFile(ref, opts.output, {
           insecure: Boolean(opts.insecure),
           platform: opts.platform ? parsePlatform(opts.platform) : hostPlatform(),
           progress: (p) => bar.update(p),
+          why: true,
         });
         bar.stop();
         process.stdout.write(`${r.digest}\n`);

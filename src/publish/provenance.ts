@@ -7,15 +7,15 @@
  * subject>` listing the referrers. `inspect docker://...` reads it back either way, without
  * fetching the image's own layer.
  */
+import { readFile } from "node:fs/promises";
 import { digestOf, verifyDigest } from "../image/digest.js";
 import { MEDIA } from "../image/manifest.js";
+import type { BlobCache } from "../image/registry/blob-cache.js";
 import { readCapped, statusError } from "../image/registry/http.js";
-import { RegistrySession } from "../image/registry/session.js";
-import type { Platform } from "../image/types.js";
+import type { RegistrySession } from "../image/registry/session.js";
 import { MAX_WHY_BYTES, parseWhy, type Why } from "../output/why.js";
 import { printable, UserError } from "../util/errors.js";
 import { ANNOTATION, type Blob, createdAt } from "./form.js";
-import { resolveImage } from "./pull.js";
 
 export const WHY_TYPE = "application/vnd.slimroot.why.v1";
 /** The OCI 1.1 empty config (image-spec manifest.md, "Guidance for an Empty Descriptor"). */
@@ -138,8 +138,15 @@ export async function pushWhy(
   return digest;
 }
 
-/** The .why attached to the manifest `digest`, or undefined when none is. */
-export async function fetchWhy(session: RegistrySession, digest: string): Promise<Why | undefined> {
+/**
+ * The .why attached to the manifest `digest` (parsed, and as its text), or undefined when none
+ * is; its blob through `cache` when given (pull caches every blob it fetches).
+ */
+export async function fetchWhy(
+  session: RegistrySession,
+  digest: string,
+  cache?: BlobCache,
+): Promise<{ why: Why; text: string } | undefined> {
   const found = (await referrers(session, digest)).filter((d) => d.artifactType === WHY_TYPE);
   const ref = found.at(-1);
   if (!ref) return undefined;
@@ -162,26 +169,16 @@ export async function fetchWhy(session: RegistrySession, digest: string): Promis
   if (layer.size > MAX_WHY_BYTES)
     throw new UserError(`${session.where}: the .why is too large (${layer.size} bytes)`);
   const what = `blob ${layer.digest}`;
-  const res = await session.fetch(`/blobs/${layer.digest}`, { what, size: layer.size });
-  if (!res.ok) throw await statusError(res, `cannot fetch ${what}`, session.where);
-  const bytes = await readCapped(res, layer.size, what, session.where);
+  let bytes: Buffer;
+  if (cache) bytes = await readFile(await session.blob(layer, cache));
+  else {
+    const res = await session.fetch(`/blobs/${layer.digest}`, { what, size: layer.size });
+    if (!res.ok) throw await statusError(res, `cannot fetch ${what}`, session.where);
+    bytes = await readCapped(res, layer.size, what, session.where);
+  }
   verifyDigest(bytes, layer.digest, `${session.where}: ${what}`);
-  return parseWhy(bytes.toString("utf8"), `${session.where}: .why ${layer.digest}`);
-}
-
-/** `inspect docker://REF`: the image manifest's digest and the .why attached to it. */
-export async function remoteWhy(
-  ref: string,
-  o: { insecure?: boolean; platform: Platform },
-): Promise<{ where: string; digest: string; why: Why }> {
-  const session = await RegistrySession.open(ref, { insecure: Boolean(o.insecure) });
-  const { digest } = await resolveImage(session, o.platform);
-  const why = await fetchWhy(session, digest);
-  if (!why)
-    throw new UserError(
-      `${session.where}: no .why is attached to ${digest} (pushed without one beside the file)`,
-    );
-  return { where: session.where, digest, why };
+  const text = bytes.toString("utf8");
+  return { why: parseWhy(text, `${session.where}: .why ${layer.digest}`), text };
 }
 
 /** The listing `inspect docker://` prints: the header, then each path and why it is in. */

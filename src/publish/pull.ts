@@ -2,6 +2,8 @@
  * Pulls an image pushed in slimroot's form back to a file: the platform's manifest (through
  * an index), its one layer into the blob cache (verified by digest, not fetched again when
  * the cache has it), then into the output through src/output, verified again as it is copied.
+ * `pull -o FILE` writes the .why push attached (provenance.ts) as FILE.why in the same batch,
+ * checked against FILE, so the file and its .why appear together, as build writes them.
  */
 
 import { mkdtemp, readFile, rm } from "node:fs/promises";
@@ -14,12 +16,14 @@ import { selectFromIndex } from "../image/platform.js";
 import { BlobCache } from "../image/registry/blob-cache.js";
 import { RegistrySession } from "../image/registry/session.js";
 import type { Platform } from "../image/types.js";
-import { writeFileAtomically } from "../output/atomic.js";
-import { fileSha256 } from "../output/why.js";
+import { type FileToWrite, writeFileAtomically, writeFilesAtomically } from "../output/atomic.js";
+import { whyPath } from "../output/output.js";
+import { fileSha256, type Why } from "../output/why.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { UserError } from "../util/errors.js";
 import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { ARTIFACT_TYPE, CONFIG_TYPE, formatOfMediaType, KERNEL_CONFIG_TYPE } from "./form.js";
+import { fetchWhy } from "./provenance.js";
 
 export interface PullFileOptions {
   insecure?: boolean;
@@ -30,6 +34,8 @@ export interface PullFileOptions {
   withKernel?: boolean;
   /** A kernel's build config, when its image carries one, goes here. */
   kernelConfig?: string;
+  /** pull -o: the attached .why goes to OUTPUT.why (an old one there, with no .why attached, is removed). */
+  why?: boolean;
 }
 
 export interface PulledFile {
@@ -39,6 +45,8 @@ export interface PulledFile {
   /** Every layer, in order (a layered initramfs has several). */
   layers: string[];
   format: string;
+  /** Whether the .why push attached was written beside the file (PullFileOptions.why). */
+  why: boolean;
   bytes: number;
   /** The kernel the image's config names (push --kernel), as a reference by digest. */
   kernel?: string;
@@ -102,17 +110,25 @@ export async function pullFile(ref: string, output: string, o: PullFileOptions):
     for (const [i, l] of layers.entries())
       yield* await openVerified(cached[i]!, l.digest, `${where}: layer ${l.digest}`);
   };
-  // A layered initramfs's parts joined are the file build wrote: its .why's sha256 says so.
-  const checkJoined =
-    layers.length > 1 && imageSha256
-      ? async (tmp: string) => {
-          if ((await fileSha256(tmp)) !== imageSha256)
-            throw new UserError(
-              `${where}: its layers joined are not the image its config names (sha256 ${imageSha256})`,
-            );
-        }
-      : undefined;
-  const bytes = await writeFileAtomically(output, Readable.from(joined()), [], 0o644, checkJoined);
+  const attached = o.why ? await fetchWhy(session, got.digest, cache) : undefined;
+  const recorded = attached?.why.header.imageSha256;
+  const files: FileToWrite[] = [{ target: output, source: Readable.from(joined()), mode: 0o644 }];
+  if (attached) files.push({ target: whyPath(output), source: Readable.from([attached.text]), mode: 0o644 });
+  const [bytes] = await writeFilesAtomically(files, async ([tmp]) => {
+    // One layer is the file (its digest was checked as it was copied); parts are hashed joined.
+    const sha = layers.length === 1 ? layer.digest.slice("sha256:".length) : await fileSha256(tmp!);
+    // A layered initramfs's parts joined are the file build wrote: its .why's sha256 says so.
+    if (layers.length > 1 && imageSha256 && sha !== imageSha256)
+      throw new UserError(
+        `${where}: its layers joined are not the image its config names (sha256 ${imageSha256})`,
+      );
+    if (recorded !== undefined && recorded !== sha)
+      throw new UserError(
+        `${where}: the .why attached to ${got.digest} was written for another image (sha256 ${recorded.slice(0, 12)}...)`,
+      );
+  });
+  // The file replaced had its own .why, which describes it, not this one.
+  if (o.why && !attached) await rm(whyPath(output), { force: true });
   if (configLayer && o.kernelConfig) {
     const path = await session.blob(configLayer, cache);
     await writeFileAtomically(
@@ -125,9 +141,25 @@ export async function pullFile(ref: string, output: string, o: PullFileOptions):
     layer: layer.digest,
     layers: layers.map((l) => l.digest),
     format,
-    bytes,
+    bytes: bytes!,
+    why: Boolean(attached),
     ...(kernel ? { kernel: `docker://${session.ref.registry}/${session.ref.repository}@${kernel}` } : {}),
   };
+}
+
+/** `inspect docker://REF`: the image manifest's digest and the .why attached to it. */
+export async function remoteWhy(
+  ref: string,
+  o: { insecure?: boolean; platform: Platform },
+): Promise<{ where: string; digest: string; why: Why }> {
+  const session = await RegistrySession.open(ref, { insecure: Boolean(o.insecure) });
+  const { digest } = await resolveImage(session, o.platform);
+  const found = await fetchWhy(session, digest);
+  if (!found)
+    throw new UserError(
+      `${session.where}: no .why is attached to ${digest} (pushed without one beside the file)`,
+    );
+  return { where: session.where, digest, why: found.why };
 }
 
 /**

@@ -213,7 +213,7 @@ describe("ten apps on one Debian base, pushed as layers", { timeout: 40 * 60_000
       await pull(a);
       const from = proxy.log.length;
       await pull(b);
-      // The blobs the second pull fetched: its own parts and its config, not the base part.
+      // The blobs the second pull fetched: its own parts, its config and its .why, not the base part.
       const fetched = proxy.log
         .slice(from)
         .filter((l) => l.startsWith("GET ") && l.includes("/blobs/"))
@@ -221,7 +221,11 @@ describe("ten apps on one Debian base, pushed as layers", { timeout: 40 * 60_000
       const ownParts = b.parts.slice(1).map((p) => `sha256:${p.sha256}`);
       for (const d of ownParts) assert.ok(fetched.includes(d), `part ${d} fetched`);
       assert.ok(!fetched.includes(`sha256:${b.parts[0]!.sha256}`), "the base part came from the cache");
-      assert.equal(fetched.length, ownParts.length + 1, `fetched: ${fetched.join(" ")}`);
+      assert.equal(fetched.length, ownParts.length + 2, `fetched: ${fetched.join(" ")}`);
+      assert.ok(
+        (await readFile(join(out, `${b.name}.why`))).equals(await readFile(`${b.file}.why`)),
+        "pulled with its .why, so it pushes again as its parts",
+      );
     } finally {
       await proxy.close();
     }

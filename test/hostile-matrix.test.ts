@@ -30,8 +30,6 @@ import {
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { inflateRawSync } from "node:zlib";
-import { extractVmlinux } from "../src/artifact/vmlinux.js";
 import { cacheRoot } from "../src/util/cache-dir.js";
 import { REPO } from "./support/cli.js";
 import { genInitCpio } from "./support/gen-init-cpio.js";
@@ -141,7 +139,7 @@ const COLUMNS: Column[] = [
   },
   {
     name: "kernel --embed",
-    ext: "bzImage",
+    ext: "vmlinux",
     capacity: { xattrs: false, list: false },
     skip: () =>
       cachedKernel()
@@ -152,7 +150,7 @@ const COLUMNS: Column[] = [
     timeoutMs: 30 * 60_000,
     input: (_row, tar) => embedInput(tar),
     args: (input, out) => ["kernel", "build", "--embed", input, "-o", out],
-    readBack: (out, scratch) => embeddedSnapshot(out, scratch),
+    readBack: (out) => embeddedSnapshot(out),
   },
 ];
 
@@ -184,35 +182,40 @@ function embedInput(tar: string): Promise<string | { refused: string }> {
   return p;
 }
 
-/** The length of the gzip header at `at` (RFC 1952: FEXTRA, FNAME, FCOMMENT, FHCRC). */
-function gzipHeaderBytes(b: Buffer, at: number): number {
-  const flags = b[at + 3]!;
-  let n = at + 10;
-  if (flags & 4) n += 2 + b.readUInt16LE(n);
-  for (const bit of [8, 16]) if (flags & bit) n = b.indexOf(0, n) + 1;
-  if (flags & 2) n += 2;
-  return n - at;
+/**
+ * The end of the newc archive that starts at `at` (past its TRAILER!!! entry), read here field
+ * by field rather than by src/cpio, or undefined when no archive starts there.
+ */
+function newcEnd(b: Buffer, at: number): number | undefined {
+  const hex = (off: number) => {
+    const t = b.toString("latin1", off, off + 8);
+    return /^[0-9a-fA-F]{8}$/.test(t) ? Number.parseInt(t, 16) : Number.NaN;
+  };
+  const pad = (n: number) => (4 - (n % 4)) % 4;
+  for (let p = at; p + 110 <= b.length; ) {
+    if (b.toString("latin1", p, p + 6) !== "070701") return undefined;
+    const [fileSize, nameSize] = [hex(p + 54), hex(p + 94)];
+    if (!Number.isFinite(fileSize) || !Number.isFinite(nameSize) || nameSize < 1) return undefined;
+    const name = b.toString("latin1", p + 110, p + 110 + nameSize - 1);
+    p += 110 + nameSize + pad(110 + nameSize);
+    p += fileSize + pad(fileSize);
+    if (p > b.length) return undefined;
+    if (name === "TRAILER!!!") return p;
+  }
+  return undefined;
 }
 
-/** The initramfs built into a kernel: the gzip stream in its vmlinux that holds a newc archive. */
-async function embeddedSnapshot(kernel: string, scratch: string): Promise<Snapshot> {
-  const vmlinux = join(await mkdtemp(join(scratch, "vmlinux-")), "vmlinux");
-  await extractVmlinux(await readFile(kernel), kernel, vmlinux);
-  const image = await readFile(vmlinux);
-  for (let at = image.indexOf("1f8b08", 0, "hex"); at >= 0; at = image.indexOf("1f8b08", at + 1, "hex")) {
-    let cpio: Buffer;
-    try {
-      // Raw deflate past the header: Node's gunzip takes any non-zero byte after a member for
-      // the next member's header and throws, and the kernel's own data follows the archive.
-      cpio = inflateRawSync(image.subarray(at + gzipHeaderBytes(image, at)), {
-        finishFlush: 2 /* Z_SYNC_FLUSH */,
-      });
-    } catch {
-      continue;
-    }
-    if (cpio.subarray(0, 6).toString() === "070701") return cpioSnapshot([cpio]);
+/**
+ * The initramfs built into a kernel (`kernel build --embed`: a plain newc archive inside the
+ * uncompressed ELF vmlinux on amd64, the Image on arm64): the first whole archive in the file.
+ */
+async function embeddedSnapshot(kernel: string): Promise<Snapshot> {
+  const image = await readFile(kernel);
+  for (let at = image.indexOf("070701"); at >= 0; at = image.indexOf("070701", at + 1)) {
+    const end = newcEnd(image, at);
+    if (end !== undefined) return cpioSnapshot([image.subarray(at, end)]);
   }
-  throw new Error(`${kernel}: no gzip'd newc archive in its vmlinux`);
+  throw new Error(`${kernel}: no newc archive built in`);
 }
 
 /** How a cell names its output. `refuse`: why -o itself must be refused, whatever the row. */

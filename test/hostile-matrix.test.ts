@@ -91,6 +91,15 @@ const cpioColumn = (compression: string, ext: string, tool: string): Column => (
   readBack: async (out) => cpioSnapshot([await commandOutput(tool, ["-dc", out])]),
 });
 
+/** build --layers: one gzip'd cpio per layer, then slimroot's, joined; gzip reads the members as one stream. */
+const layeredColumn: Column = {
+  name: "cpio+gzip --layers",
+  ext: "cpio.gz",
+  capacity: { xattrs: false, list: false },
+  args: build(["--format", "cpio", "--compress", "gzip", "--layers"]),
+  readBack: async (out) => cpioSnapshot([await commandOutput("gzip", ["-dc", out])]),
+};
+
 const needsRoot = () => (ROOT ? undefined : "reading it back mounts or extracts as root (owners, devices)");
 
 const COLUMNS: Column[] = [
@@ -98,6 +107,7 @@ const COLUMNS: Column[] = [
   cpioColumn("xz", "xz", "xz"),
   cpioColumn("zstd", "zst", "zstd"),
   cpioColumn("lz4", "lz4", "lz4"),
+  layeredColumn,
   {
     name: "ext4",
     ext: "ext4",

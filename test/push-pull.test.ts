@@ -175,7 +175,13 @@ test("pull -o writes the .why push attached beside the file, over a stale one; p
   const bare = join(work, "bare", "app.cpio.gz");
   await mkdir(join(work, "bare"));
   await copyFile(files.cpio, bare);
-  await push([bare, `docker://${registry.host}/no-why:1`]);
+  const warned = await cli(["push", "--insecure", bare, `docker://${registry.host}/no-why:1`]);
+  assert.equal(warned.code, 0, warned.stderr);
+  assert.match(
+    warned.stderr,
+    /^slimroot: warning: .*app\.cpio\.gz: no app\.cpio\.gz\.why beside it: pushed as one layer, with no provenance/m,
+    "a file without its .why is pushed, and the user told what it lacks",
+  );
   const again = await cli(["pull", "--insecure", `docker://${registry.host}/no-why:1`, "-o", out]);
   assert.equal(again.code, 0, again.stderr);
   assert.ok(!existsSync(`${out}.why`), "no .why beside a file pulled without one");

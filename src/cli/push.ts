@@ -60,6 +60,7 @@ export function registerPush(program: Command): void {
           ...(opts.hypervisor ? { hypervisor: opts.hypervisor } : {}),
           ...(opts.mountFrom ? { mountFrom: opts.mountFrom } : {}),
           progress: (p) => bar.update(p),
+          warn: (line) => process.stderr.write(`slimroot: warning: ${line}\n`),
         });
         bar.stop();
         // Without --as: the digest alone, as before; with it: a line per tag.

@@ -61,6 +61,8 @@ export interface PushOptions {
   mountFrom?: string[];
   /** Bytes sent so far of those to send (skipped blobs count as sent). */
   progress?: (p: { done: number; total: number }) => void;
+  /** A line the user should read though the push goes on (a file with no .why beside it). */
+  warn?: (line: string) => void;
 }
 
 export interface PushResult {
@@ -108,6 +110,13 @@ async function prepare(
     why = w.header;
   } catch (err) {
     if (!(err instanceof WhyMissing)) throw err;
+    // A kernel from `kernel build` has none; anything slimroot builds does, and without it the
+    // image travels with no provenance and a --layers build as one layer (its parts are listed
+    // only there): a file copied without its .why, or pulled by an older slimroot.
+    if (a.kind !== "kernel")
+      o.warn?.(
+        `${file}: no ${basename(whyPath(file))} beside it: pushed as one layer, with no provenance (inspect --why will show nothing)`,
+      );
   }
   const config = Buffer.from(JSON.stringify(slimrootConfig(a, architecture, why, kernels.get(architecture))));
   const configBlob = { mediaType: CONFIG_TYPE, digest: digestOf(config), size: config.length };

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { hostExecutable } from "../util/host-path.js";
-import { functionSymbols } from "./symbols.js";
+import { bootKernelSymbols, functionSymbols } from "./symbols.js";
 
 test("function symbols of an unstripped ELF64, as nm lists them; a stripped or missing file names none", {
   skip:
@@ -24,6 +24,15 @@ test("function symbols of an unstripped ELF64, as nm lists them; a stripped or m
     const syms = await functionSymbols(elf);
     assert.equal(syms.get(at("pty_init")), "pty_init");
     assert.equal(syms.get(at("_start")), "_start");
+    // The kernel run boots: an ELF names itself; an Image is named by a vmlinux beside it or
+    // in a kernel build directory's object tree (arm64), else by nothing.
+    const kdir = join(work, "kernel");
+    await mkdir(join(kdir, "build"), { recursive: true });
+    await writeFile(join(kdir, "Image"), "not an ELF");
+    assert.equal((await bootKernelSymbols(join(kdir, "Image"), false)).size, 0);
+    await copyFile(elf, join(kdir, "build", "vmlinux"));
+    assert.equal((await bootKernelSymbols(join(kdir, "Image"), false)).get(at("pty_init")), "pty_init");
+    assert.equal((await bootKernelSymbols(elf, true)).get(at("pty_init")), "pty_init");
     execFileSync("strip", [elf]);
     assert.equal((await functionSymbols(elf)).size, 0);
     assert.equal((await functionSymbols(join(work, "none"))).size, 0);

@@ -3,7 +3,9 @@
  * kallsyms (slimroot's own) prints initcalls as bare addresses (`run --timeline`).
  */
 import { readFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
 import { findSection } from "../elf/sections.js";
+import { BUILD_DIR } from "./build.js";
 
 const SYM64 = 24;
 const STT_FUNC = 2;
@@ -34,4 +36,19 @@ export async function functionSymbols(vmlinux: string): Promise<Map<bigint, stri
       out.set(addr, strtab.toString("latin1", start, end));
   }
   return out;
+}
+
+/**
+ * The function names of the kernel `run` boots: an ELF kernel's own, else those of the vmlinux
+ * it was made from when that is at hand: beside it (amd64's kernel directory), or in the kept
+ * object tree of a `kernel build` directory (arm64's Image has no vmlinux beside it).
+ */
+export async function bootKernelSymbols(kernel: string, elf: boolean): Promise<Map<bigint, string>> {
+  const dir = dirname(kernel);
+  const candidates = elf ? [kernel] : [join(dir, "vmlinux"), join(dir, BUILD_DIR, "vmlinux")];
+  for (const file of candidates) {
+    const names = await functionSymbols(file);
+    if (names.size > 0) return names;
+  }
+  return new Map();
 }

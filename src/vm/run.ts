@@ -7,10 +7,10 @@ import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { Readable } from "node:stream";
-import { functionSymbols } from "../kernel/symbols.js";
+import { bootKernelSymbols } from "../kernel/symbols.js";
 import { OutputDir } from "../output/dir.js";
 import type { InputPath } from "../output/output.js";
 import { UserError } from "../util/errors.js";
@@ -138,12 +138,9 @@ export async function runImage(req: RunRequest): Promise<number> {
       return typeof reason === "number" ? reason : STOPPED_STATUS;
     }
     notes();
-    // A kernel without kallsyms names its initcalls by address: an ELF kernel (slimroot's, an
-    // embedded one too) names them itself, else its vmlinux when beside it.
+    // A kernel without kallsyms (slimroot's) names its initcalls by address.
     const symbols = req.timeline
-      ? await functionSymbols(
-          plan.kernel.format === "elf" ? plan.kernel.path : join(dirname(plan.kernel.path), "vmlinux"),
-        )
+      ? await bootKernelSymbols(plan.kernel.path, plan.kernel.format === "elf")
       : undefined;
     return await boot(req, plan, launch, report, symbols);
   } finally {

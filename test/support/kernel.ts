@@ -5,12 +5,13 @@
  */
 
 import { execFile } from "node:child_process";
-import { existsSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { candidateField, download, ensureArch, extract, qualified } from "../../src/kernel/apt.js";
+import { fragmentFiles } from "../../src/kernel/kconfig.js";
 import { cacheRoot } from "../../src/util/cache-dir.js";
 
 export type DebianArch = "amd64" | "arm64";
@@ -110,16 +111,28 @@ export async function debianBusybox(arch: DebianArch): Promise<string> {
   return join(dest, "bin", "busybox");
 }
 
-/** The newest cached `kernel build` entry for `arch` (a directory with its manifest), if any. */
+/**
+ * The cached `kernel build` entry for `arch` built from today's fragments (src/kernel/config),
+ * if any. Entries of older fragments stay in the cache beside it, and their names (hashes) say
+ * nothing of age: match what each entry recorded it was built from.
+ */
 export function cachedSlimrootKernel(arch: DebianArch): string | undefined {
   const parent = join(cacheRoot(), "kernels");
   const entries = existsSync(parent) ? readdirSync(parent, { withFileTypes: true }) : [];
+  const ours = fragmentFiles(arch).map((f) => readFileSync(f, "utf8"));
   return entries
     .filter((e) => e.name.startsWith(`slimroot-${arch}-`) && !e.name.endsWith(".lock"))
     .map((e) => join(parent, e.name))
     .filter((dir) => existsSync(join(dir, "manifest.json")))
-    .sort()
-    .at(-1);
+    .find((dir) => {
+      const built = join(dir, "fragments");
+      const names = existsSync(built) ? readdirSync(built).sort() : [];
+      // A user's fragments come after ours: an entry with more is not the default kernel.
+      return (
+        names.length === ours.length &&
+        names.every((n, i) => readFileSync(join(built, n), "utf8") === ours[i])
+      );
+    });
 }
 
 /**

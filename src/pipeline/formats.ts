@@ -128,10 +128,10 @@ function disk(format: DiskFormat): ImageWriter {
 async function* layeredCpio(tree: Tree, o: WriteOptions, cpioHash: Hash, parts: WhyPart[]) {
   const total = o.onWrite ? contentBytes(tree) : 0;
   const progress = { done: 0, last: 0 };
-  for (const part of cpioParts(tree)) {
+  for (const part of await cpioParts(tree)) {
     const hash = createHash("sha256");
     let bytes = 0;
-    const archive = writeRecords(partRecords(tree, part, { clampMtime: o.epoch }));
+    const archive = writeRecords(partRecords(part, { clampMtime: o.epoch }));
     const out = new PassThrough();
     const stages: Duplex[] = [hashTap(cpioHash), compressor(o.compression, o.arch), out];
     if (o.onWrite) stages.unshift(progressCounter(total, o.onWrite, progress));
@@ -143,7 +143,8 @@ async function* layeredCpio(tree: Tree, o: WriteOptions, cpioHash: Hash, parts: 
       yield chunk as Buffer;
     }
     await done;
-    parts.push({ name: part.name, bytes, sha256: hash.digest("hex") });
+    const pkg = part.package ? { package: part.package.key, version: part.package.version } : {};
+    parts.push({ name: part.name, bytes, sha256: hash.digest("hex"), ...pkg });
   }
   o.onWrite?.({ done: total, total });
 }

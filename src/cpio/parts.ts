@@ -43,6 +43,9 @@ import { type CpioRecord, inodeRecord } from "./writer.js";
  * link files in the registry (a few KiB) and an archive trailer and compressor header (about
  * 150 bytes); below 1 MiB the share it could save is smaller than a round trip is worth. The
  * packages apps share (libicu72, libssl3, libpython3.11-stdlib, perl-modules, ...) are 2-40 MiB.
+ * Measured on test/push-layers.test.ts's ten apps (2026-12-03, distinct parts' bytes over the
+ * files'): no split 0.458x in 19 distinct parts; 4 MiB 0.362x in 37; 1 MiB 0.355x in 50;
+ * 256 KiB 0.350x in 82: below 1 MiB the parts multiply for little.
  */
 export const PACKAGE_PART_MIN_BYTES = 1024 * 1024;
 

@@ -32,9 +32,9 @@
  * all of them come after the layers below and before the layers above: the joined parts unpack
  * to the tree the unsplit ones give. An image without a dpkg database is split per layer only.
  */
-import { type DpkgPackage, dpkgDatabase } from "../tree/dpkg.js";
+import { type DpkgPackage, dpkgOwners, type LayerOwners } from "../tree/dpkg.js";
 import type { Inode, Node, Tree } from "../tree/tree.js";
-import { ADDED_LAYER, dirInode, nodeAt, SLIMROOT_LAYER } from "../tree/tree.js";
+import { ADDED_LAYER, dirInode, nodeAt, SLIMROOT_LAYER, treeLayers } from "../tree/tree.js";
 import { type CpioRecord, inodeRecord } from "./writer.js";
 
 /**
@@ -72,26 +72,25 @@ export interface PartOptions {
   byPackage?: boolean;
   /** The least bytes a package's files in one layer must weigh to be a part (PACKAGE_PART_MIN_BYTES). */
   minPackageBytes?: number;
+  /** Each layer's package owners as read before minimizing (tree/dpkg.ts); else read from `tree`. */
+  owners?: LayerOwners;
 }
 
 /** The parts of `tree`, in unpacking order: for every layer some kept name was written by, its
  * package parts (by key) and then its own. */
 export async function cpioParts(tree: Tree, o: PartOptions = {}): Promise<CpioPart[]> {
-  const layers = new Set<number>();
-  for (const { node } of tree.walk())
-    for (let v: Node | undefined = node; v; v = v.lower) if (v.layer >= 0) layers.add(v.layer);
   // A hard-link group whose names came from several layers is written whole in the part of
   // the highest (the kernel links names within one archive only).
   const top = new Map<Inode, number>();
   for (const { node } of tree.walk())
     if (node.inode.kind !== "dir") top.set(node.inode, Math.max(top.get(node.inode) ?? -1, node.layer));
-  const dpkg = o.byPackage === false ? undefined : dpkgDatabase(tree);
+  const owners = o.byPackage === false ? new Map() : (o.owners ?? (await dpkgOwners(tree)));
   const parts: CpioPart[] = [];
-  for (const layer of [...layers].sort((a, b) => a - b)) {
+  for (const layer of treeLayers(tree)) {
     const name = layer === SLIMROOT_LAYER ? "slimroot" : layer === ADDED_LAYER ? "added" : `layer ${layer}`;
     const entries = layerEntries(tree, layer, top);
-    const owners = layer < ADDED_LAYER ? await dpkg?.at(layer) : undefined;
-    const split = owners ? splitByPackage(entries, owners, o.minPackageBytes ?? PACKAGE_PART_MIN_BYTES) : [];
+    const own = layer < ADDED_LAYER ? owners.get(layer) : undefined;
+    const split = own ? splitByPackage(entries, own, o.minPackageBytes ?? PACKAGE_PART_MIN_BYTES) : [];
     const moved = new Set<PartEntry>();
     for (const { pkg, files } of split) {
       for (const f of files) moved.add(f);

@@ -8,7 +8,7 @@
 import { nameFromBytes } from "../util/name-bytes.js";
 import { resolvePath, treeFs } from "./image-fs.js";
 import { baseOf, parentOf } from "./path.js";
-import { type Node, nodeAt, type Tree } from "./tree.js";
+import { ADDED_LAYER, type Node, nodeAt, type Tree, treeLayers } from "./tree.js";
 
 export interface DpkgPackage {
   /** As dpkg names its info files: "bash", "libc6:amd64". */
@@ -18,6 +18,9 @@ export interface DpkgPackage {
 
 /** Tree path ("usr/bin/bash") -> the package that installed the file there. */
 export type DpkgOwners = Map<string, DpkgPackage>;
+
+/** For each image layer with a dpkg database: its owners (see dpkgDatabase). */
+export type LayerOwners = Map<number, DpkgOwners>;
 
 const STATUS = "var/lib/dpkg/status";
 const INFO = "var/lib/dpkg/info";
@@ -123,4 +126,19 @@ export function dpkgDatabase(tree: Tree): { at(layer: number): Promise<DpkgOwner
       return owners;
     },
   };
+}
+
+/**
+ * dpkgDatabase's answer for every image layer of the tree, read now: the build reads it before
+ * minimizing, which drops the database (--minimize safe and above) but not the files it lists.
+ */
+export async function dpkgOwners(tree: Tree): Promise<LayerOwners> {
+  const db = dpkgDatabase(tree);
+  const out: LayerOwners = new Map();
+  for (const layer of treeLayers(tree)) {
+    if (layer >= ADDED_LAYER) continue;
+    const owners = await db.at(layer);
+    if (owners) out.set(layer, owners);
+  }
+  return out;
 }

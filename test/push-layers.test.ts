@@ -28,6 +28,7 @@ import { freePort } from "../src/util/net.js";
 import { runCli, startCli } from "./support/cli.js";
 import { CORPUS, corpusBaseTar, SLOW_APPS, slowAppsOn } from "./support/corpus.js";
 import { busyboxFixture, nginxFixture } from "./support/fixtures.js";
+import { tarOf, writeOciLayout } from "./support/layers.js";
 import { forwardingProxy, type RegistryServer, startRegistry } from "./support/registry-server.js";
 
 /** The corpus apps built on a base of their own (test/support/fixtures.ts), not the corpus's. */
@@ -317,6 +318,63 @@ describe("a layered initramfs's form", { timeout: 10 * 60_000 }, () => {
       for (const path of ["bin/busybox", "x.sh", "init", "etc/slimroot/app.conf"])
         assert.ok(paths.has(path), `${c}: ${path} is read`);
     }
+  });
+
+  test("split by package in a minimized image too: the owners are read before minimizing drops the dpkg database", async () => {
+    const big = "x".repeat(1536 * 1024);
+    const layout = join(dir, "dpkg-oci");
+    await writeOciLayout(layout, {
+      config: { Entrypoint: ["/usr/bin/app"] },
+      layers: [
+        await tarOf([
+          { name: "usr/bin/app", body: "#!/bin/sh\n", mode: 0o755 },
+          { name: "usr/share/doc/base/copyright", body: "c" },
+        ]),
+        await tarOf([
+          { name: "usr/lib/libbig.so.1", body: big },
+          { name: "usr/share/doc/libbig1/changelog", body: "doc" },
+          { name: "var/lib/dpkg/status", body: "Package: libbig1\nArchitecture: amd64\nVersion: 1.0-2\n" },
+          {
+            name: "var/lib/dpkg/info/libbig1:amd64.list",
+            body: "/.\n/usr/lib/libbig.so.1\n/usr/share/doc/libbig1/changelog\n",
+          },
+        ]),
+      ],
+    });
+    const parts = async (level: string) => {
+      const file = join(dir, `dpkg-${level}.cpio.gz`);
+      const r = await runCli([
+        "build",
+        `oci:${layout}:latest`,
+        "--layers",
+        "--minimize",
+        level,
+        "--keep",
+        "usr/lib/**",
+        "-o",
+        file,
+        "--no-verify",
+      ]);
+      assert.equal(r.code, 0, r.stderr);
+      return JSON.parse((await readFile(`${file}.why`, "utf8")).split("\n")[0]!).parts as Record<
+        string,
+        unknown
+      >[];
+    };
+    const [none, safe] = [await parts("none"), await parts("safe")];
+    const pkg = (ps: Record<string, unknown>[]) => ps.find((p) => p.package);
+    assert.deepEqual(
+      none.map((p) => p.name),
+      ["layer 0", "layer 1 libbig1:amd64", "layer 1", "slimroot"],
+    );
+    assert.equal(pkg(none)!.version, "1.0-2");
+    // safe drops the changelog: the part holds the package's files the image keeps.
+    assert.deepEqual(
+      safe.map((p) => p.name),
+      ["layer 0", "layer 1 libbig1:amd64", "layer 1", "slimroot"],
+    );
+    assert.notEqual(pkg(safe)!.sha256, pkg(none)!.sha256);
+    assert.equal(pkg(safe)!.package, "libbig1:amd64");
   });
 
   test("pushed: a layer per part with the initramfs media type, as skopeo reads it; parts pulled out of order, or a .why whose parts lie, are refused", async () => {

@@ -76,15 +76,17 @@ export interface PartOptions {
   owners?: LayerOwners;
 }
 
-/** The parts of `tree`, in unpacking order: for every layer some kept name was written by, its
- * package parts (by key) and then its own. */
+/**
+ * The parts of `tree`, in unpacking order: for every layer some kept name was written by, its
+ * package parts (by key) and then its own.
+ */
 export async function cpioParts(tree: Tree, o: PartOptions = {}): Promise<CpioPart[]> {
   // A hard-link group whose names came from several layers is written whole in the part of
   // the highest (the kernel links names within one archive only).
   const top = new Map<Inode, number>();
   for (const { node } of tree.walk())
     if (node.inode.kind !== "dir") top.set(node.inode, Math.max(top.get(node.inode) ?? -1, node.layer));
-  const owners = o.byPackage === false ? new Map() : (o.owners ?? (await dpkgOwners(tree)));
+  const owners: LayerOwners = o.byPackage === false ? new Map() : (o.owners ?? (await dpkgOwners(tree)));
   const parts: CpioPart[] = [];
   for (const layer of treeLayers(tree)) {
     const name = layer === SLIMROOT_LAYER ? "slimroot" : layer === ADDED_LAYER ? "added" : `layer ${layer}`;

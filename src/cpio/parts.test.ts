@@ -469,3 +469,30 @@ test("split by package: none without a dpkg database, none under the threshold, 
     ["layer 0 big", "layer 0", "layer 1"],
   );
 });
+
+test("split by package: each layer's parts are named by the database that layer saw (an upgrade above gives a part of each version)", async () => {
+  const tree = await flatten([
+    [
+      { name: "usr/lib/libp.so", body: "p1" },
+      ...dpkgFiles([{ key: "p", version: "1.0", paths: ["usr/lib/libp.so"] }]),
+    ],
+    [
+      { name: "usr/lib/libp.so", body: "p2" },
+      ...dpkgFiles([{ key: "p", version: "2.0", paths: ["usr/lib/libp.so"] }]),
+    ],
+  ]);
+  const { parts, bytes } = await partBytes(tree, { minPackageBytes: 0 });
+  assert.deepEqual(
+    parts.map((p) => [p.name, p.package?.version]),
+    [
+      ["layer 0 p", "1.0"],
+      ["layer 0", undefined],
+      ["layer 1 p", "2.0"],
+      ["layer 1", undefined],
+    ],
+  );
+  const body = async (i: number) =>
+    (await read(bytes[i]!)).find((e) => e.name === "usr/lib/libp.so")?.body.toString();
+  assert.deepEqual([await body(0), await body(2)], ["p1", "p2"]);
+  assert.deepEqual(await unpackAll(bytes), await wholeView(tree));
+});

@@ -61,7 +61,7 @@ export function registerBuild(program: Command): void {
     .option("--strict", "a library the closure cannot find is an error, not a warning")
     .option(
       "--layers",
-      "cpio: one archive per image layer, then --add's files, then slimroot's, each compressed on its own and joined; push sends each as a registry layer, so apps on one base share its blob",
+      "cpio: one archive per image layer (its files of each Debian package of 1 MiB or more in one of their own), then --add's files, then slimroot's, each compressed on its own and joined; push sends each as a registry layer, so apps on one base, or with one package version, share its blob",
     )
     .option(
       "--probe <probe>",

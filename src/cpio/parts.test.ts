@@ -12,7 +12,7 @@ import { addHostPath } from "../tree/host.js";
 import { bufferContent, Spool } from "../tree/spool.js";
 import { SLIMROOT_LAYER, Tree } from "../tree/tree.js";
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from "./newc.js";
-import { cpioParts, partRecords } from "./parts.js";
+import { cpioParts, type PartOptions, partRecords } from "./parts.js";
 import { type CpioEntry, readCpio } from "./reader.js";
 import { writeCpio, writeRecords } from "./writer.js";
 
@@ -104,11 +104,10 @@ const read = async (bytes: Buffer) => {
   return out;
 };
 
-async function partBytes(tree: Tree) {
-  const parts = cpioParts(tree);
+async function partBytes(tree: Tree, o: PartOptions = {}) {
+  const parts = await cpioParts(tree, o);
   const bytes = [];
-  for (const p of parts)
-    bytes.push(await buffer(writeRecords(partRecords(tree, p, { clampMtime: 2 ** 31 }))));
+  for (const p of parts) bytes.push(await buffer(writeRecords(partRecords(p, { clampMtime: 2 ** 31 }))));
   return { parts, bytes };
 }
 
@@ -258,4 +257,242 @@ test("slimroot's own files are a part of their own, last, holding only them and 
     (await read(bytes[0]!)).map((e) => e.name),
     [".", "etc", "etc/hosts"],
   );
+});
+
+/** A dpkg database as a layer writes it: status with each package's version and conffiles, PKG.list each. */
+function dpkgFiles(packages: { key: string; version?: string; paths: string[]; conffiles?: string[] }[]) {
+  const status = packages
+    .map((p) => {
+      const [name, arch] = p.key.split(":");
+      const conf = p.conffiles?.length
+        ? `Conffiles:\n${p.conffiles.map((c) => ` /${c} 0123`).join("\n")}\n`
+        : "";
+      return `Package: ${name}\nStatus: install ok installed\nArchitecture: ${arch ?? "all"}\nVersion: ${p.version ?? "1.0-1"}\n${conf}`;
+    })
+    .join("\n");
+  return [
+    { name: "var/lib/dpkg/status", body: status },
+    ...packages.map((p) => ({
+      name: `var/lib/dpkg/info/${p.key}.list`,
+      body: `/.\n${p.paths.map((x) => `/${x}\n`).join("")}`,
+    })),
+  ];
+}
+
+const unpackAll = async (bytes: Buffer[]) => {
+  const fs = new Map() as Fs;
+  for (const b of bytes) unpack(fs, await read(b));
+  return view(fs);
+};
+
+const wholeView = async (tree: Tree) => {
+  const fs = new Map() as Fs;
+  unpack(fs, await read(await buffer(writeCpio(tree, { clampMtime: 2 ** 31 }))));
+  return view(fs);
+};
+
+test("split by package: the parts unpacked one after another give what the one archive gives, whatever each layer's dpkg database says", async () => {
+  const pkg = fc.record({
+    key: fc.constantFrom("p", "q", "r:amd64"),
+    paths: fc.array(name, { maxLength: 4 }),
+    conffiles: fc.array(name, { maxLength: 1 }),
+  });
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(
+        fc.record({
+          entries: fc.array(layerEntry, { maxLength: 8 }),
+          dpkg: fc.option(fc.array(pkg, { maxLength: 3 })),
+        }),
+        { minLength: 1, maxLength: 3 },
+      ),
+      async (layers) => {
+        let tree: Tree;
+        try {
+          tree = await flatten(layers.map((l) => [...l.entries, ...(l.dpkg ? dpkgFiles(l.dpkg) : [])]));
+        } catch {
+          return; // a layer the flattener refuses
+        }
+        const { parts, bytes } = await partBytes(tree, { minPackageBytes: 0 });
+        if (bytes.length === 0) return;
+        assert.deepEqual(await unpackAll(bytes), await wholeView(tree));
+        // Each package part holds files of its package only, and no name twice in one layer.
+        const written = new Set<string>();
+        for (const [i, p] of parts.entries())
+          for (const e of await read(bytes[i]!)) {
+            if ((e.mode & S_IFMT) === S_IFDIR) continue;
+            assert.ok(!written.has(`${p.layer} ${e.name}`), `${e.name} twice in layer ${p.layer}`);
+            written.add(`${p.layer} ${e.name}`);
+          }
+      },
+    ),
+    {
+      numRuns: 300,
+      verbose: 1,
+      examples: [
+        // A conffile and a library of p in layer 0, both replaced by layer 1 (an upgrade and an edit).
+        [
+          [
+            {
+              entries: [
+                { name: "e", body: "conf" },
+                { name: "d/a", body: "lib 1" },
+              ],
+              dpkg: [{ key: "p", paths: ["e", "d/a"], conffiles: ["e"] }],
+            },
+            {
+              entries: [
+                { name: "e", body: "edited" },
+                { name: "d/a", body: "lib 2" },
+              ],
+              dpkg: [{ key: "p", paths: ["d/a"], conffiles: ["e"] }],
+            },
+          ],
+        ],
+        // A hard-link group whose names two packages list.
+        [
+          [
+            {
+              entries: [
+                { name: "a", body: "1" },
+                { name: "b", linkname: "a", type: "link" },
+              ],
+              dpkg: [
+                { key: "p", paths: ["a"], conffiles: [] },
+                { key: "q", paths: ["b"], conffiles: [] },
+              ],
+            },
+          ],
+        ],
+      ],
+    },
+  );
+});
+
+test("split by package: a package's part is the same bytes in any image that installed it, whatever else the image or its layer holds", async () => {
+  const base: LayerEntry[] = [
+    { name: "usr", type: "directory", mode: 0o755 },
+    { name: "usr/lib", type: "directory", mode: 0o755 },
+    { name: "lib", type: "symlink", linkname: "usr/lib" },
+    { name: "usr/lib/libc.so.6", body: "libc" },
+    ...dpkgFiles([{ key: "libc6:amd64", version: "2.36", paths: ["lib", "lib/libc.so.6"] }]),
+  ];
+  const libfoo = [
+    { name: "usr/lib/libfoo.so.1.2", body: "foo".repeat(100) },
+    { name: "usr/lib/libfoo.so.1", type: "symlink" as const, linkname: "libfoo.so.1.2" },
+    { name: "usr/share/foo/data", body: "data" },
+    { name: "etc/foo.conf", body: "conf" },
+  ];
+  const fooPkg = {
+    key: "libfoo1:amd64",
+    version: "1.2-3",
+    paths: ["usr", "usr/lib", "lib/libfoo.so.1.2", "lib/libfoo.so.1", "usr/share/foo/data", "etc/foo.conf"],
+    conffiles: ["etc/foo.conf"],
+  };
+  const partOf = async (layer1: LayerEntry[], key: string) => {
+    const { parts, bytes } = await partBytes(await flatten([base, layer1]), { minPackageBytes: 0 });
+    const i = parts.findIndex((p) => p.package?.key === key);
+    assert.ok(i >= 0, `no part of ${key}: ${parts.map((p) => p.name).join(", ")}`);
+    return { part: parts[i]!, bytes: bytes[i]! };
+  };
+  const alone = await partOf([...libfoo, ...dpkgFiles([fooPkg])], "libfoo1:amd64");
+  assert.equal(alone.part.name, "layer 1 libfoo1:amd64");
+  assert.deepEqual(alone.part.package, { key: "libfoo1:amd64", version: "1.2-3" });
+  // Listed as /lib/..., found under usr/lib through the base's symlink; the conffile is not in.
+  assert.deepEqual(
+    (await read(alone.bytes)).map((e) => e.name),
+    [
+      ".",
+      "usr",
+      "usr/lib",
+      "usr/lib/libfoo.so.1",
+      "usr/lib/libfoo.so.1.2",
+      "usr/share",
+      "usr/share/foo",
+      "usr/share/foo/data",
+    ],
+  );
+  const other = fc.record({
+    files: fc.array(
+      fc.constantFrom("usr/lib/libbar.so", "usr/share/bar", "app/x", "etc/foo.conf", "usr/zz"),
+      {
+        maxLength: 4,
+      },
+    ),
+    dirMode: fc.constantFrom(0o700, 0o755, 0o775),
+    bar: fc.boolean(),
+  });
+  await fc.assert(
+    fc.asyncProperty(other, async ({ files, dirMode, bar }) => {
+      const extra: LayerEntry[] = [
+        { name: "usr/lib", type: "directory", mode: dirMode, uid: 7 },
+        ...[...new Set(files)].map((f) => ({ name: f, body: `other ${f}` })),
+      ];
+      const pkgs = bar
+        ? [fooPkg, { key: "libbar", paths: files.filter((f) => f.startsWith("usr/")) }]
+        : [fooPkg];
+      // The package's files in another order, among the image's own, with other packages beside it.
+      const got = await partOf(
+        [...extra.slice(0, 1), ...libfoo.slice().reverse(), ...extra.slice(1), ...dpkgFiles(pkgs)],
+        "libfoo1:amd64",
+      );
+      assert.ok(got.bytes.equals(alone.bytes), "libfoo1's part differs");
+    }),
+    { numRuns: 60 },
+  );
+});
+
+test("split by package: none without a dpkg database, none under the threshold, none for --add's and slimroot's files", async () => {
+  const layers: LayerEntry[][] = [
+    [
+      { name: "usr/lib/big", body: "x".repeat(2000) },
+      { name: "usr/lib/small", body: "y" },
+    ],
+    [{ name: "app/z", body: "z" }],
+  ];
+  const plain = await flatten(layers);
+  const unsplit = await partBytes(plain, { byPackage: false });
+  const none = await partBytes(plain, { minPackageBytes: 0 });
+  assert.deepEqual(
+    none.parts.map((p) => p.name),
+    ["layer 0", "layer 1"],
+  );
+  assert.deepEqual(none.bytes, unsplit.bytes);
+  const db = dpkgFiles([
+    { key: "big", paths: ["usr/lib/big"] },
+    { key: "small", paths: ["usr/lib/small"] },
+  ]);
+  const tree = await flatten([[...layers[0]!, ...db], layers[1]!]);
+  const { parts } = await partBytes(tree, { minPackageBytes: 2000 });
+  assert.deepEqual(
+    parts.map((p) => p.name),
+    ["layer 0 big", "layer 0", "layer 1"],
+  );
+});
+
+test("split by package: each layer's parts are named by the database that layer saw (an upgrade above gives a part of each version)", async () => {
+  const tree = await flatten([
+    [
+      { name: "usr/lib/libp.so", body: "p1" },
+      ...dpkgFiles([{ key: "p", version: "1.0", paths: ["usr/lib/libp.so"] }]),
+    ],
+    [
+      { name: "usr/lib/libp.so", body: "p2" },
+      ...dpkgFiles([{ key: "p", version: "2.0", paths: ["usr/lib/libp.so"] }]),
+    ],
+  ]);
+  const { parts, bytes } = await partBytes(tree, { minPackageBytes: 0 });
+  assert.deepEqual(
+    parts.map((p) => [p.name, p.package?.version]),
+    [
+      ["layer 0 p", "1.0"],
+      ["layer 0", undefined],
+      ["layer 1 p", "2.0"],
+      ["layer 1", undefined],
+    ],
+  );
+  const body = async (i: number) =>
+    (await read(bytes[i]!)).find((e) => e.name === "usr/lib/libp.so")?.body.toString();
+  assert.deepEqual([await body(0), await body(2)], ["p1", "p2"]);
+  assert.deepEqual(await unpackAll(bytes), await wholeView(tree));
 });

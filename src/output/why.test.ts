@@ -96,6 +96,13 @@ test(".why: used only for the image it was written with", () => {
 
 test(".why: a layered initramfs's parts round-trip; parts that are not a list of {name, bytes, sha256} are refused", () => {
   const parts = [
+    {
+      name: "layer 0 libc6:amd64",
+      bytes: 7,
+      sha256: "d".repeat(64),
+      package: "libc6:amd64",
+      version: "2.36-9",
+    },
     { name: "layer 0", bytes: 10, sha256: "a".repeat(64) },
     { name: "slimroot", bytes: 2, sha256: "b".repeat(64) },
   ];
@@ -105,6 +112,9 @@ test(".why: a layered initramfs's parts round-trip; parts that are not a list of
     [],
     [{ name: "l", bytes: 0, sha256: "a".repeat(64) }],
     [{ name: "l", bytes: 1, sha256: "zz" }],
+    // A package part names its package and its version, both.
+    [{ name: "l", bytes: 1, sha256: "a".repeat(64), package: "libc6" }],
+    [{ name: "l", bytes: 1, sha256: "a".repeat(64), package: 1, version: "1" }],
     "p",
   ]) {
     const text = encodeWhy({ format: "cpio", parts: bad } as unknown as WhyHeader, [["", "r"]]);

@@ -41,6 +41,9 @@ export interface WhyPart {
   name: string;
   bytes: number;
   sha256: string;
+  /** A part of one Debian package's files (cpio/parts.ts): dpkg's name for it and its version. */
+  package?: string;
+  version?: string;
 }
 
 export interface Why {
@@ -123,7 +126,14 @@ function readParts(v: unknown, where: string): WhyPart[] {
     if (typeof o !== "object" || o === null || typeof o.name !== "string") throw bad();
     if (!Number.isSafeInteger(o.bytes) || (o.bytes as number) <= 0) throw bad();
     if (typeof o.sha256 !== "string" || !SHA256.test(o.sha256)) throw bad();
-    return { name: o.name, bytes: o.bytes as number, sha256: o.sha256 };
+    const pkg = typeof o.package === "string" && typeof o.version === "string";
+    if (!pkg && (o.package !== undefined || o.version !== undefined)) throw bad();
+    return {
+      name: o.name,
+      bytes: o.bytes as number,
+      sha256: o.sha256,
+      ...(pkg ? { package: o.package as string, version: o.version as string } : {}),
+    };
   });
 }
 

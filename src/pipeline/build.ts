@@ -21,6 +21,7 @@ import { checkOutput } from "../output/output.js";
 import { encodeWhy } from "../output/why.js";
 import { openSource } from "../source/schemes.js";
 import type { OpenOptions } from "../source/source.js";
+import { dpkgOwners } from "../tree/dpkg.js";
 import { addHostPath } from "../tree/host.js";
 import { checkNames } from "../tree/names.js";
 import { normalizeImagePath, parentOf } from "../tree/path.js";
@@ -167,6 +168,8 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
   const image = await loadImage({ ...o, limits: format.limits });
   const { tree, app, arch } = image;
   try {
+    // --layers splits by package (cpio/parts.ts) by the dpkg database, which minimizing drops.
+    const owners = o.layers ? await dpkgOwners(tree) : undefined;
     const { reasons, warnings: minimizeWarnings } = await minimize(tree, {
       level: o.minimize,
       app,
@@ -212,7 +215,7 @@ export async function build(o: BuildOptions): Promise<BuildResult> {
       ...(o.verify ? { verify: o.verify } : {}),
       ...(o.onWrite ? { onWrite: o.onWrite } : {}),
       ...(o.sizeBytes !== undefined ? { sizeBytes: o.sizeBytes } : {}),
-      ...(o.layers ? { layers: true } : {}),
+      ...(o.layers ? { layers: true, ...(owners ? { owners } : {}) } : {}),
     });
     return {
       output: o.output,

@@ -14,6 +14,7 @@ import { withDiskFile } from "../disk/write.js";
 import { writeFilesAtomically } from "../output/atomic.js";
 import { checkOutputDir, whyPath } from "../output/output.js";
 import type { WhyHeader, WhyPart } from "../output/why.js";
+import type { LayerOwners } from "../tree/dpkg.js";
 import { LINUX_XATTR_NAMESPACES, type NameRules } from "../tree/names.js";
 import type { Tree } from "../tree/tree.js";
 import type { FormatLimits } from "../util/budget.js";
@@ -37,6 +38,8 @@ export interface WriteOptions {
   sizeBytes?: number;
   /** cpio: one archive per layer, concatenated (build --layers, cpio/parts.ts). */
   layers?: boolean;
+  /** --layers: each layer's package owners, read before minimizing dropped the database. */
+  owners?: LayerOwners;
 }
 
 /** One output format of `slimroot build --format`: tree in, output (and its .why) written. */
@@ -128,10 +131,10 @@ function disk(format: DiskFormat): ImageWriter {
 async function* layeredCpio(tree: Tree, o: WriteOptions, cpioHash: Hash, parts: WhyPart[]) {
   const total = o.onWrite ? contentBytes(tree) : 0;
   const progress = { done: 0, last: 0 };
-  for (const part of cpioParts(tree)) {
+  for (const part of await cpioParts(tree, o.owners ? { owners: o.owners } : {})) {
     const hash = createHash("sha256");
     let bytes = 0;
-    const archive = writeRecords(partRecords(tree, part, { clampMtime: o.epoch }));
+    const archive = writeRecords(partRecords(part, { clampMtime: o.epoch }));
     const out = new PassThrough();
     const stages: Duplex[] = [hashTap(cpioHash), compressor(o.compression, o.arch), out];
     if (o.onWrite) stages.unshift(progressCounter(total, o.onWrite, progress));
@@ -143,7 +146,8 @@ async function* layeredCpio(tree: Tree, o: WriteOptions, cpioHash: Hash, parts: 
       yield chunk as Buffer;
     }
     await done;
-    parts.push({ name: part.name, bytes, sha256: hash.digest("hex") });
+    const pkg = part.package ? { package: part.package.key, version: part.package.version } : {};
+    parts.push({ name: part.name, bytes, sha256: hash.digest("hex"), ...pkg });
   }
   o.onWrite?.({ done: total, total });
 }

@@ -70,6 +70,20 @@ export function keepDirBelow(existing: Node, layer: number): void {
   existing.layer = layer;
 }
 
+/** The version of a name as it stood once `layer` was applied: its newest at or below it. */
+export function nodeAt(node: Node | undefined, layer: number): Node | undefined {
+  for (let v: Node | undefined = node; v; v = v.lower) if (v.layer <= layer) return v;
+  return undefined;
+}
+
+/** Every layer some name of the tree (or a version below it, Node.lower) was written by, in order. */
+export function treeLayers(tree: Tree): number[] {
+  const layers = new Set<number>();
+  for (const { node } of tree.walk())
+    for (let v: Node | undefined = node; v; v = v.lower) if (v.layer >= 0) layers.add(v.layer);
+  return [...layers].sort((a, b) => a - b);
+}
+
 /** The layer of files added from the host (build --add): above the image's, below slimroot's. */
 export const ADDED_LAYER = 1_000_000;
 

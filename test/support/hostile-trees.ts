@@ -304,7 +304,50 @@ export const HOSTILE_ROWS: HostileRow[] = [
     },
   ),
   ...xattrRows(),
+  dpkgRow(),
 ];
+
+/**
+ * A dpkg database that lies (build --layers splits a layer by the packages it lists, cpio/parts.ts):
+ * paths that climb above the root, through an absolute and a relative symlink, one file two
+ * packages claim, a package status lists twice, a conffile, blank lines. Every format holds the
+ * tree as it is; the layered column's parts, joined, must still be exactly this tree.
+ */
+function dpkgRow(): HostileRow {
+  const big = "x".repeat(1100 * 1024);
+  const dirs = ["etc", "usr", "usr/lib", "var", "var/lib", "var/lib/dpkg", "var/lib/dpkg/info"];
+  return treeRow(
+    "a lying dpkg database",
+    [
+      ...dirs.map((path) => ({ path, kind: "dir" as const })),
+      { path: "lib", kind: "symlink", target: "usr/lib" },
+      { path: "escape", kind: "symlink", target: "/" },
+      { path: "up", kind: "symlink", target: "../../.." },
+      { path: "usr/lib/big.so", kind: "file", body: big },
+      { path: "usr/lib/claimed.so", kind: "file", body: `${big}2` },
+      { path: "usr/lib/big-link", kind: "symlink", target: "big.so" },
+      { path: "etc/big.conf", kind: "file", body: "conf\n" },
+      {
+        path: "var/lib/dpkg/status",
+        kind: "file",
+        body: "Package: big\nArchitecture: amd64\nVersion: 1:1.0\nConffiles:\n /etc/big.conf 0123 obsolete\n\nPackage: evil\nVersion: 9\n\nPackage: dup\nVersion: 1\n\nPackage: dup\nVersion: 2\n\n\n",
+      },
+      {
+        path: "var/lib/dpkg/info/big:amd64.list",
+        kind: "file",
+        body: "/.\n/usr\n/lib/big.so\n/lib/big-link\n/usr/lib/claimed.so\n/etc/big.conf\n\n",
+      },
+      {
+        path: "var/lib/dpkg/info/evil.list",
+        kind: "file",
+        body: "/../../../etc/hostname\n/escape/usr/lib/../lib/claimed.so\n/up/etc/passwd\n/nonexistent/x\n/lib/big.so/x\n",
+      },
+      { path: "var/lib/dpkg/info/dup.list", kind: "file", body: "/usr/lib/big.so\n" },
+    ],
+    ["var/lib/dpkg/status"],
+    { mustAccept: inAll("a package database is data like any other file: refusing loses the image") },
+  );
+}
 
 /** One row per xattr shape: the xattr on one file, and a neighbour that must stay without. */
 function xattrRows(): HostileRow[] {

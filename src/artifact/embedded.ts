@@ -12,7 +12,7 @@
  * --embed record the facts `run` needs (app.conf, the memory footprint) somewhere cheaper:
  * they would be a second copy beside the archive, which a relink, an objcopy or a hand-edit
  * can change without them; read from the archive's own headers they cannot disagree with
- * what the kernel unpacks, and that costs some 100 KB of reads.
+ * what the kernel unpacks, and reading them costs no more than the symbol table does.
  */
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -153,8 +153,9 @@ async function appIn(
  * The slimroot image built into kernel file `path` (of `kind`): its entries and what it says,
  * or undefined when the kernel carries none. An ELF kernel (what --embed writes on amd64) is
  * read only where its symbols put the archive, and of that only the headers and the bodies
- * the facts need: a 27.7 MB vmlinux with nginx built in is read for some 100 KB instead of
- * whole, then written out and read again (README, "Cold start"). Any other kernel, or an ELF
+ * the facts need: a 27.7 MB vmlinux with nginx built in is read for its 1.4 MB symbol table
+ * and at most 16 KiB per entry, instead of whole and then written out and read back again
+ * (README, "Cold start"). Any other kernel, or an ELF
  * whose symbols say nothing, is searched whole.
  */
 export async function findEmbedded(

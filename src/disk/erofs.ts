@@ -5,10 +5,9 @@
  * physical clusters (kernel 5.13+) compress much better than the 4 KiB default.
  *
  * `build --compress none` leaves the data uncompressed: twice the bytes for the traced nginx
- * (9.83 against 4.92 MB), but its app no longer waits on the guest decompressing each
- * cluster it touches, which under TCG (and on a slow core) is the larger cost: nginx's
- * start, from exec to the first answer, took 0.74 s against 1.13 s (README, "Cold start").
- * Smaller clusters do not help (4 KiB: 1.10 s, 16 KiB: 1.02 s, and larger files).
+ * (9.83 against 4.92 MB), and the guest decompresses nothing. Under TCG that gained little:
+ * ready 1.55 against 1.59 s, CPU 1.22 against 1.28 s (README, "Cold start"): nginx's start
+ * is not spent decompressing. Smaller clusters (4 or 16 KiB) made larger files, no faster.
  */
 import { type Staged, underFakeroot, uuidFrom } from "./stage.js";
 import { runTool } from "./tool.js";

@@ -10,15 +10,19 @@
  * reads no more of a kernel than that.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { mkdtemp, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buffer } from "node:stream/consumers";
 import { after, before, test } from "node:test";
 import { gzipSync } from "node:zlib";
+import { APP_CONFIG_PATH, encodeAppConfig } from "../src/appconfig/appconfig.js";
+import { identify } from "../src/artifact/identify.js";
 import { S_IFREG } from "../src/cpio/newc.js";
 import { writeRecords } from "../src/cpio/writer.js";
 import { fetchKernel } from "../src/kernel/fetch.js";
+import { hostExecutable } from "../src/util/host-path.js";
 import { runCli } from "./support/cli.js";
 
 let work = "";
@@ -32,13 +36,23 @@ async function fakeKernel(name: string, inside: Buffer): Promise<string> {
   return file;
 }
 
-/** A slimroot-like image: /init (an x86-64 ELF) and `bytes` of app data. */
-async function appCpio(bytes: number): Promise<Buffer> {
+/** A slimroot-like image: /init (an x86-64 ELF) and `bytes` of app data; with `args`, an app.conf running them. */
+async function appCpio(bytes: number, args?: string[]): Promise<Buffer> {
   const init = (await readFile("/bin/busybox")).subarray(0, 4096);
+  const file = (name: string, mode: number, body: Buffer) => ({
+    name,
+    mode: S_IFREG | mode,
+    uid: 0,
+    gid: 0,
+    mtime: 0,
+    body,
+  });
+  const conf = args && { args, env: [], workdir: "/", uid: 0, gid: 0, groups: [], ports: [] };
   return buffer(
     writeRecords([
-      { name: "init", mode: S_IFREG | 0o755, uid: 0, gid: 0, mtime: 0, body: init },
-      { name: "app", mode: S_IFREG | 0o644, uid: 0, gid: 0, mtime: 0, body: Buffer.alloc(bytes, 0x5a) },
+      ...(conf ? [file(APP_CONFIG_PATH, 0o644, Buffer.from(encodeAppConfig(conf)))] : []),
+      file("init", 0o755, init),
+      file("app", 0o644, Buffer.alloc(bytes, 0x5a)),
     ]),
   );
 }
@@ -128,4 +142,63 @@ test("--volume reaches the init in run.conf, in an initrd of its own; --read-onl
   const ro = await runCli(["run", kernel, "--dry-run", "--read-only"], env());
   assert.equal(ro.code, 125);
   assert.match(ro.stderr, /^slimroot: --read-only: for an ext4 root \(.*app is a kernel with its app in RAM/);
+});
+
+/**
+ * An x86-64 ELF laid out as a vmlinux with `archive` built in (gcc, as the kernel's
+ * usr/initramfs_data.S and INIT_RAM_FS place it): `__initramfs_start` in .init.data and
+ * `__initramfs_size` after it; `decoy`, another whole archive, in .rodata, earlier in the file.
+ */
+async function elfKernel(name: string, archive: Buffer, decoy: Buffer): Promise<string> {
+  const files = { archive: join(work, `${name}.cpio`), decoy: join(work, `${name}.decoy`) };
+  await writeFile(files.archive, archive);
+  await writeFile(files.decoy, decoy);
+  const asm = join(work, `${name}.S`);
+  await writeFile(
+    asm,
+    [
+      ".section .rodata",
+      `.incbin "${files.decoy}"`,
+      '.section .init.data,"aw"',
+      ".balign 4",
+      ".globl __initramfs_start",
+      "__initramfs_start:",
+      `.incbin "${files.archive}"`,
+      "__irf_end:",
+      ".balign 8",
+      ".globl __initramfs_size",
+      "__initramfs_size: .quad __irf_end - __initramfs_start",
+      ".text",
+      ".globl _start",
+      "_start: jmp _start",
+      "",
+    ].join("\n"),
+  );
+  const out = join(work, name);
+  execFileSync("gcc", ["-nostdlib", "-static", "-no-pie", "-o", out, asm]);
+  return out;
+}
+
+test("an ELF kernel's archive is the one its symbols place (__initramfs_start, __initramfs_size), not the first in the file; cut short, it is one line", {
+  timeout: 180_000,
+  skip: hostExecutable("gcc") ? false : "gcc is needed to lay out an ELF kernel (apt-get install gcc)",
+}, async () => {
+  const kernel = await elfKernel(
+    "vmlinux-syms",
+    await appCpio(150 << 20, ["/usr/bin/app"]),
+    await appCpio(1024, ["/decoy"]),
+  );
+  const a = await identify(kernel);
+  assert.ok(a.kind === "kernel" && typeof a.embedded === "object", JSON.stringify(a));
+  assert.deepEqual(a.embedded.app?.args, ["/usr/bin/app"]);
+  // The memory is the 150 MiB archive's (held in RAM whole, then unpacked), not the decoy's.
+  const r = await runCli(["run", kernel, "--dry-run"], env());
+  assert.equal(r.code, 0, r.stderr);
+  assert.ok(memOf(r.stdout) > 450, r.stdout);
+  // Cut inside the archive (its section headers, at the file's end, go too): one line.
+  const cutShort = await elfKernel("vmlinux-cut", await appCpio(1 << 20, ["/usr/bin/app"]), Buffer.alloc(0));
+  await truncate(cutShort, 512 << 10);
+  const cut = await runCli(["run", cutShort, "--dry-run"], env());
+  assert.equal(cut.code, 125, cut.stderr);
+  assert.match(cut.stderr, /^slimroot: \S*vmlinux-cut: a kernel with no slimroot app built in [^\n]*\n$/);
 });

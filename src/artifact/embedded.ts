@@ -7,24 +7,41 @@
  * slimroot image. Any other
  * kernel, such as a distribution's /boot/vmlinuz, carries no app: booting it alone would
  * panic, so it is refused with what to do instead.
+ *
+ * An ELF kernel is read where its own symbols put the archive (findEmbedded). Why not have
+ * --embed record the facts `run` needs (app.conf, the memory footprint) somewhere cheaper:
+ * they would be a second copy beside the archive, which a relink, an objcopy or a hand-edit
+ * can change without them; read from the archive's own headers they cannot disagree with
+ * what the kernel unpacks, and reading them costs no more than the symbol table does.
  */
-import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { inflateRawSync, constants as zc } from "node:zlib";
 import { decodeHeader, HEADER_SIZE, pad4, TRAILER_NAME } from "../cpio/newc.js";
-import { readCpio } from "../cpio/reader.js";
+import { type CpioEntry, readCpio } from "../cpio/reader.js";
+import { ElfFile } from "../elf/sections.js";
 import { UserError } from "../util/errors.js";
-import { openInput } from "../util/input-file.js";
-import { type InitramfsFacts, initramfsFacts } from "./initramfs.js";
+import { FileChunks, openInput } from "../util/input-file.js";
+import { factsBody, type InitramfsFacts, initramfsFacts } from "./initramfs.js";
 import type { KernelKind } from "./kernel.js";
 import { extractVmlinux } from "./vmlinux.js";
 
 export interface EmbeddedApp {
   kind: KernelKind;
-  /** The built-in initramfs, uncompressed, written into the scratch directory. */
-  initramfs: string;
+  /**
+   * The built-in archive's entries, in order, every header read and checked; bodies only
+   * those initramfsFacts reads (factsBody): what the memory plan counts (vm/memory.ts).
+   */
+  entries: readonly CpioEntry[];
   /** The bytes the kernel holds in RAM for it until it is unpacked (the archive as built in). */
   heldBytes: number;
+}
+
+/** What findEmbedded found: the archive's entries, its bytes held, what it says. */
+export interface BuiltInApp {
+  entries: readonly CpioEntry[];
+  held: number;
+  facts: InitramfsFacts;
 }
 
 /** A kernel file is at most this large (Debian's vmlinux is 60 MiB): a bound on what is read. */
@@ -83,19 +100,85 @@ function* builtInCpios(vmlinux: Buffer): Generator<BuiltIn> {
 }
 
 /**
- * The slimroot image built into kernel file `path` (of `kind`): the uncompressed cpio and what
- * it says, or undefined when the kernel carries none.
+ * Where an ELF kernel's built-in archive is, as the kernel itself finds it: `__initramfs_size`
+ * bytes at `__initramfs_start` (usr/initramfs_data.S, include/asm-generic/vmlinux.lds.h),
+ * placed in the file by the section that holds each address. Undefined when the file says
+ * none of that (stripped, not an ELF we read, out of bounds): the caller then looks through
+ * the whole file.
+ */
+function symbolRange(elf: ElfFile): { start: number; end: number } | undefined {
+  const sym = elf.symbols(["__initramfs_start", "__initramfs_size"]);
+  const start = sym.get("__initramfs_start");
+  const sizeWord = sym.get("__initramfs_size");
+  if (start === undefined || sizeWord === undefined) return undefined;
+  const at = elf.offsetOf(start);
+  const word = elf.offsetOf(sizeWord);
+  const wordBytes = elf.is64 ? 8 : 4;
+  if (!at || !word || word.offset + wordBytes > word.end) return undefined;
+  const w = elf.read(word.offset, wordBytes);
+  const size = Number(
+    elf.is64
+      ? elf.le
+        ? w.readBigUInt64LE(0)
+        : w.readBigUInt64BE(0)
+      : elf.le
+        ? w.readUInt32LE(0)
+        : w.readUInt32BE(0),
+  );
+  if (size === 0 || size > at.end - at.offset) return undefined;
+  return { start: at.offset, end: at.offset + size };
+}
+
+/**
+ * The archive in `entries` when it is a slimroot image for `kind`: every header read (a bad
+ * or truncated one: not an image), bodies only for its facts.
+ */
+async function appIn(
+  entries: AsyncIterable<CpioEntry>,
+  held: number,
+  kind: KernelKind,
+  path: string,
+): Promise<BuiltInApp | undefined> {
+  try {
+    const list: CpioEntry[] = [];
+    for await (const e of entries) list.push(e);
+    const facts = await initramfsFacts(list, path);
+    return facts.arch === kind.arch ? { entries: list, held, facts } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The slimroot image built into kernel file `path` (of `kind`): its entries and what it says,
+ * or undefined when the kernel carries none. An ELF kernel (what --embed writes on amd64) is
+ * read only where its symbols put the archive, and of that only the headers and the bodies
+ * the facts need: a 27.7 MB vmlinux with nginx built in is read for its 1.4 MB symbol table
+ * and at most 16 KiB per entry, instead of whole and then written out and read back again
+ * (README, "Cold start"). Any other kernel, or an ELF
+ * whose symbols say nothing, is searched whole.
  */
 export async function findEmbedded(
   path: string,
   kind: KernelKind,
   scratch: string,
-): Promise<{ cpio: Buffer; held: number; facts: InitramfsFacts } | undefined> {
+): Promise<BuiltInApp | undefined> {
   const { fh, size } = await openInput(path);
   let image: Buffer;
   try {
     if (size > MAX_KERNEL_BYTES)
       throw new UserError(`${path}: ${size} bytes; a kernel file is at most ${MAX_KERNEL_BYTES}`);
+    if (kind.format === "elf") {
+      let range: { start: number; end: number } | undefined;
+      try {
+        range = symbolRange(new ElfFile(fh.fd, size));
+      } catch {} // a damaged ELF: searched whole below, as any other kernel
+      if (range) {
+        const entries = readCpio(new FileChunks(fh, range.end, range.start), { body: factsBody });
+        const found = await appIn(entries, range.end - range.start, kind, path);
+        if (found) return found;
+      }
+    }
     image = await fh.readFile();
   } finally {
     await fh.close();
@@ -111,8 +194,8 @@ export async function findEmbedded(
     }
   }
   for (const { cpio, held } of builtInCpios(vmlinux)) {
-    const facts = await initramfsFacts(readCpio([cpio]), path).catch(() => undefined);
-    if (facts?.arch === kind.arch) return { cpio, held, facts };
+    const found = await appIn(readCpio([cpio], { body: factsBody }), held, kind, path);
+    if (found) return found;
   }
   return undefined;
 }
@@ -124,9 +207,7 @@ export async function findEmbedded(
 export async function embeddedApp(path: string, kind: KernelKind, scratch: string): Promise<EmbeddedApp> {
   const found = await findEmbedded(path, kind, scratch);
   if (!found) throw new UserError(noEmbeddedApp(path));
-  const initramfs = join(scratch, "embedded.cpio");
-  await writeFile(initramfs, found.cpio);
-  return { kind, initramfs, heldBytes: found.held };
+  return { kind, entries: found.entries, heldBytes: found.held };
 }
 
 /** The one line for a kernel that carries no app. */

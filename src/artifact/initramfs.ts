@@ -41,13 +41,19 @@ export interface InitramfsFacts {
   app?: AppConfig;
 }
 
+/** The entries whose bodies initramfsFacts reads (readCpio's `body` option): the others' headers do. */
+export function factsBody(name: string): boolean {
+  const n = name.replace(/^\.?\//, "");
+  return n === APP_CONFIG_PATH || n === INIT_PATH;
+}
+
 /**
  * Reads /init's architecture and the app config from cpio entries. Entries come sorted by
  * name ("etc/slimroot/app.conf" before "init"), so the scan stops at "init", long before most
  * of a large image is decompressed.
  */
 export async function initramfsFacts(
-  entries: AsyncIterable<CpioEntry>,
+  entries: AsyncIterable<CpioEntry> | Iterable<CpioEntry>,
   what: string,
 ): Promise<InitramfsFacts> {
   let app: AppConfig | undefined;

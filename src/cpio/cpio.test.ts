@@ -8,8 +8,9 @@ import { test } from "node:test";
 import fc from "fast-check";
 import { bufferContent } from "../tree/spool.js";
 import { type Inode, Tree } from "../tree/tree.js";
+import { FileChunks, openInput } from "../util/input-file.js";
 import { S_IFREG } from "./newc.js";
-import { readCpio } from "./reader.js";
+import { type CpioEntry, readCpio } from "./reader.js";
 import { directoryChain, writeCpio, writeRecords } from "./writer.js";
 
 const segment = fc.stringMatching(/^[a-zA-Z0-9._-]{1,12}$/).filter((s) => s !== "." && s !== "..");
@@ -123,6 +124,44 @@ test("a truncated archive is reported", async () => {
   await assert.rejects(async () => {
     for await (const _ of readCpio([bytes.subarray(0, 200)]));
   }, /truncated cpio archive/);
+});
+
+test("headers only: bodies passed over (seeking in a file range) leave every header as a full read gives it; a cut is still reported", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "slimroot-cpio-"));
+  try {
+    await fc.assert(
+      fc.asyncProperty(fc.array(entry, { maxLength: 25 }), fc.nat(300), async (specs, skew) => {
+        const bytes = await buffer(writeCpio(treeOf(specs), { clampMtime: 0 }));
+        // The archive sits inside a larger file, as a kernel's built-in one does.
+        const file = join(dir, "x");
+        await writeFile(file, Buffer.concat([Buffer.alloc(skew, 7), bytes, Buffer.alloc(64, 9)]));
+        const full: CpioEntry[] = [];
+        for await (const e of readCpio([bytes])) full.push(e);
+        const { fh } = await openInput(file);
+        try {
+          const keep = (name: string) => name.endsWith("0");
+          const range = new FileChunks(fh, skew + bytes.length, skew);
+          let i = 0;
+          for await (const e of readCpio(range, { body: keep })) {
+            const { body, ...header } = full[i++]!;
+            assert.deepEqual({ ...e, body: undefined }, { ...header, body: undefined });
+            assert.equal(e.fileSize, body.length);
+            assert.deepEqual(e.body, keep(e.name) ? body : Buffer.alloc(0));
+          }
+          assert.equal(i, full.length);
+          const cut = new FileChunks(fh, skew + bytes.length - 4, skew);
+          await assert.rejects(async () => {
+            for await (const _ of readCpio(cut, { body: () => false }));
+          }, /truncated cpio archive/);
+        } finally {
+          await fh.close();
+        }
+      }),
+      { numRuns: 50 },
+    );
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 test("records written directly give the bytes of the same tree written whole", async () => {

@@ -4,8 +4,19 @@ import { ByteReader, TruncatedError } from "../util/byte-reader.js";
 import { decodeHeader, HEADER_SIZE, type NewcHeader, pad4, TRAILER_NAME } from "./newc.js";
 
 export interface CpioEntry extends NewcHeader {
+  /** The body, whole; empty when the reader was told to pass over it (fileSize says its size). */
   body: Buffer;
 }
+
+export interface ReadCpioOptions {
+  /**
+   * Which entries' bodies to read (by name); the others are passed over, seeking when the
+   * stream is a file (util/input-file's FileChunks): their headers are still read and checked.
+   */
+  body?: (name: string) => boolean;
+}
+
+const NO_BODY = Buffer.alloc(0);
 
 /**
  * Reads a newc archive (one, or several concatenated as the kernel accepts) entry by entry,
@@ -13,17 +24,18 @@ export interface CpioEntry extends NewcHeader {
  */
 export async function* readCpio(
   stream: Readable | AsyncIterable<Buffer> | Iterable<Buffer>,
+  o: ReadCpioOptions = {},
 ): AsyncGenerator<CpioEntry> {
   const r = new ByteReader(stream as AsyncIterable<Buffer> | Iterable<Buffer>);
   try {
-    yield* entries(r);
+    yield* entries(r, o.body);
   } catch (err) {
     if (err instanceof TruncatedError) throw new Error(`truncated cpio archive ${err.message.slice(10)}`);
     throw err;
   }
 }
 
-async function* entries(r: ByteReader): AsyncGenerator<CpioEntry> {
+async function* entries(r: ByteReader, wanted?: (name: string) => boolean): AsyncGenerator<CpioEntry> {
   let sawTrailer = false;
   for (;;) {
     let head = await r.read(sawTrailer ? 4 : HEADER_SIZE);
@@ -36,7 +48,9 @@ async function* entries(r: ByteReader): AsyncGenerator<CpioEntry> {
     const h = decodeHeader(head);
     const nameBuf = await r.must(h.nameSize + pad4(HEADER_SIZE + h.nameSize));
     h.name = nameFromBytes(nameBuf.subarray(0, Math.max(0, h.nameSize - 1)));
-    const body = await r.must(h.fileSize);
+    let body: Buffer = NO_BODY;
+    if (!wanted || wanted(h.name)) body = await r.must(h.fileSize);
+    else await r.skip(h.fileSize);
     await r.must(pad4(h.fileSize));
     if (h.name === TRAILER_NAME) {
       sawTrailer = true;

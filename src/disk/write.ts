@@ -25,6 +25,8 @@ export interface DiskOptions {
   sizeBytes?: number;
   /** Where inodes' xattrs come from (default: the tree's). */
   xattrs?: Xattrs;
+  /** erofs only: no compression (build --compress none; erofs.ts says why). */
+  uncompressed?: boolean;
 }
 
 /**
@@ -51,7 +53,8 @@ export async function withDiskFile<T>(
         const w = { output: o.output, epoch: o.epoch };
         if (o.format === "ext4")
           await writeExt4(staged, tmp, { ...w, ...(o.sizeBytes ? { sizeBytes: o.sizeBytes } : {}) });
-        else if (o.format === "erofs") await writeErofs(staged, tmp, w);
+        else if (o.format === "erofs")
+          await writeErofs(staged, tmp, { ...w, ...(o.uncompressed ? { uncompressed: true } : {}) });
         else await writeSquashfs(staged, tmp, w);
       },
     });

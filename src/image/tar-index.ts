@@ -1,9 +1,7 @@
-import type { FileHandle } from "node:fs/promises";
 import { readTar, tarErrorText } from "../tar/reader.js";
 import { displayName, EscapeError, normalizeImagePath } from "../tree/path.js";
-import type { Seekable } from "../util/byte-reader.js";
 import { UserError } from "../util/errors.js";
-import { openInput } from "../util/input-file.js";
+import { FileChunks, openInput } from "../util/input-file.js";
 
 export interface TarMember {
   name: string;
@@ -12,31 +10,6 @@ export interface TarMember {
   size: number;
   /** Stored as a GNU sparse file: there is no one range of the archive to read. */
   sparse?: true;
-}
-
-/** A file's bytes as chunks that can also be passed over without reading them. */
-class FileChunks implements AsyncIterable<Buffer>, Seekable {
-  private pos = 0;
-  constructor(
-    private readonly fh: FileHandle,
-    private readonly size: number,
-  ) {}
-
-  seek(n: number): number {
-    const k = Math.min(n, this.size - this.pos);
-    this.pos += k;
-    return k;
-  }
-
-  async *[Symbol.asyncIterator](): AsyncGenerator<Buffer> {
-    while (this.pos < this.size) {
-      const buf = Buffer.allocUnsafe(Math.min(16 * 1024, this.size - this.pos));
-      const { bytesRead } = await this.fh.read(buf, 0, buf.length, this.pos);
-      if (bytesRead === 0) return;
-      this.pos += bytesRead;
-      yield buf.subarray(0, bytesRead);
-    }
-  }
 }
 
 /**

@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
 import { gzipSync } from "node:zlib";
+import { hostExecutable } from "../util/host-path.js";
 import { parseKernelConfig } from "./config.js";
 import { bzImageVersion, configPageSize, imagePageSize, readKernelIdentity } from "./identity.js";
 
@@ -95,6 +97,32 @@ test("a kernel file's identity: release and builder from its version string, pag
       { embedded: true },
     );
     assert.equal(other.builder, "slimroot");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("an ELF vmlinux's version string is read in its .rodata (linux_banner's section), else anywhere in the file", {
+  skip: hostExecutable("gcc") ? false : "gcc is needed to lay out an ELF (apt-get install gcc)",
+}, async () => {
+  const dir = await mkdtemp(join(tmpdir(), "slimroot-identity-"));
+  try {
+    /** An x86-64 ELF with each string in its section, in file order .text, .rodata, .data. */
+    const elf = async (name: string, strings: Record<string, string>) => {
+      const asm = Object.entries(strings).flatMap(([sec, text]) => [`.section ${sec}`, `.asciz "${text}"`]);
+      await writeFile(
+        join(dir, `${name}.S`),
+        [...asm, ".text", ".globl _start", "_start: jmp _start", ""].join("\n"),
+      );
+      execFileSync("gcc", ["-nostdlib", "-static", "-no-pie", "-o", join(dir, name), join(dir, `${name}.S`)]);
+      return readKernelIdentity(join(dir, name), { arch: "amd64", format: "elf" });
+    };
+    const banner = "Linux version 6.1.192 (root@vm) (gcc 12) #2 SMP";
+    // A look-alike in the code, before .rodata in the file, is not the kernel's banner.
+    const ours = await elf("vmlinux", { ".text": "Linux version 9.9.9 (x@y) #1", ".rodata": banner });
+    assert.equal(ours.release, "6.1.192");
+    const elsewhere = await elf("vmlinux-data", { ".data": banner });
+    assert.equal(elsewhere.release, "6.1.192");
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

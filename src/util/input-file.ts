@@ -2,6 +2,7 @@ import { constants, type Stats } from "node:fs";
 import { type FileHandle, open, stat } from "node:fs/promises";
 import type { Readable } from "node:stream";
 import { type Limits, limitsFromEnv, overLimit } from "./budget.js";
+import type { Seekable } from "./byte-reader.js";
 import { UserError } from "./errors.js";
 
 /**
@@ -96,6 +97,38 @@ export async function inputStream(
 ): Promise<Readable> {
   const { fh } = await openInput(path, what);
   return fh.createReadStream({ ...range, highWaterMark: 256 * 1024 });
+}
+
+/**
+ * A file's bytes from `start` up to `end` (exclusive) as chunks that
+ * can also be passed over without reading them (ByteReader's Seekable): an archive's headers
+ * walked without reading its bodies.
+ */
+export class FileChunks implements AsyncIterable<Buffer>, Seekable {
+  private pos: number;
+  constructor(
+    private readonly fh: FileHandle,
+    private readonly end: number,
+    start = 0,
+  ) {
+    this.pos = start;
+  }
+
+  seek(n: number): number {
+    const k = Math.min(n, this.end - this.pos);
+    this.pos += k;
+    return k;
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<Buffer> {
+    while (this.pos < this.end) {
+      const buf = Buffer.allocUnsafe(Math.min(16 * 1024, this.end - this.pos));
+      const { bytesRead } = await this.fh.read(buf, 0, buf.length, this.pos);
+      if (bytesRead === 0) return;
+      this.pos += bytesRead;
+      yield buf.subarray(0, bytesRead);
+    }
+  }
 }
 
 const CHUNK = 64 * 1024;

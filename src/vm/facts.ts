@@ -8,11 +8,12 @@ import { type Arch, hostArch } from "../arch/arch.js";
 import { type EmbeddedApp, embeddedApp } from "../artifact/embedded.js";
 import { artifactArch, describe, identify, kernelKindOf } from "../artifact/identify.js";
 import type { KernelKind } from "../artifact/kernel.js";
+import type { CpioEntry } from "../cpio/reader.js";
 import { kernelDirArch, resolveKernel } from "../kernel/resolve.js";
 import { UserError } from "../util/errors.js";
 import { readInputText } from "../util/input-file.js";
 import { initCpio, type VolumeSpec, volumeFacts } from "./disks.js";
-import { archivesFootprint, readKernelRule } from "./memory.js";
+import { archivesFootprint, entriesFootprint, readKernelRule } from "./memory.js";
 import {
   type BootFacts,
   type BootOptions,
@@ -24,9 +25,12 @@ import {
 } from "./plan.js";
 import { chooseAccel, chooseMachine, hostTscKhz } from "./qemu.js";
 
-/** The tmpfs footprint of one archive (memory.ts). */
-async function filesOf(archive: string): Promise<Files> {
-  const { initrdBytes: _, ...files } = await archivesFootprint([archive], 0);
+/** The tmpfs footprint of one archive (memory.ts): a file, or the entries read from a kernel. */
+async function filesOf(archive: string | readonly CpioEntry[]): Promise<Files> {
+  const { initrdBytes: _, ...files } =
+    typeof archive === "string"
+      ? await archivesFootprint([archive], 0)
+      : await entriesFootprint([archive], 0);
   return files;
 }
 
@@ -77,7 +81,7 @@ export async function imageFacts(
       // A kernel file as the image carries its app (kernel build --embed).
       const kind = kernelKindOf(a);
       const app = await embeddedApp(image, kind, scratch);
-      const files = await filesOf(app.initramfs);
+      const files = await filesOf(app.entries);
       const rule = await readKernelRule(image, kind, { embedded: true });
       return {
         arch: a.arch,

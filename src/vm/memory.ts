@@ -26,6 +26,7 @@ import type { Arch } from "../arch/arch.js";
 import { readArchiveFile } from "../artifact/initramfs.js";
 import type { KernelKind } from "../artifact/kernel.js";
 import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from "../cpio/newc.js";
+import type { CpioEntry } from "../cpio/reader.js";
 import { type KernelConfig, readKernelConfig } from "../kernel/config.js";
 import {
   type KernelBuilder,
@@ -243,6 +244,20 @@ function filesBytes(f: Footprint, pageSize: number): number {
 
 /** Reads every entry of each (possibly compressed) newc archive and adds up their tmpfs footprint. */
 export async function archivesFootprint(files: readonly string[], initrdBytes: number): Promise<Footprint> {
+  return entriesFootprint(
+    files.map((f) => readArchiveFile(f)),
+    initrdBytes,
+  );
+}
+
+/**
+ * The tmpfs footprint of archives given as their entries (hard links are counted within each
+ * archive). Only headers are read: a file's size is its header's, so bodies may be skipped.
+ */
+export async function entriesFootprint(
+  archives: readonly (AsyncIterable<CpioEntry> | Iterable<CpioEntry>)[],
+  initrdBytes: number,
+): Promise<Footprint> {
   let tmpfsBytes = 0;
   let inodes = 0;
   const large: Record<number, number> = Object.fromEntries(LARGE_PAGES.map((p) => [p, 0]));
@@ -250,16 +265,16 @@ export async function archivesFootprint(files: readonly string[], initrdBytes: n
     tmpfsBytes += Math.ceil(bytes / PAGE) * PAGE;
     for (const p of LARGE_PAGES) large[p]! += Math.ceil(bytes / p) * p;
   };
-  for (const file of files) {
+  for (const archive of archives) {
     const seen = new Set<string>();
-    for await (const e of readArchiveFile(file)) {
+    for await (const e of archive) {
       const type = e.mode & S_IFMT;
       // Hard links share an inode; newc stores the body once, with one of the links.
       const key = e.nlink > 1 && type !== S_IFDIR ? `${e.devMajor}:${e.devMinor}:${e.ino}` : undefined;
       if (key === undefined || !seen.has(key)) inodes++;
       if (key !== undefined) seen.add(key);
-      if (type === S_IFREG) add(e.body.length);
-      else if (type === S_IFLNK && e.body.length >= SHORT_SYMLINK_LEN) add(1);
+      if (type === S_IFREG) add(e.fileSize);
+      else if (type === S_IFLNK && e.fileSize >= SHORT_SYMLINK_LEN) add(1);
     }
   }
   return { tmpfsBytes, inodes, initrdBytes, largePages: large };

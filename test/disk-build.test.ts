@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { execFileSync, spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync } from "node:fs";
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, readFile, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { tarOf, writeOciLayout } from "./support/layers.js";
@@ -161,33 +161,6 @@ describe("disk images built as an unprivileged user", () => {
       assert.ok((await readFile(zero[0]!)).equals(await readFile(zero[1]!)), "identical bytes with epoch 0");
     });
   }
-
-  test("erofs --compress none: the same entries, uncompressed (larger than lz4hc's), checker clean, reproducible", async () => {
-    const want = await snapshotArchive(join(work, "ref", "ref.cpio"));
-    const out = ownDir("out-erofs-none");
-    const build = (name: string, extra: string[]) => {
-      const r = asNobody(["build", source, "-o", join(out, name), "--entrypoint", "/bin/true", ...extra]);
-      assert.equal(r.code, 0, r.stderr);
-      return { image: join(out, name), stdout: r.stdout };
-    };
-    const plain = build("a.erofs", ["--compress", "none"]);
-    assert.match(plain.stdout, /\(erofs, uncompressed\)/);
-    execFileSync("fsck.erofs", [plain.image], { stdio: "pipe" });
-    const got = await withMount(plain.image, "erofs", (dir) => snapshotDir(dir));
-    assert.deepEqual(diffSnapshots(want, got, diskOnly), []);
-    const lz4hc = build("b.erofs", ["--compress", "lz4"]);
-    assert.ok(
-      (await readFile(lz4hc.image)).equals(await readFile(build("c.erofs", []).image)),
-      "lz4 is the default",
-    );
-    assert.ok(
-      (await stat(plain.image)).size > (await stat(lz4hc.image)).size,
-      "the compressed one is smaller",
-    );
-    assert.ok(
-      (await readFile(plain.image)).equals(await readFile(build("d.erofs", ["--compress", "none"]).image)),
-    );
-  });
 });
 
 describe("hostile output for disk images: one line, exit 1, old output intact, no temp file", () => {
@@ -246,12 +219,6 @@ describe("hostile output for disk images: one line, exit 1, old output intact, n
       ["--size", "2M"],
       /does not fit in 2 MiB \(--size\); it needs about \d+ MiB/,
     );
-  });
-
-  test("--compress: erofs takes lz4 or none; ext4 and squashfs none of it", async () => {
-    const dir = ownDir("compress-disk");
-    await refused(dir, "x.erofs", ["--compress", "xz"], /--compress xz: erofs takes lz4 or none/);
-    await refused(dir, "x.ext4", ["--compress", "none"], /--compress: only for cpio and erofs, not ext4/);
   });
 
   test("--size is for ext4 only", async () => {

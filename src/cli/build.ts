@@ -39,10 +39,9 @@ export function registerBuild(program: Command): void {
     )
     .option("--size <size>", "ext4: image size, e.g. 512M or 2G (default: the content plus 20% and 24 MiB)")
     .addOption(
-      new Option(
-        "--compress <kind>",
-        "compression (default: from the output name, else gzip); erofs: lz4 (lz4hc, its default) or none",
-      ).choices(COMPRESSIONS as string[]),
+      new Option("--compress <kind>", "compression (default: from the output name, else gzip)").choices(
+        COMPRESSIONS as string[],
+      ),
     )
     .addOption(
       new Option("--minimize <level>", "what to keep").choices(MINIMIZE_LEVELS as string[]).default("none"),
@@ -84,18 +83,11 @@ export function registerBuild(program: Command): void {
       const format = (opts.format as ImageFormat | undefined) ?? diskFormatForFileName(output) ?? "cpio";
       const sizeBytes = opts.size === undefined ? undefined : parseSize(opts.size as string);
       checkSizeOption(format, sizeBytes);
-      const takes: readonly Compression[] = FORMATS[format].compressions;
-      if (opts.compress !== undefined && !takes.includes(opts.compress as Compression))
-        throw new UserError(
-          takes.length
-            ? `--compress ${opts.compress}: ${format} takes ${takes.join(" or ")}`
-            : `--compress: only for cpio and erofs, not ${format}`,
-        );
+      if (opts.compress !== undefined && !FORMATS[format].compressed)
+        throw new UserError(`--compress: only for cpio, not ${format}`);
       if (opts.layers && format !== "cpio") throw new UserError(`--layers: only for cpio, not ${format}`);
       const compression =
-        (opts.compress as Compression | undefined) ??
-        (FORMATS[format].compressed ? compressionForFileName(output) : takes[0]) ??
-        "gzip";
+        (opts.compress as Compression | undefined) ?? compressionForFileName(output) ?? "gzip";
       const profileFiles = (opts.profile as string[] | undefined) ?? [];
       if (profileFiles.length)
         await checkOutput(
@@ -168,7 +160,7 @@ export function registerBuild(program: Command): void {
       for (const w of [...result.warnings, ...mismatches.filter((m) => m !== undefined)])
         process.stderr.write(`slimroot: warning: ${printable(w)}\n`);
       process.stdout.write(
-        `${result.output}: ${result.bytes} bytes (${FORMATS[format].compressed ? compression : compression === "none" && takes.length ? `${format}, uncompressed` : format}), ${result.files} entries, ${result.arch}, runs ${JSON.stringify(result.app.args)}\n`,
+        `${result.output}: ${result.bytes} bytes (${FORMATS[format].compressed ? compression : format}), ${result.files} entries, ${result.arch}, runs ${JSON.stringify(result.app.args)}\n`,
       );
       if (verify) process.stdout.write(`verified: ${specs.join(", ")} passed\n`);
       else if (opts.minimize === "trace" && opts.verify !== false)

@@ -4,10 +4,9 @@
  * with LZ4 built in (CONFIG_LZ4_DECOMPRESS=y); 1.5 offers only lz4 and lz4hc. 64 KiB
  * physical clusters (kernel 5.13+) compress much better than the 4 KiB default.
  *
- * `build --compress none` leaves the data uncompressed: twice the bytes for the traced nginx
- * (9.83 against 4.92 MB), and the guest decompresses nothing. Under TCG that gained little:
- * ready 1.55 against 1.59 s, CPU 1.22 against 1.28 s (README, "Cold start"): nginx's start
- * is not spent decompressing. Smaller clusters (4 or 16 KiB) made larger files, no faster.
+ * Uncompressed was tried and not kept: twice the bytes for the traced nginx (9.83 against
+ * 4.92 MB) for ready 1.55 against 1.59 s under TCG (README, "Cold start"): nginx's start is
+ * not spent decompressing. Smaller clusters (4 or 16 KiB) made larger files, no faster.
  */
 import { type Staged, underFakeroot, uuidFrom } from "./stage.js";
 import { runTool } from "./tool.js";
@@ -17,10 +16,11 @@ export const EROFS_COMPRESSION = "lz4hc,12";
 export async function writeErofs(
   s: Staged,
   tmp: string,
-  o: { output: string; epoch: number; uncompressed?: boolean },
+  o: { output: string; epoch: number },
 ): Promise<void> {
   const args = [
-    ...(o.uncompressed ? [] : [`-z${EROFS_COMPRESSION}`, "-C65536"]),
+    `-z${EROFS_COMPRESSION}`,
+    "-C65536",
     `-T${o.epoch}`,
     `-U${uuidFrom(s.digest, 0)}`,
     "--quiet",

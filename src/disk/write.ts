@@ -25,8 +25,6 @@ export interface DiskOptions {
   sizeBytes?: number;
   /** Where inodes' xattrs come from (default: the tree's). */
   xattrs?: Xattrs;
-  /** erofs only: no compression (build --compress none; erofs.ts says why). */
-  uncompressed?: boolean;
 }
 
 /**
@@ -53,8 +51,7 @@ export async function withDiskFile<T>(
         const w = { output: o.output, epoch: o.epoch };
         if (o.format === "ext4")
           await writeExt4(staged, tmp, { ...w, ...(o.sizeBytes ? { sizeBytes: o.sizeBytes } : {}) });
-        else if (o.format === "erofs")
-          await writeErofs(staged, tmp, { ...w, ...(o.uncompressed ? { uncompressed: true } : {}) });
+        else if (o.format === "erofs") await writeErofs(staged, tmp, w);
         else await writeSquashfs(staged, tmp, w);
       },
     });

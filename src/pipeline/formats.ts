@@ -3,13 +3,7 @@ import { resolve } from "node:path";
 import { type Duplex, PassThrough, Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Arch } from "../arch/arch.js";
-import {
-  COMPRESSIONS,
-  type Compression,
-  compressionTools,
-  compressor,
-  compressorVersion,
-} from "../compress/compress.js";
+import { type Compression, compressionTools, compressor, compressorVersion } from "../compress/compress.js";
 import { LIST_FORBIDDEN } from "../cpio/gen-list.js";
 import { writeListDir } from "../cpio/list-dir.js";
 import { NEWC_MAX_FILE_SIZE } from "../cpio/newc.js";
@@ -54,10 +48,8 @@ export interface ImageWriter {
   write(tree: Tree, o: WriteOptions): Promise<number>;
   /** Whether the output is one image `slimroot run` (and build's verification boot) takes. */
   bootable: boolean;
-  /** Whether the output is a compressed archive (--compress chooses the compressor). */
+  /** Whether --compress applies. */
   compressed: boolean;
-  /** The --compress values it takes, the default first: a compressed archive takes them all. */
-  compressions: readonly Compression[];
   /** Whether -o names a directory. */
   directory: boolean;
   /** The host tools it runs (util/tools.ts), checked before the build starts. */
@@ -106,8 +98,6 @@ function disk(format: DiskFormat): ImageWriter {
   return {
     bootable: true,
     compressed: false,
-    // erofs: lz4 (lz4hc, the default) or none (disk/erofs.ts); ext4 and squashfs: their own.
-    compressions: format === "erofs" ? ["lz4", "none"] : [],
     directory: false,
     mountPoints: true,
     limits: { maxPathBytes: { bytes: 4096 - 256, format: `${format} staging (a host directory)` } },
@@ -116,12 +106,7 @@ function disk(format: DiskFormat): ImageWriter {
     tools: () => DISK_TOOLS[format],
     warnings: () => [],
     write: async (tree, o) => {
-      const d = {
-        format,
-        output: o.output,
-        epoch: o.epoch,
-        ...(format === "erofs" && o.compression === "none" ? { uncompressed: true } : {}),
-      };
+      const d = { format, output: o.output, epoch: o.epoch };
       const [bytes] = await withDiskFile(tree, o.sizeBytes ? { ...d, sizeBytes: o.sizeBytes } : d, (file) =>
         writeFilesAtomically(
           [
@@ -180,7 +165,6 @@ export const FORMATS = {
     names: { format: "cpio" },
     bootable: true,
     compressed: true,
-    compressions: COMPRESSIONS,
     directory: false,
     tools: compressionTools,
     write: async (tree, o) => {
@@ -220,7 +204,6 @@ export const FORMATS = {
     names: { format: "initramfs-list", forbidden: LIST_FORBIDDEN },
     bootable: false,
     compressed: false,
-    compressions: [],
     directory: true,
     tools: () => [],
     write: async (tree, o) => {

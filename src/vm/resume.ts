@@ -42,10 +42,11 @@ export async function qemuVersion(arch: Arch): Promise<{ binary: string; version
  * a damaged or lost file only costs the next resume the work.
  */
 function jsonCache<T>(name: string, max: number, valid: (v: unknown) => v is T) {
-  const file = join(cacheRoot(), name);
+  // Where the cache root is now ($SLIMROOT_CACHE may change between calls in tests).
+  const path = () => join(cacheRoot(), name);
   const read = async (): Promise<Record<string, unknown>> => {
     try {
-      const v = JSON.parse(await readFile(file, "utf8")) as unknown;
+      const v = JSON.parse(await readFile(path(), "utf8")) as unknown;
       return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
     } catch {
       return {};
@@ -58,6 +59,7 @@ function jsonCache<T>(name: string, max: number, valid: (v: unknown) => v is T) 
     },
     async set(key: string, value: T): Promise<void> {
       const entries = Object.entries({ ...(await read()), [key]: value });
+      const file = path();
       const tmp = `${file}.${process.pid}.tmp`;
       await mkdir(dirname(file), { recursive: true })
         .then(() => writeFile(tmp, JSON.stringify(Object.fromEntries(entries.slice(-max)))))

@@ -164,7 +164,7 @@ test("two resumes of one snapshot serve at once, each with its own random bytes 
     /QEMU's start, until its QMP socket answered/,
     /waiting for the checks/,
     /loading the saved state/,
-    /the init's reseed and clock, the ports forwarded/,
+    /cont, the init's reseed and clock, the ports forwarded/,
   ];
   assert.match(timed!.stderr, /slimroot: resume timeline/);
   for (const s of steps)

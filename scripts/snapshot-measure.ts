@@ -67,10 +67,20 @@ async function readySeconds(file: string, extra: string[] = []): Promise<{ wall:
   const port = await freePort();
   const t0 = performance.now();
   const child = spawn(process.execPath, [MAIN, "run", file, ...extra, "-p", `127.0.0.1:${port}:${guest}`], {
-    stdio: "ignore",
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  child.stderr.on("data", (d: Buffer) => {
+    stderr = (stderr + d.toString()).slice(-2000);
+  });
+  const closed = new Promise((r) => child.once("close", r));
+  let exited = false;
+  void closed.then(() => {
+    exited = true;
   });
   try {
     for (;;) {
+      if (exited) throw new Error(`${file}: slimroot run ended before an answer: ${stderr.trim()}`);
       if (await answers(port))
         return { wall: (performance.now() - t0) / 1000, cpu: treeCpuSeconds(child.pid!) };
       if (performance.now() - t0 > 120_000) throw new Error(`${file}: no answer in 120 s`);
@@ -78,7 +88,7 @@ async function readySeconds(file: string, extra: string[] = []): Promise<{ wall:
     }
   } finally {
     child.kill("SIGTERM");
-    await new Promise((r) => child.once("close", r));
+    await closed;
   }
 }
 

@@ -81,9 +81,7 @@ const POLL_MS = 5;
 async function resumeGuest(vm: ResumeVm, { checked, mark }: ResumeSteps): Promise<void> {
   const qmp = await Qmp.connect(vm.qmpSocket, RESUME_ANSWER_MS, POLL_MS);
   mark("vmmUp");
-  // Opened while the state loads: the port exists from QEMU's start.
-  const control = ControlChannel.connect(vm.channel, RESUME_ANSWER_MS, POLL_MS);
-  control.catch(() => {});
+  let control: ControlChannel | undefined;
   try {
     await checked;
     await qmp.execute("migrate-incoming", {
@@ -107,7 +105,11 @@ async function resumeGuest(vm: ResumeVm, { checked, mark }: ResumeSteps): Promis
       if (Date.now() > deadline) throw new RunFailure("the snapshot did not load in time");
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
-    await (await control).request(resumeRequest(), "resumed", RESUME_ANSWER_MS);
+    // Connected only now: the loaded state holds the port's "host connected" flag as it was
+    // at the snapshot (closed), and a connection made before the load would be overridden by
+    // it, so the guest's answer would find the host side closed and be dropped.
+    control = await ControlChannel.connect(vm.channel, RESUME_ANSWER_MS, POLL_MS);
+    await control.request(resumeRequest(), "resumed", RESUME_ANSWER_MS);
     for (const f of vm.forwards) {
       const rule = hostfwd(f).replace(/^hostfwd=/, "");
       // HMP's hostfwd_add (QMP has none) answers nothing when it worked, its error otherwise.
@@ -119,9 +121,6 @@ async function resumeGuest(vm: ResumeVm, { checked, mark }: ResumeSteps): Promis
     mark("resumed");
   } finally {
     qmp.close();
-    control.then(
-      (c) => c.close(),
-      () => {},
-    );
+    control?.close();
   }
 }

@@ -1,10 +1,11 @@
 /**
  * `slimroot run APP.snap`: the plan of a resume. The machine is the one the snapshot's plan
  * describes (artifact/snapshot.ts holds it), with this run's port forwards and stop policy,
- * started with QEMU's `-incoming` instead of a boot. Everything is checked before QEMU
- * starts, each refusal one line: the same QEMU version as the one that saved it, the kernel
- * file and every disk present with the digest the snapshot names (a VM's RAM holds the page
- * cache of its disks, so a disk that changed since would be read wrong).
+ * started with QEMU's `-incoming defer` instead of a boot. Everything is checked before QEMU
+ * reads any state (run starts QEMU beside the checks, to overlap its start-up), each refusal
+ * one line: the same QEMU version as the one that saved it, the kernel file and every disk
+ * present with the digest the snapshot names (a VM's RAM holds the page cache of its disks,
+ * so a disk that changed since would be read wrong).
  */
 import { execFile } from "node:child_process";
 import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";

@@ -167,18 +167,34 @@ static unsigned used_kib(void)
 	return meminfo(text, "MemTotal:") - meminfo(text, "MemFree:");
 }
 
+/*
+ * A reply on the non-blocking port. Right after a restore the host's connection is new, and
+ * the guest kernel learns of it from a control message it handles in a workqueue: until then a
+ * write fails with EAGAIN (the port says the host is not connected), even though the request
+ * came in over that very connection. So EAGAIN is waited out, boundedly (2 s), not dropped.
+ */
+static void reply(const char *p, size_t n)
+{
+	for (int t = 0; t < 2000; t += 5) {
+		if (write_all(ctl, p, n) != -EAGAIN)
+			return;
+		sleep_ms(5);
+	}
+	warn("control channel: the host did not take the reply");
+}
+
 static void handle(char *l)
 {
 	if (streq(l, "freeze")) {
 		sys_kill(-1, SIGSTOP);
-		char reply[48];
-		write_all(ctl, reply, fmt(reply, sizeof(reply), "frozen %u\n", used_kib()));
+		char text[48];
+		reply(text, fmt(text, sizeof(text), "frozen %u\n", used_kib()));
 	} else if (l[0] == 'r' && !memcmp(l, "resume ", 7)) {
 		struct timespec_k t;
 		unsigned char seed[64];
 		size_t nseed;
 		if (parse_resume(l + 7, &t, seed, &nseed)) {
-			write_all(ctl, "bad\n", 4);
+			reply("bad\n", 4);
 			return;
 		}
 		reseed(seed, nseed);
@@ -186,9 +202,9 @@ static void handle(char *l)
 		if (e < 0)
 			warn("resume: setting the clock: %e", (int)-e);
 		sys_kill(-1, SIGCONT);
-		write_all(ctl, "resumed\n", 8);
+		reply("resumed\n", 8);
 	} else {
-		write_all(ctl, "bad\n", 4);
+		reply("bad\n", 4);
 	}
 }
 

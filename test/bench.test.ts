@@ -88,7 +88,7 @@ test("bench: one run per variant, JSON valid against its schema, ratios from the
   assert.equal((chart.match(/class="ours"/g) ?? []).length, 3 + 1); // 3 panels + legend
 });
 
-test("bench --timeline: each slimroot row's boot cut into phases up to the first probe, in the JSON, table and SVG", async () => {
+test("bench --timeline --resume: each slimroot row's boot cut into phases up to the first probe, and its snapshot resumed beside it, in the JSON, table and SVG", async () => {
   const bb = await busyboxFixture("amd64");
   const json = join(work, "bench-timeline.json");
   const svg = join(work, "bench-timeline.svg");
@@ -104,6 +104,7 @@ test("bench --timeline: each slimroot row's boot cut into phases up to the first
     "--no-ram",
     "--no-conventional",
     "--timeline",
+    "--resume",
     "--json",
     json,
     "--svg",
@@ -129,6 +130,21 @@ test("bench --timeline: each slimroot row's boot cut into phases up to the first
   const ms = tl.phases.map((p) => String(Math.round(p.ms))).join("\\s+");
   assert.match(r.stdout, new RegExp(`^static/cpio/debian\\s+${ms}\\s+${Math.round(tl.readyMs)}$`, "m"));
   assert.equal(((await readFile(svg, "utf8")).match(/<rect class="p\d"[^>]*><title>/g) ?? []).length, 6);
+  // --resume: the row's snapshot, resumed as often as it was booted (it answered the probes),
+  // its ratio to the same row's cold boots of this run.
+  const res = row.resume!;
+  assert.equal(res.error, undefined, res.error);
+  assert.ok(res.bytes! > 0);
+  assert.equal(res.ready!.runs.length, 1);
+  assert.equal(res.toCold, res.ready!.median / row.ready!.median);
+  assert.match(
+    r.stdout,
+    new RegExp(
+      `^static/cpio/debian .*\\s${res.ready!.median.toFixed(2)} \\(${res.toCold!.toFixed(2)}x\\)\\s`,
+      "m",
+    ),
+  );
+  assert.match(await readFile(svg, "utf8"), /resumed, median \(s, x cold\)/);
 });
 
 /** Processes under `root` (by parent pid), read from /proc. */

@@ -123,10 +123,17 @@ test("snapshot writes one file that identify knows, naming kernel and disks by d
  * (`rounds` connections to each): all random bytes different, each guest's clock within 2 s
  * of the host's (`date +%s` truncates: at most 1 s behind), no resume warning from the init.
  */
-async function twoResumes(file: string, madeAt: number, rounds: number): Promise<void> {
+async function twoResumes(
+  file: string,
+  madeAt: number,
+  rounds: number,
+  timeline = false,
+): Promise<RunningCli[]> {
   await clockGap(madeAt);
   const ports = [await freePort(), await freePort()];
-  const vms = ports.map((p) => startCli(["run", file, "-p", `127.0.0.1:${p}:8080`]));
+  const vms = ports.map((p, i) =>
+    startCli(["run", file, ...(timeline && i === 0 ? ["--timeline"] : []), "-p", `127.0.0.1:${p}:8080`]),
+  );
   const seen: string[] = [];
   try {
     for (let i = 0; i < rounds; i++) {
@@ -142,14 +149,26 @@ async function twoResumes(file: string, madeAt: number, rounds: number): Promise
   }
   assert.equal(new Set(seen).size, seen.length, seen.join(" "));
   for (const vm of vms) assert.doesNotMatch(vm.stdout, RESUME_WARNING);
+  return vms;
 }
 
 test("two resumes of one snapshot serve at once, each with its own random bytes and the host's clock", {
   timeout: 600_000,
 }, async () => {
   assert.equal(made.code, 0, made.stderr);
-  // Both keep serving: each connection fresh bytes.
-  await twoResumes(snap, madeAt, 2);
+  // Both keep serving: each connection fresh bytes. The first says where its time went.
+  const [timed] = await twoResumes(snap, madeAt, 2, true);
+  const steps = [
+    /slimroot's process start until run began/,
+    /the snapshot's header, the VM's directory, the ports/,
+    /QEMU's start, until its QMP socket answered/,
+    /waiting for the checks/,
+    /loading the saved state/,
+    /cont, the init's reseed and clock, the ports forwarded/,
+  ];
+  assert.match(timed!.stderr, /slimroot: resume timeline/);
+  for (const s of steps)
+    assert.match(timed!.stderr, new RegExp(`slimroot:\\s+at\\s+-?\\d+ ms\\s+\\d+ ms\\s+${s.source}`));
 });
 
 /** A refused resume: exit 125, one line on stderr matching `why`, and no QEMU started. */

@@ -6,7 +6,7 @@
  *     "SLIMROOT-SNAPSHOT 1\n" + the JSON header (SnapshotHeader)
  *   zstd frames: QEMU's migration stream (the whole machine state, RAM included)
  *
- * so `zstd -dc APP.snap` is the migration stream and QEMU reads it with `-incoming exec:`.
+ * so `zstd -dc APP.snap` is the migration stream and QEMU reads it with `migrate-incoming exec:`.
  * The header names what the VM needs again to resume by sha256: the kernel file and the
  * disks (each checked before a resume), and, for the record, the initrd's parts (unpacked
  * into RAM at the first boot: the saved RAM holds them, the files are not needed again).

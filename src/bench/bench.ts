@@ -43,6 +43,7 @@ import {
   type BenchRow,
   type BootPhases,
   type Comparison,
+  type ResumeResult,
 } from "./schema.js";
 
 const exec = promisify(execFile);
@@ -60,6 +61,8 @@ export interface BenchOptions {
   conventional: boolean;
   /** One more boot of each slimroot variant with `run --timeline`: where its ready time went. */
   timeline?: boolean;
+  /** Snapshot each slimroot variant once ready and time `runs` resumes of it beside its cold boots. */
+  resume?: boolean;
   /** Image options given to build and trace as they are (-e, --entrypoint, --add, --platform...). */
   imageArgs: string[];
   /** After --: the app's command. */
@@ -82,6 +85,9 @@ const RAM_MAX_MIB = 4096;
 /** Below this no Linux guest boots: the bisection's assumed failure. */
 const RAM_FLOOR_MIB = 8;
 
+/** bench --resume: how often a timed boot's probe is asked again (the default: trace/probe.ts). */
+const RESUME_RETRY_MS = 20;
+
 class Aborted extends Error {}
 
 /** What every stage of one bench run shares. */
@@ -100,6 +106,8 @@ type Measure = (
   label: string,
   argvFor: (mem: number | undefined, ports: Map<number, number>) => string[],
   row: BenchRow,
+  /** A slimroot row: what `slimroot snapshot` takes to make its snapshot (the file, --kernel). */
+  snapshotArgs?: string[],
 ) => Promise<void>;
 
 /** Kernel directories (or the error every row on one gets) -> the result. */
@@ -236,19 +244,83 @@ function runArgs(
   ];
 }
 
+/** `runs` timed boots of `argvFor`'s command; throws the first failure as "WHAT N: error". */
+async function timedBoots(
+  { o, step }: Run,
+  label: string,
+  what: string,
+  argvFor: (mem: number | undefined, ports: Map<number, number>) => string[],
+): Promise<Stats> {
+  const times: number[] = [];
+  for (let i = 0; i < o.runs; i++) {
+    step(`${label}: ${what} ${i + 1}/${o.runs}`);
+    const ports = await portsFor(o.probes);
+    // --resume: probes asked every 20 ms in every timed boot of the run, cold ones too, so the
+    // ratio is fair: a resume is about a second, and the default 250 ms steps a quarter of it.
+    const r = await timeReady(
+      argvFor(o.memMiB, ports),
+      o.probes,
+      ports,
+      o.bootTimeoutMs,
+      {},
+      o.resume ? RESUME_RETRY_MS : undefined,
+    );
+    if ("error" in r) throw new Error(`${what} ${i + 1}: ${r.error}`);
+    times.push(r.seconds);
+  }
+  return stats(times)!;
+}
+
+/**
+ * bench --resume: `slimroot snapshot` of the row's file (the first probe says when it is
+ * ready), then `runs` resumes timed as the cold boots were. A failure is the result's error,
+ * not the row's: the cold numbers stand.
+ */
+async function measureResume(
+  run: Run,
+  label: string,
+  row: BenchRow,
+  snapshotArgs: string[],
+): Promise<ResumeResult> {
+  const { o, step, slimroot } = run;
+  const snap = join(o.work, "resume.snap");
+  const result: ResumeResult = { bytes: null, ready: null, toCold: null };
+  try {
+    step(`${label}: snapshot`);
+    await rm(snap, { force: true });
+    await slimroot([
+      "snapshot",
+      ...snapshotArgs,
+      ...(o.memMiB ? ["--mem", String(o.memMiB)] : []),
+      "--probe",
+      o.probes[0]!.spec,
+      "--ready-timeout",
+      `${Math.ceil(o.bootTimeoutMs / 1000)}s`,
+      "-o",
+      snap,
+    ]);
+    result.bytes = (await stat(snap)).size;
+    // The snapshot fixed the memory: a resume takes none.
+    result.ready = await timedBoots(run, label, "resume", (_mem, ports) =>
+      runArgs(o, snap, undefined, undefined, ports),
+    );
+    if (row.ready) result.toCold = result.ready.median / row.ready.median;
+  } catch (err) {
+    if (err instanceof Aborted) throw err;
+    result.error = (err as Error).message;
+  } finally {
+    await rm(snap, { force: true });
+  }
+  return result;
+}
+
 /** N timed boots and (optionally) the RAM bisection, for any way of starting the VM. */
 function measurer(run: Run): Measure {
   const { o, step } = run;
-  return async (label, argvFor, row) => {
-    const times: number[] = [];
-    for (let i = 0; i < o.runs; i++) {
-      step(`${label}: boot ${i + 1}/${o.runs}`);
-      const ports = await portsFor(o.probes);
-      const r = await timeReady(argvFor(o.memMiB, ports), o.probes, ports, o.bootTimeoutMs);
-      if ("error" in r) throw new Error(`boot ${i + 1}: ${r.error}`);
-      times.push(r.seconds);
-    }
-    row.ready = stats(times) ?? null;
+  return async (label, argvFor, row, snapshotArgs) => {
+    row.ready = await timedBoots(run, label, "boot", argvFor);
+    if (o.resume && snapshotArgs && o.probes.length)
+      row.resume = await measureResume(run, label, row, snapshotArgs);
     if (o.ram) {
       // A step that does not pass within a few times the measured ready time does not pass.
       const stepTimeout = Math.max(20_000, Math.round(row.ready!.max * 4000));
@@ -399,6 +471,7 @@ async function measureVariants(
         `[${i + 1}/${all.length}] ${v.id}`,
         (mem, ports) => runArgs(o, booted, format.embed ? undefined : kernel, mem, ports),
         row,
+        [booted, ...(format.embed ? [] : ["--kernel", kernel])],
       );
     } catch (err) {
       if (err instanceof Aborted) throw err;

@@ -33,6 +33,7 @@ export async function timeReady(
   ports: ReadonlyMap<number, number>,
   timeoutMs: number,
   env: Readonly<Record<string, string>> = {},
+  retryMs?: number,
 ): Promise<Ready> {
   const t0 = process.hrtime.bigint();
   const key = newReportKey();
@@ -44,7 +45,7 @@ export async function timeReady(
     const gone = () => (s.done ? `the VM ended (${lastLine(s.output, key)})` : undefined);
     // Short HTTP attempts: one sent before the guest's network is up would wait on the
     // forwarder's TCP backoff, and every variant would read the same retry (docs/bench.md).
-    for (const p of probes) await waitForProbe(p, ports, deadline, gone, HTTP_ATTEMPT_MS);
+    for (const p of probes) await waitForProbe(p, ports, deadline, gone, HTTP_ATTEMPT_MS, retryMs);
     return { seconds: elapsed() };
   } catch (err) {
     return { error: (err as Error).message };

@@ -5,9 +5,12 @@ import type { BenchReport, BenchRow, BootPhases } from "./schema.js";
 const mb = (n: number) => (n / 1e6).toFixed(2);
 const s2 = (n: number) => n.toFixed(2);
 
-/** How each hand-made baseline was sized, a line each. */
+/** How each hand-made baseline was sized, and why a resume failed, a line each. */
 function sizings(r: BenchReport): string[] {
-  return r.rows.filter((row) => row.sizing).map((row) => `${row.id}: ${row.sizing}`);
+  return [
+    ...r.rows.filter((row) => row.sizing).map((row) => `${row.id}: ${row.sizing}`),
+    ...r.rows.filter((row) => row.resume?.error).map((row) => `${row.id}: resume ${resumeCell(row)}`),
+  ];
 }
 
 type Timed = BenchRow & { timeline: BootPhases };
@@ -42,9 +45,29 @@ function timelineTable(r: BenchReport): string[] {
   return ["", TIMELINE_TITLE, line(head), ...body.map(line), ...initcalls];
 }
 
+const resumed = (r: BenchReport) => r.rows.some((row) => row.resume);
+
+/** bench --resume's cell: the resumed median and its ratio to the row's cold median, or why not. */
+export function resumeCell(row: BenchRow): string {
+  const res = row.resume;
+  if (!res) return "-";
+  if (!res.ready) return `failed: ${res.error ?? "not measured"}`;
+  return `${s2(res.ready.median)}${res.toCold === null ? "" : ` (${s2(res.toCold)}x)`}`;
+}
+
 export function formatTable(r: BenchReport): string {
-  const head = ["variant", "file MB", "raw MB", "build s", "ready s min/med/max", "x floor", "least RAM MiB"];
-  const body = r.rows.map((row) =>
+  const withResume = resumed(r);
+  const head = [
+    "variant",
+    "file MB",
+    "raw MB",
+    "build s",
+    "ready s min/med/max",
+    ...(withResume ? ["resumed s (x cold)"] : []),
+    "x floor",
+    "least RAM MiB",
+  ];
+  const cells = r.rows.map((row) =>
     row.error && !row.ready
       ? [
           row.id,
@@ -65,6 +88,11 @@ export function formatTable(r: BenchReport): string {
           row.leastMiB === null ? (row.error ? `failed: ${row.error}` : "-") : String(row.leastMiB),
         ],
   );
+  // The resumed column goes after the cold ready time; a failed resume's reason is a line below.
+  const body = cells.map((c, i) => {
+    const cell = resumeCell(r.rows[i]!);
+    return withResume ? [...c.slice(0, 5), cell.startsWith("failed") ? "-" : cell, ...c.slice(5)] : c;
+  });
   const widths = head.map((h, i) =>
     Math.max(h.length, ...body.map((b) => (b[i]!.startsWith("failed") ? 0 : b[i]!.length))),
   );
@@ -107,7 +135,7 @@ export function renderSvg(r: BenchReport): string {
   const panels: {
     title: string;
     value: (row: BenchRow) => number | undefined;
-    label: (v: number) => string;
+    label: (v: number, row: BenchRow) => string;
   }[] = [
     {
       title: "image file (MB)",
@@ -115,6 +143,17 @@ export function renderSvg(r: BenchReport): string {
       label: (v) => v.toFixed(2),
     },
     { title: "ready, median (s)", value: (row) => row.ready?.median, label: (v) => v.toFixed(2) },
+    // bench --resume: the same row's snapshot resumed, beside its cold boot.
+    ...(resumed(r)
+      ? [
+          {
+            title: "resumed, median (s, x cold)",
+            value: (row: BenchRow) => row.resume?.ready?.median,
+            label: (v: number, row: BenchRow) =>
+              `${v.toFixed(2)}${row.resume?.toCold == null ? "" : ` (${row.resume.toCold.toFixed(2)}x)`}`,
+          },
+        ]
+      : []),
     { title: "least guest RAM (MiB)", value: (row) => row.leastMiB ?? undefined, label: (v) => String(v) },
   ];
   const labelW = 230;
@@ -160,7 +199,7 @@ export function renderSvg(r: BenchReport): string {
       const w = max > 0 ? Math.max(1, (v / max) * (panelW - 60)) : 1;
       parts.push(
         `<rect class="${row.kind === "slimroot" ? "ours" : "theirs"}" x="${x0}" y="${y}" width="${w.toFixed(1)}" height="${barH}"/>`,
-        `<text class="fg" x="${(x0 + w + 4).toFixed(1)}" y="${y + 12}">${esc(p.label(v))}</text>`,
+        `<text class="fg" x="${(x0 + w + 4).toFixed(1)}" y="${y + 12}">${esc(p.label(v, row))}</text>`,
       );
     });
   });
@@ -225,13 +264,16 @@ function timelinePanel(
 export function formatMarkdown(r: BenchReport): string {
   const ready = (row: BenchRow) =>
     row.ready ? `${s2(row.ready.min)} / ${s2(row.ready.median)} / ${s2(row.ready.max)}` : "-";
+  // bench --resume: one more column after the cold ready time.
+  const res = (row: BenchRow) =>
+    resumed(r) ? ` ${resumeCell(row).startsWith("failed") ? "-" : resumeCell(row)} |` : "";
   const out = [
-    "| variant | file MB | raw MB | build s | ready s (min / median / max) | x floor | least RAM MiB |",
-    "|---|---:|---:|---:|---:|---:|---:|",
+    `| variant | file MB | raw MB | build s | ready s (min / median / max) |${resumed(r) ? " resumed s (x cold) |" : ""} x floor | least RAM MiB |`,
+    `|---|---:|---:|---:|---:|${resumed(r) ? "---:|" : ""}---:|---:|`,
     ...r.rows.map((row) =>
       row.error && !row.ready
-        ? `| ${row.id} | ${row.bytes ? mb(row.bytes.file) : "-"} | ${row.bytes ? mb(row.bytes.raw) : "-"} | ${row.buildSeconds === null ? "-" : s2(row.buildSeconds)} | failed: ${row.error.replace(/\|/g, "\\|")} | | |`
-        : `| ${row.id} | ${row.bytes ? mb(row.bytes.file) : "-"} | ${row.bytes ? mb(row.bytes.raw) : "-"} | ${row.buildSeconds === null ? "-" : s2(row.buildSeconds)} | ${ready(row)} | ${row.readyToFloor === null ? "-" : `${s2(row.readyToFloor)}x`} | ${row.leastMiB ?? (row.error ? `failed: ${row.error.replace(/\|/g, "\\|")}` : "-")} |`,
+        ? `| ${row.id} | ${row.bytes ? mb(row.bytes.file) : "-"} | ${row.bytes ? mb(row.bytes.raw) : "-"} | ${row.buildSeconds === null ? "-" : s2(row.buildSeconds)} | failed: ${row.error.replace(/\|/g, "\\|")} |${res(row)} | |`
+        : `| ${row.id} | ${row.bytes ? mb(row.bytes.file) : "-"} | ${row.bytes ? mb(row.bytes.raw) : "-"} | ${row.buildSeconds === null ? "-" : s2(row.buildSeconds)} | ${ready(row)} |${res(row)} ${row.readyToFloor === null ? "-" : `${s2(row.readyToFloor)}x`} | ${row.leastMiB ?? (row.error ? `failed: ${row.error.replace(/\|/g, "\\|")}` : "-")} |`,
     ),
     "",
     ...sizings(r).map((l) => `- ${l}`),

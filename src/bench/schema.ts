@@ -26,6 +26,21 @@ export interface BenchRow {
   sizing?: string;
   /** bench --timeline: one more boot of a slimroot row with `run --timeline`, cut into phases (phases.ts). */
   timeline?: BootPhases;
+  /** bench --resume: a slimroot row's snapshot, resumed as often as it was booted. */
+  resume?: ResumeResult;
+  error?: string;
+}
+
+/**
+ * `slimroot snapshot` of the row's file once its app was ready, then `slimroot run APP.snap`
+ * timed as a cold boot is (from starting slimroot run to every probe passed).
+ */
+export interface ResumeResult {
+  /** The snapshot file's bytes. */
+  bytes: number | null;
+  ready: Stats | null;
+  /** ready.median / the same row's cold ready.median, in the same run. */
+  toCold: number | null;
   error?: string;
 }
 
@@ -176,6 +191,17 @@ export const BENCH_JSON_SCHEMA = {
               phases: { type: "array", items: named },
               readyMs: num,
               slowestInitcalls: { type: "array", items: named },
+            },
+          },
+          resume: {
+            type: "object",
+            additionalProperties: false,
+            required: ["bytes", "ready", "toCold"],
+            properties: {
+              bytes: nullable({ type: "integer", minimum: 0 }),
+              ready: nullable(stats),
+              toCold: nullable(num),
+              error: { type: "string" },
             },
           },
           error: { type: "string" },

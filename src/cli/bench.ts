@@ -59,6 +59,10 @@ export function registerBench(program: Command): void {
       "--timeline",
       "one more boot of each slimroot variant with run --timeline: its phases (kernel, initcalls, root ready, init, app to probe) in the table, JSON and SVG",
     )
+    .option(
+      "--resume",
+      "also snapshot each slimroot variant once ready (slimroot snapshot, the first probe) and time --runs resumes of it: resumed ready time and its ratio to the cold one, in the table, JSON and SVG",
+    )
     .option("--boot-timeout <duration>", "longest wait for one boot to be ready", "2m")
     .option("--keep <glob>", "passed to build: also keep these image paths (repeatable)", collect)
     .option("--json <file>", "write the results as JSON (schema: docs/bench.md)")
@@ -68,6 +72,8 @@ export function registerBench(program: Command): void {
     const runs = Number(opts.runs);
     if (!(Number.isInteger(runs) && runs >= 1 && runs <= 100))
       throw new UserError(`--runs ${opts.runs}: expected 1 to 100`);
+    if (opts.resume && probes.length === 0)
+      throw new UserError("--resume: needs a --probe (a snapshot is taken once the app passes it)");
     const mem = opts.mem === undefined ? undefined : Number(opts.mem);
     if (mem !== undefined && !(Number.isInteger(mem) && mem >= 8))
       throw new UserError(`--mem ${opts.mem}: expected MiB, at least 8`);
@@ -111,6 +117,7 @@ export function registerBench(program: Command): void {
         ram: opts.ram !== false,
         conventional: opts.conventional !== false,
         ...(opts.timeline ? { timeline: true } : {}),
+        ...(opts.resume ? { resume: true } : {}),
         imageArgs: imageArgs(opts),
         command,
         insecure: Boolean(opts.insecure),

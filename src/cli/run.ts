@@ -148,7 +148,7 @@ export function registerRun(program: Command): void {
     .option("--vsock <cid>", "firecracker: add a vsock device with this guest CID (3 or more)")
     .option(
       "--timeline",
-      "after the run, print on stderr where the boot's time went (VMM, kernel, initcalls, init, app); boots with every kernel message on the console",
+      "after the run, print on stderr where the boot's time went (VMM, kernel, initcalls, init, app); boots with every kernel message on the console. With APP.snap: where the resume's time went, once the app continues",
     )
     .option(
       "--dry-run",

@@ -204,6 +204,7 @@ export async function waitForProbe(
   deadline: number,
   gone: () => string | undefined,
   httpMs = ATTEMPT_MS,
+  retryMs = RETRY_MS,
 ): Promise<void> {
   let why: string | undefined;
   for (;;) {
@@ -214,6 +215,6 @@ export async function waitForProbe(
     if (why === undefined) return;
     if (Date.now() >= deadline)
       throw new ProbeFailure(`probe ${p.spec}: still failing when the time ran out: ${why}`);
-    await new Promise((r) => setTimeout(r, RETRY_MS));
+    await new Promise((r) => setTimeout(r, retryMs));
   }
 }

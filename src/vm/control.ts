@@ -47,8 +47,8 @@ export class ControlChannel {
   }
 
   /** Connects to QEMU's end of the channel, retrying until it exists or `timeoutMs` passes. */
-  static async connect(path: string, timeoutMs = 10_000): Promise<ControlChannel> {
-    return new ControlChannel(await retrying(timeoutMs, 20, () => connectUnix(path)));
+  static async connect(path: string, timeoutMs = 10_000, stepMs = 20): Promise<ControlChannel> {
+    return new ControlChannel(await retrying(timeoutMs, stepMs, () => connectUnix(path)));
   }
 
   /** Sends one request and waits for a reply that is `expect`, or starts with it and a space (returns the rest); else throws. */

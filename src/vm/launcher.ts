@@ -15,6 +15,13 @@ export type { Disk, DiskBoot } from "./disks.js";
 export { RunFailure } from "./failure.js";
 export { VMMS, type Vmm } from "./plan.js";
 
+/** What run.ts gives a resume's `started`. */
+export interface ResumeSteps {
+  /** The checks a resume must pass (resume.ts checkResume), run while the VMM starts: nothing is loaded before they pass. */
+  checked: Promise<void>;
+  mark: (step: "vmmUp" | "loaded" | "resumed") => void;
+}
+
 /** A prepared VM: its files are written, the command is ready to start. */
 export interface Launch {
   /** For messages: "QEMU", "Firecracker". */
@@ -34,8 +41,12 @@ export interface Launch {
   log?: string;
   /** QEMU with the snapshot control channel: its QMP socket and the channel's socket (control.ts). */
   control?: { qmpSocket: string; channel: string };
-  /** Run once the VMM has started (a resume: the guest made a machine of its own); its failure ends the VM. */
-  started?: () => Promise<void>;
+  /**
+   * Run once the VMM has started (a resume: the state loaded once `checked` resolves, then the
+   * guest made a machine of its own); its failure ends the VM. `mark` records its steps as they
+   * pass (a resume's timeline, timeline.ts).
+   */
+  started?: (resume: ResumeSteps) => Promise<void>;
 }
 
 export interface Launcher {

@@ -2,8 +2,8 @@
 import { shellQuote } from "../util/shell.js";
 import { toolNotFound } from "../util/tools.js";
 import { ControlChannel, resumeRequest } from "./control.js";
-import { type Launcher, RunFailure, writeInitrd } from "./launcher.js";
-import { checkPortsFree } from "./ports.js";
+import { type Launcher, type ResumeSteps, RunFailure, writeInitrd } from "./launcher.js";
+import { checkPortsFree, hostfwd, type PortForward } from "./ports.js";
 import { qemuCommand } from "./qemu.js";
 import { Qmp } from "./qmp.js";
 import { pressCtrlAltDel } from "./stop.js";
@@ -29,12 +29,13 @@ export const qemuLauncher: Launcher = {
       cmdline: plan.cmdline,
       memMiB: plan.memory.mib,
       cpus: plan.cpus,
-      forwards,
+      // A resume's forwards are added once the guest runs (resumeGuest).
+      forwards: resume ? [] : forwards,
       qmpSocket,
       drives: plan.disks.map((d) => ({ file: d.path, readOnly: d.readOnly })),
       ...(controlSocket ? { controlSocket } : {}),
-      // The snapshot file is zstd frames behind a skippable header frame (artifact/snapshot.ts).
-      ...(resume ? { incoming: `exec:${shellQuote(["zstd", "-dcq", "--", resume.snapshot])}` } : {}),
+      // QEMU starts while run checks the snapshot's files; resumeGuest gives it the state after.
+      ...(resume ? { incoming: "defer" } : {}),
     });
     return {
       vmmName: "QEMU",
@@ -47,39 +48,79 @@ export const qemuLauncher: Launcher = {
       requestStop: (deadline, exited) => pressCtrlAltDel(qmpSocket, qemu.machine, deadline, exited),
       notFound: toolNotFound(command[0]!),
       ...(controlSocket ? { control: { qmpSocket, channel: controlSocket } } : {}),
-      ...(resume && controlSocket ? { started: () => resumeGuest(qmpSocket, controlSocket) } : {}),
+      ...(resume && controlSocket
+        ? {
+            started: (steps) =>
+              resumeGuest({ qmpSocket, channel: controlSocket, snapshot: resume.snapshot, forwards }, steps),
+          }
+        : {}),
     };
   },
 };
 
+/** A resume's QMP and control sockets, its snapshot file and this run's forwards. */
+interface ResumeVm {
+  qmpSocket: string;
+  channel: string;
+  snapshot: string;
+  forwards: readonly PortForward[];
+}
+
+/** QEMU's sockets appear within a few ms of each other: asked often, a resume does not wait on the asking. */
+const POLL_MS = 5;
+
 /**
- * Once QEMU has loaded the saved state and runs it, the guest init makes it a machine of its
- * own (fresh entropy, the host's clock) before its processes continue (init/control.c).
+ * QEMU was started with `-incoming defer` while run checked the snapshot's files (resume.ts).
+ * Once they pass, QEMU reads the state (the snapshot file is zstd frames behind a skippable
+ * header frame, artifact/snapshot.ts), and the guest init makes it a machine of its own (fresh
+ * entropy, the host's clock) before its processes continue (init/control.c). Only then are
+ * this run's ports forwarded: a connection QEMU's user network accepts while the guest is not
+ * running is lost to the guest and waits seconds on the forwarder's retransmission, where a
+ * refused one is retried at once by any client.
  */
-async function resumeGuest(qmpSocket: string, channel: string): Promise<void> {
-  const qmp = await Qmp.connect(qmpSocket, RESUME_ANSWER_MS);
+async function resumeGuest(vm: ResumeVm, { checked, mark }: ResumeSteps): Promise<void> {
+  const qmp = await Qmp.connect(vm.qmpSocket, RESUME_ANSWER_MS, POLL_MS);
+  mark("vmmUp");
+  let control: ControlChannel | undefined;
   try {
+    await checked;
+    await qmp.execute("migrate-incoming", {
+      uri: `exec:${shellQuote(["zstd", "-dcq", "--", vm.snapshot])}`,
+    });
     const deadline = Date.now() + RESUME_ANSWER_MS;
     for (;;) {
       const st = (await qmp.execute("query-status")) as { status?: string };
-      if (st.status === "running") break;
+      if (st.status === "running") {
+        mark("loaded");
+        break;
+      }
       // The state was saved paused (snapshot/take.ts stops the VM first): loaded, it waits for us.
       if (st.status === "paused") {
+        mark("loaded");
         await qmp.execute("cont");
         break;
       }
       if (st.status !== "inmigrate" && st.status !== "prelaunch")
         throw new RunFailure(`the snapshot did not resume: QEMU is ${st.status ?? "in an unknown state"}`);
       if (Date.now() > deadline) throw new RunFailure("the snapshot did not load in time");
-      await new Promise((r) => setTimeout(r, 10));
+      await new Promise((r) => setTimeout(r, POLL_MS));
     }
+    // Connected only now: the loaded state holds the port's "host connected" flag as it was
+    // at the snapshot (closed), and a connection made before the load would be overridden by
+    // it, so the guest's answer would find the host side closed and be dropped.
+    control = await ControlChannel.connect(vm.channel, RESUME_ANSWER_MS, POLL_MS);
+    await control.request(resumeRequest(), "resumed", RESUME_ANSWER_MS);
+    for (const f of vm.forwards) {
+      const rule = hostfwd(f).replace(/^hostfwd=/, "");
+      // HMP's hostfwd_add (QMP has none) answers nothing when it worked, its error otherwise.
+      const said = (await qmp.execute("human-monitor-command", {
+        "command-line": `hostfwd_add n0 ${rule}`,
+      })) as string;
+      if (said.trim()) throw new RunFailure(`-p ${f.hostAddr}:${f.hostPort}:${f.guestPort}: ${said.trim()}`);
+    }
+    mark("resumed");
   } finally {
     qmp.close();
-  }
-  const ctl = await ControlChannel.connect(channel);
-  try {
-    await ctl.request(resumeRequest(), "resumed", RESUME_ANSWER_MS);
-  } finally {
-    ctl.close();
+    control?.close();
   }
 }

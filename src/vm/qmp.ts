@@ -36,8 +36,8 @@ export class Qmp {
   }
 
   /** Connects, retrying until QEMU has created the socket or `timeoutMs` passes. */
-  static connect(path: string, timeoutMs = 5000): Promise<Qmp> {
-    return retrying(timeoutMs, 50, async () => {
+  static connect(path: string, timeoutMs = 5000, stepMs = 50): Promise<Qmp> {
+    return retrying(timeoutMs, stepMs, async () => {
       const qmp = new Qmp(await connectUnix(path));
       await qmp.next(); // the greeting
       await qmp.execute("qmp_capabilities");

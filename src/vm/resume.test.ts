@@ -4,7 +4,9 @@
  * of options a snapshot fixed. The boots are in test/snapshot.test.ts.
  */
 import assert from "node:assert/strict";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -20,7 +22,7 @@ import { CONTROL_MODULE, CONTROL_PORT_NAME } from "./control.js";
 import type { BootOptions } from "./plan.js";
 import { kernelNeeds } from "./plan.js";
 import { qemuCommand } from "./qemu.js";
-import { planResume } from "./resume.js";
+import { cachedSha256, planResume } from "./resume.js";
 import { runConfText } from "./runconf.js";
 
 const HEADER: SnapshotHeader = {
@@ -142,9 +144,41 @@ test("a resume refuses, in one line, the options the snapshot fixed", async () =
     header: HEADER,
     streamOffset: 1,
   };
-  await assert.rejects(
-    planResume(a, { ...OPTIONS, memMiB: 512, env: ["A=1"] }, 0),
+  assert.throws(
+    () => planResume(a, { ...OPTIONS, memMiB: 512, env: ["A=1"] }, 0),
     /app\.snap: --mem, -e: fixed when the snapshot was made/,
   );
-  await assert.rejects(planResume(a, OPTIONS, 1), /app\.snap: --volume: fixed when the snapshot was made/);
+  assert.throws(() => planResume(a, OPTIONS, 1), /app\.snap: --volume: fixed when the snapshot was made/);
+  // --timeline is a resume's own (where its time went), not fixed.
+  assert.equal(planResume(a, { ...OPTIONS, timeline: true }, 0).resume?.snapshot.endsWith("app.snap"), true);
+});
+
+test("a checked file's sha256 is remembered by its inode and times, never across a change", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "slimroot-digest-test-"));
+  const saved = process.env.SLIMROOT_CACHE;
+  process.env.SLIMROOT_CACHE = join(dir, "cache");
+  try {
+    const file = join(dir, "vmlinux");
+    await writeFile(file, "kernel one");
+    const sha = (text: string) => createHash("sha256").update(text).digest("hex");
+    // Just written: hashed, not remembered (a change in the same clock tick could hide).
+    assert.equal((await cachedSha256(file)).sha256, sha("kernel one"));
+    assert.equal(existsSync(join(dir, "cache", "digests.json")), false);
+    // Settled: remembered, and what is remembered is what is answered.
+    await new Promise((r) => setTimeout(r, 2100));
+    assert.deepEqual(await cachedSha256(file), { sha256: sha("kernel one"), bytes: 10 });
+    const cache = join(dir, "cache", "digests.json");
+    const [key] = Object.keys(JSON.parse(await readFile(cache, "utf8")) as object);
+    await writeFile(cache, JSON.stringify({ [key!]: "f".repeat(64) }));
+    assert.equal((await cachedSha256(file)).sha256, "f".repeat(64));
+    // The same size written again, its mtime set back: another ctime, hashed again.
+    const st = await stat(file);
+    await writeFile(file, "kernel two");
+    await utimes(file, st.atime, st.mtime);
+    assert.equal((await cachedSha256(file)).sha256, sha("kernel two"));
+  } finally {
+    if (saved === undefined) delete process.env.SLIMROOT_CACHE;
+    else process.env.SLIMROOT_CACHE = saved;
+    await rm(dir, { recursive: true, force: true });
+  }
 });

@@ -1,10 +1,11 @@
 /**
  * `slimroot run APP.snap`: the plan of a resume. The machine is the one the snapshot's plan
  * describes (artifact/snapshot.ts holds it), with this run's port forwards and stop policy,
- * started with QEMU's `-incoming` instead of a boot. Everything is checked before QEMU
- * starts, each refusal one line: the same QEMU version as the one that saved it, the kernel
- * file and every disk present with the digest the snapshot names (a VM's RAM holds the page
- * cache of its disks, so a disk that changed since would be read wrong).
+ * started with QEMU's `-incoming defer` instead of a boot. Everything is checked before QEMU
+ * reads any state (run starts QEMU beside the checks, to overlap its start-up), each refusal
+ * one line: the same QEMU version as the one that saved it, the kernel file and every disk
+ * present with the digest the snapshot names (a VM's RAM holds the page cache of its disks,
+ * so a disk that changed since would be read wrong).
  */
 import { execFile } from "node:child_process";
 import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
@@ -19,10 +20,9 @@ import { RunFailure } from "./failure.js";
 import type { BootOptions, BootPlan } from "./plan.js";
 import { qemuBinary } from "./qemu.js";
 
-/** The file's sha256 and size. */
+/** The file's sha256 and size (remembered for its resumes, cachedSha256). */
 export async function nameByDigest(path: string): Promise<NamedFile> {
-  const [sha256, st] = await Promise.all([fileSha256(path), stat(path)]);
-  return { path, sha256, bytes: st.size };
+  return { path, ...(await cachedSha256(path)) };
 }
 
 /** `qemu-system-* --version`'s first line: what a snapshot is tied to. */
@@ -38,6 +38,47 @@ export async function qemuVersion(arch: Arch): Promise<{ binary: string; version
 }
 
 /**
+ * A small JSON map in the cache root, for what a resume would otherwise compute again each time.
+ * A cache, not an output: written whole through a temp name, at most `max` entries (the newest);
+ * a damaged or lost file only costs the next resume the work.
+ */
+function jsonCache<T>(name: string, max: number, valid: (v: unknown) => v is T) {
+  // Where the cache root is now ($SLIMROOT_CACHE may change between calls in tests).
+  const path = () => join(cacheRoot(), name);
+  const read = async (): Promise<Record<string, unknown>> => {
+    try {
+      const v = JSON.parse(await readFile(path(), "utf8")) as unknown;
+      return typeof v === "object" && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
+    } catch {
+      return {};
+    }
+  };
+  return {
+    async get(key: string): Promise<T | undefined> {
+      const hit = (await read())[key];
+      return valid(hit) ? hit : undefined;
+    },
+    async set(key: string, value: T): Promise<void> {
+      const entries = Object.entries({ ...(await read()), [key]: value });
+      const file = path();
+      const tmp = `${file}.${process.pid}.tmp`;
+      await mkdir(dirname(file), { recursive: true })
+        .then(() => writeFile(tmp, JSON.stringify(Object.fromEntries(entries.slice(-max)))))
+        .then(() => rename(tmp, file))
+        .catch(() => rm(tmp, { force: true }));
+    },
+  };
+}
+
+const qemuVersions = jsonCache(
+  "qemu-versions.json",
+  64,
+  (v): v is { binary: string; version: string } =>
+    typeof (v as { version?: unknown } | undefined)?.version === "string" &&
+    typeof (v as { binary?: unknown }).binary === "string",
+);
+
+/**
  * qemuVersion, remembered per binary (path, inode, size, mtime) in the cache: starting QEMU to
  * ask costs a resume a few hundred milliseconds on a busy host. An upgraded QEMU is another file.
  */
@@ -46,23 +87,40 @@ async function knownQemuVersion(arch: Arch): Promise<{ binary: string; version: 
   const st = exe ? await stat(exe).catch(() => undefined) : undefined;
   if (!st) return qemuVersion(arch);
   const key = `${exe}:${st.ino}:${st.size}:${st.mtimeMs}`;
-  const file = join(cacheRoot(), "qemu-versions.json");
-  let known: Record<string, unknown> = {};
-  try {
-    known = (JSON.parse(await readFile(file, "utf8")) as Record<string, unknown> | null) ?? {};
-  } catch {
-    // none yet, or damaged: asked again
-  }
-  const hit = known[key] as { binary: string; version: string } | undefined;
-  if (typeof hit?.version === "string" && typeof hit.binary === "string") return hit;
+  const hit = await qemuVersions.get(key);
+  if (hit) return hit;
   const v = await qemuVersion(arch);
-  // A cache, not an output: written whole through a temp name; a failure only costs the next resume.
-  const tmp = `${file}.${process.pid}.tmp`;
-  await mkdir(dirname(file), { recursive: true })
-    .then(() => writeFile(tmp, JSON.stringify({ ...known, [key]: v })))
-    .then(() => rename(tmp, file))
-    .catch(() => rm(tmp, { force: true }));
+  await qemuVersions.set(key, v);
   return v;
+}
+
+const digests = jsonCache(
+  "digests.json",
+  256,
+  (v): v is string => typeof v === "string" && /^[0-9a-f]{64}$/.test(v),
+);
+
+/** A file is remembered only once its last change is this old: a later change gets a later ctime. */
+const SETTLED_NS = 2_000_000_000n;
+
+/**
+ * The sha256 of a file a resume checks (a 17.8 MB vmlinux costs a busy host 0.1-0.2 s),
+ * remembered by what the kernel says of the file: device, inode, size, mtime and ctime in ns.
+ * Any write or utime changes ctime, which no caller can set back; so a hit is the same bytes.
+ * A file changed in the last 2 s is hashed and not remembered, so a change in the same clock
+ * tick as the one before cannot hide behind an equal ctime (git's "racy" rule).
+ */
+export async function cachedSha256(path: string): Promise<{ sha256: string; bytes: number }> {
+  const st = await stat(path, { bigint: true });
+  const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  const hit = await digests.get(key);
+  if (hit) return { sha256: hit, bytes: Number(st.size) };
+  const startedNs = BigInt(Date.now()) * 1_000_000n;
+  const sha256 = await fileSha256(path);
+  const after = await stat(path, { bigint: true });
+  const same = after.ctimeNs === st.ctimeNs && after.size === st.size;
+  if (same && startedNs - st.ctimeNs > SETTLED_NS) await digests.set(key, sha256);
+  return { sha256, bytes: Number(after.size) };
 }
 
 /** The snapshot `image` is, or undefined when it is something else. */
@@ -82,7 +140,7 @@ async function checkNamed(f: NamedFile, what: string, snap: string): Promise<voi
   const st = await stat(f.path).catch(() => undefined);
   if (!st?.isFile())
     throw new RunFailure(`${snap}: its ${what} ${f.path} is missing; the snapshot cannot resume`);
-  const now = st.size === f.bytes ? await nameByDigest(f.path) : undefined;
+  const now = st.size === f.bytes ? await cachedSha256(f.path) : undefined;
   if (now?.sha256 !== f.sha256)
     throw new RunFailure(
       `${snap}: its ${what} ${f.path} changed since the snapshot was made (sha256 ${now ? `${now.sha256.slice(0, 12)}…` : `size ${st.size}`}, saved with ${f.sha256.slice(0, 12)}…); refusing to resume`,
@@ -98,33 +156,22 @@ function fixedOptions(o: BootOptions): string[] {
     o.env.length > 0 && "-e",
     o.args !== undefined && "a command",
     o.readOnlyFlag && "--read-only",
-    o.timeline && "--timeline",
     o.vmm !== "qemu" && `--vmm ${o.vmm}`,
   ].filter((x): x is string => typeof x === "string");
 }
 
-/** The resume's plan, after every check (the QEMU version, the kernel, the disks). */
-export async function planResume(a: SnapshotArtifact, o: BootOptions, volumes: number): Promise<BootPlan> {
+/**
+ * The resume's plan: the snapshot's own, with this run's forwards and stop policy. Options a
+ * snapshot fixed are refused here, before anything starts; the files are checked by
+ * checkResume, which run starts beside QEMU and waits for before QEMU reads any state.
+ */
+export function planResume(a: SnapshotArtifact, o: BootOptions, volumes: number): BootPlan {
   const h = a.header;
   const fixed = [...fixedOptions(o), ...(volumes ? ["--volume"] : [])];
   if (fixed.length)
     throw new RunFailure(
-      `${a.path}: ${fixed.join(", ")}: fixed when the snapshot was made (resume takes -p, --timeout, --stop-timeout)`,
+      `${a.path}: ${fixed.join(", ")}: fixed when the snapshot was made (resume takes -p, --timeout, --stop-timeout, --timeline)`,
     );
-  // Asked while the files are hashed (QEMU takes a while to load its libraries), once per binary.
-  const asked = knownQemuVersion(h.arch);
-  asked.catch(() => {});
-  const files = Promise.all([
-    checkNamed(h.kernel, "kernel", a.path),
-    ...h.disks.map((d) => checkNamed(d, "disk", a.path)),
-  ]);
-  files.catch(() => {});
-  const qemu = await asked;
-  if (qemu.version !== h.qemu.version)
-    throw new RunFailure(
-      `${a.path}: made by ${h.qemu.version}, this host has ${qemu.version}; a snapshot resumes only on the QEMU that made it`,
-    );
-  await files;
   const saved = h.plan as unknown as BootPlan;
   return {
     ...saved,
@@ -141,4 +188,26 @@ export async function planResume(a: SnapshotArtifact, o: BootOptions, volumes: n
     control: true,
     resume: { snapshot: resolve(a.path) },
   };
+}
+
+/**
+ * Every check before a resume loads its state, each refusal one line, in this order: the QEMU
+ * version, the kernel file, each disk (missing, or another sha256).
+ */
+export async function checkResume(a: SnapshotArtifact): Promise<void> {
+  const h = a.header;
+  // Asked while the files are hashed (QEMU takes a while to load its libraries), once per binary.
+  const asked = knownQemuVersion(h.arch);
+  asked.catch(() => {});
+  const files = Promise.all([
+    checkNamed(h.kernel, "kernel", a.path),
+    ...h.disks.map((d) => checkNamed(d, "disk", a.path)),
+  ]);
+  files.catch(() => {});
+  const qemu = await asked;
+  if (qemu.version !== h.qemu.version)
+    throw new RunFailure(
+      `${a.path}: made by ${h.qemu.version}, this host has ${qemu.version}; a snapshot resumes only on the QEMU that made it`,
+    );
+  await files;
 }

@@ -28,8 +28,15 @@ import { type BootOptions, type BootPlan, describePlan, planBoot, type Vmm } fro
 import { qemuBinary } from "./qemu.js";
 import { qemuLauncher } from "./qemu-launcher.js";
 import { GuestReport } from "./report.js";
-import { planResume, snapshotOf } from "./resume.js";
-import { buildTimeline, type ConsoleLine, describeTimeline, type Timeline } from "./timeline.js";
+import { checkResume, planResume, snapshotOf } from "./resume.js";
+import {
+  buildTimeline,
+  type ConsoleLine,
+  describeTimeline,
+  type ResumeMarks,
+  resumeTimeline,
+  type Timeline,
+} from "./timeline.js";
 
 export { RunFailure };
 
@@ -76,6 +83,7 @@ export interface RunRequest extends Omit<BootOptions, "vmm" | "reportKey"> {
 
 /** Runs the image; resolves with the exit status for `slimroot run`. */
 export async function runImage(req: RunRequest): Promise<number> {
+  const runAt = performance.now();
   if (req.outDir !== undefined && !req.dryRun) throw new UserError("-o DIR: only with --dry-run");
   if (req.json && !req.dryRun) throw new UserError("--json: only with --dry-run");
   // A snapshot is resumed (resume.ts): its init already holds its report key.
@@ -94,8 +102,10 @@ export async function runImage(req: RunRequest): Promise<number> {
   let out: OutputDir | undefined;
   try {
     const plan = snapshot
-      ? await planResume(snapshot, options, req.volumes?.length ?? 0)
+      ? planResume(snapshot, options, req.volumes?.length ?? 0)
       : planBoot(await bootFacts(req.image, req.volumes ?? [], options, work), options);
+    // A resume's files are checked while QEMU starts; it loads no state before they pass.
+    const checks = snapshot ? timedChecks(checkResume(snapshot)) : undefined;
     // The VMM is run last, after the kernel and initrd are ready: said missing at once instead.
     // (Firecracker is no Debian package: its launcher's preflight says where to get it.)
     if (!req.dryRun && plan.vmm === "qemu") requireTools("run", [qemuBinary(plan.arch)]);
@@ -116,6 +126,7 @@ export async function runImage(req: RunRequest): Promise<number> {
       for (const n of plan.notes) req.stderr.write(`slimroot: ${n}\n`);
     };
     if (req.dryRun) {
+      await checks;
       keep = req.outDir === undefined;
       notes();
       for (const line of describePlan(plan)) req.stderr.write(`slimroot: plan: ${line}\n`);
@@ -139,10 +150,11 @@ export async function runImage(req: RunRequest): Promise<number> {
     }
     notes();
     // A kernel without kallsyms (slimroot's) names its initcalls by address.
-    const symbols = req.timeline
-      ? await bootKernelSymbols(plan.kernel.path, plan.kernel.format === "elf")
-      : undefined;
-    return await boot(req, plan, launch, report, symbols);
+    const symbols =
+      req.timeline && !plan.resume
+        ? await bootKernelSymbols(plan.kernel.path, plan.kernel.format === "elf")
+        : undefined;
+    return await boot(req, plan, launch, report, { runAt, checks }, symbols);
   } finally {
     await out?.discard();
     if (!keep) await rm(scratch, { recursive: true, force: true });
@@ -150,6 +162,13 @@ export async function runImage(req: RunRequest): Promise<number> {
     untrackTempPath(scratch);
     untrackTempPath(work);
   }
+}
+
+/** The checks' promise, resolving with when they passed (performance.now()). */
+function timedChecks(checks: Promise<void>): Promise<number> {
+  const p = checks.then(() => performance.now());
+  p.catch(() => {}); // awaited where it is used; an early failure is not unhandled
+  return p;
 }
 
 /** What a run reads from the host, which its files must never replace. */
@@ -186,6 +205,7 @@ function boot(
   plan: BootPlan,
   p: Launch,
   report: GuestReport,
+  resume: { runAt: number; checks: Promise<number> | undefined },
   symbols?: ReadonlyMap<bigint, string>,
 ): Promise<number> {
   const [binary, ...args] = guardedCommand(p) as [string, ...string[]];
@@ -193,7 +213,7 @@ function boot(
   // gracefully instead of the VMM dying on the spot.
   const spawnedAt = performance.now();
   const child = spawn(binary, args, { stdio: ["ignore", "pipe", "pipe"], detached: true });
-  const timed = req.timeline ? timeConsole(child.stdout, spawnedAt) : undefined;
+  const timed = req.timeline && !plan.resume ? timeConsole(child.stdout, spawnedAt) : undefined;
   let vmmStderr = "";
   // The console's last bytes: a panic line may come split over several chunks.
   let consoleTail = "";
@@ -267,9 +287,23 @@ function boot(
   let hostDone = false;
   let hostError: Error | undefined;
   const attached = req.attached;
+  // A resume's steps, for its timeline: printed as soon as the app continues.
+  const marks: Partial<ResumeMarks> = { run: resume.runAt, spawned: spawnedAt };
+  const mark = (step: "vmmUp" | "loaded" | "resumed") => {
+    marks[step] = performance.now();
+    if (step === "resumed" && req.timeline && plan.resume) {
+      const tl = resumeTimeline(marks as ResumeMarks);
+      for (const l of describeTimeline(tl)) req.stderr.write(`slimroot: ${l}\n`);
+      req.onTimeline?.({ ...tl, vmmStartEpochMs: performance.timeOrigin + spawnedAt });
+    }
+  };
   if (p.started || attached)
     (async () => {
-      await p.started?.();
+      const checked = (resume.checks ?? Promise.resolve(spawnedAt)).then((at) => {
+        marks.checked = at;
+      });
+      checked.catch(() => {}); // awaited by started, once QEMU is up
+      await p.started?.({ checked, mark });
       if (attached && p.control) {
         await attached(p.control, plan, () => exited);
         hostDone = true;
@@ -285,7 +319,13 @@ function boot(
     child.on("error", (err: NodeJS.ErrnoException) => {
       spawnError = err;
     });
-    child.on("close", (code, signal) => {
+    child.on("close", async (code, signal) => {
+      // A refused resume is its check's one line, whatever QEMU did meanwhile.
+      const refused = await resume.checks?.then(
+        () => undefined,
+        (err: Error) => err,
+      );
+      if (refused) hostError = refused;
       exited = true;
       for (const t of timers) clearTimeout(t);
       process.off("exit", killOnExit);

@@ -8,6 +8,7 @@ import {
   type ConsoleLine,
   describeTimeline,
   initcalls,
+  resumeTimeline,
   type Timeline,
   type TimelineInput,
   timelineCmdline,
@@ -152,5 +153,45 @@ describe("timeline", () => {
       `SLIMROOT_TIME init 1\nSLIMROOT_REPORT ${"ab".repeat(16)}\nSLIMROOT_TIME init 42\nSLIMROOT_TIME app 50\n`,
     );
     assert.deepEqual(r.times, { init: 42, app: 50 });
+  });
+});
+
+describe("resume timeline", () => {
+  const marks = { run: 400, spawned: 450, vmmUp: 700, checked: 650, loaded: 1000, resumed: 1100 };
+
+  test("slimroot's steps before QEMU, then QEMU's and the guest's, summing to the total; checks beside QEMU's start", () => {
+    const tl = resumeTimeline(marks);
+    assertWhole(tl);
+    assert.equal(tl.totalMs, 650);
+    assert.deepEqual(
+      tl.segments.map((s) => [s.id, s.ms]),
+      [
+        ["vmm", 250],
+        // The checks were done before QEMU was up: QEMU waited for nothing.
+        ["checks", 0],
+        ["load", 300],
+        ["reseed", 100],
+      ],
+    );
+    // Before QEMU: from the process's start, ending where QEMU was spawned.
+    assert.deepEqual(
+      tl.before!.map((s) => [s.id, s.startMs, s.ms]),
+      [
+        ["cli", -450, 400],
+        ["prepare", -50, 50],
+      ],
+    );
+    const text = describeTimeline(tl).join("\n");
+    assert.match(text, /^resume timeline/);
+    assert.match(text, /total 1100 ms from slimroot's start \(450 ms before QEMU, 650 ms after\)/);
+  });
+
+  test("checks slower than QEMU's start are a segment of their own", () => {
+    const tl = resumeTimeline({ ...marks, checked: 900 });
+    assertWhole(tl);
+    assert.deepEqual(
+      tl.segments.map((s) => s.ms),
+      [250, 200, 100, 100],
+    );
   });
 });

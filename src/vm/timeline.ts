@@ -37,7 +37,14 @@ export type SegmentId =
   | "to-init"
   | "init"
   | "app"
-  | "report";
+  | "report"
+  // A resume (resumeTimeline): slimroot's own steps before the VMM, then QEMU's, then the guest's.
+  | "cli"
+  | "prepare"
+  | "vmm"
+  | "checks"
+  | "load"
+  | "reseed";
 
 export interface Segment {
   id: SegmentId;
@@ -64,6 +71,8 @@ export interface Timeline {
   initcalls: Initcall[];
   /** The host's wall clock (Unix ms) when the VMM was spawned: puts another process's times (bench's probe) on this timeline. */
   vmmStartEpochMs?: number;
+  /** A resume: slimroot's own steps before the VMM was spawned (negative starts), in order, ending at 0. */
+  before?: Segment[];
 }
 
 /** Set by a program driving `run --timeline` (bench): the file run writes the Timeline to, as JSON. */
@@ -182,10 +191,82 @@ export function buildTimeline(input: TimelineInput): Timeline {
   return { segments, totalMs: input.endMs, offsetMs, initcalls: initcalls(input.lines, input.symbols) };
 }
 
+/**
+ * A resume's host marks (run.ts, qemu-launcher.ts), ms on this process's performance clock,
+ * whose 0 is the process's start (Node's timeOrigin).
+ */
+export interface ResumeMarks {
+  /** runImage began: Node, the CLI's modules and its options are behind. */
+  run: number;
+  /** QEMU spawned (the snapshot's header read, the VM's directory written, the ports checked). */
+  spawned: number;
+  /** QEMU's QMP socket answered. */
+  vmmUp: number;
+  /** Every check passed (QEMU's version, the kernel's and disks' digests), run beside QEMU's start. */
+  checked: number;
+  /** QEMU had loaded the saved state (paused, waiting for us). */
+  loaded: number;
+  /** The init answered "resumed" (pool reseeded, clock set, the app's processes continued) and the ports were forwarded. */
+  resumed: number;
+}
+
+/**
+ * `run APP.snap --timeline`: where a resume's time went, all on the host clock (no kernel
+ * boots, so the console has no milestones). Segments run from the VMM's spawn to the app
+ * reachable; `before` is what slimroot did first, from the process's start. The checks run
+ * beside QEMU's start: only the time QEMU waited for them is a segment.
+ */
+export function resumeTimeline(m: ResumeMarks): Timeline {
+  const seg = (id: SegmentId, what: string, from: number, to: number): Segment => ({
+    id,
+    what,
+    startMs: from - m.spawned,
+    ms: to - from,
+    clock: "host",
+  });
+  const at = [m.run, m.spawned, m.vmmUp, m.checked, m.loaded, m.resumed];
+  // Clamped to never go back, as a boot's boundaries are.
+  for (let i = 1; i < at.length; i++) at[i] = Math.max(at[i]!, at[i - 1]!);
+  const [run, spawned, vmmUp, checked, loaded, resumed] = at as [
+    number,
+    number,
+    number,
+    number,
+    number,
+    number,
+  ];
+  return {
+    before: [
+      seg("cli", "slimroot's process start until run began (Node, the CLI)", Math.min(0, run), run),
+      seg(
+        "prepare",
+        "the snapshot's header, the VM's directory, the ports, until QEMU was spawned",
+        run,
+        spawned,
+      ),
+    ],
+    segments: [
+      seg("vmm", "QEMU's start, until its QMP socket answered", spawned, vmmUp),
+      seg(
+        "checks",
+        "waiting for the checks (QEMU's version, the kernel's and disks' sha256)",
+        vmmUp,
+        checked,
+      ),
+      seg("load", "loading the saved state (zstd, QEMU's migration stream)", checked, loaded),
+      seg("reseed", "cont, the init's reseed and clock, the ports forwarded", loaded, resumed),
+    ],
+    totalMs: resumed - spawned,
+    offsetMs: undefined,
+    initcalls: [],
+  };
+}
+
 const ms = (n: number) => `${Math.round(n)} ms`;
 
 /** The timeline in words, a line each (run prints them on stderr). */
 export function describeTimeline(tl: Timeline, top = 5): string[] {
+  if (tl.before) return describeResume(tl);
   const width = Math.max(...tl.segments.map((s) => ms(s.ms).length), 4);
   const sum = tl.segments.reduce((n, s) => n + s.ms, 0);
   const clockNote = {
@@ -212,5 +293,17 @@ export function describeTimeline(tl: Timeline, top = 5): string[] {
         ]
       : []),
     "  (a timed boot prints every kernel message and initcall on the serial console, which slows it)",
+  ];
+}
+
+/** A resume's timeline in words (resumeTimeline). */
+function describeResume(tl: Timeline): string[] {
+  const all = [...(tl.before ?? []), ...tl.segments];
+  const width = Math.max(...all.map((s) => ms(s.ms).length), 4);
+  const before = (tl.before ?? []).reduce((n, s) => n + s.ms, 0);
+  return [
+    "resume timeline (ms since QEMU was spawned, host clock)",
+    ...all.map((s) => `  at ${ms(s.startMs).padStart(8)}  ${ms(s.ms).padStart(width)}  ${s.what}`),
+    `  total ${ms(before + tl.totalMs)} from slimroot's start (${ms(before)} before QEMU, ${ms(tl.totalMs)} after); the app answers once the host's network reaches it`,
   ];
 }

@@ -161,11 +161,9 @@ export class ElfFile {
    */
   symbols(names: readonly string[]): Map<string, bigint> {
     const out = new Map<string, bigint>();
-    const symtab = this.sections.find((s) => s.name === ".symtab");
-    const strSection = symtab && this.sections[symtab.link];
-    if (!symtab || !strSection) return out;
-    const syms = sectionBytes(this.at, this.size, symtab, ".symtab");
-    const strtab = sectionBytes(this.at, this.size, strSection, ".strtab");
+    const table = this.symbolTable();
+    if (!table) return out;
+    const { syms, strtab } = table;
     const r = new Reader(syms, this.le, this.is64);
     const entry = this.is64 ? 24 : 16;
     for (const n of names) {
@@ -182,6 +180,17 @@ export class ElfFile {
       }
     }
     return out;
+  }
+
+  /** The bytes of .symtab and of the string table it names, or undefined for a stripped file. */
+  symbolTable(): { syms: Buffer; strtab: Buffer } | undefined {
+    const symtab = this.sections.find((s) => s.name === ".symtab");
+    const strSection = symtab && this.sections[symtab.link];
+    if (!symtab || !strSection) return undefined;
+    return {
+      syms: sectionBytes(this.at, this.size, symtab, ".symtab"),
+      strtab: sectionBytes(this.at, this.size, strSection, ".strtab"),
+    };
   }
 
   /** `length` bytes at `offset` of the file. */

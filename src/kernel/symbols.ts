@@ -2,9 +2,9 @@
  * Names for kernel addresses from an unstripped vmlinux's symbol table: a kernel built without
  * kallsyms (slimroot's own) prints initcalls as bare addresses (`run --timeline`).
  */
-import { readFile } from "node:fs/promises";
+import { open } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { findSection } from "../elf/sections.js";
+import { ElfFile } from "../elf/sections.js";
 import { BUILD_DIR } from "./build.js";
 
 const SYM64 = 24;
@@ -12,21 +12,26 @@ const STT_FUNC = 2;
 
 /**
  * Every function symbol of a little-endian ELF64 vmlinux's .symtab, by address. An unreadable
- * or stripped file gives none.
+ * or stripped file gives none. Only the section table, .symtab and .strtab are read (ElfFile),
+ * not the whole kernel.
  */
 export async function functionSymbols(vmlinux: string): Promise<Map<bigint, string>> {
   const out = new Map<bigint, string>();
-  let symtab: Buffer | undefined;
-  let strtab: Buffer | undefined;
+  let table: { syms: Buffer; strtab: Buffer } | undefined;
   try {
-    const elf = await readFile(vmlinux);
-    if (elf[4] !== 2 || elf[5] !== 1) return out; // ELF64 little-endian only (amd64, arm64)
-    symtab = findSection(elf, ".symtab");
-    strtab = findSection(elf, ".strtab");
+    const fh = await open(vmlinux, "r");
+    try {
+      const elf = new ElfFile(fh.fd, (await fh.stat()).size);
+      if (!elf.is64 || !elf.le) return out; // ELF64 little-endian only (amd64, arm64)
+      table = elf.symbolTable();
+    } finally {
+      await fh.close();
+    }
   } catch {
     return out;
   }
-  if (!symtab || !strtab) return out;
+  if (!table) return out;
+  const { syms: symtab, strtab } = table;
   for (let off = 0; off + SYM64 <= symtab.length; off += SYM64) {
     if ((symtab[off + 4]! & 0xf) !== STT_FUNC) continue;
     const addr = symtab.readBigUInt64LE(off + 8);

@@ -140,7 +140,8 @@ const isNamed = (f: unknown): f is NamedFile => {
 
 function headerProblem(h: SnapshotHeader): string | undefined {
   if (typeof h !== "object" || h === null) return "not an object";
-  if (h.format !== SNAPSHOT_FORMAT) return `format ${String(h.format)}, this slimroot reads ${SNAPSHOT_FORMAT}`;
+  if (h.format !== SNAPSHOT_FORMAT)
+    return `format ${String(h.format)}, this slimroot reads ${SNAPSHOT_FORMAT}`;
   if (h.arch !== "amd64" && h.arch !== "arm64") return "arch";
   if (typeof h.qemu?.version !== "string" || typeof h.qemu.binary !== "string") return "qemu";
   if (!isNamed(h.kernel)) return "kernel";

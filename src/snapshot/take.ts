@@ -17,7 +17,12 @@ import { tmpdir } from "node:os";
 import { basename, join, resolve } from "node:path";
 import { Readable, Writable } from "node:stream";
 import { finished } from "node:stream/promises";
-import { ramFileOf, SNAPSHOT_FORMAT, type SnapshotHeader, snapshotHeaderFrame } from "../artifact/snapshot.js";
+import {
+  ramFileOf,
+  SNAPSHOT_FORMAT,
+  type SnapshotHeader,
+  snapshotHeaderFrame,
+} from "../artifact/snapshot.js";
 import { writeFilesAtomically } from "../output/atomic.js";
 import { checkOutputs } from "../output/output.js";
 import { type Probe, probePorts, waitForProbe } from "../trace/probe.js";
@@ -194,7 +199,12 @@ export async function takeSnapshot(req: SnapshotRequest): Promise<SnapshotResult
       },
     ]);
     const { header, readySeconds } = made!;
-    return { header, fileBytes: fileBytes ?? (await stat(req.output)).size, ramFile: resolve(ramTarget), readySeconds };
+    return {
+      header,
+      fileBytes: fileBytes ?? (await stat(req.output)).size,
+      ramFile: resolve(ramTarget),
+      readySeconds,
+    };
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -53,7 +53,13 @@ export const qemuLauncher: Launcher = {
         ? {
             started: (steps) =>
               resumeGuest(
-                { qmpSocket, channel: controlSocket, snapshot: resume.snapshot, forwards, ramFile: Boolean(plan.ram) },
+                {
+                  qmpSocket,
+                  channel: controlSocket,
+                  snapshot: resume.snapshot,
+                  forwards,
+                  ramFile: Boolean(plan.ram),
+                },
                 steps,
               ),
           }

@@ -115,7 +115,9 @@ const READ_BYTES = 1 << 20;
  * order, then the file's size. Hashing costs what the guest wrote, not its RAM; reading a
  * hole costs the kernel a memset. Also returns the non-zero pages' bytes.
  */
-export async function ramDigest(path: string): Promise<{ sha256: string; bytes: number; nonZeroBytes: number }> {
+export async function ramDigest(
+  path: string,
+): Promise<{ sha256: string; bytes: number; nonZeroBytes: number }> {
   const fh = await open(path, "r");
   try {
     const hash = createHash("sha256");
@@ -190,7 +192,12 @@ export async function snapshotOf(image: string): Promise<SnapshotArtifact | unde
 }
 
 /** A file the snapshot names, as it is now: one line when it is gone or changed. */
-async function checkNamed(f: NamedFile, what: string, snap: string, kind: DigestKind = "sha256"): Promise<void> {
+async function checkNamed(
+  f: NamedFile,
+  what: string,
+  snap: string,
+  kind: DigestKind = "sha256",
+): Promise<void> {
   const st = await stat(f.path).catch(() => undefined);
   if (!st?.isFile())
     throw new RunFailure(`${snap}: its ${what} ${f.path} is missing; the snapshot cannot resume`);

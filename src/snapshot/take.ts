@@ -224,7 +224,7 @@ async function bootAndSave(
   const sink = await streamSink(join(work, "migrate.sock"), stream);
   const forwards = await probeForwards(req.probe, req.forwards);
   const ports = new Map(forwards.filter((f) => f.proto === "tcp").map((f) => [f.guestPort, f.hostPort]));
-  let saved: { plan: BootPlan; usedKib: number } | undefined;
+  let saved: { named: NamedPart; memMiB: number; usedKib: number } | undefined;
   let readySeconds = 0;
   const started = Date.now();
   const code = await runImage({
@@ -248,24 +248,25 @@ async function bootAndSave(
       }
       await saveVm(vm.qmpSocket, join(work, "migrate.sock"));
       await sink.done;
-      saved = { plan, usedKib };
+      // Named now: the initrd's parts may be files of this run's, gone once it ends.
+      saved = { named: await headerOf(plan, req.report?.key), memMiB: plan.memory.mib, usedKib };
     },
   }).finally(() => sink.server.close());
   if (!saved) throw new UserError(`the app exited with status ${code} before the probe passed; no snapshot`);
   await digHoles(ramTmp);
   const digest = await ramDigest(ramTmp);
   const allocated = (await stat(ramTmp)).blocks * 512;
-  const header = await headerOf(
-    saved.plan,
-    {
-      streamBytes: (await stat(stream)).size,
+  const header: SnapshotHeader = {
+    ...saved.named,
+    ram: { file: basename(ramFileOf(req.output)), sha256: digest.sha256, bytes: digest.bytes },
+    memory: {
+      guestMiB: saved.memMiB,
       inUseBytes: saved.usedKib * 1024,
       nonZeroBytes: digest.nonZeroBytes,
       ramFileBytes: allocated,
+      streamBytes: (await stat(stream)).size,
     },
-    { file: basename(ramFileOf(req.output)), sha256: digest.sha256, bytes: digest.bytes },
-    req.report?.key,
-  );
+  };
   return { header, readySeconds };
 }
 
@@ -284,13 +285,11 @@ async function* concatStreams(first: Buffer, file: string): AsyncGenerator<Buffe
   for await (const chunk of createReadStream(file)) yield chunk as Buffer;
 }
 
+/** The header but the RAM and its figures (known once QEMU has ended). */
+type NamedPart = Omit<SnapshotHeader, "ram" | "memory">;
+
 /** The header: the plan (paths absolute, forwards left out), the files by digest, the QEMU version. */
-async function headerOf(
-  plan: BootPlan,
-  memory: Omit<SnapshotHeader["memory"], "guestMiB">,
-  ram: SnapshotHeader["ram"],
-  reportKey: string | undefined,
-): Promise<SnapshotHeader> {
+async function headerOf(plan: BootPlan, reportKey: string | undefined): Promise<NamedPart> {
   if (!plan.reportKey && !reportKey) throw new Error("snapshot: the boot has no report key");
   const kernel = await named(plan.kernel.path);
   const disks = await Promise.all(plan.disks.map((d) => named(d.path)));
@@ -312,11 +311,9 @@ async function headerOf(
     arch: plan.arch,
     qemu: await qemuVersion(plan.arch),
     kernel,
-    ram,
     disks,
     initrd,
     plan: saved as unknown as Record<string, unknown>,
     reportKey: (plan.reportKey ?? reportKey)!,
-    memory: { guestMiB: plan.memory.mib, ...memory },
   };
 }

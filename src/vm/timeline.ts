@@ -253,7 +253,12 @@ export function resumeTimeline(m: ResumeMarks): Timeline {
         vmmUp,
         checked,
       ),
-      seg("load", "loading the saved state (zstd, QEMU's migration stream; the RAM file is mapped, not read)", checked, loaded),
+      seg(
+        "load",
+        "loading the saved state (zstd, QEMU's migration stream; the RAM file is mapped, not read)",
+        checked,
+        loaded,
+      ),
       seg("reseed", "cont, the init's reseed and clock, the ports forwarded", loaded, resumed),
     ],
     totalMs: resumed - spawned,

@@ -142,7 +142,8 @@ test("snapshot writes the state file that identify knows and the RAM file beside
 /**
  * Resumes `file` twice at once, 10 s or more after `madeAt`, and checks each pair of answers
  * (`rounds` connections to each): all random bytes different, each guest's clock within 2 s
- * of the host's (`date +%s` truncates: at most 1 s behind), no resume warning from the init.
+ * of the host's (`date +%s` truncates: at most 1 s behind), no resume warning from the init,
+ * and the RAM file as it was (both map it private: neither writes it).
  */
 async function twoResumes(
   file: string,
@@ -151,6 +152,7 @@ async function twoResumes(
   timeline = false,
 ): Promise<RunningCli[]> {
   await clockGap(madeAt);
+  const ramBefore = await sha256Of(`${file}.ram`);
   const ports = [await freePort(), await freePort()];
   const vms = ports.map((p, i) =>
     startCli(["run", file, ...(timeline && i === 0 ? ["--timeline"] : []), "-p", `127.0.0.1:${p}:8080`]),
@@ -170,6 +172,7 @@ async function twoResumes(
   }
   assert.equal(new Set(seen).size, seen.length, seen.join(" "));
   for (const vm of vms) assert.doesNotMatch(vm.stdout, RESUME_WARNING);
+  assert.equal(await sha256Of(`${file}.ram`), ramBefore, "a resume wrote the RAM file");
   return vms;
 }
 
@@ -178,10 +181,7 @@ test("two resumes of one snapshot serve at once, each with its own random bytes 
 }, async () => {
   assert.equal(made.code, 0, made.stderr);
   // Both keep serving: each connection fresh bytes. The first says where its time went.
-  // Their RAM is the file mapped private: neither writes it.
-  const ramBefore = await sha256Of(`${snap}.ram`);
   const [timed] = await twoResumes(snap, madeAt, 2, true);
-  assert.equal(await sha256Of(`${snap}.ram`), ramBefore, "a resume wrote the RAM file");
   const steps = [
     /slimroot's process start until run began/,
     /the snapshot's header, the VM's directory, the ports/,
@@ -268,6 +268,20 @@ test("a snapshot of the earlier format (the RAM inside the file) is refused befo
   await refused(
     old,
     /format1\.snap: a snapshot of an earlier slimroot \(format 1, the RAM inside the file\).*make it again/,
+  );
+});
+
+test("a snapshot that fails leaves neither file, nor a temp file beside them", {
+  timeout: 300_000,
+}, async () => {
+  // The volume's app is `true`: it ends before the probe can pass.
+  const failed = join(work, "failed.snap");
+  const r = await runCli(["snapshot", volume, "--kernel", kernelDir, "--probe", "tcp:8080", "-o", failed]);
+  assert.equal(r.code, 125, r.stderr);
+  assert.match(r.stderr, /no snapshot/);
+  assert.deepEqual(
+    (await readdir(work)).filter((n) => n.includes("failed.snap")),
+    [],
   );
 });
 

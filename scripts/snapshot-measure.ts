@@ -7,7 +7,9 @@
  * (a connection that brings data within 200 ms after sending an HTTP request line; attempts
  * every 20 ms). At that moment it also reads the CPU time (user + sys) of slimroot and every
  * process below it, live or reaped (QEMU, and the zstd QEMU ran for a resume), from /proc.
- * Medians on stdout, as JSON.
+ * Medians on stdout, as JSON. With BEFORE_CLI=OTHER/dist/cli/main.js and BEFORE_SNAP=OTHER.snap
+ * (that CLI's snapshot of the same image), each round also resumes that one with that CLI,
+ * interleaved with the others: an A/B of two builds in one run.
  */
 import { spawn } from "node:child_process";
 import { readdirSync, readFileSync } from "node:fs";
@@ -63,10 +65,14 @@ function treeCpuSeconds(root: number): number {
   return ticks / 100; // USER_HZ
 }
 
-async function readySeconds(file: string, extra: string[] = []): Promise<{ wall: number; cpu: number }> {
+async function readySeconds(
+  file: string,
+  extra: string[] = [],
+  cli = MAIN,
+): Promise<{ wall: number; cpu: number }> {
   const port = await freePort();
   const t0 = performance.now();
-  const child = spawn(process.execPath, [MAIN, "run", file, ...extra, "-p", `127.0.0.1:${port}:${guest}`], {
+  const child = spawn(process.execPath, [cli, "run", file, ...extra, "-p", `127.0.0.1:${port}:${guest}`], {
     stdio: ["ignore", "ignore", "pipe"],
   });
   let stderr = "";
@@ -95,8 +101,11 @@ async function readySeconds(file: string, extra: string[] = []): Promise<{ wall:
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const cold: { wall: number; cpu: number }[] = [];
 const resumed: { wall: number; cpu: number }[] = [];
+const before: { wall: number; cpu: number }[] = [];
+const { BEFORE_CLI, BEFORE_SNAP } = process.env;
 for (let i = 0; i < Number(rounds); i++) {
   cold.push(await readySeconds(image, coldArgs));
+  if (BEFORE_CLI && BEFORE_SNAP) before.push(await readySeconds(BEFORE_SNAP, [], BEFORE_CLI));
   resumed.push(await readySeconds(snap));
 }
 const m = (xs: { wall: number; cpu: number }[], k: "wall" | "cpu") => median(xs.map((x) => x[k]));
@@ -107,6 +116,7 @@ console.log(
     resumed,
     coldMedian: { wall: m(cold, "wall"), cpu: m(cold, "cpu") },
     resumedMedian: { wall: m(resumed, "wall"), cpu: m(resumed, "cpu") },
+    ...(before.length ? { before, beforeMedian: { wall: m(before, "wall"), cpu: m(before, "cpu") } } : {}),
     ratio: { wall: ratio("wall"), cpu: ratio("cpu") },
   }),
 );

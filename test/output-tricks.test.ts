@@ -125,6 +125,12 @@ describe("a file output: the input, links to it, a device, a FIFO, a directory",
     ];
     const tricks = await fileTricks(join(work, "build-tricks"), tarFile);
     const inspect = await fileTricks(join(work, "inspect-tricks"), image);
+    const ramTricks: [string, string, RegExp][] = [];
+    for (const [what, out, pattern] of [inspect[1]!, inspect[3]!, inspect[4]!]) {
+      const snap = `${out}-snap`;
+      await symlink(out, `${snap}.ram`);
+      ramTricks.push([what, snap, pattern]);
+    }
     const runs: Promise<void>[] = [];
     for (const [i, [what, out, pattern]] of tricks.entries())
       for (const [flag, args] of [commands[i % commands.length]!, commands[(i + 2) % commands.length]!])
@@ -146,6 +152,19 @@ describe("a file output: the input, links to it, a device, a FIFO, a directory",
           await assertRefused(["snapshot", image, "--probe", "tcp:80", "-o", out], "-o", pattern, {
             code: 125,
           });
+        }),
+      );
+    // Its RAM file (OUT.ram, written beside it) is an output as well: three tricks on it,
+    // each a symlink OUT.ram to the trick's path (made before any command runs).
+    for (const [what, snap, pattern] of ramTricks)
+      runs.push(
+        t.test(`snapshot -o OUT whose OUT.ram is ${what}`, async () => {
+          await assertRefused(
+            ["snapshot", image, "--probe", "tcp:80", "-o", snap],
+            `-o ${snap} (its RAM file):`,
+            pattern,
+            { code: 125 },
+          );
         }),
       );
     await Promise.all(runs);

@@ -1,10 +1,11 @@
 // slimroot snapshot and the resume of its file by run (issue 18 item 3). One snapshot is
 // made (one boot: busybox serving 16 bytes of /dev/urandom and the guest's clock per
 // connection, a read-only squashfs volume attached, a copy of the fetched kernel), then
-// resumed twice at once; the refusals change one thing each and boot nothing. arm64 (-M virt)
-// gets a snapshot of its own, resumed twice.
+// resumed twice at once, its RAM file unchanged by them; the refusals change one thing each
+// and boot nothing. arm64 (-M virt) gets a snapshot of its own, resumed twice.
 import assert from "node:assert/strict";
-import { cp, mkdtemp, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { cp, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -101,14 +102,34 @@ async function answer(
   }
 }
 
-test("snapshot writes one file that identify knows, naming kernel and disks by digest", {
+const sha256Of = async (file: string) =>
+  createHash("sha256")
+    .update(await readFile(file))
+    .digest("hex");
+
+test("snapshot writes the state file that identify knows and the RAM file beside it, naming kernel, RAM and disks by digest", {
   timeout: 600_000,
 }, async () => {
   assert.equal(made.code, 0, made.stderr);
-  assert.match(made.stderr, /snapshot .*app\.snap: [\d.]+ MiB \(guest RAM \d+ MiB/);
+  assert.match(
+    made.stderr,
+    /snapshot .*app\.snap: [\d.]+ MiB of state and its RAM file .*app\.snap\.ram: [\d.]+ MiB on disk \(guest RAM \d+ MiB/,
+  );
+  // Nothing else beside them: the RAM file's temp name was renamed, the state's too.
+  assert.deepEqual(
+    (await readdir(work)).filter((n) => n.startsWith("app.snap") || n.startsWith(".app.snap")).sort(),
+    ["app.snap", "app.snap.ram"],
+  );
   const a = await identify(snap);
   assert.equal(a.kind, "snapshot");
   if (a.kind !== "snapshot") return;
+  // The RAM file: the guest's RAM in size, sparse on disk (pages never written are holes),
+  // and the state file holds no RAM (a few MiB at most).
+  const ram = await stat(`${snap}.ram`);
+  assert.equal(a.header.ram.file, "app.snap.ram");
+  assert.equal(ram.size, a.header.memory.guestMiB << 20);
+  assert.ok(ram.blocks * 512 < ram.size / 2, `${ram.blocks * 512} bytes allocated of ${ram.size}`);
+  assert.ok(a.bytes < 4 << 20, `state file ${a.bytes} bytes`);
   assert.ok(a.header.kernel.path.startsWith(`${kernelDir}/vmlinuz-`), a.header.kernel.path);
   assert.match(a.header.kernel.sha256, /^[0-9a-f]{64}$/);
   assert.deepEqual(
@@ -121,7 +142,8 @@ test("snapshot writes one file that identify knows, naming kernel and disks by d
 /**
  * Resumes `file` twice at once, 10 s or more after `madeAt`, and checks each pair of answers
  * (`rounds` connections to each): all random bytes different, each guest's clock within 2 s
- * of the host's (`date +%s` truncates: at most 1 s behind), no resume warning from the init.
+ * of the host's (`date +%s` truncates: at most 1 s behind), no resume warning from the init,
+ * and the RAM file as it was (both map it private: neither writes it).
  */
 async function twoResumes(
   file: string,
@@ -130,6 +152,7 @@ async function twoResumes(
   timeline = false,
 ): Promise<RunningCli[]> {
   await clockGap(madeAt);
+  const ramBefore = await sha256Of(`${file}.ram`);
   const ports = [await freePort(), await freePort()];
   const vms = ports.map((p, i) =>
     startCli(["run", file, ...(timeline && i === 0 ? ["--timeline"] : []), "-p", `127.0.0.1:${p}:8080`]),
@@ -149,6 +172,7 @@ async function twoResumes(
   }
   assert.equal(new Set(seen).size, seen.length, seen.join(" "));
   for (const vm of vms) assert.doesNotMatch(vm.stdout, RESUME_WARNING);
+  assert.equal(await sha256Of(`${file}.ram`), ramBefore, "a resume wrote the RAM file");
   return vms;
 }
 
@@ -203,6 +227,62 @@ test("a snapshot whose kernel file is missing is refused before booting", { time
   } finally {
     await rename(`${header.kernel.path}.away`, header.kernel.path);
   }
+});
+
+test("a snapshot whose RAM file is missing or changed is refused before booting", {
+  timeout: 300_000,
+}, async () => {
+  assert.equal(made.code, 0, made.stderr);
+  const ram = `${snap}.ram`;
+  await rename(ram, `${ram}.away`);
+  try {
+    await refused(snap, /app\.snap: its RAM file .*app\.snap\.ram is missing; the snapshot cannot resume/);
+  } finally {
+    await rename(`${ram}.away`, ram);
+  }
+  // One non-zero byte in a page the guest never wrote (a hole): the same size, another RAM.
+  const saved = await readFile(ram);
+  const changed = Buffer.from(saved);
+  const last = changed.length - 1;
+  changed.writeUInt8(changed.readUInt8(last) ^ 0x01, last);
+  await writeFile(ram, changed);
+  try {
+    await refused(snap, /its RAM file .*app\.snap\.ram changed since the snapshot was made/);
+  } finally {
+    await writeFile(ram, saved);
+  }
+});
+
+test("a snapshot of the earlier format (the RAM inside the file) is refused before booting", {
+  timeout: 300_000,
+}, async () => {
+  assert.equal(made.code, 0, made.stderr);
+  const { header, streamOffset } = await readSnapshotHeader(snap);
+  const old = join(work, "format1.snap");
+  const { ram: _r, ...rest } = header;
+  const body = (await readFile(snap)).subarray(streamOffset);
+  await writeFile(
+    old,
+    Buffer.concat([snapshotHeaderFrame({ ...rest, format: 1 } as unknown as typeof header), body]),
+  );
+  await refused(
+    old,
+    /format1\.snap: a snapshot of an earlier slimroot \(format 1, the RAM inside the file\).*make it again/,
+  );
+});
+
+test("a snapshot that fails leaves neither file, nor a temp file beside them", {
+  timeout: 300_000,
+}, async () => {
+  // The volume's app is `true`: it ends before the probe can pass.
+  const failed = join(work, "failed.snap");
+  const r = await runCli(["snapshot", volume, "--kernel", kernelDir, "--probe", "tcp:8080", "-o", failed]);
+  assert.equal(r.code, 125, r.stderr);
+  assert.match(r.stderr, /no snapshot/);
+  assert.deepEqual(
+    (await readdir(work)).filter((n) => n.includes("failed.snap")),
+    [],
+  );
 });
 
 test("a snapshot made by another QEMU version is refused before booting", { timeout: 300_000 }, async () => {

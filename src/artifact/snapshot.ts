@@ -1,15 +1,20 @@
 /**
  * A slimroot snapshot (`slimroot snapshot`, docs/snapshot.md): a VM saved once its app was
- * ready, resumed by `slimroot run APP.snap`. One file, read by zstd as it is:
+ * ready, resumed by `slimroot run APP.snap`. Two files: the guest's RAM as it was
+ * (APP.snap.ram, sparse: pages never written are holes) and APP.snap, read by zstd as it is:
  *
  *   a zstd skippable frame (magic 0x184D2A5E, little-endian u32 length) holding
  *     "SLIMROOT-SNAPSHOT 1\n" + the JSON header (SnapshotHeader)
- *   zstd frames: QEMU's migration stream (the whole machine state, RAM included)
+ *   zstd frames: QEMU's migration stream without the guest RAM (x-ignore-shared): the
+ *     devices' and CPUs' state
  *
- * so `zstd -dc APP.snap` is the migration stream and QEMU reads it with `migrate-incoming exec:`.
- * The header names what the VM needs again to resume by sha256: the kernel file and the
- * disks (each checked before a resume), and, for the record, the initrd's parts (unpacked
- * into RAM at the first boot: the saved RAM holds them, the files are not needed again).
+ * so `zstd -dc APP.snap` is the migration stream and QEMU reads it with `migrate-incoming exec:`,
+ * the RAM file mapped private (copy-on-write): a resume's cost does not grow with the guest's
+ * RAM, and any number of VMs resume from one RAM file, which none of them writes.
+ * The header names what the VM needs again to resume by digest: the RAM file, the kernel file
+ * and the disks (each checked before a resume), and, for the record, the initrd's parts
+ * (unpacked into RAM at the first boot: the saved RAM holds them, the files are not needed again).
+ * Format 1 (slimroot before the RAM file: the RAM inside the stream) is refused by name.
  */
 import type { Arch } from "../arch/arch.js";
 import { UserError } from "../util/errors.js";
@@ -30,14 +35,26 @@ export interface NamedFile {
   bytes: number;
 }
 
+/** The format this slimroot writes and reads. */
+export const SNAPSHOT_FORMAT = 2;
+
+/** The RAM file of snapshot `snap`: beside it, named after it. */
+export const ramFileOf = (snap: string): string => `${snap}.ram`;
+
 export interface SnapshotHeader {
-  format: 1;
+  format: typeof SNAPSHOT_FORMAT;
   /** ISO time the VM was saved. */
   created: string;
   arch: Arch;
   /** The QEMU that saved it (`--version`'s first line): only the same one resumes it. */
   qemu: { binary: string; version: string };
   kernel: NamedFile;
+  /**
+   * The guest's RAM (docs/snapshot.md): `file` is a name in the snapshot's directory (the two
+   * move together), `sha256` the digest of its non-zero pages (vm/resume.ts ramDigest), so a
+   * copy that filled its holes with zeros is the same RAM; `bytes` its size, the guest's RAM.
+   */
+  ram: { file: string; sha256: string; bytes: number };
   /** Root disk first, then volumes (all read-only), in the VM's order. */
   disks: NamedFile[];
   /** The initrd's parts at the first boot (generated ones, our init and run.conf, have no file). */
@@ -48,10 +65,16 @@ export interface SnapshotHeader {
   reportKey: string;
   /**
    * What the VM held: guest RAM (MiB), RAM in use in the guest when it was frozen (MemTotal -
-   * MemFree), bytes of non-zero RAM pages saved (freed pages that were once written count), the
-   * migration stream's bytes (zero pages are a flag each).
+   * MemFree), bytes of non-zero RAM pages (in the RAM file), the RAM file's allocated bytes
+   * on disk (its zero pages made holes), the state stream's bytes as saved (zstd, without the RAM).
    */
-  memory: { guestMiB: number; inUseBytes: number; nonZeroBytes: number; streamBytes: number };
+  memory: {
+    guestMiB: number;
+    inUseBytes: number;
+    nonZeroBytes: number;
+    ramFileBytes: number;
+    streamBytes: number;
+  };
 }
 
 /** Whether `head` (a file's first bytes) opens a slimroot snapshot. */
@@ -92,6 +115,10 @@ export async function readSnapshotHeader(
     } catch {
       throw new UserError(`${path}: a slimroot snapshot with a damaged header (not JSON)`);
     }
+    if ((header as { format?: unknown } | null)?.format === 1)
+      throw new UserError(
+        `${path}: a snapshot of an earlier slimroot (format 1, the RAM inside the file); this one resumes format ${SNAPSHOT_FORMAT} (the RAM in a file beside it): make it again with slimroot snapshot`,
+      );
     const problem = headerProblem(header);
     if (problem) throw new UserError(`${path}: a slimroot snapshot with a damaged header (${problem})`);
     return { header, streamOffset: 8 + len };
@@ -113,10 +140,21 @@ const isNamed = (f: unknown): f is NamedFile => {
 
 function headerProblem(h: SnapshotHeader): string | undefined {
   if (typeof h !== "object" || h === null) return "not an object";
-  if (h.format !== 1) return `format ${String(h.format)}, this slimroot reads 1`;
+  if (h.format !== SNAPSHOT_FORMAT)
+    return `format ${String(h.format)}, this slimroot reads ${SNAPSHOT_FORMAT}`;
   if (h.arch !== "amd64" && h.arch !== "arm64") return "arch";
   if (typeof h.qemu?.version !== "string" || typeof h.qemu.binary !== "string") return "qemu";
   if (!isNamed(h.kernel)) return "kernel";
+  const ram = h.ram as Partial<SnapshotHeader["ram"]> | undefined;
+  if (
+    typeof ram?.file !== "string" ||
+    ram.file === "" ||
+    ram.file.includes("/") ||
+    ram.file === ".." ||
+    !/^[0-9a-f]{64}$/.test(ram.sha256 ?? "") ||
+    !Number.isSafeInteger(ram.bytes)
+  )
+    return "ram";
   if (!Array.isArray(h.disks) || !h.disks.every(isNamed)) return "disks";
   if (!Array.isArray(h.initrd)) return "initrd";
   if (typeof h.plan !== "object" || h.plan === null) return "plan";

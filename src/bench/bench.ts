@@ -15,6 +15,7 @@ import { pipeline } from "node:stream/promises";
 import { promisify } from "node:util";
 import { type Arch, hostArch } from "../arch/arch.js";
 import { type Artifact, artifactArch, describe, identify, kernelKindOf } from "../artifact/identify.js";
+import { ramFileOf } from "../artifact/snapshot.js";
 import { decompressor } from "../compress/compress.js";
 import { readKernelConfig } from "../kernel/config.js";
 import { cachedKernel } from "../kernel/fetch.js";
@@ -287,7 +288,7 @@ async function measureResume(
   const result: ResumeResult = { bytes: null, ready: null, toCold: null };
   try {
     step(`${label}: snapshot`);
-    await rm(snap, { force: true });
+    await Promise.all([snap, ramFileOf(snap)].map((f) => rm(f, { force: true })));
     await slimroot([
       "snapshot",
       ...snapshotArgs,
@@ -299,7 +300,9 @@ async function measureResume(
       "-o",
       snap,
     ]);
-    result.bytes = (await stat(snap)).size;
+    // What the snapshot takes on disk: the state file and the RAM file's allocated blocks.
+    const ram = await stat(ramFileOf(snap));
+    result.bytes = (await stat(snap)).size + ram.blocks * 512;
     // The snapshot fixed the memory: a resume takes none.
     result.ready = await timedBoots(run, label, "resume", (_mem, ports) =>
       runArgs(o, snap, undefined, undefined, ports),
@@ -309,7 +312,7 @@ async function measureResume(
     if (err instanceof Aborted) throw err;
     result.error = (err as Error).message;
   } finally {
-    await rm(snap, { force: true });
+    await Promise.all([snap, ramFileOf(snap)].map((f) => rm(f, { force: true })));
   }
   return result;
 }

@@ -36,7 +36,7 @@ export interface BenchRow {
  * timed as a cold boot is (from starting slimroot run to every probe passed).
  */
 export interface ResumeResult {
-  /** The snapshot file's bytes. */
+  /** The snapshot's bytes on disk: its state file and its RAM file's allocated blocks. */
   bytes: number | null;
   ready: Stats | null;
   /** ready.median / the same row's cold ready.median, in the same run. */

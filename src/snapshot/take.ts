@@ -2,23 +2,32 @@
  * `slimroot snapshot IMAGE --probe PROBE -o APP.snap`: boots the image as `run` does (one boot
  * plan, read-only disks, the control channel), waits until the probe passes, has the guest
  * init stop every process (so none runs again before a resume has made the VM a machine of
- * its own, init/control.c), pauses the VM and saves its whole state with QEMU's migration to
- * a unix socket we read, compressed by zstd, behind the header (artifact/snapshot.ts). The
- * file is written through output/: whole or not at all.
+ * its own, init/control.c), pauses the VM and saves its state with QEMU's migration to a unix
+ * socket we read, compressed by zstd, behind the header (artifact/snapshot.ts). The guest's
+ * RAM is a file the whole time (QEMU maps it shared), so the stream leaves it out
+ * (x-ignore-shared) and the RAM file is the snapshot's other half. Both are written through
+ * output/: the RAM file is the temp file beside APP.snap.ram that QEMU is given, then both are
+ * renamed into place together, or neither.
  */
-import { spawn } from "node:child_process";
+import { execFile, spawn } from "node:child_process";
 import { createReadStream, createWriteStream } from "node:fs";
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { createServer, type Server } from "node:net";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { Readable, Writable } from "node:stream";
 import { finished } from "node:stream/promises";
-import { type SnapshotHeader, snapshotHeaderFrame } from "../artifact/snapshot.js";
+import {
+  ramFileOf,
+  SNAPSHOT_FORMAT,
+  type SnapshotHeader,
+  snapshotHeaderFrame,
+} from "../artifact/snapshot.js";
 import { writeFilesAtomically } from "../output/atomic.js";
-import { checkOutput } from "../output/output.js";
+import { checkOutputs } from "../output/output.js";
 import { type Probe, probePorts, waitForProbe } from "../trace/probe.js";
 import { UserError } from "../util/errors.js";
+import { hostExecutable } from "../util/host-path.js";
 import { freePort } from "../util/net.js";
 import { requireTools } from "../util/tools.js";
 import { ControlChannel } from "../vm/control.js";
@@ -30,8 +39,8 @@ import {
 } from "../vm/firecracker-snapshot.js";
 import type { BootPlan } from "../vm/plan.js";
 import type { PortForward } from "../vm/ports.js";
-import { Qmp } from "../vm/qmp.js";
-import { nameByDigest, qemuVersion } from "../vm/resume.js";
+import { ignoreSharedRam, Qmp } from "../vm/qmp.js";
+import { nameByDigest, qemuVersion, ramDigest } from "../vm/resume.js";
 import { type RunRequest, runImage } from "../vm/run.js";
 
 export interface SnapshotRequest
@@ -46,6 +55,8 @@ export interface SnapshotResult {
   header: SnapshotHeader;
   /** The snapshot file's bytes. */
   fileBytes: number;
+  /** The RAM file's path. */
+  ramFile: string;
   /** Seconds from QEMU's start until the probe passed. */
   readySeconds: number;
 }
@@ -82,24 +93,20 @@ async function streamSink(sock: string, file: string): Promise<{ server: Server;
   return { server, done };
 }
 
-/** Pauses the frozen VM and saves it; returns the migration's RAM figures. */
-async function saveVm(
-  qmpSocket: string,
-  sinkSocket: string,
-): Promise<{ nonZeroBytes: number; streamBytes: number }> {
+/** Pauses the frozen VM and saves its state (its RAM is the RAM file). */
+async function saveVm(qmpSocket: string, sinkSocket: string): Promise<void> {
   const qmp = await Qmp.connect(qmpSocket);
   try {
     await qmp.execute("stop");
+    await ignoreSharedRam(qmp);
     await qmp.execute("migrate", { uri: `unix:${sinkSocket}` });
     const deadline = Date.now() + MIGRATE_MS;
     for (;;) {
       const m = (await qmp.execute("query-migrate")) as {
         status?: string;
         "error-desc"?: string;
-        ram?: { "normal-bytes"?: number; transferred?: number };
       };
-      if (m.status === "completed")
-        return { nonZeroBytes: m.ram?.["normal-bytes"] ?? 0, streamBytes: m.ram?.transferred ?? 0 };
+      if (m.status === "completed") return;
       if (m.status === "failed" || m.status === "cancelled")
         throw new Error(`saving the VM failed: ${m["error-desc"] ?? m.status}`);
       if (Date.now() > deadline) throw new Error("saving the VM took too long");
@@ -162,55 +169,115 @@ export async function takeSnapshot(req: SnapshotRequest): Promise<SnapshotResult
     ...(req.kernel ? [{ path: req.kernel, what: `--kernel ${req.kernel}` }] : []),
     ...(req.volumes ?? []).map((v) => ({ path: v.file, what: `--volume ${v.file}` })),
   ];
-  await checkOutput(req.output, inputs, { why: false });
+  const ramTarget = ramFileOf(req.output);
+  await checkOutputs(
+    [
+      { path: req.output, why: false },
+      { path: ramTarget, why: false, label: `-o ${req.output} (its RAM file)` },
+    ],
+    inputs,
+  );
   requireTools("snapshot", ["zstd"]);
+  // The state stream holds no RAM (a few MiB at most): the temp directory will do.
   const work = await mkdtemp(join(tmpdir(), "slimroot-snapshot-"));
   try {
     const stream = join(work, "state.zst");
-    const sink = await streamSink(join(work, "migrate.sock"), stream);
-    const forwards = await probeForwards(req.probe, req.forwards);
-    const ports = new Map(forwards.filter((f) => f.proto === "tcp").map((f) => [f.guestPort, f.hostPort]));
-    let header: SnapshotHeader | undefined;
-    let readySeconds = 0;
-    let usedKib = 0;
-    const started = Date.now();
-    const code = await runImage({
-      ...req,
-      forwards,
-      dryRun: false,
-      readOnly: true,
-      control: true,
-      attached: async (vm, plan, exited) => {
-        await waitForProbe(req.probe, ports, Date.now() + req.readyTimeoutMs, () =>
-          exited() ? "the VM ended" : undefined,
-        );
-        readySeconds = (Date.now() - started) / 1000;
-        const ctl = await ControlChannel.connect(vm.channel);
-        try {
-          usedKib = Number(await ctl.request("freeze", "frozen", FREEZE_MS)) || 0;
-        } finally {
-          ctl.close();
-        }
-        const ram = await saveVm(vm.qmpSocket, join(work, "migrate.sock"));
-        await sink.done;
-        header = await headerOf(plan, { ...ram, inUseBytes: usedKib * 1024 }, req.report?.key);
+    let made: { header: SnapshotHeader; readySeconds: number } | undefined;
+    const [, fileBytes] = await writeFilesAtomically([
+      {
+        // QEMU creates the temp file (mem-path) and the guest writes it: it is the guest's RAM.
+        target: ramTarget,
+        write: async (tmp) => {
+          made = await bootAndSave(req, tmp, work, stream);
+          return undefined;
+        },
       },
-    });
-    sink.server.close();
-    if (!header)
-      throw new UserError(`the app exited with status ${code} before the probe passed; no snapshot`);
-    const frame = snapshotHeaderFrame(header);
-    const [fileBytes] = await writeFilesAtomically([
       {
         target: req.output,
         mode: 0o644,
-        source: () => Readable.from(concatStreams(frame, stream)),
+        source: () => Readable.from(concatStreams(snapshotHeaderFrame(made!.header), stream)),
       },
     ]);
-    return { header, fileBytes: fileBytes ?? (await stat(req.output)).size, readySeconds };
+    const { header, readySeconds } = made!;
+    return {
+      header,
+      fileBytes: fileBytes ?? (await stat(req.output)).size,
+      ramFile: resolve(ramTarget),
+      readySeconds,
+    };
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * Boots the image with its RAM in `ramTmp`, waits for the probe, freezes and saves the VM
+ * (the state to `stream`), and returns the header once QEMU has ended (the file is then the
+ * RAM as it was saved).
+ */
+async function bootAndSave(
+  req: SnapshotRequest,
+  ramTmp: string,
+  work: string,
+  stream: string,
+): Promise<{ header: SnapshotHeader; readySeconds: number }> {
+  const sink = await streamSink(join(work, "migrate.sock"), stream);
+  const forwards = await probeForwards(req.probe, req.forwards);
+  const ports = new Map(forwards.filter((f) => f.proto === "tcp").map((f) => [f.guestPort, f.hostPort]));
+  let saved: { named: NamedPart; memMiB: number; usedKib: number } | undefined;
+  let readySeconds = 0;
+  const started = Date.now();
+  const code = await runImage({
+    ...req,
+    forwards,
+    dryRun: false,
+    readOnly: true,
+    control: true,
+    ramFile: ramTmp,
+    attached: async (vm, plan, exited) => {
+      await waitForProbe(req.probe, ports, Date.now() + req.readyTimeoutMs, () =>
+        exited() ? "the VM ended" : undefined,
+      );
+      readySeconds = (Date.now() - started) / 1000;
+      const ctl = await ControlChannel.connect(vm.channel);
+      let usedKib = 0;
+      try {
+        usedKib = Number(await ctl.request("freeze", "frozen", FREEZE_MS)) || 0;
+      } finally {
+        ctl.close();
+      }
+      await saveVm(vm.qmpSocket, join(work, "migrate.sock"));
+      await sink.done;
+      // Named now: the initrd's parts may be files of this run's, gone once it ends.
+      saved = { named: await headerOf(plan, req.report?.key), memMiB: plan.memory.mib, usedKib };
+    },
+  }).finally(() => sink.server.close());
+  if (!saved) throw new UserError(`the app exited with status ${code} before the probe passed; no snapshot`);
+  await digHoles(ramTmp);
+  const digest = await ramDigest(ramTmp);
+  const allocated = (await stat(ramTmp)).blocks * 512;
+  const header: SnapshotHeader = {
+    ...saved.named,
+    ram: { file: basename(ramFileOf(req.output)), sha256: digest.sha256, bytes: digest.bytes },
+    memory: {
+      guestMiB: saved.memMiB,
+      inUseBytes: saved.usedKib * 1024,
+      nonZeroBytes: digest.nonZeroBytes,
+      ramFileBytes: allocated,
+      streamBytes: (await stat(stream)).size,
+    },
+  };
+  return { header, readySeconds };
+}
+
+/**
+ * Makes the RAM file's zero pages holes (`fallocate --dig-holes`, util-linux): pages the guest
+ * zeroed when it freed them (init_on_free) take no disk. Without the tool the file only stays
+ * larger on disk; its content, and so its digest, is the same.
+ */
+async function digHoles(file: string): Promise<void> {
+  if (!hostExecutable("fallocate")) return;
+  await new Promise<void>((done) => execFile("fallocate", ["--dig-holes", file], () => done()));
 }
 
 async function* concatStreams(first: Buffer, file: string): AsyncGenerator<Buffer> {
@@ -218,12 +285,11 @@ async function* concatStreams(first: Buffer, file: string): AsyncGenerator<Buffe
   for await (const chunk of createReadStream(file)) yield chunk as Buffer;
 }
 
+/** The header but the RAM and its figures (known once QEMU has ended). */
+type NamedPart = Omit<SnapshotHeader, "ram" | "memory">;
+
 /** The header: the plan (paths absolute, forwards left out), the files by digest, the QEMU version. */
-async function headerOf(
-  plan: BootPlan,
-  ram: { nonZeroBytes: number; streamBytes: number; inUseBytes: number },
-  reportKey: string | undefined,
-): Promise<SnapshotHeader> {
+async function headerOf(plan: BootPlan, reportKey: string | undefined): Promise<NamedPart> {
   if (!plan.reportKey && !reportKey) throw new Error("snapshot: the boot has no report key");
   const kernel = await named(plan.kernel.path);
   const disks = await Promise.all(plan.disks.map((d) => named(d.path)));
@@ -232,14 +298,15 @@ async function headerOf(
       "path" in p ? { kind: p.kind, ...(await named(p.path)) } : { kind: p.kind, bytes: p.bytes },
     ),
   );
-  const { network: _n, stop: _s, notes: _o, reportKey: _k, ...rest } = plan;
+  // The RAM file's temp name is not the plan's to keep: a resume maps the RAM file (resume.ts).
+  const { network: _n, stop: _s, notes: _o, reportKey: _k, ram: _r, ...rest } = plan;
   const saved = {
     ...rest,
     kernel: { ...plan.kernel, path: kernel.path },
     disks: plan.disks.map((d, i) => ({ ...d, path: disks[i]!.path })),
   };
   return {
-    format: 1,
+    format: SNAPSHOT_FORMAT,
     created: new Date().toISOString(),
     arch: plan.arch,
     qemu: await qemuVersion(plan.arch),
@@ -248,6 +315,5 @@ async function headerOf(
     initrd,
     plan: saved as unknown as Record<string, unknown>,
     reportKey: (plan.reportKey ?? reportKey)!,
-    memory: { guestMiB: plan.memory.mib, ...ram },
   };
 }

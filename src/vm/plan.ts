@@ -113,6 +113,8 @@ export interface BootOptions {
   timeline?: boolean;
   /** slimroot snapshot: the VM gets the control channel (control.ts) its init is frozen and resumed through. */
   control?: boolean;
+  /** slimroot snapshot (QEMU): the guest's RAM is this file, mapped shared (the snapshot's RAM file). */
+  ramFile?: string;
   stopGraceMs: number;
   timeoutMs?: number;
 }
@@ -165,6 +167,8 @@ export interface BootPlan {
   control?: boolean;
   /** QEMU: the state to resume instead of booting (resume.ts): the snapshot file; no initrd then. */
   resume?: { snapshot: string };
+  /** QEMU: the guest's RAM is this file (a snapshot's, docs/snapshot.md): shared while made, private on resume. */
+  ram?: { path: string; shared: boolean };
 }
 
 /** machine-config.vcpu_count's maximum in firecracker.yaml. */
@@ -433,6 +437,7 @@ export function planBoot(f: BootFacts, o: BootOptions): BootPlan {
     notes,
     ...(minFirecracker ? { minFirecracker } : {}),
     ...(o.control ? { control: true } : {}),
+    ...(o.ramFile && o.vmm === "qemu" ? { ram: { path: o.ramFile, shared: true } } : {}),
   };
 }
 
@@ -455,7 +460,7 @@ export function describePlan(p: BootPlan): string[] {
       (d) => `disk: ${d.path} at ${d.mount}, ${d.format ?? "?"}, ${d.readOnly ? "read-only" : "read-write"}`,
     ),
     `command line: ${p.cmdline}`,
-    `memory: ${p.memory.mib} MiB, ${p.memory.reason}`,
+    `memory: ${p.memory.mib} MiB, ${p.memory.reason}${p.ram ? `; the file ${p.ram.path}, ${p.ram.shared ? "shared" : "private (copy-on-write)"}` : ""}`,
     `cpus: ${p.cpus}`,
     `network: ${net}${p.vsockCid !== undefined ? `; vsock CID ${p.vsockCid}` : ""}`,
     `stop: ${p.stop.how === "ctrl-alt-del" ? `Ctrl-Alt-Del, the VMM killed after ${p.stop.graceMs / 1000} s` : "the VMM killed at once"}${p.stop.timeoutMs !== undefined ? `; --timeout ${p.stop.timeoutMs / 1000} s` : ""}`,

@@ -5,7 +5,7 @@ import { ControlChannel, resumeRequest } from "./control.js";
 import { type Launcher, type ResumeSteps, RunFailure, writeInitrd } from "./launcher.js";
 import { checkPortsFree, hostfwd, type PortForward } from "./ports.js";
 import { qemuCommand } from "./qemu.js";
-import { Qmp } from "./qmp.js";
+import { ignoreSharedRam, Qmp } from "./qmp.js";
 import { pressCtrlAltDel } from "./stop.js";
 
 /** How long a resumed guest's init gets to answer: loading the state comes first. */
@@ -34,6 +34,7 @@ export const qemuLauncher: Launcher = {
       qmpSocket,
       drives: plan.disks.map((d) => ({ file: d.path, readOnly: d.readOnly })),
       ...(controlSocket ? { controlSocket } : {}),
+      ...(plan.ram ? { ramFile: plan.ram } : {}),
       // QEMU starts while run checks the snapshot's files; resumeGuest gives it the state after.
       ...(resume ? { incoming: "defer" } : {}),
     });
@@ -51,7 +52,16 @@ export const qemuLauncher: Launcher = {
       ...(resume && controlSocket
         ? {
             started: (steps) =>
-              resumeGuest({ qmpSocket, channel: controlSocket, snapshot: resume.snapshot, forwards }, steps),
+              resumeGuest(
+                {
+                  qmpSocket,
+                  channel: controlSocket,
+                  snapshot: resume.snapshot,
+                  forwards,
+                  ramFile: Boolean(plan.ram),
+                },
+                steps,
+              ),
           }
         : {}),
     };
@@ -64,6 +74,8 @@ interface ResumeVm {
   channel: string;
   snapshot: string;
   forwards: readonly PortForward[];
+  /** The guest's RAM is the snapshot's RAM file: the stream holds none. */
+  ramFile: boolean;
 }
 
 /** QEMU's sockets appear within a few ms of each other: asked often, a resume does not wait on the asking. */
@@ -72,7 +84,7 @@ const POLL_MS = 5;
 /**
  * QEMU was started with `-incoming defer` while run checked the snapshot's files (resume.ts).
  * Once they pass, QEMU reads the state (the snapshot file is zstd frames behind a skippable
- * header frame, artifact/snapshot.ts), and the guest init makes it a machine of its own (fresh
+ * header frame, artifact/snapshot.ts; the RAM is the RAM file, mapped private), and the guest init makes it a machine of its own (fresh
  * entropy, the host's clock) before its processes continue (init/control.c). Only then are
  * this run's ports forwarded: a connection QEMU's user network accepts while the guest is not
  * running is lost to the guest and waits seconds on the forwarder's retransmission, where a
@@ -84,6 +96,7 @@ async function resumeGuest(vm: ResumeVm, { checked, mark }: ResumeSteps): Promis
   let control: ControlChannel | undefined;
   try {
     await checked;
+    if (vm.ramFile) await ignoreSharedRam(qmp);
     await qmp.execute("migrate-incoming", {
       uri: `exec:${shellQuote(["zstd", "-dcq", "--", vm.snapshot])}`,
     });

@@ -47,7 +47,16 @@ export interface VmConfig {
   controlSocket?: string;
   /** Resume: QEMU's `-incoming` URI (the machine above must be the one that was saved). */
   incoming?: string;
+  /**
+   * A snapshot's guest RAM as a file (docs/snapshot.md): mapped shared while the snapshot is
+   * made (the guest writes the file), private when resumed (pages read on demand, copied on
+   * write, the file never written).
+   */
+  ramFile?: { path: string; shared: boolean };
 }
+
+/** The id of the memory backend a snapshot's RAM file is (`-machine memory-backend=`). */
+const RAM_BACKEND_ID = "ram0";
 
 export function qemuBinary(arch: Arch): string {
   return ARCH[arch].qemuBinary;
@@ -151,6 +160,13 @@ export function qemuCommand(c: VmConfig): string[] {
     "stdio",
   );
   if (mmio) args.push("-global", "virtio-mmio.force-legacy=false");
+  if (c.ramFile)
+    args.push(
+      "-object",
+      `memory-backend-file,id=${RAM_BACKEND_ID},size=${c.memMiB}M,mem-path=${optionPath(c.ramFile.path)},share=${c.ramFile.shared ? "on" : "off"}`,
+      "-machine",
+      `memory-backend=${RAM_BACKEND_ID}`,
+    );
   args.push(
     "-kernel",
     c.kernel,

@@ -96,3 +96,14 @@ export async function retrying<T>(timeoutMs: number, stepMs: number, fn: () => P
     }
   }
 }
+
+/**
+ * Migration leaves out RAM that is a shared file (`x-ignore-shared`): a snapshot's RAM is its
+ * RAM file (docs/snapshot.md). Set on both sides: QEMU refuses a stream whose capability
+ * differs from the incoming side's.
+ */
+export async function ignoreSharedRam(qmp: Qmp): Promise<void> {
+  await qmp.execute("migrate-set-capabilities", {
+    capabilities: [{ capability: "x-ignore-shared", state: true }],
+  });
+}

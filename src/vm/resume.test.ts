@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdtemp, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { mkdtemp, open, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -22,20 +22,21 @@ import { CONTROL_MODULE, CONTROL_PORT_NAME } from "./control.js";
 import type { BootOptions } from "./plan.js";
 import { kernelNeeds } from "./plan.js";
 import { qemuCommand } from "./qemu.js";
-import { cachedSha256, planResume } from "./resume.js";
+import { cachedSha256, planResume, ramDigest } from "./resume.js";
 import { runConfText } from "./runconf.js";
 
 const HEADER: SnapshotHeader = {
-  format: 1,
+  format: 2,
   created: "2026-12-03T00:00:00.000Z",
   arch: "amd64",
   qemu: { binary: "qemu-system-x86_64", version: "QEMU emulator version 7.2.0" },
   kernel: { path: "/k/vmlinuz", sha256: "a".repeat(64), bytes: 10 },
+  ram: { file: "app.snap.ram", sha256: "c".repeat(64), bytes: 256 << 20 },
   disks: [],
   initrd: [{ kind: "run.conf", bytes: 512 }],
   plan: { vmm: "qemu" },
   reportKey: "b".repeat(32),
-  memory: { guestMiB: 256, inUseBytes: 1, nonZeroBytes: 2, streamBytes: 3 },
+  memory: { guestMiB: 256, inUseBytes: 1, nonZeroBytes: 2, ramFileBytes: 4, streamBytes: 3 },
 };
 const OPTIONS: BootOptions = { vmm: "qemu", forwards: [], cpus: 1, env: [], stopGraceMs: 1000 };
 
@@ -87,6 +88,14 @@ test("a damaged header is one line naming the file", async () => {
       /app\.snap: a slimroot snapshot with a damaged header \(reportKey\)/,
     );
   });
+  // The RAM file is a name beside the snapshot, never a path elsewhere.
+  const elsewhere = snapshotHeaderFrame({ ...HEADER, ram: { ...HEADER.ram, file: "../etc/ram" } });
+  await withFile(elsewhere, async (path) => {
+    await assert.rejects(
+      readSnapshotHeader(path),
+      /app\.snap: a slimroot snapshot with a damaged header \(ram\)/,
+    );
+  });
   const truncated = snapshotHeaderFrame(HEADER).subarray(0, 40);
   await withFile(truncated, async (path) => {
     await assert.rejects(
@@ -94,6 +103,115 @@ test("a damaged header is one line naming the file", async () => {
       /app\.snap: not a slimroot snapshot \(damaged header frame\)/,
     );
   });
+});
+
+test("a format 1 snapshot (the RAM inside the file) is refused in one line saying to make it again", async () => {
+  const { ram: _r, ...old } = HEADER;
+  const frame = snapshotHeaderFrame({ ...old, format: 1 } as unknown as SnapshotHeader);
+  await withFile(Buffer.concat([frame, Buffer.from("zstd frames")]), async (path) => {
+    for (const read of [readSnapshotHeader, identify])
+      await assert.rejects(read(path), (err: Error) => {
+        assert.match(
+          err.message,
+          /app\.snap: a snapshot of an earlier slimroot \(format 1, the RAM inside the file\); this one resumes format 2 .*make it again with slimroot snapshot/,
+        );
+        assert.doesNotMatch(err.message, /\n/);
+        return true;
+      });
+  });
+});
+
+/** Writes `pages` (each undefined: a hole; else its bytes) as a file, sparse or every byte written. */
+async function ramFile(path: string, pages: (Buffer | undefined)[], sparse: boolean): Promise<void> {
+  const fh = await open(path, "w");
+  try {
+    for (const [i, p] of pages.entries()) {
+      const bytes = p ?? (sparse ? undefined : Buffer.alloc(4096));
+      if (bytes) await fh.write(bytes, 0, bytes.length, i * 4096);
+    }
+    await fh.truncate(pages.length * 4096);
+  } finally {
+    await fh.close();
+  }
+}
+
+test("a RAM file's digest is its non-zero pages and size, however its zeros are stored", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "slimroot-ramdigest-test-"));
+  try {
+    const page = fc.oneof(
+      fc.constant(undefined),
+      fc.constant(Buffer.alloc(4096)),
+      fc.uint8Array({ minLength: 4096, maxLength: 4096 }).map((b) => Buffer.from(b)),
+      fc.nat(4095).map((at) => Buffer.alloc(4096).fill(1, at, at + 1)),
+    );
+    await fc.assert(
+      fc.asyncProperty(fc.array(page, { maxLength: 300 }), async (pages) => {
+        const [a, b] = [join(dir, "a"), join(dir, "b")];
+        await ramFile(a, pages, true);
+        await ramFile(b, pages, false);
+        const [da, db] = [await ramDigest(a), await ramDigest(b)];
+        assert.deepEqual(da, db);
+        // The definition, independently: each non-zero page's number (u64 BE) and bytes, then the size.
+        const h = createHash("sha256");
+        let nonZero = 0;
+        for (const [i, p] of pages.entries())
+          if (p?.some((x) => x !== 0)) {
+            const n = Buffer.alloc(8);
+            n.writeBigUInt64BE(BigInt(i));
+            h.update(n).update(p);
+            nonZero += 4096;
+          }
+        const size = Buffer.alloc(8);
+        size.writeBigUInt64BE(BigInt(pages.length * 4096));
+        assert.deepEqual(da, {
+          sha256: h.update(size).digest("hex"),
+          bytes: pages.length * 4096,
+          nonZeroBytes: nonZero,
+        });
+      }),
+      { numRuns: 40 },
+    );
+    // One byte anywhere, or one page more of zeros, is another RAM.
+    const base = [Buffer.alloc(4096, 7), undefined, undefined];
+    await ramFile(join(dir, "a"), base, true);
+    await ramFile(join(dir, "b"), [...base, undefined], true);
+    await ramFile(join(dir, "c"), [base[0], Buffer.alloc(4096).fill(1, 4095), undefined], true);
+    const [a, b, c] = await Promise.all(["a", "b", "c"].map((n) => ramDigest(join(dir, n))));
+    assert.equal(new Set([a!.sha256, b!.sha256, c!.sha256]).size, 3);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("a snapshot's RAM file: shared while the snapshot is made, private (copy-on-write) on resume", () => {
+  const argv = (shared: boolean) =>
+    qemuCommand({
+      arch: "amd64",
+      machine: "microvm",
+      accel: "tcg",
+      kernel: "k",
+      memMiB: 64,
+      cpus: 1,
+      forwards: [],
+      qmpSocket: "/q.sock",
+      ramFile: { path: "/s/a,b.snap.ram", shared },
+    }).join(" ");
+  assert.match(
+    argv(true),
+    / -object memory-backend-file,id=ram0,size=64M,mem-path=\/s\/a,,b\.snap\.ram,share=on -machine memory-backend=ram0 /,
+  );
+  assert.match(argv(false), /mem-path=\/s\/a,,b\.snap\.ram,share=off -machine memory-backend=ram0 /);
+  const a: SnapshotArtifact = {
+    kind: "snapshot",
+    path: "/snaps/app.snap",
+    bytes: 1,
+    arch: "amd64",
+    header: HEADER,
+    streamOffset: 1,
+  };
+  // Beside the snapshot, whatever the saved plan said (the snapshot boot's temp name).
+  const saved = { ...a, header: { ...HEADER, plan: { vmm: "qemu", ram: { path: "/tmp/x", shared: true } } } };
+  assert.deepEqual(planResume(saved, OPTIONS, 0).ram, { path: "/snaps/app.snap.ram", shared: false });
 });
 
 test("a snapshot boot carries the control channel: run.conf record, the driver module, the port", () => {

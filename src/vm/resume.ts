@@ -3,16 +3,17 @@
  * describes (artifact/snapshot.ts holds it), with this run's port forwards and stop policy,
  * started with QEMU's `-incoming defer` instead of a boot. Everything is checked before QEMU
  * reads any state (run starts QEMU beside the checks, to overlap its start-up), each refusal
- * one line: the same QEMU version as the one that saved it, the kernel file and every disk
- * present with the digest the snapshot names (a VM's RAM holds the page cache of its disks,
- * so a disk that changed since would be read wrong).
+ * one line: the same QEMU version as the one that saved it, the RAM file, the kernel file and
+ * every disk present with the digest the snapshot names (a VM's RAM holds the page cache of
+ * its disks, so a disk that changed since would be read wrong).
  */
 import { execFile } from "node:child_process";
-import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { dirname, join, resolve } from "node:path";
 import type { Arch } from "../arch/arch.js";
 import { identify, type SnapshotArtifact, sniffFile } from "../artifact/identify.js";
-import type { NamedFile } from "../artifact/snapshot.js";
+import type { NamedFile, SnapshotHeader } from "../artifact/snapshot.js";
 import { fileSha256 } from "../output/why.js";
 import { cacheRoot } from "../util/cache-dir.js";
 import { hostExecutable } from "../util/host-path.js";
@@ -103,25 +104,80 @@ const digests = jsonCache(
 /** A file is remembered only once its last change is this old: a later change gets a later ctime. */
 const SETTLED_NS = 2_000_000_000n;
 
+/** A page of guest RAM. */
+const PAGE = 4096;
+const ZERO_PAGE = Buffer.alloc(PAGE);
+const READ_BYTES = 1 << 20;
+
 /**
- * The sha256 of a file a resume checks (a 17.8 MB vmlinux costs a busy host 0.1-0.2 s),
- * remembered by what the kernel says of the file: device, inode, size, mtime and ctime in ns.
- * Any write or utime changes ctime, which no caller can set back; so a hit is the same bytes.
- * A file changed in the last 2 s is hashed and not remembered, so a change in the same clock
- * tick as the one before cannot hide behind an equal ctime (git's "racy" rule).
+ * A RAM file's digest, the same however its zeros are stored (holes, or written zeros after a
+ * copy that filled them): sha256 of each non-zero 4 KiB page's number (u64 BE) and bytes, in
+ * order, then the file's size. Hashing costs what the guest wrote, not its RAM; reading a
+ * hole costs the kernel a memset. Also returns the non-zero pages' bytes.
  */
-export async function cachedSha256(path: string): Promise<{ sha256: string; bytes: number }> {
+export async function ramDigest(
+  path: string,
+): Promise<{ sha256: string; bytes: number; nonZeroBytes: number }> {
+  const fh = await open(path, "r");
+  try {
+    const hash = createHash("sha256");
+    const buf = Buffer.alloc(READ_BYTES);
+    const index = Buffer.alloc(8);
+    let pos = 0;
+    let nonZero = 0;
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, READ_BYTES, pos);
+      if (bytesRead === 0) break;
+      for (let at = 0; at < bytesRead; at += PAGE) {
+        const page = buf.subarray(at, Math.min(at + PAGE, bytesRead));
+        if (page.equals(ZERO_PAGE.subarray(0, page.length))) continue;
+        index.writeBigUInt64BE(BigInt((pos + at) / PAGE));
+        hash.update(index).update(page);
+        nonZero += page.length;
+      }
+      pos += bytesRead;
+    }
+    const size = Buffer.alloc(8);
+    size.writeBigUInt64BE(BigInt(pos));
+    return { sha256: hash.update(size).digest("hex"), bytes: pos, nonZeroBytes: nonZero };
+  } finally {
+    await fh.close();
+  }
+}
+
+/** How a file is digested: its bytes (sha256), or a RAM file's non-zero pages (ramDigest). */
+type DigestKind = "sha256" | "ram";
+const DIGESTS: Record<DigestKind, (path: string) => Promise<string>> = {
+  sha256: fileSha256,
+  ram: async (path) => (await ramDigest(path)).sha256,
+};
+
+/**
+ * The digest of a file a resume checks (a 17.8 MB vmlinux costs a busy host 0.1-0.2 s, a RAM
+ * file of 256 MiB more), remembered by what the kernel says of the file: device, inode, size,
+ * mtime and ctime in ns. Any write or utime changes ctime, which no caller can set back; so a
+ * hit is the same bytes. A file changed in the last 2 s is hashed and not remembered, so a
+ * change in the same clock tick as the one before cannot hide behind an equal ctime (git's
+ * "racy" rule).
+ */
+export async function cachedDigest(
+  path: string,
+  kind: DigestKind = "sha256",
+): Promise<{ sha256: string; bytes: number }> {
   const st = await stat(path, { bigint: true });
-  const key = `${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
+  const key = `${kind === "sha256" ? "" : `${kind}:`}${st.dev}:${st.ino}:${st.size}:${st.mtimeNs}:${st.ctimeNs}`;
   const hit = await digests.get(key);
   if (hit) return { sha256: hit, bytes: Number(st.size) };
   const startedNs = BigInt(Date.now()) * 1_000_000n;
-  const sha256 = await fileSha256(path);
+  const sha256 = await DIGESTS[kind](path);
   const after = await stat(path, { bigint: true });
   const same = after.ctimeNs === st.ctimeNs && after.size === st.size;
   if (same && startedNs - st.ctimeNs > SETTLED_NS) await digests.set(key, sha256);
   return { sha256, bytes: Number(after.size) };
 }
+
+/** The sha256 of a file a resume checks, remembered (cachedDigest). */
+export const cachedSha256 = (path: string) => cachedDigest(path);
 
 /** The snapshot `image` is, or undefined when it is something else. */
 export async function snapshotOf(image: string): Promise<SnapshotArtifact | undefined> {
@@ -136,11 +192,16 @@ export async function snapshotOf(image: string): Promise<SnapshotArtifact | unde
 }
 
 /** A file the snapshot names, as it is now: one line when it is gone or changed. */
-async function checkNamed(f: NamedFile, what: string, snap: string): Promise<void> {
+async function checkNamed(
+  f: NamedFile,
+  what: string,
+  snap: string,
+  kind: DigestKind = "sha256",
+): Promise<void> {
   const st = await stat(f.path).catch(() => undefined);
   if (!st?.isFile())
     throw new RunFailure(`${snap}: its ${what} ${f.path} is missing; the snapshot cannot resume`);
-  const now = st.size === f.bytes ? await cachedSha256(f.path) : undefined;
+  const now = st.size === f.bytes ? await cachedDigest(f.path, kind) : undefined;
   if (now?.sha256 !== f.sha256)
     throw new RunFailure(
       `${snap}: its ${what} ${f.path} changed since the snapshot was made (sha256 ${now ? `${now.sha256.slice(0, 12)}…` : `size ${st.size}`}, saved with ${f.sha256.slice(0, 12)}…); refusing to resume`,
@@ -187,12 +248,19 @@ export function planResume(a: SnapshotArtifact, o: BootOptions, volumes: number)
     notes: [],
     control: true,
     resume: { snapshot: resolve(a.path) },
+    // Private: pages are read from the file as the guest touches them and copied when it
+    // writes one, so the file is never written and every resume of it shares its pages.
+    ram: { path: ramPath(a), shared: false },
   };
 }
 
+/** Where snapshot `a`'s RAM file is: its header's name, in the snapshot's directory. */
+export const ramPath = (a: { path: string; header: Pick<SnapshotHeader, "ram"> }): string =>
+  join(dirname(resolve(a.path)), a.header.ram.file);
+
 /**
  * Every check before a resume loads its state, each refusal one line, in this order: the QEMU
- * version, the kernel file, each disk (missing, or another sha256).
+ * version, the RAM file, the kernel file, each disk (missing, or another digest).
  */
 export async function checkResume(a: SnapshotArtifact): Promise<void> {
   const h = a.header;
@@ -200,6 +268,7 @@ export async function checkResume(a: SnapshotArtifact): Promise<void> {
   const asked = knownQemuVersion(h.arch);
   asked.catch(() => {});
   const files = Promise.all([
+    checkNamed({ ...h.ram, path: ramPath(a) }, "RAM file", a.path, "ram"),
     checkNamed(h.kernel, "kernel", a.path),
     ...h.disks.map((d) => checkNamed(d, "disk", a.path)),
   ]);

@@ -249,11 +249,16 @@ export function resumeTimeline(m: ResumeMarks): Timeline {
       seg("vmm", "QEMU's start, until its QMP socket answered", spawned, vmmUp),
       seg(
         "checks",
-        "waiting for the checks (QEMU's version, the kernel's and disks' sha256)",
+        "waiting for the checks (QEMU's version, the RAM file's, kernel's and disks' digests)",
         vmmUp,
         checked,
       ),
-      seg("load", "loading the saved state (zstd, QEMU's migration stream)", checked, loaded),
+      seg(
+        "load",
+        "loading the saved state (zstd, QEMU's migration stream; the RAM file is mapped, not read)",
+        checked,
+        loaded,
+      ),
       seg("reseed", "cont, the init's reseed and clock, the ports forwarded", loaded, resumed),
     ],
     totalMs: resumed - spawned,

@@ -1,0 +1,19 @@
+#!/usr/bin/env node
+// The built CLI's entry (dist/cli/main.js, made by scripts/bundle-cli.ts): runs the CLI, one
+// CommonJS script beside it (slimroot.cjs, main.ts and what it imports), from V8's code cache
+// in slimroot's cache (util/code-cache.ts): a start then reads the compiled code instead of
+// parsing 1 MB of JavaScript and compiling every function a command calls.
+// SLIMROOT_NO_CODE_CACHE=1 runs without reading or writing one.
+import { join } from "node:path";
+import { cacheRoot } from "../util/cache-dir.js";
+import { runCached } from "../util/code-cache.js";
+import { COMMAND_NAMES } from "./commands.js";
+
+const asked = process.argv[2] ?? "";
+const label = (COMMAND_NAMES as readonly string[]).includes(asked) ? asked : "cli";
+runCached(
+  // CommonJS: the bundle is beside this file (import.meta is ESM's).
+  join(__dirname, "slimroot.cjs"),
+  process.env.SLIMROOT_NO_CODE_CACHE ? undefined : join(cacheRoot(), "cli-code"),
+  label,
+);

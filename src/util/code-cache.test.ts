@@ -129,3 +129,12 @@ test("an unwritable cache directory costs nothing but the cache", () => {
   assert.equal(off.use, "off");
   assert.equal(JSON.parse(off.stdout).lazy, 42);
 });
+
+test("two copies of a script (two installations) keep a cache each", () => {
+  const cache = join(dir, "cache-e");
+  const copies = ["e1.cjs", "e2.cjs"].map((n) => join(dir, n));
+  for (const c of copies) writeFileSync(c, SCRIPT);
+  for (const c of copies) assert.equal(run(c, cache).use, "miss");
+  for (const c of copies) assert.equal(run(c, cache).use, "hit");
+  assert.equal(bins(cache).length, 2);
+});

@@ -54,8 +54,11 @@ function readTrusted(file: string): Buffer | undefined {
   }
 }
 
-/** Writes the cache whole (temp beside, renamed) and drops this label's older ones; never throws. */
-function save(script: Script, file: string, label: string): void {
+/**
+ * Writes the cache whole (temp beside, renamed) and drops the older ones of the same `prefix`
+ * (this label, this script's path); never throws.
+ */
+function save(script: Script, file: string, prefix: string): void {
   const dir = dirname(file);
   const temp = `${file}.${process.pid}.tmp`;
   try {
@@ -65,7 +68,7 @@ function save(script: Script, file: string, label: string): void {
     renameSync(temp, file);
     const mine = file.slice(dir.length + 1);
     for (const name of readdirSync(dir))
-      if (name.startsWith(`${label}-`) && name.endsWith(".bin") && name !== mine)
+      if (name.startsWith(prefix) && name.endsWith(".bin") && name !== mine)
         rmSync(join(dir, name), { force: true });
   } catch {
     // A cache is only ever a shortcut: a read-only or full disk costs the next start its compile.
@@ -84,7 +87,8 @@ function save(script: Script, file: string, label: string): void {
  * Node 20 caches no compiled code for a process's modules: each start of a large script parses
  * it again and compiles every function it calls. V8's cache of a script, made once the script
  * has run (so the functions it called lazily are in it), lets the next start skip both. One
- * cache per `label` (the command: each calls its own functions), its name keyed by the
+ * cache per `label` (the command: each calls its own functions) and script path (two
+ * installations keep theirs), its name keyed by the
  * script's size, mtime and inode and by Node's version, architecture and flags: a cache V8 would
  * refuse is never looked up, and one it refuses anyway is replaced. `cacheDir` undefined: no
  * cache read or written.
@@ -113,7 +117,8 @@ export function runCached(file: string, cacheDir: string | undefined, label: str
   }
   // esbuild writes ASCII (it escapes strings); latin1 is then the same text, decoded at a third of the cost.
   const source = bytes.toString(isAscii(bytes) ? "latin1" : "utf8");
-  const cacheFile = cacheDir === undefined ? undefined : join(cacheDir, `${label}-${key}.bin`);
+  const prefix = `${label}-${fnv1a(file).slice(0, 8)}-`;
+  const cacheFile = cacheDir === undefined ? undefined : join(cacheDir, `${prefix}${key}.bin`);
   const cachedData = cacheFile === undefined ? undefined : readTrusted(cacheFile);
   const script = new Script(`${WRAPPER}${source}\n})`, {
     filename: file,
@@ -121,7 +126,7 @@ export function runCached(file: string, cacheDir: string | undefined, label: str
   });
   const use: CacheUse =
     cacheFile === undefined ? "off" : !cachedData ? "miss" : script.cachedDataRejected ? "rejected" : "hit";
-  if (cacheFile !== undefined && use !== "hit") process.once("exit", () => save(script, cacheFile, label));
+  if (cacheFile !== undefined && use !== "hit") process.once("exit", () => save(script, cacheFile, prefix));
   const module = { exports: {} };
   script.runInThisContext()(module.exports, createRequire(file), module, file, dirname(file));
   return use;

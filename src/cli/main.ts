@@ -18,7 +18,7 @@ const program = new Command("slimroot")
 
 // Each command's module, loaded when it is the one asked for: loading every command's code
 // (the VM, kernel and bench stacks) took a build a third of its start. Help, an unknown
-// command or none: all of them, for the listing and commander's messages.
+// command or none: all of them, for the listing and commander's messages; --version alone: none.
 const COMMANDS: Record<CommandName, () => Promise<(program: Command) => void>> = {
   bench: async () => (await import("./bench.js")).registerBench,
   build: async () => (await import("./build.js")).registerBuild,
@@ -59,8 +59,9 @@ process.stderr.on("error", () => undefined);
 // cli/entry.ts runs from V8's code cache.
 async function main(): Promise<void> {
   const asked = process.argv[2];
+  const version = process.argv.length === 3 && (asked === "--version" || asked === "-V");
   const wanted = (
-    asked !== undefined && Object.hasOwn(COMMANDS, asked) ? [asked] : Object.keys(COMMANDS)
+    asked !== undefined && Object.hasOwn(COMMANDS, asked) ? [asked] : version ? [] : Object.keys(COMMANDS)
   ) as CommandName[];
   for (const register of await Promise.all(wanted.map((name) => COMMANDS[name]()))) register(program);
   await program.parseAsync(process.argv);

@@ -6,6 +6,7 @@ import {
   openSync,
   readdirSync,
   readFileSync,
+  readSync,
   renameSync,
   rmSync,
   writeFileSync,
@@ -21,7 +22,8 @@ import { Script } from "node:vm";
 export type CacheUse = "hit" | "miss" | "rejected" | "off";
 
 // CommonJS's own wrapper, on the script's first line: stack traces keep the file's line numbers.
-const WRAPPER = "(function (exports, require, module, __filename, __dirname) { ";
+const HEAD = Buffer.from("(function (exports, require, module, __filename, __dirname) { ");
+const TAIL = Buffer.from("\n})");
 
 /** FNV-1a, 64-bit: a short stable name for what a cache depends on (not a security boundary). */
 function fnv1a(text: string): string {
@@ -95,7 +97,7 @@ function save(script: Script, file: string, prefix: string): void {
  */
 export function runCached(file: string, cacheDir: string | undefined, label: string): CacheUse {
   const fd = openSync(file, "r");
-  let bytes: Buffer;
+  let text: Buffer;
   let key: string;
   try {
     const st = fstatSync(fd, { bigint: true });
@@ -111,16 +113,26 @@ export function runCached(file: string, cacheDir: string | undefined, label: str
         st.dev,
       ].join("\0"),
     );
-    bytes = readFileSync(fd);
+    // Read between its wrapper's two halves: the source is one string from the start, not
+    // a 1 MB concatenation V8 would copy again.
+    const size = Number(st.size);
+    text = Buffer.allocUnsafe(HEAD.length + size + TAIL.length);
+    HEAD.copy(text);
+    for (let got = 0; got < size; ) {
+      const n = readSync(fd, text, HEAD.length + got, size - got, got);
+      if (n === 0) throw new Error(`${file}: shorter than its size`);
+      got += n;
+    }
+    TAIL.copy(text, HEAD.length + size);
   } finally {
     closeSync(fd);
   }
   // esbuild writes ASCII (it escapes strings); latin1 is then the same text, decoded at a third of the cost.
-  const source = bytes.toString(isAscii(bytes) ? "latin1" : "utf8");
+  const source = text.toString(isAscii(text) ? "latin1" : "utf8");
   const prefix = `${label}-${fnv1a(file).slice(0, 8)}-`;
   const cacheFile = cacheDir === undefined ? undefined : join(cacheDir, `${prefix}${key}.bin`);
   const cachedData = cacheFile === undefined ? undefined : readTrusted(cacheFile);
-  const script = new Script(`${WRAPPER}${source}\n})`, {
+  const script = new Script(source, {
     filename: file,
     ...(cachedData ? { cachedData } : {}),
   });

@@ -10,7 +10,11 @@ import { runCached } from "../util/code-cache.js";
 import { COMMAND_NAMES } from "./commands.js";
 
 const asked = process.argv[2] ?? "";
-const label = (COMMAND_NAMES as readonly string[]).includes(asked) ? asked : "cli";
+// One cache per command, and per dry run: a cache holds what its first run compiled, and a
+// dry run never calls the code that starts and watches a VM.
+const label = (COMMAND_NAMES as readonly string[]).includes(asked)
+  ? `${asked}${process.argv.includes("--dry-run") ? "-dry" : ""}`
+  : "cli";
 runCached(
   // CommonJS: the bundle is beside this file (import.meta is ESM's).
   join(__dirname, "slimroot.cjs"),

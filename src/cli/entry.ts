@@ -15,9 +15,15 @@ const asked = process.argv[2] ?? "";
 const label = (COMMAND_NAMES as readonly string[]).includes(asked)
   ? `${asked}${process.argv.includes("--dry-run") ? "-dry" : ""}`
   : "cli";
-runCached(
-  // CommonJS: the bundle is beside this file (import.meta is ESM's).
-  join(__dirname, "slimroot.cjs"),
-  process.env.SLIMROOT_NO_CODE_CACHE ? undefined : join(cacheRoot(), "cli-code"),
-  label,
-);
+/** The cache's directory; none when caching is off or there is no home to keep it in. */
+function cacheDir(): string | undefined {
+  if (process.env.SLIMROOT_NO_CODE_CACHE) return undefined;
+  try {
+    return join(cacheRoot(), "cli-code");
+  } catch {
+    return undefined;
+  }
+}
+
+// CommonJS: the bundle is beside this file (import.meta is ESM's).
+runCached(join(__dirname, "slimroot.cjs"), cacheDir(), label);

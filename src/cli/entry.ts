@@ -15,6 +15,7 @@ const asked = process.argv[2] ?? "";
 const label = (COMMAND_NAMES as readonly string[]).includes(asked)
   ? `${asked}${process.argv.includes("--dry-run") ? "-dry" : ""}`
   : "cli";
+
 /** The cache's directory; none when caching is off or there is no home to keep it in. */
 function cacheDir(): string | undefined {
   if (process.env.SLIMROOT_NO_CODE_CACHE) return undefined;

@@ -9,6 +9,7 @@ import { mkdtemp, rm, symlink, unlink, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
+import fc from "fast-check";
 import { openInput, readHead, readInput, readInputText, statInput } from "../src/util/input-file.js";
 import { runCliWithin } from "./support/cli.js";
 import { tarOf, writeOciLayout } from "./support/layers.js";
@@ -71,6 +72,31 @@ test("reads are bounded: a whole file by its limit, a line by the line limit, as
     /^Error: F: 5011 bytes or more, over the limit of 1000 bytes \(set SLIMROOT_MAX_READ to raise it\)$/,
   );
   assert.equal((await readInputText(file, "F", { ...limits, line: 10_000 })).length, 5011);
+});
+
+test("the line limit counts bytes, across reads: the first line over it is the one named", async () => {
+  const file = join(work, "lines");
+  // Lines around the 64 KiB read size, of multibyte characters too (the limit is in bytes).
+  const lineOf = fc.tuple(fc.constantFrom("a", "é", "€"), fc.integer({ min: 0, max: 40_000 }));
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(lineOf, { minLength: 1, maxLength: 6 }),
+      fc.integer({ min: 1, max: 60_000 }),
+      async (spec, line) => {
+        const lines = spec.map(([c, n]) => c.repeat(Math.ceil(n / Buffer.byteLength(c))));
+        await writeFile(file, lines.join("\n"));
+        const over = lines.findIndex((l) => Buffer.byteLength(l) > line);
+        const read = readInputText(file, "F", { bytes: 1, entries: 1, depth: 1, read: 1 << 20, line });
+        if (over < 0) assert.equal(await read, lines.join("\n"));
+        else
+          await assert.rejects(
+            read,
+            new RegExp(`^Error: F: line ${over + 1} is longer, over the limit of ${line} bytes`),
+          );
+      },
+    ),
+    { numRuns: 60 },
+  );
 });
 
 test("a FIFO as the image: inspect, run and kernel build --embed say so at once", async () => {

@@ -62,7 +62,7 @@ test("a use asks for its options, a module where it may be one, built in where i
   assert.equal(
     kernelDiskProblem(
       [{ path: "a.sqfs", mount: "/", readOnly: true, format: "squashfs" }],
-      "CONFIG_VIRTIO_BLK=m\nCONFIG_SQUASHFS=m\n",
+      parseKernelConfig("CONFIG_VIRTIO_BLK=m\nCONFIG_SQUASHFS=m\n"),
       "K",
     ),
     "kernel K cannot mount a.sqfs: it lacks CONFIG_SQUASHFS_ZSTD=y, CONFIG_SQUASHFS_XATTR=y",
@@ -70,7 +70,7 @@ test("a use asks for its options, a module where it may be one, built in where i
   assert.equal(
     kernelDiskProblem(
       [{ path: "a.ext4", mount: "/", readOnly: false, format: "ext4" }],
-      "CONFIG_EXT4_FS=y\n",
+      parseKernelConfig("CONFIG_EXT4_FS=y\n"),
       "K",
     ),
     "kernel K cannot attach disks: it lacks CONFIG_VIRTIO_BLK",

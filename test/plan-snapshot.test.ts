@@ -10,6 +10,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { test } from "node:test";
 import type { DiskFormat } from "../src/disk/formats.js";
+import { parseKernelConfig } from "../src/kernel/config.js";
 import { kernelRule } from "../src/vm/memory.js";
 import { type BootFacts, type BootOptions, describePlan, planBoot, VMMS } from "../src/vm/plan.js";
 import { repoRoot } from "./support/kernel.js";
@@ -104,7 +105,7 @@ function facts(image: Image, config: string | undefined, volumes: boolean): Boot
             path: "/k/vmlinuz",
             kind: { arch: "amd64", format: "bzImage" },
             label: "K",
-            ...(config !== undefined ? { config } : {}),
+            ...(config !== undefined ? { config: parseKernelConfig(config) } : {}),
             gzip: false,
             modules: { path: "/k/modules.cpio", bytes: 400_000, files: files(1) },
             rule,

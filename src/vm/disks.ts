@@ -11,7 +11,7 @@ import { writeCpio } from "../cpio/writer.js";
 import type { DiskFormat } from "../disk/formats.js";
 import { type DiskIdentity, isReadOnlyFormat } from "../disk/identity.js";
 import { INIT_PATH, initBinaryPath } from "../guest/init-binary.js";
-import { parseKernelConfig } from "../kernel/config.js";
+import type { KernelConfig } from "../kernel/config.js";
 import { missingOptions } from "../kernel/requirements.js";
 import { normalizeImagePath } from "../tree/path.js";
 import { hostFileContent } from "../tree/spool.js";
@@ -135,16 +135,15 @@ export function planDisks(
 }
 
 /**
- * Why the kernel cannot mount these disks, when its config (text) is known (a fetched
- * kernel), rather than letting the init wait for a mount that cannot work.
+ * Why the kernel cannot mount these disks, when its config is known (a fetched kernel),
+ * rather than letting the init wait for a mount that cannot work.
  */
 export function kernelDiskProblem(
   disks: readonly Disk[],
-  config: string | undefined,
+  c: KernelConfig | undefined,
   label: string,
 ): string | undefined {
-  if (config === undefined || !disks.length) return undefined;
-  const c = parseKernelConfig(config);
+  if (c === undefined || !disks.length) return undefined;
   const driver = missingOptions(c, "disks");
   if (driver.length)
     return `kernel ${label} cannot attach disks: it lacks ${driver.map((m) => m.option).join(", ")}`;

@@ -9,9 +9,9 @@ import { type EmbeddedApp, embeddedApp } from "../artifact/embedded.js";
 import { artifactArch, describe, identify, kernelKindOf } from "../artifact/identify.js";
 import type { KernelKind } from "../artifact/kernel.js";
 import type { CpioEntry } from "../cpio/reader.js";
+import { readKernelConfig } from "../kernel/config.js";
 import { kernelDirArch, resolveKernel } from "../kernel/resolve.js";
 import { UserError } from "../util/errors.js";
-import { readInputText } from "../util/input-file.js";
 import { initCpio, type VolumeSpec, volumeFacts } from "./disks.js";
 import { archivesFootprint, entriesFootprint, readKernelRule } from "./memory.js";
 import {
@@ -134,13 +134,14 @@ async function kernelFacts(
     ...(needs.modules.length ? { extraModules: needs.modules } : {}),
   });
   const kind = await kernelKind(bk.kernel);
-  const config = bk.config ? await readInputText(bk.config, `${bk.config} (the kernel config)`) : undefined;
+  // Read and parsed once: the plan's checks and the memory rule both take it.
+  const config = bk.config ? await readKernelConfig(bk.config) : undefined;
   const modules = bk.modulesCpio
     ? { path: bk.modulesCpio, bytes: await sizeOf(bk.modulesCpio), files: await filesOf(bk.modulesCpio) }
     : undefined;
   const rule = await readKernelRule(bk.kernel, kind, {
     ...(bk.manifest ? { manifest: bk.manifest } : {}),
-    ...(bk.config ? { configFile: bk.config } : {}),
+    ...(config ? { config } : {}),
   });
   return {
     path: bk.kernel,

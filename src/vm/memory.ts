@@ -204,10 +204,10 @@ export function kernelRule(id: KernelIdentity): KernelRule {
 export async function readKernelRule(
   path: string,
   kind: KernelKind,
-  known: Omit<KnownAboutKernel, "config"> & { configFile?: string } = {},
+  known: KnownAboutKernel & { configFile?: string } = {},
 ): Promise<KernelRule> {
   const { configFile, ...rest } = known;
-  const config = configFile ? await readKernelConfig(configFile) : undefined;
+  const config = rest.config ?? (configFile ? await readKernelConfig(configFile) : undefined);
   return kernelRule(await readKernelIdentity(path, kind, { ...rest, ...(config ? { config } : {}) }));
 }
 

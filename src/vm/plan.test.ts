@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import fc from "fast-check";
 import type { DiskIdentity } from "../disk/identity.js";
+import { parseKernelConfig } from "../kernel/config.js";
 import type { VolumeFacts } from "./disks.js";
 import { kernelRule } from "./memory.js";
 import { failureReason } from "./panic.js";
@@ -59,7 +60,7 @@ const initramfs = (over: Partial<{ lz4: boolean; mib: number }> = {}): BootFacts
     path: "/k/vmlinuz",
     kind: { arch: "amd64", format: "bzImage" },
     label: "debian",
-    config: DEBIAN_CONFIG,
+    config: parseKernelConfig(DEBIAN_CONFIG),
     gzip: false,
     modules: { path: "/k/modules.cpio", bytes: 400_000, files: files(1) },
     rule: rule("debian", "6.1.0-27-cloud-amd64"),
@@ -150,7 +151,7 @@ test("memory: sized from what unpacks into RAM; a --mem below the need is refuse
 
 test("slimroot's kernel (command-line devices): microvm without ACPI, pci=off, no APIC timer to calibrate", () => {
   const f = initramfs();
-  const p = planBoot({ ...f, kernel: { ...f.kernel!, config: SLIM_CONFIG } }, opts());
+  const p = planBoot({ ...f, kernel: { ...f.kernel!, config: parseKernelConfig(SLIM_CONFIG) } }, opts());
   assert.equal(p.qemu?.acpi, false);
   assert.match(p.cmdline, / pci=off/);
   assert.match(p.cmdline, / noapictimer no_timer_check /);
@@ -241,7 +242,7 @@ test("every refusal, in one line", () => {
       /kernel debian is arm64, but the image app\.cpio\.gz is amd64/,
     ],
     [
-      { ...disk(), kernel: { ...disk().kernel!, config: "CONFIG_EXT4_FS=y" } },
+      { ...disk(), kernel: { ...disk().kernel!, config: parseKernelConfig("CONFIG_EXT4_FS=y") } },
       {},
       /cannot attach disks: it lacks CONFIG_VIRTIO_BLK/,
     ],
@@ -251,8 +252,9 @@ test("every refusal, in one line", () => {
         ...initramfs(),
         kernel: {
           ...initramfs().kernel!,
-          config:
+          config: parseKernelConfig(
             "CONFIG_BLK_DEV_INITRD=y\nCONFIG_SERIAL_8250_CONSOLE=y\nCONFIG_KVM_GUEST=y\nCONFIG_VIRTIO_MMIO=y\nCONFIG_VIRTIO_NET=y",
+          ),
         },
       },
       { vmm: "firecracker", tap: "tap0" },

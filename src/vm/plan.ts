@@ -9,7 +9,7 @@ import type { Arch } from "../arch/arch.js";
 import type { KernelKind } from "../artifact/kernel.js";
 import { pad4 } from "../cpio/newc.js";
 import type { DiskIdentity } from "../disk/identity.js";
-import { parseKernelConfig } from "../kernel/config.js";
+import type { KernelConfig } from "../kernel/config.js";
 import type { Transport } from "../kernel/manifest.js";
 import { hasCmdlineDevices } from "../kernel/requirements.js";
 import { GUEST_MODULES_DIR } from "../kmod/modules-cpio.js";
@@ -53,8 +53,8 @@ export interface KernelFacts {
   kind: KernelKind;
   /** For messages: where it came from. */
   label: string;
-  /** Its build config's text, when known. */
-  config?: string;
+  /** Its build config, when known (read and parsed once, by facts.ts). */
+  config?: KernelConfig;
   /** An arm64 Image.gz (Firecracker boots it inflated). */
   gzip: boolean;
   /** The modules archive appended to the initrd. */
@@ -338,7 +338,7 @@ export function planBoot(f: BootFacts, o: BootOptions): BootPlan {
   checkOptions(f, o, tap);
   const disks = disksOf(f, o);
   const kernel = planKernel(f, o, disks.disks);
-  const config = f.kernel?.config !== undefined ? parseKernelConfig(f.kernel.config) : undefined;
+  const config = f.kernel?.config;
   const notes: string[] = [];
   let minFirecracker: readonly [number, number] | undefined;
   if (o.vmm === "firecracker") {

@@ -234,7 +234,10 @@ function boot(
   let reportedAt: number | undefined;
   const watcher = new ConsoleWatcher(report, () => {
     reportedAt = performance.now() - spawnedAt;
-    // The init reboots right after the report; a VM that does not end is ended.
+    // The init has synced and released its disks before it reports (init/init.c finish()):
+    // what follows is the kernel's restart, which a boot need not wait for. QEMU ends on
+    // SIGTERM (flushing its disks); a VMM that does not end is killed.
+    if (!exited) child.kill("SIGTERM");
     timers.push(setTimeout(kill, 5000));
   });
   watcher.on("data", (d: Buffer) => {

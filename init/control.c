@@ -3,8 +3,8 @@
  * whose name is run.conf's `control` record, read when SIGIO says it has input. Two requests, a
  * line each, each answered with a line:
  *
- *   freeze                 -> frozen KIB   every process but PID 1 gets SIGSTOP before the VM is
- *                                      saved; KIB: the guest's RAM in use (MemTotal - MemFree)
+ *   freeze                 -> frozen U F   every process but PID 1 gets SIGSTOP before the VM is
+ *                                      saved; U, F: MemTotal - MemFree and MemFree, in KiB
  *   resume SEC NSEC HEX    -> resumed  after a restore: the kernel's pool gets fresh bytes from
  *                                      virtio-rng (/dev/hwrng) and HEX from the host, the CRNG is
  *                                      reseeded at once, the clock is set to the host's, and only
@@ -154,17 +154,23 @@ static unsigned meminfo(const char *text, const char *name)
 	return 0;
 }
 
-/* The guest's RAM in use (KiB): MemTotal - MemFree, what the snapshot's size is judged against. */
-static unsigned used_kib(void)
+/*
+ * The guest's memory at the freeze (KiB): MemTotal - MemFree and MemFree. The host judges the
+ * snapshot's size against its RAM less MemFree: the kernel's own pages (its image, the page
+ * map) are outside MemTotal but in use, and in the RAM file.
+ */
+static void mem_kib(unsigned *used, unsigned *free_kib)
 {
 	char text[2048];
+	*used = *free_kib = 0;
 	long fd = sys_open("/proc/meminfo", O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0)
-		return 0;
+		return;
 	long n = sys_read((int)fd, text, sizeof(text) - 1);
 	sys_close((int)fd);
 	text[n > 0 ? n : 0] = 0;
-	return meminfo(text, "MemTotal:") - meminfo(text, "MemFree:");
+	*free_kib = meminfo(text, "MemFree:");
+	*used = meminfo(text, "MemTotal:") - *free_kib;
 }
 
 /*
@@ -188,7 +194,9 @@ static void handle(char *l)
 	if (streq(l, "freeze")) {
 		sys_kill(-1, SIGSTOP);
 		char text[48];
-		reply(text, fmt(text, sizeof(text), "frozen %u\n", used_kib()));
+		unsigned used, free_kib;
+		mem_kib(&used, &free_kib);
+		reply(text, fmt(text, sizeof(text), "frozen %u %u\n", used, free_kib));
 	} else if (l[0] == 'r' && !memcmp(l, "resume ", 7)) {
 		struct timespec_k t;
 		unsigned char seed[64];

@@ -242,7 +242,7 @@ async function bootAndSave(
       const ctl = await ControlChannel.connect(vm.channel);
       let usedKib = 0;
       try {
-        usedKib = Number(await ctl.request("freeze", "frozen", FREEZE_MS)) || 0;
+        usedKib = inUseKib(await ctl.request("freeze", "frozen", FREEZE_MS), plan.memory.mib);
       } finally {
         ctl.close();
       }
@@ -283,6 +283,18 @@ async function digHoles(file: string): Promise<void> {
 async function* concatStreams(first: Buffer, file: string): AsyncGenerator<Buffer> {
   yield first;
   for await (const chunk of createReadStream(file)) yield chunk as Buffer;
+}
+
+/**
+ * The guest's RAM in use from the init's `frozen U F` (KiB: MemTotal - MemFree, MemFree): the
+ * RAM less MemFree, since the kernel's own pages (its image, the page map: outside MemTotal) are
+ * in use and in the RAM file too. An init of an earlier slimroot answers U alone.
+ */
+export function inUseKib(reply: string, guestMiB: number): number {
+  const [used, free] = reply.split(" ").map(Number);
+  if (free !== undefined && Number.isSafeInteger(free) && free <= guestMiB * 1024)
+    return guestMiB * 1024 - free;
+  return Number.isSafeInteger(used) ? used! : 0;
 }
 
 /** The header but the RAM and its figures (known once QEMU has ended). */

@@ -130,6 +130,10 @@ test("snapshot writes the state file that identify knows and the RAM file beside
   assert.equal(ram.size, a.header.memory.guestMiB << 20);
   assert.ok(ram.blocks * 512 < ram.size / 2, `${ram.blocks * 512} bytes allocated of ${ram.size}`);
   assert.ok(a.bytes < 4 << 20, `state file ${a.bytes} bytes`);
+  // No larger than the RAM in use at the freeze (the guest's RAM less MemFree).
+  const m = a.header.memory;
+  assert.ok(m.inUseBytes > 0 && m.inUseBytes < ram.size, `${m.inUseBytes} bytes in use`);
+  assert.ok(ram.blocks * 512 <= m.inUseBytes, `${ram.blocks * 512} bytes allocated, ${m.inUseBytes} in use`);
   assert.ok(a.header.kernel.path.startsWith(`${kernelDir}/vmlinuz-`), a.header.kernel.path);
   assert.match(a.header.kernel.sha256, /^[0-9a-f]{64}$/);
   assert.deepEqual(

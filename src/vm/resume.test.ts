@@ -183,19 +183,21 @@ test("a RAM file's digest is its non-zero pages and size, however its zeros are 
   }
 });
 
+/** A QEMU command's options that the argv tests below share. */
+const QEMU_BASE: Parameters<typeof qemuCommand>[0] = {
+  arch: "amd64",
+  machine: "microvm",
+  accel: "tcg",
+  kernel: "k",
+  memMiB: 64,
+  cpus: 1,
+  forwards: [],
+  qmpSocket: "/q.sock",
+};
+
 test("a snapshot's RAM file: shared while the snapshot is made, private (copy-on-write) on resume", () => {
   const argv = (shared: boolean) =>
-    qemuCommand({
-      arch: "amd64",
-      machine: "microvm",
-      accel: "tcg",
-      kernel: "k",
-      memMiB: 64,
-      cpus: 1,
-      forwards: [],
-      qmpSocket: "/q.sock",
-      ramFile: { path: "/s/a,b.snap.ram", shared },
-    }).join(" ");
+    qemuCommand({ ...QEMU_BASE, ramFile: { path: "/s/a,b.snap.ram", shared } }).join(" ");
   assert.match(
     argv(true),
     / -object memory-backend-file,id=ram0,size=64M,mem-path=\/s\/a,,b\.snap\.ram,share=on -machine memory-backend=ram0 /,
@@ -235,14 +237,7 @@ test("a snapshot boot carries the control channel: run.conf record, the driver m
   assert.deepEqual(kernelNeeds(f, { ...OPTIONS, control: true }).modules, [CONTROL_MODULE]);
   assert.deepEqual(kernelNeeds(f, OPTIONS).modules, []);
   const argv = qemuCommand({
-    arch: "amd64",
-    machine: "microvm",
-    accel: "tcg",
-    kernel: "k",
-    memMiB: 64,
-    cpus: 1,
-    forwards: [],
-    qmpSocket: "/q.sock",
+    ...QEMU_BASE,
     controlSocket: "/c.sock",
     incoming: "exec:zstd -dcq -- /a.snap",
   }).join(" ");

@@ -30,10 +30,10 @@ import {
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { after, before, describe, test } from "node:test";
-import { cacheRoot } from "../src/util/cache-dir.js";
 import { REPO } from "./support/cli.js";
 import { genInitCpio } from "./support/gen-init-cpio.js";
 import { type Capacity, HOSTILE_ROWS, type HostileRow, type Snapshot } from "./support/hostile-trees.js";
+import { slimrootKernel } from "./support/kernel.js";
 import { rawTar } from "./support/raw-tar.js";
 import {
   commandOutput,
@@ -151,10 +151,6 @@ const COLUMNS: Column[] = [
     name: "kernel --embed",
     ext: "vmlinux",
     capacity: { xattrs: false, list: false },
-    skip: () =>
-      cachedKernel()
-        ? undefined
-        : `no cached slimroot kernel in ${join(cacheRoot(), "kernels")}: --embed would compile one (20-35 minutes; test/kernel-build.test.ts builds it)`,
     sampleRowsOnly: "each cell relinks the kernel (minutes); the rows' trees are the cpio column's",
     // A relink takes about 30 s on an idle machine and over 3 minutes beside other work.
     timeoutMs: 30 * 60_000,
@@ -163,18 +159,6 @@ const COLUMNS: Column[] = [
     readBack: (out) => embeddedSnapshot(out),
   },
 ];
-
-/** Whether `kernel build` has a kernel with an object tree to relink for this machine. */
-function cachedKernel(): boolean {
-  const dir = join(cacheRoot(), "kernels");
-  const arch = process.arch === "arm64" ? "arm64" : "amd64";
-  if (!existsSync(dir)) return false;
-  return readdirSync(dir).some((d) => {
-    if (!d.startsWith(`slimroot-${arch}-`)) return false;
-    const manifest = join(dir, d, "manifest.json");
-    return existsSync(manifest) && existsSync(join(dir, d, "build"));
-  });
-}
 
 const embedInputs = new Map<string, Promise<string | { refused: string }>>();
 
@@ -599,6 +583,10 @@ after(async () => {
   console.log(summary.split("\n")[0]);
   if (work) await rm(work, { recursive: true, force: true });
 });
+
+// The --embed column relinks slimroot's kernel for this machine: built (or waited for, when
+// `npm test` is building it beside the tests) before the matrix starts.
+await slimrootKernel(process.arch === "arm64" ? "arm64" : "amd64");
 
 describe("hostile matrix: rows x writers x output tricks", { concurrency: 2 }, () => {
   for (const [i, row] of HOSTILE_ROWS.entries()) {

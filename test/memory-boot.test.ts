@@ -4,9 +4,8 @@
  * answers), and 4 MiB less cannot unpack it ("Initramfs unpacking failed"). The second boot runs
  * `run --dry-run`'s QEMU command with a smaller -m, since `run` itself refuses that --mem.
  *
- * Uses the cached slimroot kernel of each architecture (`slimroot kernel build`, which
- * test/kernel-build.test.ts builds); skipped, saying so, when there is none: a build takes
- * far longer than this test.
+ * Uses slimroot's kernel of each architecture from the kernel cache, building it when it is
+ * missing (minutes of both cores: `npm test` builds both beside the tests and runs this last).
  */
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
@@ -16,7 +15,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { runCli } from "./support/cli.js";
-import { cachedSlimrootKernel, debianBusybox } from "./support/kernel.js";
+import { debianBusybox, slimrootKernel } from "./support/kernel.js";
 import { qemusUsing } from "./support/qemu.js";
 
 /** Under the rule's minimum by this much the image must not unpack (the rule is about 1 MiB above the real floor: docs/run.md). */
@@ -50,12 +49,9 @@ function qemuConsole(argv: readonly string[]): Promise<string> {
 }
 
 for (const arch of ["amd64", "arm64"] as const) {
-  const kernel = cachedSlimrootKernel(arch);
+  const kernel = await slimrootKernel(arch);
   test(`slimroot's ${arch} kernel: the rule's minimum boots, ${MARGIN_MIB} MiB less cannot unpack`, {
     timeout: 600_000,
-    skip: kernel
-      ? false
-      : `no cached slimroot ${arch} kernel (slimroot kernel build --arch ${arch} makes one)`,
   }, async () => {
     // 40 MiB of random data and a static busybox that prints the mounts.
     const dir = join(work, `tree-${arch}`);
@@ -84,17 +80,17 @@ for (const arch of ["amd64", "arm64"] as const) {
     );
     assert.equal(b.code, 0, b.stderr);
 
-    const refused = await runCli(["run", "--dry-run", "--kernel", kernel!, "--mem", "1", image], env());
+    const refused = await runCli(["run", "--dry-run", "--kernel", kernel, "--mem", "1", image], env());
     const need = Number(/needs at least (\d+) MiB/.exec(refused.stderr)?.[1]);
     assert.ok(need > 2 * 40, refused.stderr);
     assert.match(refused.stderr, /its 4\d MiB of files are unpacked into RAM/);
 
-    const booted = await runCli(["run", "--kernel", kernel!, "--mem", String(need), image], env());
+    const booted = await runCli(["run", "--kernel", kernel, "--mem", String(need), image], env());
     assert.equal(booted.code, 0, booted.stderr);
     assert.match(booted.stdout, /^rootfs \/ rootfs /m);
 
     const dry = await runCli(
-      ["run", "--dry-run", "-o", join(work, `vm-${arch}`), "--kernel", kernel!, "--mem", String(need), image],
+      ["run", "--dry-run", "-o", join(work, `vm-${arch}`), "--kernel", kernel, "--mem", String(need), image],
       env(),
     );
     assert.equal(dry.code, 0, dry.stderr);
@@ -111,16 +107,13 @@ for (const arch of ["amd64", "arm64"] as const) {
   });
 }
 
-const amd64Kernel = cachedSlimrootKernel("amd64");
+const amd64Kernel = await slimrootKernel("amd64");
 test("a kernel the rule has not measured: the memory is sized with a one-line warning, and --mem is taken as given", {
   timeout: 180_000,
-  skip: amd64Kernel
-    ? false
-    : "no cached slimroot amd64 kernel (slimroot kernel build --arch amd64 makes one)",
 }, async () => {
   // slimroot's own bzImage away from its directory: a 6.1.192 kernel of unknown origin.
   const kernel = join(work, "bzImage-copy");
-  await copyFile(join(amd64Kernel!, "bzImage"), kernel);
+  await copyFile(join(amd64Kernel, "bzImage"), kernel);
   const dir = join(work, "tree-small");
   await mkdir(join(dir, "bin"), { recursive: true });
   await copyFile(await debianBusybox("amd64"), join(dir, "bin", "busybox"));
@@ -144,7 +137,7 @@ test("a kernel the rule has not measured: the memory is sized with a one-line wa
   assert.doesNotMatch(given.stderr, /warning:/);
   assert.match(given.stdout, / -m 24 /);
   // The same kernel in its directory is the measured one: no warning.
-  const known = await runCli(["run", "--dry-run", "--kernel", amd64Kernel!, image], env());
+  const known = await runCli(["run", "--dry-run", "--kernel", amd64Kernel, image], env());
   assert.equal(known.code, 0, known.stderr);
   assert.doesNotMatch(known.stderr, /warning:/);
 });

@@ -16,7 +16,7 @@ import { digestOf } from "../src/image/digest.js";
 import { fetchedKernelDir, readManifest as readKernelManifest } from "../src/kernel/manifest.js";
 import { appBuilder, busyboxScriptImage } from "./support/app-build.js";
 import { runCli } from "./support/cli.js";
-import { cachedSlimrootKernel } from "./support/kernel.js";
+import { slimrootKernel } from "./support/kernel.js";
 import { forwardingProxy, type RegistryServer, startRegistry } from "./support/registry-server.js";
 
 let work: string;
@@ -360,22 +360,19 @@ test("the .why travels as a referrer (the tag-schema fallback here); inspect doc
   );
 });
 
-const slimrootKernel = cachedSlimrootKernel("amd64");
+const kernelDir = await slimrootKernel("amd64");
 test("push --kernel: the kernel under TAG-kernel, named in the config; run docker:// boots with it", {
   timeout: 300_000,
-  skip: slimrootKernel
-    ? false
-    : "no cached slimroot amd64 kernel (slimroot kernel build --arch amd64 makes one)",
 }, async () => {
   const image = await busyboxScriptImage(work, "bb.cpio.gz", "echo booted by the pushed kernel; exit 4");
   // A kernel directory, as run --kernel takes it: the kernel and its build config travel.
-  const m = await readKernelManifest(slimrootKernel!);
-  const bz = join(slimrootKernel!, m.kernel);
+  const m = await readKernelManifest(kernelDir);
+  const bz = join(kernelDir, m.kernel);
   const pushed = await push([
     "--as",
     "slimroot",
     "--kernel",
-    slimrootKernel!,
+    kernelDir,
     image,
     `docker://${registry.host}/kboot:1`,
   ]);
@@ -384,7 +381,7 @@ test("push --kernel: the kernel under TAG-kernel, named in the config; run docke
   assert.equal(k.doc.layers[0].mediaType, "application/vnd.slimroot.kernel.v1");
   assert.equal(k.doc.layers[0].digest, digestOf(await readFile(bz)));
   assert.equal(k.doc.layers[1].mediaType, "application/vnd.slimroot.kernel-config.v1");
-  assert.equal(k.doc.layers[1].digest, digestOf(await readFile(join(slimrootKernel!, m.config!))));
+  assert.equal(k.doc.layers[1].digest, digestOf(await readFile(join(kernelDir, m.config!))));
   const c = await (await fetch(`${registry.url}/v2/kboot/blobs/${raw("kboot:1").doc.config.digest}`)).json();
   assert.deepEqual(c.kernel, {
     mediaType: "application/vnd.oci.image.manifest.v1+json",

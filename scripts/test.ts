@@ -1,11 +1,13 @@
 // `npm test` (`make test`): every test file in one `node --test` run, one file at a time, with
-// slimroot's two kernels compiled beside it. On a fresh machine those builds are some 19 minutes
-// of both cores; the tests, one file at a time and mostly one TCG thread, leave a core idle
-// most of the time, so the builds run from the start at the lowest priority and take what the
-// tests leave. The test files that boot those kernels run last; they ask the kernel cache for
-// them (src/kernel/build.ts), which waits on the build's lock, so the order moves only time.
-// A warm cache finds both kernels in a second. A failed build here is reported at the end; the
-// tests that need the kernel then build it themselves and fail with the build's own message.
+// what the tests need from an empty cache made beside them from the start. On a fresh machine
+// slimroot's two kernels are some 19 minutes of both cores and the test images (test/fixtures)
+// some 6 minutes of downloads and dpkg; the tests, one file at a time and mostly one TCG
+// thread, leave a core idle most of the time. So the kernels compile at the lowest priority and
+// take what the tests leave, and the images are built ahead of the tests that use them. Both
+// caches hold a lock while they build (src/kernel/build.ts, test/support/fixtures.ts): a test
+// that gets there first waits, or builds it itself when the job here failed, so the jobs move
+// only time. The files that boot slimroot's kernels run last. A warm cache makes both jobs end
+// in seconds. `npm test -- WORD...` runs only the files whose path holds one of the words.
 import { type ChildProcess, spawn } from "node:child_process";
 import { openSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -30,63 +32,97 @@ function testFiles(dir: string): string[] {
 const all = [...testFiles(join(REPO, "src")), ...testFiles(join(REPO, "test"))].sort();
 for (const f of NEED_KERNELS)
   if (!all.includes(f)) throw new Error(`${f}: named in scripts/test.ts, not found`);
-// `npm test -- WORD...`: only the files whose path holds one of the words.
 const words = process.argv.slice(2);
 const chosen = (f: string) => words.length === 0 || words.some((w) => f.includes(w));
 const files = [...all.filter((f) => !NEED_KERNELS.includes(f)), ...NEED_KERNELS].filter(chosen);
 
-/** `kernel build` for each architecture, the host's first, at the lowest CPU and I/O priority. */
-function startKernels(log: string): ChildProcess {
-  const host = process.arch === "arm64" ? "arm64" : "amd64";
-  const builds = [host, host === "amd64" ? "arm64" : "amd64"].map(
-    (arch) => `"$0" --import tsx src/cli/main.ts kernel build --arch ${arch}`,
-  );
-  const lowest = ["nice", "-n", "19", "ionice", "-c", "2", "-n", "7"];
-  return spawn(lowest[0]!, [...lowest.slice(1), "sh", "-c", builds.join(" && "), process.execPath], {
-    cwd: REPO,
-    // Its own process group, so it can be ended whole (sh, node, make and the compilers).
-    detached: true,
-    stdio: ["ignore", openSync(log, "a"), openSync(log, "a")],
-  });
-}
+/** A shell command line run beside the tests in its own process group, its output in a log. */
+class Job {
+  private readonly started = Date.now();
+  private readonly log: string;
+  private readonly child: ChildProcess;
+  private exit: string | undefined;
 
-const started = Date.now();
-const log = join(tmpdir(), `slimroot-test-kernels-${process.pid}.log`);
-const kernels = files.some((f) => NEED_KERNELS.includes(f)) ? startKernels(log) : undefined;
-let kernelsExit: string | undefined;
-kernels?.on("exit", (code, signal) => {
-  kernelsExit = `${signal ?? `exit ${code}`} after ${Math.round((Date.now() - started) / 1000)} s`;
-});
-const endKernels = () => {
-  if (kernelsExit === undefined && kernels?.pid) {
+  constructor(
+    readonly name: string,
+    script: string,
+    priority: string[],
+  ) {
+    this.log = join(tmpdir(), `slimroot-test-${name.replace(/\W+/g, "-")}-${process.pid}.log`);
+    const out = openSync(this.log, "a");
+    // "$0" is this Node: the jobs run the repository's TypeScript as the tests do.
+    this.child = spawn(priority[0]!, [...priority.slice(1), "sh", "-c", script, process.execPath], {
+      cwd: REPO,
+      detached: true,
+      stdio: ["ignore", out, out],
+    });
+    this.child.on("exit", (code, signal) => {
+      this.exit = `${signal ?? `exit ${code}`} after ${Math.round((Date.now() - this.started) / 1000)} s`;
+    });
+  }
+
+  /** Ends the job's whole group (sh, node, make, the compilers) if it still runs. */
+  stop(): void {
+    if (this.exit !== undefined || !this.child.pid) return;
     try {
-      process.kill(-kernels.pid, "SIGTERM");
+      process.kill(-this.child.pid, "SIGTERM");
     } catch {
       // already gone
     }
   }
-};
+
+  /** One line for the end of the run; a failed job's log is kept and its last lines shown. */
+  report(): string {
+    const exit = this.exit ?? "still running: stopped";
+    const failed = this.exit !== undefined && !this.exit.startsWith("exit 0");
+    if (!failed) {
+      rmSync(this.log, { force: true });
+      return `${this.name}, made beside the tests: ${exit}\n`;
+    }
+    const tail = readFileSync(this.log, "utf8").trim().split("\n").slice(-5).join("\n");
+    return `${this.name}, made beside the tests: ${exit} (log: ${this.log})\n${tail}\n`;
+  }
+}
+
+const host = process.arch === "arm64" ? "arm64" : "amd64";
+const tsx = `"$0" --import tsx`;
+const jobs: Job[] = [];
+if (files.some((f) => NEED_KERNELS.includes(f)))
+  jobs.push(
+    new Job(
+      "slimroot's kernels",
+      [host, host === "amd64" ? "arm64" : "amd64"]
+        .map((arch) => `${tsx} src/cli/main.ts kernel build --arch ${arch}`)
+        .join(" && "),
+      ["nice", "-n", "19", "ionice", "-c", "2", "-n", "7"],
+    ),
+  );
+if (files.some((f) => f.startsWith("test/")))
+  jobs.push(
+    new Job(
+      "the test images",
+      `${tsx} test/support/fixtures.ts --build-all >/dev/null && ${tsx} test/support/corpus.ts --build-all`,
+      ["nice", "-n", "5"],
+    ),
+  );
 
 const tests = spawn(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=1", ...files], {
   cwd: REPO,
   stdio: "inherit",
 });
-// The builds have their own group: a signal to us ends them, and reaches the test runner too.
+const stopJobs = () => {
+  for (const j of jobs) j.stop();
+};
+// The jobs have their own groups: a signal to us ends them, and reaches the test runner too.
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const)
   process.on(signal, () => {
-    endKernels();
+    stopJobs();
     tests.kill(signal);
   });
 const code: number = await new Promise((resolve) =>
   tests.on("close", (c, signal) => resolve(c ?? (signal ? 128 : 1))),
 );
-const report = kernelsExit ?? "still running: stopped";
-endKernels();
-const failed = kernelsExit !== undefined && !kernelsExit.startsWith("exit 0");
-if (kernels && !failed) rmSync(log, { force: true });
-if (kernels)
-  process.stderr.write(
-    `slimroot's kernels, built beside the tests: ${report}${failed ? ` (log: ${log})` : ""}\n` +
-      (failed ? `${readFileSync(log, "utf8").trim().split("\n").slice(-5).join("\n")}\n` : ""),
-  );
+const reports = jobs.map((j) => j.report());
+stopJobs();
+process.stderr.write(reports.join(""));
 process.exit(code);

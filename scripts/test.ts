@@ -1,5 +1,5 @@
-// `npm test` (`make test`): every test file in one `node --test` run, one file at a time, with
-// what the tests need from an empty cache made beside them from the start. On a fresh machine
+// `npm test` (`make test`): every test file through node:test's runner, one file at a time,
+// with what the tests need from an empty cache made beside them from the start. On a fresh machine
 // slimroot's two kernels are some 19 minutes of both cores and the test images (test/fixtures)
 // some 6 minutes of downloads and dpkg; the tests, one file at a time and mostly one TCG
 // thread, leave a core idle most of the time. So the kernels compile at the lowest priority and
@@ -10,8 +10,11 @@
 // in seconds. `npm test -- WORD...` runs only the files whose path holds one of the words.
 import { type ChildProcess, spawn } from "node:child_process";
 import { openSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { constants as osConstants, tmpdir } from "node:os";
 import { join, relative } from "node:path";
+import { pipeline } from "node:stream/promises";
+import { run } from "node:test";
+import { spec, tap } from "node:test/reporters";
 import { REPO } from "../test/support/cli.js";
 
 /** The files that need slimroot's kernels, in the order they need them (host's first). */
@@ -35,6 +38,10 @@ for (const f of NEED_KERNELS)
 const words = process.argv.slice(2);
 const chosen = (f: string) => words.length === 0 || words.some((w) => f.includes(w));
 const files = [...all.filter((f) => !NEED_KERNELS.includes(f)), ...NEED_KERNELS].filter(chosen);
+if (files.length === 0) {
+  process.stderr.write(`npm test: no test file's path holds ${words.map((w) => `"${w}"`).join(" or ")}\n`);
+  process.exit(2);
+}
 
 /** A shell command line run beside the tests in its own process group, its output in a log. */
 class Job {
@@ -106,23 +113,27 @@ if (files.some((f) => f.startsWith("test/")))
     ),
   );
 
-const tests = spawn(process.execPath, ["--import", "tsx", "--test", "--test-concurrency=1", ...files], {
-  cwd: REPO,
-  stdio: "inherit",
+// node:test's run(), not `node --test FILES`: the command line sorts the files by name, and
+// the files that need the kernels must come last. Each file runs in a child with this
+// process's flags (tsx), one at a time, reported as TAP (the spec reporter on a terminal).
+const abort = new AbortController();
+const stream = run({ files, concurrency: 1, signal: abort.signal });
+let failed = false;
+stream.on("test:fail", () => {
+  failed = true;
 });
 const stopJobs = () => {
   for (const j of jobs) j.stop();
 };
-// The jobs have their own groups: a signal to us ends them, and reaches the test runner too.
+let signalled: NodeJS.Signals | undefined;
 for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const)
   process.on(signal, () => {
+    signalled = signal;
     stopJobs();
-    tests.kill(signal);
+    abort.abort();
   });
-const code: number = await new Promise((resolve) =>
-  tests.on("close", (c, signal) => resolve(c ?? (signal ? 128 : 1))),
-);
+await pipeline(stream.compose(process.stdout.isTTY ? new spec() : tap), process.stdout, { end: false });
 const reports = jobs.map((j) => j.report());
 stopJobs();
 process.stderr.write(reports.join(""));
-process.exit(code);
+process.exit(signalled ? 128 + osConstants.signals[signalled] : failed ? 1 : 0);

@@ -16,6 +16,7 @@ import { pipeline } from "node:stream/promises";
 import { run } from "node:test";
 import { spec, tap } from "node:test/reporters";
 import { REPO } from "../test/support/cli.js";
+import { hostArch } from "../test/support/kernel.js";
 
 /** The files that need slimroot's kernels, in the order they need them (host's first). */
 const NEED_KERNELS = [
@@ -91,7 +92,7 @@ class Job {
   }
 }
 
-const host = process.arch === "arm64" ? "arm64" : "amd64";
+const host = hostArch();
 const tsx = `"$0" --import tsx`;
 const jobs: Job[] = [];
 if (files.some((f) => NEED_KERNELS.includes(f)))

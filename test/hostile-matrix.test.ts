@@ -33,7 +33,7 @@ import { after, before, describe, test } from "node:test";
 import { REPO } from "./support/cli.js";
 import { genInitCpio } from "./support/gen-init-cpio.js";
 import { type Capacity, HOSTILE_ROWS, type HostileRow, type Snapshot } from "./support/hostile-trees.js";
-import { slimrootKernel } from "./support/kernel.js";
+import { hostArch, slimrootKernel } from "./support/kernel.js";
 import { rawTar } from "./support/raw-tar.js";
 import {
   commandOutput,
@@ -586,7 +586,7 @@ after(async () => {
 
 // The --embed column relinks slimroot's kernel for this machine: built (or waited for, when
 // `npm test` is building it beside the tests) before the matrix starts.
-await slimrootKernel(process.arch === "arm64" ? "arm64" : "amd64");
+await slimrootKernel(hostArch());
 
 describe("hostile matrix: rows x writers x output tricks", { concurrency: 2 }, () => {
   for (const [i, row] of HOSTILE_ROWS.entries()) {

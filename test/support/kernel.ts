@@ -29,7 +29,8 @@ export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "
 // Outside the checkout, so CI's fresh clones reuse the unpacked packages.
 const kernelsRoot = join(cacheRoot(), "test-kernels");
 
-function hostArch(): DebianArch {
+/** This machine's architecture, as the kernels and fixtures name it. */
+export function hostArch(): DebianArch {
   return process.arch === "arm64" ? "arm64" : "amd64";
 }
 

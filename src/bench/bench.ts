@@ -86,9 +86,6 @@ const RAM_MAX_MIB = 4096;
 /** Below this no Linux guest boots: the bisection's assumed failure. */
 const RAM_FLOOR_MIB = 8;
 
-/** bench --resume: how often a timed boot's probe is asked again (the default: trace/probe.ts). */
-const RESUME_RETRY_MS = 20;
-
 class Aborted extends Error {}
 
 /** What every stage of one bench run shares. */
@@ -256,16 +253,7 @@ async function timedBoots(
   for (let i = 0; i < o.runs; i++) {
     step(`${label}: ${what} ${i + 1}/${o.runs}`);
     const ports = await portsFor(o.probes);
-    // --resume: probes asked every 20 ms in every timed boot of the run, cold ones too, so the
-    // ratio is fair: a resume is about a second, and the default 250 ms steps a quarter of it.
-    const r = await timeReady(
-      argvFor(o.memMiB, ports),
-      o.probes,
-      ports,
-      o.bootTimeoutMs,
-      {},
-      o.resume ? RESUME_RETRY_MS : undefined,
-    );
+    const r = await timeReady(argvFor(o.memMiB, ports), o.probes, ports, o.bootTimeoutMs);
     if ("error" in r) throw new Error(`${what} ${i + 1}: ${r.error}`);
     times.push(r.seconds);
   }

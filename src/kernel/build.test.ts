@@ -8,7 +8,7 @@ import fc from "fast-check";
 import { ARCHES } from "../arch/arch.js";
 import { buildKey, publish } from "./cache.js";
 import { fragmentFiles, missingSettings, parseConfig } from "./kconfig.js";
-import { buildEnv } from "./make.js";
+import { buildEnv, makeArgs } from "./make.js";
 import { debianSource } from "./source.js";
 
 test("parseConfig reads NAME=value and `is not set` lines, and nothing else", () => {
@@ -87,7 +87,15 @@ test("the cache key changes with each input", () => {
   assert.notEqual(buildKey({ ...base, fragments: ["CONFIG_A=y", "CONFIG_B=y"] }), k);
   assert.notEqual(buildKey({ ...base, arch: "arm64" }), k);
   assert.notEqual(buildKey({ ...base, toolchain: "gcc 13" }), k);
+  assert.notEqual(buildKey({ ...base, cflags: "-mstringop-strategy=libcall" }), k);
   assert.equal(buildKey({ ...base }), k);
+  // Without C flags the key is the one made before they were a part (arm64's cached kernels kept).
+  assert.equal(k, "dd4621fb05fef807");
+});
+
+test("the C flags slimroot adds reach every make of the kernel, built or relinked with --embed", () => {
+  assert.ok(makeArgs("amd64", "/o").includes("KCFLAGS=-mstringop-strategy=libcall"));
+  assert.ok(!makeArgs("arm64", "/o").some((a) => a.startsWith("KCFLAGS=")));
 });
 
 test("kbuild's environment holds no variable that could change the build (KCFLAGS, CC, LLVM...)", () => {

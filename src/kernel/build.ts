@@ -26,7 +26,7 @@ import { trackTempPath, untrackTempPath } from "../util/temp-paths.js";
 import { buildKey, keptLog, pruneStore, publish, STORE } from "./cache.js";
 import { cachedKernel } from "./fetch.js";
 import { configure, fragmentFiles, readUserFragments, type UserFragment } from "./kconfig.js";
-import { capture, makeArgs, runLogged, toolchain } from "./make.js";
+import { capture, KERNEL_CFLAGS, makeArgs, runLogged, toolchain } from "./make.js";
 import { type KernelManifest, MANIFEST } from "./manifest.js";
 import { debianSource, type Source, userSource } from "./source.js";
 
@@ -73,6 +73,7 @@ export async function buildKernel(o: KernelBuildOptions): Promise<KernelBuildRes
     fragments: [...ours, ...theirs.map((f) => f.text)],
     arch: o.arch,
     toolchain: toolchainVersions,
+    ...(KERNEL_CFLAGS[o.arch] ? { cflags: KERNEL_CFLAGS[o.arch] } : {}),
   });
   const parent = join(cacheRoot(), "kernels");
   const dir = join(parent, `slimroot-${o.arch}-${key}`);

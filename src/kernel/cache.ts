@@ -14,6 +14,8 @@ export function buildKey(parts: {
   fragments: readonly string[];
   arch: Arch;
   toolchain: string;
+  /** make.ts KERNEL_CFLAGS: left out when empty, so that adding it kept arm64's keys. */
+  cflags?: string;
 }) {
   return createHash("sha256").update(JSON.stringify(parts)).digest("hex").slice(0, 16);
 }

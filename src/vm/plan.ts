@@ -28,7 +28,7 @@ import {
   unknownKernelRule,
 } from "./memory.js";
 import type { PortForward } from "./ports.js";
-import { type Accel, kernelCmdline, type Machine } from "./qemu.js";
+import { type Accel, kernelCmdline, legacyPic, type Machine } from "./qemu.js";
 import { type GuestNetwork, runConfCpioSize, runConfText } from "./runconf.js";
 import { timelineCmdline } from "./timeline.js";
 
@@ -150,7 +150,7 @@ export interface BootPlan {
   memory: { mib: number; reason: string; sizedMiB: number };
   cpus: number;
   /** QEMU: the machine it runs (ACPI on or off for microvm). */
-  qemu?: HostFacts & { acpi: boolean };
+  qemu?: HostFacts & { acpi: boolean; pic?: boolean };
   network:
     | { kind: "user"; forwards: readonly PortForward[] }
     | { kind: "tap"; tap: string; guest: GuestNetwork }
@@ -401,6 +401,7 @@ export function planBoot(f: BootFacts, o: BootOptions): BootPlan {
     // slimroot's kernel (an embedded one too) takes them from the command line.
     const acpi = kernel.embedded ? false : !(config && hasCmdlineDevices(config));
     qemu = { ...host, acpi };
+    if (!legacyPic(qemu)) qemu.pic = false;
     cmdline = kernelCmdline({ arch: f.arch, ...qemu });
   } else {
     cmdline = firecrackerBootArgs(f.arch);

@@ -117,13 +117,14 @@ export function chooseMachine(
 }
 
 /**
- * Whether microvm goes without its 8259 PIC: without ACPI under TCG, where the kernel ticks
- * from the PIT through the IO-APIC (kernelCmdline) and routes every interrupt there; the
- * kernel then skips the 8259's setup and QEMU raises one line per interrupt, not two. A
- * floor boot of slimroot's kernel: 573 -> 532 ms of QEMU (9 each, interleaved, 2026-12-03).
+ * Whether microvm goes without its 8259 PIC: one vCPU without ACPI under TCG, where the kernel
+ * ticks from the PIT through the IO-APIC (kernelCmdline) and routes every interrupt there; the
+ * kernel then skips the 8259's setup and QEMU raises one line per interrupt, not two. A floor
+ * boot of slimroot's kernel: 573 -> 532 ms of QEMU (9 each, interleaved, 2026-12-03). With a
+ * second vCPU the kernel hangs bringing it up without the PIC, so more than one keeps it.
  */
-export function legacyPic(c: Pick<VmConfig, "machine" | "accel" | "tscKhz" | "acpi">): boolean {
-  return !(c.machine === "microvm" && c.accel === "tcg" && c.tscKhz && c.acpi === false);
+export function legacyPic(c: Pick<VmConfig, "machine" | "accel" | "tscKhz" | "acpi" | "cpus">): boolean {
+  return !(c.machine === "microvm" && c.accel === "tcg" && c.tscKhz && c.acpi === false && c.cpus === 1);
 }
 
 export function kernelCmdline(c: Pick<VmConfig, "arch" | "machine" | "accel" | "tscKhz" | "acpi">): string {

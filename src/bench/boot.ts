@@ -22,25 +22,24 @@ const HTTP_ATTEMPT_MS = 500;
 export type Ready = { seconds: number } | { error: string };
 
 /**
+ * How often a timed boot's probe is asked again: a ready time is read to within this. run's
+ * and trace's 250 ms (trace/probe.ts) put bench's ready times on a 250 ms grid, up to 0.14x
+ * of a 1.8 s boot; a refused attempt costs the guest one reset packet.
+ */
+const PROBE_RETRY_MS = 20;
+
+/**
  * Starts `argv` and resolves with the seconds from start until all `probes` pass (in order),
  * or, without probes, until the console shows the init's exit report. `slimroot run` gets
  * the report key from us, so that an app's look-alike of the report does not count. The VM is
  * stopped before this resolves.
  */
-/**
- * How often a timed boot's probe is asked again: a ready time is read to within this. run's
- * and trace's 250 ms (trace/probe.ts) put bench's ready times on a 250 ms grid, up to 0.14x
- * of a 1.8 s boot; a refused attempt costs the guest one reset packet.
- */
-export const PROBE_RETRY_MS = 20;
-
 export async function timeReady(
   argv: readonly string[],
   probes: readonly Probe[],
   ports: ReadonlyMap<number, number>,
   timeoutMs: number,
   env: Readonly<Record<string, string>> = {},
-  retryMs = PROBE_RETRY_MS,
 ): Promise<Ready> {
   const t0 = process.hrtime.bigint();
   const key = newReportKey();
@@ -52,7 +51,7 @@ export async function timeReady(
     const gone = () => (s.done ? `the VM ended (${lastLine(s.output, key)})` : undefined);
     // Short HTTP attempts: one sent before the guest's network is up would wait on the
     // forwarder's TCP backoff, and every variant would read the same retry (docs/bench.md).
-    for (const p of probes) await waitForProbe(p, ports, deadline, gone, HTTP_ATTEMPT_MS, retryMs);
+    for (const p of probes) await waitForProbe(p, ports, deadline, gone, HTTP_ATTEMPT_MS, PROBE_RETRY_MS);
     return { seconds: elapsed() };
   } catch (err) {
     return { error: (err as Error).message };

@@ -28,7 +28,7 @@ import {
   unknownKernelRule,
 } from "./memory.js";
 import type { PortForward } from "./ports.js";
-import { type Accel, kernelCmdline, legacyPic, type Machine } from "./qemu.js";
+import { type Accel, kernelCmdline, type Machine } from "./qemu.js";
 import { type GuestNetwork, runConfCpioSize, runConfText } from "./runconf.js";
 import { timelineCmdline } from "./timeline.js";
 
@@ -150,7 +150,7 @@ export interface BootPlan {
   memory: { mib: number; reason: string; sizedMiB: number };
   cpus: number;
   /** QEMU: the machine it runs (ACPI on or off for microvm). */
-  qemu?: HostFacts & { acpi: boolean; pic?: boolean };
+  qemu?: HostFacts & { acpi: boolean };
   network:
     | { kind: "user"; forwards: readonly PortForward[] }
     | { kind: "tap"; tap: string; guest: GuestNetwork }
@@ -401,7 +401,6 @@ export function planBoot(f: BootFacts, o: BootOptions): BootPlan {
     // slimroot's kernel (an embedded one too) takes them from the command line.
     const acpi = kernel.embedded ? false : !(config && hasCmdlineDevices(config));
     qemu = { ...host, acpi };
-    if (!legacyPic({ ...qemu, cpus: o.cpus })) qemu.pic = false;
     cmdline = kernelCmdline({ arch: f.arch, ...qemu });
   } else {
     cmdline = firecrackerBootArgs(f.arch);
@@ -452,7 +451,7 @@ export function describePlan(p: BootPlan): string[] {
         ? `${p.network.guest.ip} on tap ${p.network.tap}`
         : "none";
   return [
-    `${p.vmm === "qemu" ? "QEMU" : "Firecracker"} ${p.arch}${p.qemu ? ` (${p.qemu.machine}${p.qemu.machine === "microvm" ? `, ACPI ${p.qemu.acpi ? "on" : "off"}${p.qemu.pic === false ? ", no 8259 PIC" : ""}` : ""}, ${p.qemu.accel})` : ""}`,
+    `${p.vmm === "qemu" ? "QEMU" : "Firecracker"} ${p.arch}${p.qemu ? ` (${p.qemu.machine}${p.qemu.machine === "microvm" ? `, ACPI ${p.qemu.acpi ? "on" : "off"}` : ""}, ${p.qemu.accel})` : ""}`,
     `kernel: ${p.kernel.label}${p.kernel.embedded ? " (the app built in)" : ""}${p.kernel.convert ? ` (${p.kernel.convert === "vmlinux" ? "its vmlinux extracted" : "inflated"})` : ""}`,
     p.resume
       ? `resume: the state saved in ${p.resume.snapshot} (no initrd)`

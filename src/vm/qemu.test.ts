@@ -2,15 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { shellQuote } from "../util/shell.js";
 import { parsePortForward } from "./ports.js";
-import {
-  chooseAccel,
-  chooseMachine,
-  hostTscKhz,
-  kernelCmdline,
-  legacyPic,
-  qemuCommand,
-  type VmConfig,
-} from "./qemu.js";
+import { chooseAccel, chooseMachine, hostTscKhz, kernelCmdline, qemuCommand, type VmConfig } from "./qemu.js";
 
 const base: VmConfig = {
   arch: "amd64",
@@ -88,18 +80,6 @@ test("a kernel with command-line devices: microvm without ACPI; the plan's comma
   const noAcpi = qemuCommand({ ...base, acpi: false, cmdline: "console=ttyS0 x=1" });
   assert.ok(noAcpi.includes("microvm,acpi=off"));
   assert.equal(noAcpi[noAcpi.indexOf("-append") + 1], "console=ttyS0 x=1");
-});
-
-test("microvm with one vCPU, without ACPI, under TCG leaves out the 8259 PIC; with two, with ACPI, under KVM, or when a snapshot's plan has no say, it stays", () => {
-  const tcg = { machine: "microvm", accel: "tcg", tscKhz: 2_000_000, cpus: 1 } as const;
-  // A second vCPU is never brought up without the PIC (the guest hangs there).
-  assert.equal(legacyPic({ ...tcg, cpus: 2, acpi: false }), true);
-  assert.equal(legacyPic({ ...tcg, acpi: false }), false);
-  assert.equal(legacyPic({ ...tcg, acpi: true }), true);
-  assert.equal(legacyPic({ ...tcg, accel: "kvm", acpi: false }), true);
-  assert.equal(legacyPic({ ...tcg, tscKhz: undefined, acpi: false }), true);
-  assert.ok(qemuCommand({ ...base, acpi: false, pic: false }).includes("microvm,acpi=off,pic=off"));
-  assert.ok(qemuCommand({ ...base, acpi: false }).includes("microvm,acpi=off"));
 });
 
 test("shell quoting", () => {

@@ -33,11 +33,6 @@ export interface VmConfig {
   initrd?: string;
   /** Whether the kernel has ACPI; without it microvm lists its devices on the command line. */
   acpi?: boolean;
-  /**
-   * microvm's legacy 8259 interrupt controller; absent means there (as QEMU's default, and
-   * as a snapshot made before this field was there was saved with it).
-   */
-  pic?: boolean;
   /** The kernel command line (the boot plan's); default: kernelCmdline(this). */
   cmdline?: string;
   memMiB: number;
@@ -116,17 +111,6 @@ export function chooseMachine(
   return accel === "kvm" || tscKhz ? "microvm" : "pc";
 }
 
-/**
- * Whether microvm goes without its 8259 PIC: one vCPU without ACPI under TCG, where the kernel
- * ticks from the PIT through the IO-APIC (kernelCmdline) and routes every interrupt there; the
- * kernel then skips the 8259's setup and QEMU raises one line per interrupt, not two. A floor
- * boot of slimroot's kernel: 573 -> 532 ms of QEMU (9 each, interleaved, 2026-12-03). With a
- * second vCPU the kernel hangs bringing it up without the PIC, so more than one keeps it.
- */
-export function legacyPic(c: Pick<VmConfig, "machine" | "accel" | "tscKhz" | "acpi" | "cpus">): boolean {
-  return !(c.machine === "microvm" && c.accel === "tcg" && c.tscKhz && c.acpi === false && c.cpus === 1);
-}
-
 export function kernelCmdline(c: Pick<VmConfig, "arch" | "machine" | "accel" | "tscKhz" | "acpi">): string {
   if (c.arch === "arm64") return "console=ttyAMA0 panic=-1 quiet";
   // reboot=t: the init ends the VM with a reboot; a triple fault is the quickest one.
@@ -156,8 +140,7 @@ export function qemuCommand(c: VmConfig): string[] {
   const net = ["user", "id=n0", ...c.forwards.map(hostfwd)].join(",");
   const args = [qemuBinary(c.arch)];
   const mmio = c.machine !== "pc";
-  if (c.machine === "microvm")
-    args.push("-M", `microvm,acpi=${c.acpi === false ? "off" : "on"}${c.pic === false ? ",pic=off" : ""}`);
+  if (c.machine === "microvm") args.push("-M", `microvm,acpi=${c.acpi === false ? "off" : "on"}`);
   else if (c.machine === "pc") args.push("-M", "pc");
   else args.push("-M", "virt", "-cpu", c.accel === "kvm" ? "host" : "cortex-a57");
   if (c.arch === "amd64" && c.accel === "kvm") args.push("-cpu", "host");

@@ -89,6 +89,7 @@ test("the cache key changes with each input", () => {
   assert.notEqual(buildKey({ ...base, toolchain: "gcc 13" }), k);
   assert.notEqual(buildKey({ ...base, cflags: "-mstringop-strategy=libcall" }), k);
   assert.equal(buildKey({ ...base }), k);
+  assert.equal(buildKey({ ...base, cflags: "" }), k);
   // Without C flags the key is the one made before they were a part (arm64's cached kernels kept).
   assert.equal(k, "dd4621fb05fef807");
 });

@@ -73,7 +73,7 @@ export async function buildKernel(o: KernelBuildOptions): Promise<KernelBuildRes
     fragments: [...ours, ...theirs.map((f) => f.text)],
     arch: o.arch,
     toolchain: toolchainVersions,
-    ...(KERNEL_CFLAGS[o.arch] ? { cflags: KERNEL_CFLAGS[o.arch] } : {}),
+    cflags: KERNEL_CFLAGS[o.arch],
   });
   const parent = join(cacheRoot(), "kernels");
   const dir = join(parent, `slimroot-${o.arch}-${key}`);

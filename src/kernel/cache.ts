@@ -14,10 +14,12 @@ export function buildKey(parts: {
   fragments: readonly string[];
   arch: Arch;
   toolchain: string;
-  /** make.ts KERNEL_CFLAGS: left out when empty, so that adding it kept arm64's keys. */
+  /** make.ts KERNEL_CFLAGS: left out of the key when empty, so that adding it kept arm64's keys. */
   cflags?: string;
 }) {
-  return createHash("sha256").update(JSON.stringify(parts)).digest("hex").slice(0, 16);
+  const { cflags, ...rest } = parts;
+  const keyed = cflags ? { ...rest, cflags } : rest;
+  return createHash("sha256").update(JSON.stringify(keyed)).digest("hex").slice(0, 16);
 }
 
 /** Where entries' directories live; `kernels/slimroot-ARCH-KEY` is a symlink into it. */

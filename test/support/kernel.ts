@@ -10,6 +10,7 @@ import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from "node:f
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
+import { hostArch as machineArch } from "../../src/arch/arch.js";
 import { candidateField, download, ensureArch, extract, qualified } from "../../src/kernel/apt.js";
 import { buildKernel } from "../../src/kernel/build.js";
 import { cacheRoot } from "../../src/util/cache-dir.js";
@@ -29,9 +30,9 @@ export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..", "
 // Outside the checkout, so CI's fresh clones reuse the unpacked packages.
 const kernelsRoot = join(cacheRoot(), "test-kernels");
 
-/** This machine's architecture, as the kernels and fixtures name it. */
+/** This machine's architecture, as the kernels and fixtures name it (src/arch's, amd64 when it has none). */
 export function hostArch(): DebianArch {
-  return process.arch === "arm64" ? "arm64" : "amd64";
+  return machineArch() ?? "amd64";
 }
 
 /** `name` or `name:arch` for a package of a foreign architecture. */

@@ -14,6 +14,7 @@ import { identify } from "../src/artifact/identify.js";
 import { readSnapshotHeader, snapshotHeaderFrame } from "../src/artifact/snapshot.js";
 import { fetchKernel } from "../src/kernel/fetch.js";
 import { freePort } from "../src/util/net.js";
+import { STANDBY_LINE, STANDBY_SIGNAL } from "../src/vm/run.js";
 import { type RunningCli, runCli, startCli } from "./support/cli.js";
 import { debianBusybox } from "./support/kernel.js";
 import { qemusUsing } from "./support/qemu.js";
@@ -143,26 +144,50 @@ test("snapshot writes the state file that identify knows and the RAM file beside
   assert.match(a.header.qemu.version, /QEMU emulator version/);
 });
 
+/** Until `vm` says it stands by (run --standby); throws if it ends first. */
+async function standingBy(vm: RunningCli): Promise<void> {
+  const deadline = Date.now() + 120_000;
+  while (!vm.stderr.includes(`${STANDBY_LINE}\n`)) {
+    if (vm.child.exitCode !== null || Date.now() > deadline)
+      throw new Error(`no standby: ${vm.stderr.slice(-500)}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 /**
  * Resumes `file` twice at once, 10 s or more after `madeAt`, and checks each pair of answers
  * (`rounds` connections to each): all random bytes different, each guest's clock within 2 s
  * of the host's (`date +%s` truncates: at most 1 s behind), no resume warning from the init,
- * and the RAM file as it was (both map it private: neither writes it).
+ * and the RAM file as it was (both map it private: neither writes it). `standby`: both are
+ * started with --standby, stand by with their ports closed, and go on the signal.
  */
 async function twoResumes(
   file: string,
   madeAt: number,
   rounds: number,
-  timeline = false,
+  o: { timeline?: boolean; standby?: boolean } = {},
 ): Promise<RunningCli[]> {
   await clockGap(madeAt);
   const ramBefore = await sha256Of(`${file}.ram`);
   const ports = [await freePort(), await freePort()];
   const vms = ports.map((p, i) =>
-    startCli(["run", file, ...(timeline && i === 0 ? ["--timeline"] : []), "-p", `127.0.0.1:${p}:8080`]),
+    startCli([
+      "run",
+      file,
+      ...(o.timeline && i === 0 ? ["--timeline"] : []),
+      ...(o.standby ? ["--standby"] : []),
+      "-p",
+      `127.0.0.1:${p}:8080`,
+    ]),
   );
   const seen: string[] = [];
   try {
+    if (o.standby) {
+      await Promise.all(vms.map(standingBy));
+      // Loaded and paused, not yet reachable: the ports are forwarded only once the guest goes on.
+      for (const p of ports) assert.equal(await ask(p), undefined, `port ${p} answered before the signal`);
+      for (const vm of vms) vm.child.kill(STANDBY_SIGNAL);
+    }
     for (let i = 0; i < rounds; i++) {
       const answers = await Promise.all(ports.map((p, n) => answer(p, vms[n]!)));
       for (const a of answers) {
@@ -185,7 +210,7 @@ test("two resumes of one snapshot serve at once, each with its own random bytes 
 }, async () => {
   assert.equal(made.code, 0, made.stderr);
   // Both keep serving: each connection fresh bytes. The first says where its time went.
-  const [timed] = await twoResumes(snap, madeAt, 2, true);
+  const [timed] = await twoResumes(snap, madeAt, 2, { timeline: true });
   const steps = [
     /slimroot's process start until run began/,
     /the snapshot's header, the VM's directory, the ports/,
@@ -197,6 +222,36 @@ test("two resumes of one snapshot serve at once, each with its own random bytes 
   assert.match(timed!.stderr, /slimroot: resume timeline/);
   for (const s of steps)
     assert.match(timed!.stderr, new RegExp(`slimroot:\\s+at\\s+-?\\d+ ms\\s+\\d+ ms\\s+${s.source}`));
+});
+
+test("run --standby: two standbys of one snapshot, loaded with their ports closed, go on SIGUSR2 as two machines", {
+  timeout: 600_000,
+}, async () => {
+  assert.equal(made.code, 0, made.stderr);
+  const [timed] = await twoResumes(snap, madeAt, 1, { timeline: true, standby: true });
+  assert.match(
+    timed!.stderr,
+    /slimroot:\s+at\s+\d+ ms\s+\d+ ms\s+standing by, loaded and paused, until SIGUSR2/,
+  );
+  assert.match(timed!.stderr, /from SIGUSR2 until the app continued: \d+ ms/);
+});
+
+test("run --standby: a stop while standing by ends it at once; not for an image that is no snapshot", {
+  timeout: 300_000,
+}, async () => {
+  assert.equal(made.code, 0, made.stderr);
+  const vm = startCli(["run", snap, "--standby", "-p", `127.0.0.1:${await freePort()}:8080`]);
+  await standingBy(vm);
+  const t = Date.now();
+  vm.child.kill("SIGTERM");
+  // A paused guest cannot take Ctrl-Alt-Del: not the 10 s grace, but at once; SIGTERM's status.
+  assert.equal(await vm.exited, 143, vm.stderr);
+  assert.ok(Date.now() - t < 5000, `${Date.now() - t} ms to stop`);
+  assert.deepEqual(await qemusUsing(work), []);
+  const r = await runCli(["run", volume, "--standby"]);
+  assert.equal(r.code, 125, r.stderr);
+  assert.match(r.stderr, /^slimroot: --standby: .*data\.squashfs is not a snapshot/);
+  assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
 });
 
 /** A refused resume: exit 125, one line on stderr matching `why`, and no QEMU started. */

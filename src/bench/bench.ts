@@ -248,12 +248,13 @@ async function timedBoots(
   label: string,
   what: string,
   argvFor: (mem: number | undefined, ports: Map<number, number>) => string[],
+  standby = false,
 ): Promise<Stats> {
   const times: number[] = [];
   for (let i = 0; i < o.runs; i++) {
     step(`${label}: ${what} ${i + 1}/${o.runs}`);
     const ports = await portsFor(o.probes);
-    const r = await timeReady(argvFor(o.memMiB, ports), o.probes, ports, o.bootTimeoutMs);
+    const r = await timeReady(argvFor(o.memMiB, ports), o.probes, ports, o.bootTimeoutMs, {}, standby);
     if ("error" in r) throw new Error(`${what} ${i + 1}: ${r.error}`);
     times.push(r.seconds);
   }
@@ -273,7 +274,7 @@ async function measureResume(
 ): Promise<ResumeResult> {
   const { o, step, slimroot } = run;
   const snap = join(o.work, "resume.snap");
-  const result: ResumeResult = { bytes: null, ready: null, toCold: null };
+  const result: ResumeResult = { bytes: null, ready: null, toCold: null, standby: null, standbyToCold: null };
   try {
     step(`${label}: snapshot`);
     await Promise.all([snap, ramFileOf(snap)].map((f) => rm(f, { force: true })));
@@ -296,6 +297,15 @@ async function measureResume(
       runArgs(o, snap, undefined, undefined, ports),
     );
     if (row.ready) result.toCold = result.ready.median / row.ready.median;
+    // As a pool keeps them: started, checked and loaded beforehand; timed from the signal.
+    result.standby = await timedBoots(
+      run,
+      label,
+      "resume from standby",
+      (_mem, ports) => [...runArgs(o, snap, undefined, undefined, ports), "--standby"],
+      true,
+    );
+    if (row.ready) result.standbyToCold = result.standby.median / row.ready.median;
   } catch (err) {
     if (err instanceof Aborted) throw err;
     result.error = (err as Error).message;

@@ -7,6 +7,7 @@ import { KERNEL_LINE } from "../trace/console-trace.js";
 import { type Probe, probePorts, waitForProbe } from "../trace/probe.js";
 import { freePort } from "../util/net.js";
 import { GuestReport, newReportKey, REPORT_KEY_ENV, REPORT_LINE } from "../vm/report.js";
+import { STANDBY_LINE, STANDBY_SIGNAL } from "../vm/run.js";
 import { type Started, start, stop } from "./processes.js";
 
 /** Guest port -> a free host port for each port the probes use. */
@@ -32,7 +33,8 @@ const PROBE_RETRY_MS = 20;
  * Starts `argv` and resolves with the seconds from start until all `probes` pass (in order),
  * or, without probes, until the console shows the init's exit report. `slimroot run` gets
  * the report key from us, so that an app's look-alike of the report does not count. The VM is
- * stopped before this resolves.
+ * stopped before this resolves. `standby`: argv is a `run APP.snap --standby`; the time counts
+ * from the signal that resumes it, sent once it stands by.
  */
 export async function timeReady(
   argv: readonly string[],
@@ -40,13 +42,19 @@ export async function timeReady(
   ports: ReadonlyMap<number, number>,
   timeoutMs: number,
   env: Readonly<Record<string, string>> = {},
+  standby = false,
 ): Promise<Ready> {
-  const t0 = process.hrtime.bigint();
+  let t0 = process.hrtime.bigint();
   const key = newReportKey();
   const s = start(argv, { ...env, [REPORT_KEY_ENV]: key });
   const elapsed = () => Number(process.hrtime.bigint() - t0) / 1e9;
   const deadline = Date.now() + timeoutMs;
   try {
+    if (standby) {
+      await waitForLine(s, STANDBY_LINE, deadline);
+      t0 = process.hrtime.bigint();
+      s.child.kill(STANDBY_SIGNAL);
+    }
     if (probes.length === 0) return await waitForExitReport(s, key, elapsed, deadline);
     const gone = () => (s.done ? `the VM ended (${lastLine(s.output, key)})` : undefined);
     // Short HTTP attempts: one sent before the guest's network is up would wait on the
@@ -57,6 +65,16 @@ export async function timeReady(
     return { error: (err as Error).message };
   } finally {
     await stop(s);
+  }
+}
+
+/** Until `line` is a whole line of the output; throws if the process ends or the deadline passes first. */
+async function waitForLine(s: Started, line: string, deadline: number): Promise<void> {
+  for (;;) {
+    if (`\n${s.output}`.includes(`\n${line}\n`)) return;
+    if (s.done) throw new Error(`it ended before standing by (${lastLine(s.output)})`);
+    if (Date.now() > deadline) throw new Error("it did not stand by before the timeout");
+    await new Promise((r) => setTimeout(r, 5));
   }
 }
 

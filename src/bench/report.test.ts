@@ -64,7 +64,7 @@ test("markdown, table and svg carry the measured values; errors stay in their ro
   assert.doesNotMatch(svg, /oci:<x>/);
 });
 
-test("bench --resume: a resumed column beside the cold ready time, its ratio; a failed resume said below", () => {
+test("bench --resume: a resumed column beside the cold ready time, its ratio, then from a standby; a failed resume said below", () => {
   const [ours, handmade] = report.rows as [BenchRow, BenchRow];
   const withResume: BenchReport = {
     ...report,
@@ -75,12 +75,21 @@ test("bench --resume: a resumed column beside the cold ready time, its ratio; a 
           bytes: 4_200_000,
           ready: { min: 0.5, median: 0.6, max: 0.7, runs: [0.5, 0.6, 0.7] },
           toCold: 0.24,
+          standby: { min: 0.1, median: 0.12, max: 0.2, runs: [0.1, 0.12, 0.2] },
+          standbyToCold: 0.048,
         },
       },
       {
         ...ours,
         id: "trace/erofs/debian",
-        resume: { bytes: null, ready: null, toCold: null, error: "no answer" },
+        resume: {
+          bytes: null,
+          ready: null,
+          toCold: null,
+          standby: null,
+          standbyToCold: null,
+          error: "no answer",
+        },
       },
       handmade,
     ],
@@ -88,22 +97,24 @@ test("bench --resume: a resumed column beside the cold ready time, its ratio; a 
   const validate = new Ajv({ allErrors: true }).compile(BENCH_JSON_SCHEMA);
   assert.ok(validate(withResume), JSON.stringify(validate.errors));
   const table = formatTable(withResume);
-  assert.match(table, /^variant .*ready s min\/med\/max\s+resumed s \(x cold\)\s+x floor/m);
+  assert.match(table, /^variant .*ready s min\/med\/max\s+resumed s \(x cold\), from standby\s+x floor/m);
   assert.match(
     table,
-    /^trace\/cpio\/debian\s+4\.00\s+10\.00\s+1\.50\s+2\.50 \/ 2\.50 \/ 2\.50\s+0\.60 \(0\.24x\)\s+1\.25x\s+80$/m,
+    /^trace\/cpio\/debian\s+4\.00\s+10\.00\s+1\.50\s+2\.50 \/ 2\.50 \/ 2\.50\s+0\.60 \(0\.24x\), standby 0\.12 \(0\.05x\)\s+1\.25x\s+80$/m,
   );
   assert.match(table, /^trace\/erofs\/debian .*2\.50\s+-\s+1\.25x\s+80$/m);
   assert.match(table, /^trace\/erofs\/debian: resume failed: no answer$/m);
   const md = formatMarkdown(withResume);
   assert.match(
     md,
-    /^\| trace\/cpio\/debian \| 4\.00 \| 10\.00 \| 1\.50 \| 2\.50 \/ 2\.50 \/ 2\.50 \| 0\.60 \(0\.24x\) \| 1\.25x \| 80 \|$/m,
+    /^\| trace\/cpio\/debian \| 4\.00 \| 10\.00 \| 1\.50 \| 2\.50 \/ 2\.50 \/ 2\.50 \| 0\.60 \(0\.24x\), standby 0\.12 \(0\.05x\) \| 1\.25x \| 80 \|$/m,
   );
   assert.match(md, /^\| hand-made ext4\/debian \| - \| - \| - \| failed: a \\\| b \| - \| \| \|$/m);
   const svg = renderSvg(withResume);
   assert.match(svg, /resumed, median \(s, x cold\)/);
   assert.match(svg, />0\.60 \(0\.24x\)</);
+  assert.match(svg, /resumed from standby \(s, x cold\)/);
+  assert.match(svg, />0\.12 \(0\.05x\)</);
   // Without --resume nothing changes: no column, no panel.
   assert.doesNotMatch(formatTable(report), /resumed/);
   assert.doesNotMatch(renderSvg(report), /resumed/);

@@ -46,13 +46,21 @@ function timelineTable(r: BenchReport): string[] {
 }
 
 const resumed = (r: BenchReport) => r.rows.some((row) => row.resume);
+const RESUMED_HEAD = "resumed s (x cold), from standby";
 
-/** bench --resume's cell: the resumed median and its ratio to the row's cold median, or why not. */
+const withRatio = (median: number, ratio: number | null) =>
+  `${s2(median)}${ratio === null ? "" : ` (${s2(ratio)}x)`}`;
+
+/**
+ * bench --resume's cell: the resumed median and its ratio to the row's cold median, then the
+ * same from a standby (timed from its signal), or why not.
+ */
 export function resumeCell(row: BenchRow): string {
   const res = row.resume;
   if (!res) return "-";
   if (!res.ready) return `failed: ${res.error ?? "not measured"}`;
-  return `${s2(res.ready.median)}${res.toCold === null ? "" : ` (${s2(res.toCold)}x)`}`;
+  const standby = res.standby ? `, standby ${withRatio(res.standby.median, res.standbyToCold)}` : "";
+  return `${withRatio(res.ready.median, res.toCold)}${standby}`;
 }
 
 export function formatTable(r: BenchReport): string {
@@ -63,7 +71,7 @@ export function formatTable(r: BenchReport): string {
     "raw MB",
     "build s",
     "ready s min/med/max",
-    ...(withResume ? ["resumed s (x cold)"] : []),
+    ...(withResume ? [RESUMED_HEAD] : []),
     "x floor",
     "least RAM MiB",
   ];
@@ -149,8 +157,12 @@ export function renderSvg(r: BenchReport): string {
           {
             title: "resumed, median (s, x cold)",
             value: (row: BenchRow) => row.resume?.ready?.median,
-            label: (v: number, row: BenchRow) =>
-              `${v.toFixed(2)}${row.resume?.toCold == null ? "" : ` (${row.resume.toCold.toFixed(2)}x)`}`,
+            label: (v: number, row: BenchRow) => withRatio(v, row.resume?.toCold ?? null),
+          },
+          {
+            title: "resumed from standby (s, x cold)",
+            value: (row: BenchRow) => row.resume?.standby?.median,
+            label: (v: number, row: BenchRow) => withRatio(v, row.resume?.standbyToCold ?? null),
           },
         ]
       : []),
@@ -268,7 +280,7 @@ export function formatMarkdown(r: BenchReport): string {
   const res = (row: BenchRow) =>
     resumed(r) ? ` ${resumeCell(row).startsWith("failed") ? "-" : resumeCell(row)} |` : "";
   const out = [
-    `| variant | file MB | raw MB | build s | ready s (min / median / max) |${resumed(r) ? " resumed s (x cold) |" : ""} x floor | least RAM MiB |`,
+    `| variant | file MB | raw MB | build s | ready s (min / median / max) |${resumed(r) ? ` ${RESUMED_HEAD} |` : ""} x floor | least RAM MiB |`,
     `|---|---:|---:|---:|---:|${resumed(r) ? "---:|" : ""}---:|---:|`,
     ...r.rows.map((row) =>
       row.error && !row.ready

@@ -41,6 +41,10 @@ export interface ResumeResult {
   ready: Stats | null;
   /** ready.median / the same row's cold ready.median, in the same run. */
   toCold: number | null;
+  /** `run APP.snap --standby`, timed from the signal that resumes it to every probe passed. */
+  standby: Stats | null;
+  /** standby.median / the same row's cold ready.median. */
+  standbyToCold: number | null;
   error?: string;
 }
 
@@ -196,11 +200,13 @@ export const BENCH_JSON_SCHEMA = {
           resume: {
             type: "object",
             additionalProperties: false,
-            required: ["bytes", "ready", "toCold"],
+            required: ["bytes", "ready", "toCold", "standby", "standbyToCold"],
             properties: {
               bytes: nullable({ type: "integer", minimum: 0 }),
               ready: nullable(stats),
               toCold: nullable(num),
+              standby: nullable(stats),
+              standbyToCold: nullable(num),
               error: { type: "string" },
             },
           },

@@ -10,7 +10,7 @@ import { interfaceNameProblem } from "../vm/firecracker.js";
 import { VMMS, type Vmm } from "../vm/plan.js";
 import { parsePortForward } from "../vm/ports.js";
 import { GuestReport, reportKeyFromEnv } from "../vm/report.js";
-import { EXIT_FAILED, runImage } from "../vm/run.js";
+import { EXIT_FAILED, runImage, STANDBY_SIGNAL } from "../vm/run.js";
 import { TIMELINE_FILE_ENV, type Timeline } from "../vm/timeline.js";
 import { collect, parseDuration, positiveInt } from "./parse.js";
 
@@ -91,6 +91,17 @@ export async function withStopSignals<T>(
   }
 }
 
+/** Resolves on the first `signal`; later ones are ignored until dispose (no default action meanwhile). */
+function firstSignal(signal: NodeJS.Signals): { received: Promise<void>; dispose: () => void } {
+  let resolve!: () => void;
+  const received = new Promise<void>((r) => {
+    resolve = r;
+  });
+  const on = () => resolve();
+  process.on(signal, on);
+  return { received, dispose: () => process.off(signal, on) };
+}
+
 /** The options run and snapshot share: kernel, modules, port forwards, memory, CPUs. */
 export function machineOptions(opts: Record<string, unknown>) {
   return {
@@ -157,6 +168,10 @@ export function registerRun(program: Command): void {
     .option("--platform <os/arch>", "with docker://: the platform to pull (default: this machine's)")
     .option("--insecure", "with docker://: allow plain http for the registry")
     .option("--json", "with --dry-run: print the boot plan as JSON (with the command) instead")
+    .option(
+      "--standby",
+      `with APP.snap: check the snapshot, load it and wait, paused, until ${STANDBY_SIGNAL}, then resume it (a warm VM of a pool); a stop signal meanwhile ends it at once`,
+    )
     // docker run's rule: every error of slimroot's own, a bad option or argument too, is 125,
     // so that any other status is the app's (see EXIT_FAILED).
     .exitOverride((err) => {
@@ -187,6 +202,7 @@ export function registerRun(program: Command): void {
         // ...and a file for the timeline (bench's timeline columns).
         const timelineFile = opts.timeline ? process.env[TIMELINE_FILE_ENV] : undefined;
         let timeline: Timeline | undefined;
+        const standby = opts.standby ? firstSignal(STANDBY_SIGNAL) : undefined;
         const code = await withStopSignals((stop, kill) =>
           runImage({
             image,
@@ -214,8 +230,9 @@ export function registerRun(program: Command): void {
             ...(reportKey ? { report: new GuestReport(reportKey) } : {}),
             stop,
             kill,
+            ...(standby ? { standby: standby.received } : {}),
           }),
-        );
+        ).finally(() => standby?.dispose());
         if (timelineFile && timeline)
           await writeFileAtomically(timelineFile, Readable.from([`${JSON.stringify(timeline)}\n`]));
         process.exitCode = code;

@@ -19,8 +19,16 @@ export { VMMS, type Vmm } from "./plan.js";
 export interface ResumeSteps {
   /** The checks a resume must pass (resume.ts checkResume), run while the VMM starts: nothing is loaded before they pass. */
   checked: Promise<void>;
-  mark: (step: "vmmUp" | "loaded" | "resumed") => void;
+  mark: (step: ResumeStep) => void;
+  /**
+   * `run --standby`: awaited once the state is loaded, the guest paused, before it continues;
+   * resolves when the resume may go on (SIGUSR2).
+   */
+  standby?: () => Promise<void>;
 }
+
+/** A resume's steps as they pass (timeline.ts ResumeMarks): "go" only for a standby. */
+export type ResumeStep = "vmmUp" | "loaded" | "go" | "resumed";
 
 /** A prepared VM: its files are written, the command is ready to start. */
 export interface Launch {

@@ -90,7 +90,7 @@ const POLL_MS = 5;
  * running is lost to the guest and waits seconds on the forwarder's retransmission, where a
  * refused one is retried at once by any client.
  */
-async function resumeGuest(vm: ResumeVm, { checked, mark }: ResumeSteps): Promise<void> {
+async function resumeGuest(vm: ResumeVm, { checked, mark, standby }: ResumeSteps): Promise<void> {
   const qmp = await Qmp.connect(vm.qmpSocket, RESUME_ANSWER_MS, POLL_MS);
   mark("vmmUp");
   let control: ControlChannel | undefined;
@@ -101,23 +101,24 @@ async function resumeGuest(vm: ResumeVm, { checked, mark }: ResumeSteps): Promis
       uri: `exec:${shellQuote(["zstd", "-dcq", "--", vm.snapshot])}`,
     });
     const deadline = Date.now() + RESUME_ANSWER_MS;
+    let status: string | undefined;
     for (;;) {
-      const st = (await qmp.execute("query-status")) as { status?: string };
-      if (st.status === "running") {
-        mark("loaded");
-        break;
-      }
-      // The state was saved paused (snapshot/take.ts stops the VM first): loaded, it waits for us.
-      if (st.status === "paused") {
-        mark("loaded");
-        await qmp.execute("cont");
-        break;
-      }
-      if (st.status !== "inmigrate" && st.status !== "prelaunch")
-        throw new RunFailure(`the snapshot did not resume: QEMU is ${st.status ?? "in an unknown state"}`);
+      status = ((await qmp.execute("query-status")) as { status?: string }).status;
+      if (status === "running" || status === "paused") break;
+      if (status !== "inmigrate" && status !== "prelaunch")
+        throw new RunFailure(`the snapshot did not resume: QEMU is ${status ?? "in an unknown state"}`);
       if (Date.now() > deadline) throw new RunFailure("the snapshot did not load in time");
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
+    mark("loaded");
+    // A standby waits here, everything checked and loaded: what is left is the guest's own part.
+    // (Even a guest saved running would not let the app on before the init's resume request.)
+    if (standby) {
+      await standby();
+      mark("go");
+    }
+    // The state was saved paused (snapshot/take.ts stops the VM first): loaded, it waits for us.
+    if (status === "paused") await qmp.execute("cont");
     // Connected only now: the loaded state holds the port's "host connected" flag as it was
     // at the snapshot (closed), and a connection made before the load would be overridden by
     // it, so the guest's answer would find the host side closed and be dropped.

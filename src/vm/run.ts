@@ -22,7 +22,7 @@ import { ConsoleWatcher } from "./console.js";
 import type { VolumeSpec } from "./disks.js";
 import { bootFacts } from "./facts.js";
 import { firecrackerLauncher } from "./firecracker-launcher.js";
-import { type Launch, type Launcher, RunFailure } from "./launcher.js";
+import { type Launch, type Launcher, type ResumeStep, RunFailure } from "./launcher.js";
 import { failureReason } from "./panic.js";
 import { type BootOptions, type BootPlan, describePlan, planBoot, type Vmm } from "./plan.js";
 import { qemuBinary } from "./qemu.js";
@@ -44,6 +44,15 @@ export { RunFailure };
 export const EXIT_FAILED = 125;
 export const EXIT_TIMEOUT = 124;
 export const EXIT_KILLED = 137;
+
+/**
+ * What resumes a `run --standby` VM. Not SIGUSR1: Node opens its debugger on localhost for one
+ * that comes before a listener is set. One that comes before the CLI's is set ends the
+ * process (its VMM with it), as SIGUSR2 does by default: never a VM resumed nobody knows of.
+ */
+export const STANDBY_SIGNAL = "SIGUSR2";
+/** Printed on stderr, alone on its line, once a standby is loaded: from then on the signal resumes it. */
+export const STANDBY_LINE = `slimroot: standby: loaded and paused; ${STANDBY_SIGNAL} resumes it`;
 
 const LAUNCHERS: Record<Vmm, Launcher> = { qemu: qemuLauncher, firecracker: firecrackerLauncher };
 
@@ -77,6 +86,12 @@ export interface RunRequest extends Omit<BootOptions, "vmm" | "reportKey"> {
    * resolves, the VM is ended and runImage resolves 0; when it throws, runImage throws that.
    */
   attached?: (vm: NonNullable<Launch["control"]>, plan: BootPlan, exited: () => boolean) => Promise<void>;
+  /**
+   * Resuming a snapshot (`run APP.snap --standby`): once its state is loaded, the VM waits,
+   * paused, until this resolves (the CLI: SIGUSR2), then resumes; a stop meanwhile ends it at
+   * once (its app has not run since the snapshot: nothing to stop gracefully).
+   */
+  standby?: Promise<void>;
   /** With dryRun: more files for the VM's directory (snapshot --vmm firecracker: its API requests, a script). */
   moreFiles?: (dir: string) => { name: string; text: string; mode?: number }[];
 }
@@ -88,6 +103,12 @@ export async function runImage(req: RunRequest): Promise<number> {
   if (req.json && !req.dryRun) throw new UserError("--json: only with --dry-run");
   // A snapshot is resumed (resume.ts): its init already holds its report key.
   const snapshot = await snapshotOf(req.image);
+  if (req.standby && (!snapshot || req.dryRun))
+    throw new UserError(
+      req.dryRun
+        ? "--standby: not with --dry-run"
+        : `--standby: ${req.image} is not a snapshot (slimroot snapshot IMAGE -o APP.snap makes one)`,
+    );
   // This boot's key: only a report that opens with it is the init's (report.ts).
   const report = req.report ?? new GuestReport(snapshot?.header.reportKey);
   const options: BootOptions = { ...req, vmm: req.vmm ?? "qemu", reportKey: report.key };
@@ -224,6 +245,8 @@ function boot(
   let killed = false;
   let exited = false;
   const timers: NodeJS.Timeout[] = [];
+  // A standby's VM is loaded and paused, waiting for req.standby (resumeGuest).
+  let standing = false;
 
   const kill = () => {
     if (!exited) child.kill("SIGKILL");
@@ -250,8 +273,8 @@ function boot(
   });
 
   const stop = () => {
-    if (!p.requestStop) {
-      kill(); // the VMM cannot tell the guest: end it now
+    if (!p.requestStop || standing) {
+      kill(); // the VMM cannot tell the guest, or its guest is paused in standby: end it now
       return;
     }
     const deadline = Date.now() + req.stopGraceMs;
@@ -293,7 +316,7 @@ function boot(
   const attached = req.attached;
   // A resume's steps, for its timeline: printed as soon as the app continues.
   const marks: Partial<ResumeMarks> = { run: resume.runAt, spawned: spawnedAt };
-  const mark = (step: "vmmUp" | "loaded" | "resumed") => {
+  const mark = (step: ResumeStep) => {
     marks[step] = performance.now();
     if (step === "resumed" && req.timeline && plan.resume) {
       const tl = resumeTimeline(marks as ResumeMarks);
@@ -307,7 +330,22 @@ function boot(
         marks.checked = at;
       });
       checked.catch(() => {}); // awaited by started, once QEMU is up
-      await p.started?.({ checked, mark });
+      const standby = req.standby;
+      await p.started?.({
+        checked,
+        mark,
+        ...(standby
+          ? {
+              standby: async () => {
+                standing = true;
+                // A fixed line, for whatever keeps a pool of standbys (docs/snapshot.md).
+                req.stderr.write(`${STANDBY_LINE}\n`);
+                await standby;
+                standing = false;
+              },
+            }
+          : {}),
+      });
       if (attached && p.control) {
         await attached(p.control, plan, () => exited);
         hostDone = true;

@@ -194,4 +194,24 @@ describe("resume timeline", () => {
       [250, 200, 100, 100],
     );
   });
+
+  test("a standby's wait is a segment of its own; the resume's cost is what follows the signal", () => {
+    const tl = resumeTimeline({ ...marks, go: 5000, resumed: 5080 });
+    assertWhole(tl);
+    assert.deepEqual(
+      tl.segments.map((s) => [s.id, s.ms]),
+      [
+        ["vmm", 250],
+        ["checks", 0],
+        ["load", 300],
+        ["standby", 4000],
+        ["reseed", 80],
+      ],
+    );
+    const text = describeTimeline(tl).join("\n");
+    assert.match(text, /standing by, loaded and paused, until SIGUSR2/);
+    assert.match(text, /from SIGUSR2 until the app continued: 80 ms$/m);
+    // Without a standby, no such line.
+    assert.doesNotMatch(describeTimeline(resumeTimeline(marks)).join("\n"), /SIGUSR2/);
+  });
 });

@@ -44,6 +44,7 @@ export type SegmentId =
   | "vmm"
   | "checks"
   | "load"
+  | "standby"
   | "reseed";
 
 export interface Segment {
@@ -206,6 +207,8 @@ export interface ResumeMarks {
   checked: number;
   /** QEMU had loaded the saved state (paused, waiting for us). */
   loaded: number;
+  /** `run --standby`: the signal to resume came (the VM stood by, paused, from `loaded`). */
+  go?: number;
   /** The init answered "resumed" (pool reseeded, clock set, the app's processes continued) and the ports were forwarded. */
   resumed: number;
 }
@@ -214,7 +217,8 @@ export interface ResumeMarks {
  * `run APP.snap --timeline`: where a resume's time went, all on the host clock (no kernel
  * boots, so the console has no milestones). Segments run from the VMM's spawn to the app
  * reachable; `before` is what slimroot did first, from the process's start. The checks run
- * beside QEMU's start: only the time QEMU waited for them is a segment.
+ * beside QEMU's start: only the time QEMU waited for them is a segment. A standby's wait is
+ * a segment of its own, so what follows it is the resume's own cost.
  */
 export function resumeTimeline(m: ResumeMarks): Timeline {
   const seg = (id: SegmentId, what: string, from: number, to: number): Segment => ({
@@ -224,10 +228,11 @@ export function resumeTimeline(m: ResumeMarks): Timeline {
     ms: to - from,
     clock: "host",
   });
-  const at = [m.run, m.spawned, m.vmmUp, m.checked, m.loaded, m.resumed];
+  const at = [m.run, m.spawned, m.vmmUp, m.checked, m.loaded, m.go ?? m.loaded, m.resumed];
   // Clamped to never go back, as a boot's boundaries are.
   for (let i = 1; i < at.length; i++) at[i] = Math.max(at[i]!, at[i - 1]!);
-  const [run, spawned, vmmUp, checked, loaded, resumed] = at as [
+  const [run, spawned, vmmUp, checked, loaded, go, resumed] = at as [
+    number,
     number,
     number,
     number,
@@ -259,7 +264,10 @@ export function resumeTimeline(m: ResumeMarks): Timeline {
         checked,
         loaded,
       ),
-      seg("reseed", "cont, the init's reseed and clock, the ports forwarded", loaded, resumed),
+      ...(m.go === undefined
+        ? []
+        : [seg("standby", "standing by, loaded and paused, until SIGUSR2 (--standby)", loaded, go)]),
+      seg("reseed", "cont, the init's reseed and clock, the ports forwarded", go, resumed),
     ],
     totalMs: resumed - spawned,
     offsetMs: undefined,
@@ -306,9 +314,13 @@ function describeResume(tl: Timeline): string[] {
   const all = [...(tl.before ?? []), ...tl.segments];
   const width = Math.max(...all.map((s) => ms(s.ms).length), 4);
   const before = (tl.before ?? []).reduce((n, s) => n + s.ms, 0);
+  const standby = tl.segments.find((s) => s.id === "standby");
   return [
     "resume timeline (ms since QEMU was spawned, host clock)",
     ...all.map((s) => `  at ${ms(s.startMs).padStart(8)}  ${ms(s.ms).padStart(width)}  ${s.what}`),
     `  total ${ms(before + tl.totalMs)} from slimroot's start (${ms(before)} before QEMU, ${ms(tl.totalMs)} after); the app answers once the host's network reaches it`,
+    ...(standby
+      ? [`  from SIGUSR2 until the app continued: ${ms(tl.totalMs - (standby.startMs + standby.ms))}`]
+      : []),
   ];
 }

@@ -8,7 +8,12 @@ import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, test } from "node:test";
-import { pauseBody, snapshotCreateBody, snapshotLoadBody } from "../src/vm/firecracker-snapshot.js";
+import {
+  pauseBody,
+  resumeBody,
+  snapshotCreateBody,
+  snapshotLoadBody,
+} from "../src/vm/firecracker-snapshot.js";
 import { runCli } from "./support/cli.js";
 import { definitionValidator, NO_SHARED, sharedFirecrackerDir } from "./support/firecracker-schema.js";
 
@@ -27,9 +32,12 @@ test("the snapshot request bodies are valid by Firecracker's schema", {
   const check = (name: string, body: unknown) =>
     assert.deepEqual(definitionValidator(shared!, name).errors(body), [], `${name}: ${JSON.stringify(body)}`);
   check("Vm", pauseBody());
+  check("Vm", resumeBody());
   check("SnapshotCreateParams", snapshotCreateBody("/srv/app"));
   check("SnapshotLoadParams", snapshotLoadBody("/srv/app"));
   check("SnapshotLoadParams", snapshotLoadBody("/srv/app", "tap7"));
+  // A standby's load: paused, resumed by PATCH /vm once its signal came.
+  check("SnapshotLoadParams", snapshotLoadBody("/srv/app", "tap7", false));
   // The validator does refuse: a misspelt key fails.
   assert.notDeepEqual(
     definitionValidator(shared!, "SnapshotCreateParams").errors({ snapshot_path: "x", mem_path: "y" }),
@@ -52,5 +60,14 @@ test("snapshot --vmm firecracker writes the VM's files, the request bodies and a
   };
   assert.equal(load.snapshot_path, join(dir, "vm.state"));
   if (shared) assert.deepEqual(definitionValidator(shared, "SnapshotLoadParams").errors(load), []);
-  assert.equal(spawnSync("sh", ["-n", join(dir, "snapshot.sh")]).status, 0);
+  const script = join(dir, "snapshot.sh");
+  assert.equal(spawnSync("sh", ["-n", script]).status, 0);
+  // Its standby mode loads paused and resumes on run --standby's own signal, after its line.
+  const text = await readFile(script, "utf8");
+  assert.match(text, /^resume\|standby\)$/m);
+  assert.match(text, /trap 'go=1' USR2/);
+  assert.ok(text.includes('"resume_vm":false'), text);
+  const usage = spawnSync("sh", [script, "bogus"], { encoding: "utf8" });
+  assert.equal(usage.status, 2);
+  assert.match(usage.stderr, /resume \[TAP\] \| standby \[TAP\]/);
 });

@@ -8,12 +8,15 @@
  * (x86_64, Firecracker >= 1.9, a kernel with CONFIG_VMGENID) and keeps the clock it had.
  */
 import { shellQuote } from "../util/shell.js";
+import { STANDBY_LINE, STANDBY_SIGNAL } from "./launcher.js";
 
 export const FC_STATE_FILE = "vm.state";
 export const FC_MEMORY_FILE = "vm.mem";
 
 /** PATCH /vm: pause before saving. */
 export const pauseBody = () => ({ state: "Paused" as const });
+/** PATCH /vm: a standby's resume, once its signal came. */
+export const resumeBody = () => ({ state: "Resumed" as const });
 
 /** PUT /snapshot/create: a full snapshot, state and memory in two files. */
 export function snapshotCreateBody(dir: string) {
@@ -24,12 +27,15 @@ export function snapshotCreateBody(dir: string) {
   };
 }
 
-/** PUT /snapshot/load: resumed at once; `tap`: this resume's own host device for eth0. */
-export function snapshotLoadBody(dir: string, tap?: string) {
+/**
+ * PUT /snapshot/load: resumed at once, or left paused for a standby (`resume: false`, as `run
+ * --standby` does with QEMU); `tap`: this resume's own host device for eth0.
+ */
+export function snapshotLoadBody(dir: string, tap?: string, resume = true) {
   return {
     snapshot_path: `${dir}/${FC_STATE_FILE}`,
     mem_backend: { backend_type: "File" as const, backend_path: `${dir}/${FC_MEMORY_FILE}` },
-    resume_vm: true,
+    resume_vm: resume,
     ...(tap ? { network_overrides: [{ iface_id: "eth0", host_dev_name: tap }] } : {}),
   };
 }
@@ -37,12 +43,15 @@ export function snapshotLoadBody(dir: string, tap?: string) {
 /**
  * snapshot.sh: `snapshot.sh make PROBE-COMMAND` boots vm.json with an API socket, waits until
  * the probe command succeeds, pauses and saves; `snapshot.sh resume [TAP]` starts a fresh
- * Firecracker from the saved files (each resume its own tap).
+ * Firecracker from the saved files (each resume its own tap); `snapshot.sh standby [TAP]`
+ * loads them paused, says so in run --standby's line and resumes on the same signal.
  */
 export function snapshotScript(dir: string): string {
   const q = (s: string) => shellQuote([s]);
   const create = JSON.stringify(snapshotCreateBody(dir));
   const load = JSON.stringify(snapshotLoadBody(dir));
+  const loadPaused = JSON.stringify(snapshotLoadBody(dir, undefined, false));
+  const signal = STANDBY_SIGNAL.replace(/^SIG/, "");
   return `#!/bin/sh
 # Made by slimroot snapshot --vmm firecracker: needs firecracker, curl and /dev/kvm.
 set -eu
@@ -61,16 +70,23 @@ make)
   api PUT /snapshot/create ${q(create)}
   echo "saved: $dir/${FC_STATE_FILE} $dir/${FC_MEMORY_FILE}"
   ;;
-resume)
+resume|standby)
   sock="$dir/resume-$$.sock"; rm -f "$sock"
+  go=0; trap 'go=1' ${signal}
   firecracker --api-sock "$sock" & fc=$!
   wait_sock
   body=${q(load)}
+  [ "$1" = resume ] || body=${q(loadPaused)}
   if [ -n "\${2:-}" ]; then body=$(printf '%s' "$body" | sed "s/}$/,\\"network_overrides\\":[{\\"iface_id\\":\\"eth0\\",\\"host_dev_name\\":\\"$2\\"}]}/"); fi
   api PUT /snapshot/load "$body"
+  if [ "$1" = standby ]; then
+    echo ${q(STANDBY_LINE)} >&2
+    while [ "$go" = 0 ]; do sleep 0.01; done
+    api PATCH /vm ${q(JSON.stringify(resumeBody()))}
+  fi
   wait $fc
   ;;
-*) echo "usage: snapshot.sh make PROBE-COMMAND | resume [TAP]" >&2; exit 2 ;;
+*) echo "usage: snapshot.sh make PROBE-COMMAND | resume [TAP] | standby [TAP]" >&2; exit 2 ;;
 esac
 `;
 }

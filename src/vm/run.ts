@@ -22,7 +22,7 @@ import { ConsoleWatcher } from "./console.js";
 import type { VolumeSpec } from "./disks.js";
 import { bootFacts } from "./facts.js";
 import { firecrackerLauncher } from "./firecracker-launcher.js";
-import { type Launch, type Launcher, type ResumeStep, RunFailure } from "./launcher.js";
+import { type Launch, type Launcher, type ResumeStep, RunFailure, STANDBY_LINE } from "./launcher.js";
 import { failureReason } from "./panic.js";
 import { type BootOptions, type BootPlan, describePlan, planBoot, type Vmm } from "./plan.js";
 import { qemuBinary } from "./qemu.js";
@@ -44,15 +44,6 @@ export { RunFailure };
 export const EXIT_FAILED = 125;
 export const EXIT_TIMEOUT = 124;
 export const EXIT_KILLED = 137;
-
-/**
- * What resumes a `run --standby` VM. Not SIGUSR1: Node opens its debugger on localhost for one
- * that comes before a listener is set. One that comes before the CLI's is set ends the
- * process (its VMM with it), as SIGUSR2 does by default: never a VM resumed nobody knows of.
- */
-export const STANDBY_SIGNAL = "SIGUSR2";
-/** Printed on stderr, alone on its line, once a standby is loaded: from then on the signal resumes it. */
-export const STANDBY_LINE = `slimroot: standby: loaded and paused; ${STANDBY_SIGNAL} resumes it`;
 
 const LAUNCHERS: Record<Vmm, Launcher> = { qemu: qemuLauncher, firecracker: firecrackerLauncher };
 

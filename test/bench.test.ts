@@ -88,7 +88,7 @@ test("bench: one run per variant, JSON valid against its schema, ratios from the
   assert.equal((chart.match(/class="ours"/g) ?? []).length, 3 + 1); // 3 panels + legend
 });
 
-test("bench --timeline --resume: each slimroot row's boot cut into phases up to the first probe, and its snapshot resumed beside it, in the JSON, table and SVG", async () => {
+test("bench --timeline --resume: each slimroot row's boot cut into phases up to the first probe, and its snapshot resumed beside it, also from a standby, in the JSON, table and SVG", async () => {
   const bb = await busyboxFixture("amd64");
   const json = join(work, "bench-timeline.json");
   const svg = join(work, "bench-timeline.svg");
@@ -137,14 +137,18 @@ test("bench --timeline --resume: each slimroot row's boot cut into phases up to 
   assert.ok(res.bytes! > 0);
   assert.equal(res.ready!.runs.length, 1);
   assert.equal(res.toCold, res.ready!.median / row.ready!.median);
+  // Then from a standby, timed from its signal.
+  assert.equal(res.standby!.runs.length, 1);
+  assert.equal(res.standbyToCold, res.standby!.median / row.ready!.median);
   assert.match(
     r.stdout,
     new RegExp(
-      `^static/cpio/debian .*\\s${res.ready!.median.toFixed(2)} \\(${res.toCold!.toFixed(2)}x\\)\\s`,
+      `^static/cpio/debian .*\\s${res.ready!.median.toFixed(2)} \\(${res.toCold!.toFixed(2)}x\\), standby ${res.standby!.median.toFixed(2)} \\(${res.standbyToCold!.toFixed(2)}x\\)\\s`,
       "m",
     ),
   );
   assert.match(await readFile(svg, "utf8"), /resumed, median \(s, x cold\)/);
+  assert.match(await readFile(svg, "utf8"), /resumed from standby \(s, x cold\)/);
 });
 
 /** Processes under `root` (by parent pid), read from /proc. */

@@ -14,7 +14,7 @@ import { identify } from "../src/artifact/identify.js";
 import { readSnapshotHeader, snapshotHeaderFrame } from "../src/artifact/snapshot.js";
 import { fetchKernel } from "../src/kernel/fetch.js";
 import { freePort } from "../src/util/net.js";
-import { STANDBY_LINE, STANDBY_SIGNAL } from "../src/vm/launcher.js";
+import { STANDBY_LINE, STANDBY_SIGNAL } from "../src/vm/standby.js";
 import { type RunningCli, runCli, startCli } from "./support/cli.js";
 import { debianBusybox } from "./support/kernel.js";
 import { qemusUsing } from "./support/qemu.js";

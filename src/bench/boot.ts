@@ -6,8 +6,8 @@
 import { KERNEL_LINE } from "../trace/console-trace.js";
 import { type Probe, probePorts, waitForProbe } from "../trace/probe.js";
 import { freePort } from "../util/net.js";
-import { STANDBY_LINE, STANDBY_SIGNAL } from "../vm/launcher.js";
 import { GuestReport, newReportKey, REPORT_KEY_ENV, REPORT_LINE } from "../vm/report.js";
+import { STANDBY_LINE, STANDBY_SIGNAL } from "../vm/standby.js";
 import { type Started, start, stop } from "./processes.js";
 
 /** Guest port -> a free host port for each port the probes use. */

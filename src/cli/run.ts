@@ -7,11 +7,11 @@ import type { pullToTemp } from "../publish/pull.js";
 import { oneLine, UserError } from "../util/errors.js";
 import { parseVolume } from "../vm/disks.js";
 import { interfaceNameProblem } from "../vm/firecracker.js";
-import { STANDBY_SIGNAL } from "../vm/launcher.js";
 import { VMMS, type Vmm } from "../vm/plan.js";
 import { parsePortForward } from "../vm/ports.js";
 import { GuestReport, reportKeyFromEnv } from "../vm/report.js";
 import { EXIT_FAILED, runImage } from "../vm/run.js";
+import { STANDBY_SIGNAL } from "../vm/standby.js";
 import { TIMELINE_FILE_ENV, type Timeline } from "../vm/timeline.js";
 import { collect, parseDuration, positiveInt } from "./parse.js";
 

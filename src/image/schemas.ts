@@ -190,8 +190,8 @@ export interface Documents {
 /**
  * Options every compile of these schemas shares (schemas.test.ts uses them too). The schemas are
  * slimroot's own and constant: schemas.test.ts checks each against JSON Schema's meta-schema, so
- * a build does not compile that (about 40 ms of a build's start), nor optimize the generated
- * code (another 15 ms) for documents of a few KiB.
+ * a build does not compile that, nor optimize the generated code for documents of a few KiB:
+ * the four schemas a build of an OCI layout reads took 64 ms to compile, now 24 (README).
  */
 export const AJV_OPTIONS = { allErrors: false, allowUnionTypes: true, strict: true } as const;
 const ajv = new Ajv({ ...AJV_OPTIONS, validateSchema: false, code: { optimize: false } });

@@ -8,7 +8,7 @@
  * (x86_64, Firecracker >= 1.9, a kernel with CONFIG_VMGENID) and keeps the clock it had.
  */
 import { shellQuote } from "../util/shell.js";
-import { STANDBY_LINE, STANDBY_SIGNAL } from "./launcher.js";
+import { STANDBY_LINE, STANDBY_SIGNAL } from "./standby.js";
 
 export const FC_STATE_FILE = "vm.state";
 export const FC_MEMORY_FILE = "vm.mem";

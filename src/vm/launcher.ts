@@ -15,15 +15,6 @@ export type { Disk, DiskBoot } from "./disks.js";
 export { RunFailure } from "./failure.js";
 export { VMMS, type Vmm } from "./plan.js";
 
-/**
- * What resumes a `run --standby` VM. Not SIGUSR1: Node opens its debugger on localhost for one
- * that comes before a listener is set. One that comes before the CLI's is set ends the
- * process (its VMM with it), as SIGUSR2 does by default: never a VM resumed nobody knows of.
- */
-export const STANDBY_SIGNAL = "SIGUSR2";
-/** Printed on stderr, alone on its line, once a standby is loaded: from then on the signal resumes it. */
-export const STANDBY_LINE = `slimroot: standby: loaded and paused; ${STANDBY_SIGNAL} resumes it`;
-
 /** What run.ts gives a resume's `started`. */
 export interface ResumeSteps {
   /** The checks a resume must pass (resume.ts checkResume), run while the VMM starts: nothing is loaded before they pass. */
@@ -31,7 +22,7 @@ export interface ResumeSteps {
   mark: (step: ResumeStep) => void;
   /**
    * `run --standby`: awaited once the state is loaded, the guest paused, before it continues;
-   * resolves when the resume may go on (SIGUSR2).
+   * resolves when the resume may go on (standby.ts: its signal came).
    */
   standby?: () => Promise<void>;
 }

@@ -22,13 +22,14 @@ import { ConsoleWatcher } from "./console.js";
 import type { VolumeSpec } from "./disks.js";
 import { bootFacts } from "./facts.js";
 import { firecrackerLauncher } from "./firecracker-launcher.js";
-import { type Launch, type Launcher, type ResumeStep, RunFailure, STANDBY_LINE } from "./launcher.js";
+import { type Launch, type Launcher, type ResumeStep, RunFailure } from "./launcher.js";
 import { failureReason } from "./panic.js";
 import { type BootOptions, type BootPlan, describePlan, planBoot, type Vmm } from "./plan.js";
 import { qemuBinary } from "./qemu.js";
 import { qemuLauncher } from "./qemu-launcher.js";
 import { GuestReport } from "./report.js";
 import { checkResume, planResume, snapshotOf } from "./resume.js";
+import { STANDBY_LINE } from "./standby.js";
 import {
   buildTimeline,
   type ConsoleLine,
@@ -79,7 +80,7 @@ export interface RunRequest extends Omit<BootOptions, "vmm" | "reportKey"> {
   attached?: (vm: NonNullable<Launch["control"]>, plan: BootPlan, exited: () => boolean) => Promise<void>;
   /**
    * Resuming a snapshot (`run APP.snap --standby`): once its state is loaded, the VM waits,
-   * paused, until this resolves (the CLI: SIGUSR2), then resumes; a stop meanwhile ends it at
+   * paused, until this resolves (the CLI: on standby.ts's signal), then resumes; a stop meanwhile ends it at
    * once (its app has not run since the snapshot: nothing to stop gracefully).
    */
   standby?: Promise<void>;

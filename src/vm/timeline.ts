@@ -19,6 +19,8 @@
  * to never go back), so the segments sum to the total exactly.
  */
 
+import { STANDBY_SIGNAL } from "./standby.js";
+
 /** One console line and when its first byte reached the host (ms since the VMM was spawned). */
 export interface ConsoleLine {
   hostMs: number;
@@ -266,7 +268,9 @@ export function resumeTimeline(m: ResumeMarks): Timeline {
       ),
       ...(m.go === undefined
         ? []
-        : [seg("standby", "standing by, loaded and paused, until SIGUSR2 (--standby)", loaded, go)]),
+        : [
+            seg("standby", `standing by, loaded and paused, until ${STANDBY_SIGNAL} (--standby)`, loaded, go),
+          ]),
       seg("reseed", "cont, the init's reseed and clock, the ports forwarded", go, resumed),
     ],
     totalMs: resumed - spawned,
@@ -320,7 +324,9 @@ function describeResume(tl: Timeline): string[] {
     ...all.map((s) => `  at ${ms(s.startMs).padStart(8)}  ${ms(s.ms).padStart(width)}  ${s.what}`),
     `  total ${ms(before + tl.totalMs)} from slimroot's start (${ms(before)} before QEMU, ${ms(tl.totalMs)} after); the app answers once the host's network reaches it`,
     ...(standby
-      ? [`  from SIGUSR2 until the app continued: ${ms(tl.totalMs - (standby.startMs + standby.ms))}`]
+      ? [
+          `  from ${STANDBY_SIGNAL} until the app continued: ${ms(tl.totalMs - (standby.startMs + standby.ms))}`,
+        ]
       : []),
   ];
 }

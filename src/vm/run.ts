@@ -80,8 +80,9 @@ export interface RunRequest extends Omit<BootOptions, "vmm" | "reportKey"> {
   attached?: (vm: NonNullable<Launch["control"]>, plan: BootPlan, exited: () => boolean) => Promise<void>;
   /**
    * Resuming a snapshot (`run APP.snap --standby`): once its state is loaded, the VM waits,
-   * paused, until this resolves (the CLI: on standby.ts's signal), then resumes; a stop meanwhile ends it at
-   * once (its app has not run since the snapshot: nothing to stop gracefully).
+   * paused, until this resolves (the CLI: on standby.ts's signal), then resumes; a stop
+   * meanwhile ends it at once (its app has not run since the snapshot: nothing to stop
+   * gracefully).
    */
   standby?: Promise<void>;
   /** With dryRun: more files for the VM's directory (snapshot --vmm firecracker: its API requests, a script). */

@@ -19,7 +19,7 @@ import { UserError } from "../util/errors.js";
 import { openInput, statInput } from "../util/input-file.js";
 import { diskFacts } from "./disk.js";
 import { findEmbedded } from "./embedded.js";
-import { type InitramfsFacts, initramfsFacts, readArchiveFile } from "./initramfs.js";
+import { factsBody, type InitramfsFacts, initramfsFacts, readArchiveFile } from "./initramfs.js";
 import { configBeside, type KernelKind } from "./kernel.js";
 import { KERNEL_HEAD_BYTES, kernelKind } from "./kernel-magic.js";
 import { listFacts } from "./list.js";
@@ -152,7 +152,10 @@ export async function identify(path: string, o: IdentifyOptions = {}): Promise<A
         ...(await diskFacts(path, s.identity.format)),
       };
     case "initramfs": {
-      const facts: InitramfsFacts = await initramfsFacts(readArchiveFile(path, s.compression), path);
+      const facts: InitramfsFacts = await initramfsFacts(
+        readArchiveFile(path, s.compression, { body: factsBody }),
+        path,
+      );
       return { kind: "initramfs", path, bytes: size, compression: s.compression, ...facts };
     }
     case "snapshot": {

@@ -8,20 +8,27 @@ import { APP_CONFIG_PATH, type AppConfig, decodeAppConfig } from "../appconfig/a
 import type { Arch } from "../arch/arch.js";
 import { type Compression, decompressor } from "../compress/compress.js";
 import { detectCompression } from "../compress/magic.js";
-import { type CpioEntry, readCpio } from "../cpio/reader.js";
+import { type CpioEntry, type ReadCpioOptions, readCpio } from "../cpio/reader.js";
 import { elfArch } from "../elf/elf.js";
 import { INIT_PATH } from "../guest/init-binary.js";
 import { EnvironmentError, UserError } from "../util/errors.js";
 import { inputStream, readHead } from "../util/input-file.js";
 
-/** Opens a (possibly compressed) cpio file as a stream of entries (`compression`: when known). */
-export async function* readArchiveFile(file: string, compression?: Compression): AsyncGenerator<CpioEntry> {
+/**
+ * Opens a (possibly compressed) cpio file as a stream of entries (`compression`: when known;
+ * `o.body`: whose bodies to read, as readCpio's).
+ */
+export async function* readArchiveFile(
+  file: string,
+  compression?: Compression,
+  o: ReadCpioOptions = {},
+): AsyncGenerator<CpioEntry> {
   const kind = compression ?? detectCompression(await readHead(file, 8));
   const raw = await inputStream(file);
   const plain = decompressor(kind, file);
   pipeline(raw, plain, () => undefined);
   try {
-    yield* readCpio(plain);
+    yield* readCpio(plain, o);
   } catch (err) {
     // A missing decompressor is the machine's problem (exit 2) and already names the file.
     if (err instanceof EnvironmentError) throw err;

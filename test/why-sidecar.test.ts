@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { after, before, test } from "node:test";
 import { gunzipSync } from "node:zlib";
 import { runCli } from "./support/cli.js";
+import { debianKernel } from "./support/kernel.js";
 import { tarOf } from "./support/layers.js";
 
 let work: string;
@@ -132,4 +133,27 @@ test("a name that is not UTF-8 keeps its reason: stored as its bytes, matched by
     ["caf\udce8", "image (--minimize none)"],
     ["caf\udce9", "image (--minimize none)"],
   ]);
+});
+
+test("run sizes memory by the footprint an image's .why records, only when the .why is that image's", async () => {
+  const { kernel } = await debianKernel("amd64");
+  const image = await buildImage("footprint", [{ name: "big", body: "z".repeat(3 << 20) }]);
+  const why = await readFile(`${image}.why`, "utf8");
+  const header = JSON.parse(why.slice(0, why.indexOf("\n"))) as { footprint: { tmpfsBytes: number } };
+  const filesMiB = async () => {
+    const r = await runCli(["run", image, "--kernel", kernel, "--dry-run", "-o", join(work, "fp-dry")]);
+    await rm(join(work, "fp-dry"), { recursive: true, force: true });
+    assert.equal(r.code, 0, r.stderr);
+    return Number(/\((\d+) MiB of files unpacked into RAM/.exec(r.stderr)?.[1]);
+  };
+  // The build counted the 3 MiB file as it wrote it; reading the archive gives the same.
+  assert.ok(header.footprint.tmpfsBytes >= 3 << 20, why.slice(0, 400));
+  assert.equal(await filesMiB(), 4);
+  // Taken from the .why without reading the image: a changed record shows in the plan.
+  const said = { ...header, footprint: { ...header.footprint, tmpfsBytes: 100 << 20 } };
+  await writeFile(`${image}.why`, why.replace(/^.*\n/, `${JSON.stringify(said)}\n`));
+  assert.equal(await filesMiB(), 100);
+  // Another image's .why is no shortcut: the archive is read.
+  await copyFile(`${await buildImage("footprint-other")}.why`, `${image}.why`);
+  assert.equal(await filesMiB(), 4);
 });

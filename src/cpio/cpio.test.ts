@@ -9,6 +9,7 @@ import fc from "fast-check";
 import { bufferContent } from "../tree/spool.js";
 import { type Inode, Tree } from "../tree/tree.js";
 import { FileChunks, openInput } from "../util/input-file.js";
+import { FootprintCounter } from "./footprint.js";
 import { S_IFREG } from "./newc.js";
 import { type CpioEntry, readCpio } from "./reader.js";
 import { directoryChain, writeCpio, writeRecords } from "./writer.js";
@@ -78,6 +79,21 @@ test("cpio write then read gives back every entry, parents first, and is determi
       },
     ),
     { numRuns: 200 },
+  );
+});
+
+test("the footprint the writer counts is the one a reader counts from the archive", async () => {
+  await fc.assert(
+    fc.asyncProperty(fc.array(entry, { maxLength: 25 }), async (specs) => {
+      const written = new FootprintCounter();
+      const bytes = await buffer(
+        writeCpio(treeOf(specs), { clampMtime: 0, onHeader: (h) => written.add(h) }),
+      );
+      const read = new FootprintCounter();
+      for await (const e of readCpio([bytes], { body: () => false })) read.add(e);
+      assert.deepEqual(written.result(), read.result());
+    }),
+    { numRuns: 100 },
   );
 });
 

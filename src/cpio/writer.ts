@@ -4,6 +4,7 @@ import type { Content } from "../tree/spool.js";
 import type { Inode, Tree } from "../tree/tree.js";
 import {
   encodeHeader,
+  type NewcHeader,
   pad4,
   S_IFBLK,
   S_IFCHR,
@@ -44,6 +45,11 @@ export interface CpioOptions {
   clampMtime: number;
 }
 
+export interface WriteOptions {
+  /** Sees each entry's header as written (the trailer's not): what a reader will read. */
+  onHeader?: (h: NewcHeader) => void;
+}
+
 export const TYPE_BITS: Record<Inode["kind"], number> = {
   file: S_IFREG,
   dir: S_IFDIR,
@@ -60,13 +66,16 @@ export function inodeMode(inode: Inode): number {
 }
 
 /** Streams `tree` as a newc archive (see treeRecords for the order and hard links). */
-export function writeCpio(tree: Tree, options: CpioOptions): Readable {
-  return writeRecords(treeRecords(tree, options));
+export function writeCpio(tree: Tree, options: CpioOptions & WriteOptions): Readable {
+  return writeRecords(treeRecords(tree, options), options);
 }
 
 /** Records in, newc bytes out, ending with the trailer. */
-export function writeRecords(records: Iterable<CpioRecord> | AsyncIterable<CpioRecord>): Readable {
-  return Readable.from(coalesce(cpioChunks(records)), { objectMode: false });
+export function writeRecords(
+  records: Iterable<CpioRecord> | AsyncIterable<CpioRecord>,
+  o: WriteOptions = {},
+): Readable {
+  return Readable.from(coalesce(cpioChunks(records, o)), { objectMode: false });
 }
 
 /**
@@ -193,13 +202,14 @@ async function* coalesce(pieces: AsyncIterable<Buffer>): AsyncGenerator<Buffer> 
 
 async function* cpioChunks(
   records: Iterable<CpioRecord> | AsyncIterable<CpioRecord>,
+  { onHeader }: WriteOptions,
 ): AsyncGenerator<Buffer> {
   let next = 1;
   for await (const r of records) {
     const ino = r.ino ?? next;
     next = Math.max(next, ino + 1);
     const size = r.body === undefined ? 0 : Buffer.isBuffer(r.body) ? r.body.length : r.body.size;
-    yield encodeHeader({
+    const header: NewcHeader = {
       name: r.name,
       ino,
       mode: r.mode,
@@ -212,7 +222,9 @@ async function* cpioChunks(
       devMinor: 0,
       rdevMajor: r.rdevMajor ?? 0,
       rdevMinor: r.rdevMinor ?? 0,
-    });
+    };
+    onHeader?.(header);
+    yield encodeHeader(header);
     if (Buffer.isBuffer(r.body)) {
       yield r.body;
     } else if (size > 0 && r.body) {

@@ -1,8 +1,12 @@
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { test } from "node:test";
 import fc from "fast-check";
 import { nameBytes, nameFromBytes } from "../util/name-bytes.js";
-import { checkWhyImage, encodeWhy, parseWhy, type WhyHeader } from "./why.js";
+import { checkWhyImage, encodeWhy, fileSha256, matchingWhyHeader, parseWhy, type WhyHeader } from "./why.js";
 
 /** Any name a tar can carry (bytes, no NUL), as the tree holds it. */
 const anyName = fc
@@ -119,5 +123,48 @@ test(".why: a layered initramfs's parts round-trip; parts that are not a list of
   ]) {
     const text = encodeWhy({ format: "cpio", parts: bad } as unknown as WhyHeader, [["", "r"]]);
     assert.throws(() => parseWhy(text, "x.why"), /^Error: x\.why: line 1: bad "parts"$/);
+  }
+});
+
+test(".why: a cpio's footprint round-trips; one that is not counts of bytes and inodes is refused", () => {
+  const footprint = { tmpfsBytes: 8192, inodes: 3, largePages: { 16384: 16384, 65536: 65536 } };
+  const header: WhyHeader = { format: "cpio", imageSha256: "c".repeat(64), footprint };
+  assert.deepEqual(parseWhy(encodeWhy(header, [["", "image root"]]), "x.why").header, header);
+  for (const bad of [
+    { inodes: 1, largePages: {} },
+    { tmpfsBytes: -1, inodes: 1, largePages: {} },
+    { tmpfsBytes: 1.5, inodes: 1, largePages: {} },
+    { tmpfsBytes: 1, inodes: "1", largePages: {} },
+    { tmpfsBytes: 1, inodes: 1 },
+    { tmpfsBytes: 1, inodes: 1, largePages: [] },
+    { tmpfsBytes: 1, inodes: 1, largePages: { x: 1 } },
+    { tmpfsBytes: 1, inodes: 1, largePages: { 16384: 2 ** 60 } },
+    "f",
+  ]) {
+    const text = encodeWhy({ format: "cpio", footprint: bad } as unknown as WhyHeader, [["", "r"]]);
+    assert.throws(() => parseWhy(text, "x.why"), /^Error: x\.why: line 1: bad "footprint"$/);
+  }
+});
+
+test(".why: its header is taken as a shortcut only for the very image it was written with", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "slimroot-why-"));
+  try {
+    const image = join(dir, "x.cpio");
+    await writeFile(image, "the image");
+    const footprint = { tmpfsBytes: 4096, inodes: 1, largePages: {} };
+    const header = (sha: string): WhyHeader => ({ format: "cpio", imageSha256: sha, footprint });
+    assert.equal(await matchingWhyHeader(image), undefined, "no .why");
+    await writeFile(`${image}.why`, encodeWhy(header(await fileSha256(image)), [["", "r"]]));
+    assert.deepEqual(await matchingWhyHeader(image), header(await fileSha256(image)));
+    await writeFile(image, "the image, changed");
+    assert.equal(await matchingWhyHeader(image), undefined, "another image's");
+    await writeFile(`${image}.why`, "not json\n");
+    assert.equal(await matchingWhyHeader(image), undefined, "not a .why");
+    // A FIFO is never opened (it would block): no header, at once.
+    await rm(`${image}.why`);
+    execFileSync("mkfifo", [`${image}.why`]);
+    assert.equal(await matchingWhyHeader(image), undefined, "a FIFO");
+  } finally {
+    await rm(dir, { recursive: true, force: true });
   }
 });

@@ -11,7 +11,7 @@ import { createHash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { stat } from "node:fs/promises";
 import { printable, UserError } from "../util/errors.js";
-import { readInputText } from "../util/input-file.js";
+import { readHead, readInputText } from "../util/input-file.js";
 import { nameBytes, nameFromBytes } from "../util/name-bytes.js";
 import { whyPath } from "./output.js";
 
@@ -34,6 +34,18 @@ export interface WhyHeader {
    * (cpio/parts.ts); push sends each as its own layer (docs/push.md).
    */
   parts?: WhyPart[];
+  /**
+   * cpio: what the archive takes unpacked in the guest's rootfs (cpio/footprint.ts), so that
+   * `run` sizes the guest's memory without decompressing the image again.
+   */
+  footprint?: WhyFootprint;
+}
+
+/** The footprint as recorded: bytes at 4 KiB pages, inodes, bytes at each larger page size. */
+export interface WhyFootprint {
+  tmpfsBytes: number;
+  inodes: number;
+  largePages: Readonly<Record<number, number>>;
 }
 
 /** One archive of a layered initramfs: which layer it holds, its size and sha256 in the file. */
@@ -137,6 +149,21 @@ function readParts(v: unknown, where: string): WhyPart[] {
   });
 }
 
+function readFootprint(v: unknown, where: string): WhyFootprint {
+  const bad = () => new UserError(`${where}: bad "footprint"`);
+  const count = (n: unknown) => Number.isSafeInteger(n) && (n as number) >= 0;
+  const o = v as Record<string, unknown>;
+  if (typeof o !== "object" || o === null || !count(o.tmpfsBytes) || !count(o.inodes)) throw bad();
+  const large = o.largePages as Record<string, unknown>;
+  if (typeof large !== "object" || large === null || Array.isArray(large)) throw bad();
+  const largePages: Record<number, number> = {};
+  for (const [k, n] of Object.entries(large)) {
+    if (!/^[1-9][0-9]{0,9}$/.test(k) || !count(n)) throw bad();
+    largePages[Number(k)] = n as number;
+  }
+  return { tmpfsBytes: o.tmpfsBytes as number, inodes: o.inodes as number, largePages };
+}
+
 /** Parses a .why's text (`file` names it in messages); anything not as written is refused. */
 export function parseWhy(text: string, file: string): Why {
   const lines = text.split("\n");
@@ -156,6 +183,7 @@ export function parseWhy(text: string, file: string): Why {
     header[k] = v;
   }
   if (h.parts !== undefined) header.parts = readParts(h.parts, `${file}: line 1`);
+  if (h.footprint !== undefined) header.footprint = readFootprint(h.footprint, `${file}: line 1`);
   const reasons = new Map<string, string>();
   const missing: string[] = [];
   for (let i = 1; i < lines.length; i++) {
@@ -186,6 +214,29 @@ export async function readWhy(image: string): Promise<Why> {
   if (st.size > MAX_WHY_BYTES)
     throw new UserError(`${file}: ${st.size} bytes, more than a .why can be (${MAX_WHY_BYTES})`);
   return parseWhy(await readInputText(file), file);
+}
+
+/** A .why's first line is its header: a larger one is not one slimroot wrote. */
+const MAX_HEADER_BYTES = 1024 * 1024;
+
+/**
+ * The header of IMAGE.why when the .why was written with `image` as it is now (its sha256
+ * matches), else undefined, quietly (no .why, another build's, not one slimroot wrote): for a
+ * reader that takes a shortcut with it and otherwise reads the image itself.
+ */
+export async function matchingWhyHeader(image: string): Promise<WhyHeader | undefined> {
+  const file = whyPath(image);
+  try {
+    // Read as any input (never a FIFO or a device), and only its first line.
+    const head = await readHead(file, MAX_HEADER_BYTES);
+    const end = head.indexOf(0x0a);
+    if (end < 0) return undefined;
+    const { header } = parseWhy(head.subarray(0, end).toString(), file);
+    if (!header.imageSha256 || header.imageSha256 !== (await fileSha256(image))) return undefined;
+    return header;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The sha256 of a file, streamed. */

@@ -4,6 +4,7 @@ import { type Duplex, PassThrough, Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import type { Arch } from "../arch/arch.js";
 import { type Compression, compressionTools, compressor, compressorVersion } from "../compress/compress.js";
+import { FootprintCounter } from "../cpio/footprint.js";
 import { LIST_FORBIDDEN } from "../cpio/gen-list.js";
 import { writeListDir } from "../cpio/list-dir.js";
 import { NEWC_MAX_FILE_SIZE } from "../cpio/newc.js";
@@ -128,13 +129,22 @@ function disk(format: DiskFormat): ImageWriter {
  * The archives of cpioParts(tree), each through its own compressor, one after another (the
  * kernel unpacks concatenated compressed archives); each part's size and sha256 go to `parts`.
  */
-async function* layeredCpio(tree: Tree, o: WriteOptions, cpioHash: Hash, parts: WhyPart[]) {
+async function* layeredCpio(
+  tree: Tree,
+  o: WriteOptions,
+  cpioHash: Hash,
+  parts: WhyPart[],
+  footprint: FootprintCounter,
+) {
   const total = o.onWrite ? contentBytes(tree) : 0;
   const progress = { done: 0, last: 0 };
   for (const part of await cpioParts(tree, o.owners ? { owners: o.owners } : {})) {
     const hash = createHash("sha256");
     let bytes = 0;
-    const archive = writeRecords(partRecords(part, { clampMtime: o.epoch }));
+    footprint.nextArchive();
+    const archive = writeRecords(partRecords(part, { clampMtime: o.epoch }), {
+      onHeader: (h) => footprint.add(h),
+    });
     const out = new PassThrough();
     const stages: Duplex[] = [hashTap(cpioHash), compressor(o.compression, o.arch), out];
     if (o.onWrite) stages.unshift(progressCounter(total, o.onWrite, progress));
@@ -172,13 +182,15 @@ export const FORMATS = {
       const imageHash = createHash("sha256");
       // --layers: one archive per layer, each compressed on its own (cpio/parts.ts).
       const parts: WhyPart[] = [];
+      // Counted as the headers are written, for `run` to size memory by (output/why.ts).
+      const footprint = new FootprintCounter();
       const stages: Duplex[] = o.layers
         ? [hashTap(imageHash)]
         : [hashTap(cpioHash), compressor(o.compression, o.arch), hashTap(imageHash)];
       if (o.onWrite && !o.layers) stages.unshift(progressCounter(contentBytes(tree), o.onWrite));
       const source = o.layers
-        ? Readable.from(layeredCpio(tree, o, cpioHash, parts))
-        : writeCpio(tree, { clampMtime: o.epoch });
+        ? Readable.from(layeredCpio(tree, o, cpioHash, parts, footprint))
+        : writeCpio(tree, { clampMtime: o.epoch, onHeader: (h) => footprint.add(h) });
       const compressorName = await compressorVersion(o.compression, o.arch);
       // Known once the image is written, when the .why's turn comes.
       const header = (): WhyHeader => ({
@@ -187,6 +199,7 @@ export const FORMATS = {
         cpioSha256: cpioHash.digest("hex"),
         imageSha256: imageHash.digest("hex"),
         ...(o.layers ? { parts } : {}),
+        footprint: footprint.result(),
       });
       // The image and its .why are replaced together or not at all.
       const [bytes] = await writeFilesAtomically(

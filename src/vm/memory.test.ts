@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { buffer } from "node:stream/consumers";
 import { test } from "node:test";
 import fc from "fast-check";
+import { FootprintCounter } from "../cpio/footprint.js";
 import { writeCpio } from "../cpio/writer.js";
 import { parseKernelConfig } from "../kernel/config.js";
 import type { KernelIdentity } from "../kernel/identity.js";
@@ -58,8 +59,11 @@ test("footprint: files in whole pages, hard links once, a page per long symlink,
   const dir = await mkdtemp(join(tmpdir(), "slimroot-memory-"));
   try {
     const cpio = join(dir, "image.cpio");
-    await writeFile(cpio, await buffer(writeCpio(tree, { clampMtime: 0 })));
+    const written = new FootprintCounter();
+    await writeFile(cpio, await buffer(writeCpio(tree, { clampMtime: 0, onHeader: (h) => written.add(h) })));
     const f = await archivesFootprint([cpio], 12345);
+    // What the build records in the .why, counted as it writes, is what is read back.
+    assert.deepEqual({ ...written.result(), initrdBytes: 12345 }, f);
     // pages: empty 0, one 1, page 1, page1 2, shared 3, long symlink 1
     assert.equal(f.tmpfsBytes, 8 * 4096);
     // with 64 KiB pages: one, page, page1, shared and the long symlink take a page each

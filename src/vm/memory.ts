@@ -25,7 +25,7 @@ import { stat } from "node:fs/promises";
 import type { Arch } from "../arch/arch.js";
 import { readArchiveFile } from "../artifact/initramfs.js";
 import type { KernelKind } from "../artifact/kernel.js";
-import { S_IFDIR, S_IFLNK, S_IFMT, S_IFREG } from "../cpio/newc.js";
+import { FootprintCounter, PAGE } from "../cpio/footprint.js";
 import type { CpioEntry } from "../cpio/reader.js";
 import { type KernelConfig, readKernelConfig } from "../kernel/config.js";
 import {
@@ -37,11 +37,6 @@ import {
 import { UserError } from "../util/errors.js";
 
 const MiB = 1 << 20;
-const PAGE = 4096;
-/** The page sizes a Linux guest may use besides 4 KiB (arm64's 16 and 64 KiB pages). */
-const LARGE_PAGES = [16384, 65536] as const;
-/** tmpfs keeps a symlink target shorter than this inline, a longer one in a page (mm/shmem.c). */
-const SHORT_SYMLINK_LEN = 128;
 
 /**
  * What a kernel keeps for itself when it mounts the rootfs: fixed MiB + RAM / perRam +
@@ -259,26 +254,12 @@ export async function entriesFootprint(
   archives: readonly (AsyncIterable<CpioEntry> | Iterable<CpioEntry>)[],
   initrdBytes: number,
 ): Promise<Footprint> {
-  let tmpfsBytes = 0;
-  let inodes = 0;
-  const large: Record<number, number> = Object.fromEntries(LARGE_PAGES.map((p) => [p, 0]));
-  const add = (bytes: number) => {
-    tmpfsBytes += Math.ceil(bytes / PAGE) * PAGE;
-    for (const p of LARGE_PAGES) large[p]! += Math.ceil(bytes / p) * p;
-  };
+  const counter = new FootprintCounter();
   for (const archive of archives) {
-    const seen = new Set<string>();
-    for await (const e of archive) {
-      const type = e.mode & S_IFMT;
-      // Hard links share an inode; newc stores the body once, with one of the links.
-      const key = e.nlink > 1 && type !== S_IFDIR ? `${e.devMajor}:${e.devMinor}:${e.ino}` : undefined;
-      if (key === undefined || !seen.has(key)) inodes++;
-      if (key !== undefined) seen.add(key);
-      if (type === S_IFREG) add(e.fileSize);
-      else if (type === S_IFLNK && e.fileSize >= SHORT_SYMLINK_LEN) add(1);
-    }
+    counter.nextArchive();
+    for await (const e of archive) counter.add(e);
   }
-  return { tmpfsBytes, inodes, initrdBytes, largePages: large };
+  return { ...counter.result(), initrdBytes };
 }
 
 /** The tmpfs footprint and initrd size of files joined into one initrd (see joinInitrd). */

@@ -75,6 +75,12 @@ export interface SnapshotHeader {
     ramFileBytes: number;
     streamBytes: number;
   };
+  /**
+   * The sha256 of the state stream as saved (the bytes after the header, `memory.streamBytes`
+   * of them): a cut-off or damaged file is refused before QEMU reads it. Absent in the
+   * snapshots of a slimroot before it, which are checked by their size only.
+   */
+  streamSha256?: string;
 }
 
 /** Whether `head` (a file's first bytes) opens a slimroot snapshot. */
@@ -159,6 +165,7 @@ function headerProblem(h: SnapshotHeader): string | undefined {
   if (!Array.isArray(h.initrd)) return "initrd";
   if (typeof h.plan !== "object" || h.plan === null) return "plan";
   if (typeof h.reportKey !== "string" || !/^[0-9a-f]{32,128}$/.test(h.reportKey)) return "reportKey";
-  if (typeof h.memory?.guestMiB !== "number") return "memory";
+  if (typeof h.memory?.guestMiB !== "number" || !Number.isSafeInteger(h.memory.streamBytes)) return "memory";
+  if (h.streamSha256 !== undefined && !/^[0-9a-f]{64}$/.test(h.streamSha256)) return "streamSha256";
   return undefined;
 }

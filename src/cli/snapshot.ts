@@ -71,7 +71,7 @@ export function registerSnapshot(program: Command): void {
         const r = await withStopSignals((stop, kill) => takeSnapshot(request(stop, kill)));
         const m = r.header.memory;
         process.stderr.write(
-          `slimroot: snapshot ${opts.output as string}: ${(r.fileBytes / MiB).toFixed(1)} MiB of state and its RAM file ${r.ramFile}: ${(m.ramFileBytes / MiB).toFixed(1)} MiB on disk (guest RAM ${m.guestMiB} MiB: ${(m.inUseBytes / MiB).toFixed(1)} MiB in use, ${(m.nonZeroBytes / MiB).toFixed(1)} MiB non-zero pages); the app was ready ${r.readySeconds.toFixed(2)} s after QEMU started\n`,
+          `slimroot: snapshot ${opts.output as string}: ${(r.fileBytes / 1024).toFixed(0)} KiB of state and its RAM file ${r.ramFile}: ${(m.ramFileBytes / MiB).toFixed(1)} MiB on disk (guest RAM ${m.guestMiB} MiB: ${(m.inUseBytes / MiB).toFixed(1)} MiB in use, ${(m.nonZeroBytes / MiB).toFixed(1)} MiB non-zero pages); the app was ready ${r.readySeconds.toFixed(2)} s after QEMU started\n`,
         );
       } catch (err) {
         process.stderr.write(`slimroot: ${oneLine(err)}\n`);

@@ -25,6 +25,7 @@ import {
 } from "../artifact/snapshot.js";
 import { writeFilesAtomically } from "../output/atomic.js";
 import { checkOutputs } from "../output/output.js";
+import { fileSha256 } from "../output/why.js";
 import { type Probe, probePorts, waitForProbe } from "../trace/probe.js";
 import { UserError } from "../util/errors.js";
 import { hostExecutable } from "../util/host-path.js";
@@ -266,6 +267,7 @@ async function bootAndSave(
       ramFileBytes: allocated,
       streamBytes: (await stat(stream)).size,
     },
+    streamSha256: await fileSha256(stream),
   };
   return { header, readySeconds };
 }

@@ -34,7 +34,7 @@ const HEADER: SnapshotHeader = {
   ram: { file: "app.snap.ram", sha256: "c".repeat(64), bytes: 256 << 20 },
   disks: [],
   initrd: [{ kind: "run.conf", bytes: 512 }],
-  plan: { vmm: "qemu" },
+  plan: { vmm: "qemu", cpus: 1 },
   reportKey: "b".repeat(32),
   memory: { guestMiB: 256, inUseBytes: 1, nonZeroBytes: 2, ramFileBytes: 4, streamBytes: 3 },
 };
@@ -262,6 +262,11 @@ test("a resume refuses, in one line, the options the snapshot fixed", async () =
     /app\.snap: --mem, -e: fixed when the snapshot was made/,
   );
   assert.throws(() => planResume(a, OPTIONS, 1), /app\.snap: --volume: fixed when the snapshot was made/);
+  // What a resume cannot change, and used to pass over without a word.
+  assert.throws(
+    () => planResume(a, { ...OPTIONS, cpus: 2, tap: "tap0", guestIp: "10.0.0.5/24", vsockCid: 5 }, 0),
+    /app\.snap: --cpus 2 \(the snapshot has 1\), --tap, --guest-ip, --vsock: fixed when the snapshot was made/,
+  );
   // --timeline is a resume's own (where its time went), not fixed.
   assert.equal(planResume(a, { ...OPTIONS, timeline: true }, 0).resume?.snapshot.endsWith("app.snap"), true);
 });

@@ -204,14 +204,23 @@ async function checkNamed(
   const now = st.size === f.bytes ? await cachedDigest(f.path, kind) : undefined;
   if (now?.sha256 !== f.sha256)
     throw new RunFailure(
-      `${snap}: its ${what} ${f.path} changed since the snapshot was made (sha256 ${now ? `${now.sha256.slice(0, 12)}…` : `size ${st.size}`}, saved with ${f.sha256.slice(0, 12)}…); refusing to resume`,
+      `${snap}: its ${what} ${f.path} changed since the snapshot was made (${now ? `sha256 ${now.sha256.slice(0, 12)}…, saved with ${f.sha256.slice(0, 12)}…` : `${st.size} bytes, saved with ${f.bytes}`}); refusing to resume`,
     );
 }
 
-/** Options a snapshot fixed when it was made: given again, they are refused. */
-function fixedOptions(o: BootOptions): string[] {
+/**
+ * Options a snapshot fixed when it was made: given again, they are refused (`--cpus` only when
+ * it differs from the snapshot's: it always has a value).
+ */
+function fixedOptions(o: BootOptions, saved: BootPlan): string[] {
   return [
     o.kernel !== undefined && "--kernel",
+    typeof saved.cpus === "number" &&
+      o.cpus !== saved.cpus &&
+      `--cpus ${o.cpus} (the snapshot has ${saved.cpus})`,
+    o.tap !== undefined && "--tap",
+    o.guestIp !== undefined && "--guest-ip",
+    o.vsockCid !== undefined && "--vsock",
     o.modules !== undefined && "--modules",
     o.memMiB !== undefined && "--mem",
     o.env.length > 0 && "-e",
@@ -228,12 +237,12 @@ function fixedOptions(o: BootOptions): string[] {
  */
 export function planResume(a: SnapshotArtifact, o: BootOptions, volumes: number): BootPlan {
   const h = a.header;
-  const fixed = [...fixedOptions(o), ...(volumes ? ["--volume"] : [])];
+  const saved = h.plan as unknown as BootPlan;
+  const fixed = [...fixedOptions(o, saved), ...(volumes ? ["--volume"] : [])];
   if (fixed.length)
     throw new RunFailure(
-      `${a.path}: ${fixed.join(", ")}: fixed when the snapshot was made (resume takes -p, --timeout, --stop-timeout, --timeline)`,
+      `${a.path}: ${fixed.join(", ")}: fixed when the snapshot was made (resume takes -p, --timeout, --stop-timeout, --timeline, --standby)`,
     );
-  const saved = h.plan as unknown as BootPlan;
   return {
     ...saved,
     reportKey: h.reportKey,
@@ -273,10 +282,30 @@ export async function checkResume(a: SnapshotArtifact): Promise<void> {
     ...h.disks.map((d) => checkNamed(d, "disk", a.path)),
   ]);
   files.catch(() => {});
+  const state = checkState(a);
+  state.catch(() => {});
   const qemu = await asked;
   if (qemu.version !== h.qemu.version)
     throw new RunFailure(
       `${a.path}: made by ${h.qemu.version}, this host has ${qemu.version}; a snapshot resumes only on the QEMU that made it`,
     );
+  await state;
   await files;
+}
+
+/** The state stream after the header, as saved: its size, and its sha256 when the header has it. */
+async function checkState(a: SnapshotArtifact): Promise<void> {
+  const h = a.header;
+  const bytes = a.bytes - a.streamOffset;
+  const damaged = (what: string) => new RunFailure(`${a.path}: damaged: ${what}; make the snapshot again`);
+  if (bytes !== h.memory.streamBytes)
+    throw damaged(
+      `its saved state is ${bytes} bytes, ${h.memory.streamBytes} were saved (cut off or added to)`,
+    );
+  if (h.streamSha256 === undefined) return;
+  const now = await fileSha256(a.path, { start: a.streamOffset, bytes });
+  if (now !== h.streamSha256)
+    throw damaged(
+      `its saved state's sha256 is ${now.slice(0, 12)}…, ${h.streamSha256.slice(0, 12)}… was saved`,
+    );
 }

@@ -150,6 +150,10 @@ export async function runImage(req: RunRequest): Promise<number> {
           ? `${JSON.stringify({ ...plan, reportKey: undefined, command: launch.command }, null, 2)}\n`
           : `${shellQuote(launch.command)}\n`,
       );
+      if (plan.resume)
+        req.stderr.write(
+          "slimroot: dry run: this command starts QEMU waiting for its state (-incoming defer); run then loads it over QMP, continues the guest and forwards the ports: the command alone does not resume\n",
+        );
       req.stderr.write(
         req.outDir !== undefined
           ? `slimroot: dry run: the VM's files are in ${out.path}\n`
@@ -240,6 +244,8 @@ function boot(
   const timers: NodeJS.Timeout[] = [];
   // A standby's VM is loaded and paused, waiting for req.standby (resumeGuest).
   let standing = false;
+  // A resume's guest runs only once it is continued: until then it cannot take Ctrl-Alt-Del.
+  let loading = plan.resume !== undefined;
 
   const kill = () => {
     if (!exited) child.kill("SIGKILL");
@@ -266,8 +272,10 @@ function boot(
   });
 
   const stop = () => {
-    if (!p.requestStop || standing) {
-      kill(); // the VMM cannot tell the guest, or its guest is paused in standby: end it now
+    if (!p.requestStop || standing || loading) {
+      // The VMM cannot tell the guest, or its guest is not running yet (a resume loading or
+      // standing by): end it now.
+      kill();
       return;
     }
     const deadline = Date.now() + req.stopGraceMs;
@@ -311,6 +319,7 @@ function boot(
   const marks: Partial<ResumeMarks> = { run: resume.runAt, spawned: spawnedAt };
   const mark = (step: ResumeStep) => {
     marks[step] = performance.now();
+    if (step === "resumed") loading = false;
     if (step === "resumed" && req.timeline && plan.resume) {
       const tl = resumeTimeline(marks as ResumeMarks);
       for (const l of describeTimeline(tl)) req.stderr.write(`slimroot: ${l}\n`);
@@ -324,12 +333,18 @@ function boot(
       });
       checked.catch(() => {}); // awaited by started, once QEMU is up
       const standby = req.standby;
+      // A signal that came while the state loaded: the VM goes on at once, and says no standby.
+      let signalled = false;
+      void standby?.then(() => {
+        signalled = true;
+      });
       await p.started?.({
         checked,
         mark,
         ...(standby
           ? {
               standby: async () => {
+                if (signalled) return;
                 standing = true;
                 // A fixed line, for whatever keeps a pool of standbys (docs/snapshot.md).
                 req.stderr.write(`${STANDBY_LINE}\n`);
@@ -373,6 +388,8 @@ function boot(
           ),
         );
       }
+      // Stopped while a resume loaded: the loading failed because of the stop, which is what happened.
+      if (hostError && stopStatus !== undefined && !hostDone) return resolve(stopStatus);
       if (hostError)
         return reject(hostError instanceof RunFailure ? hostError : new RunFailure(hostError.message));
       if (hostDone) return resolve(0);

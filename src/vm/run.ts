@@ -244,8 +244,6 @@ function boot(
   const timers: NodeJS.Timeout[] = [];
   // A standby's VM is loaded and paused, waiting for req.standby (resumeGuest).
   let standing = false;
-  // A resume's guest runs only once it is continued: until then it cannot take Ctrl-Alt-Del.
-  let loading = plan.resume !== undefined;
 
   const kill = () => {
     if (!exited) child.kill("SIGKILL");
@@ -272,10 +270,8 @@ function boot(
   });
 
   const stop = () => {
-    if (!p.requestStop || standing || loading) {
-      // The VMM cannot tell the guest, or its guest is not running yet (a resume loading or
-      // standing by): end it now.
-      kill();
+    if (!p.requestStop || standing) {
+      kill(); // the VMM cannot tell the guest, or its guest is paused in standby: end it now
       return;
     }
     const deadline = Date.now() + req.stopGraceMs;
@@ -319,7 +315,6 @@ function boot(
   const marks: Partial<ResumeMarks> = { run: resume.runAt, spawned: spawnedAt };
   const mark = (step: ResumeStep) => {
     marks[step] = performance.now();
-    if (step === "resumed") loading = false;
     if (step === "resumed" && req.timeline && plan.resume) {
       const tl = resumeTimeline(marks as ResumeMarks);
       for (const l of describeTimeline(tl)) req.stderr.write(`slimroot: ${l}\n`);
@@ -388,8 +383,6 @@ function boot(
           ),
         );
       }
-      // Stopped while a resume loaded: the loading failed because of the stop, which is what happened.
-      if (hostError && stopStatus !== undefined && !hostDone) return resolve(stopStatus);
       if (hostError)
         return reject(hostError instanceof RunFailure ? hostError : new RunFailure(hostError.message));
       if (hostDone) return resolve(0);

@@ -267,6 +267,14 @@ describe("slimroot run: busybox on amd64 (microvm)", { timeout: 10 * TEST_TIMEOU
     assert.equal(r.stdout.trim().split("\n").length, 1);
   });
 
+  test("--probe: a bad one, or one with --dry-run: one line, 125, nothing started", async () => {
+    assertLaunchFailure(await run([image, "--probe", "ftp:21"]), /^slimroot: --probe ftp:21: expected http:PORT/);
+    assertLaunchFailure(
+      await run([image, "--probe", "http:80/", "--dry-run"]),
+      /^slimroot: --probe http:80\/: not with --dry-run$/,
+    );
+  });
+
   test("bad launch: a kernel file that does not exist", async () => {
     assertLaunchFailure(await run([image, "--kernel", join(work, "no-vmlinuz")]), /no-vmlinuz: no such file/);
   });
@@ -298,25 +306,23 @@ describe("slimroot run: nginx", { timeout: 3 * TEST_TIMEOUT_MS }, () => {
     image = await build("nginx", [(await nginxFixture()).ociRef]);
   });
 
-  test("serves its welcome page on a forwarded port, and SIGTERM stops it with status 0", async () => {
+  test("serves its welcome page on a forwarded port, says when it was ready (--probe, --timeline), and SIGTERM stops it with status 0", async () => {
     const port = await freePort();
-    const vm = startCli(["run", image, "-p", `${port}:80`], env());
+    const vm = startCli(["run", image, "-p", `${port}:80`, "--probe", "http:80/", "--timeline"], env());
     const { child, exited } = vm;
     try {
-      let body = "";
+      // run says when its probe passed, on the forward the user gave (-p), and the page is there.
+      const ready =
+        /^slimroot: ready: http:80\/ passed (\d+\.\d\d) s after slimroot started \((\d+\.\d\d) s after the VMM was spawned\)$/m;
       const deadline = Date.now() + 120_000;
-      while (Date.now() < deadline && child.exitCode === null) {
-        try {
-          const res = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(2000) });
-          if (res.status === 200) {
-            body = await res.text();
-            break;
-          }
-        } catch {
-          // not up yet
-        }
-        await new Promise((r) => setTimeout(r, 200));
-      }
+      while (Date.now() < deadline && child.exitCode === null && !ready.test(vm.stderr))
+        await new Promise((r) => setTimeout(r, 50));
+      const m = ready.exec(vm.stderr);
+      assert.ok(m, `no ready line; stderr:\n${vm.stderr}`);
+      assert.ok(Number(m[1]) > Number(m[2]), vm.stderr);
+      let body = "";
+      const res = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(10_000) });
+      if (res.status === 200) body = await res.text();
       assert.match(body, /Welcome to nginx/, `no welcome page; stdout:\n${vm.stdout}\nstderr:\n${vm.stderr}`);
 
       const stopping = Date.now();
@@ -325,6 +331,11 @@ describe("slimroot run: nginx", { timeout: 3 * TEST_TIMEOUT_MS }, () => {
       assert.equal(code, 0, `stdout:\n${vm.stdout}\nstderr:\n${vm.stderr}`);
       assert.ok(Date.now() - stopping < 10_000, `stopping took ${Date.now() - stopping} ms`);
       assert.deepEqual(await qemusUsing(work), []);
+      // The timeline, printed once it stopped: the app's time cut where the probe passed.
+      const segments = [...vm.stderr.matchAll(/^slimroot: +at +(\d+) ms +(\d+) ms {2}(.*)$/gm)].map((x) => x[3]);
+      const probe = segments.findIndex((w) => w!.startsWith("the app, until the probe first passed"));
+      assert.ok(probe > 0, vm.stderr);
+      assert.match(segments[probe + 1]!, /^the app, serving, until it exited/);
     } finally {
       child.kill("SIGKILL");
     }

@@ -165,7 +165,7 @@ async function twoResumes(
   file: string,
   madeAt: number,
   rounds: number,
-  o: { timeline?: boolean; standby?: boolean } = {},
+  o: { timeline?: boolean; standby?: boolean; probe?: string } = {},
 ): Promise<RunningCli[]> {
   await clockGap(madeAt);
   const ramBefore = await sha256Of(`${file}.ram`);
@@ -175,6 +175,7 @@ async function twoResumes(
       "run",
       file,
       ...(o.timeline && i === 0 ? ["--timeline"] : []),
+      ...(o.probe && i === 0 ? ["--probe", o.probe] : []),
       ...(o.standby ? ["--standby"] : []),
       "-p",
       `127.0.0.1:${p}:8080`,
@@ -228,12 +229,19 @@ test("run --standby: two standbys of one snapshot, loaded with their ports close
   timeout: 600_000,
 }, async () => {
   assert.equal(made.code, 0, made.stderr);
-  const [timed] = await twoResumes(snap, madeAt, 1, { timeline: true, standby: true });
+  // The first also says when its probe passed (a tcp: probe needs guest port 1 too: run forwards
+  // a free host port for it), and its timeline ends there.
+  const [timed] = await twoResumes(snap, madeAt, 1, { timeline: true, standby: true, probe: "tcp:8080" });
   assert.match(
     timed!.stderr,
     /slimroot:\s+at\s+\d+ ms\s+\d+ ms\s+standing by, loaded and paused, until SIGUSR2/,
   );
-  assert.match(timed!.stderr, /from SIGUSR2 until the app continued: \d+ ms/);
+  assert.match(
+    timed!.stderr,
+    /^slimroot: ready: tcp:8080 passed \d+\.\d\d s after slimroot started \(\d+\.\d\d s after the VMM was spawned, \d+\.\d\d s after SIGUSR2\)$/m,
+  );
+  assert.match(timed!.stderr, /slimroot:\s+at\s+\d+ ms\s+\d+ ms\s+the app through its forwarded port, until the probe first passed/);
+  assert.match(timed!.stderr, /from SIGUSR2 until the probe passed: \d+ ms/);
 });
 
 test("run --standby: a stop while standing by ends it at once; not for an image that is no snapshot", {

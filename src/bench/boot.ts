@@ -4,7 +4,7 @@
  * floor. Then the VM is stopped and waited for.
  */
 import { KERNEL_LINE } from "../trace/console-trace.js";
-import { type Probe, probePorts, waitForProbe } from "../trace/probe.js";
+import { type Probe, probePorts, TIMED_PROBE, waitForProbe } from "../trace/probe.js";
 import { freePort } from "../util/net.js";
 import { GuestReport, newReportKey, REPORT_KEY_ENV, REPORT_LINE } from "../vm/report.js";
 import { STANDBY_LINE, STANDBY_SIGNAL } from "../vm/standby.js";
@@ -17,17 +17,7 @@ export async function portsFor(probes: readonly Probe[]): Promise<Map<number, nu
   return ports;
 }
 
-/** A timed boot's HTTP probe gives up on one request after this and asks again. */
-const HTTP_ATTEMPT_MS = 500;
-
 export type Ready = { seconds: number } | { error: string };
-
-/**
- * How often a timed boot's probe is asked again: a ready time is read to within this. run's
- * and trace's 250 ms (trace/probe.ts) put bench's ready times on a 250 ms grid, up to 0.14x
- * of a 1.8 s boot; a refused attempt costs the guest one reset packet.
- */
-const PROBE_RETRY_MS = 20;
 
 /**
  * Starts `argv` and resolves with the seconds from start until all `probes` pass (in order),
@@ -57,9 +47,7 @@ export async function timeReady(
     }
     if (probes.length === 0) return await waitForExitReport(s, key, elapsed, deadline);
     const gone = () => (s.done ? `the VM ended (${lastLine(s.output, key)})` : undefined);
-    // Short HTTP attempts: one sent before the guest's network is up would wait on the
-    // forwarder's TCP backoff, and every variant would read the same retry (docs/bench.md).
-    for (const p of probes) await waitForProbe(p, ports, deadline, gone, HTTP_ATTEMPT_MS, PROBE_RETRY_MS);
+    for (const p of probes) await waitForProbe(p, ports, deadline, gone, TIMED_PROBE.httpMs, TIMED_PROBE.retryMs);
     return { seconds: elapsed() };
   } catch (err) {
     return { error: (err as Error).message };

@@ -8,6 +8,15 @@ import { oneLine, UserError } from "../util/errors.js";
 import { parseVolume } from "../vm/disks.js";
 import { interfaceNameProblem } from "../vm/firecracker.js";
 import { VMMS, type Vmm } from "../vm/plan.js";
+import {
+  type PortMap,
+  type Probe,
+  parseProbe,
+  portMap,
+  probeForwards,
+  TIMED_PROBE,
+  waitForProbe,
+} from "../trace/probe.js";
 import { parsePortForward } from "../vm/ports.js";
 import { GuestReport, reportKeyFromEnv } from "../vm/report.js";
 import { EXIT_FAILED, runImage } from "../vm/run.js";
@@ -114,6 +123,15 @@ export function machineOptions(opts: Record<string, unknown>) {
   };
 }
 
+/** `--probe`: tried as bench times it, until it passes or the VM ends. */
+function readyProbe(probe: Probe, ports: PortMap) {
+  return {
+    what: probe.spec,
+    wait: (gone: () => string | undefined) =>
+      waitForProbe(probe, ports, Number.POSITIVE_INFINITY, gone, TIMED_PROBE.httpMs, TIMED_PROBE.retryMs),
+  };
+}
+
 export function registerRun(program: Command): void {
   program
     .command("run")
@@ -163,6 +181,10 @@ export function registerRun(program: Command): void {
       "after the run, print on stderr where the boot's time went (VMM, kernel, initcalls, init, app); boots with every kernel message on the console. With APP.snap: where the resume's time went, once the app continues",
     )
     .option(
+      "--probe <probe>",
+      "say on stderr when the app is ready, and how long it took: http:PORT[/PATH], tcp:PORT[:SEND[:EXPECT]] or exec:COMMAND, tried every 20 ms from the VMM's start (PORT is the guest's; forwarded to a free host port unless -p forwards it); with --timeline, a mark on it",
+    )
+    .option(
       "--dry-run",
       "write the VM's files, print the VMM command line (and the boot plan on stderr) and exit",
     )
@@ -204,10 +226,15 @@ export function registerRun(program: Command): void {
         const timelineFile = opts.timeline ? process.env[TIMELINE_FILE_ENV] : undefined;
         let timeline: Timeline | undefined;
         const standby = opts.standby ? firstSignal(STANDBY_SIGNAL) : undefined;
+        const machine = machineOptions(opts);
+        const probe = opts.probe ? parseProbe(opts.probe as string) : undefined;
+        const forwards = probe && !opts.dryRun ? await probeForwards(probe, machine.forwards) : machine.forwards;
         const code = await withStopSignals((stop, kill) =>
           runImage({
             image,
-            ...machineOptions(opts),
+            ...machine,
+            forwards,
+            ...(probe ? { ready: readyProbe(probe, portMap(forwards)) } : {}),
             ...(!opts.kernel && pulled?.kernel ? { kernel: pulled.kernel } : {}),
             env,
             ...(command.length ? { args: command } : {}),

@@ -26,10 +26,9 @@ import {
 import { writeFilesAtomically } from "../output/atomic.js";
 import { checkOutputs } from "../output/output.js";
 import { fileSha256 } from "../output/why.js";
-import { type Probe, probePorts, waitForProbe } from "../trace/probe.js";
+import { type Probe, portMap, probeForwards, waitForProbe } from "../trace/probe.js";
 import { UserError } from "../util/errors.js";
 import { hostExecutable } from "../util/host-path.js";
-import { freePort } from "../util/net.js";
 import { requireTools } from "../util/tools.js";
 import { ControlChannel } from "../vm/control.js";
 import {
@@ -39,7 +38,6 @@ import {
   snapshotScript,
 } from "../vm/firecracker-snapshot.js";
 import type { BootPlan } from "../vm/plan.js";
-import type { PortForward } from "../vm/ports.js";
 import { ignoreSharedRam, Qmp } from "../vm/qmp.js";
 import { nameByDigest, qemuVersion, ramDigest } from "../vm/resume.js";
 import { type RunRequest, runImage } from "../vm/run.js";
@@ -116,15 +114,6 @@ async function saveVm(qmpSocket: string, sinkSocket: string): Promise<void> {
   } finally {
     qmp.close();
   }
-}
-
-/** Guest port -> host port for the probe: the user's -p forwards, else a free loopback port. */
-async function probeForwards(probe: Probe, user: readonly PortForward[]): Promise<PortForward[]> {
-  const out = [...user];
-  for (const g of probePorts(probe))
-    if (!out.some((f) => f.proto === "tcp" && f.guestPort === g))
-      out.push({ proto: "tcp", hostAddr: "127.0.0.1", hostPort: await freePort(), guestPort: g });
-  return out;
 }
 
 /** A file a resume needs again (kernel, disks), named by absolute path and digest. */
@@ -224,7 +213,7 @@ async function bootAndSave(
 ): Promise<{ header: SnapshotHeader; readySeconds: number }> {
   const sink = await streamSink(join(work, "migrate.sock"), stream);
   const forwards = await probeForwards(req.probe, req.forwards);
-  const ports = new Map(forwards.filter((f) => f.proto === "tcp").map((f) => [f.guestPort, f.hostPort]));
+  const ports = portMap(forwards);
   let saved: { named: NamedPart; memMiB: number; usedKib: number } | undefined;
   let readySeconds = 0;
   const started = Date.now();

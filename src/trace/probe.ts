@@ -6,6 +6,8 @@
 import { spawn } from "node:child_process";
 import { connect } from "node:net";
 import { UserError } from "../util/errors.js";
+import { freePort } from "../util/net.js";
+import type { PortForward } from "../vm/ports.js";
 
 export type Probe =
   /** GET http://127.0.0.1:HOSTPORT/PATH: a 2xx or 3xx answer passes. */
@@ -86,6 +88,29 @@ export function probePorts(p: Probe): number[] {
 
 /** Guest port -> host port, as the VM's forwards say. */
 export type PortMap = ReadonlyMap<number, number>;
+
+/** The user's -p forwards, plus a free loopback port for each guest port the probe needs and they lack. */
+export async function probeForwards(probe: Probe, user: readonly PortForward[]): Promise<PortForward[]> {
+  const out = [...user];
+  for (const g of probePorts(probe))
+    if (!out.some((f) => f.proto === "tcp" && f.guestPort === g))
+      out.push({ proto: "tcp", hostAddr: "127.0.0.1", hostPort: await freePort(), guestPort: g });
+  return out;
+}
+
+/** Guest port -> host port of the TCP forwards (what attempts connect to). */
+export function portMap(forwards: readonly PortForward[]): PortMap {
+  return new Map(forwards.filter((f) => f.proto === "tcp").map((f) => [f.guestPort, f.hostPort]));
+}
+
+/**
+ * A probe whose passing is timed (bench's boots, `run --probe`): asked every 20 ms, so a ready
+ * time is read to within that (at trace's 250 ms, bench's ready times fell on a 250 ms grid, up
+ * to 0.14x of a 1.8 s boot; a refused attempt costs the guest one reset packet); an HTTP
+ * attempt gives up after 500 ms and asks again, since one sent before the guest's network is
+ * up waits on QEMU's forwarder retrying its connection with TCP backoff (docs/bench.md).
+ */
+export const TIMED_PROBE = { httpMs: 500, retryMs: 20 } as const;
 
 /** Why one attempt failed; undefined when it passed. */
 type Attempt = Promise<string | undefined>;

@@ -29,7 +29,7 @@ import { qemuBinary } from "./qemu.js";
 import { qemuLauncher } from "./qemu-launcher.js";
 import { GuestReport } from "./report.js";
 import { checkResume, planResume, snapshotOf } from "./resume.js";
-import { STANDBY_LINE } from "./standby.js";
+import { STANDBY_LINE, STANDBY_SIGNAL } from "./standby.js";
 import {
   buildTimeline,
   type ConsoleLine,
@@ -85,6 +85,12 @@ export interface RunRequest extends Omit<BootOptions, "vmm" | "reportKey"> {
    * gracefully).
    */
   standby?: Promise<void>;
+  /**
+   * `run --probe`: `wait` is started when the VMM is, and resolves when the app answers (it is
+   * told when the VM has ended, to give up). run then says "ready" on stderr with the time, and
+   * the timeline gets the mark; `what` names the probe in those lines.
+   */
+  ready?: { what: string; wait: (gone: () => string | undefined) => Promise<void> };
   /** With dryRun: more files for the VM's directory (snapshot --vmm firecracker: its API requests, a script). */
   moreFiles?: (dir: string) => { name: string; text: string; mode?: number }[];
 }
@@ -94,6 +100,7 @@ export async function runImage(req: RunRequest): Promise<number> {
   const runAt = performance.now();
   if (req.outDir !== undefined && !req.dryRun) throw new UserError("-o DIR: only with --dry-run");
   if (req.json && !req.dryRun) throw new UserError("--json: only with --dry-run");
+  if (req.ready && req.dryRun) throw new UserError(`--probe ${req.ready.what}: not with --dry-run`);
   // A snapshot is resumed (resume.ts): its init already holds its report key.
   const snapshot = await snapshotOf(req.image);
   if (req.standby && (!snapshot || req.dryRun))
@@ -313,14 +320,38 @@ function boot(
   const attached = req.attached;
   // A resume's steps, for its timeline: printed as soon as the app continues.
   const marks: Partial<ResumeMarks> = { run: resume.runAt, spawned: spawnedAt };
+  // A resume's timeline is printed as soon as the app continues, or with --probe once it passed.
+  let resumeTimelineDue = false;
+  const printResumeTimeline = () => {
+    resumeTimelineDue = false;
+    const tl = resumeTimeline(marks as ResumeMarks);
+    for (const l of describeTimeline(tl)) req.stderr.write(`slimroot: ${l}\n`);
+    req.onTimeline?.({ ...tl, vmmStartEpochMs: performance.timeOrigin + spawnedAt });
+  };
   const mark = (step: ResumeStep) => {
     marks[step] = performance.now();
     if (step === "resumed" && req.timeline && plan.resume) {
-      const tl = resumeTimeline(marks as ResumeMarks);
-      for (const l of describeTimeline(tl)) req.stderr.write(`slimroot: ${l}\n`);
-      req.onTimeline?.({ ...tl, vmmStartEpochMs: performance.timeOrigin + spawnedAt });
+      resumeTimelineDue = true;
+      if (!req.ready || marks.ready !== undefined) printResumeTimeline();
     }
   };
+  // run --probe: tried from now until it passes or the VM ends.
+  let readyAt: number | undefined;
+  if (req.ready) {
+    const { what } = req.ready;
+    req.ready.wait(() => (exited ? "the VM ended" : undefined)).then(
+      () => {
+        readyAt = marks.ready = performance.now();
+        const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+        const go = marks.go === undefined ? "" : `, ${s(readyAt - marks.go)} after ${STANDBY_SIGNAL}`;
+        req.stderr.write(
+          `slimroot: ready: ${what} passed ${s(readyAt)} after slimroot started (${s(readyAt - spawnedAt)} after the VMM was spawned${go})\n`,
+        );
+        if (resumeTimelineDue) printResumeTimeline();
+      },
+      () => {}, // the VM ended first: said when it closes
+    );
+  }
   if (p.started || attached)
     (async () => {
       const checked = (resume.checks ?? Promise.resolve(spawnedAt)).then((at) => {
@@ -398,12 +429,16 @@ function boot(
         req.stderr.write(`slimroot: ${timeout}VM stopped\n`);
         return resolve(EXIT_TIMEOUT);
       }
+      if (req.ready && readyAt === undefined)
+        req.stderr.write(`slimroot: --probe ${req.ready.what}: the VM ended before it passed\n`);
+      if (resumeTimelineDue) printResumeTimeline();
       if (timed && reportedAt !== undefined) {
         const tl = buildTimeline({
           lines: timed,
           initTimes: report.times,
           endMs: reportedAt,
           ...(symbols ? { symbols } : {}),
+          ...(readyAt === undefined ? {} : { readyMs: readyAt - spawnedAt }),
         });
         for (const l of describeTimeline(tl)) req.stderr.write(`slimroot: ${l}\n`);
         req.onTimeline?.({ ...tl, vmmStartEpochMs: performance.timeOrigin + spawnedAt });

@@ -101,6 +101,30 @@ describe("timeline", () => {
     assert.equal(named.initcalls[0]!.name, "pty_init");
   });
 
+  test("run --probe: the app's segment is cut where the probe first passed", () => {
+    const input = capture("debian-amd64");
+    const plain = buildTimeline(input);
+    const app = plain.segments.find((s) => s.id === "app")!;
+    const readyMs = app.startMs + app.ms / 4;
+    const tl = buildTimeline({ ...input, readyMs });
+    assertWhole(tl);
+    assert.equal(tl.totalMs, plain.totalMs);
+    assert.deepEqual(
+      tl.segments.slice(-3).map((s) => [s.id, s.what, s.clock]),
+      [
+        ["probe", "the app, until the probe first passed", "host"],
+        ["app", "the app, serving, until it exited", "guest"],
+        ["report", "the init's report, until the host read it", "host+guest"],
+      ],
+    );
+    const probe = tl.segments.find((s) => s.id === "probe")!;
+    assert.ok(Math.abs(probe.startMs + probe.ms - readyMs) < 1e-6);
+    // A probe that passed before the init's "app" mark (two clocks): a segment of 0, never negative.
+    const early = buildTimeline({ ...input, readyMs: 1 });
+    assertWhole(early);
+    assert.equal(early.segments.find((s) => s.id === "probe")!.ms, 0);
+  });
+
   test("a console without kernel lines: VMM start to the report, one segment", () => {
     const tl = buildTimeline({ lines: [{ hostMs: 10, text: "hi" }], initTimes: {}, endMs: 900 });
     assert.deepEqual(tl.segments, [
@@ -139,9 +163,10 @@ describe("timeline", () => {
         fc.array(fc.tuple(fc.double({ min: 0, max: 20_000, noNaN: true }), stamped)),
         fc.dictionary(fc.constantFrom("init", "app", "exit"), fc.integer({ min: 1, max: 2 ** 32 - 1 })),
         fc.double({ min: 0, max: 20_000, noNaN: true }),
-        (ls, initTimes, endMs) => {
+        fc.option(fc.double({ min: -1000, max: 30_000, noNaN: true }), { nil: undefined }),
+        (ls, initTimes, endMs, readyMs) => {
           const lines = ls.map(([hostMs, text]) => ({ hostMs, text })).sort((a, b) => a.hostMs - b.hostMs);
-          assertWhole(buildTimeline({ lines, initTimes, endMs }));
+          assertWhole(buildTimeline({ lines, initTimes, endMs, ...(readyMs === undefined ? {} : { readyMs }) }));
         },
       ),
     );
@@ -213,5 +238,20 @@ describe("resume timeline", () => {
     assert.match(text, /from SIGUSR2 until the app continued: 80 ms$/m);
     // Without a standby, no such line.
     assert.doesNotMatch(describeTimeline(resumeTimeline(marks)).join("\n"), /SIGUSR2/);
+  });
+
+  test("run --probe: the probe's wait after the app continued is the last segment, and in the total", () => {
+    const tl = resumeTimeline({ ...marks, go: 5000, resumed: 5080, ready: 5130 });
+    assertWhole(tl);
+    assert.deepEqual(
+      tl.segments.slice(-2).map((s) => [s.id, s.ms]),
+      [
+        ["reseed", 80],
+        ["probe", 50],
+      ],
+    );
+    const text = describeTimeline(tl).join("\n");
+    assert.match(text, /the probe passed at its end/);
+    assert.match(text, /from SIGUSR2 until the probe passed: 130 ms$/m);
   });
 });

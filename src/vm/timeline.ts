@@ -38,6 +38,8 @@ export type SegmentId =
   | "initcalls"
   | "to-init"
   | "init"
+  // run --probe: the app until its probe first passed (then "app" is the rest, until it exited).
+  | "probe"
   | "app"
   | "report"
   // A resume (resumeTimeline): slimroot's own steps before the VMM, then QEMU's, then the guest's.
@@ -133,6 +135,8 @@ export interface TimelineInput {
   endMs: number;
   /** The kernel's function symbols (kernel/symbols.ts), for initcalls printed as addresses. */
   symbols?: ReadonlyMap<bigint, string>;
+  /** `run --probe`: host ms (since the VMM's spawn) when the probe first passed. */
+  readyMs?: number;
 }
 
 export function buildTimeline(input: TimelineInput): Timeline {
@@ -180,7 +184,13 @@ export function buildTimeline(input: TimelineInput): Timeline {
     ],
     [runInit, "to-init", "freeing init memory, starting /init", "host"],
     [sinceInit("app"), "init", "init: mounts, modules, network, until the app started", "guest"],
-    [sinceInit("exit"), "app", "the app, until it exited", "guest"],
+    [input.readyMs, "probe", "the app, until the probe first passed", "host"],
+    [
+      sinceInit("exit"),
+      "app",
+      input.readyMs === undefined ? "the app, until it exited" : "the app, serving, until it exited",
+      "guest",
+    ],
     [input.endMs, "report", "the init's report, until the host read it", "host+guest"],
   ];
   const segments: Segment[] = [];
@@ -213,6 +223,8 @@ export interface ResumeMarks {
   go?: number;
   /** The init answered "resumed" (pool reseeded, clock set, the app's processes continued) and the ports were forwarded. */
   resumed: number;
+  /** `run --probe`: the probe first passed. */
+  ready?: number;
 }
 
 /**
@@ -230,10 +242,11 @@ export function resumeTimeline(m: ResumeMarks): Timeline {
     ms: to - from,
     clock: "host",
   });
-  const at = [m.run, m.spawned, m.vmmUp, m.checked, m.loaded, m.go ?? m.loaded, m.resumed];
+  const at = [m.run, m.spawned, m.vmmUp, m.checked, m.loaded, m.go ?? m.loaded, m.resumed, m.ready ?? m.resumed];
   // Clamped to never go back, as a boot's boundaries are.
   for (let i = 1; i < at.length; i++) at[i] = Math.max(at[i]!, at[i - 1]!);
-  const [run, spawned, vmmUp, checked, loaded, go, resumed] = at as [
+  const [run, spawned, vmmUp, checked, loaded, go, resumed, ready] = at as [
+    number,
     number,
     number,
     number,
@@ -272,8 +285,11 @@ export function resumeTimeline(m: ResumeMarks): Timeline {
             seg("standby", `standing by, loaded and paused, until ${STANDBY_SIGNAL} (--standby)`, loaded, go),
           ]),
       seg("reseed", "cont, the init's reseed and clock, the ports forwarded", go, resumed),
+      ...(m.ready === undefined
+        ? []
+        : [seg("probe", "the app through its forwarded port, until the probe first passed", resumed, ready)]),
     ],
-    totalMs: resumed - spawned,
+    totalMs: ready - spawned,
     offsetMs: undefined,
     initcalls: [],
   };
@@ -319,13 +335,14 @@ function describeResume(tl: Timeline): string[] {
   const width = Math.max(...all.map((s) => ms(s.ms).length), 4);
   const before = (tl.before ?? []).reduce((n, s) => n + s.ms, 0);
   const standby = tl.segments.find((s) => s.id === "standby");
+  const probed = tl.segments.some((s) => s.id === "probe");
   return [
     "resume timeline (ms since QEMU was spawned, host clock)",
     ...all.map((s) => `  at ${ms(s.startMs).padStart(8)}  ${ms(s.ms).padStart(width)}  ${s.what}`),
-    `  total ${ms(before + tl.totalMs)} from slimroot's start (${ms(before)} before QEMU, ${ms(tl.totalMs)} after); the app answers once the host's network reaches it`,
+    `  total ${ms(before + tl.totalMs)} from slimroot's start (${ms(before)} before QEMU, ${ms(tl.totalMs)} after); ${probed ? "the probe passed at its end" : "the app answers once the host's network reaches it"}`,
     ...(standby
       ? [
-          `  from ${STANDBY_SIGNAL} until the app continued: ${ms(tl.totalMs - (standby.startMs + standby.ms))}`,
+          `  from ${STANDBY_SIGNAL} until ${probed ? "the probe passed" : "the app continued"}: ${ms(tl.totalMs - (standby.startMs + standby.ms))}`,
         ]
       : []),
   ];

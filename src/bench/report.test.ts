@@ -62,6 +62,19 @@ test("markdown, table and svg carry the measured values; errors stay in their ro
   const svg = renderSvg(report);
   assert.match(svg, /oci:&#60;x&#62;/);
   assert.doesNotMatch(svg, /oci:<x>/);
+  assert.match(svg, /least guest RAM/);
+  assert.match(svg, />hand-made route</);
+});
+
+test("svg: --no-ram leaves out the RAM panel, --no-conventional the hand-made route's colour", () => {
+  const ours = report.rows.filter((row) => row.kind === "slimroot").map((row) => ({ ...row, leastMiB: null }));
+  const svg = renderSvg({ ...report, rows: ours });
+  assert.doesNotMatch(svg, /least guest RAM/);
+  assert.doesNotMatch(svg, /hand-made route/);
+  assert.match(svg, /ready, median \(s\)/);
+  // Narrower by the panel it left out.
+  const width = (x: string) => Number(/<svg [^>]*width="(\d+)"/.exec(x)![1]);
+  assert.equal(width(renderSvg(report)) - width(svg), 250);
 });
 
 test("bench --resume: a resumed column beside the cold ready time, its ratio, then from a standby; a failed resume said below", () => {

@@ -135,8 +135,9 @@ export function formatTable(r: BenchReport): string {
 const esc = (t: string) => t.replace(/[<>&"]/g, (c) => `&#${c.charCodeAt(0)};`);
 
 /**
- * Three panels of horizontal bars (file size, median ready time, least RAM), one bar per row,
- * slimroot's rows and the hand-made routes in two colours. The SVG carries its own background
+ * Panels of horizontal bars (file size, median ready time, with --resume the resumed times,
+ * least RAM unless none was measured), one bar per row, slimroot's rows and the hand-made
+ * routes (when there are any) in two colours. The SVG carries its own background
  * and switches it with prefers-color-scheme, so it reads on light and dark pages.
  */
 export function renderSvg(r: BenchReport): string {
@@ -166,7 +167,10 @@ export function renderSvg(r: BenchReport): string {
           },
         ]
       : []),
-    { title: "least guest RAM (MiB)", value: (row) => row.leastMiB ?? undefined, label: (v) => String(v) },
+    // --no-ram: no panel of dashes.
+    ...(r.rows.some((row) => row.leastMiB != null)
+      ? [{ title: "least guest RAM (MiB)", value: (row: BenchRow) => row.leastMiB ?? undefined, label: String }]
+      : []),
   ];
   const labelW = 230;
   const panelW = 230;
@@ -226,7 +230,12 @@ export function renderSvg(r: BenchReport): string {
     });
   parts.push(
     `<rect class="ours" x="12" y="${ly - 10}" width="12" height="12"/><text class="fg" x="28" y="${ly}">slimroot</text>`,
-    `<rect class="theirs" x="100" y="${ly - 10}" width="12" height="12"/><text class="fg" x="116" y="${ly}">hand-made route</text>`,
+    // --no-conventional: no colour to explain.
+    ...(r.rows.some((row) => row.kind === "conventional")
+      ? [
+          `<rect class="theirs" x="100" y="${ly - 10}" width="12" height="12"/><text class="fg" x="116" y="${ly}">hand-made route</text>`,
+        ]
+      : []),
     "</svg>",
   );
   return `${parts.join("\n")}\n`;

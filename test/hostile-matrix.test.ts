@@ -350,7 +350,8 @@ function cliCommand(): string[] {
       ),
     );
   if (existsSync(dist) && statSync(dist).mtimeMs >= newest(join(REPO, "src"))) return [dist];
-  return ["--import", "tsx", join(REPO, "src", "cli", "main.ts")];
+  // tsx by its full URL: `--import` is resolved from the working directory, each cell's own.
+  return ["--import", import.meta.resolve("tsx"), join(REPO, "src", "cli", "main.ts")];
 }
 
 let cli: string[] = [];

@@ -116,7 +116,9 @@ export async function bench(o: BenchOptions): Promise<BenchReport> {
   if (o.conventional) requireTools("bench (the hand-made routes)", conventionalTools(o.source));
   await mkdir(o.work, { recursive: true });
   const kernelDirs = await kernels(run);
+  const traceStart = process.hrtime.bigint();
   const profile = await traceProfile(run, kernelDirs);
+  const traceSeconds = Number(process.hrtime.bigint() - traceStart) / 1e9;
   const floors = await measureFloors(run, kernelDirs);
   const variantsDone = await measureVariants(run, kernelDirs, profile);
   const rows = [...variantsDone.rows];
@@ -137,6 +139,7 @@ export async function bench(o: BenchOptions): Promise<BenchReport> {
     probes: o.probes.map((p) => p.spec),
     runs: o.runs,
     memMiB: o.memMiB ?? null,
+    ...(typeof profile === "string" ? { traceSeconds } : {}),
     floors: [...floors].map(([kernel, f]) =>
       f instanceof Error ? { kernel, error: f.message } : { kernel, seconds: f },
     ),

@@ -66,6 +66,16 @@ test("markdown, table and svg carry the measured values; errors stay in their ro
   assert.match(svg, />hand-made route</);
 });
 
+test("a traced level: the profile's recording time is said once, below the floors, and is valid JSON", () => {
+  const traced: BenchReport = { ...report, traceSeconds: 12.345 };
+  const said = /trace: the profile was recorded in 12\.35 s .*their build s leave it out/;
+  assert.match(formatTable(traced), said);
+  assert.match(formatMarkdown(traced), said);
+  assert.doesNotMatch(formatTable(report), /profile was recorded/);
+  const validate = new Ajv({ allErrors: true }).compile(BENCH_JSON_SCHEMA);
+  assert.ok(validate(traced), JSON.stringify(validate.errors));
+});
+
 test("svg: --no-ram leaves out the RAM panel, --no-conventional the hand-made route's colour", () => {
   const ours = report.rows.filter((row) => row.kind === "slimroot").map((row) => ({ ...row, leastMiB: null }));
   const svg = renderSvg({ ...report, rows: ours });

@@ -117,6 +117,7 @@ export function formatTable(r: BenchReport): string {
         : `floor/${f.kernel}: failed: ${f.error}`,
     );
   }
+  if (r.traceSeconds !== undefined) out.push(traceLine(r.traceSeconds));
   if (r.comparisons.length) out.push("");
   for (const c of r.comparisons) {
     const unit = { bytes: " bytes", ready: " s", ram: " MiB", build: " s" }[c.metric];
@@ -281,6 +282,11 @@ function timelinePanel(
   return parts;
 }
 
+/** What the trace rows' build time leaves out. */
+function traceLine(seconds: number): string {
+  return `trace: the profile was recorded in ${s2(seconds)} s (slimroot trace: one boot with the probes), once for every trace row; their build s leave it out`;
+}
+
 /** The same numbers as a markdown table (for a README), with the floors and comparisons. */
 export function formatMarkdown(r: BenchReport): string {
   const ready = (row: BenchRow) =>
@@ -322,6 +328,7 @@ export function formatMarkdown(r: BenchReport): string {
         ? `- floor/${f.kernel} (slimroot's init alone, ends the VM at once): ${s2(f.seconds.min)} / ${s2(f.seconds.median)} / ${s2(f.seconds.max)} s`
         : `- floor/${f.kernel}: failed: ${f.error}`,
     );
+  if (r.traceSeconds !== undefined) out.push(`- ${traceLine(r.traceSeconds)}`);
   out.push("");
   if (r.comparisons.length) {
     out.push(

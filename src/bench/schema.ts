@@ -87,6 +87,8 @@ export interface BenchReport {
   probes: string[];
   runs: number;
   memMiB: number | null;
+  /** The traced level: seconds `slimroot trace` took to record the profile (once, shared by the trace rows, whose buildSeconds leave it out); absent without it. */
+  traceSeconds?: number;
   floors: ({ kernel: string; seconds: Stats } | { kernel: string; error: string })[];
   rows: BenchRow[];
   comparisons: Comparison[];
@@ -134,6 +136,7 @@ export const BENCH_JSON_SCHEMA = {
     probes: { type: "array", items: { type: "string" } },
     runs: { type: "integer", minimum: 1 },
     memMiB: nullable({ type: "integer", minimum: 1 }),
+    traceSeconds: num,
     floors: {
       type: "array",
       items: {

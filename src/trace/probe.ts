@@ -121,6 +121,9 @@ async function httpAttempt(p: Extract<Probe, { kind: "http" }>, host: number, at
   try {
     const res = await fetch(`http://127.0.0.1:${host}${p.path}`, {
       redirect: "manual",
+      // No connection left open in the app after it: a kept-alive one ended up in snapshots, and
+      // lighttpd stopped within its keep-alive time exited 1 (it counts connections still open).
+      headers: { connection: "close" },
       signal: AbortSignal.timeout(attemptMs),
     });
     await res.arrayBuffer(); // the whole answer: the server reads what it serves

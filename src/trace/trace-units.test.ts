@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { test } from "node:test";
 import { UserError } from "../util/errors.js";
 import { decodeTracePath, GuestReport } from "../vm/report.js";
 import { TraceCollector } from "./console-trace.js";
 import { imagePathOf } from "./paths.js";
-import { parseProbe, probePorts } from "./probe.js";
+import { attemptProbe, parseProbe, probePorts } from "./probe.js";
 import {
   decodeProfile,
   encodeProfile,
@@ -40,6 +42,25 @@ test("probe specs", () => {
     assert.throws(() => parseProbe(bad), UserError, bad);
   }
   assert.throws(() => parseProbe("gopher:70"), /--probe gopher:70: expected http:PORT/);
+});
+
+test("an http: probe leaves no connection open in the app (kept alive, it ended up in snapshots)", async () => {
+  let open = 0;
+  const server = createServer((_req, res) => res.end("ok"));
+  server.on("connection", (sock) => {
+    open++;
+    sock.on("close", () => open--);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  try {
+    const port = (server.address() as AddressInfo).port;
+    assert.equal(await attemptProbe(parseProbe("http:80/"), new Map([[80, port]])), undefined);
+    const deadline = Date.now() + 2000;
+    while (open > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(open, 0, "the probe's connection is still open");
+  } finally {
+    server.close();
+  }
 });
 
 test("trace lines: the init's escapes undone, taken only inside the keyed report", async () => {

@@ -268,7 +268,10 @@ describe("slimroot run: busybox on amd64 (microvm)", { timeout: 10 * TEST_TIMEOU
   });
 
   test("--probe: a bad one, or one with --dry-run: one line, 125, nothing started", async () => {
-    assertLaunchFailure(await run([image, "--probe", "ftp:21"]), /^slimroot: --probe ftp:21: expected http:PORT/);
+    assertLaunchFailure(
+      await run([image, "--probe", "ftp:21"]),
+      /^slimroot: --probe ftp:21: expected http:PORT/,
+    );
     assertLaunchFailure(
       await run([image, "--probe", "http:80/", "--dry-run"]),
       /^slimroot: --probe http:80\/: not with --dry-run$/,
@@ -332,7 +335,9 @@ describe("slimroot run: nginx", { timeout: 3 * TEST_TIMEOUT_MS }, () => {
       assert.ok(Date.now() - stopping < 10_000, `stopping took ${Date.now() - stopping} ms`);
       assert.deepEqual(await qemusUsing(work), []);
       // The timeline, printed once it stopped: the app's time cut where the probe passed.
-      const segments = [...vm.stderr.matchAll(/^slimroot: +at +(\d+) ms +(\d+) ms {2}(.*)$/gm)].map((x) => x[3]);
+      const segments = [...vm.stderr.matchAll(/^slimroot: +at +(\d+) ms +(\d+) ms {2}(.*)$/gm)].map(
+        (x) => x[3],
+      );
       const probe = segments.findIndex((w) => w!.startsWith("the app, until the probe first passed"));
       assert.ok(probe > 0, vm.stderr);
       assert.match(segments[probe + 1]!, /^the app, serving, until it exited/);

@@ -240,7 +240,10 @@ test("run --standby: two standbys of one snapshot, loaded with their ports close
     timed!.stderr,
     /^slimroot: ready: tcp:8080 passed \d+\.\d\d s after slimroot started \(\d+\.\d\d s after the VMM was spawned, \d+\.\d\d s after SIGUSR2\)$/m,
   );
-  assert.match(timed!.stderr, /slimroot:\s+at\s+\d+ ms\s+\d+ ms\s+the app through its forwarded port, until the probe first passed/);
+  assert.match(
+    timed!.stderr,
+    /slimroot:\s+at\s+\d+ ms\s+\d+ ms\s+the app through its forwarded port, until the probe first passed/,
+  );
   assert.match(timed!.stderr, /from SIGUSR2 until the probe passed: \d+ ms/);
 });
 

@@ -77,7 +77,9 @@ test("a traced level: the profile's recording time is said once, below the floor
 });
 
 test("svg: --no-ram leaves out the RAM panel, --no-conventional the hand-made route's colour", () => {
-  const ours = report.rows.filter((row) => row.kind === "slimroot").map((row) => ({ ...row, leastMiB: null }));
+  const ours = report.rows
+    .filter((row) => row.kind === "slimroot")
+    .map((row) => ({ ...row, leastMiB: null }));
   const svg = renderSvg({ ...report, rows: ours });
   assert.doesNotMatch(svg, /least guest RAM/);
   assert.doesNotMatch(svg, /hand-made route/);

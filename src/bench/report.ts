@@ -170,7 +170,13 @@ export function renderSvg(r: BenchReport): string {
       : []),
     // --no-ram: no panel of dashes.
     ...(r.rows.some((row) => row.leastMiB != null)
-      ? [{ title: "least guest RAM (MiB)", value: (row: BenchRow) => row.leastMiB ?? undefined, label: String }]
+      ? [
+          {
+            title: "least guest RAM (MiB)",
+            value: (row: BenchRow) => row.leastMiB ?? undefined,
+            label: String,
+          },
+        ]
       : []),
   ];
   const labelW = 230;

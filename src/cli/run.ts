@@ -4,10 +4,6 @@ import { type Command, CommanderError } from "commander";
 import { hostPlatform, parsePlatform } from "../image/platform.js";
 import { writeFileAtomically } from "../output/atomic.js";
 import type { pullToTemp } from "../publish/pull.js";
-import { oneLine, UserError } from "../util/errors.js";
-import { parseVolume } from "../vm/disks.js";
-import { interfaceNameProblem } from "../vm/firecracker.js";
-import { VMMS, type Vmm } from "../vm/plan.js";
 import {
   type PortMap,
   type Probe,
@@ -17,6 +13,10 @@ import {
   TIMED_PROBE,
   waitForProbe,
 } from "../trace/probe.js";
+import { oneLine, UserError } from "../util/errors.js";
+import { parseVolume } from "../vm/disks.js";
+import { interfaceNameProblem } from "../vm/firecracker.js";
+import { VMMS, type Vmm } from "../vm/plan.js";
 import { parsePortForward } from "../vm/ports.js";
 import { GuestReport, reportKeyFromEnv } from "../vm/report.js";
 import { EXIT_FAILED, runImage } from "../vm/run.js";
@@ -228,7 +228,8 @@ export function registerRun(program: Command): void {
         const standby = opts.standby ? firstSignal(STANDBY_SIGNAL) : undefined;
         const machine = machineOptions(opts);
         const probe = opts.probe ? parseProbe(opts.probe as string) : undefined;
-        const forwards = probe && !opts.dryRun ? await probeForwards(probe, machine.forwards) : machine.forwards;
+        const forwards =
+          probe && !opts.dryRun ? await probeForwards(probe, machine.forwards) : machine.forwards;
         const code = await withStopSignals((stop, kill) =>
           runImage({
             image,

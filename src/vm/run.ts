@@ -339,18 +339,20 @@ function boot(
   let readyAt: number | undefined;
   if (req.ready) {
     const { what } = req.ready;
-    req.ready.wait(() => (exited ? "the VM ended" : undefined)).then(
-      () => {
-        readyAt = marks.ready = performance.now();
-        const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
-        const go = marks.go === undefined ? "" : `, ${s(readyAt - marks.go)} after ${STANDBY_SIGNAL}`;
-        req.stderr.write(
-          `slimroot: ready: ${what} passed ${s(readyAt)} after slimroot started (${s(readyAt - spawnedAt)} after the VMM was spawned${go})\n`,
-        );
-        if (resumeTimelineDue) printResumeTimeline();
-      },
-      () => {}, // the VM ended first: said when it closes
-    );
+    req.ready
+      .wait(() => (exited ? "the VM ended" : undefined))
+      .then(
+        () => {
+          readyAt = marks.ready = performance.now();
+          const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+          const go = marks.go === undefined ? "" : `, ${s(readyAt - marks.go)} after ${STANDBY_SIGNAL}`;
+          req.stderr.write(
+            `slimroot: ready: ${what} passed ${s(readyAt)} after slimroot started (${s(readyAt - spawnedAt)} after the VMM was spawned${go})\n`,
+          );
+          if (resumeTimelineDue) printResumeTimeline();
+        },
+        () => {}, // the VM ended first: said when it closes
+      );
   }
   if (p.started || attached)
     (async () => {

@@ -166,7 +166,9 @@ describe("timeline", () => {
         fc.option(fc.double({ min: -1000, max: 30_000, noNaN: true }), { nil: undefined }),
         (ls, initTimes, endMs, readyMs) => {
           const lines = ls.map(([hostMs, text]) => ({ hostMs, text })).sort((a, b) => a.hostMs - b.hostMs);
-          assertWhole(buildTimeline({ lines, initTimes, endMs, ...(readyMs === undefined ? {} : { readyMs }) }));
+          assertWhole(
+            buildTimeline({ lines, initTimes, endMs, ...(readyMs === undefined ? {} : { readyMs }) }),
+          );
         },
       ),
     );

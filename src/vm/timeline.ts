@@ -242,7 +242,16 @@ export function resumeTimeline(m: ResumeMarks): Timeline {
     ms: to - from,
     clock: "host",
   });
-  const at = [m.run, m.spawned, m.vmmUp, m.checked, m.loaded, m.go ?? m.loaded, m.resumed, m.ready ?? m.resumed];
+  const at = [
+    m.run,
+    m.spawned,
+    m.vmmUp,
+    m.checked,
+    m.loaded,
+    m.go ?? m.loaded,
+    m.resumed,
+    m.ready ?? m.resumed,
+  ];
   // Clamped to never go back, as a boot's boundaries are.
   for (let i = 1; i < at.length; i++) at[i] = Math.max(at[i]!, at[i - 1]!);
   const [run, spawned, vmmUp, checked, loaded, go, resumed, ready] = at as [

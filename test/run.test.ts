@@ -267,10 +267,19 @@ describe("slimroot run: busybox on amd64 (microvm)", { timeout: 10 * TEST_TIMEOU
     assert.equal(r.stdout.trim().split("\n").length, 1);
   });
 
-  test("--probe: a bad one, or one with --dry-run: one line, 125, nothing started", async () => {
+  test("--probe: a bad one, an empty one, one with --dry-run or Firecracker: one line, 125, nothing started", async () => {
     assertLaunchFailure(
       await run([image, "--probe", "ftp:21"]),
       /^slimroot: --probe ftp:21: expected http:PORT/,
+    );
+    assertLaunchFailure(await run([image, "--probe", ""]), /^slimroot: --probe : expected http:PORT/);
+    assertLaunchFailure(
+      await run([image, "--probe", "http:"]),
+      /^slimroot: --probe http:: expected a port number/,
+    );
+    assertLaunchFailure(
+      await run([image, "--vmm", "firecracker", "--probe", "http:80/"]),
+      /^slimroot: --probe: not with --vmm firecracker/,
     );
     assertLaunchFailure(
       await run([image, "--probe", "http:80/", "--dry-run"]),

@@ -47,8 +47,7 @@ export async function timeReady(
     }
     if (probes.length === 0) return await waitForExitReport(s, key, elapsed, deadline);
     const gone = () => (s.done ? `the VM ended (${lastLine(s.output, key)})` : undefined);
-    for (const p of probes)
-      await waitForProbe(p, ports, deadline, gone, TIMED_PROBE.httpMs, TIMED_PROBE.retryMs);
+    for (const p of probes) await waitForProbe(p, ports, deadline, gone, TIMED_PROBE);
     return { seconds: elapsed() };
   } catch (err) {
     return { error: (err as Error).message };

@@ -19,7 +19,7 @@ import { interfaceNameProblem } from "../vm/firecracker.js";
 import { VMMS, type Vmm } from "../vm/plan.js";
 import { parsePortForward } from "../vm/ports.js";
 import { GuestReport, reportKeyFromEnv } from "../vm/report.js";
-import { EXIT_FAILED, runImage } from "../vm/run.js";
+import { EXIT_FAILED, type RunRequest, runImage } from "../vm/run.js";
 import { STANDBY_SIGNAL } from "../vm/standby.js";
 import { TIMELINE_FILE_ENV, type Timeline } from "../vm/timeline.js";
 import { collect, parseDuration, positiveInt } from "./parse.js";
@@ -123,12 +123,14 @@ export function machineOptions(opts: Record<string, unknown>) {
   };
 }
 
-/** `--probe`: tried as bench times it, until it passes or the VM ends. */
-function readyProbe(probe: Probe, ports: PortMap) {
+/** `--probe`: tried as bench times them, in order, until all pass or the VM ends. */
+function readyProbes(probes: readonly Probe[], ports: PortMap): NonNullable<RunRequest["ready"]> {
   return {
-    what: probe.spec,
-    wait: (gone: () => string | undefined) =>
-      waitForProbe(probe, ports, Number.POSITIVE_INFINITY, gone, TIMED_PROBE.httpMs, TIMED_PROBE.retryMs),
+    what: probes.map((p) => p.spec).join(", "),
+    wait: async (gone, signal, onFailure) => {
+      for (const p of probes)
+        await waitForProbe(p, ports, Number.POSITIVE_INFINITY, gone, { ...TIMED_PROBE, signal, onFailure });
+    },
   };
 }
 
@@ -182,7 +184,8 @@ export function registerRun(program: Command): void {
     )
     .option(
       "--probe <probe>",
-      "say on stderr when the app is ready, and how long it took: http:PORT[/PATH], tcp:PORT[:SEND[:EXPECT]] or exec:COMMAND, tried every 20 ms from the VMM's start (PORT is the guest's; forwarded to a free host port unless -p forwards it); with --timeline, a mark on it",
+      "say on stderr when the app is ready, and how long it took: http:PORT[/PATH], tcp:PORT[:SEND[:EXPECT]] or exec:COMMAND, tried every 20 ms from the VMM's start (a resume's: once the app continues); PORT is the guest's, forwarded to a free loopback port unless -p forwards it there; repeatable: all pass, in order; with --timeline, a mark on it",
+      collect,
     )
     .option(
       "--dry-run",
@@ -227,15 +230,19 @@ export function registerRun(program: Command): void {
         let timeline: Timeline | undefined;
         const standby = opts.standby ? firstSignal(STANDBY_SIGNAL) : undefined;
         const machine = machineOptions(opts);
-        const probe = opts.probe ? parseProbe(opts.probe as string) : undefined;
+        const probes = ((opts.probe as string[] | undefined) ?? []).map(parseProbe);
+        if (probes.length && opts.vmm === "firecracker")
+          throw new UserError(
+            "--probe: not with --vmm firecracker (it forwards no ports: probe the guest's address on its tap yourself)",
+          );
         const forwards =
-          probe && !opts.dryRun ? await probeForwards(probe, machine.forwards) : machine.forwards;
+          probes.length && !opts.dryRun ? await probeForwards(probes, machine.forwards) : machine.forwards;
         const code = await withStopSignals((stop, kill) =>
           runImage({
             image,
             ...machine,
             forwards,
-            ...(probe ? { ready: readyProbe(probe, portMap(forwards)) } : {}),
+            ...(probes.length ? { ready: readyProbes(probes, portMap(forwards)) } : {}),
             ...(!opts.kernel && pulled?.kernel ? { kernel: pulled.kernel } : {}),
             env,
             ...(command.length ? { args: command } : {}),

@@ -212,7 +212,7 @@ async function bootAndSave(
   stream: string,
 ): Promise<{ header: SnapshotHeader; readySeconds: number }> {
   const sink = await streamSink(join(work, "migrate.sock"), stream);
-  const forwards = await probeForwards(req.probe, req.forwards);
+  const forwards = await probeForwards([req.probe], req.forwards);
   const ports = portMap(forwards);
   let saved: { named: NamedPart; memMiB: number; usedKib: number } | undefined;
   let readySeconds = 0;

@@ -21,7 +21,10 @@ const USAGE = "expected http:PORT[/PATH], tcp:PORT[:SEND[:EXPECT]] or exec:COMMA
 
 function portOf(text: string, spec: string): number {
   const n = /^\d{1,5}$/.test(text) ? Number(text) : Number.NaN;
-  if (!(n >= 1 && n <= 65535)) throw new UserError(`--probe ${spec}: ${text} is not a port number (1-65535)`);
+  if (!(n >= 1 && n <= 65535))
+    throw new UserError(
+      `--probe ${spec}: ${text ? `${JSON.stringify(text)} is not` : "expected"} a port number (1-65535: the app's port in the guest)`,
+    );
   return n;
 }
 
@@ -89,46 +92,73 @@ export function probePorts(p: Probe): number[] {
 /** Guest port -> host port, as the VM's forwards say. */
 export type PortMap = ReadonlyMap<number, number>;
 
-/** The user's -p forwards, plus a free loopback port for each guest port the probe needs and they lack. */
-export async function probeForwards(probe: Probe, user: readonly PortForward[]): Promise<PortForward[]> {
+/** A TCP forward a probe can reach on 127.0.0.1 (where every attempt connects). */
+const probeable = (f: PortForward) =>
+  f.proto === "tcp" && (f.hostAddr === "127.0.0.1" || f.hostAddr === "0.0.0.0");
+
+/**
+ * The user's -p forwards, plus a free loopback port for each guest port the probes need that
+ * none of them forwards on 127.0.0.1 (a forward on another address, 127.0.0.2 or the LAN's,
+ * gets a second one: QEMU forwards several host ports to one guest port).
+ */
+export async function probeForwards(
+  probes: readonly Probe[],
+  user: readonly PortForward[],
+): Promise<PortForward[]> {
   const out = [...user];
-  for (const g of probePorts(probe))
-    if (!out.some((f) => f.proto === "tcp" && f.guestPort === g))
+  for (const g of probes.flatMap(probePorts))
+    if (!out.some((f) => probeable(f) && f.guestPort === g))
       out.push({ proto: "tcp", hostAddr: "127.0.0.1", hostPort: await freePort(), guestPort: g });
   return out;
 }
 
-/** Guest port -> host port of the TCP forwards (what attempts connect to). */
+/** Guest port -> host port of the forwards a probe reaches on 127.0.0.1 (the first for each). */
 export function portMap(forwards: readonly PortForward[]): PortMap {
-  return new Map(forwards.filter((f) => f.proto === "tcp").map((f) => [f.guestPort, f.hostPort]));
+  const out = new Map<number, number>();
+  for (const f of forwards) if (probeable(f) && !out.has(f.guestPort)) out.set(f.guestPort, f.hostPort);
+  return out;
 }
 
 /**
  * A probe whose passing is timed (bench's boots, `run --probe`): asked every 20 ms, so a ready
  * time is read to within that (at trace's 250 ms, bench's ready times fell on a 250 ms grid, up
  * to 0.14x of a 1.8 s boot; a refused attempt costs the guest one reset packet); an HTTP
- * attempt gives up after 500 ms and asks again, since one sent before the guest's network is
- * up waits on QEMU's forwarder retrying its connection with TCP backoff (docs/bench.md).
+ * attempt, or a tcp: one waiting for its EXPECT, gives up after 500 ms and asks again, since
+ * one sent before the guest's network is up waits on QEMU's forwarder retrying its connection
+ * with TCP backoff (docs/bench.md): it read 5 s late.
  */
-export const TIMED_PROBE = { httpMs: 500, retryMs: 20 } as const;
+export const TIMED_PROBE = { attemptMs: 500, retryMs: 20 } as const;
 
 /** Why one attempt failed; undefined when it passed. */
 type Attempt = Promise<string | undefined>;
 
+/** How long one attempt may take unless the caller says (a slow app's first answer). */
 const ATTEMPT_MS = 10_000;
 
-async function httpAttempt(p: Extract<Probe, { kind: "http" }>, host: number, attemptMs: number): Attempt {
+/** How one attempt is bounded: `attemptMs` for its answer; `signal` ends it at once (the VM ended). */
+export interface AttemptOptions {
+  attemptMs?: number;
+  signal?: AbortSignal;
+}
+
+const ENDED = "ended";
+
+async function httpAttempt(p: Extract<Probe, { kind: "http" }>, host: number, o: AttemptOptions): Attempt {
   try {
     const res = await fetch(`http://127.0.0.1:${host}${p.path}`, {
       redirect: "manual",
       // No connection left open in the app after it: a kept-alive one ended up in snapshots, and
       // lighttpd stopped within its keep-alive time exited 1 (it counts connections still open).
       headers: { connection: "close" },
-      signal: AbortSignal.timeout(attemptMs),
+      signal: AbortSignal.any([
+        AbortSignal.timeout(o.attemptMs ?? ATTEMPT_MS),
+        ...(o.signal ? [o.signal] : []),
+      ]),
     });
     await res.arrayBuffer(); // the whole answer: the server reads what it serves
     return res.status >= 200 && res.status < 400 ? undefined : `HTTP ${res.status}`;
   } catch (err) {
+    if (o.signal?.aborted) return ENDED;
     const cause = (err as { cause?: { code?: string; message?: string } }).cause;
     return cause?.code ?? cause?.message ?? (err as Error).message;
   }
@@ -141,16 +171,25 @@ async function httpAttempt(p: Extract<Probe, { kind: "http" }>, host: number, at
  */
 const QUIET_MS = 500;
 
-async function tcpAttempt(p: Extract<Probe, { kind: "tcp" }>, host: number, unused?: number): Attempt {
+async function tcpAttempt(
+  p: Extract<Probe, { kind: "tcp" }>,
+  host: number,
+  unused: number | undefined,
+  o: AttemptOptions,
+): Attempt {
   if (
     unused !== undefined &&
-    (await tcpTry({ kind: "tcp", spec: "", port: UNUSED_GUEST_PORT }, unused)) === undefined
+    (await tcpTry({ kind: "tcp", spec: "", port: UNUSED_GUEST_PORT }, unused, {
+      ...(o.signal ? { signal: o.signal } : {}),
+    })) === undefined
   )
     return "the guest's network does not answer yet";
-  return tcpTry(p, host);
+  // Without EXPECT a connection passes by lasting QUIET_MS: no shorter bound than the default.
+  return tcpTry(p, host, p.expect ? o : { ...(o.signal ? { signal: o.signal } : {}) });
 }
 
-function tcpTry(p: Extract<Probe, { kind: "tcp" }>, host: number): Attempt {
+function tcpTry(p: Extract<Probe, { kind: "tcp" }>, host: number, o: AttemptOptions): Attempt {
+  const limitMs = o.attemptMs ?? ATTEMPT_MS;
   return new Promise((resolve) => {
     const sock = connect({ host: "127.0.0.1", port: host });
     let got = "";
@@ -160,13 +199,17 @@ function tcpTry(p: Extract<Probe, { kind: "tcp" }>, host: number): Attempt {
       done = true;
       clearTimeout(quiet);
       clearTimeout(limit);
+      o.signal?.removeEventListener("abort", abort);
       sock.destroy();
       resolve(why);
     };
+    const abort = () => finish(ENDED);
+    o.signal?.addEventListener("abort", abort);
+    if (o.signal?.aborted) abort();
     let quiet: NodeJS.Timeout | undefined;
     const limit = setTimeout(
-      () => finish(p.expect ? `no ${JSON.stringify(p.expect)} within ${ATTEMPT_MS / 1000} s` : "timed out"),
-      ATTEMPT_MS,
+      () => finish(p.expect ? `no ${JSON.stringify(p.expect)} within ${limitMs / 1000} s` : "timed out"),
+      limitMs,
     );
     sock.on("connect", () => {
       if (p.send) sock.write(p.send);
@@ -183,38 +226,75 @@ function tcpTry(p: Extract<Probe, { kind: "tcp" }>, host: number): Attempt {
   });
 }
 
-function execAttempt(p: Extract<Probe, { kind: "exec" }>, ports: PortMap): Attempt {
+/**
+ * `sh -c COMMAND` in a process group of its own, so that the end of an attempt (its time
+ * limit, the VM's end) kills whatever the command started too: a `sleep` left behind held the
+ * attempt, and the process waiting for it, open until it finished.
+ */
+function execAttempt(p: Extract<Probe, { kind: "exec" }>, ports: PortMap, o: AttemptOptions): Attempt {
   const env: NodeJS.ProcessEnv = { ...process.env };
   for (const [guest, host] of ports) env[`SLIMROOT_PORT_${guest}`] = String(host);
   return new Promise((resolve) => {
-    const child = spawn("sh", ["-c", p.command], { env, stdio: ["ignore", "ignore", "pipe"] });
+    const child = spawn("sh", ["-c", p.command], {
+      env,
+      stdio: ["ignore", "ignore", "pipe"],
+      detached: true,
+    });
     let stderr = "";
+    let done = false;
+    const killGroup = () => {
+      try {
+        if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+    };
+    // Its own group does not get the terminal's Ctrl-C: killed with us however we exit.
+    process.on("exit", killGroup);
+    const finish = (why: string | undefined) => {
+      if (done) return;
+      done = true;
+      clearTimeout(limit);
+      o.signal?.removeEventListener("abort", abort);
+      process.off("exit", killGroup);
+      killGroup(); // what it left behind
+      resolve(why);
+    };
+    const abort = () => finish(ENDED);
+    o.signal?.addEventListener("abort", abort);
+    if (o.signal?.aborted) abort();
     child.stderr.on("data", (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-2000);
     });
-    const limit = setTimeout(() => child.kill("SIGKILL"), ATTEMPT_MS);
-    child.on("error", (err) => resolve(`cannot run sh: ${err.message}`));
-    child.on("close", (code, signal) => {
-      clearTimeout(limit);
-      if (code === 0) return resolve(undefined);
+    const limitMs = o.attemptMs ?? ATTEMPT_MS;
+    const limit = setTimeout(() => finish(`still running after ${limitMs / 1000} s`), limitMs);
+    child.on("error", (err) => finish(`cannot run sh: ${err.message}`));
+    // "exit", not "close": a process it left behind may hold its stderr open.
+    child.on("exit", (code, signal) => {
+      if (code === 0) return finish(undefined);
       const last = stderr.trim().split("\n").pop();
-      resolve(`${signal ? `killed by ${signal}` : `exit status ${code}`}${last ? ` (${last.trim()})` : ""}`);
+      finish(`${signal ? `killed by ${signal}` : `exit status ${code}`}${last ? ` (${last.trim()})` : ""}`);
     });
   });
 }
 
 /**
- * One try of `p`: undefined when it passed, else why not. `httpMs` bounds an HTTP request: a
- * request sent before the guest's network is up waits on QEMU's forwarder retrying its
- * connection with TCP backoff, so a timer (bench) asks again sooner instead.
+ * One try of `p`: undefined when it passed, else why not. `attemptMs` bounds an HTTP request
+ * or a tcp: wait for EXPECT: a request sent before the guest's network is up waits on QEMU's
+ * forwarder retrying its connection with TCP backoff, so a timer (bench, run) asks again sooner
+ * instead. An exec: command gets the default 10 s unless `attemptMs` is longer.
  */
-export function attemptProbe(p: Probe, ports: PortMap, httpMs = ATTEMPT_MS): Attempt {
-  if (p.kind === "exec") return execAttempt(p, ports);
+export function attemptProbe(p: Probe, ports: PortMap, o: AttemptOptions = {}): Attempt {
+  if (p.kind === "exec")
+    return execAttempt(p, ports, {
+      ...o,
+      attemptMs: Math.max(o.attemptMs ?? ATTEMPT_MS, ATTEMPT_MS),
+    });
   const host = ports.get(p.port);
   if (host === undefined) return Promise.resolve(`guest port ${p.port} is not forwarded`);
-  if (p.kind === "http") return httpAttempt(p, host, httpMs);
+  if (p.kind === "http") return httpAttempt(p, host, o);
   const guard = p.expect || p.port === UNUSED_GUEST_PORT ? undefined : ports.get(UNUSED_GUEST_PORT);
-  return tcpAttempt(p, host, guard);
+  return tcpAttempt(p, host, guard, o);
 }
 
 /** A probe that never passed: the CLI prints its message as the one-line error. */
@@ -222,27 +302,38 @@ export class ProbeFailure extends UserError {}
 
 const RETRY_MS = 250;
 
+export interface WaitOptions extends AttemptOptions {
+  /** Pause between attempts (default 250 ms). */
+  retryMs?: number;
+  /** Told why each failed attempt failed. */
+  onFailure?: (why: string) => void;
+}
+
 /**
  * Tries `p` until it passes, the deadline passes, or `gone()` says the app has ended (its
- * reason then). Throws a ProbeFailure naming the probe and its last failure.
+ * reason then). Throws a ProbeFailure naming the probe and its last failure. `o.signal` ends
+ * the attempt under way at once (the VM has ended: gone() says so).
  */
 export async function waitForProbe(
   p: Probe,
   ports: PortMap,
   deadline: number,
   gone: () => string | undefined,
-  httpMs = ATTEMPT_MS,
-  retryMs = RETRY_MS,
+  o: WaitOptions = {},
 ): Promise<void> {
   let why: string | undefined;
   for (;;) {
     const ended = gone();
     if (ended)
       throw new ProbeFailure(`probe ${p.spec}: ${ended} before it passed${why ? ` (last: ${why})` : ""}`);
-    why = await attemptProbe(p, ports, httpMs);
-    if (why === undefined) return;
+    const now = await attemptProbe(p, ports, o);
+    if (now === undefined) return;
+    if (now !== ENDED) {
+      why = now;
+      o.onFailure?.(why);
+    }
     if (Date.now() >= deadline)
       throw new ProbeFailure(`probe ${p.spec}: still failing when the time ran out: ${why}`);
-    await new Promise((r) => setTimeout(r, retryMs));
+    await new Promise((r) => setTimeout(r, o.retryMs ?? RETRY_MS));
   }
 }

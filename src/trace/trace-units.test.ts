@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, createServer as createNetServer } from "node:net";
 import { test } from "node:test";
 import { UserError } from "../util/errors.js";
+import type { PortForward } from "../vm/ports.js";
 import { decodeTracePath, GuestReport } from "../vm/report.js";
 import { TraceCollector } from "./console-trace.js";
 import { imagePathOf } from "./paths.js";
-import { attemptProbe, parseProbe, probePorts } from "./probe.js";
+import { attemptProbe, parseProbe, portMap, probeForwards, probePorts } from "./probe.js";
 import {
   decodeProfile,
   encodeProfile,
@@ -61,6 +63,49 @@ test("an http: probe leaves no connection open in the app (kept alive, it ended 
   } finally {
     server.close();
   }
+});
+
+test("an exec: probe's attempt ends at once on its signal, and what its command started goes with it", async () => {
+  const ac = new AbortController();
+  setTimeout(() => ac.abort(), 200);
+  const t = Date.now();
+  // The shell waits on a sleep it started: killing the shell alone left the sleep holding the attempt.
+  const why = await attemptProbe(parseProbe("exec:sleep 30.4242 & sleep 31.4242; true"), new Map(), {
+    signal: ac.signal,
+  });
+  assert.notEqual(why, undefined);
+  assert.ok(Date.now() - t < 3000, `${Date.now() - t} ms`);
+  await new Promise((r) => setTimeout(r, 100));
+  const left = spawnSync("pgrep", ["-f", "sleep 3[01].4242"]).stdout.toString().trim();
+  assert.equal(left, "", "the probe's processes are gone");
+});
+
+test("a tcp: probe waiting for EXPECT gives up after attemptMs; an app that never answers holds it no longer", async () => {
+  const server = createNetServer(() => {}); // accepts, never answers
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  try {
+    const port = (server.address() as AddressInfo).port;
+    const t = Date.now();
+    const why = await attemptProbe(parseProbe("tcp:80:hi:HELLO"), new Map([[80, port]]), { attemptMs: 300 });
+    assert.match(why ?? "", /no "HELLO" within 0\.3 s/);
+    assert.ok(Date.now() - t < 2000, `${Date.now() - t} ms`);
+  } finally {
+    server.close();
+  }
+});
+
+test("a -p on another address than 127.0.0.1 gets a loopback forward for the probe beside it", async () => {
+  const user: PortForward[] = [{ proto: "tcp", hostAddr: "127.0.0.2", hostPort: 18080, guestPort: 80 }];
+  const all = await probeForwards([parseProbe("http:80/")], user);
+  assert.equal(all.length, 2);
+  assert.deepEqual(all[0], user[0]);
+  const ours = all[1]!;
+  assert.equal(ours.hostAddr, "127.0.0.1");
+  assert.deepEqual([...portMap(all)], [[80, ours.hostPort]]);
+  // One on 127.0.0.1 (or every address) is used as it is.
+  const lo: PortForward[] = [{ proto: "tcp", hostAddr: "0.0.0.0", hostPort: 18081, guestPort: 80 }];
+  assert.deepEqual(await probeForwards([parseProbe("http:80/")], lo), lo);
+  assert.deepEqual([...portMap(lo)], [[80, 18081]]);
 });
 
 test("trace lines: the init's escapes undone, taken only inside the keyed report", async () => {

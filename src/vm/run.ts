@@ -86,11 +86,19 @@ export interface RunRequest extends Omit<BootOptions, "vmm" | "reportKey"> {
    */
   standby?: Promise<void>;
   /**
-   * `run --probe`: `wait` is started when the VMM is, and resolves when the app answers (it is
-   * told when the VM has ended, to give up). run then says "ready" on stderr with the time, and
-   * the timeline gets the mark; `what` names the probe in those lines.
+   * `run --probe`: `wait` is started when the VMM is (a resume's: once the app continues), and
+   * resolves when the app answers; `gone` says, and `signal` aborts, when the VM has ended;
+   * `onFailure` hears why each attempt failed. run then says "ready" on stderr with the time,
+   * and the timeline gets the mark; `what` names the probes in those lines.
    */
-  ready?: { what: string; wait: (gone: () => string | undefined) => Promise<void> };
+  ready?: {
+    what: string;
+    wait: (
+      gone: () => string | undefined,
+      signal: AbortSignal,
+      onFailure: (why: string) => void,
+    ) => Promise<void>;
+  };
   /** With dryRun: more files for the VM's directory (snapshot --vmm firecracker: its API requests, a script). */
   moreFiles?: (dir: string) => { name: string; text: string; mode?: number }[];
 }
@@ -328,19 +336,21 @@ function boot(
     for (const l of describeTimeline(tl)) req.stderr.write(`slimroot: ${l}\n`);
     req.onTimeline?.({ ...tl, vmmStartEpochMs: performance.timeOrigin + spawnedAt });
   };
-  const mark = (step: ResumeStep) => {
-    marks[step] = performance.now();
-    if (step === "resumed" && req.timeline && plan.resume) {
-      resumeTimelineDue = true;
-      if (!req.ready || marks.ready !== undefined) printResumeTimeline();
-    }
-  };
-  // run --probe: tried from now until it passes or the VM ends.
+  // run --probe: tried from the VMM's start (a resume's: once the app continues; before, an
+  // exec: probe might pass with the guest paused) until it passes or the VM ends.
   let readyAt: number | undefined;
-  if (req.ready) {
+  let probing = false;
+  let probeFailure: string | undefined;
+  const probeEnd = new AbortController();
+  const startProbe = () => {
+    if (!req.ready || probing) return;
+    probing = true;
     const { what } = req.ready;
+    const gone = () => (exited ? "the VM ended" : undefined);
     req.ready
-      .wait(() => (exited ? "the VM ended" : undefined))
+      .wait(gone, probeEnd.signal, (why) => {
+        probeFailure = why;
+      })
       .then(
         () => {
           readyAt = marks.ready = performance.now();
@@ -353,7 +363,17 @@ function boot(
         },
         () => {}, // the VM ended first: said when it closes
       );
-  }
+  };
+  const mark = (step: ResumeStep) => {
+    marks[step] = performance.now();
+    if (step !== "resumed") return;
+    startProbe();
+    if (req.timeline && plan.resume) {
+      resumeTimelineDue = true;
+      if (!req.ready) printResumeTimeline();
+    }
+  };
+  if (!plan.resume) startProbe();
   if (p.started || attached)
     (async () => {
       const checked = (resume.checks ?? Promise.resolve(spawnedAt)).then((at) => {
@@ -405,6 +425,7 @@ function boot(
       );
       if (refused) hostError = refused;
       exited = true;
+      probeEnd.abort(); // an attempt under way ends now (an exec: probe's processes killed)
       for (const t of timers) clearTimeout(t);
       process.off("exit", killOnExit);
       req.stop?.removeEventListener("abort", onStop);
@@ -431,8 +452,10 @@ function boot(
         req.stderr.write(`slimroot: ${timeout}VM stopped\n`);
         return resolve(EXIT_TIMEOUT);
       }
-      if (req.ready && readyAt === undefined)
-        req.stderr.write(`slimroot: --probe ${req.ready.what}: the VM ended before it passed\n`);
+      if (probing && readyAt === undefined)
+        req.stderr.write(
+          `slimroot: --probe ${req.ready!.what}: the VM ended before it passed${probeFailure ? ` (last: ${probeFailure})` : ""}\n`,
+        );
       if (resumeTimelineDue) printResumeTimeline();
       if (timed && reportedAt !== undefined) {
         const tl = buildTimeline({

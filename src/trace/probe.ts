@@ -203,14 +203,14 @@ function tcpTry(p: Extract<Probe, { kind: "tcp" }>, host: number, o: AttemptOpti
       sock.destroy();
       resolve(why);
     };
-    const abort = () => finish(ENDED);
-    o.signal?.addEventListener("abort", abort);
-    if (o.signal?.aborted) abort();
     let quiet: NodeJS.Timeout | undefined;
     const limit = setTimeout(
       () => finish(p.expect ? `no ${JSON.stringify(p.expect)} within ${limitMs / 1000} s` : "timed out"),
       limitMs,
     );
+    const abort = () => finish(ENDED);
+    o.signal?.addEventListener("abort", abort);
+    if (o.signal?.aborted) abort();
     sock.on("connect", () => {
       if (p.send) sock.write(p.send);
       if (!p.expect) quiet = setTimeout(() => finish(undefined), QUIET_MS);
@@ -260,14 +260,14 @@ function execAttempt(p: Extract<Probe, { kind: "exec" }>, ports: PortMap, o: Att
       killGroup(); // what it left behind
       resolve(why);
     };
-    const abort = () => finish(ENDED);
-    o.signal?.addEventListener("abort", abort);
-    if (o.signal?.aborted) abort();
     child.stderr.on("data", (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-2000);
     });
     const limitMs = o.attemptMs ?? ATTEMPT_MS;
     const limit = setTimeout(() => finish(`still running after ${limitMs / 1000} s`), limitMs);
+    const abort = () => finish(ENDED);
+    o.signal?.addEventListener("abort", abort);
+    if (o.signal?.aborted) abort();
     child.on("error", (err) => finish(`cannot run sh: ${err.message}`));
     // "exit", not "close": a process it left behind may hold its stderr open.
     child.on("exit", (code, signal) => {

@@ -80,6 +80,17 @@ test("an exec: probe's attempt ends at once on its signal, and what its command 
   assert.equal(left, "", "the probe's processes are gone");
 });
 
+test("an attempt with its signal already aborted ends at once, of every kind", async () => {
+  const ac = new AbortController();
+  ac.abort();
+  for (const spec of ["exec:sleep 30.4243", "tcp:80:hi:HELLO", "tcp:80", "http:80/"]) {
+    const t = Date.now();
+    const why = await attemptProbe(parseProbe(spec), new Map([[80, 9]]), { signal: ac.signal });
+    assert.notEqual(why, undefined, spec);
+    assert.ok(Date.now() - t < 2000, `${spec}: ${Date.now() - t} ms`);
+  }
+});
+
 test("a tcp: probe waiting for EXPECT gives up after attemptMs; an app that never answers holds it no longer", async () => {
   const server = createNetServer(() => {}); // accepts, never answers
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));

@@ -287,6 +287,17 @@ describe("slimroot run: busybox on amd64 (microvm)", { timeout: 10 * TEST_TIMEOU
     );
   });
 
+  test("--probe that never passes: the app's status stays its own, and run says the probe did not pass, also on --timeout", async () => {
+    const exits = await run([image, "--probe", "http:80/", "--", "sh", "-c", "exit 3"]);
+    assert.equal(exits.code, 3, exits.stderr);
+    assert.match(exits.stderr, /^slimroot: --probe http:80\/: the VM ended before it passed \(last: \w+/m);
+    assert.doesNotMatch(exits.stderr, /ready:/);
+    const slow = await run([image, "--probe", "http:80/", "--timeout", "3s", "--", "sleep", "60"]);
+    assert.equal(slow.code, 124, slow.stderr);
+    assert.match(slow.stderr, /^slimroot: --probe http:80\/: the VM ended before it passed/m);
+    assert.match(slow.stderr, /^slimroot: timed out after 3 s; VM stopped$/m);
+  });
+
   test("bad launch: a kernel file that does not exist", async () => {
     assertLaunchFailure(await run([image, "--kernel", join(work, "no-vmlinuz")]), /no-vmlinuz: no such file/);
   });

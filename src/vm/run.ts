@@ -440,6 +440,10 @@ function boot(
       if (hostError)
         return reject(hostError instanceof RunFailure ? hostError : new RunFailure(hostError.message));
       if (hostDone) return resolve(0);
+      if (probing && readyAt === undefined)
+        req.stderr.write(
+          `slimroot: --probe ${req.ready!.what}: the VM ended before it passed${probeFailure ? ` (last: ${probeFailure})` : ""}\n`,
+        );
       const timeout = timedOut ? `timed out after ${secs(req.timeoutMs!)}; ` : "";
       // Killed, after --timeout too: 137, as timeout(1) --kill-after reports its KILL.
       if (killed && watcher.exitCode === undefined) {
@@ -452,10 +456,6 @@ function boot(
         req.stderr.write(`slimroot: ${timeout}VM stopped\n`);
         return resolve(EXIT_TIMEOUT);
       }
-      if (probing && readyAt === undefined)
-        req.stderr.write(
-          `slimroot: --probe ${req.ready!.what}: the VM ended before it passed${probeFailure ? ` (last: ${probeFailure})` : ""}\n`,
-        );
       if (resumeTimelineDue) printResumeTimeline();
       if (timed && reportedAt !== undefined) {
         const tl = buildTimeline({

@@ -4,7 +4,7 @@
  * floor. Then the VM is stopped and waited for.
  */
 import { KERNEL_LINE } from "../trace/console-trace.js";
-import { type Probe, probePorts, TIMED_PROBE, waitForProbe } from "../trace/probe.js";
+import { type Probe, probePorts, TIMED_PROBE, waitForProbes } from "../trace/probe.js";
 import { freePort } from "../util/net.js";
 import { GuestReport, newReportKey, REPORT_KEY_ENV, REPORT_LINE } from "../vm/report.js";
 import { STANDBY_LINE, STANDBY_SIGNAL } from "../vm/standby.js";
@@ -47,7 +47,7 @@ export async function timeReady(
     }
     if (probes.length === 0) return await waitForExitReport(s, key, elapsed, deadline);
     const gone = () => (s.done ? `the VM ended (${lastLine(s.output, key)})` : undefined);
-    for (const p of probes) await waitForProbe(p, ports, deadline, gone, TIMED_PROBE);
+    await waitForProbes(probes, ports, deadline, gone, TIMED_PROBE);
     return { seconds: elapsed() };
   } catch (err) {
     return { error: (err as Error).message };

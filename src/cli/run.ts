@@ -11,7 +11,7 @@ import {
   portMap,
   probeForwards,
   TIMED_PROBE,
-  waitForProbe,
+  waitForProbes,
 } from "../trace/probe.js";
 import { oneLine, UserError } from "../util/errors.js";
 import { parseVolume } from "../vm/disks.js";
@@ -127,10 +127,8 @@ export function machineOptions(opts: Record<string, unknown>) {
 function readyProbes(probes: readonly Probe[], ports: PortMap): NonNullable<RunRequest["ready"]> {
   return {
     what: probes.map((p) => p.spec).join(", "),
-    wait: async (gone, signal, onFailure) => {
-      for (const p of probes)
-        await waitForProbe(p, ports, Number.POSITIVE_INFINITY, gone, { ...TIMED_PROBE, signal, onFailure });
-    },
+    wait: (gone, signal, onFailure) =>
+      waitForProbes(probes, ports, Number.POSITIVE_INFINITY, gone, { ...TIMED_PROBE, signal, onFailure }),
   };
 }
 

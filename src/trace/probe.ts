@@ -177,40 +177,58 @@ async function tcpAttempt(
   unused: number | undefined,
   o: AttemptOptions,
 ): Attempt {
+  // Without EXPECT a connection passes by lasting QUIET_MS: no shorter bound than the default.
+  const unbounded = o.signal ? { signal: o.signal } : {};
   if (
     unused !== undefined &&
-    (await tcpTry({ kind: "tcp", spec: "", port: UNUSED_GUEST_PORT }, unused, {
-      ...(o.signal ? { signal: o.signal } : {}),
-    })) === undefined
+    (await tcpTry({ kind: "tcp", spec: "", port: UNUSED_GUEST_PORT }, unused, unbounded)) === undefined
   )
     return "the guest's network does not answer yet";
-  // Without EXPECT a connection passes by lasting QUIET_MS: no shorter bound than the default.
-  return tcpTry(p, host, p.expect ? o : { ...(o.signal ? { signal: o.signal } : {}) });
+  return tcpTry(p, host, p.expect ? o : unbounded);
+}
+
+/**
+ * How every attempt that waits on something ends: the first call of the returned `finish`
+ * wins, its time limit (`limitWhy` after `o.attemptMs`, default 10 s) and `o.signal` call it
+ * too, and `cleanup` runs once before it resolves. An already aborted signal ends it at once.
+ */
+function settleOnce(
+  resolve: (why: string | undefined) => void,
+  o: AttemptOptions,
+  limitWhy: (ms: number) => string,
+  cleanup: () => void,
+): (why: string | undefined) => void {
+  let done = false;
+  const finish = (why: string | undefined) => {
+    if (done) return;
+    done = true;
+    clearTimeout(limit);
+    o.signal?.removeEventListener("abort", abort);
+    cleanup();
+    resolve(why);
+  };
+  const limitMs = o.attemptMs ?? ATTEMPT_MS;
+  const limit = setTimeout(() => finish(limitWhy(limitMs)), limitMs);
+  const abort = () => finish(ENDED);
+  o.signal?.addEventListener("abort", abort);
+  if (o.signal?.aborted) abort();
+  return finish;
 }
 
 function tcpTry(p: Extract<Probe, { kind: "tcp" }>, host: number, o: AttemptOptions): Attempt {
-  const limitMs = o.attemptMs ?? ATTEMPT_MS;
   return new Promise((resolve) => {
     const sock = connect({ host: "127.0.0.1", port: host });
     let got = "";
-    let done = false;
-    const finish = (why: string | undefined) => {
-      if (done) return;
-      done = true;
-      clearTimeout(quiet);
-      clearTimeout(limit);
-      o.signal?.removeEventListener("abort", abort);
-      sock.destroy();
-      resolve(why);
-    };
     let quiet: NodeJS.Timeout | undefined;
-    const limit = setTimeout(
-      () => finish(p.expect ? `no ${JSON.stringify(p.expect)} within ${limitMs / 1000} s` : "timed out"),
-      limitMs,
+    const finish = settleOnce(
+      resolve,
+      o,
+      (ms) => (p.expect ? `no ${JSON.stringify(p.expect)} within ${ms / 1000} s` : "timed out"),
+      () => {
+        clearTimeout(quiet);
+        sock.destroy();
+      },
     );
-    const abort = () => finish(ENDED);
-    o.signal?.addEventListener("abort", abort);
-    if (o.signal?.aborted) abort();
     sock.on("connect", () => {
       if (p.send) sock.write(p.send);
       if (!p.expect) quiet = setTimeout(() => finish(undefined), QUIET_MS);
@@ -241,7 +259,6 @@ function execAttempt(p: Extract<Probe, { kind: "exec" }>, ports: PortMap, o: Att
       detached: true,
     });
     let stderr = "";
-    let done = false;
     const killGroup = () => {
       try {
         if (child.pid !== undefined) process.kill(-child.pid, "SIGKILL");
@@ -251,23 +268,18 @@ function execAttempt(p: Extract<Probe, { kind: "exec" }>, ports: PortMap, o: Att
     };
     // Its own group does not get the terminal's Ctrl-C: killed with us however we exit.
     process.on("exit", killGroup);
-    const finish = (why: string | undefined) => {
-      if (done) return;
-      done = true;
-      clearTimeout(limit);
-      o.signal?.removeEventListener("abort", abort);
-      process.off("exit", killGroup);
-      killGroup(); // what it left behind
-      resolve(why);
-    };
+    const finish = settleOnce(
+      resolve,
+      o,
+      (ms) => `still running after ${ms / 1000} s`,
+      () => {
+        process.off("exit", killGroup);
+        killGroup(); // what it left behind
+      },
+    );
     child.stderr.on("data", (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-2000);
     });
-    const limitMs = o.attemptMs ?? ATTEMPT_MS;
-    const limit = setTimeout(() => finish(`still running after ${limitMs / 1000} s`), limitMs);
-    const abort = () => finish(ENDED);
-    o.signal?.addEventListener("abort", abort);
-    if (o.signal?.aborted) abort();
     child.on("error", (err) => finish(`cannot run sh: ${err.message}`));
     // "exit", not "close": a process it left behind may hold its stderr open.
     child.on("exit", (code, signal) => {
@@ -336,4 +348,15 @@ export async function waitForProbe(
       throw new ProbeFailure(`probe ${p.spec}: still failing when the time ran out: ${why}`);
     await new Promise((r) => setTimeout(r, o.retryMs ?? RETRY_MS));
   }
+}
+
+/** Each of `probes` in turn, as waitForProbe (bench's boots, trace, `run --probe`). */
+export async function waitForProbes(
+  probes: readonly Probe[],
+  ports: PortMap,
+  deadline: number,
+  gone: () => string | undefined,
+  o: WaitOptions = {},
+): Promise<void> {
+  for (const p of probes) await waitForProbe(p, ports, deadline, gone, o);
 }

@@ -11,7 +11,7 @@ import type { PortForward } from "../vm/ports.js";
 import { GuestReport } from "../vm/report.js";
 import { EXIT_KILLED, RunFailure, runImage } from "../vm/run.js";
 import { TraceCollector } from "./console-trace.js";
-import { type PortMap, type Probe, probePorts, waitForProbe } from "./probe.js";
+import { type PortMap, type Probe, probePorts, waitForProbes } from "./probe.js";
 
 export interface SessionOptions {
   image: string;
@@ -111,7 +111,7 @@ export async function probeSession(o: SessionOptions): Promise<SessionResult> {
   let probeError: unknown;
   try {
     const deadline = Date.now() + o.readyTimeoutMs;
-    for (const p of o.probes) await waitForProbe(p, ports, deadline, () => ended);
+    await waitForProbes(o.probes, ports, deadline, () => ended);
     if (o.probes.length) await sleepUnless(o.settleMs, () => ended !== undefined);
   } catch (err) {
     probeError = err;

@@ -338,7 +338,6 @@ function boot(
   };
   // run --probe: tried from the VMM's start (a resume's: once the app continues; before, an
   // exec: probe might pass with the guest paused) until it passes or the VM ends.
-  let readyAt: number | undefined;
   let probing = false;
   let probeFailure: string | undefined;
   const probeEnd = new AbortController();
@@ -353,7 +352,8 @@ function boot(
       })
       .then(
         () => {
-          readyAt = marks.ready = performance.now();
+          const readyAt = performance.now();
+          marks.ready = readyAt;
           const s = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
           const go = marks.go === undefined ? "" : `, ${s(readyAt - marks.go)} after ${STANDBY_SIGNAL}`;
           req.stderr.write(
@@ -440,7 +440,7 @@ function boot(
       if (hostError)
         return reject(hostError instanceof RunFailure ? hostError : new RunFailure(hostError.message));
       if (hostDone) return resolve(0);
-      if (probing && readyAt === undefined)
+      if (probing && marks.ready === undefined)
         req.stderr.write(
           `slimroot: --probe ${req.ready!.what}: the VM ended before it passed${probeFailure ? ` (last: ${probeFailure})` : ""}\n`,
         );
@@ -463,7 +463,7 @@ function boot(
           initTimes: report.times,
           endMs: reportedAt,
           ...(symbols ? { symbols } : {}),
-          ...(readyAt === undefined ? {} : { readyMs: readyAt - spawnedAt }),
+          ...(marks.ready === undefined ? {} : { readyMs: marks.ready - spawnedAt }),
         });
         for (const l of describeTimeline(tl)) req.stderr.write(`slimroot: ${l}\n`);
         req.onTimeline?.({ ...tl, vmmStartEpochMs: performance.timeOrigin + spawnedAt });

@@ -4,7 +4,7 @@ import { promisify } from "node:util";
 import { createGunzip } from "node:zlib";
 import type { Arch } from "../arch/arch.js";
 import { toolFilter } from "../util/tool-filter.js";
-import { parallelGzip } from "./gzip.js";
+import { GZIP_BLOCK, parallelGzip } from "./gzip.js";
 import { type Compressed, detectCompression } from "./magic.js";
 
 export type Compression = Compressed | "none";
@@ -74,7 +74,7 @@ function toolArgs(kind: Exclude<Compression, "gzip" | "none">, arch?: Arch): str
 export async function compressorVersion(kind: Compression, arch?: Arch): Promise<string> {
   if (kind === "none") return "none";
   if (kind === "gzip")
-    return `gzip level ${GZIP_LEVEL} (slimroot's parallel deflate, 128 KiB blocks) with zlib ${process.versions.zlib} (Node ${process.version})`;
+    return `gzip level ${GZIP_LEVEL} (slimroot's parallel deflate, ${GZIP_BLOCK / 1024} KiB blocks) with zlib ${process.versions.zlib} (Node ${process.version})`;
   const { stdout } = await promisify(execFile)(kind, ["--version"]).catch(() => ({ stdout: "" }));
   const version = stdout
     .trim()
@@ -101,9 +101,10 @@ export function sniffedDecompressor(
 export function decompressor(kind: Compression, what: string): Duplex {
   switch (kind) {
     case "gzip":
-      // Output in 256 KiB pieces: zlib's 16 KiB default made a layer's inflate thousands of
-      // thread-pool round trips.
-      return createGunzip({ chunkSize: 256 * 1024 });
+      // Output in 1 MiB pieces: zlib's 16 KiB default made a layer's inflate thousands of
+      // thread-pool round trips, each waiting for the main thread (busy with the tar) to ask
+      // for the next; 256 KiB still left the 186 MB nginx layer's inflate 80 ms slower.
+      return createGunzip({ chunkSize: 1024 * 1024 });
     case "zstd":
       return toolFilter("zstd", ["-d", "-q", "-c"], what);
     case "xz":

@@ -21,7 +21,7 @@ const OUT_CHUNK = 256 * 1024;
  * libuv's thread pool behind the queued deflate calls, and at the 16 KiB default each one
  * waited there while no new block was cut, so cores idled.
  */
-const OUTPUT_AHEAD = 4 * 1024 * 1024;
+const OUTPUT_AHEAD = 1024 * 1024;
 
 function deflateBlock(data: Buffer, dictionary: Buffer | undefined, last: boolean, level: number) {
   return new Promise<Buffer>((resolve, reject) => {

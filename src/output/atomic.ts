@@ -71,7 +71,7 @@ async function writeTemp(
   let bytes = 0;
   // Writes queue on libuv's thread pool behind whatever else is there (a compressor's deflate
   // calls): with the 16 KiB default each write held the stream before it back.
-  const out = createWriteStream(tmp, { mode: f.mode ?? 0o644, flags: "wx", highWaterMark: 4 << 20 });
+  const out = createWriteStream(tmp, { mode: f.mode ?? 0o644, flags: "wx", highWaterMark: 1 << 20 });
   let outError: unknown;
   out.on("error", (err) => {
     outError = err;

@@ -1,8 +1,9 @@
 // `make bench-build`: what the whole-image build costs against the work it cannot avoid.
 // Times `slimroot build oci:<nginx> --minimize none -o x.cpio.gz` against a shell pipeline that
-// decompresses the same layer blobs and recompresses them the way slimroot does (gzip level 6
-// in 128 KiB blocks on every core: `zcat LAYERS | pigz -6 -b 128 > FILE`), in paired runs that
-// alternate which goes first, so load from other work on the machine falls on both alike.
+// decompresses the same layer blobs and recompresses them at slimroot's gzip level on every
+// core, as issue 17 measured it (`zcat LAYERS | pigz -6 -b 128 > FILE`: pigz's default block
+// size, written out), in paired runs that alternate which goes first, so load from other work
+// on the machine falls on both alike.
 // Prints each pair, the medians, their ratio, slimroot's peak RSS and the load average.
 //   node --import tsx scripts/bench-build.ts [--runs N] [--source OCI-LAYOUT-DIR] [--cli MAIN.JS]
 // Needs pigz and GNU time (/usr/bin/time); the built CLI (dist/cli/main.js).

@@ -68,7 +68,8 @@ bench: build
 
 # The README's build-cost figure: `slimroot build` against `zcat layers | pigz -6`, paired runs.
 bench-build: build
-	node --import tsx scripts/bench-build.ts
+	node --import tsx scripts/bench-build.ts --tree fixture
+	node --import tsx scripts/bench-build.ts --tree issue
 
 clean:
 	rm -rf dist .stamp-apt

@@ -5,7 +5,10 @@
 // size, written out), in paired runs that alternate which goes first, so load from other work
 // on the machine falls on both alike.
 // Prints each pair, the medians, their ratio, slimroot's peak RSS and the load average.
-//   node --import tsx scripts/bench-build.ts [--runs N] [--source OCI-LAYOUT-DIR] [--cli MAIN.JS]
+//   node --import tsx scripts/bench-build.ts [--runs N] [--tree fixture|issue | --source OCI-LAYOUT-DIR] [--cli MAIN.JS]
+// --tree fixture (the default): the test suite's nginx. --tree issue: the tree issue 17 measured
+// on, Debian's nginx from `mmdebstrap --variant=apt` in one layer (test/fixtures/bench-tree.sh,
+// built once and cached beside the test fixtures; needs root, mmdebstrap, umoci, Debian's mirror).
 // Needs pigz and GNU time (/usr/bin/time); the built CLI (dist/cli/main.js).
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
@@ -13,17 +16,41 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { REPO } from "../test/support/cli.js";
-import { nginxFixture } from "../test/support/fixtures.js";
+import {
+  cachedDir,
+  hash,
+  MIRROR,
+  nginxFixture,
+  runFixtureScript,
+  SOURCE_DATE_EPOCH,
+  SUITE,
+} from "../test/support/fixtures.js";
 
 const { values } = parseArgs({
-  options: { runs: { type: "string", default: "5" }, source: { type: "string" }, cli: { type: "string" } },
+  options: {
+    runs: { type: "string", default: "5" },
+    tree: { type: "string", default: "fixture" },
+    source: { type: "string" },
+    cli: { type: "string" },
+  },
 });
 const runs = Number(values.runs);
 if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs ${values.runs}: a positive integer`);
 for (const tool of ["/usr/bin/time", "pigz", "zcat"])
   if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0) throw new Error(`${tool} is needed`);
 
-const layout = values.source ?? (await nginxFixture()).ociLayout;
+if (values.tree !== "fixture" && values.tree !== "issue") throw new Error(`--tree ${values.tree}: fixture or issue`);
+
+/** The OCI layout of issue 17's tree, built by test/fixtures/bench-tree.sh once per recipe. */
+async function issueTree(): Promise<string> {
+  const script = join(REPO, "test", "fixtures", "bench-tree.sh");
+  const env = { FIXTURE_SUITE: SUITE, FIXTURE_MIRROR: MIRROR, SOURCE_DATE_EPOCH: String(SOURCE_DATE_EPOCH) };
+  const key = hash(JSON.stringify(env), readFileSync(script));
+  const dir = await cachedDir("bench-debian-nginx", key, (tmp) => runFixtureScript(script, [tmp], tmp, env), env);
+  return join(dir, "oci");
+}
+
+const layout = values.source ?? (values.tree === "issue" ? await issueTree() : (await nginxFixture()).ociLayout);
 const layers = layerBlobs(layout);
 const main = values.cli ?? join(REPO, "dist", "cli", "main.js");
 if (!existsSync(main)) throw new Error(`${main} is missing: npm run build first`);

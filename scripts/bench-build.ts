@@ -39,18 +39,25 @@ if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs ${values.runs}:
 for (const tool of ["/usr/bin/time", "pigz", "zcat"])
   if (spawnSync("sh", ["-c", `command -v ${tool}`]).status !== 0) throw new Error(`${tool} is needed`);
 
-if (values.tree !== "fixture" && values.tree !== "issue") throw new Error(`--tree ${values.tree}: fixture or issue`);
+if (values.tree !== "fixture" && values.tree !== "issue")
+  throw new Error(`--tree ${values.tree}: fixture or issue`);
 
 /** The OCI layout of issue 17's tree, built by test/fixtures/bench-tree.sh once per recipe. */
 async function issueTree(): Promise<string> {
   const script = join(REPO, "test", "fixtures", "bench-tree.sh");
   const env = { FIXTURE_SUITE: SUITE, FIXTURE_MIRROR: MIRROR, SOURCE_DATE_EPOCH: String(SOURCE_DATE_EPOCH) };
   const key = hash(JSON.stringify(env), readFileSync(script));
-  const dir = await cachedDir("bench-debian-nginx", key, (tmp) => runFixtureScript(script, [tmp], tmp, env), env);
+  const dir = await cachedDir(
+    "bench-debian-nginx",
+    key,
+    (tmp) => runFixtureScript(script, [tmp], tmp, env),
+    env,
+  );
   return join(dir, "oci");
 }
 
-const layout = values.source ?? (values.tree === "issue" ? await issueTree() : (await nginxFixture()).ociLayout);
+const layout =
+  values.source ?? (values.tree === "issue" ? await issueTree() : (await nginxFixture()).ociLayout);
 const layers = layerBlobs(layout);
 const main = values.cli ?? join(REPO, "dist", "cli", "main.js");
 if (!existsSync(main)) throw new Error(`${main} is missing: npm run build first`);

@@ -10,8 +10,8 @@ import { constants, crc32, deflateRaw } from "node:zlib";
 export const GZIP_BLOCK = 512 * 1024;
 const WINDOW = 32 * 1024;
 /**
- * Blocks being deflated at once, beyond the one awaited first: enough for libuv's four threads.
- * Each holds its input and output; at 4 the nginx tree's build was 2% slower, at 8 it took
+ * The most blocks being deflated at once (with this many queued, the first is awaited before
+ * the next is cut): enough for libuv's four threads. Each holds its input and output; at 4 the nginx tree's build was 2% slower, at 8 it took
  * some 10 MiB more memory than at 6 for no speed (6 rounds each, 2026-12-04).
  */
 const MAX_IN_FLIGHT = 6;
